@@ -1,0 +1,1 @@
+# Test suite package marker: lets test modules import helpers as `tests.support...`.
