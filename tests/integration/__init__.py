@@ -1,0 +1,1 @@
+# Integration tests: they run against real MariaDB servers (see tests/support/mariadb.py).
