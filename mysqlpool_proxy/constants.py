@@ -1,0 +1,74 @@
+"""Protocol constants: PyMySQL's, plus the few it lacks.
+
+CLIENT, COMMAND, SERVER_STATUS, ER, CR and FIELD_TYPE are PyMySQL's own
+modules, re-exported so the rest of the proxy has one import site. Only what
+PyMySQL does not define is defined here: capability bits above 24, the
+status bits above 0x400, COM_RESET_CONNECTION (PyMySQL's COM_END = 0x1F is
+stale), the session-state-change types and the SQLSTATE map.
+"""
+
+from pymysql.constants import CLIENT, COMMAND, CR, ER, FIELD_TYPE, SERVER_STATUS
+
+__all__ = [
+    "CLIENT", "COMMAND", "CR", "ER", "FIELD_TYPE", "SERVER_STATUS",
+    "CLIENT_OPTIONAL_RESULTSET_METADATA", "CLIENT_QUERY_ATTRIBUTES",
+    "CLIENT_MULTI_FACTOR_AUTHENTICATION", "CLIENT_SSL_VERIFY_SERVER_CERT",
+    "CLIENT_REMEMBER_OPTIONS", "COM_RESET_CONNECTION",
+    "SERVER_QUERY_WAS_SLOW", "SERVER_PS_OUT_PARAMS",
+    "SERVER_STATUS_IN_TRANS_READONLY", "SERVER_SESSION_STATE_CHANGED",
+    "SESSION_TRACK", "ER_MALFORMED_PACKET", "sqlstate_for",
+]
+
+# Capability bits PyMySQL stops short of (it ends at DEPRECATE_EOF = 1 << 24).
+CLIENT_OPTIONAL_RESULTSET_METADATA = 1 << 25
+CLIENT_ZSTD_COMPRESSION_ALGORITHM = 1 << 26
+CLIENT_QUERY_ATTRIBUTES = 1 << 27
+CLIENT_MULTI_FACTOR_AUTHENTICATION = 1 << 28
+CLIENT_CAPABILITY_EXTENSION = 1 << 29
+CLIENT_SSL_VERIFY_SERVER_CERT = 1 << 30
+CLIENT_REMEMBER_OPTIONS = 1 << 31
+
+COM_RESET_CONNECTION = 0x1F
+
+SERVER_QUERY_WAS_SLOW = 0x0800
+SERVER_PS_OUT_PARAMS = 0x1000
+SERVER_STATUS_IN_TRANS_READONLY = 0x2000
+SERVER_SESSION_STATE_CHANGED = 0x4000
+
+
+class SESSION_TRACK:
+    """Types of the entries in an OK packet's session-state-change block."""
+
+    SYSTEM_VARIABLES = 0
+    SCHEMA = 1
+    STATE_CHANGE = 2
+    GTIDS = 3
+    TRANSACTION_CHARACTERISTICS = 4
+    TRANSACTION_STATE = 5
+
+
+# MySQL 5.7+/MariaDB 10.1+ error numbers that PyMySQL's ER list lacks.
+ER_MALFORMED_PACKET = 1835
+
+# SQLSTATE for the error numbers the proxy itself sends; HY000 otherwise.
+_SQLSTATE = {
+    ER.ACCESS_DENIED_ERROR: "28000",
+    ER.CON_COUNT_ERROR: "08004",
+    ER.TOO_MANY_USER_CONNECTIONS: "42000",
+    ER.UNKNOWN_COM_ERROR: "08S01",
+    ER.HANDSHAKE_ERROR: "08S01",
+    ER.NET_PACKET_TOO_LARGE: "08S01",
+    ER.QUERY_INTERRUPTED: "70100",
+    ER.SERVER_SHUTDOWN: "08S01",
+    ER.NOT_SUPPORTED_AUTH_MODE: "08004",
+    ER.NO_SUCH_THREAD: "HY000",
+    ER.BAD_DB_ERROR: "42000",
+    ER.LOCK_WAIT_TIMEOUT: "HY000",
+    ER_MALFORMED_PACKET: "HY000",
+    CR.CR_SERVER_LOST: "08S01",
+    CR.CR_SERVER_GONE_ERROR: "08S01",
+}
+
+
+def sqlstate_for(errno: int) -> str:
+    return _SQLSTATE.get(errno, "HY000")

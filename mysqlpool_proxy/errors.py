@@ -1,0 +1,43 @@
+"""Errors: protocol violations, and errors the proxy reports to clients.
+
+ProtocolError is raised by the sans-IO layer when bytes do not parse
+(RemoteProtocolError: the peer sent something malformed) or when the proxy
+asks it for something impossible (LocalProtocolError: a bug of ours).
+ProxyError is an error a client is meant to see: it carries the MySQL error
+number, SQLSTATE and message that become an ERR packet, never Python text.
+"""
+
+from __future__ import annotations
+
+from .constants import ER, ER_MALFORMED_PACKET, sqlstate_for
+
+
+class ProtocolError(Exception):
+    """Bytes that do not follow the MySQL protocol."""
+
+    errno = ER_MALFORMED_PACKET
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something malformed or out of order."""
+
+
+class LocalProtocolError(ProtocolError):
+    """The proxy used the protocol layer wrongly (a bug)."""
+
+
+class PacketTooLarge(RemoteProtocolError):
+    errno = ER.NET_PACKET_TOO_LARGE
+
+
+class ProxyError(Exception):
+    """An error to be sent to a client as an ERR packet."""
+
+    def __init__(self, errno: int, message: str, sqlstate: str | None = None):
+        super().__init__(message)
+        self.errno = errno
+        self.message = message
+        self.sqlstate = sqlstate or sqlstate_for(errno)
+
+    def __repr__(self) -> str:
+        return f"ProxyError({self.errno}, {self.message!r}, {self.sqlstate!r})"

@@ -1,0 +1,204 @@
+"""Packet framing: 4-byte headers, sequence ids and 16 MiB continuation.
+
+Every MySQL packet is `length(3) seq(1) payload(length)`. A payload of
+0xFFFFFF bytes or more is split: each full 0xFFFFFF-byte frame is followed by
+another frame, and the last frame is shorter (possibly empty). A *logical*
+packet is the joined payload of such a run of frames.
+
+`PacketDecoder` turns a byte stream into logical packets. It keeps the raw
+frame bytes too, because the relay forwards what arrived verbatim (same
+sequence ids, no re-encoding). A logical packet larger than `max_size` is not
+buffered: its frames are skipped as they arrive and a single `Oversized`
+marker is returned in its place, so one oversized packet costs a client an
+error, not its connection, and costs the proxy no memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import LocalProtocolError
+
+__all__ = ["MAX_FRAME", "HEADER_SIZE", "Packet", "Oversized", "PacketDecoder", "encode_packet", "frame_header"]
+
+MAX_FRAME = 0xFFFFFF
+HEADER_SIZE = 4
+
+
+@dataclass(slots=True)
+class Packet:
+    """One logical packet: `payload` joined, `raw` as it arrived (headers included)."""
+
+    seq: int  # sequence id of the first frame
+    last_seq: int  # sequence id of the last frame
+    payload: bytes
+    raw: bytes
+
+
+@dataclass(slots=True)
+class Oversized:
+    """Stands in for a logical packet larger than the decoder's limit (already skipped)."""
+
+    seq: int
+    last_seq: int
+    size: int
+
+
+def frame_header(length: int, seq: int) -> bytes:
+    return bytes((length & 0xFF, (length >> 8) & 0xFF, length >> 16, seq & 0xFF))
+
+
+def encode_packet(payload: bytes, seq: int) -> bytes:
+    """Frame `payload` starting at sequence id `seq`, splitting at 16 MiB."""
+    n = len(payload)
+    if n < MAX_FRAME:
+        return frame_header(n, seq) + payload
+    parts = []
+    pos = 0
+    while True:
+        chunk = payload[pos:pos + MAX_FRAME]
+        parts.append(frame_header(len(chunk), seq))
+        parts.append(chunk)
+        seq = (seq + 1) & 0xFF
+        pos += len(chunk)
+        if len(chunk) < MAX_FRAME:
+            break
+    return b"".join(parts)
+
+
+def next_seq(packet_seq: int) -> int:
+    return (packet_seq + 1) & 0xFF
+
+
+class PacketDecoder:
+    """Incremental decoder of logical packets from a byte stream."""
+
+    __slots__ = ("_buf", "max_size", "_skip", "_skip_total", "_skip_seq", "_skip_last", "_skip_more")
+
+    def __init__(self, max_size: int = 1 << 30):
+        if max_size < 1:
+            raise LocalProtocolError("max_size must be positive")
+        self._buf = bytearray()
+        self.max_size = max_size
+        # State while skipping an oversized logical packet.
+        self._skip = 0  # bytes of the current frame still to drop
+        self._skip_total = -1  # -1: not skipping
+        self._skip_seq = 0
+        self._skip_last = 0
+        self._skip_more = False  # another frame follows the current one
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def take_buffer(self) -> bytes:
+        """Hand over all unparsed bytes (e.g. when switching to raw relay)."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
+    def next_packet(self) -> Packet | Oversized | None:
+        """The next complete logical packet, or None if more bytes are needed."""
+        if self._skip_total >= 0:
+            return self._continue_skip()
+        buf = self._buf
+        total = 0
+        pos = 0
+        frames = 0
+        while True:
+            if len(buf) - pos < HEADER_SIZE:
+                return None
+            length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+            total += length
+            if total > self.max_size:
+                return self._start_skip(pos, total)
+            end = pos + HEADER_SIZE + length
+            if len(buf) < end:
+                return None
+            frames += 1
+            last_seq = buf[pos + 3]
+            pos = end
+            if length < MAX_FRAME:
+                break
+        return self._cut(pos, frames, last_seq)
+
+    def _cut(self, end: int, frames: int, last_seq: int) -> Packet:
+        buf = self._buf
+        raw = bytes(buf[:end])
+        del buf[:end]
+        seq = raw[3]
+        if frames == 1:
+            payload = raw[HEADER_SIZE:]
+        else:
+            parts = []
+            pos = 0
+            while pos < end:
+                length = raw[pos] | raw[pos + 1] << 8 | raw[pos + 2] << 16
+                parts.append(raw[pos + HEADER_SIZE:pos + HEADER_SIZE + length])
+                pos += HEADER_SIZE + length
+            payload = b"".join(parts)
+        return Packet(seq, last_seq, payload, raw)
+
+    # -- oversized packets -------------------------------------------------
+
+    def _start_skip(self, frame_pos: int, total_so_far: int) -> Oversized | None:
+        """Drop everything of an oversized packet that has arrived; keep skipping later."""
+        buf = self._buf
+        self._skip_seq = buf[3]
+        self._skip_total = 0
+        # Re-walk from the first frame, dropping whole frames as we go.
+        pos = 0
+        while True:
+            length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+            self._skip_last = buf[pos + 3]
+            self._skip_total += length
+            self._skip_more = length == MAX_FRAME
+            end = pos + HEADER_SIZE + length
+            if end > len(buf):
+                self._skip = end - len(buf)
+                del buf[:]
+                return None
+            pos = end
+            if not self._skip_more:
+                del buf[:pos]
+                return self._finish_skip()
+            if len(buf) - pos < HEADER_SIZE:
+                del buf[:pos]
+                self._skip = 0
+                return None
+
+    def _continue_skip(self) -> Oversized | None:
+        buf = self._buf
+        if self._skip:
+            drop = min(self._skip, len(buf))
+            del buf[:drop]
+            self._skip -= drop
+            if self._skip:
+                return None
+            if not self._skip_more:
+                return self._finish_skip()
+        while True:
+            if len(buf) < HEADER_SIZE:
+                return None
+            length = buf[0] | buf[1] << 8 | buf[2] << 16
+            self._skip_last = buf[3]
+            self._skip_total += length
+            self._skip_more = length == MAX_FRAME
+            end = HEADER_SIZE + length
+            if end > len(buf):
+                self._skip = end - len(buf)
+                del buf[:]
+                return None
+            del buf[:end]
+            if not self._skip_more:
+                return self._finish_skip()
+
+    def _finish_skip(self) -> Oversized:
+        marker = Oversized(self._skip_seq, self._skip_last, self._skip_total)
+        self._skip_total = -1
+        self._skip = 0
+        self._skip_more = False
+        return marker

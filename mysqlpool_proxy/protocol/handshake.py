@@ -1,0 +1,269 @@
+"""The client-facing connection phase, as a sans-IO state machine.
+
+    GREETING_SENT --SSLRequest--> GREETING_SENT (tls)   [StartTLS]
+    GREETING_SENT --HandshakeResponse41--> VERIFIED | AUTH_SWITCH_SENT | FAILED
+    AUTH_SWITCH_SENT --auth data--> VERIFIED | FAILED
+    VERIFIED --accept()--> DONE      (OK sent)
+    VERIFIED --reject()--> FAILED    (ERR sent)
+
+`receive(packet)` returns events; bytes to write are `Send` events, already
+framed with the right sequence ids. `Verified` means the password checked
+out; the caller may still refuse (e.g. unknown schema) before OK is sent.
+
+The authenticator is shared with COM_CHANGE_USER (`ChangeUserAuth`), which
+runs the same plugin negotiation against the handshake's original scramble.
+Plugins: mysql_native_password always; caching_sha2_password fast path when
+the proxy knows the password. Any other plugin a client opens with is
+switched to one of those (AuthSwitchRequest).
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass
+from typing import Callable
+
+from ..constants import CLIENT, ER, SERVER_STATUS, sqlstate_for
+from ..errors import RemoteProtocolError
+from . import auth
+from .framing import Packet, encode_packet, next_seq
+from .packets import (
+    ChangeUser, HandshakeResponse, HandshakeV10, is_ssl_request, make_auth_more_data, make_auth_switch, make_err,
+    make_handshake_v10, make_ok, parse_handshake_response,
+)
+
+__all__ = [
+    "HandshakeState", "Send", "StartTLS", "Verified", "Failed", "ServerHandshake", "ChangeUserAuth",
+    "make_scramble", "access_denied_message",
+]
+
+ER_NET_PACKETS_OUT_OF_ORDER = 1156
+FAST_AUTH_SUCCESS = b"\x03"
+
+CredentialsLookup = Callable[[bytes], "auth.Credentials | None"]
+
+
+class HandshakeState(enum.Enum):
+    GREETING_SENT = "greeting_sent"
+    AUTH_SWITCH_SENT = "auth_switch_sent"
+    VERIFIED = "verified"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class Send:
+    data: bytes
+
+
+@dataclass(slots=True)
+class StartTLS:
+    pass
+
+
+@dataclass(slots=True)
+class Verified:
+    user: bytes
+    database: bytes | None
+    capabilities: int
+    charset: int | None
+    connect_attrs: dict[bytes, bytes]
+    plugin: bytes
+
+
+@dataclass(slots=True)
+class Failed:
+    errno: int
+    message: str
+
+
+def make_scramble() -> bytes:
+    """20 printable ASCII bytes (33..126), like the server's: no NUL, safe for every client."""
+    return bytes(33 + secrets.randbelow(94) for _ in range(auth.SCRAMBLE_LENGTH))
+
+
+def access_denied_message(user: bytes, host: str, token: bytes) -> str:
+    using = "YES" if token not in (b"", b"\0") else "NO"
+    name = user.decode("utf-8", "replace")
+    return f"Access denied for user '{name}'@'{host}' (using password: {using})"
+
+
+class _Authenticator:
+    """Plugin negotiation and verification, shared by handshake and change-user."""
+
+    __slots__ = ("lookup", "client_host", "scramble", "plugin", "user", "creds")
+
+    def __init__(self, lookup: CredentialsLookup, client_host: str, scramble: bytes):
+        self.lookup = lookup
+        self.client_host = client_host
+        self.scramble = scramble
+        self.plugin = auth.NATIVE
+        self.user = b""
+        self.creds: auth.Credentials | None = None
+
+    def start(self, user: bytes, client_plugin: bytes | None, token: bytes) -> tuple[str, bytes]:
+        """Returns ("ok", extra) / ("switch", payload) / ("denied", token)."""
+        self.user = user
+        self.creds = self.lookup(user)
+        creds = self.creds or auth.dummy_credentials()
+        plugin = client_plugin or auth.NATIVE
+        if plugin not in creds.plugins():
+            self.plugin = auth.NATIVE
+            return "switch", make_auth_switch(auth.NATIVE, self.scramble + b"\0")
+        self.plugin = plugin
+        return self.finish(token)
+
+    def finish(self, token: bytes) -> tuple[str, bytes]:
+        creds = self.creds or auth.dummy_credentials()
+        ok = auth.verify(self.plugin, creds, self.scramble, token)
+        if not ok or self.creds is None:
+            return "denied", token
+        return "ok", (make_auth_more_data(FAST_AUTH_SUCCESS) if self.plugin == auth.CACHING_SHA2 else b"")
+
+    def denied(self, token: bytes) -> Failed:
+        return Failed(ER.ACCESS_DENIED_ERROR, access_denied_message(self.user, self.client_host, token))
+
+
+class _AuthExchange:
+    """Sequence ids, OK/ERR endings and the Verified event, common to both exchanges."""
+
+    __slots__ = ("state", "capabilities", "_auth", "_seq")
+
+    def _send(self, payload: bytes) -> Send:
+        self._seq = next_seq(self._seq)
+        return Send(encode_packet(payload, self._seq))
+
+    def _fail(self, failure: Failed) -> list:
+        self.state = HandshakeState.FAILED
+        caps = self.capabilities or CLIENT.PROTOCOL_41
+        return [self._send(make_err(failure.errno, sqlstate_for(failure.errno), failure.message, caps)), failure]
+
+    def _verified(self) -> Verified:
+        raise NotImplementedError
+
+    def _after(self, outcome: str, data: bytes) -> list:
+        if outcome == "switch":
+            self.state = HandshakeState.AUTH_SWITCH_SENT
+            return [self._send(data)]
+        if outcome == "denied":
+            return self._fail(self._auth.denied(data))
+        self.state = HandshakeState.VERIFIED
+        events: list = [self._send(data)] if data else []
+        events.append(self._verified())
+        return events
+
+    def _on_auth_data(self, payload) -> list:
+        outcome, data = self._auth.finish(bytes(payload))
+        return self._after(outcome, data)
+
+    def accept(self, status: int) -> bytes:
+        """Send OK: the client is in. Only after Verified."""
+        if self.state is not HandshakeState.VERIFIED:
+            raise RemoteProtocolError(f"cannot accept in state {self.state.value}")
+        self.state = HandshakeState.DONE
+        return self._send(make_ok(self.capabilities, status)).data
+
+    def reject(self, errno: int, message: str) -> bytes:
+        """Send ERR instead of OK (e.g. the requested schema does not exist)."""
+        return self._fail(Failed(errno, message))[0].data
+
+
+class ServerHandshake(_AuthExchange):
+    """One client's connection phase."""
+
+    __slots__ = ("server_caps", "_greeting", "_response", "tls_available", "tls")
+
+    def __init__(
+        self,
+        *,
+        connection_id: int,
+        server_version: bytes,
+        capabilities: int,
+        charset: int,
+        lookup: CredentialsLookup,
+        client_host: str,
+        tls_available: bool = False,
+        scramble: bytes | None = None,
+    ):
+        self.tls_available = tls_available
+        self.server_caps = capabilities | (CLIENT.SSL if tls_available else 0)
+        self._auth = _Authenticator(lookup, client_host, scramble or make_scramble())
+        self._greeting = HandshakeV10(
+            server_version, connection_id, self._auth.scramble, self.server_caps, charset,
+            SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT, auth.NATIVE,
+        )
+        self.state = HandshakeState.GREETING_SENT
+        self.capabilities = 0
+        self.tls = False
+        self._seq = 0
+        self._response: HandshakeResponse | None = None
+
+    @property
+    def scramble(self) -> bytes:
+        return self._auth.scramble
+
+    def greeting(self) -> bytes:
+        return encode_packet(make_handshake_v10(self._greeting), 0)
+
+    def receive(self, packet: Packet) -> list:
+        if packet.seq != next_seq(self._seq):
+            return self._fail(Failed(ER_NET_PACKETS_OUT_OF_ORDER, "Got packets out of order"))
+        self._seq = packet.seq
+        try:
+            if self.state is HandshakeState.GREETING_SENT:
+                return self._on_response(packet.payload)
+            if self.state is HandshakeState.AUTH_SWITCH_SENT:
+                return self._on_auth_data(packet.payload)
+        except RemoteProtocolError:
+            return self._fail(Failed(ER.HANDSHAKE_ERROR, "Bad handshake"))
+        return self._fail(Failed(ER.HANDSHAKE_ERROR, f"Bad handshake: unexpected packet in state {self.state.value}"))
+
+    def _on_response(self, payload) -> list:
+        if is_ssl_request(payload):
+            if not self.tls_available or self.tls:
+                return self._fail(Failed(ER.HANDSHAKE_ERROR, "Bad handshake: TLS is not enabled on this proxy"))
+            self.tls = True
+            return [StartTLS()]
+        resp = parse_handshake_response(payload)
+        self._response = resp
+        self.capabilities = resp.capabilities & self.server_caps
+        outcome, data = self._auth.start(resp.user, resp.auth_plugin, resp.auth_response)
+        return self._after(outcome, data)
+
+    def _verified(self) -> Verified:
+        resp = self._response
+        return Verified(resp.user, resp.database, self.capabilities, resp.charset, resp.connect_attrs, self._auth.plugin)
+
+
+class ChangeUserAuth(_AuthExchange):
+    """COM_CHANGE_USER: re-authenticate against the proxy's users, then OK or ERR.
+
+    Uses the scramble of the original handshake, as the server does. The
+    caller sends the `Send` bytes; `Verified` carries the new user and schema.
+    """
+
+    __slots__ = ("_request",)
+
+    def __init__(self, lookup: CredentialsLookup, client_host: str, scramble: bytes, capabilities: int):
+        self._auth = _Authenticator(lookup, client_host, scramble)
+        self.capabilities = capabilities
+        self.state = HandshakeState.GREETING_SENT
+        self._seq = 0
+        self._request: ChangeUser | None = None
+
+    def start(self, request: ChangeUser, seq: int = 0) -> list:
+        self._seq = seq
+        self._request = request
+        outcome, data = self._auth.start(request.user, request.auth_plugin, request.auth_response)
+        return self._after(outcome, data)
+
+    def receive(self, packet: Packet) -> list:
+        if self.state is not HandshakeState.AUTH_SWITCH_SENT or packet.seq != next_seq(self._seq):
+            return self._fail(Failed(ER_NET_PACKETS_OUT_OF_ORDER, "Got packets out of order"))
+        self._seq = packet.seq
+        return self._on_auth_data(packet.payload)
+
+    def _verified(self) -> Verified:
+        req = self._request
+        return Verified(req.user, req.database, self.capabilities, req.charset, req.connect_attrs, self._auth.plugin)

@@ -1,0 +1,299 @@
+"""Packet vocabulary: dataclasses plus parse_*/make_* for each packet the proxy reads or writes.
+
+Parsers take one logical payload (no header) and the negotiated capability
+flags where the format depends on them; they raise RemoteProtocolError on
+anything malformed. Makers return payloads; framing adds the header.
+
+References: the MySQL client/server protocol pages (Protocol::HandshakeV10,
+HandshakeResponse41, SSLRequest, OK_Packet, ERR_Packet, EOF_Packet,
+AuthSwitchRequest, AuthMoreData, COM_CHANGE_USER) and MariaDB's notes where
+it differs (the 10 reserved bytes of the greeting carry its extended
+capabilities only when CLIENT_MYSQL, bit 0, is clear; we always set it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..constants import CLIENT, SERVER_SESSION_STATE_CHANGED
+from ..errors import RemoteProtocolError
+from .wire import Reader, int1, int2, int4, lenenc_bytes, lenenc_int
+
+__all__ = [
+    "OkPacket", "ErrPacket", "EofPacket", "HandshakeV10", "HandshakeResponse", "ChangeUser",
+    "parse_ok", "parse_err", "parse_eof", "is_eof", "parse_handshake_v10", "make_handshake_v10",
+    "parse_handshake_response", "is_ssl_request", "parse_change_user",
+    "make_ok", "make_err", "make_eof", "make_auth_switch", "make_auth_more_data",
+    "strip_session_track",
+]
+
+OK_HEADER = 0x00
+EOF_HEADER = 0xFE
+ERR_HEADER = 0xFF
+LOCAL_INFILE_HEADER = 0xFB
+AUTH_MORE_DATA_HEADER = 0x01
+AUTH_SWITCH_HEADER = 0xFE
+
+
+# -- OK / ERR / EOF -----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class OkPacket:
+    affected_rows: int
+    last_insert_id: int
+    status: int
+    warnings: int
+    info: bytes = b""
+    session_state: bytes | None = None  # raw session-state-change block, if any
+
+
+@dataclass(slots=True)
+class ErrPacket:
+    errno: int
+    sqlstate: str
+    message: bytes
+
+
+@dataclass(slots=True)
+class EofPacket:
+    warnings: int
+    status: int
+
+
+def is_eof(payload: bytes | memoryview) -> bool:
+    """0xFE starts an EOF packet only when the payload is short (else it is a lenenc int)."""
+    return len(payload) < 9 and len(payload) > 0 and payload[0] == EOF_HEADER
+
+
+def parse_ok(payload, capabilities: int) -> OkPacket:
+    r = Reader(payload)
+    header = r.int1()
+    if header not in (OK_HEADER, EOF_HEADER):
+        raise RemoteProtocolError(f"not an OK packet (header 0x{header:02x})")
+    affected = r.lenenc_int() or 0
+    insert_id = r.lenenc_int() or 0
+    status = r.int2()
+    warnings = r.int2()
+    info = b""
+    state = None
+    if capabilities & CLIENT.SESSION_TRACK:
+        if not r.at_end():
+            info = r.lenenc_bytes()
+            if status & SERVER_SESSION_STATE_CHANGED and not r.at_end():
+                state = r.lenenc_bytes()
+    else:
+        info = r.rest()
+    return OkPacket(affected, insert_id, status, warnings, info, state)
+
+
+def parse_err(payload, capabilities: int = CLIENT.PROTOCOL_41) -> ErrPacket:
+    r = Reader(payload)
+    if r.int1() != ERR_HEADER:
+        raise RemoteProtocolError("not an ERR packet")
+    errno = r.int2()
+    sqlstate = "HY000"
+    if capabilities & CLIENT.PROTOCOL_41 and r.remaining >= 6 and payload[r.pos] == 0x23:  # '#'
+        r.int1()
+        sqlstate = r.fixed(5).decode("ascii", "replace")
+    return ErrPacket(errno, sqlstate, r.rest())
+
+
+def parse_eof(payload) -> EofPacket:
+    r = Reader(payload)
+    if r.int1() != EOF_HEADER:
+        raise RemoteProtocolError("not an EOF packet")
+    return EofPacket(r.int2(), r.int2())
+
+
+def make_ok(
+    capabilities: int,
+    status: int,
+    affected_rows: int = 0,
+    last_insert_id: int = 0,
+    warnings: int = 0,
+    info: bytes = b"",
+    header: int = OK_HEADER,
+) -> bytes:
+    parts = [int1(header), lenenc_int(affected_rows), lenenc_int(last_insert_id), int2(status), int2(warnings)]
+    if capabilities & CLIENT.SESSION_TRACK:
+        if info:
+            parts.append(lenenc_bytes(info))
+    else:
+        parts.append(info)
+    return b"".join(parts)
+
+
+def make_err(errno: int, sqlstate: str, message: str | bytes, capabilities: int = CLIENT.PROTOCOL_41) -> bytes:
+    if isinstance(message, str):
+        message = message.encode("utf-8", "replace")
+    if capabilities & CLIENT.PROTOCOL_41:
+        return b"\xff" + int2(errno) + b"#" + sqlstate.encode("ascii")[:5].ljust(5, b"0") + message
+    return b"\xff" + int2(errno) + message
+
+
+def make_eof(status: int, warnings: int = 0) -> bytes:
+    return b"\xfe" + int2(warnings) + int2(status)
+
+
+def strip_session_track(payload, capabilities: int) -> bytes:
+    """Re-encode an OK sent with CLIENT_SESSION_TRACK for a client without it.
+
+    The info string becomes string<EOF> again and the session-state block is
+    dropped (with its status bit), exactly what a server would have sent.
+    """
+    ok = parse_ok(payload, capabilities | CLIENT.SESSION_TRACK)
+    return make_ok(
+        0, ok.status & ~SERVER_SESSION_STATE_CHANGED, ok.affected_rows, ok.last_insert_id, ok.warnings,
+        ok.info, header=payload[0],
+    )
+
+
+# -- handshake ----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class HandshakeV10:
+    server_version: bytes
+    connection_id: int
+    scramble: bytes
+    capabilities: int
+    charset: int
+    status: int
+    auth_plugin: bytes
+
+
+def make_handshake_v10(hs: HandshakeV10) -> bytes:
+    caps = hs.capabilities
+    scramble = hs.scramble
+    parts = [
+        b"\x0a", hs.server_version, b"\0", int4(hs.connection_id),
+        scramble[:8], b"\0", int2(caps & 0xFFFF), int1(hs.charset), int2(hs.status),
+        int2(caps >> 16), int1(len(scramble) + 1 if caps & CLIENT.PLUGIN_AUTH else 0),
+        b"\0" * 10,
+        scramble[8:] + b"\0",
+    ]
+    if caps & CLIENT.PLUGIN_AUTH:
+        parts += [hs.auth_plugin, b"\0"]
+    return b"".join(parts)
+
+
+def parse_handshake_v10(payload) -> HandshakeV10:
+    r = Reader(payload)
+    if r.int1() != 10:
+        raise RemoteProtocolError("unsupported handshake protocol version")
+    version = r.nul_bytes()
+    conn_id = r.int4()
+    part1 = r.fixed(8)
+    r.int1()
+    caps = r.int2()
+    charset = r.int1()
+    status = r.int2()
+    caps |= r.int2() << 16
+    data_len = r.int1()
+    r.fixed(10)
+    part2_len = max(13, data_len - 8)
+    part2 = r.fixed(min(part2_len, r.remaining))
+    scramble = (part1 + part2).rstrip(b"\0")
+    plugin = r.nul_bytes() if caps & CLIENT.PLUGIN_AUTH and not r.at_end() else b""
+    return HandshakeV10(version, conn_id, scramble, caps, charset, status, plugin)
+
+
+@dataclass(slots=True)
+class HandshakeResponse:
+    capabilities: int
+    max_packet_size: int
+    charset: int
+    user: bytes
+    auth_response: bytes
+    database: bytes | None = None
+    auth_plugin: bytes | None = None
+    connect_attrs: dict[bytes, bytes] = field(default_factory=dict)
+
+
+SSL_REQUEST_SIZE = 32
+
+
+def is_ssl_request(payload) -> bool:
+    """An SSLRequest is the first 32 bytes of a HandshakeResponse41 with CLIENT_SSL set."""
+    if len(payload) != SSL_REQUEST_SIZE:
+        return False
+    caps = payload[0] | payload[1] << 8 | payload[2] << 16 | payload[3] << 24
+    return bool(caps & CLIENT.SSL)
+
+
+def parse_handshake_response(payload) -> HandshakeResponse:
+    r = Reader(payload)
+    if len(payload) < 4:
+        raise RemoteProtocolError("handshake response too short")
+    caps = r.int4()
+    if not caps & CLIENT.PROTOCOL_41:
+        raise RemoteProtocolError("client does not speak protocol 4.1")
+    max_packet = r.int4()
+    charset = r.int1()
+    r.fixed(23)
+    user = r.nul_bytes()
+    if caps & CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA:
+        auth = r.lenenc_bytes()
+    elif caps & CLIENT.SECURE_CONNECTION:
+        auth = r.fixed(r.int1())
+    else:
+        auth = r.nul_bytes()
+    database = None
+    if caps & CLIENT.CONNECT_WITH_DB and not r.at_end():
+        database = r.nul_bytes()
+    plugin = None
+    if caps & CLIENT.PLUGIN_AUTH and not r.at_end():
+        plugin = r.nul_bytes()
+    attrs = {}
+    if caps & CLIENT.CONNECT_ATTRS and not r.at_end():
+        attrs = _parse_connect_attrs(r)
+    return HandshakeResponse(caps, max_packet, charset, user, auth, database, plugin, attrs)
+
+
+def _parse_connect_attrs(r: Reader) -> dict[bytes, bytes]:
+    total = r.lenenc_int() or 0
+    end = r.pos + total
+    if end > r.end:
+        raise RemoteProtocolError("connect attributes overrun the packet")
+    sub = Reader(r.data, r.pos, end)
+    attrs = {}
+    while not sub.at_end():
+        key = sub.lenenc_bytes()
+        attrs[key] = sub.lenenc_bytes()
+    r.pos = end
+    return attrs
+
+
+@dataclass(slots=True)
+class ChangeUser:
+    user: bytes
+    auth_response: bytes
+    database: bytes | None
+    charset: int | None
+    auth_plugin: bytes | None
+    connect_attrs: dict[bytes, bytes]
+
+
+def parse_change_user(payload, capabilities: int) -> ChangeUser:
+    r = Reader(payload)
+    if r.int1() != 0x11:
+        raise RemoteProtocolError("not a COM_CHANGE_USER packet")
+    user = r.nul_bytes()
+    if capabilities & CLIENT.SECURE_CONNECTION:
+        auth = r.fixed(r.int1())
+    else:
+        auth = r.nul_bytes()
+    database = r.nul_bytes() if not r.at_end() else b""
+    charset = r.int2() if r.remaining >= 2 else None
+    plugin = r.nul_bytes() if capabilities & CLIENT.PLUGIN_AUTH and not r.at_end() else None
+    attrs = _parse_connect_attrs(r) if capabilities & CLIENT.CONNECT_ATTRS and not r.at_end() else {}
+    return ChangeUser(user, auth, database or None, charset, plugin, attrs)
+
+
+def make_auth_switch(plugin: bytes, data: bytes) -> bytes:
+    return b"\xfe" + plugin + b"\0" + data
+
+
+def make_auth_more_data(data: bytes) -> bytes:
+    return b"\x01" + data

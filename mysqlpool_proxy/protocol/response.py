@@ -1,0 +1,335 @@
+"""ResponseTracker: where does the server's response to a command end?
+
+The relay forwards backend bytes to the client as they arrive. It needs to
+know when the response to the current command is complete (to release the
+backend or send the next command) and the final status flags (IN_TRANS,
+CURSOR_EXISTS, MORE_RESULTS), plus any session-state changes the server
+reported. This module answers that while looking at as little as possible:
+for rows and column definitions it reads only the 4-byte header and the
+first payload byte; only the small packets that end or shape a response
+(OK, ERR, EOF, column count, prepare-OK, LOCAL INFILE request) are parsed.
+
+Grammar, for a backend that negotiated CLIENT_PROTOCOL_41 and not
+CLIENT_DEPRECATE_EOF (the proxy's backends never do):
+
+    RESULT     := (OK | ERR | INFILE | RESULTSET) ; repeats while MORE_RESULTS
+    RESULTSET  := column-count  column-def*N  EOF  row*  (EOF | ERR)
+                  (after COM_STMT_EXECUTE with a cursor: EOF has
+                  CURSOR_EXISTS and no rows follow)
+    PREPARE    := ERR | prepare-OK [param-def*P EOF] [column-def*C EOF]
+    FETCH      := row* (EOF | ERR)
+    FIELD_LIST := column-def* (EOF | ERR)
+    SIMPLE     := OK | ERR | EOF
+    STATISTICS := one string packet
+
+A logical packet of 16 MiB or more arrives as several frames; frames after
+a full (0xFFFFFF-byte) one are continuations and are never interpreted.
+
+`feed(data)` returns how many bytes of `data` were consumed. If the tracker
+is not `done` and consumed < len(data), the rest is an incomplete packet it
+must see whole: the caller holds those bytes and feeds them again, joined
+with what arrives next. Bytes after the end of a response (consumed <
+len(data) with `done`) do not belong to it.
+
+With `strip_session_track`, OK packets carrying the session-track format are
+re-encoded for a client that did not negotiate CLIENT_SESSION_TRACK; the
+replacements for the current `feed` are listed in `rewrites` as
+(start, end, new_packet_bytes).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ..constants import CLIENT, SERVER_STATUS
+from ..errors import LocalProtocolError, RemoteProtocolError
+from .framing import HEADER_SIZE, MAX_FRAME, frame_header
+from .packets import ErrPacket, parse_err, parse_ok, strip_session_track
+from .session_track import StateChanges, parse_state_changes
+from .wire import Reader
+
+__all__ = ["Expect", "Phase", "ResponseTracker"]
+
+MORE_RESULTS = SERVER_STATUS.SERVER_MORE_RESULTS_EXISTS
+CURSOR_EXISTS = SERVER_STATUS.SERVER_STATUS_CURSOR_EXISTS
+
+# Only the backend's format matters here: CLIENT_SESSION_TRACK is always on.
+BACKEND_CAPS = CLIENT.PROTOCOL_41 | CLIENT.SESSION_TRACK
+
+
+class Expect(enum.IntEnum):
+    """The shape of response a command gets."""
+
+    RESULT = 1  # COM_QUERY, COM_STMT_EXECUTE
+    SIMPLE = 2  # OK | ERR | EOF
+    PREPARE = 3  # COM_STMT_PREPARE
+    FETCH = 4  # COM_STMT_FETCH
+    FIELD_LIST = 5  # COM_FIELD_LIST
+    STATISTICS = 6  # COM_STATISTICS
+
+
+class Phase(enum.IntEnum):
+    FIRST = 1  # first packet of a result: OK | ERR | INFILE | column count
+    COLUMNS = 2  # column definitions still to come (count in `_left`)
+    COLUMNS_EOF = 3  # the EOF after column definitions
+    ROWS = 4  # rows until EOF | ERR
+    PARAMS = 5  # prepare: parameter definitions
+    PARAMS_EOF = 6
+    PREP_COLUMNS = 7  # prepare: column definitions
+    PREP_COLUMNS_EOF = 8
+    SINGLE = 9  # one packet (SIMPLE)
+    STRING = 10  # one packet of any content (STATISTICS)
+    FIELDS = 11  # column definitions until EOF | ERR (FIELD_LIST)
+    INFILE = 12  # server asked for a LOCAL INFILE; waiting for the client's data
+    DONE = 13
+
+
+_START_PHASE = {
+    Expect.RESULT: Phase.FIRST,
+    Expect.SIMPLE: Phase.SINGLE,
+    Expect.PREPARE: Phase.FIRST,
+    Expect.FETCH: Phase.ROWS,
+    Expect.FIELD_LIST: Phase.FIELDS,
+    Expect.STATISTICS: Phase.STRING,
+}
+
+# Phases in which packets are skipped after a look at the first byte only.
+_SKIPPED = frozenset((Phase.COLUMNS, Phase.PARAMS, Phase.PREP_COLUMNS))
+
+
+class ResponseTracker:
+    """Tracks one command's response at a time; `begin()` starts the next."""
+
+    __slots__ = (
+        "expect", "phase", "binary", "strip_session_track", "_left", "_skip", "_continuation",
+        "status", "warnings", "affected_rows", "last_insert_id", "error", "changes", "result_sets",
+        "prepare_ok", "infile_name", "rewrites", "_prep_columns", "ok_count",
+    )
+
+    def __init__(self) -> None:
+        self.phase = Phase.DONE
+        self.expect = Expect.SIMPLE
+        self.strip_session_track = False
+        self.binary = False
+        self.status = 0
+        self.rewrites: list[tuple[int, int, bytes]] = []
+        self._reset_result()
+
+    def _reset_result(self) -> None:
+        self._left = 0
+        self._skip = 0
+        self._continuation = False
+        self.warnings = 0
+        self.affected_rows = 0
+        self.last_insert_id = 0
+        self.error: ErrPacket | None = None
+        self.changes: StateChanges | None = None
+        self.result_sets = 0
+        self.prepare_ok: tuple[int, int, int, int] | None = None
+        self.infile_name: bytes | None = None
+        self._prep_columns = 0
+        self.ok_count = 0
+
+    def begin(self, expect: Expect, *, binary: bool = False, strip_session_track: bool = False) -> None:
+        if self.phase not in (Phase.DONE,):
+            raise LocalProtocolError(f"begin() while a response is in phase {self.phase.name}")
+        self._reset_result()
+        self.expect = expect
+        self.binary = binary
+        self.strip_session_track = strip_session_track
+        self.phase = _START_PHASE[expect]
+
+    @property
+    def done(self) -> bool:
+        return self.phase is Phase.DONE
+
+    def infile_sent(self) -> None:
+        """The client's LOCAL INFILE data (ending with an empty packet) went to the server."""
+        if self.phase is not Phase.INFILE:
+            raise LocalProtocolError("infile_sent() outside an INFILE turn")
+        self.phase = Phase.FIRST
+
+    def abort(self) -> None:
+        """Forget the current response (the backend is being discarded)."""
+        self.phase = Phase.DONE
+
+    # -- the walk ------------------------------------------------------------
+
+    def feed(self, data) -> int:
+        if self.rewrites:
+            self.rewrites = []
+        n = len(data)
+        pos = 0
+        if self._skip:
+            take = self._skip if self._skip < n else n
+            self._skip -= take
+            pos = take
+        phase = self.phase
+        while pos < n:
+            if phase is Phase.DONE or phase is Phase.INFILE:
+                return pos
+            if n - pos < HEADER_SIZE + 1:
+                if n - pos >= HEADER_SIZE and not (data[pos] | data[pos + 1] | data[pos + 2]):
+                    pass  # an empty frame: complete with just its header
+                else:
+                    return pos  # hold: need the header and first byte
+            length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+            end = pos + HEADER_SIZE + length
+            if self._continuation or phase in _SKIPPED or (phase is Phase.ROWS and not self._row_end(data, pos, length)):
+                # A row, a definition or a continuation frame: look no further.
+                self._continuation = length == MAX_FRAME
+                if not self._continuation and not self._count_skipped(phase):
+                    phase = self.phase
+                if end > n:
+                    self._skip = end - n
+                    return n
+                pos = end
+                phase = self.phase
+                continue
+            # A packet that shapes the response: it must be here whole.
+            if end > n:
+                return pos
+            self._continuation = length == MAX_FRAME
+            self._inspect(data, pos, end)
+            phase = self.phase
+            pos = end
+        return pos
+
+    def _row_end(self, data, pos: int, length: int) -> bool:
+        """In ROWS: is this packet the EOF or ERR that ends the rows?"""
+        if length == 0:
+            return False
+        first = data[pos + HEADER_SIZE]
+        return first == 0xFF or (first == 0xFE and length < 9)
+
+    def _count_skipped(self, phase: Phase) -> bool:
+        """A definition packet passed; returns True if the phase did not change."""
+        if phase is Phase.ROWS:
+            return True
+        self._left -= 1
+        if self._left > 0:
+            return True
+        self.phase = {
+            Phase.COLUMNS: Phase.COLUMNS_EOF,
+            Phase.PARAMS: Phase.PARAMS_EOF,
+            Phase.PREP_COLUMNS: Phase.PREP_COLUMNS_EOF,
+        }[phase]
+        return False
+
+    # -- inspected packets --------------------------------------------------
+
+    def _inspect(self, data, pos: int, end: int) -> None:
+        body = pos + HEADER_SIZE
+        phase = self.phase
+        first = data[body] if end > body else -1
+        if phase is Phase.STRING:
+            self.phase = Phase.DONE
+        elif first == 0xFF:
+            self.error = parse_err(bytes(data[body:end]))
+            self.phase = Phase.DONE
+        elif phase is Phase.FIRST:
+            self._on_first(data, pos, body, end, first)
+        elif phase is Phase.SINGLE:
+            self._on_single(data, pos, body, end, first)
+        elif phase is Phase.FIELDS:
+            if first == 0xFE and end - body < 9:
+                self._on_eof(data, body, end, final=True)
+            # else: a field definition
+        elif phase in (Phase.COLUMNS_EOF, Phase.PARAMS_EOF, Phase.PREP_COLUMNS_EOF):
+            self._on_definitions_eof(data, body, end, first)
+        elif phase is Phase.ROWS:
+            self._on_eof(data, body, end, final=True)
+        else:
+            raise RemoteProtocolError(f"unexpected packet 0x{first & 0xFF:02x} in phase {phase.name}")
+
+    def _on_first(self, data, pos: int, body: int, end: int, first: int) -> None:
+        if self.expect is Expect.PREPARE:
+            self._on_prepare_ok(data, body, end)
+        elif first == 0x00:
+            self._on_ok(data, pos, body, end)
+        elif first == 0xFB:
+            self.infile_name = bytes(data[body + 1:end])
+            self.phase = Phase.INFILE
+        else:
+            count = Reader(data, body, end).lenenc_int()
+            if not count:
+                raise RemoteProtocolError("result set with no columns")
+            self.result_sets += 1
+            self._left = count
+            self.phase = Phase.COLUMNS
+
+    def _on_single(self, data, pos: int, body: int, end: int, first: int) -> None:
+        if first == 0x00:
+            self._on_ok(data, pos, body, end)
+            self.phase = Phase.DONE
+        elif first == 0xFE:
+            self._on_eof(data, body, end, final=True)
+        else:
+            raise RemoteProtocolError(f"unexpected reply header 0x{first & 0xFF:02x}")
+
+    def _on_ok(self, data, pos: int, body: int, end: int) -> None:
+        payload = bytes(data[body:end])
+        ok = parse_ok(payload, BACKEND_CAPS)
+        self.ok_count += 1
+        self.status = ok.status
+        self.warnings = ok.warnings
+        self.affected_rows = ok.affected_rows
+        self.last_insert_id = ok.last_insert_id
+        if ok.session_state:
+            changes = parse_state_changes(ok.session_state)
+            if self.changes is None:
+                self.changes = changes
+            else:
+                self.changes.merge(changes)
+        if self.strip_session_track and len(payload) > 7:
+            new = strip_session_track(payload, BACKEND_CAPS)
+            self.rewrites.append((pos, end, frame_header(len(new), data[pos + 3]) + new))
+        self.phase = Phase.FIRST if ok.status & MORE_RESULTS else Phase.DONE
+
+    def _on_eof(self, data, body: int, end: int, final: bool) -> None:
+        if end - body < 5 or data[body] != 0xFE:
+            raise RemoteProtocolError("expected an EOF packet")
+        self.warnings = data[body + 1] | data[body + 2] << 8
+        self.status = data[body + 3] | data[body + 4] << 8
+        if final:
+            self.phase = Phase.FIRST if self.status & MORE_RESULTS and self.expect is Expect.RESULT else Phase.DONE
+
+    def _on_definitions_eof(self, data, body: int, end: int, first: int) -> None:
+        self._on_eof(data, body, end, final=False)
+        phase = self.phase
+        if phase is Phase.COLUMNS_EOF:
+            if self.binary and self.status & CURSOR_EXISTS:
+                self.phase = Phase.DONE  # a cursor was opened: rows come by COM_STMT_FETCH
+            else:
+                self.phase = Phase.ROWS
+        elif phase is Phase.PARAMS_EOF:
+            self._start_prepare_columns()
+        else:
+            self.phase = Phase.DONE
+
+    def _on_prepare_ok(self, data, body: int, end: int) -> None:
+        r = Reader(data, body, end)
+        if r.int1() != 0x00:
+            raise RemoteProtocolError("expected a prepare-OK packet")
+        stmt_id = r.int4()
+        columns = r.int2()
+        params = r.int2()
+        warnings = 0
+        if r.remaining >= 3:
+            r.int1()
+            warnings = r.int2()
+        self.prepare_ok = (stmt_id, columns, params, warnings)
+        self.warnings = warnings
+        self._prep_columns = columns
+        if params:
+            self._left = params
+            self.phase = Phase.PARAMS
+        else:
+            self._start_prepare_columns()
+
+    def _start_prepare_columns(self) -> None:
+        if self._prep_columns:
+            self._left = self._prep_columns
+            self.phase = Phase.PREP_COLUMNS
+        else:
+            self.phase = Phase.DONE
