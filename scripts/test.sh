@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# THE test command: ./scripts/test.sh [pytest args]   (default: the whole tests/ suite)
+#
+# Makes a fresh Debian machine (only python3 present) able to run the suite,
+# then runs pytest from the repo's .venv:
+#   1. system packages: mariadbd + mariadb-install-db (mariadb-server), the
+#      mariadb client, and what building mysqlclient needs (gcc, libc6-dev,
+#      pkg-config, libmariadb-dev, python3-dev); installed with apt-get when
+#      running as root, otherwise listed with the command to install them;
+#   2. .venv in the repo (python3 -m venv) with `pip install -e '.[test]'`,
+#      skipped when a stamp shows pyproject.toml is unchanged;
+#   3. exec .venv/bin/python -m pytest "$@".
+# The tests start their own private mariadbd servers; nothing else is needed.
+# Env: PYTHON (interpreter for the venv, default python3),
+#      MYSQL_TEST_URL (use an existing test server instead of private ones).
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$REPO_ROOT/.venv"
+STAMP="$VENV/.test-deps.stamp"
+PYTHON="${PYTHON:-python3}"
+SBIN_DIRS=(/usr/sbin /usr/local/sbin /usr/local/mysql/bin)
+APT_UPDATED=0
+
+log() { printf '[test.sh] %s\n' "$*" >&2; }
+die() { printf '[test.sh] ERROR: %s\n' "$*" >&2; exit 1; }
+
+have_program() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    local dir
+    for dir in "${SBIN_DIRS[@]}"; do
+        [[ -x "$dir/$1" ]] && return 0
+    done
+    return 1
+}
+
+have_mariadb_client_lib() {
+    have_program pkg-config || return 1
+    pkg-config --exists libmariadb || pkg-config --exists mariadb || pkg-config --exists mysqlclient
+}
+
+python_has_headers() {
+    "$PYTHON" - <<'EOF' 2>/dev/null
+import os, sys, sysconfig
+sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)
+EOF
+}
+
+python_can_make_venv() {
+    "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1
+}
+
+# Prints the Debian packages that are missing, one per line.
+missing_system_packages() {
+    have_program mariadbd || echo mariadb-server
+    have_program mariadb-install-db || echo mariadb-server
+    have_program mariadb || echo mariadb-client
+    have_program gcc || echo gcc
+    [[ -e /usr/include/stdio.h ]] || echo libc6-dev
+    have_program pkg-config || echo pkg-config
+    have_mariadb_client_lib || echo libmariadb-dev
+    python_has_headers || echo python3-dev
+    [[ -x "$VENV/bin/python" ]] || python_can_make_venv || echo python3-venv
+}
+
+apt_install() {
+    export DEBIAN_FRONTEND=noninteractive
+    if [[ "$APT_UPDATED" == 0 ]]; then
+        log "apt-get update"
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
+    log "apt-get install -y --no-install-recommends $*"
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+ensure_system_packages() {
+    command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found; install it: apt-get install -y python3"
+    local missing
+    missing="$(missing_system_packages | sort -u | tr '\n' ' ')"
+    missing="${missing% }"
+    [[ -z "$missing" ]] && return 0
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        # shellcheck disable=SC2086  # word splitting of the package list is intended
+        apt_install $missing
+        missing="$(missing_system_packages | sort -u | tr '\n' ' ')"
+        missing="${missing% }"
+        [[ -z "$missing" ]] || die "still missing after apt-get install: $missing"
+        return 0
+    fi
+    case " $missing " in
+        *" python3-venv "*) log "the python venv module is missing: apt-get install -y python3-venv" ;;
+    esac
+    die "missing system packages: $missing
+    install them (as root) with: apt-get install -y --no-install-recommends $missing
+    (or run this script as root with apt-get available and it installs them itself)"
+}
+
+ensure_venv() {
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        log "creating $VENV"
+        "$PYTHON" -m venv --clear "$VENV" \
+            || die "could not create $VENV; if the venv module is missing: apt-get install -y python3-venv"
+    fi
+}
+
+deps_fingerprint() {
+    { cat "$REPO_ROOT/pyproject.toml"; "$VENV/bin/python" -VV; } | sha256sum | cut -d' ' -f1
+}
+
+ensure_python_deps() {
+    local want
+    want="$(deps_fingerprint)"
+    if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+        return 0
+    fi
+    log "pip install -e '.[test]' into $VENV"
+    rm -f "$STAMP"
+    (cd "$REPO_ROOT" && "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]') \
+        || die "pip install -e '.[test]' failed (see the output above)"
+    printf '%s\n' "$want" >"$STAMP"
+}
+
+main() {
+    ensure_system_packages
+    ensure_venv
+    ensure_python_deps
+    # Relative pytest paths are taken from the caller's cwd when it is inside
+    # the repo, else from the repo root.
+    case "$PWD/" in
+        "$REPO_ROOT"/*) ;;
+        *) cd "$REPO_ROOT" ;;
+    esac
+    if [[ $# -eq 0 ]]; then
+        set -- "$REPO_ROOT/tests"
+    fi
+    exec "$VENV/bin/python" -m pytest "$@"
+}
+
+main "$@"
