@@ -514,7 +514,7 @@ def _split_document(doc: dict[str, Any], ctx: _Context) -> _Raw:
         elif name == ARRAY_SECTION:
             raw.users = _split_users(value, ctx)
         elif not isinstance(value, dict):
-            ctx.error(f"{name} must be a table ([{name}]), got a {type(value).__name__}")
+            ctx.error(f"{name} must be a table ([{name}]), got a value of type {type(value).__name__}")
         else:
             raw.sections[name] = _known_keys(name, name, value, ctx)
     return raw
@@ -713,7 +713,7 @@ def _show(rule: Rule, value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return f"a {len(value)}-character string (not shown)"
-    return f"a {type(value).__name__} (not shown)"
+    return f"a value of type {type(value).__name__} (not shown)"
 
 
 def _from_config_dir(path: str, ctx: _Context) -> str:
