@@ -26,8 +26,8 @@ log() { printf '[test.sh] %s\n' "$*" >&2; }
 die() { printf '[test.sh] ERROR: %s\n' "$*" >&2; exit 1; }
 
 have_program() {
-    command -v "$1" >/dev/null 2>&1 && return 0
-    local dir
+    local found dir
+    found="$(command -v "$1" 2>/dev/null)" && [[ -x "$found" ]] && return 0
     for dir in "${SBIN_DIRS[@]}"; do
         [[ -x "$dir/$1" ]] && return 0
     done
