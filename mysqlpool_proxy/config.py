@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
 import ipaddress
 import math
 import os
@@ -36,6 +35,13 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 from mysqlpool_proxy.logs import LEVELS as LOG_LEVELS, FORMATS as LOG_FORMATS, redact
+
+__all__ = [
+    "ConfigError", "Config", "ProxyConfig", "BackendConfig", "PoolConfig", "UserConfig",
+    "AdminConfig", "MetricsConfig", "LogConfig", "ListenAddress", "Rule", "SCHEMA", "SECTIONS",
+    "load_config", "parse_listen", "env_var_name",
+    "ENV_PREFIX", "ENV_CONFIG_PATH", "ENV_SOURCE", "DEFAULT_CONFIG_PATH", "SSL_MODES", "POOL_MODES",
+]
 
 ENV_PREFIX = "MYSQLPOOL_"
 ENV_CONFIG_PATH = "MYSQLPOOL_CONFIG"  # read by the CLI, not an override
@@ -212,15 +218,6 @@ def _no_nul(value: str) -> bool:
     return "\0" not in value
 
 
-def native_password_hash(password: str) -> str:
-    """The mysql_native_password hash of `password` as stored in mysql.user
-    ("*" + 40 upper-case hex digits; "" for an empty password)."""
-    if password == "":
-        return ""
-    stage1 = hashlib.sha1(password.encode()).digest()
-    return "*" + hashlib.sha1(stage1).hexdigest().upper()
-
-
 # --------------------------------------------------------------------------
 # The configuration dataclasses (= the schema)
 # --------------------------------------------------------------------------
@@ -297,11 +294,6 @@ class UserConfig:
         if self.backend_password is None:
             object.__setattr__(self, "backend_password", self.password)
 
-    @property
-    def auth_hash(self) -> str:
-        """The mysql_native_password hash clients are checked against ("" = empty password)."""
-        return _auth_hash(self.password, self.password_hash)
-
 
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
@@ -320,10 +312,6 @@ class AdminConfig:
     @property
     def listen_address(self) -> ListenAddress | None:
         return parse_listen(self.listen) if self.listen else None
-
-    @property
-    def auth_hash(self) -> str:
-        return _auth_hash(self.password, self.password_hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,10 +336,6 @@ class LogConfig:
 
     level: str = choice("info", LOG_LEVELS)
     format: str = choice("text", LOG_FORMATS)
-
-
-def _auth_hash(password: str | None, stored_hash: str | None) -> str:
-    return stored_hash if stored_hash is not None else native_password_hash(password or "")
 
 
 # Section name -> dataclass, in the order of the file. "users" is an array of tables.

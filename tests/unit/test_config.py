@@ -13,7 +13,7 @@ import pytest
 from mysqlpool_proxy.config import (
     SCHEMA, AdminConfig, BackendConfig, Config, ConfigError, ListenAddress, LogConfig,
     MetricsConfig, PoolConfig, ProxyConfig, UserConfig, env_var_name, load_config,
-    native_password_hash, parse_listen,
+    parse_listen,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -298,7 +298,6 @@ def test_only_one_form_of_a_secret(tmp_path, keys):
 def test_empty_password_is_allowed(tmp_path):
     cfg = load(tmp_path, '[[users]]\nname = "app"\npassword = ""\n')
     assert cfg.users[0].password == "" and cfg.users[0].backend_password == ""
-    assert cfg.users[0].auth_hash == ""
 
 
 # -- password_hash -------------------------------------------------------------
@@ -307,13 +306,7 @@ def test_password_hash_is_upper_cased(tmp_path):
     cfg = load(tmp_path, f'[[users]]\nname = "app"\npassword_hash = "{HASH.lower()}"\n'
                          'backend_password = "password"\n')
     assert cfg.users[0].password_hash == HASH
-    assert cfg.users[0].auth_hash == HASH
     assert cfg.users[0].password is None and cfg.users[0].backend_password == "password"
-
-
-def test_auth_hash_of_plain_password():
-    assert native_password_hash("password") == HASH
-    assert UserConfig(name="u", password="password").auth_hash == HASH
 
 
 def test_backend_password_required_with_hash_only(tmp_path):
