@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.parse
 import uuid
 from contextlib import ExitStack, closing
 
@@ -49,7 +50,8 @@ def assert_connection_lost(conn) -> None:
 def test_shared_server_answers_queries(mariadb):
     assert mariadb.is_running()
     assert mariadb.execute("SELECT 1 + 1") == ((2,),)
-    assert mariadb.url == f"mysql://{mariadb.root_user}:{mariadb.root_password}@{mariadb.host}:{mariadb.port}/"
+    password = urllib.parse.quote(mariadb.root_password, safe="")
+    assert mariadb.url == f"mysql://{mariadb.root_user}:{password}@{mariadb.host}:{mariadb.port}/"
 
 
 def test_private_server_address(mariadb):
