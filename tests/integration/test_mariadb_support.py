@@ -151,6 +151,24 @@ def test_max_user_connections_gives_1226(mariadb):
         assert query(conn, "SELECT 1") == ((1,),)
 
 
+def test_max_connections_gives_1040(mariadb_factory):
+    """Server-wide limit, for a user without CONNECTION ADMIN (which gets one extra slot).
+
+    MariaDB clamps max_connections to at least 10.
+    """
+    server = mariadb_factory(max_connections=10)
+    require_restartable(server)  # other clients of an external server would use up slots
+    user = unique("plain")
+    server.create_user(user, "pw", grants="SELECT ON mysql.*")
+    with ExitStack() as stack:
+        for _ in range(10):
+            stack.enter_context(closing(server.connect(user=user, password="pw")))
+        with pytest.raises(pymysql.err.OperationalError) as info:
+            server.connect(user=user, password="pw")
+        assert info.value.args[0] == 1040, info.value.args
+        assert server.connection_count(user) == 10  # root still gets in
+
+
 def test_connection_count_and_ids(mariadb):
     user = unique("counted")
     mariadb.create_user(user, "pw")
