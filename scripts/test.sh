@@ -34,9 +34,10 @@ have_program() {
     return 1
 }
 
+# The names mysqlclient's build looks up with pkg-config.
 have_mariadb_client_lib() {
     have_program pkg-config || return 1
-    pkg-config --exists libmariadb || pkg-config --exists mariadb || pkg-config --exists mysqlclient
+    pkg-config --exists mysqlclient || pkg-config --exists mariadb
 }
 
 python_has_headers() {
