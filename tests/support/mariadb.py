@@ -258,6 +258,7 @@ def _run_install_db(install_db: str, datadir: Path) -> None:
         "--auth-root-authentication-method=normal",
         "--skip-test-db",
         "--skip-name-resolve",
+        "--force",  # skip its hostname lookup: fails where /etc/hosts lacks the hostname
         *_run_as_root_args(),
         f"--innodb-log-file-size={DEFAULT_OPTIONS['innodb_log_file_size']}",
         f"--innodb-buffer-pool-size={DEFAULT_OPTIONS['innodb_buffer_pool_size']}",
