@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..errors import LocalProtocolError
 
-__all__ = ["MAX_FRAME", "HEADER_SIZE", "Packet", "Oversized", "PacketDecoder", "encode_packet", "frame_header"]
+__all__ = ["MAX_FRAME", "HEADER_SIZE", "Packet", "Oversized", "PacketDecoder", "FrameScanner", "encode_packet", "frame_header"]
 
 MAX_FRAME = 0xFFFFFF
 HEADER_SIZE = 4
@@ -202,3 +202,51 @@ class PacketDecoder:
         self._skip = 0
         self._skip_more = False
         return marker
+
+
+class FrameScanner:
+    """Finds the end of a stream of packets that ends with an empty packet.
+
+    Used for LOCAL INFILE data, which is relayed as it arrives and can be any
+    size: only headers are read. `feed(data)` returns the offset just past
+    the terminating empty packet, or -1 if it has not arrived yet. An empty
+    frame that follows a full 16 MiB frame is a continuation, not the end.
+    """
+
+    __slots__ = ("_skip", "_head", "_after_full")
+
+    def __init__(self) -> None:
+        self._skip = 0
+        self._head = b""
+        self._after_full = False
+
+    def feed(self, data) -> int:
+        n = len(data)
+        pos = 0
+        if self._skip:
+            pos = min(self._skip, n)
+            self._skip -= pos
+        while pos < n:
+            if self._head:
+                need = HEADER_SIZE - len(self._head)
+                header = self._head + bytes(data[pos:pos + need])
+                if len(header) < HEADER_SIZE:
+                    self._head = header
+                    return -1
+                self._head = b""
+                pos += need
+            elif n - pos < HEADER_SIZE:
+                self._head = bytes(data[pos:])
+                return -1
+            else:
+                header = data[pos:pos + HEADER_SIZE]
+                pos += HEADER_SIZE
+            length = header[0] | header[1] << 8 | header[2] << 16
+            if length == 0 and not self._after_full:
+                return pos
+            self._after_full = length == MAX_FRAME
+            if pos + length > n:
+                self._skip = pos + length - n
+                return -1
+            pos += length
+        return -1

@@ -1,0 +1,65 @@
+"""Process entry point: event loop, signals, and the proxy's lifetime.
+
+`run(config)` installs uvloop when available, starts the proxy and waits
+for a signal: SIGTERM drains (stop accepting, let clients finish their
+current transaction up to [proxy] shutdown_timeout, then close), SIGINT
+does the same but faster, a second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from .config import Config
+from .proxy import Proxy
+
+__all__ = ["run", "serve"]
+
+log = logging.getLogger("mysqlpool.app")
+
+FAST_SHUTDOWN = 1.0
+
+
+def _install_uvloop() -> bool:
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    uvloop.install()
+    return True
+
+
+async def serve(config: Config) -> int:
+    loop = asyncio.get_running_loop()
+    proxy = Proxy(config, loop)
+    stop = asyncio.Event()
+    timeout = {"value": config.proxy.shutdown_timeout}
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            timeout["value"] = 0.0
+            return
+        if signum == signal.SIGINT:
+            timeout["value"] = min(FAST_SHUTDOWN, config.proxy.shutdown_timeout)
+        log.info("received %s: shutting down (waiting up to %.0fs for clients)",
+                 signal.Signals(signum).name, timeout["value"])
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await proxy.start()
+    await stop.wait()
+    await proxy.stop(timeout["value"])
+    log.info("stopped")
+    return 0
+
+
+def run(config: Config) -> int:
+    if _install_uvloop():
+        log.debug("using uvloop")
+    try:
+        return asyncio.run(serve(config))
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,306 @@
+"""One backend connection, after aiomysql handed its transport over.
+
+`BackendConnection` is the asyncio Protocol of a server connection. Its
+state says who may use it and what its bytes mean:
+
+    IDLE      in its pool; nobody owns it. Any byte from the server means the
+              server is closing it (wait_timeout, KILL): it is closed at once.
+    RESERVED  owned by a client (or by the pool for a check) between commands.
+    BUSY      a client's command is out; response bytes are relayed to that
+              client as they arrive, through the ResponseTracker.
+    INTERNAL  the proxy's own command is out (ping, reset, state sync); the
+              response is consumed here and resolves a future.
+    CLOSED    gone; the pool has forgotten it.
+
+`set_state` is the only place the state changes, and it refuses
+transitions that are not in `_ALLOWED`.
+
+The relay is the hot path: `data_received` feeds the tracker (headers and
+first bytes only), writes what belongs to the response to the client in one
+call, and tells the client when the response is complete. Flow control runs
+both ways: when the client's socket buffer is full the backend stops
+reading, and when the backend's is full the client stops reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import ProtocolError
+from .protocol.framing import encode_packet
+from .protocol.packets import ErrPacket
+from .protocol.response import Expect, Phase, ResponseTracker
+from .protocol.session_track import StateChanges
+from .reasons import BackendCloseReason
+from .session import SessionState
+
+if TYPE_CHECKING:
+    from .pool import Pool
+
+__all__ = ["BackendState", "BackendConnection", "InternalResult", "BackendGone"]
+
+log = logging.getLogger("mysqlpool.backend")
+
+
+class BackendState(enum.Enum):
+    IDLE = "idle"
+    RESERVED = "reserved"
+    BUSY = "busy"
+    INTERNAL = "internal"
+    CLOSED = "closed"
+
+
+_S = BackendState
+_ALLOWED = {
+    _S.IDLE: {_S.RESERVED, _S.CLOSED},
+    _S.RESERVED: {_S.BUSY, _S.INTERNAL, _S.IDLE, _S.CLOSED},
+    _S.BUSY: {_S.RESERVED, _S.CLOSED},
+    _S.INTERNAL: {_S.RESERVED, _S.CLOSED},
+    _S.CLOSED: set(),
+}
+
+
+class BackendGone(Exception):
+    """The backend closed (or was closed) before the proxy's command completed."""
+
+    def __init__(self, reason: BackendCloseReason, detail: str = ""):
+        super().__init__(detail or reason.value)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class InternalResult:
+    error: ErrPacket | None
+    status: int
+    changes: StateChanges | None
+
+
+class BackendConnection(asyncio.Protocol):
+    __slots__ = (
+        "id", "pool", "key", "transport", "thread_id", "state", "session", "tracker", "client", "created_at",
+        "expires_at", "idle_since", "last_used", "close_reason", "_held", "_future", "_timer", "_reading_paused",
+        "commands", "loop", "_stream_owner",
+    )
+
+    def __init__(self, *, backend_id: int, pool: Pool, key: int, thread_id: int, session: SessionState,
+                 created_at: float, lifetime: float, loop: asyncio.AbstractEventLoop):
+        self.id = backend_id
+        self.pool = pool
+        self.key = key
+        self.thread_id = thread_id
+        self.session = session
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.state = BackendState.RESERVED  # the pool owns it until it is released or handed out
+        self.tracker = ResponseTracker()
+        self.client = None
+        self.created_at = created_at
+        # A few percent of jitter so backends opened together do not all expire together.
+        self.expires_at = created_at + lifetime * random.uniform(0.95, 1.0)
+        self.idle_since = created_at
+        self.last_used = created_at
+        self.close_reason: BackendCloseReason | None = None
+        self._held = b""
+        self._future: asyncio.Future | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._reading_paused = False
+        self.commands = 0
+        self._stream_owner = None
+
+    def __repr__(self) -> str:
+        return f"<Backend #{self.id} thread={self.thread_id} {self.state.value} pool={self.pool.name}>"
+
+    # -- state ----------------------------------------------------------------
+
+    def set_state(self, new: BackendState) -> None:
+        if new not in _ALLOWED[self.state]:
+            raise RuntimeError(f"backend #{self.id}: illegal transition {self.state.value} -> {new.value}")
+        self.state = new
+
+    @property
+    def closed(self) -> bool:
+        return self.state is BackendState.CLOSED
+
+    def attach(self, transport: asyncio.Transport, stream_owner: object = None) -> None:
+        self.transport = transport
+        self._stream_owner = stream_owner
+        transport.set_protocol(self)
+        if transport.is_closing():
+            self._lost(BackendCloseReason.SERVER_GONE)
+
+    # -- asyncio.Protocol ------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        state = self.state
+        if state is BackendState.BUSY:
+            self._relay(data)
+        elif state is BackendState.INTERNAL:
+            self._internal_data(data)
+        elif state is not BackendState.CLOSED:
+            # Unsolicited: the server is telling us it is closing the connection.
+            log.debug("backend #%d: %d unsolicited bytes in state %s", self.id, len(data), state.value)
+            self.close(BackendCloseReason.SERVER_GONE)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(self.close_reason or BackendCloseReason.SERVER_GONE)
+
+    def pause_writing(self) -> None:
+        client = self.client
+        if client is not None:
+            client.pause_reading_for_backend()
+
+    def resume_writing(self) -> None:
+        client = self.client
+        if client is not None:
+            client.resume_reading_for_backend()
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    # -- relaying a client's command ------------------------------------------
+
+    def send_command(self, client, raw: bytes, expect: Expect, *, binary: bool, strip: bool) -> None:
+        self.set_state(BackendState.BUSY)
+        self.client = client
+        self.commands += 1
+        self.tracker.begin(expect, binary=binary, strip_session_track=strip)
+        self.transport.write(raw)
+
+    def write(self, raw: bytes) -> None:
+        """Bytes with no response of their own (COM_STMT_CLOSE, LOCAL INFILE data)."""
+        self.transport.write(raw)
+
+    def infile_sent(self) -> None:
+        self.tracker.infile_sent()
+
+    def _relay(self, data: bytes) -> None:
+        if self._held:
+            data = self._held + data
+            self._held = b""
+        tracker = self.tracker
+        try:
+            n = tracker.feed(data)
+        except ProtocolError as exc:
+            log.warning("backend #%d sent a malformed response: %s", self.id, exc)
+            self.close(BackendCloseReason.ERROR)
+            return
+        out = data if n == len(data) else data[:n]
+        if tracker.rewrites:
+            out = _apply_rewrites(out, tracker.rewrites)
+        phase = tracker.phase
+        client = self.client
+        if phase is Phase.DONE:
+            self.set_state(BackendState.RESERVED)
+            client.relay_to_client(out)
+            if n < len(data):
+                log.warning("backend #%d sent %d bytes after a complete response", self.id, len(data) - n)
+                self.close(BackendCloseReason.ERROR)
+            client.on_response_done(self)
+        elif phase is Phase.INFILE:
+            client.relay_to_client(out)
+            client.on_infile_request(self)
+        else:
+            if n < len(data):
+                self._held = data[n:]
+            if out:
+                client.relay_to_client(out)
+
+    # -- the proxy's own commands -----------------------------------------------
+
+    def run_internal(self, payload: bytes, expect: Expect, timeout: float) -> asyncio.Future:
+        """Send one command of the proxy's own; the future gets an InternalResult or BackendGone."""
+        self.set_state(BackendState.INTERNAL)
+        fut = self.loop.create_future()
+        self._future = fut
+        self.tracker.begin(expect)
+        self._timer = self.loop.call_later(timeout, self._internal_timeout)
+        self.transport.write(encode_packet(payload, 0))
+        return fut
+
+    def _internal_data(self, data: bytes) -> None:
+        if self._held:
+            data = self._held + data
+            self._held = b""
+        tracker = self.tracker
+        try:
+            n = tracker.feed(data)
+        except ProtocolError as exc:
+            log.warning("backend #%d: malformed reply to an internal command: %s", self.id, exc)
+            self.close(BackendCloseReason.ERROR)
+            return
+        if tracker.phase is Phase.INFILE:
+            self.close(BackendCloseReason.ERROR)  # never asked for; refuse to go on
+            return
+        if not tracker.done:
+            self._held = data[n:]
+            return
+        if n < len(data):
+            self.close(BackendCloseReason.ERROR)
+            return
+        self._cancel_timer()
+        self.set_state(BackendState.RESERVED)
+        fut, self._future = self._future, None
+        if fut is not None and not fut.done():
+            fut.set_result(InternalResult(tracker.error, tracker.status, tracker.changes))
+
+    def _internal_timeout(self) -> None:
+        self._timer = None
+        log.warning("backend #%d: no reply to an internal command in time", self.id)
+        self.close(BackendCloseReason.ERROR)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- closing ----------------------------------------------------------------
+
+    def close(self, reason: BackendCloseReason) -> None:
+        if self.state is BackendState.CLOSED:
+            return
+        self.close_reason = reason
+        if self.transport is not None:
+            self.transport.close()
+        self._lost(reason)
+
+    def _lost(self, reason: BackendCloseReason) -> None:
+        if self.state is BackendState.CLOSED:
+            return
+        previous = self.state
+        self.close_reason = self.close_reason or reason
+        self.state = BackendState.CLOSED
+        self._cancel_timer()
+        self.tracker.abort()
+        fut, self._future = self._future, None
+        if fut is not None and not fut.done():
+            fut.set_exception(BackendGone(self.close_reason))
+        self.pool.on_backend_closed(self, previous)
+        client, self.client = self.client, None
+        if client is not None:
+            client.on_backend_lost(self, previous is BackendState.BUSY)
+
+
+def _apply_rewrites(data: bytes, rewrites: list[tuple[int, int, bytes]]) -> bytes:
+    parts = []
+    pos = 0
+    for start, end, new in rewrites:
+        parts.append(data[pos:start])
+        parts.append(new)
+        pos = end
+    parts.append(data[pos:])
+    return b"".join(parts)

@@ -1,0 +1,165 @@
+"""Opening backend connections with aiomysql, then taking over their transport.
+
+aiomysql is the proxy's MySQL client: it dials, negotiates TLS, runs every
+authentication plugin the server may ask for, and runs the proxy's own setup
+query (session trackers on, limits read). After that the proxy relays raw
+packets, so it takes the asyncio transport away from aiomysql's stream
+reader and gives it to its own Protocol.
+
+This is the only module that touches aiomysql's private attributes
+(`Connection._reader`, `Connection._writer`); pyproject pins aiomysql to a
+version range, and tests/integration exercise the handoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+
+import aiomysql
+import pymysql
+
+from .constants import CLIENT
+
+__all__ = ["BackendParams", "Opened", "open_backend", "SETUP_SQL", "make_ssl_context", "run_side_query"]
+
+# Turn on every tracker the proxy reads, then read what it needs to know.
+SETUP_SQL = (
+    "SET SESSION session_track_system_variables='*', session_track_schema=ON, "
+    "session_track_state_change=ON, session_track_transaction_info='CHARACTERISTICS'; "
+    "SELECT CONNECTION_ID(), @@session.wait_timeout, @@session.max_user_connections, @@global.max_connections, "
+    "@@session.character_set_client, @@session.character_set_connection, @@session.character_set_results, "
+    "@@session.collation_connection"
+)
+
+TRACKERS_SQL = SETUP_SQL.split("; ", 1)[0]
+
+COLLATIONS_SQL = "SELECT ID, CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL"
+
+
+@dataclass(frozen=True, slots=True)
+class BackendParams:
+    host: str
+    port: int
+    unix_socket: str
+    user: str
+    password: str
+    charset: str
+    connect_timeout: float
+    ssl: ssl.SSLContext | None
+    found_rows: bool
+    local_files: bool
+
+
+@dataclass(slots=True)
+class Opened:
+    """A freshly authenticated backend, its transport no longer aiomysql's."""
+
+    transport: asyncio.Transport
+    # aiomysql's StreamWriter: it closes the transport when garbage-collected
+    # (Python 3.11+), so the backend keeps it until the transport is closed.
+    stream_owner: object
+    thread_id: int
+    server_version: str
+    server_capabilities: int
+    status: int
+    wait_timeout: float
+    max_user_connections: int
+    max_connections: int
+    charset_vars: dict[bytes, bytes]
+    collations: dict[int, tuple[str, str]] | None
+
+
+def make_ssl_context(mode: str, ca: str, cert: str, key: str) -> ssl.SSLContext | None:
+    if mode == "disabled":
+        return None
+    ctx = ssl.create_default_context(cafile=ca or None)
+    if mode in ("preferred", "required"):
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif mode == "verify_ca":
+        ctx.check_hostname = False
+    if cert:
+        ctx.load_cert_chain(cert, key or None)
+    return ctx
+
+
+async def _connect(p: BackendParams) -> aiomysql.Connection:
+    flags = CLIENT.SESSION_TRACK | (CLIENT.FOUND_ROWS if p.found_rows else 0)
+    kwargs = dict(
+        user=p.user, password=p.password, charset=p.charset, autocommit=None, client_flag=flags,
+        local_infile=p.local_files, connect_timeout=p.connect_timeout, ssl=p.ssl, program_name="mysqlpool-proxy",
+    )
+    if p.unix_socket:
+        kwargs["unix_socket"] = p.unix_socket
+    else:
+        kwargs.update(host=p.host, port=p.port)
+    return await aiomysql.connect(**kwargs)
+
+
+async def open_backend(p: BackendParams, *, want_collations: bool = False) -> Opened:
+    """Dial, authenticate and set up one backend connection; raises pymysql errors."""
+    conn = await asyncio.wait_for(_connect(p), p.connect_timeout)
+    try:
+        row, collations = await asyncio.wait_for(_setup(conn, want_collations), p.connect_timeout)
+    except BaseException:
+        conn.close()
+        raise
+    transport, writer = _take_transport(conn)
+    opened = Opened(
+        transport=transport,
+        stream_owner=writer,
+        thread_id=int(row[0]),
+        server_version=conn.get_server_info(),
+        server_capabilities=conn.server_capabilities,
+        status=conn.server_status,
+        wait_timeout=float(row[1]),
+        max_user_connections=int(row[2]),
+        max_connections=int(row[3]),
+        charset_vars={
+            b"character_set_client": _b(row[4]), b"character_set_connection": _b(row[5]),
+            b"character_set_results": _b(row[6]), b"collation_connection": _b(row[7]),
+        },
+        collations=collations,
+    )
+    return opened
+
+
+def _b(value) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+async def _setup(conn: aiomysql.Connection, want_collations: bool):
+    async with conn.cursor() as cur:
+        await cur.execute(SETUP_SQL)
+        await cur.nextset()
+        row = await cur.fetchone()
+        collations = None
+        if want_collations:
+            await cur.execute(COLLATIONS_SQL)
+            collations = {int(i): (cs, name) for i, cs, name in await cur.fetchall()}
+    return row, collations
+
+
+def _take_transport(conn: aiomysql.Connection) -> tuple[asyncio.Transport, asyncio.StreamWriter]:
+    reader, writer = conn._reader, conn._writer
+    if reader is None or writer is None:
+        raise pymysql.err.InterfaceError(0, "backend connection closed during setup")
+    if len(reader._buffer):
+        raise pymysql.err.InternalError(0, "unexpected bytes after backend setup")
+    transport = writer.transport
+    # Detach: aiomysql must neither read nor close this transport again.
+    conn._reader = None
+    conn._writer = None
+    return transport, writer
+
+
+async def run_side_query(p: BackendParams, sql: str) -> None:
+    """Run one statement on a short-lived connection of its own (e.g. KILL QUERY)."""
+    conn = await asyncio.wait_for(_connect(p), p.connect_timeout)
+    try:
+        async with conn.cursor() as cur:
+            await asyncio.wait_for(cur.execute(sql), p.connect_timeout)
+    finally:
+        conn.close()

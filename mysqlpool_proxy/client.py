@@ -1,0 +1,695 @@
+"""One client connection: handshake, commands, and when it holds a backend.
+
+`ClientConnection` is the asyncio Protocol of a client socket. Its state:
+
+    GREETING   waiting to learn the server's identity before greeting
+    HANDSHAKE  authenticating (protocol/handshake.py drives it)
+    READY      between commands; holds a backend only if it must (below)
+    CHECKOUT   a command waits for a backend, or for one to be brought to
+               this client's session state (a task runs only now)
+    ACTIVE     a command is at the backend; its response is being relayed
+    INFILE     the server asked for a LOCAL INFILE; the client's data is
+               being relayed
+    LOCAL      the proxy is answering a command itself, asynchronously
+               (COM_CHANGE_USER, COM_RESET_CONNECTION, KILL)
+    CLOSED
+
+In transaction pooling a client holds a backend only while the server
+reports a transaction open (SERVER_STATUS_IN_TRANS) or while it has pinned
+state (session.Pins); otherwise the backend goes back to its pool as soon as
+a response ends. In session pooling it holds one from its first command to
+its last. Leaving with a dirty backend (mid-response, in a transaction,
+pinned) resets or closes it, never returns it dirty.
+
+The fast path (an idle backend already in the client's state) sends the
+command synchronously from `data_received`; nothing awaits and no task is
+created. Only a wait, a state sync or a ping runs as a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from typing import TYPE_CHECKING
+
+from .backend import BackendConnection, BackendGone, BackendState
+from .constants import CLIENT, COMMAND, CR, ER, SERVER_STATUS
+from .errors import ProtocolError, ProxyError
+from .protocol import handshake as hs
+from .protocol.command import CommandSpec, Handling, spec_for
+from .protocol.framing import FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
+from .protocol.packets import make_eof, make_err, make_ok
+from .protocol.response import Expect
+from .protocol.sql import SqlEffects, analyze, session_only
+from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
+from .session import Pins, PinReason, SessionState, SyncImpossible, apply_changes, sync_plan
+
+if TYPE_CHECKING:
+    from .pool import Pool
+    from .proxy import Proxy, UserEntry
+
+__all__ = ["ClientState", "ClientConnection"]
+
+log = logging.getLogger("mysqlpool.client")
+
+IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
+AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
+CURSOR_EXISTS = SERVER_STATUS.SERVER_STATUS_CURSOR_EXISTS
+LAST_ROW_SENT = SERVER_STATUS.SERVER_STATUS_LAST_ROW_SENT
+# Status bits that describe the session rather than one response.
+STICKY_STATUS = IN_TRANS | AUTOCOMMIT | SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES | 0x2000 | 0x8000
+
+HANDSHAKE_TIMEOUT = 10.0
+# Bytes of pipelined input a busy client may queue before the proxy stops reading it.
+MAX_QUEUED_INPUT = 1 << 20
+
+ER_LOST_BACKEND = CR.CR_SERVER_LOST
+
+
+class ClientState(enum.Enum):
+    GREETING = "greeting"
+    HANDSHAKE = "handshake"
+    READY = "ready"
+    CHECKOUT = "checkout"
+    ACTIVE = "active"
+    INFILE = "infile"
+    LOCAL = "local"
+    CLOSED = "closed"
+
+
+_C = ClientState
+_ALLOWED = {
+    _C.GREETING: {_C.HANDSHAKE, _C.CLOSED},
+    _C.HANDSHAKE: {_C.READY, _C.CLOSED},
+    _C.READY: {_C.CHECKOUT, _C.ACTIVE, _C.LOCAL, _C.CLOSED},
+    _C.CHECKOUT: {_C.ACTIVE, _C.READY, _C.CLOSED},
+    _C.ACTIVE: {_C.READY, _C.INFILE, _C.CLOSED},
+    _C.INFILE: {_C.ACTIVE, _C.CLOSED},
+    _C.LOCAL: {_C.READY, _C.CLOSED},
+    _C.CLOSED: set(),
+}
+
+
+class ClientConnection(asyncio.Protocol):
+    __slots__ = (
+        "proxy", "id", "transport", "peer", "state", "decoder", "handshake", "user", "pool", "capabilities", "key",
+        "session", "pins", "status", "backend", "charset", "scramble", "_cmd", "_effects", "_sql", "_stmt_id",
+        "_prev_status", "_task", "_timer", "_infile", "_paused_by", "connected_at", "last_active", "_closing_reason",
+        "change_user", "queries", "_writing_paused", "_cmd_seq", "_response_started",
+    )
+
+    def __init__(self, proxy: Proxy, conn_id: int):
+        self.proxy = proxy
+        self.id = conn_id
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.state = ClientState.GREETING
+        self.decoder = PacketDecoder(proxy.config.proxy.max_packet_size)
+        self.handshake: hs.ServerHandshake | None = None
+        self.change_user: hs.ChangeUserAuth | None = None
+        self.user: UserEntry | None = None
+        self.pool: Pool | None = None
+        self.capabilities = 0
+        self.key = 0
+        self.session = SessionState()
+        self.pins = Pins()
+        self.status = AUTOCOMMIT
+        self.backend: BackendConnection | None = None
+        self.charset = 0
+        self.scramble = b""
+        self._cmd: CommandSpec | None = None
+        self._effects: SqlEffects | None = None
+        self._sql = b""
+        self._stmt_id = 0
+        self._prev_status = 0
+        self._task: asyncio.Task | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._infile: FrameScanner | None = None
+        self._paused_by = 0  # bit 1: backend write buffer full; bit 2: too much queued input
+        self._writing_paused = False
+        self.connected_at = proxy.loop.time()
+        self.last_active = self.connected_at
+        self._closing_reason: ClientCloseReason | None = None
+        self.queries = 0
+        self._cmd_seq = 0
+        self._response_started = False
+
+    def __repr__(self) -> str:
+        user = self.user.name if self.user else "?"
+        return f"<Client #{self.id} {user}@{self.peer} {self.state.value}>"
+
+    def set_state(self, new: ClientState) -> None:
+        if new not in _ALLOWED[self.state]:
+            raise RuntimeError(f"client #{self.id}: illegal transition {self.state.value} -> {new.value}")
+        self.state = new
+
+    # -- connection lifecycle -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) else "localhost"
+        transport.set_write_buffer_limits(high=self.proxy.config.pool.result_buffer_bytes)
+        refusal = self.proxy.admit(self)
+        if refusal is not None:
+            self._refuse_at_accept(refusal)
+            return
+        self._timer = self.proxy.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
+        if self.proxy.server_info is not None:
+            self._greet()
+        else:
+            self._task = self.proxy.loop.create_task(self._greet_when_server_known())
+
+    def _refuse_at_accept(self, error: ProxyError) -> None:
+        self.transport.write(encode_packet(make_err(error.errno, error.sqlstate, error.message), 0))
+        self.close(ClientCloseReason.MAX_CLIENTS)
+
+    async def _greet_when_server_known(self) -> None:
+        try:
+            await asyncio.wait_for(self.proxy.server_known.wait(), self.proxy.config.pool.checkout_timeout)
+        except asyncio.TimeoutError:
+            detail = self.proxy.describe_backend_problem()
+            err = ProxyError(ER.CON_COUNT_ERROR, f"mysqlpool-proxy: the backend server is unavailable ({detail})")
+            self.transport.write(encode_packet(make_err(err.errno, err.sqlstate, err.message), 0))
+            self.close(ClientCloseReason.BACKEND_UNAVAILABLE)
+            return
+        finally:
+            self._task = None
+        if self.state is ClientState.GREETING:
+            self._greet()
+
+    def _greet(self) -> None:
+        info = self.proxy.server_info
+        self.handshake = hs.ServerHandshake(
+            connection_id=self.id, server_version=info.advertised_version, capabilities=info.client_capabilities,
+            charset=info.charset_id, lookup=self.proxy.lookup_credentials, client_host=self.peer,
+            tls_available=self.proxy.tls_context is not None,
+        )
+        self.scramble = self.handshake.scramble
+        self.set_state(ClientState.HANDSHAKE)
+        self.transport.write(self.handshake.greeting())
+
+    def _handshake_timeout(self) -> None:
+        self._timer = None
+        if self.state in (ClientState.GREETING, ClientState.HANDSHAKE):
+            self.close(ClientCloseReason.HANDSHAKE_TIMEOUT)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close(self._closing_reason or ClientCloseReason.DISCONNECTED)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def close(self, reason: ClientCloseReason) -> None:
+        if self.state is ClientState.CLOSED:
+            return
+        self._closing_reason = reason
+        self.state = ClientState.CLOSED
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._leave_backend()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        self.proxy.client_closed(self, reason)
+
+    def _leave_backend(self) -> None:
+        """Give up the held backend without leaving anything of this client on it."""
+        backend, self.backend = self.backend, None
+        if backend is None or backend.closed:
+            return
+        backend.client = None
+        if backend.state in (BackendState.BUSY, BackendState.INTERNAL):
+            backend.close(BackendCloseReason.DIRTY)
+        elif self.holds_state():
+            self.proxy.reset_and_release(backend)
+        else:
+            backend.pool.release(backend)
+
+    def holds_state(self) -> bool:
+        return bool(self.status & IN_TRANS) or bool(self.pins)
+
+    # -- flow control ----------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        if self.backend is not None:
+            self.backend.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self.backend is not None:
+            self.backend.resume_reading()
+
+    def _pause_reading(self, why: int) -> None:
+        if not self._paused_by and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused_by |= why
+
+    def _resume_reading(self, why: int) -> None:
+        if self._paused_by & why:
+            self._paused_by &= ~why
+            if not self._paused_by and self.transport is not None and self.state is not ClientState.CLOSED:
+                self.transport.resume_reading()
+
+    def pause_reading_for_backend(self) -> None:
+        self._pause_reading(1)
+
+    def resume_reading_for_backend(self) -> None:
+        self._resume_reading(1)
+
+    # -- input ---------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.proxy.stats.bytes_in += len(data)
+        state = self.state
+        if state is ClientState.INFILE:
+            self._infile_data(data)
+            return
+        self.decoder.feed(data)
+        if state is ClientState.READY or state is ClientState.HANDSHAKE:
+            self._process_input()
+        elif self.decoder.buffered > MAX_QUEUED_INPUT:
+            self._pause_reading(2)
+
+    def _process_input(self) -> None:
+        """Handle queued packets while the client is free to have them handled."""
+        decoder = self.decoder
+        while self.state is ClientState.READY or self.state is ClientState.HANDSHAKE or (
+                self.state is ClientState.LOCAL and self.change_user is not None):
+            try:
+                pkt = decoder.next_packet()
+            except ProtocolError:
+                self.close(ClientCloseReason.PROTOCOL_ERROR)
+                return
+            if pkt is None:
+                break
+            if self.state is ClientState.HANDSHAKE:
+                self._handshake_packet(pkt)
+            elif self.state is ClientState.LOCAL:
+                self.proxy.local.change_user_packet(self, pkt)
+            else:
+                self._command(pkt)
+        if self._paused_by & 2 and decoder.buffered <= MAX_QUEUED_INPUT:
+            self._resume_reading(2)
+
+    # -- handshake -------------------------------------------------------------------
+
+    def _handshake_packet(self, pkt) -> None:
+        if isinstance(pkt, Oversized):
+            self.close(ClientCloseReason.PROTOCOL_ERROR)
+            return
+        for event in self.handshake.receive(pkt):
+            if isinstance(event, hs.Send):
+                self.transport.write(event.data)
+            elif isinstance(event, hs.StartTLS):
+                self._task = self.proxy.loop.create_task(self._start_tls())
+                return
+            elif isinstance(event, hs.Failed):
+                self.proxy.refused(RefusalReason.AUTH_FAILED)
+                log.info("client #%d from %s: %s", self.id, self.peer, event.message)
+                self.close(ClientCloseReason.AUTH_FAILED)
+                return
+            elif isinstance(event, hs.Verified):
+                self._verified(event)
+
+    async def _start_tls(self) -> None:
+        loop = self.proxy.loop
+        self._pause_reading(4)
+        try:
+            new_transport = await loop.start_tls(self.transport, self, self.proxy.tls_context, server_side=True)
+        except (OSError, ConnectionError, asyncio.CancelledError):
+            self.close(ClientCloseReason.PROTOCOL_ERROR)
+            return
+        finally:
+            self._task = None
+        self.transport = new_transport
+        self._paused_by &= ~4
+
+    def _verified(self, event: hs.Verified) -> None:
+        entry = self.proxy.user_entry(event.user)
+        self.user = entry
+        self.pool = entry.pool
+        self.capabilities = event.capabilities
+        self.key = self.proxy.pool_key(event.capabilities)
+        self.charset = event.charset or self.proxy.server_info.charset_id
+        self.session = self.proxy.initial_session(self.charset, event.capabilities, event.database)
+        self.pins = Pins()
+        self.status = self.proxy.server_info.initial_status
+        if event.database and not self.proxy.schema_known(entry, event.database):
+            self.set_state(ClientState.READY)
+            self.set_state(ClientState.LOCAL)
+            self._task = self.proxy.loop.create_task(self._validate_schema_then_accept(event.database))
+            return
+        self._accept()
+
+    def _accept(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.transport.write(self.handshake.accept(self.status & STICKY_STATUS))
+        self.handshake = None
+        if self.state is ClientState.HANDSHAKE:
+            self.set_state(ClientState.READY)
+        self.proxy.client_authenticated(self)
+
+    async def _validate_schema_then_accept(self, schema: bytes) -> None:
+        try:
+            error = await self.proxy.check_schema(self, schema)
+        finally:
+            self._task = None
+        if self.state is ClientState.CLOSED:
+            return
+        if error is not None:
+            self.transport.write(self.handshake.reject(error.errno, error.message))
+            self.close(ClientCloseReason.AUTH_FAILED)
+            return
+        self._accept()
+        self.set_state(ClientState.READY)
+        self._process_input()
+
+    # -- commands ------------------------------------------------------------------
+
+    def _command(self, pkt: Packet | Oversized) -> None:
+        self.last_active = self.proxy.loop.time()
+        if isinstance(pkt, Oversized):
+            self.send_error(pkt.last_seq, ProxyError(
+                ER.NET_PACKET_TOO_LARGE,
+                f"Got a packet bigger than 'max_allowed_packet' bytes ({pkt.size} > {self.decoder.max_size}; "
+                "mysqlpool-proxy [proxy] max_packet_size)"))
+            return
+        payload = pkt.payload
+        if not payload:
+            self.send_error(pkt.last_seq, ProxyError(ER.UNKNOWN_COM_ERROR, "Unknown command: empty packet"))
+            return
+        spec = spec_for(payload[0])
+        handling = spec.handling
+        if handling is Handling.RELAY or handling is Handling.NO_REPLY:
+            self._relay_command(spec, pkt)
+        elif handling is Handling.LOCAL:
+            self.proxy.local.handle(self, spec, pkt)
+        else:
+            self.send_error(pkt.last_seq, ProxyError(
+                ER.UNKNOWN_COM_ERROR,
+                f"mysqlpool-proxy does not relay {spec.name.upper()} (command 0x{spec.code:02x}): "
+                "replication and server administration commands must go to the server directly"))
+
+    def _relay_command(self, spec: CommandSpec, pkt: Packet) -> None:
+        payload = pkt.payload
+        code = spec.code
+        effects = None
+        if code == COMMAND.COM_QUERY:
+            effects = analyze(payload[1:])
+            if effects.kill is not None or effects.reads_connection_id:
+                if self.proxy.local.intercept_query(self, pkt, effects):
+                    return
+        elif code in _STMT_ID_COMMANDS and len(payload) >= 5:
+            self._stmt_id = int.from_bytes(payload[1:5], "little")
+        self._cmd = spec
+        self._effects = effects
+        self._sql = payload[1:] if effects is not None else b""
+        backend = self.backend
+        if backend is None:
+            if spec.handling is Handling.NO_REPLY:
+                self._no_reply_done(spec)
+                return  # e.g. closing a statement that lives nowhere any more: nothing to do
+            backend = self.pool.try_acquire(self.key, self.session.key())
+            if backend is None:
+                self._start_checkout(pkt)
+                return
+            self.backend = backend
+            backend.client = self
+            if self._needs_preparation(backend):
+                self._start_checkout(pkt)
+                return
+        elif backend.state is not BackendState.RESERVED or backend.closed:
+            self._start_checkout(pkt)
+            return
+        self._send(backend, spec, pkt)
+
+    def _needs_preparation(self, backend: BackendConnection) -> bool:
+        if backend.session.key() != self.session.key():
+            return True
+        ping_after = self.proxy.config.pool.ping_after
+        return self.proxy.loop.time() - backend.last_used > ping_after
+
+    def _send(self, backend: BackendConnection, spec: CommandSpec, pkt: Packet) -> None:
+        self.queries += 1
+        if spec.handling is Handling.NO_REPLY:
+            backend.write(pkt.raw)
+            self._no_reply_done(spec)
+            self._decide_hold(backend)
+            return
+        self._prev_status = self.status
+        self._cmd_seq = pkt.last_seq
+        self._response_started = False
+        self.set_state(ClientState.ACTIVE)
+        binary = spec.code == COMMAND.COM_STMT_EXECUTE or spec.code == COMMAND.COM_STMT_FETCH
+        backend.send_command(self, pkt.raw, spec.expect, binary=binary,
+                             strip=not self.capabilities & CLIENT.SESSION_TRACK)
+
+    def _no_reply_done(self, spec: CommandSpec) -> None:
+        self.pool.stats.queries[spec.name] += 1
+        if spec.code == COMMAND.COM_STMT_CLOSE:
+            self.pins.statements.discard(self._stmt_id)
+            self.pins.cursors.discard(self._stmt_id)
+
+    # -- the slow path: wait for a backend, bring it to this client's state ------------
+
+    def _start_checkout(self, pkt: Packet) -> None:
+        self.set_state(ClientState.CHECKOUT)
+        self._task = self.proxy.loop.create_task(self._checkout(pkt))
+
+    async def _checkout(self, pkt: Packet) -> None:
+        spec = self._cmd
+        try:
+            backend = await self._prepared_backend()
+        except ProxyError as err:
+            self._task = None
+            if self.state is ClientState.CLOSED:
+                return
+            self.set_state(ClientState.READY)
+            self.send_error(pkt.last_seq, err)
+            self._process_input()
+            return
+        except asyncio.CancelledError:
+            return
+        self._task = None
+        if self.state is ClientState.CLOSED:
+            self._leave_backend()
+            return
+        self.set_state(ClientState.READY)
+        self._send(backend, spec, pkt)
+        if self.state is ClientState.READY:
+            self._process_input()
+
+    async def _prepared_backend(self) -> BackendConnection:
+        """A backend in this client's session state; retries silently past dead ones."""
+        cfg = self.proxy.config.pool
+        loop = self.proxy.loop
+        deadline = loop.time() + cfg.checkout_timeout
+        while True:
+            backend = self.backend
+            if backend is None or backend.closed:
+                if backend is not None:
+                    self.backend = None
+                    if self.holds_state():
+                        raise ProxyError(ER_LOST_BACKEND, "Lost connection to backend; the transaction was rolled back")
+                backend = await self._acquire(deadline)
+                self.backend = backend
+                backend.client = self
+            try:
+                await self._bring_to_state(backend, deadline)
+                return backend
+            except BackendGone:
+                if self.holds_state():
+                    self.backend = None
+                    raise ProxyError(ER_LOST_BACKEND, "Lost connection to backend; the transaction was rolled back")
+                continue  # a dead pooled backend: quietly take another
+
+    async def _acquire(self, deadline: float) -> BackendConnection:
+        from .pool import CheckoutTimeout, QueueFull
+        pool = self.pool
+        remaining = max(0.0, deadline - self.proxy.loop.time())
+        try:
+            return await pool.acquire(self.key, remaining)
+        except QueueFull:
+            self.proxy.refused(RefusalReason.QUEUE_FULL)
+            raise ProxyError(ER.CON_COUNT_ERROR, (
+                f"Too many connections: mysqlpool-proxy pool '{pool.name}' already has {len(pool.waiters)} clients "
+                f"waiting for a backend connection (max_waiting_clients {pool.max_waiting}); try again later"))
+        except CheckoutTimeout as exc:
+            self.proxy.refused(RefusalReason.CHECKOUT_TIMEOUT)
+            raise ProxyError(ER.CON_COUNT_ERROR, (
+                f"Too many connections: mysqlpool-proxy pool '{pool.name}' had no free backend connection after "
+                f"waiting {exc.waited:.1f}s ({exc}); try again later"))
+
+    async def _bring_to_state(self, backend: BackendConnection, deadline: float) -> None:
+        timeout = max(0.5, min(self.proxy.config.backend.connect_timeout, deadline - self.proxy.loop.time()))
+        if self.proxy.loop.time() - backend.last_used > self.proxy.config.pool.ping_after:
+            result = await backend.run_internal(b"\x0e", Expect.SIMPLE, timeout)
+            if result.error is not None:
+                backend.close(BackendCloseReason.PING_FAILED)
+                raise BackendGone(BackendCloseReason.PING_FAILED)
+            backend.last_used = self.proxy.loop.time()
+        try:
+            steps = sync_plan(backend.session, self.session)
+        except SyncImpossible:
+            backend.close(BackendCloseReason.RECLAIMED)
+            raise BackendGone(BackendCloseReason.RECLAIMED)
+        for step in steps:
+            await self.proxy.run_sync_step(backend, step, timeout)
+
+    # -- responses -------------------------------------------------------------------
+
+    def relay_to_client(self, data: bytes) -> None:
+        self._response_started = True
+        self.proxy.stats.bytes_out += len(data)
+        self.transport.write(data)
+
+    def on_infile_request(self, backend: BackendConnection) -> None:
+        self.set_state(ClientState.INFILE)
+        self._infile = FrameScanner()
+        leftover = self.decoder.take_buffer()
+        if leftover:
+            self._infile_data(leftover)
+
+    def _infile_data(self, data: bytes) -> None:
+        backend = self.backend
+        end = self._infile.feed(data)
+        if end < 0:
+            backend.write(data)
+            return
+        backend.write(data[:end] if end < len(data) else data)
+        self._infile = None
+        self.set_state(ClientState.ACTIVE)
+        backend.infile_sent()
+        if end < len(data):
+            self.decoder.feed(data[end:])
+
+    def on_response_done(self, backend: BackendConnection) -> None:
+        tracker = backend.tracker
+        spec = self._cmd
+        ok = tracker.error is None
+        if ok:
+            self.status = tracker.status
+        self._record_state(backend, tracker, ok)
+        self.pool.stats.queries[spec.name] += 1
+        if self._prev_status & IN_TRANS and not self.status & IN_TRANS:
+            self.pool.stats.transactions += 1
+        self.set_state(ClientState.READY)
+        if not ok and self._status_uncertain(tracker):
+            self.set_state(ClientState.LOCAL)
+            self._task = self.proxy.loop.create_task(self._probe_status(backend))
+            return
+        self._decide_hold(backend)
+        self._process_input()
+
+    def _record_state(self, backend: BackendConnection, tracker, ok: bool) -> None:
+        changes = tracker.changes
+        effects = self._effects
+        if changes is not None or (effects is not None and effects.sysvars_set_null and ok):
+            apply_changes(self.session, changes, effects if ok else None)
+            apply_changes(backend.session, changes, effects if ok else None)
+        pins = self.pins
+        before = pins.reasons() if self.proxy.counting_pins else None
+        explained = pins.apply_sql(effects, ok) if effects is not None and effects.any else False
+        if changes is not None:
+            if changes.state_change and not explained:
+                explained = self._cmd.code == COMMAND.COM_INIT_DB or (self._sql and session_only(self._sql))
+            pins.apply_tracker(changes, explained)
+        code = self._cmd.code
+        if code == COMMAND.COM_STMT_PREPARE and tracker.prepare_ok is not None:
+            pins.statements.add(tracker.prepare_ok[0])
+        elif code == COMMAND.COM_STMT_EXECUTE and ok and tracker.status & CURSOR_EXISTS:
+            pins.cursors.add(self._stmt_id)
+        elif code == COMMAND.COM_STMT_FETCH and (not ok or tracker.status & LAST_ROW_SENT
+                                                 or not tracker.status & CURSOR_EXISTS):
+            pins.cursors.discard(self._stmt_id)
+        elif code == COMMAND.COM_STMT_RESET:
+            pins.cursors.discard(self._stmt_id)
+        if before is not None:
+            self.proxy.count_new_pins(self, before, pins.reasons())
+
+    def _status_uncertain(self, tracker) -> bool:
+        """After an ERR the server's status is unknown unless nothing could have changed it."""
+        if tracker.ok_count or tracker.result_sets:
+            return True  # earlier statements of a multi-statement query ran
+        prev = self._prev_status
+        return bool(prev & IN_TRANS) or not prev & AUTOCOMMIT
+
+    async def _probe_status(self, backend: BackendConnection) -> None:
+        try:
+            result = await backend.run_internal(b"\x0e", Expect.SIMPLE, self.proxy.config.backend.connect_timeout)
+            if result.error is None:
+                self.status = result.status
+        except BackendGone:
+            pass
+        finally:
+            self._task = None
+        if self.state is ClientState.CLOSED:
+            return
+        self.set_state(ClientState.READY)
+        self._decide_hold(backend)
+        self._process_input()
+
+    def _decide_hold(self, backend: BackendConnection) -> None:
+        if backend.closed:
+            if self.backend is backend:
+                self.backend = None
+            return
+        if self.proxy.session_mode or self.holds_state():
+            return
+        self.backend = None
+        backend.client = None
+        backend.pool.release(backend)
+
+    def on_backend_lost(self, backend: BackendConnection, was_busy: bool) -> None:
+        if self.backend is backend:
+            self.backend = None
+        state = self.state
+        if state is ClientState.CLOSED:
+            return
+        if state is ClientState.ACTIVE or state is ClientState.INFILE:
+            if self._response_started or self.holds_state():
+                # Part of the response is out, or its transaction died: the
+                # connection cannot go on; the client sees a lost connection.
+                self.close(ClientCloseReason.BACKEND_LOST)
+                return
+            self.set_state(ClientState.READY)
+            self.send_error(self._cmd_seq, ProxyError(ER_LOST_BACKEND, "Lost connection to backend during query"))
+            self._process_input()
+        elif state is ClientState.READY and self.holds_state():
+            # Its transaction or pinned state died with the backend; it must not
+            # go on as if it had not. Tell it, then close.
+            self.send_error(0, ProxyError(
+                ER_LOST_BACKEND, "Lost connection to backend; the open transaction or session state was lost"))
+            self.close(ClientCloseReason.BACKEND_LOST)
+
+    # -- replies from the proxy itself --------------------------------------------------
+
+    def send_error(self, last_seq: int, err: ProxyError) -> None:
+        self.transport.write(encode_packet(make_err(err.errno, err.sqlstate, err.message, self.capabilities),
+                                           next_seq(last_seq)))
+
+    def send_ok(self, last_seq: int, info: bytes = b"") -> None:
+        self.transport.write(encode_packet(make_ok(self.capabilities, self.status & STICKY_STATUS, info=info),
+                                           next_seq(last_seq)))
+
+    def send_eof(self, last_seq: int) -> None:
+        self.transport.write(encode_packet(make_eof(self.status & STICKY_STATUS), next_seq(last_seq)))
+
+    def pinned_reasons(self) -> list[PinReason]:
+        reasons = self.pins.reasons()
+        if self.status & IN_TRANS:
+            reasons.insert(0, PinReason.TRANSACTION)
+        return reasons
+
+
+_STMT_ID_COMMANDS = frozenset((
+    COMMAND.COM_STMT_EXECUTE, COMMAND.COM_STMT_FETCH, COMMAND.COM_STMT_RESET, COMMAND.COM_STMT_CLOSE,
+    COMMAND.COM_STMT_SEND_LONG_DATA,
+))

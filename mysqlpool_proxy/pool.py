@@ -1,0 +1,496 @@
+"""Backend pools: one per backend user, hard-capped, with a FIFO of waiting clients.
+
+A pool holds backend connections in two collections, `idle` (LIFO: the most
+recently used is reused first, so the others can age out) and `busy`
+(owned by a client or by the pool itself), plus a count of connections
+being opened. Its size is the sum of the three and never exceeds `max_size`;
+all pools together never exceed `[backend] max_connections` (the
+`BackendLimiter`).
+
+Backends differ by `key`: the capability bits that change what goes over the
+wire (CLIENT_FOUND_ROWS, CLIENT_LOCAL_FILES). A client only gets a backend
+with its key; at the cap, an idle backend of another key is closed to make
+room (`RECLAIMED`).
+
+Clients that find no idle backend wait in `waiters`, first come first
+served. Each waiter has a deadline; a waiter past it is dropped and told
+(CheckoutTimeout), never served late. When the queue already holds
+`max_waiting_clients`, the newcomer is refused at once (QueueFull).
+Backends are opened in the background, at most `max_connecting` at a time,
+and each one that arrives goes to the first waiter that can use it. Connect
+failures back off exponentially, with jitter, up to a cap; waiting clients
+keep waiting (up to their deadline) and are never shown the connect error
+directly: the timeout message says what the last error was.
+
+Release never hands back a dirty backend: the caller resets or closes it
+first. A backend past `max_lifetime` is closed at release instead of reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter, deque
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import pymysql
+
+from .backend import BackendConnection, BackendState
+from .backend_adapter import BackendParams, Opened, open_backend
+from .constants import CLIENT, CR, ER
+from .reasons import BackendCloseReason
+from .session import SessionState
+
+__all__ = ["Pool", "BackendLimiter", "CheckoutTimeout", "QueueFull", "PoolStats", "WAIT_BUCKETS"]
+
+log = logging.getLogger("mysqlpool.pool")
+
+# Wire-semantic capability bits a backend must share with its client.
+KEY_BITS = CLIENT.FOUND_ROWS | CLIENT.LOCAL_FILES
+
+WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 5.0
+EARLY_DEATH = 1.0  # seconds: a backend the server closes sooner counts as a failed connect
+
+
+class CheckoutTimeout(Exception):
+    def __init__(self, waited: float, detail: str):
+        super().__init__(detail)
+        self.waited = waited
+
+
+class QueueFull(Exception):
+    pass
+
+
+class PoolStats:
+    """Plain counters, read by the metrics collector at scrape time."""
+
+    __slots__ = (
+        "connects", "connect_errors", "closed", "checkouts", "wait_count", "wait_sum", "wait_buckets",
+        "queries", "transactions", "pins",
+    )
+
+    def __init__(self) -> None:
+        self.connects = 0
+        self.connect_errors: Counter = Counter()  # error code -> count
+        self.closed: Counter = Counter()  # BackendCloseReason value -> count
+        self.checkouts = 0
+        self.wait_count = 0
+        self.wait_sum = 0.0
+        self.wait_buckets = [0] * (len(WAIT_BUCKETS) + 1)
+        self.queries: Counter = Counter()  # command name -> count
+        self.transactions = 0
+        self.pins: Counter = Counter()  # PinReason value -> times a client got pinned
+
+    def observe_wait(self, seconds: float) -> None:
+        self.wait_count += 1
+        self.wait_sum += seconds
+        for i, bound in enumerate(WAIT_BUCKETS):
+            if seconds <= bound:
+                self.wait_buckets[i] += 1
+                return
+        self.wait_buckets[-1] += 1
+
+
+class BackendLimiter:
+    """The global cap on backend connections, shared by all pools."""
+
+    __slots__ = ("max", "used", "pools")
+
+    def __init__(self, max_connections: int):
+        self.max = max_connections
+        self.used = 0
+        self.pools: list[Pool] = []
+
+    def available(self) -> int:
+        return self.max - self.used
+
+    def released(self) -> None:
+        """A slot came free: let a pool that has waiters use it."""
+        for pool in self.pools:
+            if pool.waiters:
+                pool.serve_waiters()
+                if self.available() <= 0:
+                    return
+
+    def reclaim_idle(self, needy: Pool) -> bool:
+        """Close the longest-idle backend of another pool so `needy` can open one."""
+        candidates = [(b.idle_since, b) for p in self.pools if p is not needy for b in p.idle]
+        if not candidates:
+            return False
+        min(candidates, key=lambda c: c[0])[1].close(BackendCloseReason.RECLAIMED)
+        return True
+
+
+@dataclass(slots=True)
+class Waiter:
+    key: int
+    future: asyncio.Future
+    enqueued_at: float
+    timer: asyncio.TimerHandle | None = None
+
+
+class Pool:
+    def __init__(
+        self,
+        *,
+        name: str,
+        params: BackendParams,
+        max_size: int,
+        min_idle: int,
+        max_lifetime: float,
+        max_waiting: int,
+        max_connecting: int,
+        limiter: BackendLimiter,
+        loop: asyncio.AbstractEventLoop,
+        on_opened: Callable[[Opened], SessionState],
+        next_backend_id: Callable[[], int],
+    ):
+        self.name = name
+        self.params = params
+        self.max_size = max_size
+        self.min_idle = min_idle
+        self.max_lifetime = max_lifetime
+        self.max_waiting = max_waiting
+        self.max_connecting = max_connecting
+        self.limiter = limiter
+        self.loop = loop
+        self._on_opened = on_opened
+        self._next_id = next_backend_id
+        self.idle: list[BackendConnection] = []
+        self.busy: set[BackendConnection] = set()
+        self.connecting = 0
+        self.connecting_keys: Counter = Counter()
+        self.waiters: deque[Waiter] = deque()
+        self.stats = PoolStats()
+        self.last_error: str = ""
+        self.last_error_code: int = 0
+        self._failures = 0
+        self._backoff_until = 0.0
+        self._backoff_timer: asyncio.TimerHandle | None = None
+        self.paused = False
+        self.closing = False
+        self._serving = False
+        limiter.pools.append(self)
+
+    def __repr__(self) -> str:
+        return f"<Pool {self.name} idle={len(self.idle)} busy={len(self.busy)} connecting={self.connecting}>"
+
+    @property
+    def size(self) -> int:
+        return len(self.idle) + len(self.busy) + self.connecting
+
+    # -- checkout ---------------------------------------------------------------
+
+    def try_acquire(self, key: int, state_key: tuple | None = None) -> BackendConnection | None:
+        """An idle backend right now, without waiting; None if there is none or others wait first."""
+        if self.waiters or self.paused:
+            return None
+        backend = self._take_idle(key, state_key)
+        if backend is not None:
+            self.stats.checkouts += 1
+            self.stats.observe_wait(0.0)
+        return backend
+
+    def _take_idle(self, key: int, state_key: tuple | None = None) -> BackendConnection | None:
+        idle = self.idle
+        chosen = -1
+        # LIFO; among the most recent few, prefer one already in the client's state.
+        for i in range(len(idle) - 1, max(-1, len(idle) - 9), -1):
+            b = idle[i]
+            if b.key != key:
+                continue
+            if chosen < 0:
+                chosen = i
+            if state_key is None or b.session.key() == state_key:
+                chosen = i
+                break
+        if chosen < 0:
+            for i in range(len(idle) - 9, -1, -1):
+                if idle[i].key == key:
+                    chosen = i
+                    break
+        if chosen < 0:
+            return None
+        backend = idle.pop(chosen)
+        backend.set_state(BackendState.RESERVED)
+        self.busy.add(backend)
+        return backend
+
+    async def acquire(self, key: int, timeout: float) -> BackendConnection:
+        """Wait (FIFO, up to `timeout`) for a backend with `key`."""
+        backend = self.try_acquire(key)
+        if backend is not None:
+            return backend
+        if len(self.waiters) >= self.max_waiting:
+            raise QueueFull(f"{len(self.waiters)} clients are already waiting")
+        now = self.loop.time()
+        waiter = Waiter(key, self.loop.create_future(), now)
+        waiter.timer = self.loop.call_later(timeout, self._expire_waiter, waiter)
+        self.waiters.append(waiter)
+        self.serve_waiters()
+        try:
+            backend = await waiter.future
+        except asyncio.CancelledError:
+            self._abandon(waiter)
+            raise
+        finally:
+            if waiter.timer is not None:
+                waiter.timer.cancel()
+        waited = self.loop.time() - now
+        self.stats.checkouts += 1
+        self.stats.observe_wait(waited)
+        return backend
+
+    def _abandon(self, waiter: Waiter) -> None:
+        """The waiting task was cancelled; give back anything it was handed."""
+        fut = waiter.future
+        try:
+            self.waiters.remove(waiter)
+        except ValueError:
+            pass
+        if fut.done() and not fut.cancelled() and fut.exception() is None:
+            backend = fut.result()
+            if not backend.closed:
+                self.release(backend)
+
+    def _expire_waiter(self, waiter: Waiter) -> None:
+        waiter.timer = None
+        if waiter.future.done():
+            return
+        try:
+            self.waiters.remove(waiter)
+        except ValueError:
+            pass
+        waited = self.loop.time() - waiter.enqueued_at
+        detail = self.describe_shortage()
+        waiter.future.set_exception(CheckoutTimeout(waited, detail))
+
+    def describe_shortage(self) -> str:
+        parts = [f"max_size {self.max_size}", f"{len(self.busy)} in use", f"{len(self.waiters)} waiting"]
+        if self.paused:
+            parts.append("pool paused")
+        if self.last_error and self._failures:
+            parts.append(f"last connect error: {self.last_error}")
+        return ", ".join(parts)
+
+    def _hand(self, waiter: Waiter, backend: BackendConnection) -> None:
+        if waiter.timer is not None:
+            waiter.timer.cancel()
+            waiter.timer = None
+        waiter.future.set_result(backend)
+
+    def serve_waiters(self) -> None:
+        """Give idle backends to waiters in order; open more if allowed and needed."""
+        if self.paused or self.closing or self._serving:
+            return
+        self._serving = True
+        try:
+            self._serve_waiters()
+        finally:
+            self._serving = False
+
+    def _serve_waiters(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            w = waiters[0]
+            if w.future.done():
+                waiters.popleft()
+                continue
+            backend = self._take_idle(w.key)
+            if backend is None:
+                break
+            waiters.popleft()
+            self._hand(w, backend)
+        if waiters:
+            self._open_for_waiters()
+
+    def _open_for_waiters(self) -> None:
+        now = self.loop.time()
+        if now < self._backoff_until:
+            return
+        pending = Counter(w.key for w in self.waiters if not w.future.done())
+        for key, count in pending.items():
+            missing = count - self.connecting_keys[key]
+            while missing > 0 and self.connecting < self.max_connecting:
+                if not self._make_room(key):
+                    return
+                self._start_open(key)
+                missing -= 1
+
+    def _make_room(self, key: int) -> bool:
+        """True if one more backend may be opened now (closing another if needed)."""
+        if self.size >= self.max_size:
+            other = next((b for b in self.idle if b.key != key), None)
+            if other is None:
+                return False
+            other.close(BackendCloseReason.RECLAIMED)
+        if self.limiter.available() <= 0 and not self.limiter.reclaim_idle(self):
+            return False
+        return self.size < self.max_size and self.limiter.available() > 0
+
+    # -- opening ----------------------------------------------------------------
+
+    def _start_open(self, key: int) -> None:
+        self._reserve_slot(key)
+        self.loop.create_task(self._open(key))
+
+    def _reserve_slot(self, key: int) -> None:
+        self.connecting += 1
+        self.connecting_keys[key] += 1
+        self.limiter.used += 1
+
+    async def open_now(self, key: int = 0, *, want_collations: bool = False) -> bool:
+        """Open one backend now if the caps allow (used at start to learn the server)."""
+        if self.size >= self.max_size or self.limiter.available() <= 0:
+            return False
+        self._reserve_slot(key)
+        return await self._open(key, want_collations)
+
+    def params_for(self, key: int) -> BackendParams:
+        return replace(self.params, found_rows=bool(key & CLIENT.FOUND_ROWS), local_files=bool(key & CLIENT.LOCAL_FILES))
+
+    async def _open(self, key: int, want_collations: bool = False) -> bool:
+        try:
+            opened = await open_backend(self.params_for(key), want_collations=want_collations)
+        except Exception as exc:  # every connect failure is handled the same way: back off
+            self._opening_done(key)
+            self.limiter.used -= 1
+            self._connect_failed(exc)
+            self.limiter.released()
+            return False
+        self._opening_done(key)
+        self._failures = 0
+        self.stats.connects += 1
+        session = self._on_opened(opened)
+        backend = BackendConnection(
+            backend_id=self._next_id(), pool=self, key=key, thread_id=opened.thread_id, session=session,
+            created_at=self.loop.time(), lifetime=self.max_lifetime, loop=self.loop,
+        )
+        self.busy.add(backend)
+        backend.attach(opened.transport, opened.stream_owner)
+        if backend.closed or self.closing:
+            backend.close(BackendCloseReason.SHUTDOWN)
+            return False
+        self.release(backend)
+        return True
+
+    def _opening_done(self, key: int) -> None:
+        self.connecting -= 1
+        self.connecting_keys[key] -= 1
+        if not self.connecting_keys[key]:
+            del self.connecting_keys[key]
+
+    def _connect_failed(self, exc: Exception) -> None:
+        code, message = _describe_error(exc)
+        self.stats.connect_errors[code] += 1
+        self._failures += 1
+        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (self._failures - 1)) * random.uniform(0.5, 1.0)
+        self._backoff_until = self.loop.time() + delay
+        if message != self.last_error or self._failures in (1, 10) or self._failures % 100 == 0:
+            log.warning("pool %s: backend connect failed (%s); attempt %d, retrying in %.2fs",
+                        self.name, message, self._failures, delay)
+        self.last_error, self.last_error_code = message, code
+        if self._backoff_timer is None:
+            self._backoff_timer = self.loop.call_later(delay, self._backoff_over)
+
+    def _backoff_over(self) -> None:
+        self._backoff_timer = None
+        self.serve_waiters()
+        self.ensure_min_idle()
+
+    # -- release and close --------------------------------------------------------
+
+    def release(self, backend: BackendConnection) -> None:
+        """Take back a clean backend (state RESERVED, no client state on it)."""
+        if backend.closed:
+            return
+        backend.client = None
+        now = self.loop.time()
+        backend.last_used = now
+        if now >= backend.expires_at or self.closing:
+            backend.close(BackendCloseReason.SHUTDOWN if self.closing else BackendCloseReason.MAX_LIFETIME)
+            return
+        if not self.paused:
+            for w in self.waiters:
+                if w.key == backend.key and not w.future.done():
+                    self.waiters.remove(w)
+                    self._hand(w, backend)
+                    return
+        self.busy.discard(backend)
+        backend.set_state(BackendState.IDLE)
+        backend.idle_since = now
+        self.idle.append(backend)
+        if self.waiters:
+            self.serve_waiters()
+
+    def on_backend_closed(self, backend: BackendConnection, previous: BackendState) -> None:
+        """Bookkeeping for a backend that closed, whoever closed it and why."""
+        if previous is BackendState.IDLE:
+            try:
+                self.idle.remove(backend)
+            except ValueError:
+                pass
+        else:
+            self.busy.discard(backend)
+        self.limiter.used -= 1
+        reason = backend.close_reason or BackendCloseReason.ERROR
+        self.stats.closed[reason.value] += 1
+        if reason is BackendCloseReason.SERVER_GONE and self.loop.time() - backend.created_at < EARLY_DEATH:
+            # Dying right after opening is a connect failure: back off, don't storm.
+            self._connect_failed(ConnectionError("the server closed a new connection at once"))
+        log.debug("pool %s: backend #%d (thread %d) closed: %s", self.name, backend.id, backend.thread_id, reason.value)
+        if self.waiters:
+            self.serve_waiters()
+        self.limiter.released()
+
+    # -- maintenance ----------------------------------------------------------------
+
+    def maintain(self, now: float, idle_timeout: float) -> None:
+        """Janitor pass: close idle backends past their idle time or lifetime; keep min_idle."""
+        for backend in list(self.idle):
+            if now >= backend.expires_at:
+                backend.close(BackendCloseReason.MAX_LIFETIME)
+            elif now - backend.idle_since >= idle_timeout:
+                backend.close(BackendCloseReason.IDLE_TIMEOUT)
+        self.ensure_min_idle()
+
+    def ensure_min_idle(self) -> None:
+        if self.paused or self.closing or self.loop.time() < self._backoff_until:
+            return
+        while (len(self.idle) + self.connecting < self.min_idle and self.size < self.max_size
+               and self.limiter.available() > 0 and self.connecting < self.max_connecting):
+            self._start_open(0)
+
+    def close_idle(self, reason: BackendCloseReason) -> None:
+        for backend in list(self.idle):
+            backend.close(reason)
+
+    def close(self) -> None:
+        """Stop: refuse waiters, close idle backends now; busy ones close at release."""
+        self.closing = True
+        for w in list(self.waiters):
+            if not w.future.done():
+                w.future.set_exception(CheckoutTimeout(0.0, "the proxy is shutting down"))
+        self.waiters.clear()
+        self.close_idle(BackendCloseReason.SHUTDOWN)
+        if self._backoff_timer is not None:
+            self._backoff_timer.cancel()
+            self._backoff_timer = None
+
+
+def _describe_error(exc: Exception) -> tuple[int, str]:
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        code = exc.args[0]
+        text = exc.args[1] if len(exc.args) > 1 else ""
+        return code, f"{code} {text}".strip()
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return CR.CR_CONN_HOST_ERROR, "connect timeout"
+    if isinstance(exc, OSError):
+        return CR.CR_CONN_HOST_ERROR, f"{exc.strerror or exc}"
+    return ER.UNKNOWN_ERROR, f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,355 @@
+"""What a COM_QUERY does to session state that the server's trackers won't say.
+
+The session trackers report system variables, the schema and a generic
+"state changed" flag, but only in OK packets: a SELECT ends with EOF, so
+`SELECT @v := 1`, `SELECT GET_LOCK('x', 1)` or `SELECT ... INTO @v` report
+nothing, and MariaDB does not report `SET @@character_set_results = NULL`.
+The proxy also needs to know *which* temporary tables, named locks and SQL
+prepared statements exist so that it can tell when they are all gone.
+
+`analyze(sql)` answers those questions for one query text (possibly several
+statements). Most statements are boring; a single regex search decides that
+(`INTERESTING`) and only the rest are tokenised. The tokenizer understands
+quotes, backquotes, comments and executable comments well enough that a
+keyword inside a string or comment is not mistaken for one outside; when in
+doubt an effect is assumed (an extra pin is safe, a missed one is not).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["SqlEffects", "analyze", "session_only", "INTERESTING"]
+
+# A statement that matches none of these cannot change pinned session state.
+INTERESTING = re.compile(
+    rb"@|temporary|lock|prepare|deallocate|handler|\bxa\b|kill|connection_id|session_track|null|drop|backup",
+    re.I,
+)
+
+_TOKEN = re.compile(
+    rb"""
+     (?P<ws>\s+)
+    |(?P<comment>--(?:[ \t\r\n][^\n]*|$)|\#[^\n]*|/\*(?![!M]).*?\*/)
+    |(?P<xopen>/\*M?!\d*)
+    |(?P<xclose>\*/)
+    |(?P<sysvar>@@(?:[A-Za-z_$\x80-\xff][\w$\x80-\xff]*\.)?[A-Za-z_$\x80-\xff][\w$\x80-\xff]*)
+    |(?P<uvar>@(?:`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|[\w$.\x80-\xff]+))
+    |(?P<str>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")
+    |(?P<qid>`(?:[^`]|``)*`)
+    |(?P<word>[A-Za-z_$\x80-\xff][\w$\x80-\xff]*)
+    |(?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)
+    |(?P<op>:=|.)
+    """,
+    re.S | re.X,
+)
+
+WORD, STR, QID, UVAR, SYSVAR, NUM, OP = "word", "str", "qid", "uvar", "sysvar", "num", "op"
+
+
+@dataclass(slots=True)
+class SqlEffects:
+    user_var_write: bool = False
+    sysvars_set_null: list[bytes] = field(default_factory=list)
+    session_tracking_changed: bool = False
+    temp_tables_created: list[bytes] = field(default_factory=list)
+    tables_dropped: list[bytes] = field(default_factory=list)
+    lock_tables: bool = False
+    unlock_tables: bool = False
+    named_locks_taken: list[bytes | None] = field(default_factory=list)  # None: name not a literal
+    named_locks_released: list[bytes | None] = field(default_factory=list)
+    release_all_locks: bool = False
+    sql_prepared: list[bytes] = field(default_factory=list)
+    sql_deallocated: list[bytes] = field(default_factory=list)
+    handlers_opened: list[bytes] = field(default_factory=list)
+    handlers_closed: list[bytes] = field(default_factory=list)
+    xa_started: bool = False
+    xa_ended: bool = False
+    backup_stage: bytes | None = None
+    kill: tuple[str, int] | None = None  # ("connection" | "query", id) for a plain KILL statement
+    reads_connection_id: bool = False
+
+    @property
+    def any(self) -> bool:
+        return self != _NOTHING
+
+
+_NOTHING = SqlEffects()
+
+
+def tokenize(sql: bytes) -> list[tuple[str, bytes]]:
+    tokens = []
+    for m in _TOKEN.finditer(sql):
+        kind = m.lastgroup
+        if kind in ("ws", "comment", "xopen", "xclose"):
+            continue
+        text = m.group()
+        if kind == "word":
+            tokens.append((WORD, text.lower()))
+        elif kind == "str":
+            tokens.append((STR, _unquote(text)))
+        elif kind == "qid":
+            tokens.append((QID, text[1:-1].replace(b"``", b"`")))
+        elif kind == "uvar":
+            tokens.append((UVAR, _var_name(text[1:])))
+        elif kind == "sysvar":
+            tokens.append((SYSVAR, text[2:].lower()))
+        else:
+            tokens.append((kind, text))
+    return tokens
+
+
+def _unquote(text: bytes) -> bytes:
+    q = text[:1]
+    body = text[1:-1].replace(q + q, q)
+    return re.sub(rb"\\(.)", lambda m: m.group(1), body)
+
+
+def _var_name(text: bytes) -> bytes:
+    if text[:1] in (b"`", b"'", b'"'):
+        return _unquote(text) if text[:1] != b"`" else text[1:-1].replace(b"``", b"`")
+    return text.lower()
+
+
+def split_statements(tokens: list) -> list[list]:
+    out, cur = [], []
+    for tok in tokens:
+        if tok == (OP, b";"):
+            if cur:
+                out.append(cur)
+            cur = []
+        else:
+            cur.append(tok)
+    if cur:
+        out.append(cur)
+    return out
+
+
+def analyze(sql: bytes) -> SqlEffects:
+    effects = SqlEffects()
+    if INTERESTING.search(sql) is None:
+        return effects
+    for stmt in split_statements(tokenize(sql)):
+        _analyze_statement(stmt, effects)
+    return effects
+
+
+def session_only(sql: bytes) -> bool:
+    """True if every statement is a SET of system variables or a USE: all the trackers report in full."""
+    stmts = split_statements(tokenize(sql))
+    if not stmts:
+        return False
+    for stmt in stmts:
+        first = stmt[0]
+        if first == (WORD, b"use"):
+            continue
+        if first != (WORD, b"set"):
+            return False
+        fx = SqlEffects()
+        _scan_expressions(stmt, fx)
+        _analyze_set(stmt, fx)
+        if fx.user_var_write:
+            return False
+    return True
+
+
+def _words(stmt, n: int) -> list[bytes]:
+    return [v if k == WORD else b"" for k, v in stmt[:n]]
+
+
+def _name_at(stmt, i: int) -> bytes | None:
+    """A (possibly qualified) table name starting at token i; the last part, lower-cased."""
+    name = None
+    while i < len(stmt) and stmt[i][0] in (WORD, QID):
+        name = stmt[i][1].lower()
+        if i + 1 < len(stmt) and stmt[i + 1] == (OP, b"."):
+            i += 2
+            continue
+        break
+    return name
+
+
+def _analyze_statement(stmt: list, fx: SqlEffects) -> None:
+    w = _words(stmt, 4)
+    first = w[0]
+    _scan_expressions(stmt, fx)
+    if first == b"set":
+        _analyze_set(stmt, fx)
+    elif first == b"create" and b"temporary" in w:
+        i = w.index(b"temporary") + 2  # CREATE [OR REPLACE] TEMPORARY TABLE
+        while _words(stmt[i:], 1)[:1] in ([b"if"], [b"not"], [b"exists"]):
+            i += 1
+        name = _name_at(stmt, i)
+        if name is not None:
+            fx.temp_tables_created.append(name)
+    elif first == b"drop":
+        _analyze_drop(stmt, fx)
+    elif first == b"lock" and w[1] in (b"table", b"tables"):
+        fx.lock_tables = True
+    elif first == b"unlock" and w[1] in (b"table", b"tables"):
+        fx.unlock_tables = True
+    elif first == b"flush" and _has_sequence(stmt, (b"read", b"lock")):
+        fx.lock_tables = True
+    elif first == b"prepare" and len(stmt) > 1:
+        fx.sql_prepared.append(stmt[1][1].lower())
+    elif first == b"deallocate" and w[1] == b"prepare" and len(stmt) > 2:
+        fx.sql_deallocated.append(stmt[2][1].lower())
+    elif first == b"handler" and len(stmt) > 2:
+        _analyze_handler(stmt, fx)
+    elif first == b"xa":
+        if w[1] in (b"start", b"begin"):
+            fx.xa_started = True
+        elif w[1] in (b"commit", b"rollback"):
+            fx.xa_ended = True
+    elif first == b"backup" and w[1] == b"stage":
+        fx.backup_stage = w[2] or b"?"
+    elif first == b"kill":
+        _analyze_kill(stmt, fx)
+
+
+def _has_sequence(stmt, words: tuple[bytes, ...]) -> bool:
+    vals = [v for k, v in stmt if k == WORD]
+    n = len(words)
+    return any(tuple(vals[i:i + n]) == words for i in range(len(vals) - n + 1))
+
+
+def _scan_expressions(stmt: list, fx: SqlEffects) -> None:
+    """Effects that can hide in any statement: `@v :=`, `INTO @v`, lock functions, CONNECTION_ID()."""
+    prev = (None, b"")
+    for i, (kind, val) in enumerate(stmt):
+        if kind == OP and val == b":=":
+            fx.user_var_write = True
+        elif kind == UVAR and prev == (WORD, b"into"):
+            fx.user_var_write = True
+        elif kind == UVAR and prev == (OP, b","):
+            # `INTO @a, @b`: scan back for INTO in this list
+            if _into_list(stmt, i):
+                fx.user_var_write = True
+        elif kind == WORD and i + 1 < len(stmt) and stmt[i + 1] == (OP, b"("):
+            _lock_function(val, stmt, i + 2, fx)
+        prev = (kind, val)
+
+
+def _into_list(stmt: list, i: int) -> bool:
+    j = i - 1
+    while j >= 1 and stmt[j] == (OP, b",") and stmt[j - 1][0] == UVAR:
+        j -= 2
+    return j >= 0 and stmt[j] == (WORD, b"into")
+
+
+def _lock_function(name: bytes, stmt: list, arg: int, fx: SqlEffects) -> None:
+    literal = stmt[arg][1] if arg < len(stmt) and stmt[arg][0] == STR else None
+    if name == b"get_lock":
+        fx.named_locks_taken.append(literal)
+    elif name == b"release_lock":
+        fx.named_locks_released.append(literal)
+    elif name == b"release_all_locks":
+        fx.release_all_locks = True
+    elif name == b"connection_id":
+        fx.reads_connection_id = True
+
+
+_SCOPE_WORDS = {b"session": "session", b"local": "session", b"global": "global", b"persist": "global",
+                b"persist_only": "global"}
+
+
+def _analyze_set(stmt: list, fx: SqlEffects) -> None:
+    """SET assignment[, assignment]...: user variables, NULL-valued system variables."""
+    w = _words(stmt, 3)
+    if w[1] in (b"names", b"password", b"role", b"default", b"character", b"charset"):
+        return
+    if w[1] == b"transaction" or (w[1] in _SCOPE_WORDS and w[2] == b"transaction"):
+        return
+    if w[1] == b"statement":
+        return  # SET STATEMENT v=x FOR stmt: the settings last for one statement
+    for target, value in _assignments(stmt[1:]):
+        kind, name, scope = target
+        if kind == UVAR:
+            fx.user_var_write = True
+        elif scope == "session":
+            if name.startswith(b"session_track"):
+                fx.session_tracking_changed = True
+            if value == [(WORD, b"null")]:
+                fx.sysvars_set_null.append(name)
+
+
+def _assignments(tokens: list):
+    """Yield ((kind, name, scope), value_tokens) for `a = x, b = y` (top-level commas only)."""
+    parts, cur, depth = [], [], 0
+    for tok in tokens:
+        if tok[0] == OP and tok[1] in (b"(", b")"):
+            depth += 1 if tok[1] == b"(" else -1
+        if tok == (OP, b",") and depth == 0:
+            parts.append(cur)
+            cur = []
+        else:
+            cur.append(tok)
+    parts.append(cur)
+    scope = "session"
+    for part in parts:
+        if part and part[0][0] == WORD and part[0][1] in _SCOPE_WORDS:
+            scope = _SCOPE_WORDS[part[0][1]]
+            part = part[1:]
+        eq = next((i for i, t in enumerate(part) if t in ((OP, b"="), (OP, b":="))), None)
+        if not part or eq is None:
+            continue
+        target = part[0]
+        if target[0] == UVAR:
+            yield (UVAR, target[1], "user"), part[eq + 1:]
+        elif target[0] == SYSVAR:
+            name = target[1]
+            var_scope = scope
+            if b"." in name:
+                prefix, name = name.split(b".", 1)
+                var_scope = _SCOPE_WORDS.get(prefix, "session")
+            yield (SYSVAR, name, var_scope), part[eq + 1:]
+        elif target[0] in (WORD, QID):
+            yield (SYSVAR, target[1].lower(), scope), part[eq + 1:]
+
+
+def _analyze_drop(stmt: list, fx: SqlEffects) -> None:
+    w = _words(stmt, 3)
+    i = 1
+    if w[1] == b"temporary":
+        i = 2
+    if _words(stmt[i:], 1) != [b"table"] and _words(stmt[i:], 1) != [b"tables"]:
+        if w[1] == b"prepare" and len(stmt) > 2:
+            fx.sql_deallocated.append(stmt[2][1].lower())
+        return
+    i += 1
+    if _words(stmt[i:], 2) == [b"if", b"exists"]:
+        i += 2
+    while i < len(stmt):
+        name = _name_at(stmt, i)
+        if name is None:
+            break
+        fx.tables_dropped.append(name)
+        while i < len(stmt) and stmt[i] != (OP, b","):
+            i += 1
+        i += 1
+
+
+def _analyze_handler(stmt: list, fx: SqlEffects) -> None:
+    # HANDLER tbl OPEN [AS alias] / HANDLER tbl CLOSE
+    name = _name_at(stmt, 1)
+    words = [v for k, v in stmt if k == WORD]
+    if name is None:
+        return
+    if b"open" in words:
+        fx.handlers_opened.append(name)
+    elif b"close" in words:
+        fx.handlers_closed.append(name)
+
+
+def _analyze_kill(stmt: list, fx: SqlEffects) -> None:
+    # KILL [HARD|SOFT] [CONNECTION|QUERY] id ; KILL QUERY ID id is not a connection id
+    words = [v for k, v in stmt if k == WORD]
+    nums = [v for k, v in stmt if k == NUM]
+    if len(nums) != 1 or b"user" in words or (b"query" in words and b"id" in words):
+        return
+    kind = "query" if b"query" in words else "connection"
+    try:
+        fx.kill = (kind, int(nums[0]))
+    except ValueError:
+        return

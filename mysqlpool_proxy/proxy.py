@@ -1,0 +1,466 @@
+"""The running proxy: users, pools, the server's identity, clients, listeners, janitor.
+
+`Proxy` is built from a Config. It owns:
+
+* one `Pool` per backend user (proxy users that map to the same backend
+  user share it), and the global `BackendLimiter`;
+* the user table the handshake authenticates against;
+* `ServerInfo`, learned from the first backend connection: the version
+  string clients are greeted with, the collation table and the server's
+  default status. Clients are not greeted before it is known (they wait up
+  to checkout_timeout), so what they see is always the real server's;
+* the registry of connected clients (by proxy connection id);
+* the janitor: one periodic task for all pools (idle timeout, lifetime,
+  min_idle), never one per client;
+* the proxy's own commands on backends: state sync steps, resets, KILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+import ssl
+from collections import Counter
+from dataclasses import dataclass
+
+from . import __version__
+from .backend import BackendConnection, BackendGone, BackendState
+from .backend_adapter import BackendParams, Opened, TRACKERS_SQL, make_ssl_context, run_side_query
+from .client import ClientConnection, ClientState
+from .config import Config, UserConfig
+from .constants import CLIENT, COM_RESET_CONNECTION, ER, SERVER_STATUS
+from .errors import ProxyError
+from .local import LocalCommands
+from .pool import KEY_BITS, BackendLimiter, Pool
+from .protocol import auth
+from .protocol.response import Expect
+from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
+from .session import PinReason, SessionState, SyncKind, SyncStep
+
+__all__ = ["Proxy", "ProxyState", "ServerInfo", "UserEntry"]
+
+log = logging.getLogger("mysqlpool.proxy")
+
+# What the proxy offers clients (when the server supports it too).
+OFFERED_CAPABILITIES = (
+    CLIENT.LONG_PASSWORD | CLIENT.FOUND_ROWS | CLIENT.LONG_FLAG | CLIENT.CONNECT_WITH_DB | CLIENT.LOCAL_FILES
+    | CLIENT.PROTOCOL_41 | CLIENT.INTERACTIVE | CLIENT.TRANSACTIONS | CLIENT.SECURE_CONNECTION
+    | CLIENT.MULTI_STATEMENTS | CLIENT.MULTI_RESULTS | CLIENT.PS_MULTI_RESULTS | CLIENT.PLUGIN_AUTH
+    | CLIENT.CONNECT_ATTRS | CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT.SESSION_TRACK
+)
+
+SCHEMA_CACHE_SIZE = 1024
+
+
+class ProxyState(enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True)
+class ServerInfo:
+    version: str
+    advertised_version: bytes
+    capabilities: int
+    client_capabilities: int
+    charset_id: int
+    collations: dict[int, tuple[str, str]]
+    initial_status: int
+    charset_vars: dict[bytes, bytes]
+    min_wait_timeout: float
+
+    def collation(self, collation_id: int) -> tuple[bytes, bytes] | None:
+        found = self.collations.get(collation_id)
+        return None if found is None else (found[0].encode(), found[1].encode())
+
+
+@dataclass(slots=True)
+class UserEntry:
+    name: str
+    config: UserConfig
+    credentials: auth.Credentials
+    pool: Pool
+
+
+class ProxyStats:
+    __slots__ = ("accepted", "refused", "client_closed", "bytes_in", "bytes_out")
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.refused: Counter = Counter()
+        self.client_closed: Counter = Counter()
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+
+class Proxy:
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop | None = None):
+        self.config = config
+        self.loop = loop or asyncio.get_running_loop()
+        self.state = ProxyState.STARTING
+        self.stats = ProxyStats()
+        self.limiter = BackendLimiter(config.backend.max_connections)
+        self.pools: dict[str, Pool] = {}
+        self.users: dict[bytes, UserEntry] = {}
+        self.clients: dict[int, ClientConnection] = {}
+        self.server_info: ServerInfo | None = None
+        self.server_known = asyncio.Event()
+        self.local = LocalCommands(self)
+        self.counting_pins = True
+        self.tls_context = self._client_tls(config)
+        self._backend_ssl = make_ssl_context(config.backend.ssl_mode, config.backend.ssl_ca,
+                                             config.backend.ssl_cert, config.backend.ssl_key)
+        self._client_ids = itertools.count(1)
+        self._backend_ids = itertools.count(1)
+        self._servers: list[asyncio.AbstractServer] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._known_schemas: dict[str, set[bytes]] = {}
+        self._build_users(config)
+
+    # -- construction --------------------------------------------------------------
+
+    @staticmethod
+    def _client_tls(config: Config) -> ssl.SSLContext | None:
+        if not config.proxy.tls_cert:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(config.proxy.tls_cert, config.proxy.tls_key)
+        return ctx
+
+    def _params(self, user: UserConfig) -> BackendParams:
+        b = self.config.backend
+        return BackendParams(
+            host=b.host, port=b.port, unix_socket=b.unix_socket, user=user.backend_user or user.name,
+            password=user.backend_password or "", charset=b.charset, connect_timeout=b.connect_timeout,
+            ssl=self._backend_ssl, found_rows=False, local_files=False,
+        )
+
+    def _build_users(self, config: Config) -> None:
+        sizes: dict[str, int] = {}
+        for user in config.users:
+            backend_user = user.backend_user or user.name
+            sizes[backend_user] = max(sizes.get(backend_user, 0), config.pool_max_size(user))
+        for user in config.users:
+            backend_user = user.backend_user or user.name
+            pool = self.pools.get(backend_user)
+            if pool is None:
+                pool = self._make_pool(backend_user, user, sizes[backend_user])
+                self.pools[backend_user] = pool
+            self.users[user.name.encode()] = UserEntry(user.name, user, _credentials(user), pool)
+
+    def _make_pool(self, name: str, user: UserConfig, max_size: int) -> Pool:
+        p = self.config.pool
+        return Pool(
+            name=name, params=self._params(user), max_size=max_size, min_idle=p.min_idle,
+            max_lifetime=p.max_lifetime, max_waiting=p.max_waiting_clients, max_connecting=p.max_connecting,
+            limiter=self.limiter, loop=self.loop, on_opened=self._backend_opened,
+            next_backend_id=lambda: next(self._backend_ids),
+        )
+
+    @property
+    def session_mode(self) -> bool:
+        return self.config.pool.mode == "session"
+
+    # -- the server's identity ---------------------------------------------------------
+
+    def _backend_opened(self, opened: Opened) -> SessionState:
+        """Called for every new backend: learn the server, return the backend's session state."""
+        info = self.server_info
+        if info is None or opened.collations is not None:
+            self._learn_server(opened)
+        elif opened.wait_timeout < info.min_wait_timeout:
+            info.min_wait_timeout = opened.wait_timeout
+        return SessionState(None, dict(opened.charset_vars), True)
+
+    def _learn_server(self, opened: Opened) -> None:
+        version = self.config.proxy.server_version or opened.server_version
+        previous = self.server_info
+        collations = opened.collations or (previous.collations if previous else {})
+        charset_id = next((i for i, (_, name) in collations.items()
+                           if name.encode() == opened.charset_vars[b"collation_connection"]), 45)
+        self.server_info = ServerInfo(
+            version=opened.server_version,
+            advertised_version=version.encode(),
+            capabilities=opened.server_capabilities,
+            client_capabilities=OFFERED_CAPABILITIES & (opened.server_capabilities | CLIENT.SESSION_TRACK),
+            charset_id=charset_id if charset_id < 256 else 45,
+            collations=collations,
+            initial_status=opened.status & (SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT),
+            charset_vars=dict(opened.charset_vars),
+            min_wait_timeout=min(opened.wait_timeout, previous.min_wait_timeout if previous else opened.wait_timeout),
+        )
+        if previous is None:
+            log.info("backend server %s (wait_timeout %.0fs, max_connections %d, max_user_connections %d)",
+                     opened.server_version, opened.wait_timeout, opened.max_connections, opened.max_user_connections)
+        self.server_known.set()
+
+    async def _learn_server_task(self) -> None:
+        """Open the first backend (with the collation table) until it works."""
+        pool = next(iter(self.pools.values()))
+        delay = 0.1
+        while self.server_info is None or not self.server_info.collations:
+            if await pool.open_now(want_collations=True):
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def describe_backend_problem(self) -> str:
+        errors = [p.last_error for p in self.pools.values() if p.last_error]
+        where = self.config.backend.unix_socket or f"{self.config.backend.host}:{self.config.backend.port}"
+        return f"{where}: {errors[0]}" if errors else f"{where}: not reachable yet"
+
+    # -- clients ---------------------------------------------------------------------
+
+    def next_client_id(self) -> int:
+        while True:
+            cid = next(self._client_ids) & 0xFFFFFFFF
+            if cid and cid not in self.clients:
+                return cid
+
+    def new_client(self) -> ClientConnection:
+        client = ClientConnection(self, self.next_client_id())
+        self.clients[client.id] = client
+        return client
+
+    def admit(self, client: ClientConnection) -> ProxyError | None:
+        if self.state is not ProxyState.RUNNING:
+            self.refused(RefusalReason.SHUTTING_DOWN)
+            return ProxyError(ER.SERVER_SHUTDOWN, "mysqlpool-proxy is shutting down")
+        limit = self.config.proxy.max_client_connections
+        if len(self.clients) > limit:
+            self.refused(RefusalReason.MAX_CLIENTS)
+            return ProxyError(ER.CON_COUNT_ERROR, (
+                f"Too many connections: mysqlpool-proxy already serves max_client_connections ({limit}) clients"))
+        self.stats.accepted += 1
+        return None
+
+    def refused(self, reason: RefusalReason) -> None:
+        self.stats.refused[reason.value] += 1
+
+    def client_authenticated(self, client: ClientConnection) -> None:
+        log.debug("client #%d %s@%s authenticated", client.id, client.user.name, client.peer)
+
+    def client_closed(self, client: ClientConnection, reason: ClientCloseReason) -> None:
+        self.clients.pop(client.id, None)
+        self.stats.client_closed[reason.value] += 1
+
+    def lookup_credentials(self, user: bytes) -> auth.Credentials | None:
+        entry = self.users.get(user)
+        return entry.credentials if entry else None
+
+    def user_entry(self, user: bytes) -> UserEntry:
+        return self.users[user]
+
+    @staticmethod
+    def pool_key(capabilities: int) -> int:
+        return capabilities & KEY_BITS
+
+    def initial_session(self, charset_id: int, capabilities: int, schema: bytes | None,
+                        multi_statements: bool | None = None) -> SessionState:
+        info = self.server_info
+        found = info.collation(charset_id)
+        if found is None:
+            variables = dict(info.charset_vars)
+        else:
+            cs, coll = found
+            variables = {b"character_set_client": cs, b"character_set_connection": cs,
+                         b"character_set_results": cs, b"collation_connection": coll}
+        multi = bool(capabilities & CLIENT.MULTI_STATEMENTS) if multi_statements is None else multi_statements
+        return SessionState(schema or None, variables, multi)
+
+    # -- pins (for metrics) ----------------------------------------------------------
+
+    def count_new_pins(self, client: ClientConnection, before: list[PinReason], after: list[PinReason]) -> None:
+        if not after:
+            return
+        stats = client.pool.stats
+        for reason in after:
+            if reason not in before:
+                stats.pins[reason.value] += 1
+
+    # -- schemas ---------------------------------------------------------------------
+
+    def schema_known(self, entry: UserEntry, schema: bytes) -> bool:
+        return schema in self._known_schemas.get(entry.pool.name, ())
+
+    async def check_schema(self, client: ClientConnection, schema: bytes) -> ProxyError | None:
+        """COM_INIT_DB on a backend: does the schema exist for this user? (cached when it does)"""
+        pool = client.pool
+        try:
+            backend = await client._acquire(self.loop.time() + self.config.pool.checkout_timeout)
+        except ProxyError as err:
+            return err
+        try:
+            step = SyncStep(SyncKind.INIT_DB, schema)
+            await self.run_sync_step(backend, step, self.config.backend.connect_timeout)
+        except ProxyError as err:
+            return err
+        except BackendGone:
+            return ProxyError(ER.CON_COUNT_ERROR, "mysqlpool-proxy: lost the backend while checking the schema")
+        finally:
+            if not backend.closed:
+                pool.release(backend)
+        known = self._known_schemas.setdefault(pool.name, set())
+        if len(known) >= SCHEMA_CACHE_SIZE:
+            known.clear()
+        known.add(schema)
+        return None
+
+    # -- the proxy's own commands on backends -------------------------------------------
+
+    async def run_sync_step(self, backend: BackendConnection, step: SyncStep, timeout: float) -> None:
+        """One step of bringing a backend to a client's state; ProxyError if the server refuses it."""
+        if step.kind is SyncKind.SET_OPTION:
+            result = await backend.run_internal(b"\x1b" + step.arg, Expect.SIMPLE, timeout)
+        elif step.kind is SyncKind.INIT_DB:
+            result = await backend.run_internal(b"\x02" + step.arg, Expect.SIMPLE, timeout)
+        else:
+            result = await backend.run_internal(b"\x03" + step.arg, Expect.RESULT, timeout)
+        if result.error is not None:
+            err = result.error
+            if step.kind is SyncKind.SET:
+                # The server's own state is now unknown: never reuse it.
+                backend.close(BackendCloseReason.RESET_FAILED)
+            raise ProxyError(err.errno, err.message.decode("utf-8", "replace"), err.sqlstate)
+        if step.kind is SyncKind.SET_OPTION:
+            backend.session.multi_statements = step.arg[0] == 0
+        elif step.kind is SyncKind.INIT_DB:
+            backend.session.schema = step.arg
+        else:
+            from .session import apply_changes
+            apply_changes(backend.session, result.changes, None)
+
+    def reset_and_release(self, backend: BackendConnection) -> None:
+        """Reset a backend a client left with state on it, in the background, then pool it."""
+        task = self.loop.create_task(self.reset_backend_then_release(backend))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reset_backend_then_release(self, backend: BackendConnection) -> None:
+        timeout = self.config.backend.connect_timeout
+        try:
+            result = await backend.run_internal(bytes((COM_RESET_CONNECTION,)), Expect.SIMPLE, timeout)
+            if result.error is None:
+                result = await backend.run_internal(b"\x03" + TRACKERS_SQL.encode(), Expect.RESULT, timeout)
+        except BackendGone:
+            return
+        if result.error is not None:
+            backend.close(BackendCloseReason.RESET_FAILED)
+            return
+        # After a reset the server keeps the schema and the multi-statements option,
+        # and restores the connection's handshake character set.
+        info = self.server_info
+        backend.session = SessionState(backend.session.schema, dict(info.charset_vars),
+                                       backend.session.multi_statements)
+        backend.pool.release(backend)
+
+    async def kill_running_query(self, target: ClientConnection) -> None:
+        backend = target.backend
+        if backend is None or backend.state is not BackendState.BUSY:
+            return
+        try:
+            await run_side_query(backend.pool.params, f"KILL QUERY {backend.thread_id}")
+        except Exception as exc:  # the statement may have finished meanwhile; report, don't fail
+            log.warning("KILL QUERY for client #%d (backend thread %d) failed: %s", target.id, backend.thread_id, exc)
+
+    async def kill_client(self, target: ClientConnection) -> None:
+        backend = target.backend
+        if backend is not None and backend.state is BackendState.BUSY:
+            try:
+                await run_side_query(backend.pool.params, f"KILL {backend.thread_id}")
+            except Exception as exc:
+                log.warning("KILL for client #%d (backend thread %d) failed: %s", target.id, backend.thread_id, exc)
+        target.close(ClientCloseReason.KILLED)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def idle_timeout(self) -> float:
+        configured = self.config.pool.idle_timeout
+        if configured:
+            return configured
+        info = self.server_info
+        if info is None:
+            return 60.0
+        wt = info.min_wait_timeout
+        return max(0.5, min(wt * 0.9, wt - 1.0))
+
+    async def start(self) -> None:
+        addr = self.config.proxy.listen_address
+        if addr.unix_path:
+            server = await self.loop.create_unix_server(self.new_client, addr.unix_path)
+        else:
+            server = await self.loop.create_server(
+                self.new_client, addr.host or None, addr.port, reuse_address=True,
+                reuse_port=self.config.proxy.workers > 1, backlog=1024)
+        self._servers.append(server)
+        self.state = ProxyState.RUNNING
+        self._spawn(self._learn_server_task())
+        self._spawn(self._janitor())
+        log.info("mysqlpool-proxy %s listening on %s (mode %s, pools: %s)", __version__, self.listen_description(),
+                 self.config.pool.mode, ", ".join(f"{p.name} max {p.max_size}" for p in self.pools.values()))
+
+    def listen_description(self) -> str:
+        socks = [s.getsockname() for srv in self._servers for s in srv.sockets]
+        return ", ".join(f"{a[0]}:{a[1]}" if isinstance(a, tuple) else str(a) for a in socks)
+
+    @property
+    def listen_port(self) -> int:
+        for srv in self._servers:
+            for s in srv.sockets:
+                name = s.getsockname()
+                if isinstance(name, tuple):
+                    return name[1]
+        return 0
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _janitor(self) -> None:
+        while self.state in (ProxyState.RUNNING, ProxyState.DRAINING):
+            idle_timeout = self.idle_timeout()
+            now = self.loop.time()
+            for pool in self.pools.values():
+                pool.maintain(now, idle_timeout)
+            await asyncio.sleep(min(1.0, idle_timeout / 4))
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop accepting, let active clients finish (up to `timeout`), then close everything."""
+        if self.state is ProxyState.STOPPED:
+            return
+        self.state = ProxyState.DRAINING
+        for server in self._servers:
+            server.close()
+        timeout = self.config.proxy.shutdown_timeout if timeout is None else timeout
+        deadline = self.loop.time() + timeout
+        while self.loop.time() < deadline:
+            for client in list(self.clients.values()):
+                if client.state in (ClientState.READY, ClientState.GREETING, ClientState.HANDSHAKE) \
+                        and not client.holds_state():
+                    client.close(ClientCloseReason.SHUTDOWN)
+            if not self.clients:
+                break
+            await asyncio.sleep(0.05)
+        for client in list(self.clients.values()):
+            client.close(ClientCloseReason.SHUTDOWN)
+        for pool in self.pools.values():
+            pool.close()
+            for backend in list(pool.busy):
+                backend.close(BackendCloseReason.SHUTDOWN)
+        self.state = ProxyState.STOPPED
+        for task in list(self._tasks):
+            task.cancel()
+        for server in self._servers:
+            await server.wait_closed()
+
+
+def _credentials(user: UserConfig) -> auth.Credentials:
+    if user.password is not None:
+        return auth.credentials_from_password(user.password)
+    return auth.credentials_from_native_hash(user.password_hash)

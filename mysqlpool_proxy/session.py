@@ -1,0 +1,294 @@
+"""Session state: what follows a client from backend to backend, and what pins it.
+
+Movable state (`SessionState`) is the schema, the session system variables
+that differ from a fresh connection's, and the multi-statements option. The
+proxy learns it from the server's session trackers (schema, every changed
+system variable), from COM_SET_OPTION and from the few SET forms the
+trackers miss (`SET x = NULL`). Both clients and backends have one; checking
+a backend out means bringing its state to the client's (`sync_plan`).
+
+State that cannot be moved pins the client to its backend (`Pins`): user
+variables, temporary tables, LOCK TABLES, named locks, SQL PREPAREd and
+binary prepared statements, open cursors, HANDLERs, XA, a pending
+`SET TRANSACTION` for the next transaction, and any change the trackers flag
+that the proxy cannot explain. Each pin has a reason (counted in metrics)
+and lifts when its state is gone: the last temporary table dropped, locks
+released, statements closed. Everything here is pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+from .constants import SERVER_STATUS
+from .protocol.session_track import StateChanges
+from .protocol.sql import SqlEffects
+
+__all__ = ["SessionState", "PinReason", "Pins", "SyncStep", "sync_plan", "apply_changes", "set_clause"]
+
+# Variables the proxy owns on every backend: never replayed, never diffed.
+PROXY_OWNED = frozenset((
+    b"session_track_system_variables", b"session_track_schema", b"session_track_state_change",
+    b"session_track_transaction_info", b"session_track_gtids",
+))
+
+# Set before the others: character_set_connection resets collation_connection.
+_FIRST = (b"character_set_client", b"character_set_connection", b"character_set_results")
+_SECOND = (b"collation_connection",)
+
+
+@dataclass(slots=True)
+class SessionState:
+    """Movable session state. `variables` holds only what differs from a fresh connection."""
+
+    schema: bytes | None = None
+    variables: dict[bytes, bytes | None] = field(default_factory=dict)
+    multi_statements: bool = True
+
+    def copy(self) -> SessionState:
+        return SessionState(self.schema, dict(self.variables), self.multi_statements)
+
+    def key(self) -> tuple:
+        """Hashable identity: backends with the same key need no sync for each other."""
+        return (self.schema, self.multi_statements, frozenset(self.variables.items()))
+
+
+def apply_changes(state: SessionState, changes: StateChanges | None, effects: SqlEffects | None) -> None:
+    """Record in `state` what the server reported (and the SET ... = NULL it does not)."""
+    if changes is not None:
+        if changes.schema is not None:
+            state.schema = changes.schema or None
+        for name, value in changes.variables:
+            if name not in PROXY_OWNED:
+                state.variables[name] = value
+    if effects is not None:
+        for name in effects.sysvars_set_null:
+            if name not in PROXY_OWNED:
+                state.variables[name] = None
+
+
+# -- bringing a backend to a client's state -----------------------------------
+
+
+class SyncKind(enum.Enum):
+    SET_OPTION = "set_option"  # COM_SET_OPTION (multi-statements on/off)
+    INIT_DB = "init_db"  # COM_INIT_DB
+    SET = "set"  # COM_QUERY SET SESSION ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep:
+    kind: SyncKind
+    arg: bytes  # option value, schema name, or the SET statement
+
+
+class SyncImpossible(Exception):
+    """The backend cannot be brought to the client's state (it has a schema; the client has none)."""
+
+
+def sync_plan(backend: SessionState, client: SessionState) -> list[SyncStep]:
+    """The fewest commands that make `backend` look like `client`."""
+    steps = []
+    if backend.multi_statements != client.multi_statements:
+        steps.append(SyncStep(SyncKind.SET_OPTION, b"\x00\x00" if client.multi_statements else b"\x01\x00"))
+    if backend.schema != client.schema:
+        if client.schema is None:
+            raise SyncImpossible("a selected schema cannot be unselected")
+        steps.append(SyncStep(SyncKind.INIT_DB, client.schema))
+    clause = set_clause(backend.variables, client.variables)
+    if clause:
+        steps.append(SyncStep(SyncKind.SET, b"SET SESSION " + clause))
+    return steps
+
+
+def set_clause(have: dict[bytes, bytes | None], want: dict[bytes, bytes | None]) -> bytes:
+    names = [n for n in want if have.get(n, _MISSING) != want[n]]
+    names += [n for n in have if n not in want]
+    if not names:
+        return b""
+    names.sort(key=lambda n: (0 if n in _FIRST else 1 if n in _SECOND else 2, _FIRST.index(n) if n in _FIRST else 0))
+    parts = []
+    for n in names:
+        value = want.get(n, _MISSING)
+        parts.append(b"`" + n.replace(b"`", b"``") + b"`=" + (b"DEFAULT" if value is _MISSING else sql_literal(value)))
+    return b", ".join(parts)
+
+
+_MISSING = object()
+_NUMERIC = re.compile(rb"-?\d+(\.\d+)?([eE][+-]?\d+)?")
+_PLAIN = re.compile(rb"[A-Za-z0-9_,.:+\-/ ]*")
+
+
+def sql_literal(value: bytes | None) -> bytes:
+    """A literal the server reads back as `value`, whatever the session's sql_mode."""
+    if value is None:
+        return b"NULL"
+    if _NUMERIC.fullmatch(value):
+        return value
+    if _PLAIN.fullmatch(value):
+        return b"'" + value + b"'"
+    # Quotes or backslashes mean different things under NO_BACKSLASH_ESCAPES: use hex.
+    return b"X'" + value.hex().encode() + b"'"
+
+
+# -- pins -------------------------------------------------------------------
+
+
+class PinReason(enum.Enum):
+    SESSION_MODE = "session_mode"
+    TRANSACTION = "transaction"
+    USER_VARIABLE = "user_variable"
+    TEMPORARY_TABLE = "temporary_table"
+    LOCK_TABLES = "lock_tables"
+    NAMED_LOCK = "named_lock"
+    SQL_PREPARE = "sql_prepare"
+    PREPARED_STATEMENT = "prepared_statement"
+    CURSOR = "cursor"
+    HANDLER = "handler"
+    XA = "xa"
+    BACKUP_STAGE = "backup_stage"
+    TRANSACTION_CHARACTERISTICS = "transaction_characteristics"
+    SESSION_TRACKING = "session_tracking"
+    UNKNOWN_STATE = "unknown_state"
+
+
+class Pins:
+    """Unmovable state of one client, by reason; `reasons()` is empty when it may move."""
+
+    __slots__ = (
+        "user_variables", "temp_tables", "lock_tables", "named_locks", "unnamed_locks", "sql_prepared",
+        "statements", "cursors", "handlers", "xa", "backup_stage", "trx_characteristics", "tracking_changed",
+        "unknown_state",
+    )
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.user_variables = False
+        self.temp_tables: set[bytes] = set()
+        self.lock_tables = False
+        self.named_locks: set[bytes] = set()
+        self.unnamed_locks = False
+        self.sql_prepared: set[bytes] = set()
+        self.statements: set[int] = set()
+        self.cursors: set[int] = set()
+        self.handlers: set[bytes] = set()
+        self.xa = False
+        self.backup_stage = False
+        self.trx_characteristics = False
+        self.tracking_changed = False
+        self.unknown_state = False
+
+    def reasons(self) -> list[PinReason]:
+        out = []
+        if self.user_variables:
+            out.append(PinReason.USER_VARIABLE)
+        if self.temp_tables:
+            out.append(PinReason.TEMPORARY_TABLE)
+        if self.lock_tables:
+            out.append(PinReason.LOCK_TABLES)
+        if self.named_locks or self.unnamed_locks:
+            out.append(PinReason.NAMED_LOCK)
+        if self.sql_prepared:
+            out.append(PinReason.SQL_PREPARE)
+        if self.statements:
+            out.append(PinReason.PREPARED_STATEMENT)
+        if self.cursors:
+            out.append(PinReason.CURSOR)
+        if self.handlers:
+            out.append(PinReason.HANDLER)
+        if self.xa:
+            out.append(PinReason.XA)
+        if self.backup_stage:
+            out.append(PinReason.BACKUP_STAGE)
+        if self.trx_characteristics:
+            out.append(PinReason.TRANSACTION_CHARACTERISTICS)
+        if self.tracking_changed:
+            out.append(PinReason.SESSION_TRACKING)
+        if self.unknown_state:
+            out.append(PinReason.UNKNOWN_STATE)
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.user_variables or self.temp_tables or self.lock_tables or self.named_locks or self.unnamed_locks
+            or self.sql_prepared or self.statements or self.cursors or self.handlers or self.xa or self.backup_stage
+            or self.trx_characteristics or self.tracking_changed or self.unknown_state
+        )
+
+    def apply_sql(self, fx: SqlEffects, succeeded: bool) -> bool:
+        """Record what a query did; returns True if that explains a tracker 'state changed' flag."""
+        explained = False
+        if fx.user_var_write:
+            self.user_variables = explained = True
+        if fx.session_tracking_changed and succeeded:
+            self.tracking_changed = explained = True
+        if succeeded:
+            explained = self._apply_objects(fx) or explained
+        # Locks are pinned even when the statement failed: a lock may be held.
+        for name in fx.named_locks_taken:
+            if name is None:
+                self.unnamed_locks = True
+            else:
+                self.named_locks.add(name)
+        for name in fx.named_locks_released:
+            if name is not None:
+                self.named_locks.discard(name)
+        if fx.release_all_locks and succeeded:
+            self.named_locks.clear()
+            self.unnamed_locks = False
+        return explained
+
+    def _apply_objects(self, fx: SqlEffects) -> bool:
+        explained = False
+        for name in fx.temp_tables_created:
+            self.temp_tables.add(name)
+            explained = True
+        for name in fx.tables_dropped:
+            if name in self.temp_tables:
+                self.temp_tables.discard(name)
+                explained = True
+        if fx.lock_tables:
+            self.lock_tables = explained = True
+        if fx.unlock_tables:
+            self.lock_tables = False
+            explained = True
+        for name in fx.sql_prepared:
+            self.sql_prepared.add(name)
+            explained = True
+        for name in fx.sql_deallocated:
+            self.sql_prepared.discard(name)
+            explained = True
+        for name in fx.handlers_opened:
+            self.handlers.add(name)
+            explained = True
+        for name in fx.handlers_closed:
+            self.handlers.discard(name)
+            explained = True
+        if fx.xa_started:
+            self.xa = True
+        if fx.xa_ended:
+            self.xa = False
+        if fx.backup_stage is not None:
+            self.backup_stage = fx.backup_stage != b"end"
+            explained = True
+        return explained
+
+    def apply_tracker(self, changes: StateChanges, explained: bool) -> None:
+        """What the trackers said. A state change nobody explained pins until reset.
+
+        `explained` is True when the statement's own effects account for the
+        flag: a recognised SQL effect, or a command that only sets variables or
+        the schema (which the trackers reported in full).
+        """
+        if changes.trx_characteristics is not None:
+            self.trx_characteristics = bool(changes.trx_characteristics)
+        if changes.state_change and not explained:
+            self.unknown_state = True
+
+
+def in_transaction(status: int) -> bool:
+    return bool(status & SERVER_STATUS.SERVER_STATUS_IN_TRANS)
