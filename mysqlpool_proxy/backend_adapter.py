@@ -35,7 +35,9 @@ SETUP_SQL = (
 
 TRACKERS_SQL = SETUP_SQL.split("; ", 1)[0]
 
-COLLATIONS_SQL = "SELECT ID, CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL"
+COLLATIONS_SQL = (
+    "SELECT ID, CHARACTER_SET_NAME, COLLATION_NAME, IS_DEFAULT FROM information_schema.COLLATIONS WHERE ID IS NOT NULL"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,7 @@ class Opened:
     max_user_connections: int
     max_connections: int
     charset_vars: dict[bytes, bytes]
-    collations: dict[int, tuple[str, str]] | None
+    collations: dict[int, tuple[str, str, bool]] | None  # id -> (charset, collation, is the charset's default)
 
 
 def make_ssl_context(mode: str, ca: str, cert: str, key: str) -> ssl.SSLContext | None:
@@ -138,7 +140,7 @@ async def _setup(conn: aiomysql.Connection, want_collations: bool):
         collations = None
         if want_collations:
             await cur.execute(COLLATIONS_SQL)
-            collations = {int(i): (cs, name) for i, cs, name in await cur.fetchall()}
+            collations = {int(i): (cs, name, (dflt or "").lower() == "yes") for i, cs, name, dflt in await cur.fetchall()}
     return row, collations
 
 

@@ -41,7 +41,7 @@ from .protocol.command import CommandSpec, Handling, spec_for
 from .protocol.framing import FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
 from .protocol.packets import make_eof, make_err, make_ok
 from .protocol.response import Expect
-from .protocol.sql import SqlEffects, analyze, session_only
+from .protocol.sql import SqlEffects, analyze, parse_set_names, session_only
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 from .session import Pins, PinReason, SessionState, SyncImpossible, apply_changes, sync_plan
 
@@ -402,6 +402,10 @@ class ClientConnection(asyncio.Protocol):
         code = spec.code
         effects = None
         if code == COMMAND.COM_QUERY:
+            if self.backend is None and len(payload) > 9 and payload[1] in (0x53, 0x73):  # "S"/"s": SET NAMES?
+                names = parse_set_names(payload[1:])
+                if names is not None and self.proxy.local.set_names(self, pkt, *names):
+                    return
             effects = analyze(payload[1:])
             if effects.kill is not None or effects.reads_connection_id:
                 if self.proxy.local.intercept_query(self, pkt, effects):
@@ -425,7 +429,8 @@ class ClientConnection(asyncio.Protocol):
             if self._needs_preparation(backend):
                 self._start_checkout(pkt)
                 return
-        elif backend.state is not BackendState.RESERVED or backend.closed:
+        elif (backend.state is not BackendState.RESERVED or backend.closed
+              or backend.session.multi_statements is not self.session.multi_statements):
             self._start_checkout(pkt)
             return
         self._send(backend, spec, pkt)
@@ -601,6 +606,8 @@ class ClientConnection(asyncio.Protocol):
             if changes.state_change and not explained:
                 explained = self._cmd.code == COMMAND.COM_INIT_DB or (self._sql and session_only(self._sql))
             pins.apply_tracker(changes, explained)
+            if self.status & IN_TRANS:
+                pins.trx_characteristics = False  # they describe the open transaction, not the next one
         code = self._cmd.code
         if code == COMMAND.COM_STMT_PREPARE and tracker.prepare_ok is not None:
             pins.statements.add(tracker.prepare_ok[0])

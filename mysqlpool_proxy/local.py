@@ -24,7 +24,9 @@ from .constants import COMMAND, COM_RESET_CONNECTION, ER
 from .errors import ProtocolError, ProxyError
 from .protocol import handshake as hs
 from .protocol.framing import Packet
-from .protocol.packets import parse_change_user
+from .protocol.framing import encode_packet, next_seq
+from .protocol.packets import make_ok, parse_change_user
+from .protocol.session_track import make_state_changes
 from .protocol.sql import SqlEffects
 from .reasons import ClientCloseReason
 from .session import Pins
@@ -74,6 +76,26 @@ class LocalCommands:
             self._run(client, self._kill(client, pkt.last_seq, kind, target))
             return True
         return False
+
+    def set_names(self, client: ClientConnection, pkt: Packet, charset: bytes, collation: bytes | None) -> bool:
+        """Answer `SET NAMES` without a backend when the collation table says what it sets."""
+        resolved = self.proxy.server_info.resolve_names(charset, collation)
+        if resolved is None:
+            return False
+        cs, coll = resolved
+        variables = client.session.variables
+        changed = []
+        for name, value in ((b"character_set_client", cs), (b"character_set_connection", cs),
+                            (b"character_set_results", cs), (b"collation_connection", coll)):
+            if variables.get(name) != value:
+                variables[name] = value
+                changed.append((name, value))
+        client.pool.stats.queries["query"] += 1
+        state = make_state_changes(changed) if changed else None
+        from .client import STICKY_STATUS
+        ok = make_ok(client.capabilities, client.status & STICKY_STATUS, session_state=state)
+        client.transport.write(encode_packet(ok, next_seq(pkt.last_seq)))
+        return True
 
     def _run(self, client: ClientConnection, coro) -> None:
         from .client import ClientState
@@ -187,7 +209,8 @@ class LocalCommands:
             client.transport.write(auth.reject(error.errno, error.message))
             client.close(ClientCloseReason.AUTH_FAILED)
             return
-        client.transport.write(auth.accept(client.status & 0xA203))
+        from .client import STICKY_STATUS
+        client.transport.write(auth.accept(client.status & STICKY_STATUS))
         client.set_state(ClientState.READY)
         client._process_input()
 

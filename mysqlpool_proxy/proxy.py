@@ -68,7 +68,7 @@ class ServerInfo:
     capabilities: int
     client_capabilities: int
     charset_id: int
-    collations: dict[int, tuple[str, str]]
+    collations: dict[int, tuple[str, str, bool]]
     initial_status: int
     charset_vars: dict[bytes, bytes]
     min_wait_timeout: float
@@ -76,6 +76,16 @@ class ServerInfo:
     def collation(self, collation_id: int) -> tuple[bytes, bytes] | None:
         found = self.collations.get(collation_id)
         return None if found is None else (found[0].encode(), found[1].encode())
+
+    def resolve_names(self, charset: bytes, collation: bytes | None) -> tuple[bytes, bytes] | None:
+        """What `SET NAMES charset [COLLATE collation]` sets, or None to let the server decide."""
+        cs = charset.decode("ascii", "replace")
+        for _, (cset, name, is_default) in self.collations.items():
+            if cset != cs:
+                continue
+            if collation is None and is_default or collation is not None and name.encode() == collation:
+                return cset.encode(), name.encode()
+        return None
 
 
 @dataclass(slots=True)
@@ -180,7 +190,7 @@ class Proxy:
         version = self.config.proxy.server_version or opened.server_version
         previous = self.server_info
         collations = opened.collations or (previous.collations if previous else {})
-        charset_id = next((i for i, (_, name) in collations.items()
+        charset_id = next((i for i, (_, name, _d) in collations.items()
                            if name.encode() == opened.charset_vars[b"collation_connection"]), 45)
         self.server_info = ServerInfo(
             version=opened.server_version,

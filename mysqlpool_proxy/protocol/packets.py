@@ -114,11 +114,20 @@ def make_ok(
     warnings: int = 0,
     info: bytes = b"",
     header: int = OK_HEADER,
+    session_state: bytes | None = None,
 ) -> bytes:
+    """An OK packet; `session_state` (a raw state-change block) only for CLIENT_SESSION_TRACK clients."""
+    if session_state and capabilities & CLIENT.SESSION_TRACK:
+        status |= SERVER_SESSION_STATE_CHANGED
+    else:
+        status &= ~SERVER_SESSION_STATE_CHANGED
+        session_state = None
     parts = [int1(header), lenenc_int(affected_rows), lenenc_int(last_insert_id), int2(status), int2(warnings)]
     if capabilities & CLIENT.SESSION_TRACK:
-        if info:
+        if info or session_state:
             parts.append(lenenc_bytes(info))
+        if session_state:
+            parts.append(lenenc_bytes(session_state))
     else:
         parts.append(info)
     return b"".join(parts)

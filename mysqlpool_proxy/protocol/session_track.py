@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 from ..constants import SESSION_TRACK
 from ..errors import RemoteProtocolError
-from .wire import Reader
+from .wire import Reader, lenenc_bytes
 
-__all__ = ["StateChanges", "parse_state_changes"]
+__all__ = ["StateChanges", "parse_state_changes", "make_state_changes"]
 
 
 @dataclass(slots=True)
@@ -78,3 +78,14 @@ def _apply_entry(changes: StateChanges, kind: int, data: bytes) -> None:
     elif kind == SESSION_TRACK.GTIDS:
         e.int1()  # encoding specification
         changes.gtids = e.lenenc_bytes() if not e.at_end() else b""
+
+
+def make_state_changes(variables: list[tuple[bytes, bytes]], state_change: bool = True) -> bytes:
+    """A session-state-change block reporting `variables` (and the state-change flag)."""
+    parts = []
+    for name, value in variables:
+        data = lenenc_bytes(name) + lenenc_bytes(value)
+        parts.append(bytes((SESSION_TRACK.SYSTEM_VARIABLES,)) + lenenc_bytes(data))
+    if state_change:
+        parts.append(bytes((SESSION_TRACK.STATE_CHANGE,)) + lenenc_bytes(b"1"))
+    return b"".join(parts)

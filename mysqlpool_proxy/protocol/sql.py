@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["SqlEffects", "analyze", "session_only", "INTERESTING"]
+__all__ = ["SqlEffects", "analyze", "session_only", "parse_set_names", "INTERESTING"]
 
 # A statement that matches none of these cannot change pinned session state.
 INTERESTING = re.compile(
@@ -152,6 +152,25 @@ def session_only(sql: bytes) -> bool:
         if fx.user_var_write:
             return False
     return True
+
+
+_SET_NAMES = re.compile(
+    rb"\s*set\s+names\s+(?P<cs>'[^']*'|\"[^\"]*\"|`[^`]*`|[A-Za-z0-9_]+)"
+    rb"(?:\s+collate\s+(?P<coll>'[^']*'|\"[^\"]*\"|`[^`]*`|[A-Za-z0-9_]+))?\s*;?\s*",
+    re.I,
+)
+
+
+def parse_set_names(sql: bytes) -> tuple[bytes, bytes | None] | None:
+    """`SET NAMES cs [COLLATE coll]` alone -> (cs, coll) in lower case; anything else -> None."""
+    m = _SET_NAMES.fullmatch(sql)
+    if m is None:
+        return None
+    cs = m.group("cs").strip(b"'\"`").lower()
+    coll = m.group("coll")
+    if cs == b"default":
+        return None
+    return cs, (coll.strip(b"'\"`").lower() if coll else None)
 
 
 def _words(stmt, n: int) -> list[bytes]:
