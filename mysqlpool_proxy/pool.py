@@ -33,7 +33,7 @@ import logging
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Awaitable, Callable
 
 import pymysql
 
@@ -150,6 +150,7 @@ class Pool:
         loop: asyncio.AbstractEventLoop,
         on_opened: Callable[[Opened], SessionState],
         next_backend_id: Callable[[], int],
+        opener: Callable[..., Awaitable[Opened]] = open_backend,
     ):
         self.name = name
         self.params = params
@@ -162,6 +163,7 @@ class Pool:
         self.loop = loop
         self._on_opened = on_opened
         self._next_id = next_backend_id
+        self._opener = opener
         self.idle: list[BackendConnection] = []
         self.busy: set[BackendConnection] = set()
         self.connecting = 0
@@ -357,7 +359,7 @@ class Pool:
 
     async def _open(self, key: int, want_collations: bool = False) -> bool:
         try:
-            opened = await open_backend(self.params_for(key), want_collations=want_collations)
+            opened = await self._opener(self.params_for(key), want_collations=want_collations)
         except Exception as exc:  # every connect failure is handled the same way: back off
             self._opening_done(key)
             self.limiter.used -= 1

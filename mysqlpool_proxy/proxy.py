@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from . import __version__
 from .backend import BackendConnection, BackendGone, BackendState
-from .backend_adapter import BackendParams, Opened, TRACKERS_SQL, make_ssl_context, run_side_query
+from .backend_adapter import BackendParams, Opened, TRACKERS_SQL, make_ssl_context, open_backend, run_side_query
 from .client import ClientConnection, ClientState
 from .config import Config, UserConfig
 from .constants import CLIENT, COM_RESET_CONNECTION, ER, SERVER_STATUS
@@ -108,8 +108,9 @@ class ProxyStats:
 
 
 class Proxy:
-    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop | None = None):
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop | None = None, *, opener=open_backend):
         self.config = config
+        self._opener = opener
         self.loop = loop or asyncio.get_running_loop()
         self.state = ProxyState.STARTING
         self.stats = ProxyStats()
@@ -168,7 +169,7 @@ class Proxy:
             name=name, params=self._params(user), max_size=max_size, min_idle=p.min_idle,
             max_lifetime=p.max_lifetime, max_waiting=p.max_waiting_clients, max_connecting=p.max_connecting,
             limiter=self.limiter, loop=self.loop, on_opened=self._backend_opened,
-            next_backend_id=lambda: next(self._backend_ids),
+            next_backend_id=lambda: next(self._backend_ids), opener=self._opener,
         )
 
     @property
