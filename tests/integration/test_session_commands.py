@@ -1,0 +1,138 @@
+# Commands the proxy answers itself: COM_PING, COM_RESET_CONNECTION,
+# COM_CHANGE_USER, KILL / COM_PROCESS_KILL with the proxy's connection ids.
+import threading
+import time
+
+import pymysql
+import pytest
+
+from tests.support.proxy import APP_PASSWORD
+
+pytestmark = pytest.mark.integration
+
+OTHER_USER, OTHER_PASSWORD = "reporter", "reporter-pw"
+
+
+@pytest.fixture
+def two_users(proxy_factory, app_server):
+    app_server.create_user(OTHER_USER, OTHER_PASSWORD, grants="SELECT ON appdb.*")
+    return proxy_factory(users=[{"name": "app", "password": APP_PASSWORD},
+                                {"name": OTHER_USER, "password": OTHER_PASSWORD}])
+
+
+def scalar(conn, sql):
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchone()[0]
+
+
+def test_ping_needs_no_backend(proxy):
+    conn = proxy.connect()
+    before = proxy.pool_stats()["connects"]
+    conn.ping(reconnect=False)
+    assert proxy.pool_stats()["connects"] == before
+
+
+def test_reset_connection_clears_state(proxy):
+    conn = proxy.connect()
+    with conn.cursor() as cur:
+        cur.execute("SET @v = 1")
+        cur.execute("SET SESSION sql_mode = 'ANSI'")
+        cur.execute("CREATE TEMPORARY TABLE t_reset (x INT)")
+    conn._execute_command(0x1F, b"")  # COM_RESET_CONNECTION
+    conn._read_ok_packet()
+    assert scalar(conn, "SELECT @v") is None
+    assert "ANSI" not in scalar(conn, "SELECT @@sql_mode")
+    with pytest.raises(pymysql.err.ProgrammingError):
+        scalar(conn, "SELECT * FROM t_reset")
+    assert scalar(conn, "SELECT DATABASE()") == "appdb"  # kept, as the server does
+    assert proxy.pool_stats()["busy"] == 0  # nothing pins it any more
+
+
+def test_change_user_moves_client_to_that_users_pool(two_users):
+    import MySQLdb  # PyMySQL has no change_user(); mysqlclient sends a real COM_CHANGE_USER
+    mc = MySQLdb.connect(host=two_users.host, port=two_users.port, user="app", password=APP_PASSWORD, db="appdb")
+    cur = mc.cursor()
+    cur.execute("SET @before = 1")
+    mc.change_user(OTHER_USER, OTHER_PASSWORD, "appdb")
+    cur = mc.cursor()
+    cur.execute("SELECT CURRENT_USER(), @before, DATABASE()")
+    user, before, db = cur.fetchone()
+    assert user.startswith(OTHER_USER + "@")
+    assert before is None
+    assert db == "appdb"
+    with pytest.raises(MySQLdb.OperationalError) as err:
+        mc.change_user("app", "wrong-password", "appdb")
+    assert err.value.args[0] == 1045
+
+
+def test_kill_query_stops_the_targets_statement_only(proxy_factory):
+    proxy = proxy_factory(pool={"max_size": 3})
+    victim, killer, bystander = proxy.connect(), proxy.connect(), proxy.connect()
+    victim_id = victim.thread_id()
+    assert victim_id != killer.thread_id()
+    result = {}
+
+    def run_sleep():
+        try:
+            result["value"] = scalar(victim, "SELECT SLEEP(30)")
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+            result["error"] = exc
+
+    t = threading.Thread(target=run_sleep)
+    started = time.monotonic()
+    t.start()
+    time.sleep(0.5)
+    with killer.cursor() as cur:
+        cur.execute(f"KILL QUERY {victim_id}")
+    t.join(10)
+    assert time.monotonic() - started < 10
+    # MariaDB: an interrupted SLEEP() returns 1 (or the statement errors with 1317).
+    assert result.get("value") == 1 or getattr(result.get("error"), "args", [None])[0] == 1317
+    assert scalar(victim, "SELECT 5") == 5  # the victim's connection survives a KILL QUERY
+    assert scalar(bystander, "SELECT 6") == 6
+
+
+def test_kill_connection_closes_the_target_client(proxy):
+    victim, killer = proxy.connect(), proxy.connect()
+    with killer.cursor() as cur:
+        cur.execute(f"KILL {victim.thread_id()}")
+    with pytest.raises(pymysql.err.OperationalError):
+        scalar(victim, "SELECT 1")
+    assert scalar(killer, "SELECT 2") == 2
+
+
+def test_kill_unknown_and_foreign_ids(two_users):
+    app = two_users.connect()
+    other = two_users.connect(user=OTHER_USER, password=OTHER_PASSWORD)
+    with app.cursor() as cur:
+        with pytest.raises(pymysql.err.OperationalError) as err:
+            cur.execute("KILL 999999")
+        assert err.value.args[0] == 1094
+        with pytest.raises(pymysql.err.OperationalError) as err:
+            cur.execute(f"KILL {other.thread_id()}")
+        assert err.value.args[0] == 1095
+    assert scalar(other, "SELECT 1") == 1
+
+
+def test_dba_kills_idle_backends_clients_do_not_notice(proxy, app_server):
+    conns = [proxy.connect() for _ in range(4)]
+    for c in conns:
+        assert scalar(c, "SELECT 1") == 1
+    app_server.kill_connections("app")
+    for c in conns:
+        assert scalar(c, "SELECT 2") == 2
+
+
+def test_backend_killed_inside_transaction_ends_that_client(proxy, app_server):
+    conn = proxy.connect()
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("SELECT 1")
+    app_server.kill_connections("app")
+    time.sleep(0.2)
+    with pytest.raises(pymysql.err.OperationalError) as err:
+        scalar(conn, "SELECT 1")
+    assert err.value.args[0] in (2013, 2006)
+    fresh = proxy.connect()
+    assert scalar(fresh, "SELECT 3") == 3
