@@ -184,6 +184,11 @@ class Pool:
         return f"<Pool {self.name} idle={len(self.idle)} busy={len(self.busy)} connecting={self.connecting}>"
 
     @property
+    def failing(self) -> bool:
+        """The last attempt to open a backend failed (and none succeeded since)."""
+        return self._failures > 0
+
+    @property
     def size(self) -> int:
         return len(self.idle) + len(self.busy) + self.connecting
 

@@ -414,6 +414,17 @@ class Proxy:
         log.info("mysqlpool-proxy %s listening on %s (mode %s, pools: %s)", __version__, self.listen_description(),
                  self.config.pool.mode, ", ".join(f"{p.name} max {p.max_size}" for p in self.pools.values()))
 
+    def ready(self) -> tuple[bool, str]:
+        """Ready to take clients: listening, not shutting down, and the backend reachable."""
+        if self.state is not ProxyState.RUNNING:
+            return False, f"proxy is {self.state.value}"
+        if self.server_info is None:
+            return False, f"backend not reached yet ({self.describe_backend_problem()})"
+        for pool in self.pools.values():
+            if pool.idle or pool.busy or not pool.last_error or not pool.failing:
+                return True, "ok"
+        return False, f"backend unreachable ({self.describe_backend_problem()})"
+
     def listen_description(self) -> str:
         socks = [s.getsockname() for srv in self._servers for s in srv.sockets]
         return ", ".join(f"{a[0]}:{a[1]}" if isinstance(a, tuple) else str(a) for a in socks)
