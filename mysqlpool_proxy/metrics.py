@@ -1,0 +1,275 @@
+# Prometheus metrics, computed at scrape time from the proxy's own objects.
+#
+# What this module owns: the metric names, types, labels and HELP texts
+# (`ProxyCollector`), and the registry the HTTP endpoint serves
+# (`build_registry`, a private CollectorRegistry, never the global default).
+#
+# How it works: the hot path only bumps plain ints and Counters
+# (ProxyStats, PoolStats) and keeps its collections (clients, idle, busy,
+# waiters) as it needs them anyway. `ProxyCollector.collect()` reads them
+# when Prometheus scrapes and builds fresh metric families, so a query never
+# touches prometheus-client. Label sets are bounded: `pool` is a backend user
+# name from the config, every `reason`/`state`/`direction` label comes from a
+# closed enum (all values are exported, 0 included), `command` from the
+# protocol's command table and `code` from MySQL error codes. No client
+# address, user-supplied string or SQL ever becomes a label.
+#
+# collect() must run on the proxy's event-loop thread (the HTTP endpoint
+# does): it reads the proxy's objects without locks.
+"""Prometheus collector for mysqlpool-proxy."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import CollectorRegistry
+
+from . import __version__
+from .client import ClientState
+from .pool import WAIT_BUCKETS
+from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
+from .session import PinReason
+
+if TYPE_CHECKING:
+    from .pool import Pool
+    from .proxy import Proxy
+
+__all__ = ["ProxyCollector", "build_registry", "CLIENT_STATE_LABEL", "multiplexing_ratio"]
+
+# Client connection state -> the `state` label of mysqlpool_client_connections.
+# GREETING and HANDSHAKE (connected, not yet authenticated, so in no pool yet;
+# clients also wait there while the proxy first reaches the server) get their
+# own value, "handshake", so the states add up to all connected clients.
+CLIENT_STATE_LABEL: dict[ClientState, str] = {
+    ClientState.GREETING: "handshake",
+    ClientState.HANDSHAKE: "handshake",
+    ClientState.READY: "idle",
+    ClientState.CHECKOUT: "waiting",
+    ClientState.ACTIVE: "active",
+    ClientState.INFILE: "active",
+    ClientState.LOCAL: "active",
+}
+CLIENT_STATES = ("active", "idle", "waiting", "handshake")
+BACKEND_STATES = ("idle", "in_use", "connecting")
+
+
+class ProxyCollector:
+    """A prometheus-client custom collector reading one Proxy's counters at scrape time."""
+
+    def __init__(self, proxy: Proxy):
+        self.proxy = proxy
+
+    def describe(self) -> list[Metric]:
+        # Registering must not scrape; names need no up-front check in a private registry.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        proxy = self.proxy
+        pools = list(proxy.pools.values())
+        clients = list(proxy.clients.values())
+        yield from self._process_metrics(proxy)
+        yield from self._client_metrics(proxy, clients)
+        yield from self._backend_metrics(pools)
+        yield _checkout_wait(pools)
+        yield _gauge_per_pool("mysqlpool_waiting_clients",
+                              "Clients queued for a backend connection of the pool right now.",
+                              pools, lambda p: len(p.waiters))
+        yield from self._traffic_metrics(proxy, pools)
+        yield from self._pin_metrics(proxy, pools, clients)
+        yield _multiplexing(pools, clients)
+
+    # -- families, grouped by subject -----------------------------------------------
+
+    @staticmethod
+    def _process_metrics(proxy: Proxy) -> Iterator[Metric]:
+        info = GaugeMetricFamily("mysqlpool_info", "mysqlpool-proxy build and pooling mode (always 1).",
+                                 labels=["version", "mode"])
+        info.add_metric([__version__, proxy.config.pool.mode], 1)
+        yield info
+        ready, _reason = proxy.ready()
+        yield GaugeMetricFamily(
+            "mysqlpool_ready",
+            "1 if the proxy takes new clients (listening, not shutting down, backend reachable), else 0; "
+            "the reason is on /readyz.", value=1 if ready else 0)
+
+    @staticmethod
+    def _client_metrics(proxy: Proxy, clients: list) -> Iterator[Metric]:
+        by_state = Counter(CLIENT_STATE_LABEL.get(c.state) for c in clients)
+        connections = GaugeMetricFamily(
+            "mysqlpool_client_connections",
+            "Client connections to the proxy by state: idle (between statements), active (a statement or "
+            "proxy-local command runs), waiting (queued for a backend connection), handshake (not yet "
+            "authenticated).", labels=["state"])
+        for state in CLIENT_STATES:
+            connections.add_metric([state], by_state[state])
+        yield connections
+        yield GaugeMetricFamily("mysqlpool_client_connections_max",
+                                "Client connections allowed at once ([proxy] max_client_connections).",
+                                value=proxy.config.proxy.max_client_connections)
+        yield CounterMetricFamily("mysqlpool_client_connections_accepted",
+                                  "Client connections accepted (admitted under max_client_connections while running).",
+                                  value=proxy.stats.accepted)
+        yield _counter_by_enum("mysqlpool_client_refused",
+                               "Client requests refused with an error, by reason: max_clients and shutting_down "
+                               "at connect, auth_failed at login, checkout_timeout and queue_full when no backend "
+                               "connection came free.", "reason", RefusalReason, proxy.stats.refused)
+        yield _counter_by_enum("mysqlpool_client_closed",
+                               "Client connections closed, by reason.", "reason", ClientCloseReason,
+                               proxy.stats.client_closed)
+
+    @staticmethod
+    def _backend_metrics(pools: list[Pool]) -> Iterator[Metric]:
+        connections = GaugeMetricFamily(
+            "mysqlpool_backend_connections",
+            "Backend (server) connections of the pool by state: idle in the pool, in_use (held by a client "
+            "or by the proxy itself), connecting (being opened).", labels=["pool", "state"])
+        for pool in pools:
+            for state, value in zip(BACKEND_STATES, (len(pool.idle), len(pool.busy), pool.connecting)):
+                connections.add_metric([pool.name, state], value)
+        yield connections
+        yield _gauge_per_pool("mysqlpool_backend_connections_max",
+                              "Cap on the pool's backend connections (max_size).", pools, lambda p: p.max_size)
+        yield _counter_per_pool("mysqlpool_backend_connects",
+                                "Backend connections opened successfully.", pools, lambda p: p.stats.connects)
+        errors = CounterMetricFamily("mysqlpool_backend_connect_errors",
+                                     "Failed attempts to open a backend connection, by MySQL error code "
+                                     "(2003 = cannot connect or timed out, 1045 = access denied, ...).",
+                                     labels=["pool", "code"])
+        for pool in pools:
+            for code, count in sorted(pool.stats.connect_errors.items()):
+                errors.add_metric([pool.name, str(code)], count)
+        yield errors
+        closed = CounterMetricFamily("mysqlpool_backend_closed",
+                                     "Backend connections closed, by reason.", labels=["pool", "reason"])
+        for pool in pools:
+            for reason in BackendCloseReason:
+                closed.add_metric([pool.name, reason.value], pool.stats.closed[reason.value])
+        yield closed
+
+    @staticmethod
+    def _traffic_metrics(proxy: Proxy, pools: list[Pool]) -> Iterator[Metric]:
+        queries = CounterMetricFamily("mysqlpool_queries",
+                                      "Client commands completed, by protocol command (query = COM_QUERY, "
+                                      "stmt_execute = COM_STMT_EXECUTE, ...), including those the proxy "
+                                      "answers itself.", labels=["pool", "command"])
+        for pool in pools:
+            for command, count in sorted(pool.stats.queries.items()):
+                queries.add_metric([pool.name, command], count)
+        yield queries
+        yield _counter_per_pool("mysqlpool_transactions",
+                                "Transactions ended (committed or rolled back) on the pool's connections.",
+                                pools, lambda p: p.stats.transactions)
+        traffic = CounterMetricFamily("mysqlpool_bytes", "Bytes relayed between clients and backends.",
+                                      labels=["direction"])
+        traffic.add_metric(["client_to_backend"], proxy.stats.bytes_in)
+        traffic.add_metric(["backend_to_client"], proxy.stats.bytes_out)
+        yield traffic
+
+    @staticmethod
+    def _pin_metrics(proxy: Proxy, pools: list[Pool], clients: list) -> Iterator[Metric]:
+        pinned = pinned_clients(clients, proxy.session_mode)
+        gauge = GaugeMetricFamily(
+            "mysqlpool_pinned_clients",
+            "Connected clients holding a backend connection because of session state that cannot move "
+            "(open transaction, user variables, temporary tables, locks, prepared statements, ...), by "
+            "reason; a client with several reasons counts under each.", labels=["pool", "reason"])
+        total = CounterMetricFamily("mysqlpool_pins",
+                                    "Times a client became pinned to its backend connection, by reason.",
+                                    labels=["pool", "reason"])
+        for pool in pools:
+            for reason in PinReason:
+                gauge.add_metric([pool.name, reason.value], pinned[(pool.name, reason.value)])
+                total.add_metric([pool.name, reason.value], pool.stats.pins[reason.value])
+        yield gauge
+        yield total
+
+
+# -- helpers ------------------------------------------------------------------------
+
+def pinned_clients(clients: Iterable, session_mode: bool) -> Counter:
+    """(pool name, PinReason value) -> connected clients pinned for that reason.
+
+    In session pooling every client that holds a backend counts as pinned for
+    "session_mode" (pinned_reasons() does not report that one).
+    """
+    counts: Counter = Counter()
+    for client in clients:
+        pool = client.pool
+        if pool is None or client.state is ClientState.CLOSED:
+            continue
+        for reason in client.pinned_reasons():
+            counts[(pool.name, reason.value)] += 1
+        if session_mode and client.backend is not None:
+            counts[(pool.name, PinReason.SESSION_MODE.value)] += 1
+    return counts
+
+
+def multiplexing_ratio(clients: int, in_use: int) -> float:
+    """Connected clients per backend connection in use.
+
+    With no backend connection in use the ratio is the client count (as if one
+    were in use): 0 with no clients, and it never jumps to infinity or NaN.
+    """
+    return clients / max(in_use, 1)
+
+
+def _multiplexing(pools: list[Pool], clients: list) -> Metric:
+    per_pool = Counter(c.pool.name for c in clients if c.pool is not None and c.state is not ClientState.CLOSED)
+    family = GaugeMetricFamily(
+        "mysqlpool_multiplexing_ratio",
+        "Connected clients of the pool per backend connection in use (higher = more sharing); with none "
+        "in use it equals the number of connected clients.", labels=["pool"])
+    for pool in pools:
+        family.add_metric([pool.name], multiplexing_ratio(per_pool[pool.name], len(pool.busy)))
+    return family
+
+
+def _checkout_wait(pools: list[Pool]) -> Metric:
+    family = HistogramMetricFamily(
+        "mysqlpool_checkout_wait_seconds",
+        "Time a client command waited for a backend connection of the pool (0 when one was idle).",
+        labels=["pool"])
+    for pool in pools:
+        stats = pool.stats
+        family.add_metric([pool.name], cumulative_buckets(stats.wait_buckets), stats.wait_sum)
+    return family
+
+
+def cumulative_buckets(per_bucket: list[int]) -> list[tuple[str, float]]:
+    """PoolStats.wait_buckets (one count per WAIT_BUCKETS bound, then overflow) as Prometheus `le` buckets."""
+    out, running = [], 0
+    for bound, count in zip((*WAIT_BUCKETS, float("inf")), per_bucket):
+        running += count
+        out.append(("+Inf" if bound == float("inf") else repr(bound), running))
+    return out
+
+
+def _gauge_per_pool(name: str, documentation: str, pools: list[Pool], value) -> Metric:
+    family = GaugeMetricFamily(name, documentation, labels=["pool"])
+    for pool in pools:
+        family.add_metric([pool.name], value(pool))
+    return family
+
+
+def _counter_per_pool(name: str, documentation: str, pools: list[Pool], value) -> Metric:
+    family = CounterMetricFamily(name, documentation, labels=["pool"])
+    for pool in pools:
+        family.add_metric([pool.name], value(pool))
+    return family
+
+
+def _counter_by_enum(name: str, documentation: str, label: str, values, counts: Counter) -> Metric:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for member in values:
+        family.add_metric([member.value], counts[member.value])
+    return family
+
+
+def build_registry(proxy: Proxy) -> CollectorRegistry:
+    """A private registry holding only this proxy's collector (never the global default one)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ProxyCollector(proxy))
+    return registry
