@@ -1,9 +1,11 @@
 """Process entry point: event loop, signals, and the proxy's lifetime.
 
 `run(config)` installs uvloop when available, starts the proxy and waits
-for a signal: SIGTERM drains (stop accepting, let clients finish their
-current transaction up to [proxy] shutdown_timeout, then close), SIGINT
-does the same but faster, a second signal stops at once.
+for a signal: SIGTERM drains (readiness off, stop accepting, let clients
+finish their current transaction up to [proxy] shutdown_timeout, then
+close), SIGINT does the same but faster, a second signal stops at once.
+SIGHUP re-reads the config: users, pool sizes and timeouts change without
+dropping a client; a bad new config is refused and the old one stays.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import logging
 import signal
 
-from .config import Config
+from .config import Config, ConfigError
 from .proxy import Proxy
 
 __all__ = ["run", "serve"]
@@ -47,8 +49,15 @@ async def serve(config: Config) -> int:
                  signal.Signals(signum).name, timeout["value"])
         stop.set()
 
+    def on_hangup() -> None:
+        try:
+            proxy.reload_from_source()
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await proxy.start()
     await stop.wait()
     await proxy.stop(timeout["value"])

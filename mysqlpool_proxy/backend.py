@@ -84,7 +84,7 @@ class BackendConnection(asyncio.Protocol):
     __slots__ = (
         "id", "pool", "key", "transport", "thread_id", "state", "session", "tracker", "client", "created_at",
         "expires_at", "idle_since", "last_used", "close_reason", "_held", "_future", "_timer", "_reading_paused",
-        "commands", "loop", "_stream_owner",
+        "commands", "loop", "_stream_owner", "generation",
     )
 
     def __init__(self, *, backend_id: int, pool: Pool, key: int, thread_id: int, session: SessionState,
@@ -111,6 +111,7 @@ class BackendConnection(asyncio.Protocol):
         self._reading_paused = False
         self.commands = 0
         self._stream_owner = None
+        self.generation = pool.generation
 
     def __repr__(self) -> str:
         return f"<Backend #{self.id} thread={self.thread_id} {self.state.value} pool={self.pool.name}>"

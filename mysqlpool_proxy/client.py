@@ -65,6 +65,10 @@ HANDSHAKE_TIMEOUT = 10.0
 MAX_QUEUED_INPUT = 1 << 20
 
 ER_LOST_BACKEND = CR.CR_SERVER_LOST
+# ER_XA_RBTIMEOUT, "Transaction branch was rolled back: took too long": the closest
+# standard error to "your idle transaction was rolled back"; SQLSTATE class 40 is
+# "transaction rollback", which retry logic in applications looks for.
+ER_IDLE_TRANSACTION = 1400
 
 
 class ClientState(enum.Enum):
@@ -96,7 +100,8 @@ class ClientConnection(asyncio.Protocol):
         "proxy", "id", "transport", "peer", "state", "decoder", "handshake", "user", "pool", "capabilities", "key",
         "session", "pins", "status", "backend", "charset", "scramble", "_cmd", "_effects", "_sql", "_stmt_id",
         "_prev_status", "_task", "_timer", "_infile", "_paused_by", "connected_at", "last_active", "_closing_reason",
-        "change_user", "queries", "_writing_paused", "_cmd_seq", "_response_started",
+        "change_user", "queries", "_writing_paused", "_cmd_seq", "_response_started", "_pending_error",
+        "_query_timer",
     )
 
     def __init__(self, proxy: Proxy, conn_id: int):
@@ -134,6 +139,8 @@ class ClientConnection(asyncio.Protocol):
         self.queries = 0
         self._cmd_seq = 0
         self._response_started = False
+        self._pending_error: ProxyError | None = None
+        self._query_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         user = self.user.name if self.user else "?"
@@ -209,6 +216,7 @@ class ClientConnection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._cancel_query_timer()
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._leave_backend()
@@ -231,6 +239,10 @@ class ClientConnection(asyncio.Protocol):
 
     def holds_state(self) -> bool:
         return bool(self.status & IN_TRANS) or bool(self.pins)
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self.status & IN_TRANS)
 
     # -- flow control ----------------------------------------------------------------
 
@@ -385,6 +397,10 @@ class ClientConnection(asyncio.Protocol):
         if not payload:
             self.send_error(pkt.last_seq, ProxyError(ER.UNKNOWN_COM_ERROR, "Unknown command: empty packet"))
             return
+        if self._pending_error is not None and payload[0] not in _NO_REPLY_CODES:
+            err, self._pending_error = self._pending_error, None
+            self.send_error(pkt.last_seq, err)
+            return
         spec = spec_for(payload[0])
         handling = spec.handling
         if handling is Handling.RELAY or handling is Handling.NO_REPLY:
@@ -455,6 +471,9 @@ class ClientConnection(asyncio.Protocol):
         binary = spec.code == COMMAND.COM_STMT_EXECUTE or spec.code == COMMAND.COM_STMT_FETCH
         backend.send_command(self, pkt.raw, spec.expect, binary=binary,
                              strip=not self.capabilities & CLIENT.SESSION_TRACK)
+        query_timeout = self.proxy.config.pool.query_timeout
+        if query_timeout > 0:
+            self._query_timer = self.proxy.loop.call_later(query_timeout, self._query_timed_out, backend)
 
     def _no_reply_done(self, spec: CommandSpec) -> None:
         self.pool.stats.queries[spec.name] += 1
@@ -575,7 +594,22 @@ class ClientConnection(asyncio.Protocol):
         if end < len(data):
             self.decoder.feed(data[end:])
 
+    def _query_timed_out(self, backend: BackendConnection) -> None:
+        """[pool] query_timeout: stop the statement on the server (KILL QUERY from a side connection)."""
+        self._query_timer = None
+        if self.state is ClientState.ACTIVE and self.backend is backend and backend.state is BackendState.BUSY:
+            log.info("client #%d: statement ran past query_timeout; killing it on backend thread %d",
+                     self.id, backend.thread_id)
+            self.proxy.kill_backend_query(backend, hard_after=self.proxy.config.backend.connect_timeout)
+
+    def _cancel_query_timer(self) -> None:
+        if self._query_timer is not None:
+            self._query_timer.cancel()
+            self._query_timer = None
+
     def on_response_done(self, backend: BackendConnection) -> None:
+        if self._query_timer is not None:
+            self._cancel_query_timer()
         tracker = backend.tracker
         spec = self._cmd
         ok = tracker.error is None
@@ -648,13 +682,16 @@ class ClientConnection(asyncio.Protocol):
             if self.backend is backend:
                 self.backend = None
             return
-        if self.proxy.session_mode or self.holds_state():
+        if self.holds_state():
+            return
+        if self.proxy.session_mode and not backend.pool.expired(backend, self.proxy.loop.time()):
             return
         self.backend = None
         backend.client = None
         backend.pool.release(backend)
 
     def on_backend_lost(self, backend: BackendConnection, was_busy: bool) -> None:
+        self._cancel_query_timer()
         if self.backend is backend:
             self.backend = None
         state = self.state
@@ -676,6 +713,65 @@ class ClientConnection(asyncio.Protocol):
                 ER_LOST_BACKEND, "Lost connection to backend; the open transaction or session state was lost"))
             self.close(ClientCloseReason.BACKEND_LOST)
 
+    # -- janitor hooks ------------------------------------------------------------------
+
+    def keepalive_backend(self) -> None:
+        """Ping the backend this idle client holds, before the server's wait_timeout ends it."""
+        backend = self.backend
+        self.set_state(ClientState.LOCAL)
+        self._task = self.proxy.loop.create_task(self._keepalive(backend))
+
+    async def _keepalive(self, backend: BackendConnection) -> None:
+        try:
+            result = await backend.run_internal(b"\x0e", Expect.SIMPLE, self.proxy.config.backend.connect_timeout)
+            if result.error is None:
+                backend.last_used = self.proxy.loop.time()
+            else:
+                backend.close(BackendCloseReason.PING_FAILED)
+        except BackendGone:
+            pass  # on_backend_lost has dealt with this client
+        finally:
+            self._task = None
+        self._back_to_ready()
+
+    def roll_back_idle_transaction(self, timeout: float) -> None:
+        """[pool] idle_transaction_timeout: roll back, tell the client at its next statement, free the backend."""
+        backend = self.backend
+        log.info("client #%d idle in a transaction for %.0fs: rolling it back", self.id, timeout)
+        self.set_state(ClientState.LOCAL)
+        self._task = self.proxy.loop.create_task(self._roll_back(backend, timeout))
+
+    async def _roll_back(self, backend: BackendConnection, timeout: float) -> None:
+        err = ProxyError(ER_IDLE_TRANSACTION, (
+            f"mysqlpool-proxy rolled back this connection's transaction: it was idle longer than "
+            f"idle_transaction_timeout ({timeout:g}s)"), "40000")
+        try:
+            result = await backend.run_internal(b"\x03ROLLBACK", Expect.RESULT,
+                                                self.proxy.config.backend.connect_timeout)
+            if result.error is None:
+                self.status = result.status
+            else:
+                backend.close(BackendCloseReason.DIRTY)
+        except BackendGone:
+            pass
+        finally:
+            self._task = None
+        if self.state is ClientState.CLOSED:
+            return
+        if self.status & IN_TRANS or (self.backend is None and self.pins):
+            # XA, or the state went with the backend: the session cannot go on.
+            self.close(ClientCloseReason.IDLE_TIMEOUT)
+            return
+        self._pending_error = err
+        if self.backend is not None:
+            self._decide_hold(self.backend)
+        self._back_to_ready()
+
+    def _back_to_ready(self) -> None:
+        if self.state is ClientState.LOCAL:
+            self.set_state(ClientState.READY)
+            self._process_input()
+
     # -- replies from the proxy itself --------------------------------------------------
 
     def send_error(self, last_seq: int, err: ProxyError) -> None:
@@ -695,6 +791,8 @@ class ClientConnection(asyncio.Protocol):
             reasons.insert(0, PinReason.TRANSACTION)
         return reasons
 
+
+_NO_REPLY_CODES = frozenset((COMMAND.COM_STMT_CLOSE, COMMAND.COM_STMT_SEND_LONG_DATA, COMMAND.COM_QUIT))
 
 _STMT_ID_COMMANDS = frozenset((
     COMMAND.COM_STMT_EXECUTE, COMMAND.COM_STMT_FETCH, COMMAND.COM_STMT_RESET, COMMAND.COM_STMT_CLOSE,

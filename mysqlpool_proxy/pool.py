@@ -24,6 +24,15 @@ directly: the timeout message says what the last error was.
 
 Release never hands back a dirty backend: the caller resets or closes it
 first. A backend past `max_lifetime` is closed at release instead of reused.
+
+The cap adapts to the server. Every new backend reports the account's
+connection limit (`@@max_user_connections`, which the server sets to the
+account's own MAX_USER_CONNECTIONS) and `@@max_connections`; a configured
+`max_size` at or above either is lowered to one below it (so the server
+never answers 1226), with a warning. If the server still refuses a new
+connection with 1040 or 1226 (other clients of the same account, say), the
+pool treats its current size as its cap for CAPACITY_HOLD seconds and
+clients wait for the backends it has.
 """
 
 from __future__ import annotations
@@ -55,6 +64,9 @@ WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 5.0
 EARLY_DEATH = 1.0  # seconds: a backend the server closes sooner counts as a failed connect
+CAPACITY_HOLD = 60.0  # seconds the pool stays at its size after the server said "too many connections"
+CAPACITY_ERRORS = (1040, 1203, 1226)  # ER_CON_COUNT_ERROR, ER_TOO_MANY_USER_CONNECTIONS (both numbers)
+EXPIRY_LEAD = 2.0  # seconds before an idle backend's lifetime ends that its min_idle replacement opens
 
 
 class CheckoutTimeout(Exception):
@@ -154,7 +166,10 @@ class Pool:
     ):
         self.name = name
         self.params = params
-        self.max_size = max_size
+        self.configured_max_size = max_size
+        self.server_cap: int | None = None  # from the account's connection limits
+        self._capacity_cap: int | None = None  # after a 1040/1226 from the server
+        self._capacity_until = 0.0
         self.min_idle = min_idle
         self.max_lifetime = max_lifetime
         self.max_waiting = max_waiting
@@ -178,10 +193,38 @@ class Pool:
         self.paused = False
         self.closing = False
         self._serving = False
+        self.generation = 0  # bumped when the config changes how backends connect
         limiter.pools.append(self)
 
     def __repr__(self) -> str:
         return f"<Pool {self.name} idle={len(self.idle)} busy={len(self.busy)} connecting={self.connecting}>"
+
+    @property
+    def max_size(self) -> int:
+        """The effective cap: configured, lowered by the server's limits and capacity errors."""
+        cap = self.configured_max_size
+        if self.server_cap is not None and self.server_cap < cap:
+            cap = self.server_cap
+        if self._capacity_cap is not None:
+            if self.loop.time() < self._capacity_until:
+                cap = min(cap, self._capacity_cap)
+            else:
+                self._capacity_cap = None
+                log.info("pool %s: capacity hold over; back to max_size %d", self.name, cap)
+        return cap
+
+    def learn_limits(self, max_user_connections: int, max_connections: int) -> None:
+        """Keep the pool below what the server allows this account (called for each new backend)."""
+        limits = [(n, what) for n, what in ((max_user_connections, "the account's max_user_connections"),
+                                            (max_connections, "the server's max_connections")) if n > 0]
+        if not limits:
+            return
+        limit, what = min(limits)
+        cap = max(1, limit - 1)
+        if cap < self.configured_max_size and cap != self.server_cap:
+            log.warning("pool %s: max_size %d is at or above %s (%d); using %d so the server never refuses it",
+                        self.name, self.configured_max_size, what, limit, cap)
+        self.server_cap = cap if cap < self.configured_max_size else None
 
     @property
     def failing(self) -> bool:
@@ -374,6 +417,7 @@ class Pool:
         self._opening_done(key)
         self._failures = 0
         self.stats.connects += 1
+        self.learn_limits(opened.max_user_connections, opened.max_connections)
         session = self._on_opened(opened)
         backend = BackendConnection(
             backend_id=self._next_id(), pool=self, key=key, thread_id=opened.thread_id, session=session,
@@ -396,6 +440,8 @@ class Pool:
     def _connect_failed(self, exc: Exception) -> None:
         code, message = _describe_error(exc)
         self.stats.connect_errors[code] += 1
+        if code in CAPACITY_ERRORS:
+            self._hold_capacity(message)
         self._failures += 1
         delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (self._failures - 1)) * random.uniform(0.5, 1.0)
         self._backoff_until = self.loop.time() + delay
@@ -405,6 +451,14 @@ class Pool:
         self.last_error, self.last_error_code = message, code
         if self._backoff_timer is None:
             self._backoff_timer = self.loop.call_later(delay, self._backoff_over)
+
+    def _hold_capacity(self, message: str) -> None:
+        current = len(self.idle) + len(self.busy)
+        if self._capacity_cap is None:
+            log.warning("pool %s: the server refused a new connection (%s); holding the pool at %d connections "
+                        "for %.0fs, clients wait for those", self.name, message, max(1, current), CAPACITY_HOLD)
+        self._capacity_cap = max(1, current)
+        self._capacity_until = self.loop.time() + CAPACITY_HOLD
 
     def _backoff_over(self) -> None:
         self._backoff_timer = None
@@ -420,8 +474,9 @@ class Pool:
         backend.client = None
         now = self.loop.time()
         backend.last_used = now
-        if now >= backend.expires_at or self.closing:
-            backend.close(BackendCloseReason.SHUTDOWN if self.closing else BackendCloseReason.MAX_LIFETIME)
+        retire = self._retire_reason(backend, now)
+        if retire is not None:
+            backend.close(retire)
             return
         if not self.paused:
             for w in self.waiters:
@@ -435,6 +490,56 @@ class Pool:
         self.idle.append(backend)
         if self.waiters:
             self.serve_waiters()
+
+    def _retire_reason(self, backend: BackendConnection, now: float) -> BackendCloseReason | None:
+        if self.closing:
+            return BackendCloseReason.SHUTDOWN
+        if self.paused:
+            return BackendCloseReason.PAUSED
+        if backend.generation != self.generation:
+            return BackendCloseReason.RELOAD
+        if now >= backend.expires_at:
+            return BackendCloseReason.MAX_LIFETIME
+        if self.size > self.max_size:
+            return BackendCloseReason.RECLAIMED  # the cap went down (reload, server limits)
+        return None
+
+    def expired(self, backend: BackendConnection, now: float) -> bool:
+        """Should this backend be closed rather than reused the next time it is free?"""
+        return self._retire_reason(backend, now) is not None
+
+    def pause(self) -> None:
+        """New checkouts wait; idle backends close now and busy ones when released."""
+        if self.paused:
+            return
+        self.paused = True
+        log.info("pool %s paused: %d backends in use will close as their transactions end", self.name, len(self.busy))
+        self.close_idle(BackendCloseReason.PAUSED)
+
+    def resume(self) -> None:
+        if not self.paused:
+            return
+        self.paused = False
+        log.info("pool %s resumed: %d clients waiting", self.name, len(self.waiters))
+        self.serve_waiters()
+        self.ensure_min_idle()
+
+    def reconfigure(self, params: BackendParams, *, max_size: int, min_idle: int, max_lifetime: float,
+                    max_waiting: int, max_connecting: int) -> None:
+        """Apply a reloaded config; backends that connect differently retire as they come free."""
+        if params != self.params:
+            self.params = params
+            self.generation += 1
+            self.close_idle(BackendCloseReason.RELOAD)
+        self.configured_max_size = max_size
+        self.min_idle = min_idle
+        self.max_lifetime = max_lifetime
+        self.max_waiting = max_waiting
+        self.max_connecting = max_connecting
+        for backend in list(self.idle):
+            if self.size > self.max_size:
+                backend.close(BackendCloseReason.RECLAIMED)
+        self.serve_waiters()
 
     def on_backend_closed(self, backend: BackendConnection, previous: BackendState) -> None:
         """Bookkeeping for a backend that closed, whoever closed it and why."""
@@ -459,20 +564,50 @@ class Pool:
     # -- maintenance ----------------------------------------------------------------
 
     def maintain(self, now: float, idle_timeout: float) -> None:
-        """Janitor pass: close idle backends past their idle time or lifetime; keep min_idle."""
-        for backend in list(self.idle):
+        """Janitor pass: retire idle backends past their lifetime; past idle_timeout, close the
+        ones above min_idle and ping the rest (so the server's wait_timeout never ends them)."""
+        keep = self.min_idle
+        for backend in reversed(list(self.idle)):  # most recently used first: they are kept
             if now >= backend.expires_at:
                 backend.close(BackendCloseReason.MAX_LIFETIME)
-            elif now - backend.idle_since >= idle_timeout:
+            elif now - backend.idle_since < idle_timeout:
+                keep -= 1
+            elif keep > 0:
+                keep -= 1
+                self._keepalive(backend)
+            else:
                 backend.close(BackendCloseReason.IDLE_TIMEOUT)
         self.ensure_min_idle()
 
-    def ensure_min_idle(self) -> None:
-        if self.paused or self.closing or self.loop.time() < self._backoff_until:
+    def _keepalive(self, backend: BackendConnection) -> None:
+        self.idle.remove(backend)
+        backend.set_state(BackendState.RESERVED)
+        self.busy.add(backend)
+        self.loop.create_task(self._ping_then_release(backend))
+
+    async def _ping_then_release(self, backend: BackendConnection) -> None:
+        from .backend import BackendGone
+        from .protocol.response import Expect
+        try:
+            result = await backend.run_internal(b"\x0e", Expect.SIMPLE, self.params.connect_timeout)
+        except BackendGone:
             return
-        while (len(self.idle) + self.connecting < self.min_idle and self.size < self.max_size
+        if result.error is not None:
+            backend.close(BackendCloseReason.PING_FAILED)
+            return
+        backend.last_used = self.loop.time()
+        self.release(backend)
+
+    def ensure_min_idle(self) -> None:
+        """Keep min_idle backends ready, counting ones about to expire as already gone."""
+        if not self.min_idle or self.paused or self.closing or self.loop.time() < self._backoff_until:
+            return
+        soon = self.loop.time() + EXPIRY_LEAD
+        ready = sum(1 for b in self.idle if b.expires_at > soon)
+        while (ready + self.connecting < self.min_idle and self.size < self.max_size
                and self.limiter.available() > 0 and self.connecting < self.max_connecting):
             self._start_open(0)
+            ready += 1
 
     def close_idle(self, reason: BackendCloseReason) -> None:
         for backend in list(self.idle):

@@ -29,9 +29,10 @@ from . import __version__
 from .backend import BackendConnection, BackendGone, BackendState
 from .backend_adapter import BackendParams, Opened, TRACKERS_SQL, make_ssl_context, open_backend, run_side_query
 from .client import ClientConnection, ClientState
-from .config import Config, UserConfig
+from .config import ENV_SOURCE, Config, UserConfig, load_config
 from .constants import CLIENT, COM_RESET_CONNECTION, ER, SERVER_STATUS
 from .errors import ProxyError
+from .janitor import run_janitor
 from .local import LocalCommands
 from .pool import KEY_BITS, BackendLimiter, Pool
 from .protocol import auth
@@ -123,8 +124,7 @@ class Proxy:
         self.local = LocalCommands(self)
         self.counting_pins = True
         self.tls_context = self._client_tls(config)
-        self._backend_ssl = make_ssl_context(config.backend.ssl_mode, config.backend.ssl_ca,
-                                             config.backend.ssl_cert, config.backend.ssl_key)
+        self._backend_ssl = make_ssl_context(*_ssl_settings(config))
         self._client_ids = itertools.count(1)
         self._backend_ids = itertools.count(1)
         self._servers: list[asyncio.AbstractServer] = []
@@ -373,10 +373,28 @@ class Proxy:
         backend = target.backend
         if backend is None or backend.state is not BackendState.BUSY:
             return
+        await self._kill_query(backend)
+
+    async def _kill_query(self, backend: BackendConnection) -> bool:
         try:
             await run_side_query(backend.pool.params, f"KILL QUERY {backend.thread_id}")
+            return True
         except Exception as exc:  # the statement may have finished meanwhile; report, don't fail
-            log.warning("KILL QUERY for client #%d (backend thread %d) failed: %s", target.id, backend.thread_id, exc)
+            log.warning("KILL QUERY for backend thread %d failed: %s", backend.thread_id, exc)
+            return False
+
+    def kill_backend_query(self, backend: BackendConnection, hard_after: float) -> None:
+        """Stop the statement running on `backend`; if it does not answer after that, drop it."""
+        commands = backend.commands
+
+        async def kill() -> None:
+            await self._kill_query(backend)
+            await asyncio.sleep(hard_after)
+            if backend.state is BackendState.BUSY and backend.commands == commands:
+                log.warning("backend thread %d did not answer after KILL QUERY; closing it", backend.thread_id)
+                backend.close(BackendCloseReason.ERROR)
+
+        self._spawn(kill())
 
     async def kill_client(self, target: ClientConnection) -> None:
         backend = target.backend
@@ -410,7 +428,7 @@ class Proxy:
         self._servers.append(server)
         self.state = ProxyState.RUNNING
         self._spawn(self._learn_server_task())
-        self._spawn(self._janitor())
+        self._spawn(run_janitor(self))
         log.info("mysqlpool-proxy %s listening on %s (mode %s, pools: %s)", __version__, self.listen_description(),
                  self.config.pool.mode, ", ".join(f"{p.name} max {p.max_size}" for p in self.pools.values()))
 
@@ -444,13 +462,79 @@ class Proxy:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _janitor(self) -> None:
-        while self.state in (ProxyState.RUNNING, ProxyState.DRAINING):
-            idle_timeout = self.idle_timeout()
-            now = self.loop.time()
-            for pool in self.pools.values():
-                pool.maintain(now, idle_timeout)
-            await asyncio.sleep(min(1.0, idle_timeout / 4))
+    @property
+    def running(self) -> bool:
+        return self.state in (ProxyState.RUNNING, ProxyState.DRAINING)
+
+    # -- operator actions: pause, resume, reload ---------------------------------------
+
+    def pools_named(self, name: str | None) -> list[Pool]:
+        if name is None:
+            return list(self.pools.values())
+        pool = self.pools.get(name)
+        if pool is None:
+            raise KeyError(f"no pool named {name!r}; pools: {', '.join(self.pools) or 'none'}")
+        return [pool]
+
+    def pause(self, name: str | None = None) -> list[str]:
+        pools = self.pools_named(name)
+        for pool in pools:
+            pool.pause()
+        return [p.name for p in pools]
+
+    def resume(self, name: str | None = None) -> list[str]:
+        pools = self.pools_named(name)
+        for pool in pools:
+            pool.resume()
+        return [p.name for p in pools]
+
+    def reload(self, new: Config) -> list[str]:
+        """Apply a new config without dropping clients; returns what could not change live."""
+        old = self.config
+        needs_restart = [f"{section}.{key}" for section, key in _RESTART_KEYS
+                         if getattr(getattr(old, section), key) != getattr(getattr(new, section), key)]
+        self.config = new
+        self.limiter.max = new.backend.max_connections
+        if _ssl_settings(old) != _ssl_settings(new):
+            self._backend_ssl = make_ssl_context(*_ssl_settings(new))
+        self._reload_users(new)
+        self.limiter.released()
+        log.info("configuration reloaded from %s (%d users, pools: %s)%s", new.source, len(new.users),
+                 ", ".join(f"{p.name} max {p.max_size}" for p in self.pools.values()),
+                 f"; restart needed for: {', '.join(needs_restart)}" if needs_restart else "")
+        return needs_restart
+
+    def reload_from_source(self) -> list[str]:
+        """Re-read the config from where it came from (SIGHUP, admin RELOAD); ConfigError keeps the old one."""
+        source = self.config.source
+        new = load_config(None if source == ENV_SOURCE else source)
+        return self.reload(new)
+
+    def _reload_users(self, new: Config) -> None:
+        sizes: dict[str, int] = {}
+        for user in new.users:
+            backend_user = user.backend_user or user.name
+            sizes[backend_user] = max(sizes.get(backend_user, 0), new.pool_max_size(user))
+        users: dict[bytes, UserEntry] = {}
+        p = new.pool
+        for user in new.users:
+            backend_user = user.backend_user or user.name
+            pool = self.pools.get(backend_user)
+            if pool is None:
+                pool = self.pools[backend_user] = self._make_pool(backend_user, user, sizes[backend_user])
+            else:
+                pool.reconfigure(self._params(user), max_size=sizes[backend_user], min_idle=p.min_idle,
+                                 max_lifetime=p.max_lifetime, max_waiting=p.max_waiting_clients,
+                                 max_connecting=p.max_connecting)
+            users[user.name.encode()] = UserEntry(user.name, user, _credentials(user), pool)
+        for name, pool in self.pools.items():
+            if name not in sizes:
+                # No user maps to it any more: its clients finish, nobody new arrives.
+                pool.reconfigure(pool.params, max_size=pool.configured_max_size, min_idle=0,
+                                 max_lifetime=p.max_lifetime, max_waiting=pool.max_waiting,
+                                 max_connecting=pool.max_connecting)
+        self.users = users
+        self._known_schemas.clear()
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop accepting, let active clients finish (up to `timeout`), then close everything."""
@@ -480,6 +564,18 @@ class Proxy:
             task.cancel()
         for server in self._servers:
             await server.wait_closed()
+
+
+# Settings that only take effect at start.
+_RESTART_KEYS = (
+    ("proxy", "listen"), ("proxy", "workers"), ("proxy", "tls_cert"), ("proxy", "tls_key"),
+    ("admin", "listen"), ("metrics", "listen"), ("metrics", "path"), ("pool", "mode"),
+)
+
+
+def _ssl_settings(config: Config) -> tuple[str, str, str, str]:
+    b = config.backend
+    return b.ssl_mode, b.ssl_ca, b.ssl_cert, b.ssl_key
 
 
 def _credentials(user: UserConfig) -> auth.Credentials:

@@ -22,6 +22,8 @@ class BackendCloseReason(enum.Enum):
     RESET_FAILED = "reset_failed"  # COM_RESET_CONNECTION / state restore failed
     DIRTY = "dirty"  # a client left it mid-response or in an unknown state
     RECLAIMED = "reclaimed"  # closed to make room for a backend another client needs
+    PAUSED = "paused"  # the pool is paused (PAUSE): backends close as their transactions end
+    RELOAD = "reload"  # the config changed how backends connect: old ones close as they come free
     ERROR = "error"  # protocol error, timeout or unexpected data
     SHUTDOWN = "shutdown"  # the proxy is stopping or the pool was removed
 

@@ -1,0 +1,81 @@
+"""Periodic maintenance: one task for the whole proxy, never one per client.
+
+Each tick (at most a second apart, and at least four times per idle_timeout):
+
+* pools: idle backends past idle_timeout or max_lifetime are closed, and
+  min_idle is refilled, with replacements opened before the old ones expire;
+* backends held by idle clients (in a transaction, pinned, or in session
+  mode) are pinged before the server's wait_timeout would close them under
+  the client;
+* `[pool] idle_transaction_timeout`: a client idle inside a transaction has
+  it rolled back; its next statement gets an error saying so, and the
+  backend goes back to the pool;
+* `[proxy] client_idle_timeout`: idle clients are disconnected (off by
+  default: clients may idle for days, which is the point of the proxy).
+
+Only backends in use are visited for the per-backend checks, so the cost
+of a tick grows with backends, not with idle clients (unless
+client_idle_timeout is set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from .backend import BackendState
+from .reasons import ClientCloseReason
+
+if TYPE_CHECKING:
+    from .proxy import Proxy
+
+__all__ = ["run_janitor", "tick"]
+
+log = logging.getLogger("mysqlpool.janitor")
+
+MAX_INTERVAL = 1.0
+
+
+def interval(idle_timeout: float) -> float:
+    return max(0.05, min(MAX_INTERVAL, idle_timeout / 4))
+
+
+async def run_janitor(proxy: Proxy) -> None:
+    while proxy.running:
+        try:
+            tick(proxy, proxy.loop.time())
+        except Exception:  # a bug here must not stop maintenance for good
+            log.exception("janitor tick failed")
+        await asyncio.sleep(interval(proxy.idle_timeout()))
+
+
+def tick(proxy: Proxy, now: float) -> None:
+    idle_timeout = proxy.idle_timeout()
+    for pool in list(proxy.pools.values()):
+        pool.maintain(now, idle_timeout)
+        _check_held_backends(proxy, pool, now, idle_timeout)
+    client_idle = proxy.config.proxy.client_idle_timeout
+    if client_idle > 0:
+        _close_idle_clients(proxy, now, client_idle)
+
+
+def _check_held_backends(proxy: Proxy, pool, now: float, idle_timeout: float) -> None:
+    from .client import ClientState
+    trx_timeout = proxy.config.pool.idle_transaction_timeout
+    for backend in list(pool.busy):
+        client = backend.client
+        if client is None or backend.state is not BackendState.RESERVED or client.state is not ClientState.READY:
+            continue
+        if trx_timeout > 0 and client.in_transaction and now - client.last_active >= trx_timeout:
+            client.roll_back_idle_transaction(trx_timeout)
+        elif now - backend.last_used >= idle_timeout:
+            client.keepalive_backend()
+
+
+def _close_idle_clients(proxy: Proxy, now: float, timeout: float) -> None:
+    from .client import ClientState
+    for client in list(proxy.clients.values()):
+        if client.state is ClientState.READY and now - client.last_active >= timeout:
+            log.info("client #%d idle for %.0fs: closing (client_idle_timeout)", client.id, now - client.last_active)
+            client.close(ClientCloseReason.IDLE_TIMEOUT)
