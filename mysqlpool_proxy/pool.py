@@ -462,6 +462,10 @@ class Pool:
 
     def _backoff_over(self) -> None:
         self._backoff_timer = None
+        remaining = self._backoff_until - self.loop.time()
+        if remaining > 0:  # a later failure extended the backoff while this timer ran
+            self._backoff_timer = self.loop.call_later(remaining, self._backoff_over)
+            return
         self.serve_waiters()
         self.ensure_min_idle()
 
