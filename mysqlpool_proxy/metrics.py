@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -34,10 +36,11 @@ from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 from .session import PinReason
 
 if TYPE_CHECKING:
+    from .client import ClientConnection
     from .pool import Pool
     from .proxy import Proxy
 
-__all__ = ["ProxyCollector", "build_registry", "CLIENT_STATE_LABEL", "multiplexing_ratio"]
+__all__ = ["ProxyCollector", "ClientCensus", "build_registry", "CLIENT_STATE_LABEL", "multiplexing_ratio"]
 
 # Client connection state -> the `state` label of mysqlpool_client_connections.
 # GREETING and HANDSHAKE (connected, not yet authenticated, so in no pool yet;
@@ -54,6 +57,9 @@ CLIENT_STATE_LABEL: dict[ClientState, str] = {
 }
 CLIENT_STATES = ("active", "idle", "waiting", "handshake")
 BACKEND_STATES = ("idle", "in_use", "connecting")
+SESSION_MODE = PinReason.SESSION_MODE.value
+_STATE_OF = attrgetter("state")
+_POOL_OF = attrgetter("pool")
 
 
 class ProxyCollector:
@@ -69,17 +75,17 @@ class ProxyCollector:
     def collect(self) -> Iterator[Metric]:
         proxy = self.proxy
         pools = list(proxy.pools.values())
-        clients = list(proxy.clients.values())
+        census = ClientCensus.of(list(proxy.clients.values()), proxy.session_mode)
         yield from self._process_metrics(proxy)
-        yield from self._client_metrics(proxy, clients)
+        yield from self._client_metrics(proxy, census)
         yield from self._backend_metrics(pools)
         yield _checkout_wait(pools)
         yield _gauge_per_pool("mysqlpool_waiting_clients",
                               "Clients queued for a backend connection of the pool right now.",
                               pools, lambda p: len(p.waiters))
         yield from self._traffic_metrics(proxy, pools)
-        yield from self._pin_metrics(proxy, pools, clients)
-        yield _multiplexing(pools, clients)
+        yield from self._pin_metrics(pools, census)
+        yield _multiplexing(pools, census)
 
     # -- families, grouped by subject -----------------------------------------------
 
@@ -96,8 +102,8 @@ class ProxyCollector:
             "the reason is on /readyz.", value=1 if ready else 0)
 
     @staticmethod
-    def _client_metrics(proxy: Proxy, clients: list) -> Iterator[Metric]:
-        by_state = Counter(CLIENT_STATE_LABEL.get(c.state) for c in clients)
+    def _client_metrics(proxy: Proxy, census: ClientCensus) -> Iterator[Metric]:
+        by_state = census.by_state
         connections = GaugeMetricFamily(
             "mysqlpool_client_connections",
             "Client connections to the proxy by state: idle (between statements), active (a statement or "
@@ -169,8 +175,8 @@ class ProxyCollector:
         yield traffic
 
     @staticmethod
-    def _pin_metrics(proxy: Proxy, pools: list[Pool], clients: list) -> Iterator[Metric]:
-        pinned = pinned_clients(clients, proxy.session_mode)
+    def _pin_metrics(pools: list[Pool], census: ClientCensus) -> Iterator[Metric]:
+        pinned = census.pinned
         gauge = GaugeMetricFamily(
             "mysqlpool_pinned_clients",
             "Connected clients holding a backend connection because of session state that cannot move "
@@ -189,22 +195,49 @@ class ProxyCollector:
 
 # -- helpers ------------------------------------------------------------------------
 
-def pinned_clients(clients: Iterable, session_mode: bool) -> Counter:
-    """(pool name, PinReason value) -> connected clients pinned for that reason.
+@dataclass(slots=True)
+class ClientCensus:
+    """What the client gauges need, counted over the connected clients at scrape time."""
 
-    In session pooling every client that holds a backend counts as pinned for
-    "session_mode" (pinned_reasons() does not report that one).
-    """
-    counts: Counter = Counter()
-    for client in clients:
-        pool = client.pool
-        if pool is None or client.state is ClientState.CLOSED:
-            continue
+    by_state: Counter  # CLIENT_STATE_LABEL value -> clients
+    per_pool: Counter  # pool name -> clients logged in to it
+    pinned: Counter  # (pool name, PinReason value) -> clients pinned for that reason
+
+    @classmethod
+    def of(cls, clients: Iterable[ClientConnection], session_mode: bool) -> ClientCensus:
+        """Count `clients`.
+
+        Only a client holding a backend connection can be pinned, so only those
+        (at most the number of backend connections) are asked for their pin
+        reasons: a scrape stays cheap with thousands of idle clients. In
+        session pooling every client holding a backend also counts as pinned
+        for "session_mode" (pinned_reasons() does not report that one).
+        """
+        # Counted with C-level loops (Counter(map(...)), comprehensions): this runs
+        # for every client at every scrape. A CLOSED client leaves proxy.clients
+        # in the same callback that closes it, so one is only ever seen by chance;
+        # it is left out of the states and the pinned clients.
+        states = Counter(map(_STATE_OF, clients))  # ClientState -> clients
+        pools = Counter(map(_POOL_OF, clients))  # Pool (or None before login) -> clients
+        closed = ClientState.CLOSED
+        holders = [c for c in clients if c.backend is not None and c.pool is not None and c.state is not closed]
+        by_state: Counter = Counter()
+        for state, count in states.items():
+            if state in CLIENT_STATE_LABEL:  # not CLOSED
+                by_state[CLIENT_STATE_LABEL[state]] += count
+        per_pool = Counter({pool.name: count for pool, count in pools.items() if pool is not None})
+        return cls(by_state, per_pool, _pinned(holders, session_mode))
+
+
+def _pinned(holders: list[ClientConnection], session_mode: bool) -> Counter:
+    pinned: Counter = Counter()
+    for client in holders:
+        name = client.pool.name
         for reason in client.pinned_reasons():
-            counts[(pool.name, reason.value)] += 1
-        if session_mode and client.backend is not None:
-            counts[(pool.name, PinReason.SESSION_MODE.value)] += 1
-    return counts
+            pinned[(name, reason.value)] += 1
+        if session_mode:
+            pinned[(name, SESSION_MODE)] += 1
+    return pinned
 
 
 def multiplexing_ratio(clients: int, in_use: int) -> float:
@@ -216,14 +249,13 @@ def multiplexing_ratio(clients: int, in_use: int) -> float:
     return clients / max(in_use, 1)
 
 
-def _multiplexing(pools: list[Pool], clients: list) -> Metric:
-    per_pool = Counter(c.pool.name for c in clients if c.pool is not None and c.state is not ClientState.CLOSED)
+def _multiplexing(pools: list[Pool], census: ClientCensus) -> Metric:
     family = GaugeMetricFamily(
         "mysqlpool_multiplexing_ratio",
         "Connected clients of the pool per backend connection in use (higher = more sharing); with none "
         "in use it equals the number of connected clients.", labels=["pool"])
     for pool in pools:
-        family.add_metric([pool.name], multiplexing_ratio(per_pool[pool.name], len(pool.busy)))
+        family.add_metric([pool.name], multiplexing_ratio(census.per_pool[pool.name], len(pool.busy)))
     return family
 
 

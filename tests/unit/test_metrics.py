@@ -88,11 +88,13 @@ def value(families: dict, family: str, **labels: str) -> float:
     return samples(families, family)[tuple(sorted(labels.items()))]
 
 
-def add_client(proxy: Proxy, state: ClientState, pool: str | None = "app", *, status: int = 0):
+def add_client(proxy: Proxy, state: ClientState, pool: str | None = "app", *, status: int = 0,
+               holds_backend: bool = False):
     client = proxy.new_client()
     client.state = state
     client.pool = proxy.pools[pool] if pool else None
     client.status = status
+    client.backend = object() if holds_backend else None
     return client
 
 
@@ -253,11 +255,12 @@ def test_queries_transactions_and_bytes(proxy):
 # -- pins and multiplexing -----------------------------------------------------------------
 
 def test_pinned_clients_from_connected_clients(proxy):
-    in_trans_with_var = add_client(proxy, ClientState.READY, status=IN_TRANS)
+    in_trans_with_var = add_client(proxy, ClientState.READY, status=IN_TRANS, holds_backend=True)
     in_trans_with_var.pins.user_variables = True
-    add_client(proxy, ClientState.ACTIVE).pins.temp_tables.add(b"t")
+    add_client(proxy, ClientState.ACTIVE, holds_backend=True).pins.temp_tables.add(b"t")
     add_client(proxy, ClientState.READY)  # not pinned
-    closed = add_client(proxy, ClientState.CLOSED)
+    add_client(proxy, ClientState.ACTIVE, holds_backend=True)  # holds one for a statement, not pinned
+    closed = add_client(proxy, ClientState.CLOSED, holds_backend=True)
     closed.pins.user_variables = True  # gone: not counted
     proxy.pools["app"].stats.pins[PinReason.USER_VARIABLE.value] += 9
     families = scrape(proxy)
@@ -271,8 +274,7 @@ def test_pinned_clients_from_connected_clients(proxy):
 
 def test_session_mode_pins_every_client_holding_a_backend(loop):
     proxy = make_proxy(loop, MYSQLPOOL_POOL_MODE="session")
-    holder = add_client(proxy, ClientState.READY)
-    holder.backend = object()
+    add_client(proxy, ClientState.READY, holds_backend=True)
     add_client(proxy, ClientState.READY)  # no backend yet
     families = scrape(proxy)
     assert value(families, "mysqlpool_pinned_clients", pool="app", reason="session_mode") == 1
@@ -306,7 +308,7 @@ def test_labels_are_bounded_and_carry_no_client_data(proxy):
     client.peer = "203.0.113.77"
     client._sql = b"SELECT 'secret-literal'"
     for _ in range(50):
-        add_client(proxy, ClientState.READY).pins.user_variables = True
+        add_client(proxy, ClientState.READY, holds_backend=True).pins.user_variables = True
     text = generate_latest(build_registry(proxy)).decode()
     assert "203.0.113.77" not in text and "secret-literal" not in text
     for family in scrape(proxy).values():
