@@ -20,7 +20,7 @@ from mysqlpool_proxy.protocol.packets import (
 )
 from mysqlpool_proxy.protocol.response import Expect, Phase, ResponseTracker
 from mysqlpool_proxy.protocol.session_track import StateChanges
-from mysqlpool_proxy.protocol.wire import int8, lenenc_bytes
+from mysqlpool_proxy.protocol.wire import int8
 
 from .helpers import (
     CAPTURES, Relayed, Relaying, capture_payloads, chunkings, decode_all, feed_whole_and_bytewise, frame_offsets,
