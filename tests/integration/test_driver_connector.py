@@ -311,3 +311,33 @@ def test_prepared_clients_beyond_pool_size_wait_for_a_released_backend(proxy_fac
             cur.close()
         for conn in holders:
             conn.close()
+
+
+def test_overflow_is_1040_for_text_and_prepare_and_connection_stays_usable(proxy_factory, use_pure):
+    proxy = proxy_factory(pool={"max_size": 1, "checkout_timeout": 0.5})
+    # both connect first: the connector's connection setup needs a backend too
+    holder = connect(proxy, use_pure)
+    other = connect(proxy, use_pure)
+    try:
+        pinning = holder.cursor(prepared=True)
+        pinning.execute("SELECT ?", (1,))
+        pinning.fetchall()  # the open statement pins the only backend
+        with other.cursor() as cur:
+            with pytest.raises(errors.Error) as err:
+                cur.execute("SELECT 1")
+            assert (err.value.errno, err.value.sqlstate) == (1040, "08004")
+            assert "mysqlpool-proxy" in err.value.msg
+        with other.cursor(prepared=True) as cur:
+            with pytest.raises(errors.Error) as err:
+                cur.execute("SELECT ?", (2,))  # refused at COM_STMT_PREPARE
+            assert err.value.errno == 1040
+        pinning.close()
+        with other.cursor(prepared=True) as cur:
+            cur.execute("SELECT ?", (3,))
+            assert tuple(cur.fetchone()) == (3,)
+        with other.cursor() as cur:
+            cur.execute("SELECT 4")
+            assert cur.fetchall() == [(4,)]
+    finally:
+        holder.close()
+        other.close()
