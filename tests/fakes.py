@@ -44,7 +44,7 @@ __all__ = [
     "VirtualClockLoop", "run", "virtual_time", "advance", "settle",
     "FakeTransport", "FakeMySQLServer", "Command", "Rows", "Ok", "Err",
     "FakeOpener", "fake_opener", "COLLATIONS", "SERVER_VERSION",
-    "FakeClient", "Response", "Result", "ConnectionClosed",
+    "FakeClient", "Response", "Result", "ConnectionClosed", "proxy_config", "start_proxy",
 ]
 
 IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
@@ -670,6 +670,7 @@ class FakeMySQLServer:
         transport.on_write = self.receive
         transport.on_close = self._transport_closed
         self.commands: list[Command] = []
+        self.replies: list[bytes] = []  # each reply's bytes, as sent (before chunking)
         self.closed = False
         self.closed_by = ""  # "proxy" | "server"
         self.held = bytearray()
@@ -767,6 +768,7 @@ class FakeMySQLServer:
         return [data[i:i + size] for i in range(0, len(data), size)]
 
     def _emit(self, data: bytes, delay: float = 0.0) -> None:
+        self.replies.append(data)
         if not self.auto:
             self.held += data
             return
@@ -1393,6 +1395,30 @@ class FakeOpener:
 
 def fake_opener(**options) -> FakeOpener:
     return FakeOpener(**options)
+
+
+# =============================================================================
+# A proxy on the fakes
+# =============================================================================
+
+
+def proxy_config(*, users=None, **sections):
+    """A Config built directly: `pool={"max_size": 2}`, `backend={...}`, `proxy={...}`."""
+    from mysqlpool_proxy.config import BackendConfig, Config, PoolConfig, ProxyConfig, UserConfig
+    classes = {"proxy": ProxyConfig, "backend": BackendConfig, "pool": PoolConfig}
+    kwargs = {name: classes[name](**values) for name, values in sections.items()}
+    users = users or (UserConfig(name="app", password="pw"),)
+    return Config(users=tuple(users), **kwargs)
+
+
+async def start_proxy(opener: FakeOpener | None = None, *, users=None, **sections):
+    """A started Proxy (no listening socket) whose backends come from `opener`; the server is known."""
+    from mysqlpool_proxy.proxy import Proxy
+    proxy = Proxy(proxy_config(users=users, **sections), asyncio.get_running_loop(), opener=opener or fake_opener())
+    await proxy.start()
+    await proxy.server_known.wait()
+    await settle()
+    return proxy
 
 
 # =============================================================================
