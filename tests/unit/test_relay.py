@@ -1,0 +1,360 @@
+# The relay: ClientConnection + BackendConnection + Pool wired by a real
+# Proxy, with every socket replaced by a FakeTransport. A FakeClient plays
+# the application (handshake, commands, parsed replies); every backend is a
+# FakeMySQLServer from the fake opener; time is virtual. Covers when a
+# backend is held and released, byte-exact relaying (also in 1-byte chunks),
+# the session-track rewrite, flow control both ways, clients leaving
+# mid-response or mid-transaction, session sync between clients, and
+# backends dying under idle and busy clients.
+from __future__ import annotations
+
+import pytest
+
+from mysqlpool_proxy.backend import BackendState
+from mysqlpool_proxy.backend_adapter import TRACKERS_SQL
+from mysqlpool_proxy.constants import CR, SERVER_STATUS
+from mysqlpool_proxy.protocol.packets import parse_err
+from mysqlpool_proxy.reasons import BackendCloseReason
+from tests.fakes import ConnectionClosed, FakeClient, Rows, advance, fake_opener, settle, start_proxy, virtual_time
+
+IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
+SESSION_STATE_CHANGED = 0x4000
+
+
+async def connected(proxy, **kwargs) -> FakeClient:
+    return await FakeClient(proxy, **kwargs).connect()
+
+
+# -- holding and releasing --------------------------------------------------------------
+
+
+@virtual_time
+async def test_a_select_is_relayed_verbatim_and_the_backend_goes_back_to_the_pool():
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 2})
+    pool = proxy.pools["app"]
+    client = await connected(proxy)
+    r = await client.query("SELECT 1, 'x' AS y")
+    assert r.columns == ["1", "y"] and r.rows == [("1", "x")]
+    server = opener.servers[0]
+    assert r.raw == server.replies[-1]  # the server's bytes, untouched
+    backend = pool.idle[-1]
+    assert client.conn.backend is None and backend.client is None
+    assert backend.state is BackendState.IDLE and not pool.busy
+    assert pool.stats.queries["query"] == 1
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_begin_holds_the_backend_until_commit():
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 2})
+    pool = proxy.pools["app"]
+    a, b = await connected(proxy), await connected(proxy)
+    r = await a.query("BEGIN")
+    assert r.status & IN_TRANS
+    held = a.conn.backend
+    assert held is not None and held in pool.busy
+    await a.query("INSERT INTO t VALUES (1)")
+    await b.query("SELECT 2")  # another client gets another backend
+    assert a.conn.backend is held and b.conn.backend is None
+    r = await a.query("COMMIT")
+    assert not r.status & IN_TRANS
+    assert a.conn.backend is None and held in pool.idle and not pool.busy
+    mine = opener.server_for(held)
+    assert mine.queries == ["BEGIN", "INSERT INTO t VALUES (1)", "COMMIT"]
+    assert [q for s in opener.servers if s is not mine for q in s.queries] == ["SELECT 2"]
+    assert pool.stats.transactions == 1
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_response_in_1_byte_chunks_is_relayed_intact():
+    opener = fake_opener(chunk_size=1)
+    opener.on("SELECT id, v FROM t", Rows(["id", "v"], [(i, "v" * i) for i in range(1, 30)] + [(99, None)]))
+    proxy = await start_proxy(opener)
+    client = await connected(proxy)
+    r = await client.query("SELECT id, v FROM t")
+    assert len(r.rows) == 30 and r.rows[2] == ("3", "vvv") and r.rows[-1] == ("99", None)
+    assert r.raw == opener.servers[0].replies[-1]
+    r = await client.query("SELECT 1; SET @a = 1; SELECT 2, 3")  # several results, each ending mid-chunk
+    assert [x.kind for x in r.results] == ["rows", "ok", "rows"]
+    assert r.raw == opener.servers[0].replies[-1]
+    await proxy.stop(0)
+
+
+# -- CLIENT_SESSION_TRACK ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1])
+def test_ok_packets_lose_the_session_state_block_only_for_clients_without_session_track(chunk_size):
+    @virtual_time
+    async def scenario():
+        opener = fake_opener(chunk_size=chunk_size)
+        proxy = await start_proxy(opener)
+        plain = await connected(proxy, session_track=False)
+        tracking = await connected(proxy, session_track=True)
+        r = await plain.query("SET SESSION sql_mode='ANSI'")
+        ok = r.ok
+        assert ok.session_state is None and not ok.status & SESSION_STATE_CHANGED
+        assert r.raw[4:] == b"\x00\x00\x00" + ok.status.to_bytes(2, "little") + b"\x00\x00"  # re-encoded, exactly
+        assert len(r.raw) == int.from_bytes(r.raw[:3], "little") + 4
+        assert plain.conn.session.variables[b"sql_mode"] == b"ANSI"  # the proxy still learned it
+        r = await tracking.query("SET SESSION sql_mode='ANSI'")
+        assert r.ok.status & SESSION_STATE_CHANGED and b"sql_mode" in r.ok.session_state
+        assert r.raw == opener.servers[0].replies[-1]
+        await proxy.stop(0)
+
+    scenario()
+
+
+# -- flow control ------------------------------------------------------------------------
+
+
+@virtual_time
+async def test_a_full_client_buffer_pauses_the_backend_and_resuming_resumes_it():
+    opener = fake_opener(auto=False)
+    proxy = await start_proxy(opener)
+    client = await connected(proxy)
+    server = opener.servers[0]
+    client.send_query("SELECT 1, 2, 3")
+    await settle()
+    backend = client.conn.backend
+    server.flush(12)
+    client.transport.fill_buffer()  # the client stops reading
+    assert server.transport.reading_paused
+    server.flush()
+    assert server.transport.pending_input > 0  # the rest waits in the kernel, not in the proxy
+    assert backend.state is BackendState.BUSY
+    client.transport.drain()
+    await settle()
+    assert not server.transport.reading_paused
+    r = await client.response()
+    assert r.rows == [("1", "2", "3")] and r.raw == server.replies[-1]
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_full_backend_buffer_pauses_the_client_and_resuming_resumes_it():
+    opener = fake_opener()
+    proxy = await start_proxy(opener)
+    client = await connected(proxy)
+    await client.query("BEGIN")  # holds the backend
+    server = opener.servers[0]
+    server.transport.fill_buffer()  # the server stops reading what the proxy writes
+    assert client.transport.reading_paused
+    client.send_query("SELECT 5")
+    await settle()
+    assert client.transport.pending_input > 0 and server.queries == ["BEGIN"]
+    server.transport.drain()
+    await settle()
+    assert not client.transport.reading_paused
+    r = await client.response()
+    assert r.value == "5" and server.queries == ["BEGIN", "SELECT 5"]
+    await proxy.stop(0)
+
+
+# -- clients leaving -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sent_bytes", [0, 9])
+def test_a_client_that_leaves_mid_response_gets_its_backend_closed_not_pooled(sent_bytes):
+    @virtual_time
+    async def scenario():
+        opener = fake_opener(auto=False)
+        proxy = await start_proxy(opener)
+        pool = proxy.pools["app"]
+        client = await connected(proxy)
+        server = opener.servers[0]
+        client.send_query("SELECT 1")
+        await settle()
+        backend = client.conn.backend
+        server.flush(sent_bytes)
+        await settle()
+        client.disconnect()
+        await settle()
+        assert backend.closed and backend.close_reason is BackendCloseReason.DIRTY
+        assert server.closed_by == "proxy"
+        assert backend not in pool.idle and pool.stats.closed["dirty"] == 1
+        await proxy.stop(0)
+
+    scenario()
+
+
+@virtual_time
+async def test_a_client_that_leaves_in_a_transaction_gets_its_backend_reset_before_reuse():
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 1})
+    pool = proxy.pools["app"]
+    a, b = await connected(proxy), await connected(proxy)
+    await a.query("BEGIN")
+    await a.query("SET SESSION time_zone = '+02:00'")
+    backend = a.conn.backend
+    b.send_query("SELECT @@time_zone")  # waits for the only backend
+    await settle()
+    a.disconnect()
+    r = await b.response()
+    server = opener.server_for(backend)
+    # reset, trackers back on, and only then b's statement (no sync needed: a fresh session is b's)
+    assert server.command_names[-3:] == ["reset_connection", "query", "query"]
+    assert server.queries[-2:] == [TRACKERS_SQL, "SELECT @@time_zone"]
+    assert r.value == "SYSTEM"  # b never sees a's session
+    assert server.trackers_on and not server.in_trans and server.resets == 1
+    assert not backend.closed and b.conn.backend is None and pool.idle == [backend]
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_pinned_client_that_leaves_gets_its_backend_reset_too():
+    opener = fake_opener()
+    proxy = await start_proxy(opener)
+    pool = proxy.pools["app"]
+    client = await connected(proxy)
+    await client.query("SET @secret = 42")
+    backend = client.conn.backend
+    assert backend is not None  # pinned by the user variable
+    client.disconnect()
+    await settle()
+    server = opener.server_for(backend)
+    assert server.command_names[-2:] == ["reset_connection", "query"] and server.user_vars == {}
+    assert pool.idle == [backend]
+    await proxy.stop(0)
+
+
+# -- session sync --------------------------------------------------------------------------
+
+
+@virtual_time
+async def test_clients_with_different_variables_get_the_backend_synced_and_never_see_each_other():
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 1})
+    a, b = await connected(proxy), await connected(proxy)
+    server = opener.servers[0]
+    await a.query("SET SESSION time_zone = '+01:00', sql_mode = 'ANSI'")
+    assert (await a.query("SELECT @@time_zone")).value == "+01:00"
+    r = await b.query("SELECT @@time_zone, @@sql_mode")
+    assert server.queries[-2] == "SET SESSION `sql_mode`=DEFAULT, `time_zone`=DEFAULT" or \
+        server.queries[-2] == "SET SESSION `time_zone`=DEFAULT, `sql_mode`=DEFAULT"
+    assert r.rows == [("SYSTEM", server.variables[b"sql_mode"].decode())] and "ANSI" not in r.rows[0][1]
+    r = await a.query("SELECT @@time_zone, @@sql_mode")
+    assert server.queries[-2] == "SET SESSION `time_zone`='+01:00', `sql_mode`='ANSI'"
+    assert r.rows == [("+01:00", "ANSI")]
+    assert len(opener.servers) == 1
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_clients_with_other_character_sets_get_the_fewest_sets_charsets_before_collation():
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 1})
+    server = opener.servers[0]
+    unicode_ci = await connected(proxy, charset=224)  # utf8mb4 too, but not its default collation
+    r = await unicode_ci.query("SELECT @@collation_connection, @@character_set_results")
+    assert server.queries[-2] == "SET SESSION `collation_connection`='utf8mb4_unicode_ci'"
+    assert r.rows == [("utf8mb4_unicode_ci", "utf8mb4")]
+    latin = await connected(proxy, charset=8)
+    r = await latin.query("SELECT @@collation_connection, @@character_set_client")
+    assert server.queries[-2] == ("SET SESSION `character_set_client`='latin1', `character_set_connection`='latin1', "
+                                  "`character_set_results`='latin1', `collation_connection`='latin1_swedish_ci'")
+    assert r.rows == [("latin1_swedish_ci", "latin1")]
+    # Back from latin1: were the collation set before character_set_connection, the server would reset it.
+    r = await unicode_ci.query("SELECT @@collation_connection, @@character_set_connection")
+    assert r.rows == [("utf8mb4_unicode_ci", "utf8mb4")]
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_backend_in_the_clients_state_is_preferred():
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 2})
+    a, b = await connected(proxy), await connected(proxy)
+    await a.query("BEGIN")
+    await b.query("SET SESSION time_zone = '+03:00'")  # b's state now lives on the second backend
+    await a.query("COMMIT")  # the first one comes back later: the most recent idle one
+    before = [len(s.queries) for s in opener.servers]
+    await b.query("SELECT 1")
+    after = [len(s.queries) for s in opener.servers]
+    assert after[1] == before[1] + 1 and after[0] == before[0]  # no SET needed
+    await proxy.stop(0)
+
+
+# -- backends dying -------------------------------------------------------------------------
+
+
+@virtual_time
+async def test_a_backend_that_dies_under_an_idle_client_goes_unnoticed():
+    opener = fake_opener()
+    proxy = await start_proxy(opener)
+    client = await connected(proxy)
+    await client.query("SELECT 1")
+    opener.servers[0].close()
+    await settle()
+    r = await client.query("SELECT 2")
+    assert r.value == "2" and not client.closed
+    assert opener.servers[1].queries == ["SELECT 2"]
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_pooled_backend_that_died_silently_is_replaced_before_the_statement_is_sent():
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"ping_after": 5})
+    client = await connected(proxy)
+    await client.query("SELECT 1")
+    dead = opener.servers[0]
+    dead.auto = False  # it never answers again (a dead host: no FIN)
+    await advance(10)
+    r = await client.query("SELECT 2", timeout=30)
+    assert r.value == "2"
+    assert dead.command_names == ["query", "ping"]  # the statement never went there
+    assert opener.servers[1].queries == ["SELECT 2"]
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_backend_that_dies_inside_the_transaction_closes_the_client_with_an_error():
+    opener = fake_opener()
+    proxy = await start_proxy(opener)
+    client = await connected(proxy)
+    await client.query("BEGIN")
+    opener.servers[0].close()
+    pkt = await client.packet()
+    err = parse_err(pkt.payload)
+    assert err.errno == CR.CR_SERVER_LOST and b"transaction" in err.message
+    await settle()
+    assert client.closed
+    with pytest.raises(ConnectionClosed):
+        await client.packet()
+    assert proxy.stats.client_closed["backend_lost"] == 1
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_backend_that_dies_before_answering_a_lone_statement_is_an_error_the_client_survives():
+    opener = fake_opener(auto=False)
+    proxy = await start_proxy(opener)
+    client = await connected(proxy)
+    await advance(2)  # an older backend: dying is not a failed connect
+    client.send_query("SELECT 1")
+    await settle()
+    opener.servers[0].close()
+    r = await client.response()
+    assert r.error.errno == CR.CR_SERVER_LOST and not client.closed
+    opener.server_options["auto"] = True
+    assert (await client.query("SELECT 3")).value == "3"
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_backend_that_dies_mid_response_closes_the_client():
+    opener = fake_opener(auto=False)
+    proxy = await start_proxy(opener)
+    client = await connected(proxy)
+    client.send_query("SELECT 1")
+    await settle()
+    opener.servers[0].flush(9)
+    opener.servers[0].close()
+    await settle()
+    assert client.closed  # half a result set cannot be finished or taken back
+    assert proxy.stats.client_closed["backend_lost"] == 1
+    await proxy.stop(0)
