@@ -360,6 +360,13 @@ def test_more_results_flag_in_simple_and_fetch_is_not_followed():
     relay(rows + NEXT, Expect.FETCH, check=done_with(rows, extra=NEXT))
 
 
+def test_fetch_ended_by_err():
+    reply = frames(b"\x00\x00\x01\x00\x00\x00", make_err(1421, "HY000", "The statement (1) has no open cursor."),
+                   seq=1)
+    r = relay(reply + NEXT, Expect.FETCH, check=done_with(reply, extra=NEXT))
+    assert r.error.errno == 1421
+
+
 def test_execute_with_cursor_ends_after_column_eof():
     reply = frames(b"\x02", COLDEF, COLDEF, make_eof(AUTOCOMMIT | CURSOR), seq=1)
     r = relay(reply + NEXT, binary=True, check=done_with(reply, status=AUTOCOMMIT | CURSOR, result_sets=1,
