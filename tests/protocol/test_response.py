@@ -206,20 +206,16 @@ def test_strip_info_becomes_string_eof():
 
 
 def test_strip_infile_reply():
-    t = ResponseTracker()
-    t.begin(Expect.RESULT, strip_session_track=True)
-    t.feed(CAPTURES["infile_request"].reply)
-    t.infile_sent()
-    r = feed_whole_and_bytewise(lambda: Relaying(_copy_tracker(t)), CAPTURES["infile_after_empty"].reply)
+    def make():
+        t = ResponseTracker()
+        t.begin(Expect.RESULT, strip_session_track=True)
+        t.feed(CAPTURES["infile_request"].reply)
+        t.infile_sent()
+        return Relaying(t)
+
+    r = feed_whole_and_bytewise(make, CAPTURES["infile_after_empty"].reply)
     assert r.out == stripped_reply("infile_after_empty")
     assert parse_ok(decode_all(r.out)[0].payload, NO_TRACK).info == b"Records: 0  Deleted: 0  Skipped: 0  Warnings: 0"
-
-
-def _copy_tracker(t: ResponseTracker) -> ResponseTracker:
-    c = ResponseTracker()
-    for slot in ResponseTracker.__slots__:
-        setattr(c, slot, getattr(t, slot))
-    return c
 
 
 def test_rewrites_are_per_feed():
