@@ -1631,9 +1631,9 @@ class FakeClient:
         self.send(b"\x17" + int4(stmt_id) + int1(1 if cursor else 0) + int4(1))
         return await self.response(binary=True)
 
-    async def fetch(self, stmt_id: int, rows: int) -> Response:
+    async def fetch(self, stmt_id: int, rows: int, *, columns: int = 1) -> Response:
         self.send(b"\x1c" + int4(stmt_id) + int4(rows))
-        return await self.response("fetch", binary=True)
+        return await self.response("fetch", binary=True, columns=columns)
 
     async def stmt_reset(self, stmt_id: int) -> Response:
         self.send(b"\x1a" + int4(stmt_id))
@@ -1651,7 +1651,8 @@ class FakeClient:
 
     # -- replies -------------------------------------------------------------------------
 
-    async def response(self, shape: str = "result", *, binary: bool = False, timeout: float | None = None) -> Response:
+    async def response(self, shape: str = "result", *, binary: bool = False, timeout: float | None = None,
+                       columns: int | None = None) -> Response:
         raw: list[bytes] = []
 
         async def nxt() -> bytes:
@@ -1678,7 +1679,7 @@ class FakeClient:
                 results.append(Result("prepared", stmt_id=stmt_id, params=nparams,
                                       columns=[""] * ncols))
         elif shape == "fetch":
-            rows, end = await self._rows(nxt, None, binary=True)
+            rows, end = await self._rows(nxt, columns, binary=True)
             results.append(end if end.kind == "error" else
                            Result("rows", status=end.status, eof=end.eof, rows=rows))
         else:
