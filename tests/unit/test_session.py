@@ -1,0 +1,439 @@
+# Session state and pins (mysqlpool_proxy/session.py), two ways.
+#
+# Pure: sync_plan (fewest steps, charsets before collation, DEFAULT for what
+# the client does not have, SyncImpossible), sql_literal quoting (also as a
+# hypothesis property), apply_changes, and Pins fed with analyze()d SQL and
+# tracker reports.
+#
+# End to end: every row of README.md's "Pinning" table, checked where it
+# matters, through a real Proxy with a FakeClient and fake MariaDB backends
+# on a virtual clock: the client keeps its backend from the row's "pins from"
+# statement (another client meanwhile gets another backend) and lets it go
+# at the row's "until".
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mysqlpool_proxy.protocol.session_track import StateChanges
+from mysqlpool_proxy.protocol.sql import analyze
+from mysqlpool_proxy.reasons import BackendCloseReason
+from mysqlpool_proxy.session import (
+    PROXY_OWNED, PinReason, Pins, SessionState, SyncImpossible, SyncKind, SyncStep, apply_changes, sql_literal,
+    sync_plan,
+)
+from tests.fakes import FakeClient, Ok, Rows, fake_opener, settle, start_proxy, virtual_time
+
+UTF8 = {b"character_set_client": b"utf8mb4", b"character_set_connection": b"utf8mb4",
+        b"character_set_results": b"utf8mb4", b"collation_connection": b"utf8mb4_general_ci"}
+LATIN1 = {b"character_set_client": b"latin1", b"character_set_connection": b"latin1",
+          b"character_set_results": b"latin1", b"collation_connection": b"latin1_swedish_ci"}
+
+
+def state(schema=None, multi=True, **variables) -> SessionState:
+    vs = dict(UTF8)
+    vs.update({k.encode(): (v.encode() if isinstance(v, str) else v) for k, v in variables.items()})
+    return SessionState(schema, vs, multi)
+
+
+# -- sync_plan -----------------------------------------------------------------------
+
+
+def test_nothing_to_do_for_the_same_state():
+    assert sync_plan(state(b"app", time_zone="+01:00"), state(b"app", time_zone="+01:00")) == []
+
+
+def test_only_what_differs_is_set_in_one_statement():
+    backend = state(time_zone="+01:00", sql_mode="ANSI")
+    client = state(time_zone="+02:00", sql_mode="ANSI", wait_timeout="60")
+    assert sync_plan(backend, client) == [
+        SyncStep(SyncKind.SET, b"SET SESSION `time_zone`='+02:00', `wait_timeout`=60")]
+
+
+def test_fewest_steps_one_per_kind_in_order():
+    backend = SessionState(b"a", dict(UTF8), True)
+    client = SessionState(b"b", {**UTF8, b"sql_mode": b""}, False)
+    assert sync_plan(backend, client) == [
+        SyncStep(SyncKind.SET_OPTION, b"\x01\x00"),  # multi-statements off
+        SyncStep(SyncKind.INIT_DB, b"b"),
+        SyncStep(SyncKind.SET, b"SET SESSION `sql_mode`=''"),
+    ]
+    assert sync_plan(client, backend)[0] == SyncStep(SyncKind.SET_OPTION, b"\x00\x00")
+
+
+def test_character_sets_are_set_before_the_collation_whatever_the_order_they_were_learned_in():
+    client = SessionState(None, {b"sql_mode": b"ANSI", b"collation_connection": b"latin1_swedish_ci",
+                                 b"character_set_results": b"latin1", b"character_set_connection": b"latin1",
+                                 b"character_set_client": b"latin1"}, True)
+    (step,) = sync_plan(state(), client)
+    names = re.findall(rb"`(\w+)`=", step.arg)
+    assert names == [b"character_set_client", b"character_set_connection", b"character_set_results",
+                     b"collation_connection", b"sql_mode"]
+
+
+def test_variables_the_client_does_not_have_go_back_to_default():
+    (step,) = sync_plan(state(time_zone="+01:00", sql_mode="ANSI"), state(sql_mode="ANSI"))
+    assert step.arg == b"SET SESSION `time_zone`=DEFAULT"
+
+
+def test_null_values_and_odd_names():
+    (step,) = sync_plan(state(), SessionState(None, {**UTF8, b"character_set_results": None, b"we`ird": b"1"}, True))
+    assert step.arg == b"SET SESSION `character_set_results`=NULL, `we``ird`=1"
+
+
+def test_a_schema_is_selected_but_never_unselected():
+    assert sync_plan(state(), state(b"appdb")) == [SyncStep(SyncKind.INIT_DB, b"appdb")]
+    with pytest.raises(SyncImpossible):
+        sync_plan(state(b"appdb"), state())
+
+
+# -- sql_literal -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, literal", [
+    (b"42", b"42"), (b"-1", b"-1"), (b"3.25", b"3.25"), (b"1e10", b"1e10"), (b"0.000000", b"0.000000"),
+    (b"SYSTEM", b"'SYSTEM'"), (b"+01:00", b"'+01:00'"), (b"", b"''"), (b"en_US", b"'en_US'"),
+    (b"STRICT_TRANS_TABLES,NO_ZERO_DATE", b"'STRICT_TRANS_TABLES,NO_ZERO_DATE'"),
+    (b"/tmp/x y", b"'/tmp/x y'"),
+    (b"it's", b"X'69742773'"), (b'a"b', b"X'612262'"), (b"C:\\dir", b"X'433a5c646972'"),
+    ("é".encode(), b"X'c3a9'"), (b"a\nb", b"X'610a62'"), (b"1 OR 1=1", b"X'31204f5220313d31'"),
+    (None, b"NULL"),
+])
+def test_sql_literal(value, literal):
+    assert sql_literal(value) == literal
+
+
+_SAFE = re.compile(rb"NULL|-?\d+(\.\d+)?([eE][+-]?\d+)?|'[A-Za-z0-9_,.:+\-/ ]*'|X'[0-9a-f]*'")
+
+
+def _read_back(literal: bytes) -> bytes | None:
+    if literal == b"NULL":
+        return None
+    if literal.startswith(b"X'"):
+        return bytes.fromhex(literal[2:-1].decode())
+    if literal.startswith(b"'"):
+        return literal[1:-1]
+    return literal
+
+
+@given(st.one_of(st.none(), st.binary(max_size=40), st.text(max_size=20).map(str.encode),
+                 st.from_regex(rb"-?\d{1,5}(\.\d{1,3})?", fullmatch=True)))
+def test_sql_literal_reads_back_as_the_value_under_any_sql_mode(value):
+    literal = sql_literal(value)
+    assert _SAFE.fullmatch(literal)  # no quote or backslash ever inside a quoted string
+    assert _read_back(literal) == value
+
+
+# -- apply_changes -----------------------------------------------------------------------------
+
+
+def test_apply_changes_records_schema_and_variables_but_not_the_proxys_own():
+    s = state()
+    apply_changes(s, StateChanges(variables=[(b"time_zone", b"+01:00"), (b"session_track_schema", b"OFF")],
+                                  schema=b"appdb"), None)
+    assert s.schema == b"appdb" and s.variables[b"time_zone"] == b"+01:00"
+    assert not PROXY_OWNED & set(s.variables)
+    apply_changes(s, StateChanges(schema=b""), None)
+    assert s.schema is None  # the schema was dropped
+
+
+def test_apply_changes_records_set_to_null_that_the_trackers_miss():
+    s = state()
+    apply_changes(s, None, analyze(b"SET @@character_set_results = NULL"))
+    assert s.variables[b"character_set_results"] is None
+    before = s.key()
+    apply_changes(s, None, None)
+    assert s.key() == before
+
+
+def test_session_state_copy_and_key():
+    a = state(b"x", time_zone="+01:00")
+    b = a.copy()
+    b.variables[b"time_zone"] = b"+02:00"
+    assert a.variables[b"time_zone"] == b"+01:00"
+    assert a.key() != b.key() and a.key() == state(b"x", time_zone="+01:00").key()
+
+
+# -- Pins, fed directly ------------------------------------------------------------------------
+
+
+def sql(pins: Pins, text: str, ok: bool = True) -> bool:
+    return pins.apply_sql(analyze(text.encode()), ok)
+
+
+@pytest.mark.parametrize("reason, pin, keep, lift", [
+    (PinReason.TEMPORARY_TABLE, ["CREATE TEMPORARY TABLE t1 (id INT)", "create temporary table if not exists t2 (x int)"],
+     ["DROP TABLE t1", "DROP TABLE unrelated"], ["DROP TEMPORARY TABLE IF EXISTS t2"]),
+    (PinReason.LOCK_TABLES, ["LOCK TABLES t WRITE"], [], ["UNLOCK TABLES"]),
+    (PinReason.LOCK_TABLES, ["FLUSH TABLES WITH READ LOCK"], [], ["UNLOCK TABLES"]),
+    (PinReason.NAMED_LOCK, ["SELECT GET_LOCK('a', 5)", "SELECT GET_LOCK('b', 5)"], ["SELECT RELEASE_LOCK('a')"],
+     ["SELECT RELEASE_LOCK('b')"]),
+    (PinReason.NAMED_LOCK, ["SELECT GET_LOCK('a', 5), GET_LOCK('b', 5)"], [], ["SELECT RELEASE_ALL_LOCKS()"]),
+    (PinReason.SQL_PREPARE, ["PREPARE s1 FROM 'SELECT 1'", "PREPARE s2 FROM 'SELECT 2'"],
+     ["DEALLOCATE PREPARE s1"], ["DROP PREPARE s2"]),
+    (PinReason.HANDLER, ["HANDLER t OPEN"], [], ["HANDLER t CLOSE"]),
+    (PinReason.XA, ["XA START 'x'"], ["XA END 'x'", "XA PREPARE 'x'"], ["XA COMMIT 'x'"]),
+])
+def test_sql_pins_appear_and_lift(reason, pin, keep, lift):
+    pins = Pins()
+    for text in pin:
+        sql(pins, text)
+        assert pins.reasons() == [reason], text
+    for text in keep:
+        sql(pins, text)
+        assert pins.reasons() == [reason], text
+    for text in lift:
+        sql(pins, text)
+    assert pins.reasons() == [] and not pins
+
+
+@pytest.mark.parametrize("text", ["SET @x = 1", "SELECT 1 INTO @x", "SELECT @x := 1", "SET @a = 1, @@time_zone = '+01:00'"])
+def test_user_variables_pin_until_reset(text):
+    pins = Pins()
+    sql(pins, text)
+    assert pins.reasons() == [PinReason.USER_VARIABLE]
+    sql(pins, "SELECT @x")  # reading one keeps the pin
+    assert pins.reasons() == [PinReason.USER_VARIABLE]
+    pins.clear()  # what COM_RESET_CONNECTION and a disconnect do
+    assert not pins
+
+
+def test_session_tracking_changes_pin_until_reset():
+    pins = Pins()
+    sql(pins, "SET SESSION session_track_state_change = OFF")
+    assert pins.reasons() == [PinReason.SESSION_TRACKING]
+    sql(pins, "SET SESSION session_track_state_change = ON")
+    assert pins.reasons() == [PinReason.SESSION_TRACKING]
+
+
+def test_transaction_characteristics_pin_until_the_server_says_they_are_used_up():
+    pins = Pins()
+    pins.apply_tracker(StateChanges(trx_characteristics=b"SET TRANSACTION ISOLATION LEVEL READ COMMITTED;"), True)
+    assert pins.reasons() == [PinReason.TRANSACTION_CHARACTERISTICS]
+    pins.apply_tracker(StateChanges(variables=[(b"time_zone", b"+01:00")]), True)  # not about them: unchanged
+    assert pins.reasons() == [PinReason.TRANSACTION_CHARACTERISTICS]
+    pins.apply_tracker(StateChanges(trx_characteristics=b""), True)
+    assert not pins
+
+
+def test_an_unexplained_state_change_pins_until_reset():
+    pins = Pins()
+    pins.apply_tracker(StateChanges(state_change=True), explained=True)
+    assert not pins
+    pins.apply_tracker(StateChanges(state_change=True), explained=False)
+    assert pins.reasons() == [PinReason.UNKNOWN_STATE]
+    pins.apply_tracker(StateChanges(), explained=False)
+    assert pins.reasons() == [PinReason.UNKNOWN_STATE]
+
+
+def test_failed_statements_pin_only_what_may_exist():
+    pins = Pins()
+    sql(pins, "CREATE TEMPORARY TABLE t (id INT)", ok=False)
+    sql(pins, "PREPARE s FROM 'SELEC'", ok=False)
+    assert not pins
+    sql(pins, "SELECT GET_LOCK('n', 1)", ok=False)  # a lock may be held even so
+    assert pins.reasons() == [PinReason.NAMED_LOCK]
+    sql(pins, "SELECT RELEASE_ALL_LOCKS()", ok=False)
+    assert pins.reasons() == [PinReason.NAMED_LOCK]
+
+
+def test_a_lock_taken_by_an_expression_pins_until_release_all():
+    pins = Pins()
+    sql(pins, "SELECT GET_LOCK(CONCAT('a', id), 1) FROM t")
+    assert pins.reasons() == [PinReason.NAMED_LOCK]
+    sql(pins, "SELECT RELEASE_LOCK('a1')")  # which lock it was is unknown
+    assert pins.reasons() == [PinReason.NAMED_LOCK]
+    sql(pins, "SELECT RELEASE_ALL_LOCKS()")
+    assert not pins
+
+
+def test_keywords_in_strings_and_comments_do_not_pin():
+    pins = Pins()
+    sql(pins, "SELECT 'CREATE TEMPORARY TABLE x', \"@v := 1\" /* LOCK TABLES t WRITE */ -- GET_LOCK('n')\n")
+    assert not pins
+
+
+# -- the pinning table, end to end ----------------------------------------------------------------
+#
+# (reason, statements that pin, statements after which it must still be pinned,
+#  statements that lift it). Statements run through the proxy on one client;
+# meanwhile another client's statement must go to another backend.
+
+TABLE = [
+    ("BEGIN", PinReason.TRANSACTION, ["BEGIN"], ["SELECT 1", "INSERT INTO t VALUES (1)"], ["COMMIT"]),
+    ("START TRANSACTION", PinReason.TRANSACTION, ["START TRANSACTION"], [], ["ROLLBACK"]),
+    ("autocommit=0", PinReason.TRANSACTION, ["SELECT 1"], ["SELECT 2"], ["COMMIT"]),
+    ("XA", PinReason.TRANSACTION, ["XA START 'x'"], ["XA END 'x'", "XA PREPARE 'x'"], ["XA COMMIT 'x'"]),
+    ("temporary tables", PinReason.TEMPORARY_TABLE,
+     ["CREATE TEMPORARY TABLE t1 (id INT)", "CREATE TEMPORARY TABLE t2 (id INT)"], ["DROP TABLE t1"],
+     ["DROP TEMPORARY TABLE t2"]),
+    ("LOCK TABLES", PinReason.LOCK_TABLES, ["LOCK TABLES t WRITE"], ["SELECT 1"], ["UNLOCK TABLES"]),
+    ("FLUSH TABLES WITH READ LOCK", PinReason.LOCK_TABLES, ["FLUSH TABLES WITH READ LOCK"], [], ["UNLOCK TABLES"]),
+    ("named locks", PinReason.NAMED_LOCK, ["SELECT GET_LOCK('a', 5)", "SELECT GET_LOCK('b', 5)"],
+     ["SELECT RELEASE_LOCK('a')"], ["SELECT RELEASE_LOCK('b')"]),
+    ("RELEASE_ALL_LOCKS", PinReason.NAMED_LOCK, ["SELECT GET_LOCK('a', 5)", "SELECT GET_LOCK('b', 5)"], [],
+     ["SELECT RELEASE_ALL_LOCKS()"]),
+    ("SQL PREPARE", PinReason.SQL_PREPARE, ["PREPARE s1 FROM 'SELECT 1'", "PREPARE s2 FROM 'SELECT 2'"],
+     ["DEALLOCATE PREPARE s1"], ["DEALLOCATE PREPARE s2"]),
+    ("HANDLER", PinReason.HANDLER, ["HANDLER t OPEN"], ["SELECT 1"], ["HANDLER t CLOSE"]),
+    ("SET TRANSACTION", PinReason.TRANSACTION_CHARACTERISTICS, ["SET TRANSACTION ISOLATION LEVEL READ COMMITTED"],
+     ["BEGIN", "SELECT 1"], ["COMMIT"]),
+]
+
+
+@pytest.mark.parametrize("label, reason, pin, keep, lift", TABLE, ids=[row[0] for row in TABLE])
+def test_pinning_table_row(label, reason, pin, keep, lift):
+    @virtual_time
+    async def scenario():
+        opener = fake_opener()
+        proxy = await start_proxy(opener, pool={"max_size": 2})
+        pool = proxy.pools["app"]
+        client, other = await FakeClient(proxy).connect(), await FakeClient(proxy).connect()
+        if label == "autocommit=0":
+            (await client.query("SET autocommit = 0")).expect_ok()
+            assert client.conn.backend is None  # the SET itself opens nothing
+        for text in pin:
+            (await client.query(text)).expect_ok()
+        assert reason in client.conn.pinned_reasons(), (label, client.conn.pinned_reasons())
+        held = client.conn.backend
+        assert held is not None and held in pool.busy
+        (await other.query("SELECT 42")).expect_ok()  # someone else: never on the pinned backend
+        assert opener.server_for(held).queries[-1] != "SELECT 42"
+        for text in keep:
+            (await client.query(text)).expect_ok()
+            assert client.conn.backend is held and client.conn.pinned_reasons(), (label, text)
+        for text in lift:
+            (await client.query(text)).expect_ok()
+        assert client.conn.pinned_reasons() == [], (label, client.conn.pinned_reasons())
+        assert client.conn.backend is None and held in pool.idle
+        await proxy.stop(0)
+
+    scenario()
+
+
+@pytest.mark.parametrize("text", ["SET @x = 1", "SELECT 1 INTO @x", "SELECT @x := 1"])
+def test_user_variables_pin_until_the_client_resets(text):
+    @virtual_time
+    async def scenario():
+        opener = fake_opener()
+        proxy = await start_proxy(opener)
+        client = await FakeClient(proxy).connect()
+        (await client.query(text)).expect_ok()
+        assert client.conn.pinned_reasons() == [PinReason.USER_VARIABLE]
+        held = client.conn.backend
+        assert (await client.query("SELECT @x")).value == "1"  # same backend: the variable is there
+        assert client.conn.backend is held
+        (await client.reset_connection()).expect_ok()
+        assert client.conn.pinned_reasons() == [] and client.conn.backend is None
+        await settle()
+        server = opener.server_for(held)
+        assert server.command_names[-2:] == ["reset_connection", "query"] and server.user_vars == {}
+        assert (await client.query("SELECT @x")).value is None
+        await proxy.stop(0)
+
+    scenario()
+
+
+@virtual_time
+async def test_a_session_tracking_change_pins_until_reset():
+    opener = fake_opener()
+    proxy = await start_proxy(opener)
+    client = await FakeClient(proxy).connect()
+    (await client.query("SET SESSION session_track_schema = OFF")).expect_ok()
+    assert client.conn.pinned_reasons() == [PinReason.SESSION_TRACKING]
+    held = client.conn.backend
+    (await client.query("SELECT 1")).expect_ok()
+    assert client.conn.backend is held
+    (await client.reset_connection()).expect_ok()
+    assert client.conn.pinned_reasons() == [] and client.conn.backend is None
+    await settle()
+    assert opener.server_for(held).trackers_on
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_state_change_the_proxy_cannot_explain_pins_until_reset():
+    opener = fake_opener()
+    opener.on("CALL do_things()", Ok(state_change=True))  # e.g. a procedure that sets a user variable
+    proxy = await start_proxy(opener)
+    client = await FakeClient(proxy).connect()
+    (await client.query("SET SESSION time_zone = '+01:00'")).expect_ok()  # reported, explained: no pin
+    assert client.conn.pinned_reasons() == [] and client.conn.backend is None
+    (await client.query("CALL do_things()")).expect_ok()
+    assert client.conn.pinned_reasons() == [PinReason.UNKNOWN_STATE]
+    assert client.conn.backend is not None
+    (await client.reset_connection()).expect_ok()
+    assert client.conn.pinned_reasons() == [] and client.conn.backend is None
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_binary_prepared_statements_pin_until_every_one_is_closed():
+    opener = fake_opener()
+    proxy = await start_proxy(opener)
+    client = await FakeClient(proxy).connect()
+    s1 = (await client.prepare("SELECT ?")).last.stmt_id
+    s2 = (await client.prepare("SELECT 2")).last.stmt_id
+    held = client.conn.backend
+    assert held is not None and client.conn.holds_state()
+    assert (await client.execute(s2)).rows == [("2",)]
+    client.close_statement(s1)
+    await settle()
+    assert client.conn.backend is held and client.conn.holds_state()
+    client.close_statement(s2)
+    await settle()
+    assert client.conn.pinned_reasons() == [] and client.conn.backend is None
+    assert opener.server_for(held).statements == {}
+    await proxy.stop(0)
+
+
+@pytest.mark.parametrize("ending", ["fetch_all", "reset", "close"])
+def test_an_open_cursor_pins_until_the_last_row_reset_or_close(ending):
+    @virtual_time
+    async def scenario():
+        opener = fake_opener()
+        opener.on("SELECT v FROM t", Rows(["v"], [("a",), ("b",), ("c",)]))
+        proxy = await start_proxy(opener)
+        client = await FakeClient(proxy).connect()
+        stmt = (await client.prepare("SELECT v FROM t")).last.stmt_id
+        r = await client.execute(stmt, cursor=True)
+        assert r.last.kind == "cursor"
+        assert PinReason.CURSOR in client.conn.pinned_reasons()
+        r = await client.fetch(stmt, 2)
+        assert r.rows == [("a",), ("b",)]
+        assert PinReason.CURSOR in client.conn.pinned_reasons()
+        if ending == "fetch_all":
+            assert (await client.fetch(stmt, 2)).rows == [("c",)]
+        elif ending == "reset":
+            (await client.stmt_reset(stmt)).expect_ok()
+        else:
+            client.close_statement(stmt)
+            await settle()
+        assert PinReason.CURSOR not in client.conn.pinned_reasons()
+        await proxy.stop(0)
+
+    scenario()
+
+
+# -- the schema follows the client ----------------------------------------------------------------
+
+
+@virtual_time
+async def test_a_client_without_a_schema_never_runs_on_a_backend_that_has_one():
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 1})
+    with_db = await FakeClient(proxy, database="appdb").connect()
+    (await with_db.query("SELECT 1")).expect_ok()
+    first = opener.servers[0]
+    assert first.schema == b"appdb"
+    plain = await FakeClient(proxy).connect()
+    r = await plain.query("SELECT DATABASE()")
+    assert r.value is None  # not appdb: that backend was replaced
+    assert first.closed and proxy.pools["app"].stats.closed[BackendCloseReason.RECLAIMED.value] == 1
+    r = await with_db.query("SELECT DATABASE()")
+    assert r.value == "appdb"  # and the new backend gets the schema for the other client
+    assert opener.servers[-1].command_names[:1] == ["query"] and opener.servers[-1].schema == b"appdb"
+    await proxy.stop(0)
