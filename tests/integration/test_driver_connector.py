@@ -4,9 +4,11 @@
 # a procedure with two result sets, LOAD DATA LOCAL INFILE, 200,000 rows
 # fetched unbuffered, a 20 MiB BLOB both ways, utf8mb4 with emoji, server
 # errors identical to a direct connection (errno, SQLSTATE, message), the 1045
-# wording, and that a client with open prepared statements holds a backend
-# only until it closes them. Runs the pure-Python implementation (use_pure=True),
-# and the C extension too when it is installed.
+# wording, prepared statements kept open while other clients use the pool,
+# more prepared-statement clients than backends, 1040 on overflow (for
+# COM_QUERY and COM_STMT_PREPARE), COM_RESET_CONNECTION / COM_INIT_DB /
+# COM_CHANGE_USER, and the connector's own pool. Runs the pure-Python
+# implementation (use_pure=True), and the C extension too when it is installed.
 import hashlib
 import io
 import os
@@ -266,22 +268,41 @@ def test_bad_password_is_1045(proxy, use_pure):
 # -- prepared statements and pooling ---------------------------------------------------
 
 
-def test_prepared_statement_holds_backend_until_closed(proxy, use_pure):
+def test_prepared_statements_interleaved_with_other_clients(proxy, use_pure):
+    # Two statements of one client stay usable while other clients run on the
+    # pool's backends; once closed, the client holds no backend.
     with connect(proxy, use_pure) as conn:
-        cur = conn.cursor(prepared=True)
-        cur.execute("SELECT ?", (5,))
-        assert tuple(cur.fetchone()) == (5,)
-        assert proxy.pool_stats()["busy"] == 1  # pinned: the statement lives on that backend
-        cur.execute("SELECT ?", (6,))  # re-executed on the same backend
-        assert tuple(cur.fetchone()) == (6,)
-        cur.close()  # COM_STMT_CLOSE: nothing pins the client any more
+        first = conn.cursor(prepared=True)
+        second = conn.cursor(prepared=True)
+        first.execute("SELECT ?, 'first'", (5,))
+        assert tuple(first.fetchone()) == (5, "first")
+        second.execute("SELECT CONCAT(?, ?)", ("a", "b"))
+        assert tuple(second.fetchone()) == ("ab",)
+        others = [connect(proxy, use_pure) for _ in range(3)]
+        try:
+            for i, other in enumerate(others):
+                with other.cursor(prepared=True) as cur:
+                    cur.execute("SELECT ? * 2", (i,))
+                    assert tuple(cur.fetchone()) == (i * 2,)
+                first.execute("SELECT ?, 'first'", (i,))  # the same statement, re-executed
+                assert tuple(first.fetchone()) == (i, "first")
+                second.execute("SELECT CONCAT(?, ?)", (str(i), "x"))
+                assert tuple(second.fetchone()) == (f"{i}x",)
+        finally:
+            for other in others:
+                other.close()
+        first.close()  # COM_STMT_CLOSE
+        second.close()
         with conn.cursor() as plain:
             plain.execute("SELECT 1")
             assert plain.fetchall() == [(1,)]
         assert proxy.pool_stats()["busy"] == 0
 
 
-def test_prepared_clients_beyond_pool_size_wait_for_a_released_backend(proxy_factory, use_pure):
+def test_more_prepared_clients_than_backends(proxy_factory, use_pure):
+    # 2 backends; 2 clients keep statements open; a third prepares and executes.
+    # Whether it has to wait for a holder to close (statements pin) or not,
+    # it must get its answer.
     proxy = proxy_factory(pool={"max_size": 2, "checkout_timeout": 20})
     holders = [connect(proxy, use_pure) for _ in range(2)]
     cursors = []
@@ -291,7 +312,6 @@ def test_prepared_clients_beyond_pool_size_wait_for_a_released_backend(proxy_fac
             cur.execute("SELECT ?", (1,))
             cur.fetchall()
             cursors.append(cur)
-        assert proxy.pool_stats()["busy"] == 2
         result = []
 
         def third_client():
@@ -302,10 +322,12 @@ def test_prepared_clients_beyond_pool_size_wait_for_a_released_backend(proxy_fac
         thread = threading.Thread(target=third_client)
         thread.start()
         thread.join(1.0)
-        assert thread.is_alive() and not result  # waiting: both backends are pinned
-        cursors.pop().close()  # one holder closes its statement: its backend is free
+        cursors.pop().close()  # one holder closes its statement
         thread.join(20)
         assert result == [(3,)]
+        cur = cursors[0]
+        cur.execute("SELECT ?", (4,))  # the remaining holder's statement still works
+        assert tuple(cur.fetchone()) == (4,)
     finally:
         for cur in cursors:
             cur.close()
@@ -319,9 +341,10 @@ def test_overflow_is_1040_for_text_and_prepare_and_connection_stays_usable(proxy
     holder = connect(proxy, use_pure)
     other = connect(proxy, use_pure)
     try:
-        pinning = holder.cursor(prepared=True)
-        pinning.execute("SELECT ?", (1,))
-        pinning.fetchall()  # the open statement pins the only backend
+        with holder.cursor() as cur:
+            cur.execute("START TRANSACTION")
+            cur.execute("SELECT 1")  # the open transaction holds the only backend
+            cur.fetchall()
         with other.cursor() as cur:
             with pytest.raises(errors.Error) as err:
                 cur.execute("SELECT 1")
@@ -331,7 +354,7 @@ def test_overflow_is_1040_for_text_and_prepare_and_connection_stays_usable(proxy
             with pytest.raises(errors.Error) as err:
                 cur.execute("SELECT ?", (2,))  # refused at COM_STMT_PREPARE
             assert err.value.errno == 1040
-        pinning.close()
+        holder.commit()
         with other.cursor(prepared=True) as cur:
             cur.execute("SELECT ?", (3,))
             assert tuple(cur.fetchone()) == (3,)
@@ -341,3 +364,43 @@ def test_overflow_is_1040_for_text_and_prepare_and_connection_stays_usable(proxy
     finally:
         holder.close()
         other.close()
+
+
+def test_reset_session_init_db_and_change_user(proxy, use_pure):
+    with connect(proxy, use_pure) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SET @a = 5, SESSION sql_mode = 'TRADITIONAL'")
+        # COM_RESET_CONNECTION, then the connector sets the given variables
+        conn.reset_session(user_variables={"b": 7}, session_variables={"sql_mode": "ANSI_QUOTES"})
+        with conn.cursor() as cur:
+            cur.execute("SELECT @a, @b, @@SESSION.sql_mode")
+            assert cur.fetchall() == [(None, 7, "ANSI_QUOTES")]
+        conn.database = "mysql"  # COM_INIT_DB
+        with conn.cursor() as cur:
+            cur.execute("SELECT DATABASE()")
+            assert cur.fetchall() == [("mysql",)]
+        conn.cmd_change_user(username=APP_USER, password=APP_PASSWORD, database=APP_DB)  # COM_CHANGE_USER
+        with conn.cursor() as cur:
+            cur.execute("SELECT DATABASE(), @b, @@SESSION.sql_mode = @@GLOBAL.sql_mode")
+            assert cur.fetchall() == [(APP_DB, None, 1)]
+        conn.ping()
+        assert conn.cmd_statistics()["Uptime"] >= 0  # COM_STATISTICS
+
+
+def test_connectors_own_pool(proxy, use_pure):
+    # mysql.connector.pooling resets each connection (COM_RESET_CONNECTION) when it is returned.
+    from mysql.connector import pooling
+
+    pool = pooling.MySQLConnectionPool(pool_name=f"proxy-{proxy.port}-{use_pure}", pool_size=3, host=proxy.host,
+                                       port=proxy.port, user=APP_USER, password=APP_PASSWORD, database=APP_DB,
+                                       use_pure=use_pure)
+    seen = []
+    for i in range(9):
+        conn = pool.get_connection()
+        with conn.cursor() as cur:
+            cur.execute("SELECT @x")
+            seen.append(cur.fetchall()[0][0])
+            cur.execute("SET @x = %s", (i,))
+        conn.close()  # back to the connector's pool, session reset
+    assert seen == [None] * 9
+    pool._remove_connections()

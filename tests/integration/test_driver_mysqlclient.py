@@ -198,3 +198,30 @@ def test_bad_password_is_1045(proxy):
     with pytest.raises(MySQLdb.OperationalError) as err:
         connect(proxy, password="wrong")
     assert err.value.args == (1045, "Access denied for user 'app'@'127.0.0.1' (using password: YES)")
+
+
+def test_latin1_client_then_set_character_set(proxy, tables):
+    # charset=latin1 at connect, then mysql_set_character_set (SET NAMES, which the
+    # proxy answers itself): every later statement runs with the client's charset.
+    with closing(connect(proxy, charset="latin1")) as conn, conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {T}kv (v) VALUES (%s)", ("café ñ",))
+        cur.execute(f"SELECT v, HEX(v), @@character_set_client, @@character_set_results FROM {T}kv "
+                    "WHERE id = LAST_INSERT_ID()")
+        assert cur.fetchone() == ("café ñ", "636166C3A920C3B1", "latin1", "latin1")
+        conn.set_character_set("utf8mb4")
+        assert conn.character_set_name() == "utf8mb4"
+        cur.execute("SELECT '🐬', @@character_set_client, @@character_set_results")
+        assert cur.fetchone() == ("🐬", "utf8mb4", "utf8mb4")
+
+
+def test_select_db_and_ping(proxy):
+    with closing(connect(proxy)) as conn, conn.cursor() as cur:
+        conn.select_db("mysql")  # COM_INIT_DB
+        cur.execute("SELECT DATABASE()")
+        assert cur.fetchone() == ("mysql",)
+        conn.ping()  # COM_PING
+        cur.execute("SELECT DATABASE()")
+        assert cur.fetchone() == ("mysql",)
+        conn.select_db(APP_DB)
+        cur.execute("SELECT DATABASE()")
+        assert cur.fetchone() == (APP_DB,)
