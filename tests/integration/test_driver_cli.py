@@ -4,8 +4,8 @@
 # `delimiter`), a procedure with two result sets, LOAD DATA LOCAL INFILE with
 # --local-infile=1, 200,000 rows unbuffered (--quick), a 20 MiB BLOB both ways
 # (hex literal in, --raw bytes out), utf8mb4 with emoji, server errors printed
-# exactly as with a direct connection (errno, SQLSTATE, message) and the 1045
-# wording.
+# exactly as with a direct connection (errno, SQLSTATE, message), the 1045
+# wording, --compress, and mariadb-dump / mariadb-admin through the proxy.
 import hashlib
 import os
 import shutil
@@ -25,11 +25,15 @@ T = "cli_"  # table prefix: files share one server
 CLIENT_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL", "MARIADB"))}
 
 
+def common_args(target, password=APP_PASSWORD):
+    return ["--no-defaults", "--protocol=tcp", f"--host={target.host}", f"--port={target.port}",
+            f"--user={APP_USER}", f"--password={password}"]
+
+
 def mariadb(target, *args, sql=None, stdin=None, password=APP_PASSWORD, database=APP_DB, check=True, timeout=60):
     """Run the client against target (proxy or server) in batch mode; returns the CompletedProcess (bytes)."""
     command = [
-        "mariadb", "--no-defaults", "--protocol=tcp", f"--host={target.host}", f"--port={target.port}",
-        f"--user={APP_USER}", f"--password={password}", "--default-character-set=utf8mb4",
+        "mariadb", *common_args(target, password), "--default-character-set=utf8mb4",
         "--connect-timeout=10", "--batch", "--skip-column-names", *args,
     ]
     if sql is not None:
@@ -208,3 +212,45 @@ def test_bad_password_is_1045(proxy):
     assert result.stdout == b""
     assert result.stderr.decode() == (
         "ERROR 1045 (28000): Access denied for user 'app'@'127.0.0.1' (using password: YES)\n")
+
+
+def test_compress_option(proxy):
+    # The client asks for the compressed protocol if the server offers it; either way it must work.
+    result = mariadb(proxy, "--compress", sql="SELECT seq FROM seq_1_to_1000 ORDER BY seq DESC LIMIT 1")
+    assert rows(result) == [("1000",)]
+
+
+def test_init_command_and_status(proxy):
+    result = mariadb(proxy, "--init-command=SET @z = 9", sql="SELECT @z, CURRENT_USER()")
+    assert rows(result) == [("9", "app@%")]
+    status = mariadb(proxy, sql="status").stdout.decode()
+    assert "Current database:\tappdb" in status
+    assert "Current user:\t\tapp@127.0.0.1" in status
+    assert "Client characterset:\tutf8mb4" in status
+
+
+def test_dump_and_restore_through_proxy(proxy, app_server, tables):
+    mariadb(proxy, sql=f"DELETE FROM {T}kv; INSERT INTO {T}kv (id, v) VALUES (1, 'a\\'b'), (2, '🐬'), (3, NULL)")
+
+    def dump(target):
+        result = subprocess.run(["mariadb-dump", *common_args(target), "--single-transaction", APP_DB, f"{T}kv"],
+                                capture_output=True, env=CLIENT_ENV, timeout=60)
+        assert result.returncode == 0, result.stderr
+        # comment lines name the host and the time
+        return b"\n".join(line for line in result.stdout.splitlines() if not line.startswith(b"-- "))
+
+    proxied = dump(proxy)
+    assert proxied == dump(app_server)
+    mariadb(proxy, sql=f"DROP TABLE {T}kv")
+    mariadb(proxy, stdin=proxied)  # restore through the proxy
+    result = mariadb(proxy, sql=f"SELECT id, v FROM {T}kv ORDER BY id")
+    assert rows(result) == [("1", "a'b"), ("2", "🐬"), ("3", "NULL")]
+
+
+def test_mariadb_admin(proxy):
+    result = subprocess.run(["mariadb-admin", *common_args(proxy), "ping", "status"],
+                            capture_output=True, env=CLIENT_ENV, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == "mysqld is alive"
+    assert lines[1].startswith("Uptime: ")
