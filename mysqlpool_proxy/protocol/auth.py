@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from dataclasses import dataclass
 
 from pymysql import _auth as _pymysql_auth
@@ -86,10 +87,16 @@ def credentials_from_native_hash(text: str) -> Credentials:
 
 
 _DUMMY = credentials_from_password("\x00mysqlpool-proxy: no such user\x00")
+_DUMMY_HASH_ONLY = Credentials(_DUMMY.native_hash, None)
+_DECOY_KEY = secrets.token_bytes(16)
 
 
-def dummy_credentials() -> Credentials:
-    """Checked for unknown users so a failure takes as long as a wrong password."""
+def dummy_credentials(user: bytes = b"") -> Credentials:
+    """Checked for unknown users, so a failure takes as long as a wrong password and looks the
+    same: like MySQL's decoy users, an unknown name behaves as a hash-only or a password user,
+    picked per name (stable within this process), so probing cannot tell who exists."""
+    if hmac.new(_DECOY_KEY, user, hashlib.sha256).digest()[0] & 1:
+        return _DUMMY_HASH_ONLY
     return _DUMMY
 
 

@@ -106,7 +106,7 @@ class _Authenticator:
         """Returns ("ok", extra) / ("switch", payload) / ("denied", token)."""
         self.user = user
         self.creds = self.lookup(user)
-        creds = self.creds or auth.dummy_credentials()
+        creds = self.creds or auth.dummy_credentials(user)
         plugin = client_plugin or auth.NATIVE
         if plugin not in creds.plugins():
             self.plugin = auth.NATIVE
@@ -115,11 +115,14 @@ class _Authenticator:
         return self.finish(token)
 
     def finish(self, token: bytes) -> tuple[str, bytes]:
-        creds = self.creds or auth.dummy_credentials()
+        creds = self.creds or auth.dummy_credentials(self.user)
         ok = auth.verify(self.plugin, creds, self.scramble, token)
         if not ok or self.creds is None:
             return "denied", token
-        return "ok", (make_auth_more_data(FAST_AUTH_SUCCESS) if self.plugin == auth.CACHING_SHA2 else b"")
+        # caching_sha2 confirms a verified scramble with AuthMoreData(fast_auth_success);
+        # an empty password is accepted directly with OK, as the server does.
+        fast = self.plugin == auth.CACHING_SHA2 and not creds.empty
+        return "ok", (make_auth_more_data(FAST_AUTH_SUCCESS) if fast else b"")
 
     def denied(self, token: bytes) -> Failed:
         return Failed(ER.ACCESS_DENIED_ERROR, access_denied_message(self.user, self.client_host, token))

@@ -24,14 +24,14 @@ __all__ = ["SqlEffects", "analyze", "session_only", "parse_set_names", "INTEREST
 
 # A statement that matches none of these cannot change pinned session state.
 INTERESTING = re.compile(
-    rb"@|temporary|lock|prepare|deallocate|handler|\bxa\b|kill|connection_id|session_track|null|drop|backup",
+    rb"@|temporary|lock|prepare|deallocate|handler|\bxa\b|kill|connection_id|session_track|null|drop|backup|export",
     re.I,
 )
 
 _TOKEN = re.compile(
     rb"""
      (?P<ws>\s+)
-    |(?P<comment>--(?:[ \t\r\n][^\n]*|$)|\#[^\n]*|/\*(?![!M]).*?\*/)
+    |(?P<comment>--(?:[ \t\r\n][^\n]*|$)|\#[^\n]*|/\*(?!!|M!).*?\*/)
     |(?P<xopen>/\*M?!\d*)
     |(?P<xclose>\*/)
     |(?P<sysvar>@@(?:[A-Za-z_$\x80-\xff][\w$\x80-\xff]*\.)?[A-Za-z_$\x80-\xff][\w$\x80-\xff]*)
@@ -144,7 +144,7 @@ def session_only(sql: bytes) -> bool:
         first = stmt[0]
         if first == (WORD, b"use"):
             continue
-        if first != (WORD, b"set"):
+        if first != (WORD, b"set") or _words(stmt, 2)[1] == b"statement":
             return False
         fx = SqlEffects()
         _scan_expressions(stmt, fx)
@@ -174,7 +174,9 @@ def parse_set_names(sql: bytes) -> tuple[bytes, bytes | None] | None:
 
 
 def _words(stmt, n: int) -> list[bytes]:
-    return [v if k == WORD else b"" for k, v in stmt[:n]]
+    """The first n tokens as lower-case words ("" for non-words and past the end)."""
+    words = [v if k == WORD else b"" for k, v in stmt[:n]]
+    return words + [b""] * (n - len(words))
 
 
 def _name_at(stmt, i: int) -> bytes | None:
@@ -208,8 +210,8 @@ def _analyze_statement(stmt: list, fx: SqlEffects) -> None:
         fx.lock_tables = True
     elif first == b"unlock" and w[1] in (b"table", b"tables"):
         fx.unlock_tables = True
-    elif first == b"flush" and _has_sequence(stmt, (b"read", b"lock")):
-        fx.lock_tables = True
+    elif first == b"flush" and (_has_sequence(stmt, (b"read", b"lock")) or _has_sequence(stmt, (b"for", b"export"))):
+        fx.lock_tables = True  # FLUSH TABLES WITH READ LOCK / FLUSH TABLES t FOR EXPORT: until UNLOCK TABLES
     elif first == b"prepare" and len(stmt) > 1:
         fx.sql_prepared.append(stmt[1][1].lower())
     elif first == b"deallocate" and w[1] == b"prepare" and len(stmt) > 2:
@@ -281,7 +283,11 @@ def _analyze_set(stmt: list, fx: SqlEffects) -> None:
     if w[1] == b"transaction" or (w[1] in _SCOPE_WORDS and w[2] == b"transaction"):
         return
     if w[1] == b"statement":
-        return  # SET STATEMENT v=x FOR stmt: the settings last for one statement
+        # SET STATEMENT v=x FOR stmt: the settings last for one statement, but stmt's own effects stay.
+        inner = _after_for(stmt)
+        if inner:
+            _analyze_statement(inner, fx)
+        return
     for target, value in _assignments(stmt[1:]):
         kind, name, scope = target
         if kind == UVAR:
@@ -291,6 +297,16 @@ def _analyze_set(stmt: list, fx: SqlEffects) -> None:
                 fx.session_tracking_changed = True
             if value == [(WORD, b"null")]:
                 fx.sysvars_set_null.append(name)
+
+
+def _after_for(stmt: list) -> list:
+    depth = 0
+    for i, tok in enumerate(stmt):
+        if tok[0] == OP and tok[1] in (b"(", b")"):
+            depth += 1 if tok[1] == b"(" else -1
+        elif depth == 0 and tok == (WORD, b"for"):
+            return stmt[i + 1:]
+    return []
 
 
 def _assignments(tokens: list):
@@ -350,14 +366,22 @@ def _analyze_drop(stmt: list, fx: SqlEffects) -> None:
 
 
 def _analyze_handler(stmt: list, fx: SqlEffects) -> None:
-    # HANDLER tbl OPEN [AS alias] / HANDLER tbl CLOSE
+    # HANDLER tbl OPEN [[AS] alias] / HANDLER name CLOSE: later statements use the alias if given.
     name = _name_at(stmt, 1)
-    words = [v for k, v in stmt if k == WORD]
     if name is None:
         return
-    if b"open" in words:
+    i = 2
+    while i < len(stmt) and stmt[i] == (OP, b"."):
+        i += 2
+    rest = stmt[i:]
+    if rest[:1] == [(WORD, b"open")]:
+        alias = rest[1:]
+        if alias[:1] == [(WORD, b"as")]:
+            alias = alias[1:]
+        if alias and alias[0][0] in (WORD, QID):
+            name = alias[0][1].lower()
         fx.handlers_opened.append(name)
-    elif b"close" in words:
+    elif rest[:1] == [(WORD, b"close")]:
         fx.handlers_closed.append(name)
 
 
