@@ -38,6 +38,7 @@ from .protocol.response import Expect, Phase, ResponseTracker
 from .protocol.session_track import StateChanges
 from .reasons import BackendCloseReason
 from .session import SessionState
+from .statements import StatementCache
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -78,13 +79,14 @@ class InternalResult:
     error: ErrPacket | None
     status: int
     changes: StateChanges | None
+    prepare_ok: tuple[int, int, int, int] | None = None
 
 
 class BackendConnection(asyncio.Protocol):
     __slots__ = (
         "id", "pool", "key", "transport", "thread_id", "state", "session", "tracker", "client", "created_at",
         "expires_at", "idle_since", "last_used", "close_reason", "_held", "_future", "_timer", "_reading_paused",
-        "commands", "loop", "_stream_owner", "generation",
+        "commands", "loop", "_stream_owner", "generation", "statements",
     )
 
     def __init__(self, *, backend_id: int, pool: Pool, key: int, thread_id: int, session: SessionState,
@@ -112,6 +114,7 @@ class BackendConnection(asyncio.Protocol):
         self.commands = 0
         self._stream_owner = None
         self.generation = pool.generation
+        self.statements: StatementCache | None = None  # created at the first prepared statement
 
     def __repr__(self) -> str:
         return f"<Backend #{self.id} thread={self.thread_id} {self.state.value} pool={self.pool.name}>"
@@ -175,12 +178,26 @@ class BackendConnection(asyncio.Protocol):
 
     # -- relaying a client's command ------------------------------------------
 
-    def send_command(self, client, raw: bytes, expect: Expect, *, binary: bool, strip: bool) -> None:
+    def send_command(self, client, raw: bytes, expect: Expect, *, binary: bool, strip: bool,
+                     prepare_id: int | None = None) -> None:
         self.set_state(BackendState.BUSY)
         self.client = client
         self.commands += 1
-        self.tracker.begin(expect, binary=binary, strip_session_track=strip)
+        self.tracker.begin(expect, binary=binary, strip_session_track=strip, prepare_id=prepare_id)
         self.transport.write(raw)
+
+    def statement_cache(self) -> StatementCache:
+        if self.statements is None:
+            self.statements = StatementCache(self.pool.statement_cache_size)
+        return self.statements
+
+    def has_statement(self, key: tuple) -> bool:
+        return self.statements is not None and key in self.statements
+
+    def close_server_statements(self, stmts) -> None:
+        """COM_STMT_CLOSE (no reply) for server statements evicted or dropped."""
+        for stmt in stmts:
+            self.transport.write(encode_packet(b"\x19" + stmt.server_id.to_bytes(4, "little"), 0))
 
     def write(self, raw: bytes) -> None:
         """Bytes with no response of their own (COM_STMT_CLOSE, LOCAL INFILE data)."""
@@ -257,7 +274,7 @@ class BackendConnection(asyncio.Protocol):
         self.set_state(BackendState.RESERVED)
         fut, self._future = self._future, None
         if fut is not None and not fut.done():
-            fut.set_result(InternalResult(tracker.error, tracker.status, tracker.changes))
+            fut.set_result(InternalResult(tracker.error, tracker.status, tracker.changes, tracker.prepare_ok))
 
     def _internal_timeout(self) -> None:
         self._timer = None

@@ -44,6 +44,7 @@ from .protocol.response import Expect
 from .protocol.sql import SqlEffects, analyze, parse_set_names, session_only
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 from .session import Pins, PinReason, SessionState, SyncImpossible, apply_changes, sync_plan
+from .statements import ClientStatement, ServerStatement, backend_statement_packet, statement_key
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -65,6 +66,8 @@ HANDSHAKE_TIMEOUT = 10.0
 MAX_QUEUED_INPUT = 1 << 20
 
 ER_LOST_BACKEND = CR.CR_SERVER_LOST
+ER_UNKNOWN_STMT_HANDLER = 1243
+ER_STMT_HAS_NO_OPEN_CURSOR = 1421
 # ER_XA_RBTIMEOUT, "Transaction branch was rolled back: took too long": the closest
 # standard error to "your idle transaction was rolled back"; SQLSTATE class 40 is
 # "transaction rollback", which retry logic in applications looks for.
@@ -101,7 +104,7 @@ class ClientConnection(asyncio.Protocol):
         "session", "pins", "status", "backend", "charset", "scramble", "_cmd", "_effects", "_sql", "_stmt_id",
         "_prev_status", "_task", "_timer", "_infile", "_paused_by", "connected_at", "last_active", "_closing_reason",
         "change_user", "queries", "_writing_paused", "_cmd_seq", "_response_started", "_pending_error",
-        "_query_timer",
+        "_query_timer", "stmts", "_stmt", "_next_stmt_id",
     )
 
     def __init__(self, proxy: Proxy, conn_id: int):
@@ -141,6 +144,9 @@ class ClientConnection(asyncio.Protocol):
         self._response_started = False
         self._pending_error: ProxyError | None = None
         self._query_timer: asyncio.TimerHandle | None = None
+        self.stmts: dict[int, ClientStatement] | None = None  # this client's prepared statements
+        self._stmt: ClientStatement | None = None  # the statement of the command in flight
+        self._next_stmt_id = 1
 
     def __repr__(self) -> str:
         user = self.user.name if self.user else "?"
@@ -299,12 +305,20 @@ class ClientConnection(asyncio.Protocol):
                 return
             if pkt is None:
                 break
-            if self.state is ClientState.HANDSHAKE:
-                self._handshake_packet(pkt)
-            elif self.state is ClientState.LOCAL:
-                self.proxy.local.change_user_packet(self, pkt)
-            else:
-                self._command(pkt)
+            try:
+                if self.state is ClientState.HANDSHAKE:
+                    self._handshake_packet(pkt)
+                elif self.state is ClientState.LOCAL:
+                    self.proxy.local.change_user_packet(self, pkt)
+                else:
+                    self._command(pkt)
+            except Exception:  # a bug must cost this client its connection, never the proxy
+                log.exception("client #%d: internal error handling a packet; closing it", self.id)
+                if self.transport is not None and not self.transport.is_closing():
+                    self.send_error(pkt.last_seq if isinstance(pkt, Packet) else 0, ProxyError(
+                        ER.UNKNOWN_ERROR, "mysqlpool-proxy internal error; the connection is closed"))
+                self.close(ClientCloseReason.PROTOCOL_ERROR)
+                return
         if self._paused_by & 2 and decoder.buffered <= MAX_QUEUED_INPUT:
             self._resume_reading(2)
 
@@ -426,16 +440,18 @@ class ClientConnection(asyncio.Protocol):
             if effects.kill is not None or effects.reads_connection_id:
                 if self.proxy.local.intercept_query(self, pkt, effects):
                     return
-        elif code in _STMT_ID_COMMANDS and len(payload) >= 5:
-            self._stmt_id = int.from_bytes(payload[1:5], "little")
+        self._stmt = None
+        if code in _STMT_ID_COMMANDS:
+            if not self._statement_command(code, pkt):
+                return
+        elif code == COMMAND.COM_STMT_PREPARE:
+            self._stmt_id = self._next_stmt_id
+            self._next_stmt_id += 1
         self._cmd = spec
         self._effects = effects
-        self._sql = payload[1:] if effects is not None else b""
+        self._sql = payload[1:] if effects is not None or code == COMMAND.COM_STMT_PREPARE else b""
         backend = self.backend
         if backend is None:
-            if spec.handling is Handling.NO_REPLY:
-                self._no_reply_done(spec)
-                return  # e.g. closing a statement that lives nowhere any more: nothing to do
             backend = self.pool.try_acquire(self.key, self.session.key())
             if backend is None:
                 self._start_checkout(pkt)
@@ -446,40 +462,91 @@ class ClientConnection(asyncio.Protocol):
                 self._start_checkout(pkt)
                 return
         elif (backend.state is not BackendState.RESERVED or backend.closed
-              or backend.session.multi_statements is not self.session.multi_statements):
+              or backend.session.multi_statements is not self.session.multi_statements
+              or (self._stmt is not None and not backend.has_statement(self._stmt.key))):
             self._start_checkout(pkt)
             return
         self._send(backend, spec, pkt)
 
+    def _statement_command(self, code: int, pkt: Packet) -> bool:
+        """Look up the client's statement; answer here what needs no backend. False: answered."""
+        sid = int.from_bytes(pkt.payload[1:5], "little") if len(pkt.payload) >= 5 else -1
+        self._stmt_id = sid
+        stmt = self.stmts.get(sid) if self.stmts else None
+        pins = self.pins
+        if stmt is None:
+            if code not in _NO_REPLY_CODES:
+                self.send_error(pkt.last_seq, ProxyError(
+                    ER_UNKNOWN_STMT_HANDLER, f"Unknown prepared statement handler ({sid}) given to mysqlpool-proxy"))
+            return False
+        if code == COMMAND.COM_STMT_CLOSE:
+            del self.stmts[sid]
+            self._drop_server_statement(stmt)
+            return False
+        if code == COMMAND.COM_STMT_RESET and sid not in pins.cursors and sid not in pins.long_data:
+            self.send_ok(pkt.last_seq)  # nothing of it lives on a server: nothing to reset
+            return False
+        if code == COMMAND.COM_STMT_FETCH and sid not in pins.cursors:
+            self.send_error(pkt.last_seq, ProxyError(ER_STMT_HAS_NO_OPEN_CURSOR,
+                                                     f"The statement ({sid}) has no open cursor."))
+            return False
+        self._stmt = stmt
+        return True
+
+    def _drop_server_statement(self, stmt: ClientStatement) -> None:
+        """A closed statement with a cursor or long data on the held backend: close it there too."""
+        pins = self.pins
+        if stmt.id in pins.cursors or stmt.id in pins.long_data:
+            pins.cursors.discard(stmt.id)
+            pins.long_data.discard(stmt.id)
+            backend = self.backend
+            if backend is not None and backend.statements is not None and not backend.closed:
+                server = backend.statements.pop(stmt.key)
+                if server is not None:
+                    backend.close_server_statements((server,))
+            if backend is not None and backend.state is BackendState.RESERVED:
+                self._decide_hold(backend)
+
     def _needs_preparation(self, backend: BackendConnection) -> bool:
         if backend.session.key() != self.session.key():
+            return True
+        if self._stmt is not None and not backend.has_statement(self._stmt.key):
             return True
         ping_after = self.proxy.config.pool.ping_after
         return self.proxy.loop.time() - backend.last_used > ping_after
 
     def _send(self, backend: BackendConnection, spec: CommandSpec, pkt: Packet) -> None:
         self.queries += 1
+        raw = pkt.raw
+        prepare_id = None
+        if self._stmt is not None:
+            raw = backend_statement_packet(self._stmt, backend.statements.get(self._stmt.key), pkt)
+        elif spec.code == COMMAND.COM_STMT_PREPARE:
+            prepare_id = self._stmt_id
         if spec.handling is Handling.NO_REPLY:
-            backend.write(pkt.raw)
-            self._no_reply_done(spec)
+            backend.write(raw)
+            self._no_reply_done(spec, backend)
             self._decide_hold(backend)
             return
         self._prev_status = self.status
         self._cmd_seq = pkt.last_seq
         self._response_started = False
         self.set_state(ClientState.ACTIVE)
+        if self._writing_paused:
+            backend.pause_reading()  # the client cannot take more yet: leave the result on the server
         binary = spec.code == COMMAND.COM_STMT_EXECUTE or spec.code == COMMAND.COM_STMT_FETCH
-        backend.send_command(self, pkt.raw, spec.expect, binary=binary,
-                             strip=not self.capabilities & CLIENT.SESSION_TRACK)
+        backend.send_command(self, raw, spec.expect, binary=binary,
+                             strip=not self.capabilities & CLIENT.SESSION_TRACK, prepare_id=prepare_id)
         query_timeout = self.proxy.config.pool.query_timeout
         if query_timeout > 0:
             self._query_timer = self.proxy.loop.call_later(query_timeout, self._query_timed_out, backend)
 
-    def _no_reply_done(self, spec: CommandSpec) -> None:
+    def _no_reply_done(self, spec: CommandSpec, backend: BackendConnection | None = None) -> None:
         self.pool.stats.queries[spec.name] += 1
-        if spec.code == COMMAND.COM_STMT_CLOSE:
-            self.pins.statements.discard(self._stmt_id)
-            self.pins.cursors.discard(self._stmt_id)
+        if spec.code == COMMAND.COM_STMT_SEND_LONG_DATA and backend is not None and self._stmt is not None:
+            # The data waits on the server statement for the execute that consumes it.
+            self.pins.long_data.add(self._stmt.id)
+            backend.statements.get(self._stmt.key).busy = True
 
     # -- the slow path: wait for a backend, bring it to this client's state ------------
 
@@ -566,6 +633,9 @@ class ClientConnection(asyncio.Protocol):
             raise BackendGone(BackendCloseReason.RECLAIMED)
         for step in steps:
             await self.proxy.run_sync_step(backend, step, timeout)
+        stmt = self._stmt
+        if stmt is not None and not backend.has_statement(stmt.key):
+            await self.proxy.prepare_on(backend, stmt, timeout)
 
     # -- responses -------------------------------------------------------------------
 
@@ -643,17 +713,43 @@ class ClientConnection(asyncio.Protocol):
             if self.status & IN_TRANS:
                 pins.trx_characteristics = False  # they describe the open transaction, not the next one
         code = self._cmd.code
-        if code == COMMAND.COM_STMT_PREPARE and tracker.prepare_ok is not None:
-            pins.statements.add(tracker.prepare_ok[0])
-        elif code == COMMAND.COM_STMT_EXECUTE and ok and tracker.status & CURSOR_EXISTS:
-            pins.cursors.add(self._stmt_id)
-        elif code == COMMAND.COM_STMT_FETCH and (not ok or tracker.status & LAST_ROW_SENT
-                                                 or not tracker.status & CURSOR_EXISTS):
-            pins.cursors.discard(self._stmt_id)
-        elif code == COMMAND.COM_STMT_RESET:
-            pins.cursors.discard(self._stmt_id)
+        if code == COMMAND.COM_STMT_PREPARE:
+            if tracker.prepare_ok is not None:
+                self._register_statement(backend, tracker.prepare_ok)
+        elif self._stmt is not None:
+            self._statement_done(backend, code, tracker, ok)
         if before is not None:
             self.proxy.count_new_pins(self, before, pins.reasons())
+
+    def _register_statement(self, backend: BackendConnection, prepare_ok: tuple[int, int, int, int]) -> None:
+        server_id, columns, params, _warnings = prepare_ok
+        key = statement_key(self.session, self._sql)
+        if self.stmts is None:
+            self.stmts = {}
+        self.stmts[self._stmt_id] = ClientStatement(self._stmt_id, self._sql, key, params, columns)
+        dropped = backend.statement_cache().put(key, ServerStatement(server_id, params, columns))
+        if dropped:
+            backend.close_server_statements(dropped)
+
+    def _statement_done(self, backend: BackendConnection, code: int, tracker, ok: bool) -> None:
+        sid = self._stmt.id
+        pins = self.pins
+        status = tracker.status
+        if code == COMMAND.COM_STMT_EXECUTE:
+            pins.long_data.discard(sid)
+            if ok and status & CURSOR_EXISTS:
+                pins.cursors.add(sid)
+            else:
+                pins.cursors.discard(sid)
+        elif code == COMMAND.COM_STMT_FETCH:
+            if not ok or status & LAST_ROW_SENT or not status & CURSOR_EXISTS:
+                pins.cursors.discard(sid)
+        elif code == COMMAND.COM_STMT_RESET:
+            pins.cursors.discard(sid)
+            pins.long_data.discard(sid)
+        server = backend.statements.get(self._stmt.key) if backend.statements is not None else None
+        if server is not None:
+            server.busy = sid in pins.cursors or sid in pins.long_data
 
     def _status_uncertain(self, tracker) -> bool:
         """After an ERR the server's status is unknown unless nothing could have changed it."""

@@ -130,6 +130,9 @@ class BackendLimiter:
                 if self.available() <= 0:
                     return
 
+    def others_waiting(self, pool: Pool) -> bool:
+        return any(p.waiters for p in self.pools if p is not pool)
+
     def reclaim_idle(self, needy: Pool) -> bool:
         """Close the longest-idle backend of another pool so `needy` can open one."""
         candidates = [(b.idle_since, b) for p in self.pools if p is not needy for b in p.idle]
@@ -194,6 +197,8 @@ class Pool:
         self.closing = False
         self._serving = False
         self.generation = 0  # bumped when the config changes how backends connect
+        self.statement_cache_size = 256  # per backend; set from [pool] prepared_statement_cache_size
+        self._pinging = 0  # idle backends taken out for a keepalive ping
         limiter.pools.append(self)
 
     def __repr__(self) -> str:
@@ -429,6 +434,8 @@ class Pool:
             backend.close(BackendCloseReason.SHUTDOWN)
             return False
         self.release(backend)
+        if self.waiters:
+            self.serve_waiters()  # more waiters than the opens in flight: open more
         return True
 
     def _opening_done(self, key: int) -> None:
@@ -476,6 +483,7 @@ class Pool:
         if backend.closed:
             return
         backend.client = None
+        backend.resume_reading()  # its last client may have paused it; the next one must not inherit that
         now = self.loop.time()
         backend.last_used = now
         retire = self._retire_reason(backend, now)
@@ -488,6 +496,10 @@ class Pool:
                     self.waiters.remove(w)
                     self._hand(w, backend)
                     return
+        if self.limiter.available() <= 0 and self.limiter.others_waiting(self):
+            # At the global cap another pool's clients wait: this slot is theirs.
+            backend.close(BackendCloseReason.RECLAIMED)
+            return
         self.busy.discard(backend)
         backend.set_state(BackendState.IDLE)
         backend.idle_since = now
@@ -587,6 +599,7 @@ class Pool:
         self.idle.remove(backend)
         backend.set_state(BackendState.RESERVED)
         self.busy.add(backend)
+        self._pinging += 1
         self.loop.create_task(self._ping_then_release(backend))
 
     async def _ping_then_release(self, backend: BackendConnection) -> None:
@@ -596,6 +609,8 @@ class Pool:
             result = await backend.run_internal(b"\x0e", Expect.SIMPLE, self.params.connect_timeout)
         except BackendGone:
             return
+        finally:
+            self._pinging -= 1
         if result.error is not None:
             backend.close(BackendCloseReason.PING_FAILED)
             return
@@ -607,11 +622,10 @@ class Pool:
         if not self.min_idle or self.paused or self.closing or self.loop.time() < self._backoff_until:
             return
         soon = self.loop.time() + EXPIRY_LEAD
-        ready = sum(1 for b in self.idle if b.expires_at > soon)
+        ready = sum(1 for b in self.idle if b.expires_at > soon) + self._pinging
         while (ready + self.connecting < self.min_idle and self.size < self.max_size
                and self.limiter.available() > 0 and self.connecting < self.max_connecting):
             self._start_open(0)
-            ready += 1
 
     def close_idle(self, reason: BackendCloseReason) -> None:
         for backend in list(self.idle):

@@ -32,6 +32,7 @@ from .client import ClientConnection, ClientState
 from .config import ENV_SOURCE, Config, UserConfig, load_config
 from .constants import CLIENT, COM_RESET_CONNECTION, ER, SERVER_STATUS
 from .errors import ProxyError
+from .http import start_http_server, stop_http_server
 from .janitor import run_janitor
 from .local import LocalCommands
 from .pool import KEY_BITS, BackendLimiter, Pool
@@ -39,6 +40,7 @@ from .protocol import auth
 from .protocol.response import Expect
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 from .session import PinReason, SessionState, SyncKind, SyncStep
+from .statements import ServerStatement
 
 __all__ = ["Proxy", "ProxyState", "ServerInfo", "UserEntry"]
 
@@ -53,6 +55,7 @@ OFFERED_CAPABILITIES = (
 )
 
 SCHEMA_CACHE_SIZE = 1024
+ER_NEED_REPREPARE = 1615
 
 
 class ProxyState(enum.Enum):
@@ -128,6 +131,7 @@ class Proxy:
         self._client_ids = itertools.count(1)
         self._backend_ids = itertools.count(1)
         self._servers: list[asyncio.AbstractServer] = []
+        self._http_server: asyncio.AbstractServer | None = None  # metrics and health: serves while draining
         self._tasks: set[asyncio.Task] = set()
         self._known_schemas: dict[str, set[bytes]] = {}
         self._build_users(config)
@@ -165,12 +169,14 @@ class Proxy:
 
     def _make_pool(self, name: str, user: UserConfig, max_size: int) -> Pool:
         p = self.config.pool
-        return Pool(
+        pool = Pool(
             name=name, params=self._params(user), max_size=max_size, min_idle=p.min_idle,
             max_lifetime=p.max_lifetime, max_waiting=p.max_waiting_clients, max_connecting=p.max_connecting,
             limiter=self.limiter, loop=self.loop, on_opened=self._backend_opened,
             next_backend_id=lambda: next(self._backend_ids), opener=self._opener,
         )
+        pool.statement_cache_size = p.prepared_statement_cache_size
+        return pool
 
     @property
     def session_mode(self) -> bool:
@@ -345,6 +351,23 @@ class Proxy:
             from .session import apply_changes
             apply_changes(backend.session, result.changes, None)
 
+    async def prepare_on(self, backend: BackendConnection, stmt, timeout: float) -> None:
+        """Prepare a client's statement on a backend that lacks it, hidden from the client."""
+        result = await backend.run_internal(b"\x16" + stmt.sql, Expect.PREPARE, timeout)
+        if result.error is not None:
+            err = result.error
+            raise ProxyError(err.errno, err.message.decode("utf-8", "replace"), err.sqlstate)
+        server_id, columns, params, _ = result.prepare_ok
+        server = ServerStatement(server_id, params, columns)
+        if (params, columns) != (stmt.params, stmt.columns):
+            backend.close_server_statements((server,))
+            raise ProxyError(ER_NEED_REPREPARE, (
+                f"Prepared statement needs to be re-prepared: it now has {params} parameters and {columns} "
+                f"columns on the server, it had {stmt.params} and {stmt.columns} when prepared"))
+        dropped = backend.statement_cache().put(stmt.key, server)
+        if dropped:
+            backend.close_server_statements(dropped)
+
     def reset_and_release(self, backend: BackendConnection) -> None:
         """Reset a backend a client left with state on it, in the background, then pool it."""
         task = self.loop.create_task(self.reset_backend_then_release(backend))
@@ -367,6 +390,8 @@ class Proxy:
         info = self.server_info
         backend.session = SessionState(backend.session.schema, dict(info.charset_vars),
                                        backend.session.multi_statements)
+        if backend.statements is not None:
+            backend.statements.clear()  # the reset closed every server statement
         backend.pool.release(backend)
 
     async def kill_running_query(self, target: ClientConnection) -> None:
@@ -426,6 +451,9 @@ class Proxy:
                 self.new_client, addr.host or None, addr.port, reuse_address=True,
                 reuse_port=self.config.proxy.workers > 1, backlog=1024)
         self._servers.append(server)
+        if self.config.metrics.enabled:
+            self._http_server = await start_http_server(self, self.config.metrics.listen_address,
+                                                        self.config.metrics.path)
         self.state = ProxyState.RUNNING
         self._spawn(self._learn_server_task())
         self._spawn(run_janitor(self))
@@ -526,6 +554,7 @@ class Proxy:
                 pool.reconfigure(self._params(user), max_size=sizes[backend_user], min_idle=p.min_idle,
                                  max_lifetime=p.max_lifetime, max_waiting=p.max_waiting_clients,
                                  max_connecting=p.max_connecting)
+                pool.statement_cache_size = p.prepared_statement_cache_size
             users[user.name.encode()] = UserEntry(user.name, user, _credentials(user), pool)
         for name, pool in self.pools.items():
             if name not in sizes:
@@ -564,6 +593,9 @@ class Proxy:
             task.cancel()
         for server in self._servers:
             await server.wait_closed()
+        if self._http_server is not None:
+            await stop_http_server(self._http_server)
+            self._http_server = None
 
 
 # Settings that only take effect at start.

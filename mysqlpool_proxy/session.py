@@ -144,7 +144,7 @@ class PinReason(enum.Enum):
     LOCK_TABLES = "lock_tables"
     NAMED_LOCK = "named_lock"
     SQL_PREPARE = "sql_prepare"
-    PREPARED_STATEMENT = "prepared_statement"
+    LONG_DATA = "long_data"
     CURSOR = "cursor"
     HANDLER = "handler"
     XA = "xa"
@@ -159,7 +159,7 @@ class Pins:
 
     __slots__ = (
         "user_variables", "temp_tables", "lock_tables", "named_locks", "unnamed_locks", "sql_prepared",
-        "statements", "cursors", "handlers", "xa", "backup_stage", "trx_characteristics", "tracking_changed",
+        "long_data", "cursors", "handlers", "xa", "backup_stage", "trx_characteristics", "tracking_changed",
         "unknown_state",
     )
 
@@ -173,7 +173,7 @@ class Pins:
         self.named_locks: set[bytes] = set()
         self.unnamed_locks = False
         self.sql_prepared: set[bytes] = set()
-        self.statements: set[int] = set()
+        self.long_data: set[int] = set()  # statements with COM_STMT_SEND_LONG_DATA not yet executed
         self.cursors: set[int] = set()
         self.handlers: set[bytes] = set()
         self.xa = False
@@ -194,8 +194,8 @@ class Pins:
             out.append(PinReason.NAMED_LOCK)
         if self.sql_prepared:
             out.append(PinReason.SQL_PREPARE)
-        if self.statements:
-            out.append(PinReason.PREPARED_STATEMENT)
+        if self.long_data:
+            out.append(PinReason.LONG_DATA)
         if self.cursors:
             out.append(PinReason.CURSOR)
         if self.handlers:
@@ -215,7 +215,7 @@ class Pins:
     def __bool__(self) -> bool:
         return bool(
             self.user_variables or self.temp_tables or self.lock_tables or self.named_locks or self.unnamed_locks
-            or self.sql_prepared or self.statements or self.cursors or self.handlers or self.xa or self.backup_stage
+            or self.sql_prepared or self.long_data or self.cursors or self.handlers or self.xa or self.backup_stage
             or self.trx_characteristics or self.tracking_changed or self.unknown_state
         )
 

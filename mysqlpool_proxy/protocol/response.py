@@ -103,7 +103,7 @@ class ResponseTracker:
     __slots__ = (
         "expect", "phase", "binary", "strip_session_track", "_left", "_skip", "_continuation",
         "status", "warnings", "affected_rows", "last_insert_id", "error", "changes", "result_sets",
-        "prepare_ok", "infile_name", "rewrites", "_prep_columns", "ok_count",
+        "prepare_ok", "infile_name", "rewrites", "_prep_columns", "ok_count", "prepare_id", "rows",
     )
 
     def __init__(self) -> None:
@@ -111,6 +111,7 @@ class ResponseTracker:
         self.expect = Expect.SIMPLE
         self.strip_session_track = False
         self.binary = False
+        self.prepare_id: int | None = None
         self.status = 0
         self.rewrites: list[tuple[int, int, bytes]] = []
         self._reset_result()
@@ -129,14 +130,18 @@ class ResponseTracker:
         self.infile_name: bytes | None = None
         self._prep_columns = 0
         self.ok_count = 0
+        self.rows = 0
 
-    def begin(self, expect: Expect, *, binary: bool = False, strip_session_track: bool = False) -> None:
+    def begin(self, expect: Expect, *, binary: bool = False, strip_session_track: bool = False,
+              prepare_id: int | None = None) -> None:
+        """Start tracking a response. `prepare_id`: rewrite a prepare-OK's statement id to this one."""
         if self.phase not in (Phase.DONE,):
             raise LocalProtocolError(f"begin() while a response is in phase {self.phase.name}")
         self._reset_result()
         self.expect = expect
         self.binary = binary
         self.strip_session_track = strip_session_track
+        self.prepare_id = prepare_id
         self.phase = _START_PHASE[expect]
 
     @property
@@ -244,7 +249,7 @@ class ResponseTracker:
 
     def _on_first(self, data, pos: int, body: int, end: int, first: int) -> None:
         if self.expect is Expect.PREPARE:
-            self._on_prepare_ok(data, body, end)
+            self._on_prepare_ok(data, pos, body, end)
         elif first == 0x00:
             self._on_ok(data, pos, body, end)
         elif first == 0xFB:
@@ -307,7 +312,7 @@ class ResponseTracker:
         else:
             self.phase = Phase.DONE
 
-    def _on_prepare_ok(self, data, body: int, end: int) -> None:
+    def _on_prepare_ok(self, data, pos: int, body: int, end: int) -> None:
         r = Reader(data, body, end)
         if r.int1() != 0x00:
             raise RemoteProtocolError("expected a prepare-OK packet")
@@ -320,6 +325,9 @@ class ResponseTracker:
             warnings = r.int2()
         self.prepare_ok = (stmt_id, columns, params, warnings)
         self.warnings = warnings
+        if self.prepare_id is not None:
+            new = bytes(data[pos:body + 1]) + self.prepare_id.to_bytes(4, "little") + bytes(data[body + 5:end])
+            self.rewrites.append((pos, end, new))
         self._prep_columns = columns
         if params:
             self._left = params

@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 __all__ = ["SqlEffects", "analyze", "session_only", "parse_set_names", "INTERESTING"]
 
 # A statement that matches none of these cannot change pinned session state.
+# (String patterns below are "unrolled loops", so long literals, such as a
+# 20 MiB escaped BLOB, are skipped by the regex engine in long C-level runs
+# rather than one character per step.)
 INTERESTING = re.compile(
     rb"@|temporary|lock|prepare|deallocate|handler|\bxa\b|kill|connection_id|session_track|null|drop|backup|export",
     re.I,
@@ -35,9 +38,10 @@ _TOKEN = re.compile(
     |(?P<xopen>/\*M?!\d*)
     |(?P<xclose>\*/)
     |(?P<sysvar>@@(?:[A-Za-z_$\x80-\xff][\w$\x80-\xff]*\.)?[A-Za-z_$\x80-\xff][\w$\x80-\xff]*)
-    |(?P<uvar>@(?:`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|[\w$.\x80-\xff]+))
-    |(?P<str>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")
-    |(?P<qid>`(?:[^`]|``)*`)
+    |(?P<uvar>@(?:`[^`]*(?:``[^`]*)*`|'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"
+                 |[\w$.\x80-\xff]+))
+    |(?P<str>'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*")
+    |(?P<qid>`[^`]*(?:``[^`]*)*`)
     |(?P<word>[A-Za-z_$\x80-\xff][\w$\x80-\xff]*)
     |(?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)
     |(?P<op>:=|.)
@@ -128,11 +132,78 @@ def split_statements(tokens: list) -> list[list]:
 
 def analyze(sql: bytes) -> SqlEffects:
     effects = SqlEffects()
+    if len(sql) > SKELETON_ABOVE:
+        sql = skeleton(sql)
     if INTERESTING.search(sql) is None:
         return effects
     for stmt in split_statements(tokenize(sql)):
         _analyze_statement(stmt, effects)
     return effects
+
+
+# Queries larger than this (bulk inserts with big literals) are reduced to a
+# skeleton first: long literals emptied, so that neither the INTERESTING
+# search nor the tokenizer walks megabytes of escaped data on the event loop.
+SKELETON_ABOVE = 64 * 1024
+KEEP_LITERALS_UP_TO = 256
+_SPECIAL = re.compile(rb"['\"`#]|/\*|--")
+
+
+def skeleton(sql: bytes) -> bytes:
+    """`sql` with string literals longer than KEEP_LITERALS_UP_TO bytes emptied.
+
+    Literals are skipped with bytes.find (C speed); Python only steps once per
+    quote character inside a literal, not once per byte. Comments are kept as
+    they are (they are short), so quotes inside them do not start literals.
+    """
+    out = []
+    pos = 0
+    n = len(sql)
+    while True:
+        m = _SPECIAL.search(sql, pos)
+        if m is None:
+            out.append(sql[pos:])
+            return b"".join(out)
+        start = m.start()
+        token = m.group()
+        if token in (b"'", b'"', b"`"):
+            end = _literal_end(sql, start, token[0])
+            if end - start > KEEP_LITERALS_UP_TO and token != b"`":
+                out.append(sql[pos:start] + token + token)
+            else:
+                out.append(sql[pos:end])
+            pos = end
+        else:
+            if token == b"/*":
+                end = sql.find(b"*/", start + 2)
+                end = n if end < 0 else end + 2
+            else:  # "--" or "#": to the end of the line
+                end = sql.find(b"\n", start)
+                end = n if end < 0 else end + 1
+            out.append(sql[pos:end])
+            pos = end
+
+
+def _literal_end(sql: bytes, start: int, quote: int) -> int:
+    """Index just past the literal opened at `start` (backslash and doubled-quote escapes)."""
+    q = bytes((quote,))
+    i = start + 1
+    n = len(sql)
+    while True:
+        j = sql.find(q, i)
+        if j < 0:
+            return n
+        backslashes = 0
+        k = j - 1
+        while k > start and sql[k] == 0x5C:  # "\\"
+            backslashes += 1
+            k -= 1
+        if backslashes % 2 and quote != 0x60:
+            i = j + 1  # an escaped quote
+        elif j + 1 < n and sql[j + 1] == quote:
+            i = j + 2  # a doubled quote
+        else:
+            return j + 1
 
 
 def session_only(sql: bytes) -> bool:

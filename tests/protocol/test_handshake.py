@@ -258,7 +258,13 @@ def test_access_denied(bytewise, user, plugin, token, using):
     peer = HandshakePeer(make_hs(), bytewise=bytewise)
     reply = peer.receive(encode_packet(handshake_response(user, token, plugin=plugin), 1))
     message = f"Access denied for user '{user.decode()}'@'{HOST}' (using password: {using})"
-    assert_err(reply, 2, 1045, "28000", message)
+    seq = 2
+    if user == b"nobody" and only_packet(reply).payload[:1] == b"\xfe":
+        # An unknown user may behave as a hash-only decoy (see test_handshake_edge_cases):
+        # it is switched to mysql_native_password first, then refused just the same.
+        reply = peer.receive(encode_packet(native(b"secret"), 3))
+        seq = 4
+    assert_err(reply, seq, 1045, "28000", message)
     assert peer.events[-1] == Failed(1045, message)
     assert peer.hs.state is HandshakeState.FAILED
 

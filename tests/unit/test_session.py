@@ -371,22 +371,24 @@ async def test_a_state_change_the_proxy_cannot_explain_pins_until_reset():
 
 
 @virtual_time
-async def test_binary_prepared_statements_pin_until_every_one_is_closed():
+async def test_binary_prepared_statements_do_not_pin_and_follow_the_client():
+    # README "Pinning": prepared statements are not in the table any more; the
+    # proxy re-prepares a statement on whichever backend serves the client.
     opener = fake_opener()
-    proxy = await start_proxy(opener)
+    proxy = await start_proxy(opener, pool={"max_size": 2})
     client = await FakeClient(proxy).connect()
-    s1 = (await client.prepare("SELECT ?")).last.stmt_id
-    s2 = (await client.prepare("SELECT 2")).last.stmt_id
-    held = client.conn.backend
-    assert held is not None and client.conn.holds_state()
-    assert (await client.execute(s2)).rows == [("2",)]
-    client.close_statement(s1)
+    stmt = (await client.prepare("SELECT 2")).last.stmt_id
+    assert client.conn.backend is None and client.conn.pinned_reasons() == []
+    first = next(iter(proxy.pools.values())).idle[-1]
+    other = await FakeClient(proxy).connect()
+    await other.query("BEGIN")  # holds the backend the statement was prepared on
+    assert other.conn.backend is first
+    assert (await client.execute(stmt)).rows == [("2",)]  # re-prepared on the second backend
+    others = [srv for srv in opener.servers if srv is not opener.server_for(first)]
+    assert any(st.sql == "SELECT 2" for srv in others for st in srv.statements.values())
+    client.close_statement(stmt)
     await settle()
-    assert client.conn.backend is held and client.conn.holds_state()
-    client.close_statement(s2)
-    await settle()
-    assert client.conn.pinned_reasons() == [] and client.conn.backend is None
-    assert opener.server_for(held).statements == {}
+    assert client.conn.pinned_reasons() == []
     await proxy.stop(0)
 
 

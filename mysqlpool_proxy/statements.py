@@ -1,0 +1,111 @@
+"""Prepared statements under transaction pooling: client ids, backend caches, keys.
+
+A client's binary-protocol statement (COM_STMT_PREPARE) is recorded as a
+`ClientStatement`: its SQL, parameter and column counts, the parameter types
+it last bound, and a `key`. Each backend keeps a bounded LRU `StatementCache`
+of the statements prepared on it, by key. A statement may be executed on
+whichever backend serves the client next: if that backend lacks it, the
+proxy prepares it there first (hidden from the client) and checks that the
+counts agree. Server statements are shared by every client whose statement
+has the same key, and closed on the server when evicted from the LRU, so the
+server's max_prepared_stmt_count is never reached.
+
+The key is the SQL plus the session state that changes what it means when
+prepared: the schema (unqualified table names), sql_mode (quoting, parsing)
+and the connection's character set and collation (literals).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .constants import COMMAND
+from .protocol.framing import Packet, encode_packet
+from .protocol.stmt import parse_execute, with_statement_id, with_types
+from .session import SessionState
+
+__all__ = ["ClientStatement", "ServerStatement", "StatementCache", "statement_key", "backend_statement_packet"]
+
+_KEY_VARIABLES = (b"sql_mode", b"character_set_client", b"character_set_connection", b"collation_connection")
+
+
+def statement_key(session: SessionState, sql: bytes) -> tuple:
+    variables = session.variables
+    return (session.schema, *(variables.get(name) for name in _KEY_VARIABLES), sql)
+
+
+@dataclass(slots=True)
+class ClientStatement:
+    id: int
+    sql: bytes
+    key: tuple
+    params: int
+    columns: int
+    types: bytes | None = None  # the parameter types this client last bound
+
+
+@dataclass(slots=True)
+class ServerStatement:
+    server_id: int
+    params: int
+    columns: int
+    types: bytes | None = None  # the parameter types last bound on the server statement
+    busy: bool = False  # a cursor or long data lives on it: not evictable
+
+
+class StatementCache:
+    """LRU of server statements on one backend."""
+
+    __slots__ = ("capacity", "_entries")
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple, ServerStatement] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self._entries
+
+    def get(self, key: tuple) -> ServerStatement | None:
+        stmt = self._entries.get(key)
+        if stmt is not None:
+            self._entries.move_to_end(key)
+        return stmt
+
+    def put(self, key: tuple, stmt: ServerStatement) -> list[ServerStatement]:
+        """Add (or replace) a statement; returns the server statements to close."""
+        dropped = []
+        old = self._entries.pop(key, None)
+        if old is not None and old.server_id != stmt.server_id:
+            dropped.append(old)
+        self._entries[key] = stmt
+        if len(self._entries) > self.capacity:
+            for k in list(self._entries):
+                if len(self._entries) <= self.capacity:
+                    break
+                if k != key and not self._entries[k].busy:
+                    dropped.append(self._entries.pop(k))
+        return dropped
+
+    def pop(self, key: tuple) -> ServerStatement | None:
+        return self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def backend_statement_packet(stmt: ClientStatement, server: ServerStatement, pkt: Packet) -> bytes:
+    """The client's COM_STMT_* packet as the backend must see it: its statement id, and for
+    COM_STMT_EXECUTE the parameter types the server statement needs but has not seen."""
+    payload = with_statement_id(pkt.payload, server.server_id)
+    if payload[0] == COMMAND.COM_STMT_EXECUTE and stmt.params:
+        header = parse_execute(payload, stmt.params)
+        if header.types_bound:
+            stmt.types = header.types
+        elif stmt.types is not None and server.types != stmt.types:
+            payload = with_types(payload, header, stmt.types)
+        server.types = stmt.types
+    return encode_packet(payload, pkt.seq)
