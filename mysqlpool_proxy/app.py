@@ -59,7 +59,14 @@ async def serve(config: Config) -> int:
         loop.add_signal_handler(signum, on_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await proxy.start()
-    await stop.wait()
+    signalled = asyncio.ensure_future(stop.wait())
+    requested = asyncio.ensure_future(proxy.shutdown_requested.wait())
+    await asyncio.wait((signalled, requested), return_when=asyncio.FIRST_COMPLETED)
+    for waiter in (signalled, requested):
+        waiter.cancel()
+    if proxy.shutdown_requested.is_set() and not stop.is_set():
+        timeout["value"] = proxy.shutdown_timeout
+        log.info("shutdown requested from the admin console (waiting up to %.0fs for clients)", timeout["value"])
     await proxy.stop(timeout["value"])
     log.info("stopped")
     return 0

@@ -124,6 +124,9 @@ class Proxy:
         self.clients: dict[int, ClientConnection] = {}
         self.server_info: ServerInfo | None = None
         self.server_known = asyncio.Event()
+        # Set by request_shutdown() (admin SHUTDOWN); app.serve() waits for it beside the signals.
+        self.shutdown_requested = asyncio.Event()
+        self.shutdown_timeout: float | None = None
         self.local = LocalCommands(self)
         self.counting_pins = True
         self.tls_context = self._client_tls(config)
@@ -489,6 +492,12 @@ class Proxy:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def request_shutdown(self, wait: bool) -> None:
+        """Ask the process to stop: with `wait`, clients finish their transactions (up to
+        [proxy] shutdown_timeout), as on SIGTERM; without, at once."""
+        self.shutdown_timeout = self.config.proxy.shutdown_timeout if wait else 0.0
+        self.shutdown_requested.set()
 
     @property
     def running(self) -> bool:
