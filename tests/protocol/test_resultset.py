@@ -12,7 +12,8 @@ from pymysql.protocol import FieldDescriptorPacket, MysqlPacket
 
 from mysqlpool_proxy.constants import SERVER_STATUS
 from mysqlpool_proxy.protocol.resultset import (
-    CHARSET_BINARY, CHARSET_UTF8MB4, NUM_FLAG, Column, column_definition, field_list_end, result_set, text_row, text_value,
+    CHARSET_BINARY, CHARSET_UTF8MB4, NUM_FLAG, Column, column_definition, field_list_end, result_set, text_row,
+    text_value,
 )
 from mysqlpool_proxy.protocol.response import Expect, Phase
 from tests.protocol.helpers import Relaying, chunkings, decode_frames
