@@ -16,6 +16,12 @@ shape:
 write them in text: numbers in decimal, booleans as 1/0. Sans-IO: bytes in,
 bytes out.
 
+For code that answers commands itself (the admin console), a reply is
+`Rows` (a result set), `Ok` or a ProxyError, and `encode_reply()` turns
+any of them into the bytes to write; `columns("name count:i avg:f")`
+declares columns compactly, and `select_reply()` answers the
+`SELECT @@version_comment LIMIT 1` kind of query clients send on their own.
+
 Reference: the MySQL client/server protocol pages Protocol::ColumnDefinition41,
 Text Resultset and ProtocolText::ResultsetRow.
 """
@@ -23,17 +29,20 @@ Text Resultset and ProtocolText::ResultsetRow.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence, Union
 
 from pymysql.constants import FIELD_TYPE, FLAG
 
+from ..errors import ProxyError
 from .framing import MAX_FRAME, encode_packet
-from .packets import make_eof
+from .packets import make_eof, make_err, make_ok
 from .wire import int1, int2, int4, lenenc_bytes, lenenc_int
 
 __all__ = [
-    "Column", "column_definition", "text_value", "text_row", "result_set", "field_list_end",
+    "Column", "columns", "Rows", "Ok", "Reply", "encode_reply", "select_reply", "column_definition", "text_value",
+    "text_row", "result_set", "field_list_end",
     "CHARSET_UTF8MB4", "CHARSET_BINARY", "NUMERIC_TYPES", "NUM_FLAG",
 ]
 
@@ -62,6 +71,63 @@ class Column:
     @property
     def numeric(self) -> bool:
         return self.type in NUMERIC_TYPES
+
+
+def columns(spec: str) -> list[Column]:
+    """Columns from "name name:i name:f" (i: integer, f: floating point, else text)."""
+    types = {"i": FIELD_TYPE.LONGLONG, "f": FIELD_TYPE.DOUBLE}
+    out = []
+    for word in spec.split():
+        name, _, kind = word.partition(":")
+        out.append(Column(name, types[kind]) if kind else Column(name))
+    return out
+
+
+@dataclass(slots=True)
+class Rows:
+    """A reply that is a result set."""
+
+    columns: list[Column]
+    rows: list[tuple]
+
+
+@dataclass(slots=True)
+class Ok:
+    """A reply that is an OK packet; `then` is for the caller to run once it is written."""
+
+    info: str = ""
+    then: Callable[[], None] | None = None
+
+
+Reply = Union[Rows, Ok]
+
+
+def encode_reply(reply: Reply | ProxyError, status: int, first_seq: int, capabilities: int) -> bytes:
+    """The bytes of a whole reply to a command, framed from `first_seq`."""
+    if isinstance(reply, Rows):
+        return result_set(reply.columns, reply.rows, status, first_seq)
+    if isinstance(reply, Ok):
+        return encode_packet(make_ok(capabilities, status, info=reply.info.encode("utf-8")), first_seq)
+    return encode_packet(make_err(reply.errno, reply.sqlstate, reply.message, capabilities), first_seq)
+
+
+_SELECT = re.compile(r"select\s+(.+?)(?:\s+limit\s+1)?", re.I | re.S)
+
+
+def select_reply(sql: str, known: Mapping[str, object]) -> Rows | None:
+    """The one-row answer to `SELECT item[, item...] [LIMIT 1]` when every item (compared in lower
+    case without spaces: "@@version_comment", "database()") is in `known`; None otherwise.
+    Columns are named as the client wrote the items, like the server does."""
+    match = _SELECT.fullmatch(sql.strip())
+    if match is None:
+        return None
+    items = [item.strip() for item in match.group(1).split(",")]
+    keys = [re.sub(r"\s+", "", item).lower() for item in items]
+    if not all(key in known for key in keys):
+        return None
+    values = tuple(known[key] for key in keys)
+    return Rows([Column(item, FIELD_TYPE.LONGLONG if isinstance(value, int) else FIELD_TYPE.VAR_STRING)
+                 for item, value in zip(items, values)], [values])
 
 
 def column_definition(name: str | bytes, type: int = FIELD_TYPE.VAR_STRING, charset: int | None = None,

@@ -10,11 +10,13 @@ from pymysql import converters
 from pymysql.constants import FIELD_TYPE, FLAG
 from pymysql.protocol import FieldDescriptorPacket, MysqlPacket
 
-from mysqlpool_proxy.constants import SERVER_STATUS
+from mysqlpool_proxy.constants import CLIENT, SERVER_STATUS
+from mysqlpool_proxy.errors import ProxyError
 from mysqlpool_proxy.protocol.resultset import (
-    CHARSET_BINARY, CHARSET_UTF8MB4, NUM_FLAG, Column, column_definition, field_list_end, result_set, text_row,
-    text_value,
+    CHARSET_BINARY, CHARSET_UTF8MB4, NUM_FLAG, Column, Ok, Rows, column_definition, columns, encode_reply,
+    field_list_end, result_set, select_reply, text_row, text_value,
 )
+from mysqlpool_proxy.protocol.packets import parse_err, parse_ok
 from mysqlpool_proxy.protocol.response import Expect, Phase
 from tests.protocol.helpers import Relaying, chunkings, decode_frames
 
@@ -154,3 +156,34 @@ def test_field_list_end_is_a_lone_eof():
     relay = Relaying(expect=Expect.FIELD_LIST)
     relay.feed(field_list_end(AUTOCOMMIT, 1))
     assert relay.result().phase is Phase.DONE and relay.result().extra == b""
+
+
+def test_columns_spec():
+    assert columns("name count:i avg:f") == [Column("name"), Column("count", INT), Column("avg", FLOAT)]
+    with pytest.raises(KeyError):
+        columns("bad:x")
+
+
+def test_encode_reply_rows_ok_and_error():
+    caps = CLIENT.PROTOCOL_41
+    rows = encode_reply(Rows(columns("a b:i"), [("x", 1)]), AUTOCOMMIT, 3, caps)
+    assert rows == result_set(columns("a b:i"), [("x", 1)], AUTOCOMMIT, 3)
+    ok = encode_reply(Ok("done: 2 pools"), AUTOCOMMIT, 1, caps)
+    assert ok[3] == 1 and parse_ok(ok[4:], caps).info == b"done: 2 pools"
+    assert read_with_pymysql(ok).message == b"done: 2 pools"
+    err = encode_reply(ProxyError(1094, "Unknown thread id: 5"), AUTOCOMMIT, 2, caps)
+    assert err[3] == 2
+    parsed = parse_err(err[4:])
+    assert (parsed.errno, parsed.sqlstate, parsed.message) == (1094, "HY000", b"Unknown thread id: 5")
+
+
+def test_select_reply():
+    known = {"@@version_comment": "proxy", "database()": None, "user()": "admin@h", "connection_id()": 7}
+    reply = select_reply("select @@version_comment limit 1", known)
+    assert reply.columns == [Column("@@version_comment")] and reply.rows == [("proxy",)]
+    reply = select_reply("SELECT DATABASE(), USER()  LIMIT 1", known)
+    assert [c.name for c in reply.columns] == ["DATABASE()", "USER()"] and reply.rows == [(None, "admin@h")]
+    reply = select_reply("  select connection_id ( )\n", known)
+    assert reply.columns == [Column("connection_id ( )", INT)] and reply.rows == [(7,)]
+    for sql in ("select 2", "select @@version_comment, 2", "select * from t", "show databases", "select"):
+        assert select_reply(sql, known) is None, sql
