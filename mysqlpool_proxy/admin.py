@@ -1,0 +1,500 @@
+# The admin console ([admin] listen): a MySQL-protocol endpoint for operators.
+#
+# Owns: the admin listener, one AdminConnection (asyncio Protocol) per
+# operator, and COMMANDS, the one name -> handler table of admin commands
+# (like PgBouncer's show_map/cmd_list); CLIENT_QUERIES answers what clients
+# send on their own (select @@version_comment, SET, SHOW DATABASES...), so
+# the `mariadb` CLI and drivers work as on a server.
+#
+# How: login is the proxy's sans-IO ServerHandshake against the [admin]
+# user only (wrong credentials: MySQL's 1045, then close); nothing else is
+# reachable before it. Then each COM_QUERY is one command, matched without
+# regard to case, trailing `;` or whitespace; unknown ones get 1064 listing
+# the commands. Handlers return rows or OK (protocol/resultset.py) or raise
+# ProxyError; KILL CLIENT returns a coroutine, awaited with nothing read.
+# Bounds: login within HANDSHAKE_TIMEOUT, packets up to MAX_PACKET,
+# MAX_CONNECTIONS at once, no reading while answers cannot be written. Bad
+# input or a handler's bug costs that admin connection, never the proxy.
+"""The admin console: inspect and steer a running proxy over the MySQL protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import re
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+from . import __version__
+from .backend import BackendState
+from .config import ConfigError, ListenAddress, parse_listen
+from .constants import CLIENT, COMMAND, ER, SERVER_STATUS
+from .errors import ProtocolError, ProxyError
+from .protocol import auth
+from .protocol import handshake as hs
+from .protocol.framing import Oversized, PacketDecoder, next_seq
+from .protocol.resultset import Ok, Reply, Rows, columns as cols, encode_reply, field_list_end, select_reply
+from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
+from .session import PinReason
+
+if TYPE_CHECKING:
+    from .proxy import Proxy
+
+__all__ = ["start_admin_server", "stop_admin_server", "AdminConnection", "COMMANDS"]
+
+log = logging.getLogger("mysqlpool.admin")
+
+HANDSHAKE_TIMEOUT = 5.0  # seconds from accept to a successful login
+MAX_PACKET = 64 * 1024  # largest admin packet (a command is a line of text)
+MAX_CONNECTIONS = 16  # admin connections at once
+ACTION_TIMEOUT = 30.0  # seconds an asynchronous command (KILL CLIENT) may take
+STOP_TIMEOUT = 5.0  # seconds stop_admin_server() waits for the listener to close
+
+SCHEMA = "mysqlpool"  # the one "database" the console shows
+SERVER_VERSION = f"5.7.99-mysqlpool-proxy-{__version__}-admin"  # X.Y.Z first: drivers parse it
+VERSION_COMMENT = f"mysqlpool-proxy {__version__} admin console"
+STATUS = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
+CAPABILITIES = (CLIENT.LONG_PASSWORD | CLIENT.LONG_FLAG | CLIENT.CONNECT_WITH_DB | CLIENT.PROTOCOL_41
+                | CLIENT.INTERACTIVE | CLIENT.TRANSACTIONS | CLIENT.SECURE_CONNECTION | CLIENT.MULTI_RESULTS
+                | CLIENT.PLUGIN_AUTH | CLIENT.CONNECT_ATTRS | CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA)
+UTF8MB4_GENERAL_CI = 45
+INTERNAL_ERROR = ProxyError(ER.UNKNOWN_ERROR, "mysqlpool-proxy admin: internal error (see the proxy's log)")
+
+
+# -- SHOW ---------------------------------------------------------------------------------
+
+POOL_COLUMNS = cols("pool max_size:i configured_max_size:i idle:i in_use:i connecting:i waiting:i paused:i "
+                    "checkouts:i avg_wait_seconds:f last_error")
+CLIENT_COLUMNS = cols("id:i user pool address state schema connected_seconds:f idle_seconds:f queries:i "
+                      "backend_id:i pinned")
+SERVER_COLUMNS = cols("id:i pool thread_id:i state age_seconds:f idle_seconds:f client_id:i commands:i "
+                      "expires_in_seconds:f")
+STATS_COLUMNS = cols("pool stat value:f")
+
+
+def show_pools(conn: AdminConnection, args: list) -> Rows:
+    rows = []
+    for pool in conn.proxy.pools.values():
+        s = pool.stats
+        avg_wait = s.wait_sum / s.wait_count if s.wait_count else 0.0
+        rows.append((pool.name, pool.max_size, pool.configured_max_size, len(pool.idle), len(pool.busy),
+                     pool.connecting, len(pool.waiters), pool.paused, s.checkouts, avg_wait, pool.last_error))
+    return Rows(POOL_COLUMNS, rows)
+
+
+def show_clients(conn: AdminConnection, args: list) -> Rows:
+    now = conn.proxy.loop.time()
+    rows = []
+    for c in sorted(conn.proxy.clients.values(), key=lambda c: c.id):
+        schema = c.session.schema.decode("utf-8", "replace") if c.session.schema else None
+        rows.append((
+            c.id, c.user.name if c.user else None, c.pool.name if c.pool else None, c.peer, c.state.value, schema,
+            round(now - c.connected_at, 3), round(now - c.last_active, 3), c.queries,
+            c.backend.id if c.backend else None, ",".join(r.value for r in c.pinned_reasons()),
+        ))
+    return Rows(CLIENT_COLUMNS, rows)
+
+
+def show_servers(conn: AdminConnection, args: list) -> Rows:
+    now = conn.proxy.loop.time()
+    rows = []
+    for pool in conn.proxy.pools.values():
+        for b in sorted([*pool.idle, *pool.busy], key=lambda b: b.id):
+            idle = round(now - b.idle_since, 3) if b.state is BackendState.IDLE else None
+            rows.append((b.id, pool.name, b.thread_id, b.state.value, round(now - b.created_at, 3), idle,
+                         b.client.id if b.client is not None else None, b.commands, round(b.expires_at - now, 3)))
+    return Rows(SERVER_COLUMNS, rows)
+
+
+def show_stats(conn: AdminConnection, args: list) -> Rows:
+    """One row per (pool, stat); proxy-wide counters have pool NULL. Counters by reason list every reason."""
+    rows: list[tuple] = []
+    for pool in conn.proxy.pools.values():
+        s = pool.stats
+        stats = [("connects", s.connects), ("connect_errors", sum(s.connect_errors.values()))]
+        stats += [(f"connect_errors.{code}", n) for code, n in sorted(s.connect_errors.items())]
+        stats += [(f"closed.{r.value}", s.closed[r.value]) for r in BackendCloseReason]
+        stats += [(f"queries.{name}", n) for name, n in sorted(s.queries.items())]
+        stats += [("transactions", s.transactions), ("checkouts", s.checkouts), ("wait_count", s.wait_count),
+                  ("wait_sum_seconds", s.wait_sum)]
+        stats += [(f"pins.{r.value}", s.pins[r.value]) for r in PinReason]
+        rows += [(pool.name, stat, value) for stat, value in stats]
+    p = conn.proxy.stats
+    stats = [("clients", len(conn.proxy.clients)), ("accepted", p.accepted)]
+    stats += [(f"refused.{r.value}", p.refused[r.value]) for r in RefusalReason]
+    stats += [(f"client_closed.{r.value}", p.client_closed[r.value]) for r in ClientCloseReason]
+    stats += [("bytes_in", p.bytes_in), ("bytes_out", p.bytes_out)]
+    rows += [(None, stat, value) for stat, value in stats]
+    return Rows(STATS_COLUMNS, rows)
+
+
+def show_config(conn: AdminConnection, args: list) -> Rows:
+    """The effective config, secrets masked: one row per section.key (users[N].key for users)."""
+    rows = []
+    for section, values in conn.proxy.config.redacted().items():
+        tables = [(f"{section}[{i}]", t) for i, t in enumerate(values)] if isinstance(values, list) \
+            else [(section, values)]
+        for prefix, table in tables:
+            rows += [(f"{prefix}.{key}", value) for key, value in table.items()]
+    return Rows(cols("key value"), rows)
+
+
+def show_version(conn: AdminConnection, args: list) -> Rows:
+    info = conn.proxy.server_info
+    return Rows(cols("version server_version"), [(f"mysqlpool-proxy {__version__}", info.version if info else None)])
+
+
+def show_help(conn: AdminConnection, args: list) -> Rows:
+    return Rows(cols("command description"), [(c.usage, c.description) for c in COMMANDS.values()])
+
+
+# -- actions ------------------------------------------------------------------------------
+
+
+def reload_config(conn: AdminConnection, args: list) -> Ok:
+    try:
+        needs_restart = conn.proxy.reload_from_source()
+    except ConfigError as err:
+        raise ProxyError(ER.UNKNOWN_ERROR, "RELOAD failed, the configuration is unchanged: "
+                         + "; ".join(err.problems)) from None
+    restart = f"; restart needed for: {', '.join(needs_restart)}" if needs_restart else ""
+    return Ok(f"configuration reloaded from {conn.proxy.config.source}{restart}")
+
+
+def pools_action(verb: str) -> Callable[[AdminConnection, list], Ok]:
+    """PAUSE / RESUME: Proxy.pause or .resume on all pools, or the one named."""
+    def handler(conn: AdminConnection, args: list) -> Ok:
+        try:
+            names = getattr(conn.proxy, verb)(args[0] if args else None)
+        except KeyError as err:  # its message names the pools there are
+            raise ProxyError(ER.UNKNOWN_ERROR, str(err.args[0])) from None
+        return Ok(f"{verb}d: {', '.join(names)}")
+    return handler
+
+
+def kill_client(conn: AdminConnection, args: list) -> Awaitable[None]:
+    if not re.fullmatch(r"[0-9]{1,10}", args[0]):
+        raise ProxyError(ER.PARSE_ERROR, "Usage: KILL CLIENT <id>", "42000")
+    client_id = int(args[0])
+    target = conn.proxy.clients.get(client_id)
+    if target is None:
+        raise ProxyError(ER.NO_SUCH_THREAD, f"Unknown thread id: {client_id}")
+    return conn.proxy.kill_client(target)  # its None becomes an OK
+
+
+def shutdown(conn: AdminConnection, args: list) -> Ok:
+    if args and args[0].upper() != "WAIT":
+        raise ProxyError(ER.PARSE_ERROR, "Usage: SHUTDOWN [WAIT]", "42000")
+    wait = bool(args)
+    return Ok("shutting down" + (" once clients finish their transactions" if wait else " now"),
+              then=lambda: conn.proxy.request_shutdown(wait=wait))
+
+
+@dataclass(frozen=True, slots=True)
+class AdminCommand:
+    name: str  # its words, upper case
+    args: str  # its arguments: "" or one of "[pool]" (optional), "<id>" (required), "[WAIT]"
+    handler: Callable[[AdminConnection, list], Reply | Awaitable[Reply]]
+    description: str
+
+    @property
+    def usage(self) -> str:
+        return f"{self.name} {self.args}".strip()
+
+
+COMMANDS: dict[str, AdminCommand] = {c.name: c for c in (
+    AdminCommand("SHOW POOLS", "", show_pools, "per pool: caps, idle/in use/connecting, waiting, paused, waits"),
+    AdminCommand("SHOW CLIENTS", "", show_clients, "client connections: who, state, times, backend held, pins"),
+    AdminCommand("SHOW SERVERS", "", show_servers, "backend connections: thread id, state, ages, client holding it"),
+    AdminCommand("SHOW STATS", "", show_stats, "counters per pool, and proxy-wide (pool NULL)"),
+    AdminCommand("SHOW CONFIG", "", show_config, "the effective configuration, secrets masked"),
+    AdminCommand("SHOW VERSION", "", show_version, "the proxy's version and the backend server's"),
+    AdminCommand("RELOAD", "", reload_config, "re-read the config file (kept as it is if the new one is invalid)"),
+    AdminCommand("PAUSE", "[pool]", pools_action("pause"), "new checkouts wait, idle backends close (all or one)"),
+    AdminCommand("RESUME", "[pool]", pools_action("resume"), "end a PAUSE (all pools or one)"),
+    AdminCommand("KILL CLIENT", "<id>", kill_client, "close a client connection, killing its running query"),
+    AdminCommand("SHUTDOWN", "[WAIT]", shutdown, "stop the proxy now, or WAIT for transactions to finish"),
+    AdminCommand("HELP", "", show_help, "this list"),
+)}
+
+
+# -- what clients send on their own ------------------------------------------------------------
+
+
+def session_values(conn: AdminConnection) -> dict[str, object]:
+    """What `SELECT @@version_comment`, `SELECT DATABASE(), USER()` and the like answer."""
+    return {
+        "@@version_comment": VERSION_COMMENT, "@@version": SERVER_VERSION, "version()": SERVER_VERSION,
+        "database()": conn.schema, "schema()": conn.schema, "user()": f"{conn.user}@{conn.peer}",
+        "current_user()": f"{conn.user}@%", "connection_id()": conn.id, "@@max_allowed_packet": MAX_PACKET,
+        "@@autocommit": 1, "@@session.autocommit": 1, "1": 1,
+    }
+
+
+def use_schema(conn: AdminConnection, match: re.Match) -> Ok:
+    conn.schema = match.group(1).strip("`'\"")
+    return Ok()
+
+
+CLIENT_QUERIES: list[tuple[re.Pattern, Callable[[AdminConnection, re.Match], Reply | None]]] = [
+    (re.compile(r"select\b.*", re.I | re.S), lambda c, m: select_reply(m.group(0), session_values(c))),
+    (re.compile(r"(?:set|commit|rollback|begin|start\s+transaction)\b.*", re.I | re.S), lambda c, m: Ok()),
+    (re.compile(r"use\s+(\S+)", re.I), use_schema),
+    (re.compile(r"show\s+(?:databases|schemas)", re.I), lambda c, m: Rows(cols("Database"), [(SCHEMA,)])),
+    (re.compile(r"show\s+(?:full\s+)?tables\b.*", re.I | re.S),
+     lambda c, m: Rows(cols(f"Tables_in_{c.schema or SCHEMA}"), [])),
+    (re.compile(r"show\s+warnings\b.*", re.I | re.S), lambda c, m: Rows(cols("Level Code:i Message"), [])),
+]
+
+
+def run_query(conn: AdminConnection, sql: str) -> Reply | Awaitable[Reply]:
+    """Answer one COM_QUERY: an admin command, a client's own query, or ProxyError."""
+    text = re.sub(r"[\s;]+$", "", sql).strip()
+    if not text:
+        raise ProxyError(ER.EMPTY_QUERY, "Query was empty", "42000")
+    words = text.split()
+    for n in (2, 1):
+        command = COMMANDS.get(" ".join(words[:n]).upper())
+        if command is not None and len(words) >= n:
+            args = [w.strip("`'\"") for w in words[n:]]
+            required = command.args.count("<")
+            if not required <= len(args) <= required + command.args.count("["):
+                raise ProxyError(ER.PARSE_ERROR, f"Usage: {command.usage}", "42000")
+            if not command.name.startswith("SHOW") and command.name != "HELP":  # it changes something: log it
+                log.info("admin %s@%s: %s", conn.user, conn.peer, " ".join([command.name, *args]))
+            return command.handler(conn, args)
+    for pattern, answer in CLIENT_QUERIES:
+        match = pattern.fullmatch(text)
+        if match is not None and (reply := answer(conn, match)) is not None:
+            return reply
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    raise ProxyError(ER.PARSE_ERROR, f"Unknown admin command '{shown}'. Commands: "
+                     + ", ".join(c.usage for c in COMMANDS.values()), "42000")
+
+
+# -- connections --------------------------------------------------------------------------------
+
+
+class AdminConnection(asyncio.Protocol):
+    """One operator's connection: handshake, then one command at a time."""
+
+    def __init__(self, proxy: Proxy, connections: set[AdminConnection], conn_id: int):
+        self.proxy = proxy
+        self.connections = connections  # of this listener
+        self.id = conn_id
+        self.transport: asyncio.Transport | None = None
+        self.peer, self.user = "?", ""
+        self.schema: str | None = None  # from the login, COM_INIT_DB or USE: what DATABASE() says
+        self.decoder = PacketDecoder(MAX_PACKET)
+        self.handshake: hs.ServerHandshake | None = None
+        self.capabilities = 0
+        self.closed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task | None = None  # an asynchronous command in flight
+        self._writing_paused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) else "localhost"
+        if len(self.connections) >= MAX_CONNECTIONS:
+            too_many = f"Too many connections: the mysqlpool-proxy admin console allows {MAX_CONNECTIONS}"
+            self._write(encode_reply(ProxyError(ER.CON_COUNT_ERROR, too_many), STATUS, 0, CLIENT.PROTOCOL_41))
+            self.close()
+            return
+        self.connections.add(self)
+        self._timer = self.proxy.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
+        self.handshake = hs.ServerHandshake(
+            connection_id=self.id, server_version=SERVER_VERSION.encode(), capabilities=CAPABILITIES,
+            charset=UTF8MB4_GENERAL_CI, lookup=self._credentials_for, client_host=self.peer)
+        self._write(self.handshake.greeting())
+
+    def _credentials_for(self, user: bytes) -> auth.Credentials | None:
+        """Only the [admin] user, and never without a credential (an empty password is none)."""
+        admin = self.proxy.config.admin
+        if user != admin.user.encode():
+            return None
+        if admin.password:
+            return auth.credentials_from_password(admin.password)
+        return auth.credentials_from_native_hash(admin.password_hash) if admin.password_hash else None
+
+    def _handshake_timeout(self) -> None:
+        log.info("admin connection from %s: no login within %.0fs; closing", self.peer, HANDSHAKE_TIMEOUT)
+        self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._resume()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.decoder.feed(data)
+        self._process()
+
+    def _resume(self) -> None:
+        if self.closed or self._task is not None or self._writing_paused:
+            return
+        self.transport.resume_reading()
+        self._process()
+
+    def _process(self) -> None:
+        """Handle whole packets while nothing is in flight and the answers can be written."""
+        while not self.closed and self._task is None and not self._writing_paused:
+            try:
+                pkt = self.decoder.next_packet()
+            except ProtocolError:
+                self.close()
+                return
+            if pkt is None:
+                return
+            try:
+                if self.handshake is not None:
+                    self._handshake_packet(pkt)
+                else:
+                    self._command(pkt)
+            except Exception:  # a bug costs this admin connection, never the proxy
+                log.exception("admin connection #%d: internal error; closing it", self.id)
+                self.close()
+                return
+
+    def _handshake_packet(self, pkt) -> None:
+        if isinstance(pkt, Oversized):
+            self.close()
+            return
+        for event in self.handshake.receive(pkt):
+            if isinstance(event, hs.Send):
+                self._write(event.data)
+            elif isinstance(event, hs.Failed):
+                log.warning("admin console login from %s refused: %s", self.peer, event.message)
+                self.close()
+                return
+            elif isinstance(event, hs.Verified):
+                self._logged_in(event)
+
+    def _logged_in(self, event: hs.Verified) -> None:
+        self._timer.cancel()
+        self.user = event.user.decode("utf-8", "replace")
+        self.schema = event.database.decode("utf-8", "replace") if event.database else None
+        self.capabilities = event.capabilities
+        self._write(self.handshake.accept(STATUS))
+        self.handshake = None
+        log.info("admin console: %s@%s logged in", self.user, self.peer)
+
+    def _command(self, pkt) -> None:
+        seq = next_seq(pkt.last_seq)
+        if isinstance(pkt, Oversized):
+            self._reply(seq, ProxyError(ER.NET_PACKET_TOO_LARGE, (
+                f"Got a packet bigger than 'max_allowed_packet' bytes (the admin console takes {MAX_PACKET})")))
+            return
+        code = pkt.payload[0] if pkt.payload else -1
+        if code == COMMAND.COM_QUIT:
+            self.close()
+        elif code == COMMAND.COM_QUERY:
+            self._query(pkt.payload[1:].decode("utf-8", "replace"), seq)
+        elif code in (COMMAND.COM_PING, COMMAND.COM_INIT_DB):
+            if code == COMMAND.COM_INIT_DB:
+                self.schema = pkt.payload[1:].decode("utf-8", "replace")
+            self._reply(seq, Ok())
+        elif code == COMMAND.COM_FIELD_LIST:
+            self._write(field_list_end(STATUS, seq))
+        else:
+            self._reply(seq, ProxyError(ER.UNKNOWN_COM_ERROR, (
+                "Unknown command" if code < 0 else f"Unknown command 0x{code:02x}: the admin console takes "
+                "COM_QUERY, COM_PING, COM_INIT_DB, COM_FIELD_LIST and COM_QUIT")))
+
+    def _query(self, sql: str, seq: int) -> None:
+        try:
+            reply = run_query(self, sql)
+        except ProxyError as err:
+            reply = err
+        except Exception:
+            log.exception("admin %s@%s: %r failed", self.user, self.peer, sql[:200])
+            reply = INTERNAL_ERROR
+        if inspect.isawaitable(reply):
+            self.transport.pause_reading()
+            action = asyncio.ensure_future(reply, loop=self.proxy.loop)  # runs to its end even if we go
+            self._task = self.proxy.loop.create_task(self._finish(action, seq))
+        else:
+            self._reply(seq, reply)
+
+    async def _finish(self, action: asyncio.Future, seq: int) -> None:
+        try:
+            reply = await asyncio.wait_for(action, ACTION_TIMEOUT) or Ok()
+        except ProxyError as err:
+            reply = err
+        except (asyncio.TimeoutError, TimeoutError):
+            reply = ProxyError(ER.UNKNOWN_ERROR, f"mysqlpool-proxy admin: no result within {ACTION_TIMEOUT:.0f}s")
+        except Exception:
+            log.exception("admin %s@%s: command failed", self.user, self.peer)
+            reply = INTERNAL_ERROR
+        self._task = None
+        if not self.closed:
+            self._reply(seq, reply)
+            self._resume()
+
+    def _reply(self, seq: int, reply: Reply | ProxyError) -> None:
+        self._write(encode_reply(reply, STATUS, seq, self.capabilities))
+        if isinstance(reply, Ok) and reply.then is not None:
+            reply.then()
+
+
+# -- the listener -------------------------------------------------------------------------------
+
+_CONNECTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # listener -> its AdminConnections
+
+
+async def start_admin_server(proxy: Proxy, listen_address: ListenAddress | str) -> asyncio.AbstractServer:
+    """Listen on `listen_address` ("host:port", "unix:/path" or a ListenAddress) for admin connections."""
+    address = parse_listen(listen_address) if isinstance(listen_address, str) else listen_address
+    connections: set[AdminConnection] = set()
+    ids = itertools.count(1)
+
+    def new_connection() -> AdminConnection:
+        return AdminConnection(proxy, connections, next(ids) & 0xFFFFFFFF or next(ids))
+
+    if address.is_unix:
+        server = await proxy.loop.create_unix_server(new_connection, address.unix_path)
+    else:
+        server = await proxy.loop.create_server(new_connection, address.host or None, address.port,
+                                                reuse_address=True)
+    _CONNECTIONS[server] = connections
+    log.info("admin console on %s", ", ".join(str(s.getsockname()) for s in server.sockets))
+    return server
+
+
+async def stop_admin_server(server: asyncio.AbstractServer) -> None:
+    """Stop listening and close every admin connection."""
+    server.close()
+    for conn in list(_CONNECTIONS.pop(server, ())):
+        conn.close()
+    try:
+        await asyncio.wait_for(server.wait_closed(), STOP_TIMEOUT)
+    except (asyncio.TimeoutError, TimeoutError):
+        log.warning("admin console still closing after %.0fs", STOP_TIMEOUT)

@@ -1,0 +1,653 @@
+# The admin console (mysqlpool_proxy/admin.py) over an in-memory transport:
+# an AdminConnection of a Proxy built from a real TOML file on a fresh
+# VirtualClockLoop and never started (its pools exist, nothing connects),
+# driven by `AdminClient`, which logs in as a MySQL client would and reads
+# every reply with PyMySQL's own result parser. A few tests use a proxy
+# started on fake backends (tests/fakes.py) to see real clients, pins and
+# backends in SHOW CLIENTS / SHOW SERVERS, and KILL CLIENT.
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pymysql
+import pytest
+from pymysql import converters
+from pymysql.protocol import MysqlPacket
+
+from mysqlpool_proxy import admin
+from mysqlpool_proxy.admin import COMMANDS, AdminConnection, start_admin_server, stop_admin_server
+from mysqlpool_proxy.client import ClientState
+from mysqlpool_proxy.config import AdminConfig, load_config
+from mysqlpool_proxy.constants import CLIENT
+from mysqlpool_proxy.protocol import auth
+from mysqlpool_proxy.protocol.framing import encode_packet
+from mysqlpool_proxy.protocol.packets import parse_err, parse_handshake_v10, parse_ok
+from mysqlpool_proxy.protocol.wire import int1, int4, lenenc_bytes
+from mysqlpool_proxy.proxy import Proxy
+from tests.fakes import FakeClient, FakeTransport, advance, fake_opener, settle, start_proxy, virtual_time
+
+ADMIN_PASSWORD = "adminpw"
+CONFIG = """
+[proxy]
+listen = "127.0.0.1:0"
+shutdown_timeout = 7
+[backend]
+host = "127.0.0.1"
+port = 3306
+[pool]
+max_size = 4
+[admin]
+listen = "127.0.0.1:0"
+password = "adminpw"
+[metrics]
+listen = ""
+[[users]]
+name = "app"
+password = "app-secret"
+[[users]]
+name = "reporting"
+password = "r-secret"
+max_size = 2
+"""
+CAPS = (CLIENT.LONG_PASSWORD | CLIENT.PROTOCOL_41 | CLIENT.SECURE_CONNECTION | CLIENT.PLUGIN_AUTH
+        | CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT.TRANSACTIONS | CLIENT.MULTI_RESULTS)
+
+
+class AdminError(Exception):
+    """An ERR reply: errno, sqlstate, message."""
+
+    def __init__(self, errno: int, sqlstate: str, message: str):
+        super().__init__(errno, message)
+        self.errno, self.sqlstate, self.message = errno, sqlstate, message
+
+
+class BytesConnection:
+    """What PyMySQL's MySQLResult reads through: packets from bytes, sequence ids checked."""
+
+    use_unicode = True
+    encoding = "utf8"
+    decoders = converters.decoders
+    _result = None
+
+    def __init__(self, data: bytes, first_seq: int = 1):
+        self.data, self.pos, self.seq = data, 0, first_seq
+
+    def _read_packet(self, packet_type=MysqlPacket):
+        assert self.pos + 4 <= len(self.data), "the reply ended early"
+        length = int.from_bytes(self.data[self.pos:self.pos + 3], "little")
+        assert self.data[self.pos + 3] == self.seq, "sequence id"
+        self.seq = (self.seq + 1) % 256
+        payload = self.data[self.pos + 4:self.pos + 4 + length]
+        self.pos += 4 + length
+        return packet_type(payload, "utf8")
+
+
+class AdminClient:
+    """A MySQL client on an AdminConnection over a FakeTransport."""
+
+    def __init__(self, proxy: Proxy, connections: set | None = None, *, peer=("10.1.2.3", 40000)):
+        self.conn = AdminConnection(proxy, set() if connections is None else connections, 7)
+        self.transport = FakeTransport(proxy.loop, self.conn, peername=peer, name="admin")
+        self.seen = 0
+        self.conn.connection_made(self.transport)
+        greeting = self.take()
+        self.greeting = parse_handshake_v10(greeting[4:]) if greeting[4] == 0x0A else None
+
+    @property
+    def closed(self) -> bool:
+        return self.transport.is_closing()
+
+    def take(self) -> bytes:
+        """Everything the console wrote since the last take()."""
+        data = self.transport.data
+        new, self.seen = data[self.seen:], len(data)
+        return new
+
+    def send(self, payload: bytes, seq: int = 0) -> None:
+        self.transport.feed(encode_packet(payload, seq))
+
+    def login(self, user: str = "admin", password: str = ADMIN_PASSWORD, database: str | None = None) -> bytes:
+        """Send HandshakeResponse41; return the reply's payload (OK or ERR)."""
+        token = auth.client_scramble_native(password.encode(), self.greeting.scramble) if password else b""
+        caps = CAPS | (CLIENT.CONNECT_WITH_DB if database else 0)
+        payload = int4(caps) + int4(1 << 24) + int1(45) + b"\0" * 23 + user.encode() + b"\0" + lenenc_bytes(token)
+        payload += (database.encode() + b"\0" if database else b"") + auth.NATIVE + b"\0"
+        self.send(payload, 1)
+        return self.take()[4:]
+
+    def reply(self, payload: bytes, seq: int = 0) -> pymysql.connections.MySQLResult:
+        """Send one command; its reply parsed by PyMySQL (AdminError for an ERR)."""
+        self.send(payload, seq)
+        return self.parse(self.take(), seq + 1)
+
+    @staticmethod
+    def parse(data: bytes, first_seq: int = 1) -> pymysql.connections.MySQLResult:
+        assert data, "no reply"
+        if data[4] == 0xFF:
+            err = parse_err(data[4:])
+            assert len(data) == 4 + int.from_bytes(data[:3], "little"), "bytes after the ERR"
+            raise AdminError(err.errno, err.sqlstate, err.message.decode())
+        conn = BytesConnection(data, first_seq)
+        result = pymysql.connections.MySQLResult(conn)
+        result.read()
+        assert conn.pos == len(data), "bytes after the reply"
+        return result
+
+    def query(self, sql: str) -> pymysql.connections.MySQLResult:
+        return self.reply(b"\x03" + sql.encode())
+
+    def rows(self, sql: str) -> list[dict]:
+        result = self.query(sql)
+        names = [d[0] for d in result.description]
+        return [dict(zip(names, row)) for row in result.rows]
+
+
+def error_of(client: AdminClient, sql: str) -> AdminError:
+    with pytest.raises(AdminError) as info:
+        client.query(sql)
+    return info.value
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    path = tmp_path / "proxy.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+@pytest.fixture
+def proxy_maker(config_path):
+    """make() -> an unstarted Proxy on the running VirtualClockLoop (call it inside a virtual_time test)."""
+    import asyncio
+
+    def make() -> Proxy:
+        return Proxy(load_config(str(config_path)), asyncio.get_running_loop())
+    return make
+
+
+async def logged_in(proxy: Proxy, **kwargs) -> AdminClient:
+    client = AdminClient(proxy, **kwargs)
+    reply = client.login()
+    assert reply[0] == 0x00, reply
+    return client
+
+
+# -- logging in -----------------------------------------------------------------------------------
+
+
+@virtual_time
+async def test_login_with_the_admin_password(proxy_maker):
+    client = AdminClient(proxy_maker())
+    assert client.greeting.server_version.startswith(b"5.7.99-mysqlpool-proxy-")
+    assert not client.greeting.capabilities & (CLIENT.SSL | CLIENT.MULTI_STATEMENTS | CLIENT.DEPRECATE_EOF)
+    ok = parse_ok(client.login(), CAPS)
+    assert ok.status & 2  # autocommit
+    assert client.rows("SHOW VERSION")[0]["version"].startswith("mysqlpool-proxy ")
+
+
+@virtual_time
+async def test_wrong_password_gets_1045_worded_as_mysql_and_a_close(proxy_maker):
+    client = AdminClient(proxy_maker())
+    err = parse_err(client.login(password="nope"))
+    assert (err.errno, err.sqlstate) == (1045, "28000")
+    assert err.message == b"Access denied for user 'admin'@'10.1.2.3' (using password: YES)"
+    await settle()
+    assert client.closed
+
+
+@virtual_time
+async def test_only_the_admin_user_gets_in(proxy_maker):
+    client = AdminClient(proxy_maker())
+    err = parse_err(client.login(user="app", password="app-secret"))
+    assert err.errno == 1045 and b"'app'@" in err.message
+    assert client.closed
+
+
+@virtual_time
+async def test_no_password_no_login(proxy_maker):
+    proxy = proxy_maker()
+    proxy.config = dataclasses.replace(proxy.config, admin=AdminConfig(password=""))
+    err = parse_err(AdminClient(proxy).login(password=""))
+    assert err.errno == 1045 and err.message.endswith(b"(using password: NO)")
+
+
+@virtual_time
+async def test_password_hash_login(proxy_maker):
+    proxy = proxy_maker()
+    stored = "*" + auth.native_hash_from_password(b"hashed-pw").hex().upper()
+    proxy.config = dataclasses.replace(proxy.config, admin=AdminConfig(password_hash=stored))
+    assert AdminClient(proxy).login(password="hashed-pw")[0] == 0x00
+    assert parse_err(AdminClient(proxy).login(password=ADMIN_PASSWORD)).errno == 1045
+
+
+@virtual_time
+async def test_a_query_before_login_gets_nothing_but_an_error(proxy_maker):
+    proxy = proxy_maker()
+    for seq in (0, 1):
+        client = AdminClient(proxy)
+        client.send(b"\x03SHOW CONFIG", seq)
+        reply = client.take()
+        assert reply[4] == 0xFF and b"adminpw" not in reply and b"app-secret" not in reply
+        assert client.closed
+
+
+@virtual_time
+async def test_malformed_handshake_responses_close_the_connection(proxy_maker):
+    proxy = proxy_maker()
+    for payload in (b"", b"\x00", b"\xff" * 40, int4(CAPS) + b"\0" * 5):
+        client = AdminClient(proxy)
+        client.send(payload, 1)
+        assert client.take()[4:5] == b"\xff"
+        assert client.closed
+
+
+@virtual_time
+async def test_oversized_packet_before_login_closes(proxy_maker):
+    client = AdminClient(proxy_maker())
+    client.send(b"x" * (admin.MAX_PACKET + 1), 1)
+    assert client.closed
+
+
+@virtual_time
+async def test_login_must_finish_in_time(proxy_maker):
+    client = AdminClient(proxy_maker())
+    await advance(admin.HANDSHAKE_TIMEOUT - 0.5)
+    assert not client.closed
+    await advance(1)
+    assert client.closed
+    late = await logged_in(proxy_maker())
+    await advance(admin.HANDSHAKE_TIMEOUT * 10)
+    assert not late.closed  # the timeout is for the login only
+
+
+@virtual_time
+async def test_connections_are_capped(proxy_maker):
+    proxy = proxy_maker()
+    connections: set = set()
+    clients = [AdminClient(proxy, connections) for _ in range(admin.MAX_CONNECTIONS)]
+    assert all(c.greeting is not None for c in clients)
+    extra = AdminClient(proxy, connections)
+    assert extra.greeting is None and extra.closed
+    assert parse_err(extra.transport.data[4:]).errno == 1040
+    clients[0].transport.peer_close()
+    await settle()
+    assert AdminClient(proxy, connections).greeting is not None
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+@virtual_time
+async def test_show_pools(proxy_maker):
+    proxy = proxy_maker()
+    client = await logged_in(proxy)
+    rows = client.rows("SHOW POOLS")
+    assert [r["pool"] for r in rows] == ["app", "reporting"]
+    app = rows[0]
+    assert app == {"pool": "app", "max_size": 4, "configured_max_size": 4, "idle": 0, "in_use": 0,
+                   "connecting": 0, "waiting": 0, "paused": 0, "checkouts": 0, "avg_wait_seconds": 0.0,
+                   "last_error": ""}
+    pool = proxy.pools["reporting"]
+    pool.stats.observe_wait(0.5)
+    pool.stats.observe_wait(0.25)
+    pool.stats.checkouts = 2
+    pool.server_cap = 1
+    pool.last_error = "2003: Can't connect"
+    rep = client.rows("SHOW POOLS")[1]
+    assert (rep["max_size"], rep["configured_max_size"], rep["checkouts"]) == (1, 2, 2)
+    assert rep["avg_wait_seconds"] == 0.375 and rep["last_error"] == "2003: Can't connect"
+
+
+@virtual_time
+async def test_show_clients_and_servers_empty(proxy_maker):
+    client = await logged_in(proxy_maker())
+    result = client.query("SHOW CLIENTS")
+    assert result.rows == ()
+    assert [d[0] for d in result.description] == [c.name for c in admin.CLIENT_COLUMNS]
+    assert client.query("SHOW SERVERS").rows == ()
+
+
+@virtual_time
+async def test_show_stats_rows(proxy_maker):
+    proxy = proxy_maker()
+    pool = proxy.pools["app"]
+    pool.stats.connects = 3
+    pool.stats.connect_errors[2003] += 2
+    pool.stats.closed["idle_timeout"] += 1
+    pool.stats.queries["query"] += 5
+    pool.stats.pins["user_variable"] += 1
+    pool.stats.observe_wait(0.5)
+    proxy.stats.accepted = 9
+    proxy.stats.refused["auth_failed"] += 4
+    proxy.stats.bytes_in = 1234
+    client = await logged_in(proxy)
+    stats = {(r["pool"], r["stat"]): r["value"] for r in client.rows("show stats")}
+    assert stats[("app", "connects")] == 3 and stats[("app", "connect_errors")] == 2
+    assert stats[("app", "connect_errors.2003")] == 2
+    assert stats[("app", "closed.idle_timeout")] == 1 and stats[("app", "closed.max_lifetime")] == 0
+    assert stats[("app", "queries.query")] == 5 and stats[("app", "pins.user_variable")] == 1
+    assert stats[("app", "pins.transaction")] == 0
+    assert stats[("app", "wait_count")] == 1 and stats[("app", "wait_sum_seconds")] == 0.5
+    assert stats[("reporting", "connects")] == 0
+    assert stats[(None, "accepted")] == 9 and stats[(None, "refused.auth_failed")] == 4
+    assert stats[(None, "refused.max_clients")] == 0 and stats[(None, "bytes_in")] == 1234
+    assert stats[(None, "bytes_out")] == 0 and stats[(None, "clients")] == 0
+    assert (None, "client_closed.killed") in stats
+
+
+@virtual_time
+async def test_show_config_masks_secrets(proxy_maker, config_path):
+    client = await logged_in(proxy_maker())
+    result = client.query("SHOW CONFIG")
+    config = dict(result.rows)
+    assert config["pool.max_size"] == "4" and config["admin.user"] == "admin"
+    assert config["admin.password"] == "***" and config["admin.password_hash"] is None
+    assert config["users[0].name"] == "app" and config["users[0].password"] == "***"
+    assert config["users[1].backend_password"] == "***" and config["users[1].max_size"] == "2"
+    assert config["proxy.shutdown_timeout"] == "7"
+    assert b"adminpw" not in client.transport.data and b"secret" not in client.transport.data
+
+
+@virtual_time
+async def test_show_version(proxy_maker):
+    proxy = proxy_maker()
+    client = await logged_in(proxy)
+    assert client.rows("SHOW VERSION") == [{"version": f"mysqlpool-proxy {admin.__version__}",
+                                            "server_version": None}]
+
+
+@virtual_time
+async def test_help_lists_every_command(proxy_maker):
+    client = await logged_in(proxy_maker())
+    rows = client.rows("HELP")
+    assert [r["command"] for r in rows] == [c.usage for c in COMMANDS.values()]
+    assert {"SHOW POOLS", "KILL CLIENT <id>", "SHUTDOWN [WAIT]", "PAUSE [pool]", "HELP"} <= {r["command"] for r in rows}
+    assert all(r["description"] for r in rows)
+
+
+@virtual_time
+async def test_commands_ignore_case_whitespace_and_semicolons(proxy_maker):
+    client = await logged_in(proxy_maker())
+    for sql in ("show pools", "  Show\tPools ;", "SHOW POOLS;;  \n", "sHoW pOoLs ; ;"):
+        assert len(client.query(sql).rows) == 2, sql
+
+
+@virtual_time
+async def test_unknown_command_lists_the_commands(proxy_maker):
+    client = await logged_in(proxy_maker())
+    err = error_of(client, "SHOW TABLESPACES")
+    assert (err.errno, err.sqlstate) == (1064, "42000")
+    assert err.message.startswith("Unknown admin command 'SHOW TABLESPACES'. Commands: SHOW POOLS, ")
+    for command in COMMANDS.values():
+        assert command.usage in err.message
+    long_err = error_of(client, "SELECT " + "x" * 500)
+    assert len(long_err.message) < 400
+    assert client.query("SHOW POOLS").rows  # still usable
+
+
+@virtual_time
+async def test_wrong_arguments_give_usage(proxy_maker):
+    client = await logged_in(proxy_maker())
+    for sql, usage in (("SHOW POOLS now", "SHOW POOLS"), ("KILL CLIENT", "KILL CLIENT <id>"),
+                       ("KILL CLIENT x1", "KILL CLIENT <id>"), ("KILL CLIENT 1 2", "KILL CLIENT <id>"),
+                       ("SHUTDOWN NOW", "SHUTDOWN [WAIT]"), ("PAUSE a b", "PAUSE [pool]"), ("RELOAD x", "RELOAD")):
+        err = error_of(client, sql)
+        assert (err.errno, err.message) == (1064, f"Usage: {usage}"), sql
+
+
+@virtual_time
+async def test_empty_query(proxy_maker):
+    client = await logged_in(proxy_maker())
+    for sql in ("", "  ", ";"):
+        assert error_of(client, sql).errno == 1065
+
+
+@virtual_time
+async def test_pause_and_resume(proxy_maker):
+    proxy = proxy_maker()
+    client = await logged_in(proxy)
+    result = client.query("PAUSE")
+    assert result.message == b"paused: app, reporting"
+    assert all(p.paused for p in proxy.pools.values())
+    assert [r["paused"] for r in client.rows("SHOW POOLS")] == [1, 1]
+    assert client.query("RESUME reporting").message == b"resumed: reporting"
+    assert proxy.pools["app"].paused and not proxy.pools["reporting"].paused
+    client.query("resume `app`")
+    assert not proxy.pools["app"].paused
+    client.query("PAUSE 'app'")
+    assert proxy.pools["app"].paused and not proxy.pools["reporting"].paused
+
+
+@virtual_time
+async def test_pause_unknown_pool_names_the_pools(proxy_maker):
+    proxy = proxy_maker()
+    client = await logged_in(proxy)
+    for sql in ("PAUSE nosuch", "RESUME nosuch"):
+        err = error_of(client, sql)
+        assert err.errno == 1105 and err.message == "no pool named 'nosuch'; pools: app, reporting"
+    assert not any(p.paused for p in proxy.pools.values())
+
+
+@virtual_time
+async def test_kill_unknown_client(proxy_maker):
+    client = await logged_in(proxy_maker())
+    err = error_of(client, "KILL CLIENT 42")
+    assert (err.errno, err.sqlstate, err.message) == (1094, "HY000", "Unknown thread id: 42")
+
+
+@virtual_time
+async def test_reload(proxy_maker, config_path):
+    proxy = proxy_maker()
+    client = await logged_in(proxy)
+    config_path.write_text(CONFIG.replace("max_size = 4", "max_size = 6").replace('"127.0.0.1:0"\nshutdown',
+                                                                                  '"127.0.0.1:1"\nshutdown'))
+    result = client.query("RELOAD")
+    assert result.message == f"configuration reloaded from {config_path}; restart needed for: proxy.listen".encode()
+    assert client.rows("SHOW POOLS")[0]["max_size"] == 6
+    config_path.write_text(CONFIG.replace("max_size = 4", "max_size = 8"))
+    assert client.query("reload").message.startswith(f"configuration reloaded from {config_path}".encode())
+    assert client.rows("SHOW POOLS")[0]["max_size"] == 8
+
+
+@virtual_time
+async def test_reload_of_a_broken_file_changes_nothing(proxy_maker, config_path):
+    proxy = proxy_maker()
+    client = await logged_in(proxy)
+    before = proxy.config
+    config_path.write_text(CONFIG.replace("max_size = 4", "max_size = -1"))
+    err = error_of(client, "RELOAD")
+    assert err.errno == 1105
+    assert err.message.startswith("RELOAD failed, the configuration is unchanged: config error in ")
+    assert "pool.max_size" in err.message or "max_size" in err.message
+    config_path.write_text("this is [not toml")
+    assert error_of(client, "RELOAD").message.startswith("RELOAD failed")
+    assert proxy.config is before and client.rows("SHOW POOLS")[0]["max_size"] == 4
+
+
+@virtual_time
+async def test_shutdown_answers_then_asks_the_proxy_to_stop(proxy_maker):
+    proxy = proxy_maker()
+    client = await logged_in(proxy)
+    result = client.query("SHUTDOWN WAIT")
+    assert result.message == b"shutting down once clients finish their transactions"
+    assert proxy.shutdown_requested.is_set() and proxy.shutdown_timeout == 7
+    proxy = proxy_maker()
+    client = await logged_in(proxy)
+    client.query("shutdown")
+    assert proxy.shutdown_requested.is_set() and proxy.shutdown_timeout == 0.0
+
+
+# -- what clients send on their own --------------------------------------------------------------
+
+
+@virtual_time
+async def test_client_startup_queries(proxy_maker):
+    client = await logged_in(proxy_maker())
+    result = client.query("select @@version_comment limit 1")
+    assert result.description[0][0] == "@@version_comment"
+    assert result.rows == ((admin.VERSION_COMMENT,),)
+    assert client.query("SELECT DATABASE()").rows == ((None,),)
+    result = client.query("select DATABASE(), USER() limit 1")
+    assert result.rows == ((None, "admin@10.1.2.3"),)
+    assert client.query("SELECT CONNECTION_ID(), 1").rows == ((7, 1),)
+    for sql in ("SET NAMES utf8mb4", "set autocommit=0", "SET AUTOCOMMIT = 1", "COMMIT", "rollback"):
+        assert client.query(sql).field_count == 0, sql
+    assert client.query("SHOW DATABASES").rows == (("mysqlpool",),)
+    assert client.query("show tables").rows == ()
+    assert client.query("SHOW WARNINGS").rows == ()
+    client.query("USE mysqlpool")
+    assert client.query("SELECT DATABASE()").rows == (("mysqlpool",),)
+    assert error_of(client, "SELECT * FROM pools").errno == 1064
+    assert error_of(client, "SELECT 2").errno == 1064
+
+
+@virtual_time
+async def test_database_from_the_login(proxy_maker):
+    client = AdminClient(proxy_maker())
+    assert client.login(database="mysqlpool")[0] == 0x00
+    assert client.query("SELECT DATABASE()").rows == (("mysqlpool",),)
+
+
+@virtual_time
+async def test_ping_init_db_field_list_quit(proxy_maker):
+    client = await logged_in(proxy_maker())
+    assert client.reply(b"\x0e").field_count == 0  # COM_PING: OK
+    client.reply(b"\x02other")  # COM_INIT_DB
+    assert client.query("SELECT DATABASE()").rows == (("other",),)
+    client.send(b"\x04pools\0")  # COM_FIELD_LIST: no fields, a lone EOF
+    assert client.take() == encode_packet(b"\xfe\x00\x00\x02\x00", 1)
+    client.send(b"\x01")  # COM_QUIT
+    assert client.closed and client.take() == b""
+
+
+@virtual_time
+async def test_other_commands_and_empty_packets_get_1047(proxy_maker):
+    client = await logged_in(proxy_maker())
+    for payload in (b"", b"\x09", b"\x11admin\0", b"\x16SELECT 1", b"\x1f", b"\xff"):
+        with pytest.raises(AdminError) as info:
+            client.reply(payload)
+        assert info.value.errno == 1047 and info.value.sqlstate == "08S01"
+    assert client.query("SHOW POOLS").rows
+
+
+@virtual_time
+async def test_oversized_command_is_refused_and_the_connection_goes_on(proxy_maker):
+    client = await logged_in(proxy_maker())
+    client.send(b"\x03" + b"x" * admin.MAX_PACKET)
+    with pytest.raises(AdminError) as info:
+        client.parse(client.take())
+    assert info.value.errno == 1153
+    assert client.query("SHOW VERSION").rows
+
+@virtual_time
+async def test_bytes_in_any_chunks_and_pipelined(proxy_maker):
+    proxy = proxy_maker()
+    commands = [b"SHOW VERSION", b"HELP", b"SHOW DATABASES", b"SELECT 1"]
+    one_by_one = await logged_in(proxy)
+    expected = []
+    for sql in commands:
+        one_by_one.send(b"\x03" + sql)
+        expected.append(one_by_one.take())
+    client = await logged_in(proxy)
+    data = b"".join(encode_packet(b"\x03" + sql, 0) for sql in commands)
+    for i in range(len(data)):
+        client.transport.feed(data[i:i + 1])
+    assert client.take() == b"".join(expected)
+    pipelined = await logged_in(proxy)
+    pipelined.transport.feed(data)
+    assert pipelined.take() == b"".join(expected)
+
+
+@virtual_time
+async def test_a_failing_handler_costs_an_error_not_the_connection(proxy_maker, monkeypatch):
+    client = await logged_in(proxy_maker())
+
+    def broken(conn, args):
+        raise RuntimeError("bug")
+
+    monkeypatch.setitem(COMMANDS, "SHOW POOLS", dataclasses.replace(COMMANDS["SHOW POOLS"], handler=broken))
+    err = error_of(client, "SHOW POOLS")
+    assert err.errno == 1105 and "internal error" in err.message
+    assert client.query("SHOW VERSION").rows
+
+
+@virtual_time
+async def test_no_reading_while_the_answer_cannot_be_written(proxy_maker):
+    client = await logged_in(proxy_maker())
+    client.conn.pause_writing()
+    assert client.transport.reading_paused
+    client.send(b"\x03SHOW VERSION")
+    assert client.take() == b""
+    client.conn.resume_writing()
+    assert not client.transport.reading_paused
+    await settle()  # the transport delivers what it held
+    assert client.parse(client.take()).rows
+
+
+# -- on a proxy with clients and backends (fake servers) -----------------------------------------
+
+
+@virtual_time
+async def test_clients_and_servers_with_a_transaction_and_a_pin():
+    proxy = await start_proxy(fake_opener(), pool={"max_size": 3})
+    proxy.config = dataclasses.replace(proxy.config, admin=AdminConfig(password=ADMIN_PASSWORD))
+    in_trx = await FakeClient(proxy, database="appdb").connect()
+    await in_trx.query("BEGIN")
+    await in_trx.query("SELECT 1")
+    pinned = await FakeClient(proxy, peer=("10.0.0.9", 40002)).connect()
+    await pinned.query("CREATE TEMPORARY TABLE t (i INT)")
+    idle = await FakeClient(proxy).connect()
+    await idle.query("SELECT 1")
+    client = await logged_in(proxy)
+    clients = {r["id"]: r for r in client.rows("SHOW CLIENTS")}
+    assert set(clients) == {in_trx.conn.id, pinned.conn.id, idle.conn.id}
+    row = clients[in_trx.conn.id]
+    assert (row["user"], row["pool"], row["address"], row["state"]) == ("app", "app", "10.0.0.7", "ready")
+    assert row["pinned"] == "transaction" and row["backend_id"] == in_trx.conn.backend.id
+    assert row["schema"] == "appdb" and row["queries"] >= 2 and row["connected_seconds"] >= 0
+    assert clients[pinned.conn.id]["pinned"] == "temporary_table"
+    assert clients[idle.conn.id]["pinned"] == "" and clients[idle.conn.id]["backend_id"] is None
+    servers = {r["id"]: r for r in client.rows("SHOW SERVERS")}
+    held = servers[in_trx.conn.backend.id]
+    assert held["client_id"] == in_trx.conn.id and held["state"] == "reserved" and held["idle_seconds"] is None
+    assert servers[pinned.conn.backend.id]["client_id"] == pinned.conn.id
+    free = [r for r in servers.values() if r["client_id"] is None]
+    assert free and all(r["state"] == "idle" and r["idle_seconds"] >= 0 for r in free)
+    assert all(r["pool"] == "app" and r["thread_id"] >= 100 and 0 < r["expires_in_seconds"] <= 3600
+               for r in servers.values())
+    stats = {(r["pool"], r["stat"]): r["value"] for r in client.rows("SHOW STATS")}
+    assert stats[("app", "pins.temporary_table")] == 1 and stats[(None, "clients")] == 3
+    pools = client.rows("SHOW POOLS")
+    assert pools[0]["in_use"] == 2 and pools[0]["idle"] == len(free)
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_kill_client_closes_it():
+    proxy = await start_proxy(fake_opener())
+    proxy.config = dataclasses.replace(proxy.config, admin=AdminConfig(password=ADMIN_PASSWORD))
+    victim = await FakeClient(proxy).connect()
+    await victim.query("BEGIN")
+    client = await logged_in(proxy)
+    client.send(b"\x03KILL CLIENT " + str(victim.conn.id).encode())
+    await settle()
+    assert client.parse(client.take()).field_count == 0
+    assert victim.closed and victim.conn.state is ClientState.CLOSED
+    assert victim.conn.id not in proxy.clients
+    assert error_of(client, f"KILL CLIENT {victim.conn.id}").errno == 1094
+    await proxy.stop(0)
+
+
+# -- the listener ---------------------------------------------------------------------------------
+
+
+@virtual_time
+async def test_start_and_stop_admin_server(proxy_maker):
+    proxy = proxy_maker()
+    server = await start_admin_server(proxy, "127.0.0.1:0")
+    conn = server.protocol_factory()  # VirtualClockLoop's stand-in listener
+    transport = FakeTransport(proxy.loop, conn, name="admin")
+    conn.connection_made(transport)
+    await stop_admin_server(server)
+    assert not server.is_serving() and transport.is_closing()
