@@ -35,6 +35,7 @@ from typing import Callable, Iterable, Mapping, Sequence, Union
 
 from pymysql.constants import FIELD_TYPE, FLAG
 
+from ..constants import CLIENT
 from ..errors import ProxyError
 from .framing import MAX_FRAME, encode_packet
 from .packets import make_eof, make_err, make_ok
@@ -107,7 +108,10 @@ def encode_reply(reply: Reply | ProxyError, status: int, first_seq: int, capabil
     if isinstance(reply, Rows):
         return result_set(reply.columns, reply.rows, status, first_seq)
     if isinstance(reply, Ok):
-        return encode_packet(make_ok(capabilities, status, info=reply.info.encode("utf-8")), first_seq)
+        # The info is a length-encoded string whatever the client's flags: MySQL and MariaDB servers
+        # write it so, and libmysqlclient/libmariadb read it so (string<EOF> reads as malformed).
+        info = reply.info.encode("utf-8")
+        return encode_packet(make_ok(capabilities | CLIENT.SESSION_TRACK, status, info=info), first_seq)
     return encode_packet(make_err(reply.errno, reply.sqlstate, reply.message, capabilities), first_seq)
 
 
