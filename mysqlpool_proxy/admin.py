@@ -20,13 +20,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import itertools
 import logging
 import re
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterator
 
 from . import __version__
 from .backend import BackendState
@@ -36,7 +37,9 @@ from .errors import ProtocolError, ProxyError
 from .protocol import auth
 from .protocol import handshake as hs
 from .protocol.framing import Oversized, PacketDecoder, next_seq
-from .protocol.resultset import Ok, Reply, Rows, columns as cols, encode_reply, field_list_end, select_reply
+from .protocol.resultset import (
+    CHARSET_UTF8MB4, Ok, Reply, Rows, columns as cols, encode_reply, field_list_end, select_reply,
+)
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 from .session import PinReason
 
@@ -60,7 +63,6 @@ STATUS = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
 CAPABILITIES = (CLIENT.LONG_PASSWORD | CLIENT.LONG_FLAG | CLIENT.CONNECT_WITH_DB | CLIENT.PROTOCOL_41
                 | CLIENT.INTERACTIVE | CLIENT.TRANSACTIONS | CLIENT.SECURE_CONNECTION | CLIENT.MULTI_RESULTS
                 | CLIENT.PLUGIN_AUTH | CLIENT.CONNECT_ATTRS | CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA)
-UTF8MB4_GENERAL_CI = 45
 INTERNAL_ERROR = ProxyError(ER.UNKNOWN_ERROR, "mysqlpool-proxy admin: internal error (see the proxy's log)")
 
 
@@ -72,7 +74,6 @@ CLIENT_COLUMNS = cols("id:i user pool address state schema connected_seconds:f i
                       "backend_id:i pinned")
 SERVER_COLUMNS = cols("id:i pool thread_id:i state age_seconds:f idle_seconds:f client_id:i commands:i "
                       "expires_in_seconds:f")
-STATS_COLUMNS = cols("pool stat value:f")
 
 
 def show_pools(conn: AdminConnection, args: list) -> Rows:
@@ -128,7 +129,7 @@ def show_stats(conn: AdminConnection, args: list) -> Rows:
     stats += [(f"client_closed.{r.value}", p.client_closed[r.value]) for r in ClientCloseReason]
     stats += [("bytes_in", p.bytes_in), ("bytes_out", p.bytes_out)]
     rows += [(None, stat, value) for stat, value in stats]
-    return Rows(STATS_COLUMNS, rows)
+    return Rows(cols("pool stat value:f"), rows)
 
 
 def show_config(conn: AdminConnection, args: list) -> Rows:
@@ -143,12 +144,16 @@ def show_config(conn: AdminConnection, args: list) -> Rows:
 
 
 def show_version(conn: AdminConnection, args: list) -> Rows:
-    info = conn.proxy.server_info
-    return Rows(cols("version server_version"), [(f"mysqlpool-proxy {__version__}", info.version if info else None)])
+    info = conn.proxy.server_info  # MariaDB prefixes its version with "5.5.5-" on the wire
+    server = info.version.removeprefix("5.5.5-") if info else None
+    return Rows(cols("version server_version"), [(f"mysqlpool-proxy {__version__}", server)])
 
 
 def show_help(conn: AdminConnection, args: list) -> Rows:
-    return Rows(cols("command description"), [(c.usage, c.description) for c in COMMANDS.values()])
+    """Every command, or those starting with the topic (the mariadb client sends `help topic` as HELP 'topic')."""
+    topic = " ".join(args).upper()
+    commands = [c for c in COMMANDS.values() if c.usage.startswith(topic)] or COMMANDS.values()
+    return Rows(cols("command description"), [(c.usage, c.description) for c in commands])
 
 
 # -- actions ------------------------------------------------------------------------------
@@ -158,8 +163,7 @@ def reload_config(conn: AdminConnection, args: list) -> Ok:
     try:
         needs_restart = conn.proxy.reload_from_source()
     except ConfigError as err:
-        raise ProxyError(ER.UNKNOWN_ERROR, "RELOAD failed, the configuration is unchanged: "
-                         + "; ".join(err.problems)) from None
+        raise ProxyError(ER.UNKNOWN_ERROR, "RELOAD failed, config unchanged: " + "; ".join(err.problems)) from None
     restart = f"; restart needed for: {', '.join(needs_restart)}" if needs_restart else ""
     return Ok(f"configuration reloaded from {conn.proxy.config.source}{restart}")
 
@@ -217,7 +221,8 @@ COMMANDS: dict[str, AdminCommand] = {c.name: c for c in (
     AdminCommand("RESUME", "[pool]", pools_action("resume"), "end a PAUSE (all pools or one)"),
     AdminCommand("KILL CLIENT", "<id>", kill_client, "close a client connection, killing its running query"),
     AdminCommand("SHUTDOWN", "[WAIT]", shutdown, "stop the proxy now, or WAIT for transactions to finish"),
-    AdminCommand("HELP", "", show_help, "this list"),
+    AdminCommand("SHOW HELP", "", show_help, "this list (the mariadb client answers a bare HELP itself)"),
+    AdminCommand("HELP", "[topic...]", show_help, "this list, or the commands starting with topic"),
 )}
 
 
@@ -234,15 +239,10 @@ def session_values(conn: AdminConnection) -> dict[str, object]:
     }
 
 
-def use_schema(conn: AdminConnection, match: re.Match) -> Ok:
-    conn.schema = match.group(1).strip("`'\"")
-    return Ok()
-
-
 CLIENT_QUERIES: list[tuple[re.Pattern, Callable[[AdminConnection, re.Match], Reply | None]]] = [
     (re.compile(r"select\b.*", re.I | re.S), lambda c, m: select_reply(m.group(0), session_values(c))),
     (re.compile(r"(?:set|commit|rollback|begin|start\s+transaction)\b.*", re.I | re.S), lambda c, m: Ok()),
-    (re.compile(r"use\s+(\S+)", re.I), use_schema),
+    (re.compile(r"use\s+(\S+)", re.I), lambda c, m: c.use(m.group(1))),
     (re.compile(r"show\s+(?:databases|schemas)", re.I), lambda c, m: Rows(cols("Database"), [(SCHEMA,)])),
     (re.compile(r"show\s+(?:full\s+)?tables\b.*", re.I | re.S),
      lambda c, m: Rows(cols(f"Tables_in_{c.schema or SCHEMA}"), [])),
@@ -261,9 +261,9 @@ def run_query(conn: AdminConnection, sql: str) -> Reply | Awaitable[Reply]:
         if command is not None and len(words) >= n:
             args = [w.strip("`'\"") for w in words[n:]]
             required = command.args.count("<")
-            if not required <= len(args) <= required + command.args.count("["):
+            if not required <= len(args) <= required + command.args.count("[") and "..." not in command.args:
                 raise ProxyError(ER.PARSE_ERROR, f"Usage: {command.usage}", "42000")
-            if not command.name.startswith("SHOW") and command.name != "HELP":  # it changes something: log it
+            if not command.name.startswith(("SHOW", "HELP")):  # it changes something: log it
                 log.info("admin %s@%s: %s", conn.user, conn.peer, " ".join([command.name, *args]))
             return command.handler(conn, args)
     for pattern, answer in CLIENT_QUERIES:
@@ -281,17 +281,16 @@ def run_query(conn: AdminConnection, sql: str) -> Reply | Awaitable[Reply]:
 class AdminConnection(asyncio.Protocol):
     """One operator's connection: handshake, then one command at a time."""
 
-    def __init__(self, proxy: Proxy, connections: set[AdminConnection], conn_id: int):
+    def __init__(self, proxy: Proxy, connections: set[AdminConnection], ids: Iterator[int]):
         self.proxy = proxy
         self.connections = connections  # of this listener
-        self.id = conn_id
+        self.id = next(ids) & 0xFFFFFFFF or next(ids)
         self.transport: asyncio.Transport | None = None
         self.peer, self.user = "?", ""
         self.schema: str | None = None  # from the login, COM_INIT_DB or USE: what DATABASE() says
         self.decoder = PacketDecoder(MAX_PACKET)
         self.handshake: hs.ServerHandshake | None = None
-        self.capabilities = 0
-        self.closed = False
+        self.capabilities, self.closed = 0, False
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None  # an asynchronous command in flight
         self._writing_paused = False
@@ -309,7 +308,7 @@ class AdminConnection(asyncio.Protocol):
         self._timer = self.proxy.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
         self.handshake = hs.ServerHandshake(
             connection_id=self.id, server_version=SERVER_VERSION.encode(), capabilities=CAPABILITIES,
-            charset=UTF8MB4_GENERAL_CI, lookup=self._credentials_for, client_host=self.peer)
+            charset=CHARSET_UTF8MB4, lookup=self._credentials_for, client_host=self.peer)
         self._write(self.handshake.greeting())
 
     def _credentials_for(self, user: bytes) -> auth.Credentials | None:
@@ -347,6 +346,11 @@ class AdminConnection(asyncio.Protocol):
             self._task.cancel()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+    def use(self, schema: str) -> Ok:
+        """COM_INIT_DB or USE: any name is fine; DATABASE() says it."""
+        self.schema = schema.strip("`'\"")
+        return Ok()
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -418,16 +422,16 @@ class AdminConnection(asyncio.Protocol):
             self.close()
         elif code == COMMAND.COM_QUERY:
             self._query(pkt.payload[1:].decode("utf-8", "replace"), seq)
-        elif code in (COMMAND.COM_PING, COMMAND.COM_INIT_DB):
-            if code == COMMAND.COM_INIT_DB:
-                self.schema = pkt.payload[1:].decode("utf-8", "replace")
+        elif code == COMMAND.COM_PING:
             self._reply(seq, Ok())
+        elif code == COMMAND.COM_INIT_DB:
+            self._reply(seq, self.use(pkt.payload[1:].decode("utf-8", "replace")))
         elif code == COMMAND.COM_FIELD_LIST:
             self._write(field_list_end(STATUS, seq))
         else:
-            self._reply(seq, ProxyError(ER.UNKNOWN_COM_ERROR, (
-                "Unknown command" if code < 0 else f"Unknown command 0x{code:02x}: the admin console takes "
-                "COM_QUERY, COM_PING, COM_INIT_DB, COM_FIELD_LIST and COM_QUIT")))
+            what = f"0x{code:02x}" if code >= 0 else "(an empty packet)"
+            self._reply(seq, ProxyError(ER.UNKNOWN_COM_ERROR, f"Unknown command {what}: the admin console takes "
+                                        "COM_QUERY, COM_PING, COM_INIT_DB, COM_FIELD_LIST and COM_QUIT"))
 
     def _query(self, sql: str, seq: int) -> None:
         try:
@@ -447,13 +451,12 @@ class AdminConnection(asyncio.Protocol):
     async def _finish(self, action: asyncio.Future, seq: int) -> None:
         try:
             reply = await asyncio.wait_for(action, ACTION_TIMEOUT) or Ok()
-        except ProxyError as err:
-            reply = err
         except (asyncio.TimeoutError, TimeoutError):
             reply = ProxyError(ER.UNKNOWN_ERROR, f"mysqlpool-proxy admin: no result within {ACTION_TIMEOUT:.0f}s")
-        except Exception:
-            log.exception("admin %s@%s: command failed", self.user, self.peer)
-            reply = INTERNAL_ERROR
+        except Exception as exc:
+            if not isinstance(exc, ProxyError):
+                log.exception("admin %s@%s: command failed", self.user, self.peer)
+            reply = exc if isinstance(exc, ProxyError) else INTERNAL_ERROR
         self._task = None
         if not self.closed:
             self._reply(seq, reply)
@@ -474,11 +477,7 @@ async def start_admin_server(proxy: Proxy, listen_address: ListenAddress | str) 
     """Listen on `listen_address` ("host:port", "unix:/path" or a ListenAddress) for admin connections."""
     address = parse_listen(listen_address) if isinstance(listen_address, str) else listen_address
     connections: set[AdminConnection] = set()
-    ids = itertools.count(1)
-
-    def new_connection() -> AdminConnection:
-        return AdminConnection(proxy, connections, next(ids) & 0xFFFFFFFF or next(ids))
-
+    new_connection = functools.partial(AdminConnection, proxy, connections, itertools.count(1))
     if address.is_unix:
         server = await proxy.loop.create_unix_server(new_connection, address.unix_path)
     else:
