@@ -91,10 +91,11 @@ def show_clients(conn: AdminConnection, args: list) -> Rows:
     rows = []
     for c in sorted(conn.proxy.clients.values(), key=lambda c: c.id):
         schema = c.session.schema.decode("utf-8", "replace") if c.session.schema else None
+        mode = ["session_mode"] if conn.proxy.session_mode and c.backend else []  # pinned_reasons() omits it
         rows.append((
             c.id, c.user.name if c.user else None, c.pool.name if c.pool else None, c.peer, c.state.value, schema,
             round(now - c.connected_at, 3), round(now - c.last_active, 3), c.queries,
-            c.backend.id if c.backend else None, ",".join(r.value for r in c.pinned_reasons()),
+            c.backend.id if c.backend else None, ",".join(mode + [r.value for r in c.pinned_reasons()]),
         ))
     return Rows(CLIENT_COLUMNS, rows)
 
@@ -200,7 +201,7 @@ def shutdown(conn: AdminConnection, args: list) -> Ok:
 @dataclass(frozen=True, slots=True)
 class AdminCommand:
     name: str  # its words, upper case
-    args: str  # its arguments: "" or one of "[pool]" (optional), "<id>" (required), "[WAIT]"
+    args: str  # "" or one of "[pool]" (optional), "<id>" (required), "[WAIT]", "[topic...]" (any words)
     handler: Callable[[AdminConnection, list], Reply | Awaitable[Reply]]
     description: str
 

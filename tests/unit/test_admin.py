@@ -637,6 +637,19 @@ async def test_clients_and_servers_with_a_transaction_and_a_pin():
 
 
 @virtual_time
+async def test_session_mode_shows_as_a_pin():
+    proxy = await start_proxy(fake_opener(), pool={"mode": "session"})
+    proxy.config = dataclasses.replace(proxy.config, admin=AdminConfig(password=ADMIN_PASSWORD))
+    holder = await FakeClient(proxy).connect()
+    await holder.query("SELECT 1")
+    fresh = await FakeClient(proxy).connect()
+    client = await logged_in(proxy)
+    pinned = {r["id"]: r["pinned"] for r in client.rows("SHOW CLIENTS")}
+    assert pinned == {holder.conn.id: "session_mode", fresh.conn.id: ""}
+    await proxy.stop(0)
+
+
+@virtual_time
 async def test_kill_client_closes_it():
     proxy = await start_proxy(fake_opener())
     proxy.config = dataclasses.replace(proxy.config, admin=AdminConfig(password=ADMIN_PASSWORD))
