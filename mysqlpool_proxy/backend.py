@@ -80,13 +80,15 @@ class InternalResult:
     status: int
     changes: StateChanges | None
     prepare_ok: tuple[int, int, int, int] | None = None
+    data: bytes = b""  # the whole response, when asked for (collect=True)
 
 
 class BackendConnection(asyncio.Protocol):
     __slots__ = (
         "id", "pool", "key", "transport", "thread_id", "state", "session", "tracker", "client", "created_at",
         "expires_at", "idle_since", "last_used", "close_reason", "_held", "_future", "_timer", "_reading_paused",
-        "commands", "loop", "_stream_owner", "generation", "statements",
+        "commands", "loop", "_stream_owner", "generation", "statements", "last_insert_id", "last_owner",
+        "_collected",
     )
 
     def __init__(self, *, backend_id: int, pool: Pool, key: int, thread_id: int, session: SessionState,
@@ -115,6 +117,9 @@ class BackendConnection(asyncio.Protocol):
         self._stream_owner = None
         self.generation = pool.generation
         self.statements: StatementCache | None = None  # created at the first prepared statement
+        self.last_insert_id = 0  # what LAST_INSERT_ID() returns on this connection now
+        self.last_owner: tuple[int, int] | None = None  # (client id, its statement number) that ran last
+        self._collected: list[bytes] | None = None
 
     def __repr__(self) -> str:
         return f"<Backend #{self.id} thread={self.thread_id} {self.state.value} pool={self.pool.name}>"
@@ -240,9 +245,11 @@ class BackendConnection(asyncio.Protocol):
 
     # -- the proxy's own commands -----------------------------------------------
 
-    def run_internal(self, payload: bytes, expect: Expect, timeout: float) -> asyncio.Future:
-        """Send one command of the proxy's own; the future gets an InternalResult or BackendGone."""
+    def run_internal(self, payload: bytes, expect: Expect, timeout: float, *, collect: bool = False) -> asyncio.Future:
+        """Send one command of the proxy's own; the future gets an InternalResult or BackendGone.
+        With `collect`, the result carries the raw response (only for small ones: the proxy's own queries)."""
         self.set_state(BackendState.INTERNAL)
+        self._collected = [] if collect else None
         fut = self.loop.create_future()
         self._future = fut
         self.tracker.begin(expect)
@@ -264,6 +271,8 @@ class BackendConnection(asyncio.Protocol):
         if tracker.phase is Phase.INFILE:
             self.close(BackendCloseReason.ERROR)  # never asked for; refuse to go on
             return
+        if self._collected is not None:
+            self._collected.append(data[:n])
         if not tracker.done:
             self._held = data[n:]
             return
@@ -272,9 +281,13 @@ class BackendConnection(asyncio.Protocol):
             return
         self._cancel_timer()
         self.set_state(BackendState.RESERVED)
+        collected, self._collected = self._collected, None
+        if tracker.last_insert_id:
+            self.last_insert_id = tracker.last_insert_id
         fut, self._future = self._future, None
         if fut is not None and not fut.done():
-            fut.set_result(InternalResult(tracker.error, tracker.status, tracker.changes, tracker.prepare_ok))
+            fut.set_result(InternalResult(tracker.error, tracker.status, tracker.changes, tracker.prepare_ok,
+                                          b"".join(collected) if collected else b""))
 
     def _internal_timeout(self) -> None:
         self._timer = None

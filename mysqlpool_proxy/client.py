@@ -41,6 +41,7 @@ from .protocol.command import CommandSpec, Handling, spec_for
 from .protocol.framing import FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
 from .protocol.packets import make_eof, make_err, make_ok
 from .protocol.response import Expect
+from .protocol.rows import parse_text_result, sql_literal_for
 from .protocol.sql import SqlEffects, analyze, parse_set_names, session_only
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 from .session import Pins, PinReason, SessionState, SyncImpossible, apply_changes, sync_plan
@@ -67,6 +68,10 @@ MAX_QUEUED_INPUT = 1 << 20
 
 ER_LOST_BACKEND = CR.CR_SERVER_LOST
 ER_UNKNOWN_STMT_HANDLER = 1243
+# Run before a diagnostics reader on a backend whose last statement was not this
+# client's: a statement that uses a (derived) table resets the warnings list,
+# and leaves ROW_COUNT() = -1 and FOUND_ROWS() = 1: the proxy's, not another client's.
+NEUTRAL_DIAGNOSTICS = b"SELECT * FROM (SELECT 1) AS mysqlpool_neutral"
 ER_STMT_HAS_NO_OPEN_CURSOR = 1421
 # ER_XA_RBTIMEOUT, "Transaction branch was rolled back: took too long": the closest
 # standard error to "your idle transaction was rolled back"; SQLSTATE class 40 is
@@ -104,7 +109,7 @@ class ClientConnection(asyncio.Protocol):
         "session", "pins", "status", "backend", "charset", "scramble", "_cmd", "_effects", "_sql", "_stmt_id",
         "_prev_status", "_task", "_timer", "_infile", "_paused_by", "connected_at", "last_active", "_closing_reason",
         "change_user", "queries", "_writing_paused", "_cmd_seq", "_response_started", "_pending_error",
-        "_query_timer", "stmts", "_stmt", "_next_stmt_id",
+        "_query_timer", "stmts", "_stmt", "_next_stmt_id", "last_insert_id", "_last_backend",
     )
 
     def __init__(self, proxy: Proxy, conn_id: int):
@@ -147,6 +152,8 @@ class ClientConnection(asyncio.Protocol):
         self.stmts: dict[int, ClientStatement] | None = None  # this client's prepared statements
         self._stmt: ClientStatement | None = None  # the statement of the command in flight
         self._next_stmt_id = 1
+        self.last_insert_id = 0  # this client's LAST_INSERT_ID(), whatever backend it ran on
+        self._last_backend: BackendConnection | None = None  # where its previous statement ran
 
     def __repr__(self) -> str:
         user = self.user.name if self.user else "?"
@@ -452,7 +459,10 @@ class ClientConnection(asyncio.Protocol):
         self._sql = payload[1:] if effects is not None or code == COMMAND.COM_STMT_PREPARE else b""
         backend = self.backend
         if backend is None:
-            backend = self.pool.try_acquire(self.key, self.session.key())
+            if effects is not None and effects.reads_diagnostics:
+                backend = self.pool.take_exact(self._last_backend, (self.id, self.queries))
+            if backend is None:
+                backend = self.pool.try_acquire(self.key, self.session.key())
             if backend is None:
                 self._start_checkout(pkt)
                 return
@@ -463,10 +473,17 @@ class ClientConnection(asyncio.Protocol):
                 return
         elif (backend.state is not BackendState.RESERVED or backend.closed
               or backend.session.multi_statements is not self.session.multi_statements
-              or (self._stmt is not None and not backend.has_statement(self._stmt.key))):
+              or (self._stmt is not None and not backend.has_statement(self._stmt.key))
+              or (effects is not None and self._identity_differs(backend, effects))):
             self._start_checkout(pkt)
             return
         self._send(backend, spec, pkt)
+
+    def _identity_differs(self, backend: BackendConnection, fx: SqlEffects) -> bool:
+        """Would this statement read another LAST_INSERT_ID() or diagnostics than this client's own?"""
+        if fx.reads_insert_id and backend.last_insert_id != self.last_insert_id:
+            return True
+        return fx.reads_diagnostics and backend.last_owner != (self.id, self.queries)
 
     def _statement_command(self, code: int, pkt: Packet) -> bool:
         """Look up the client's statement; answer here what needs no backend. False: answered."""
@@ -511,6 +528,8 @@ class ClientConnection(asyncio.Protocol):
         if backend.session.key() != self.session.key():
             return True
         if self._stmt is not None and not backend.has_statement(self._stmt.key):
+            return True
+        if self._effects is not None and self._identity_differs(backend, self._effects):
             return True
         ping_after = self.proxy.config.pool.ping_after
         return self.proxy.loop.time() - backend.last_used > ping_after
@@ -633,9 +652,28 @@ class ClientConnection(asyncio.Protocol):
             raise BackendGone(BackendCloseReason.RECLAIMED)
         for step in steps:
             await self.proxy.run_sync_step(backend, step, timeout)
+        if steps:
+            backend.session = self.session.copy()
+            backend.last_owner = None
+        await self._bring_identity(backend, timeout)
         stmt = self._stmt
         if stmt is not None and not backend.has_statement(stmt.key):
             await self.proxy.prepare_on(backend, stmt, timeout)
+
+    async def _bring_identity(self, backend: BackendConnection, timeout: float) -> None:
+        """Before a statement that reads LAST_INSERT_ID() or the last statement's diagnostics:
+        give the backend this client's insert id; and if the diagnostics there are not this
+        client's own, replace them by the proxy's own neutral ones (never another client's)."""
+        fx = self._effects
+        if fx is None:
+            return
+        if fx.reads_insert_id and backend.last_insert_id != self.last_insert_id:
+            await self.proxy.run_hidden(backend, b"SELECT LAST_INSERT_ID(%d)" % self.last_insert_id, timeout)
+            backend.last_insert_id = self.last_insert_id
+        own = (self.id, self.queries)
+        if fx.reads_diagnostics and backend.last_owner != own:
+            await self.proxy.run_hidden(backend, NEUTRAL_DIAGNOSTICS, timeout)
+            backend.last_owner = own
 
     # -- responses -------------------------------------------------------------------
 
@@ -690,6 +728,18 @@ class ClientConnection(asyncio.Protocol):
         if self._prev_status & IN_TRANS and not self.status & IN_TRANS:
             self.pool.stats.transactions += 1
         self.set_state(ClientState.READY)
+        fx = self._effects
+        if tracker.last_insert_id:
+            self.last_insert_id = backend.last_insert_id = tracker.last_insert_id
+        backend.last_owner = (self.id, self.queries)
+        self._last_backend = backend
+        # Warnings and SQL_CALC_FOUND_ROWS are read by the next statement (SHOW WARNINGS,
+        # FOUND_ROWS()): keep the backend for it, softly (yielded if others wait).
+        self.pins.diagnostics = bool(tracker.warnings or (fx is not None and fx.calc_found_rows))
+        if fx is not None and (fx.user_vars_written or fx.sets_insert_id) and not backend.closed:
+            self.set_state(ClientState.LOCAL)
+            self._task = self.proxy.loop.create_task(self._capture(backend, fx))
+            return
         if not ok and self._status_uncertain(tracker):
             self.set_state(ClientState.LOCAL)
             self._task = self.proxy.loop.create_task(self._probe_status(backend))
@@ -757,6 +807,54 @@ class ClientConnection(asyncio.Protocol):
             return True  # earlier statements of a multi-statement query ran
         prev = self._prev_status
         return bool(prev & IN_TRANS) or not prev & AUTOCOMMIT
+
+    async def _capture(self, backend: BackendConnection, fx: SqlEffects) -> None:
+        """Learn what the statement left in user variables and LAST_INSERT_ID(), so they can
+        follow this client to another backend (one hidden SELECT; its status settles IN_TRANS too)."""
+        names = fx.user_vars_written
+        columns = [b"LAST_INSERT_ID()"] + [b"@`" + n.replace(b"`", b"``") + b"`" for n in names]
+        try:
+            result = await self.proxy.run_hidden(backend, b"SELECT " + b", ".join(columns),
+                                                 self.proxy.config.backend.connect_timeout, collect=True)
+            self.status = result.status
+            self._remember_captured(backend, result.data, names, fx.sets_insert_id)
+        except ProxyError:
+            self.pins.user_variables = True  # could not learn them: keep the backend that has them
+        except (BackendGone, ProtocolError):
+            pass
+        finally:
+            self._task = None
+        if self.state is ClientState.CLOSED:
+            return
+        self.set_state(ClientState.READY)
+        self._decide_hold(backend)
+        self._process_input()
+
+    def _remember_captured(self, backend: BackendConnection, data: bytes, names: list[bytes], insert_id: bool) -> None:
+        columns, rows = parse_text_result(data)
+        row = rows[0]
+        if insert_id and row[0] is not None:
+            self.last_insert_id = backend.last_insert_id = int(row[0])
+        charsets = self.proxy.server_info.charset_names()
+        user_vars = self.session.user_vars
+        for name, column, value in zip(names, columns[1:], row[1:]):
+            if value is None:
+                user_vars.pop(name, None)
+            else:
+                user_vars[name] = sql_literal_for(column, value, charsets)
+        backend.session.user_vars = dict(user_vars)
+
+    def yield_soft_backend(self) -> bool:
+        """Give back a backend held only for the last statement's diagnostics (others are waiting)."""
+        backend = self.backend
+        if (backend is None or self.state is not ClientState.READY or self.status & IN_TRANS
+                or not self.pins.only_soft() or self.proxy.session_mode):
+            return False
+        self.pins.diagnostics = False
+        self.backend = None
+        backend.client = None
+        backend.pool.release(backend)
+        return True
 
     async def _probe_status(self, backend: BackendConnection) -> None:
         try:

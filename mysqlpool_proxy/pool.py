@@ -378,11 +378,33 @@ class Pool:
                 self._start_open(key)
                 missing -= 1
 
+    def take_exact(self, backend: BackendConnection | None, owner: tuple[int, int]) -> BackendConnection | None:
+        """This particular idle backend, if nothing ran on it since `owner`'s statement."""
+        if backend is None or backend.last_owner != owner or backend.state is not BackendState.IDLE \
+                or backend.pool is not self or self.waiters or self.paused:
+            return None
+        self.idle.remove(backend)
+        backend.set_state(BackendState.RESERVED)
+        self.busy.add(backend)
+        self.stats.checkouts += 1
+        self.stats.observe_wait(0.0)
+        return backend
+
+    def _take_soft_pinned(self) -> bool:
+        """At the cap with clients waiting: take back a backend only held for a last statement's
+        diagnostics (the soft pin) from an idle client."""
+        for backend in self.busy:
+            client = backend.client
+            if client is not None and backend.state is BackendState.RESERVED and client.yield_soft_backend():
+                return True
+        return False
+
     def _make_room(self, key: int) -> bool:
         """True if one more backend may be opened now (closing another if needed)."""
         if self.size >= self.max_size:
             other = next((b for b in self.idle if b.key != key), None)
             if other is None:
+                self._take_soft_pinned()
                 return False
             other.close(BackendCloseReason.RECLAIMED)
         if self.limiter.available() <= 0 and not self.limiter.reclaim_idle(self):

@@ -77,6 +77,9 @@ class ServerInfo:
     charset_vars: dict[bytes, bytes]
     min_wait_timeout: float
 
+    def charset_names(self) -> dict[int, str]:
+        return {i: cs for i, (cs, _name, _default) in self.collations.items()}
+
     def collation(self, collation_id: int) -> tuple[bytes, bytes] | None:
         found = self.collations.get(collation_id)
         return None if found is None else (found[0].encode(), found[1].encode())
@@ -354,6 +357,14 @@ class Proxy:
             from .session import apply_changes
             apply_changes(backend.session, result.changes, None)
 
+    async def run_hidden(self, backend: BackendConnection, sql: bytes, timeout: float, *, collect: bool = False):
+        """A COM_QUERY of the proxy's own on `backend`; ProxyError if the server refuses it."""
+        result = await backend.run_internal(b"\x03" + sql, Expect.RESULT, timeout, collect=collect)
+        if result.error is not None:
+            err = result.error
+            raise ProxyError(err.errno, err.message.decode("utf-8", "replace"), err.sqlstate)
+        return result
+
     async def prepare_on(self, backend: BackendConnection, stmt, timeout: float) -> None:
         """Prepare a client's statement on a backend that lacks it, hidden from the client."""
         result = await backend.run_internal(b"\x16" + stmt.sql, Expect.PREPARE, timeout)
@@ -395,6 +406,8 @@ class Proxy:
                                        backend.session.multi_statements)
         if backend.statements is not None:
             backend.statements.clear()  # the reset closed every server statement
+        backend.last_insert_id = 0
+        backend.last_owner = None
         backend.pool.release(backend)
 
     async def kill_running_query(self, target: ClientConnection) -> None:

@@ -41,18 +41,21 @@ _SECOND = (b"collation_connection",)
 
 @dataclass(slots=True)
 class SessionState:
-    """Movable session state. `variables` holds only what differs from a fresh connection."""
+    """Movable session state. `variables` holds only what differs from a fresh connection;
+    `user_vars` maps user variable names to SQL literals of their values (absent = NULL)."""
 
     schema: bytes | None = None
     variables: dict[bytes, bytes | None] = field(default_factory=dict)
     multi_statements: bool = True
+    user_vars: dict[bytes, bytes] = field(default_factory=dict)
 
     def copy(self) -> SessionState:
-        return SessionState(self.schema, dict(self.variables), self.multi_statements)
+        return SessionState(self.schema, dict(self.variables), self.multi_statements, dict(self.user_vars))
 
     def key(self) -> tuple:
         """Hashable identity: backends with the same key need no sync for each other."""
-        return (self.schema, self.multi_statements, frozenset(self.variables.items()))
+        return (self.schema, self.multi_statements, frozenset(self.variables.items()),
+                frozenset(self.user_vars.items()) if self.user_vars else None)
 
 
 def apply_changes(state: SessionState, changes: StateChanges | None, effects: SqlEffects | None) -> None:
@@ -97,10 +100,18 @@ def sync_plan(backend: SessionState, client: SessionState) -> list[SyncStep]:
         if client.schema is None:
             raise SyncImpossible("a selected schema cannot be unselected")
         steps.append(SyncStep(SyncKind.INIT_DB, client.schema))
-    clause = set_clause(backend.variables, client.variables)
-    if clause:
-        steps.append(SyncStep(SyncKind.SET, b"SET SESSION " + clause))
+    clauses = [c for c in (set_clause(backend.variables, client.variables),
+                           user_var_clause(backend.user_vars, client.user_vars)) if c]
+    if clauses:
+        steps.append(SyncStep(SyncKind.SET, b"SET " + b", ".join(clauses)))
     return steps
+
+
+def user_var_clause(have: dict[bytes, bytes], want: dict[bytes, bytes]) -> bytes:
+    """Assignments giving the backend exactly the client's user variables (others NULL)."""
+    parts = [b"@`" + n.replace(b"`", b"``") + b"`=" + want[n] for n in want if have.get(n) != want[n]]
+    parts += [b"@`" + n.replace(b"`", b"``") + b"`=NULL" for n in have if n not in want]
+    return b", ".join(parts)
 
 
 def set_clause(have: dict[bytes, bytes | None], want: dict[bytes, bytes | None]) -> bytes:
@@ -112,7 +123,8 @@ def set_clause(have: dict[bytes, bytes | None], want: dict[bytes, bytes | None])
     parts = []
     for n in names:
         value = want.get(n, _MISSING)
-        parts.append(b"`" + n.replace(b"`", b"``") + b"`=" + (b"DEFAULT" if value is _MISSING else sql_literal(value)))
+        parts.append(b"@@session.`" + n.replace(b"`", b"``") + b"`="
+                     + (b"DEFAULT" if value is _MISSING else sql_literal(value)))
     return b", ".join(parts)
 
 
@@ -150,6 +162,7 @@ class PinReason(enum.Enum):
     XA = "xa"
     BACKUP_STAGE = "backup_stage"
     TRANSACTION_CHARACTERISTICS = "transaction_characteristics"
+    DIAGNOSTICS = "diagnostics"  # warnings/errors/FOUND_ROWS of the last statement: until the next one
     SESSION_TRACKING = "session_tracking"
     UNKNOWN_STATE = "unknown_state"
 
@@ -160,7 +173,7 @@ class Pins:
     __slots__ = (
         "user_variables", "temp_tables", "lock_tables", "named_locks", "unnamed_locks", "sql_prepared",
         "long_data", "cursors", "handlers", "xa", "backup_stage", "trx_characteristics", "tracking_changed",
-        "unknown_state",
+        "unknown_state", "diagnostics",
     )
 
     def __init__(self) -> None:
@@ -181,6 +194,11 @@ class Pins:
         self.trx_characteristics = False
         self.tracking_changed = False
         self.unknown_state = False
+        self.diagnostics = False  # soft: yielded when other clients wait for a backend
+
+    def only_soft(self) -> bool:
+        """Pinned by nothing but the diagnostics of its last statement (which may be given up)."""
+        return self.diagnostics and not self._hard()
 
     def reasons(self) -> list[PinReason]:
         out = []
@@ -210,9 +228,14 @@ class Pins:
             out.append(PinReason.SESSION_TRACKING)
         if self.unknown_state:
             out.append(PinReason.UNKNOWN_STATE)
+        if self.diagnostics:
+            out.append(PinReason.DIAGNOSTICS)
         return out
 
     def __bool__(self) -> bool:
+        return self.diagnostics or self._hard()
+
+    def _hard(self) -> bool:
         return bool(
             self.user_variables or self.temp_tables or self.lock_tables or self.named_locks or self.unnamed_locks
             or self.sql_prepared or self.long_data or self.cursors or self.handlers or self.xa or self.backup_stage
@@ -223,7 +246,9 @@ class Pins:
         """Record what a query did; returns True if that explains a tracker 'state changed' flag."""
         explained = False
         if fx.user_var_write:
-            self.user_variables = explained = True
+            explained = True
+            if fx.user_var_unknown:
+                self.user_variables = True  # names unknown: their values cannot follow the client
         if fx.session_tracking_changed and succeeded:
             self.tracking_changed = explained = True
         if succeeded:

@@ -560,7 +560,7 @@ _TOKEN = re.compile(r"""
     |(?P<hex>[xX]'[0-9a-fA-F]*')
     |(?P<str>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")
     |(?P<qid>`(?:[^`]|``)*`)
-    |(?P<sysvar>@@(?:(?:session|local|global)\.)?[A-Za-z_][\w$]*)
+    |(?P<sysvar>@@(?:(?:session|local|global)\.)?(?:`[^`]+`|[A-Za-z_][\w$]*))
     |(?P<uvar>@(?:`(?:[^`]|``)*`|[\w$.]+))
     |(?P<num>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
     |(?P<word>[A-Za-z_$][\w$]*)
@@ -605,7 +605,7 @@ def _tokenize(sql: str) -> list[_Tok]:
             if "." in name:
                 scope, name = name.split(".", 1)
                 scope = "global" if scope == "global" else "session"
-            value = (scope, name)
+            value = (scope, name.strip("`"))
         elif kind == "uvar":
             value = text[1:].strip("`").lower()
         elif kind == "word":
@@ -1087,6 +1087,9 @@ class FakeMySQLServer:
     def _value(self, toks: list[_Tok]):
         if len(toks) == 2 and toks[0].is_op("-") and toks[1].kind == "num":
             return b"-" + toks[1].value.encode()
+        if (len(toks) == 2 and toks[0].kind == "word" and toks[0].value.startswith("_")
+                and toks[1].kind in ("hex", "str")):
+            return toks[1].value  # a character set introducer, as in _utf8mb4 X'31' 
         if len(toks) != 1:
             raise _SqlError(1064, "You have an error in your SQL syntax (fake server: expressions unsupported)",
                             "42000")

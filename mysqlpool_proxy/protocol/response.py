@@ -279,7 +279,8 @@ class ResponseTracker:
         self.status = ok.status
         self.warnings = ok.warnings
         self.affected_rows = ok.affected_rows
-        self.last_insert_id = ok.last_insert_id
+        if ok.last_insert_id:
+            self.last_insert_id = ok.last_insert_id  # LAST_INSERT_ID() now has this value
         if ok.session_state:
             changes = parse_state_changes(ok.session_state)
             if self.changes is None:

@@ -27,7 +27,8 @@ __all__ = ["SqlEffects", "analyze", "session_only", "parse_set_names", "INTEREST
 # 20 MiB escaped BLOB, are skipped by the regex engine in long C-level runs
 # rather than one character per step.)
 INTERESTING = re.compile(
-    rb"@|temporary|lock|prepare|deallocate|handler|\bxa\b|kill|connection_id|session_track|null|drop|backup|export",
+    rb"@|temporary|lock|prepare|deallocate|handler|\bxa\b|kill|connection_id|session_track|null|drop|backup|export"
+    rb"|last_insert_id|identity|row_count|found_rows|warnings|errors|diagnostics",
     re.I,
 )
 
@@ -73,6 +74,12 @@ class SqlEffects:
     backup_stage: bytes | None = None
     kill: tuple[str, int] | None = None  # ("connection" | "query", id) for a plain KILL statement
     reads_connection_id: bool = False
+    user_vars_written: list[bytes] = field(default_factory=list)  # names, when they can be known
+    user_var_unknown: bool = False  # a user variable is written whose name the proxy cannot tell
+    reads_insert_id: bool = False  # LAST_INSERT_ID(), @@identity, @@last_insert_id
+    sets_insert_id: bool = False  # LAST_INSERT_ID(expr)
+    reads_diagnostics: bool = False  # ROW_COUNT(), FOUND_ROWS(), SHOW WARNINGS/ERRORS, GET DIAGNOSTICS, ...
+    calc_found_rows: bool = False  # SQL_CALC_FOUND_ROWS: the next FOUND_ROWS() reads this statement
 
     @property
     def any(self) -> bool:
@@ -111,8 +118,10 @@ def _unquote(text: bytes) -> bytes:
 
 
 def _var_name(text: bytes) -> bytes:
+    """A user variable's name, lower-cased: user variable names are case-insensitive."""
     if text[:1] in (b"`", b"'", b'"'):
-        return _unquote(text) if text[:1] != b"`" else text[1:-1].replace(b"``", b"`")
+        name = _unquote(text) if text[:1] != b"`" else text[1:-1].replace(b"``", b"`")
+        return name.lower()
     return text.lower()
 
 
@@ -298,6 +307,14 @@ def _analyze_statement(stmt: list, fx: SqlEffects) -> None:
         fx.backup_stage = w[2] or b"?"
     elif first == b"kill":
         _analyze_kill(stmt, fx)
+    elif first == b"show" and (b"warnings" in w or b"errors" in w or _has_sequence(stmt, (b"warnings",))
+                               or _has_sequence(stmt, (b"errors",))):
+        fx.reads_diagnostics = True
+    elif first == b"get" and (w[1] == b"diagnostics" or w[2] == b"diagnostics"):
+        fx.reads_diagnostics = True
+        for i, (kind, val) in enumerate(stmt):  # GET DIAGNOSTICS @n = NUMBER: writes @n
+            if kind == UVAR and i + 1 < len(stmt) and stmt[i + 1] == (OP, b"="):
+                _user_var_written(fx, (kind, val))
 
 
 def _has_sequence(stmt, words: tuple[bytes, ...]) -> bool:
@@ -311,16 +328,33 @@ def _scan_expressions(stmt: list, fx: SqlEffects) -> None:
     prev = (None, b"")
     for i, (kind, val) in enumerate(stmt):
         if kind == OP and val == b":=":
-            fx.user_var_write = True
+            _user_var_written(fx, prev)
         elif kind == UVAR and prev == (WORD, b"into"):
-            fx.user_var_write = True
+            _user_var_written(fx, (kind, val))
         elif kind == UVAR and prev == (OP, b","):
             # `INTO @a, @b`: scan back for INTO in this list
             if _into_list(stmt, i):
-                fx.user_var_write = True
+                _user_var_written(fx, (kind, val))
         elif kind == WORD and i + 1 < len(stmt) and stmt[i + 1] == (OP, b"("):
             _lock_function(val, stmt, i + 2, fx)
+        elif kind == SYSVAR:
+            name = val.rsplit(b".", 1)[-1]
+            if name in (b"identity", b"last_insert_id"):
+                fx.reads_insert_id = True
+            elif name in (b"warning_count", b"error_count"):
+                fx.reads_diagnostics = True
+        elif kind == WORD and val == b"sql_calc_found_rows":
+            fx.calc_found_rows = True
         prev = (kind, val)
+
+
+def _user_var_written(fx: SqlEffects, target: tuple) -> None:
+    fx.user_var_write = True
+    if target[0] == UVAR:
+        if target[1] not in fx.user_vars_written:
+            fx.user_vars_written.append(target[1])
+    else:
+        fx.user_var_unknown = True
 
 
 def _into_list(stmt: list, i: int) -> bool:
@@ -340,6 +374,13 @@ def _lock_function(name: bytes, stmt: list, arg: int, fx: SqlEffects) -> None:
         fx.release_all_locks = True
     elif name == b"connection_id":
         fx.reads_connection_id = True
+    elif name == b"last_insert_id":
+        if arg < len(stmt) and stmt[arg] == (OP, b")"):
+            fx.reads_insert_id = True
+        else:
+            fx.sets_insert_id = True
+    elif name in (b"row_count", b"found_rows"):
+        fx.reads_diagnostics = True
 
 
 _SCOPE_WORDS = {b"session": "session", b"local": "session", b"global": "global", b"persist": "global",
@@ -362,7 +403,7 @@ def _analyze_set(stmt: list, fx: SqlEffects) -> None:
     for target, value in _assignments(stmt[1:]):
         kind, name, scope = target
         if kind == UVAR:
-            fx.user_var_write = True
+            _user_var_written(fx, (UVAR, name))
         elif scope == "session":
             if name.startswith(b"session_track"):
                 fx.session_tracking_changed = True

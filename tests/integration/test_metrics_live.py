@@ -169,20 +169,33 @@ def pinned(live: LiveEndpoint, reason: str) -> float:
     return value(live.scrape(), "mysqlpool_pinned_clients", pool="app", reason=reason)
 
 
-def test_a_user_variable_pins_the_client_until_it_disconnects(live):
-    assert pinned(live, "user_variable") == 0
+def test_a_temporary_table_pins_the_client_until_it_disconnects(live):
+    assert pinned(live, "temporary_table") == 0
     conn = live.runner.connect()
     try:
         with conn.cursor() as cur:
-            cur.execute("SET @x = 1")
-        assert pinned(live, "user_variable") == 1
+            cur.execute("CREATE TEMPORARY TABLE pinned_here (x INT)")
+        assert pinned(live, "temporary_table") == 1
         s = live.scrape()
-        assert value(s, "mysqlpool_pins_total", pool="app", reason="user_variable") >= 1
+        assert value(s, "mysqlpool_pins_total", pool="app", reason="temporary_table") >= 1
         assert value(s, "mysqlpool_backend_connections", pool="app", state="in_use") == 1
         assert value(s, "mysqlpool_multiplexing_ratio", pool="app") == 1
     finally:
         conn.close()
-    wait_for(lambda: pinned(live, "user_variable") == 0)
+    wait_for(lambda: pinned(live, "temporary_table") == 0)
+
+
+def test_a_user_variable_does_not_pin(live):
+    conn = live.runner.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET @x = 1")
+            cur.execute("SELECT @x")
+            assert cur.fetchone() == (1,)
+        assert pinned(live, "user_variable") == 0
+        assert value(live.scrape(), "mysqlpool_backend_connections", pool="app", state="in_use") == 0
+    finally:
+        conn.close()
 
 
 def test_an_open_transaction_shows_as_pinned(live):

@@ -28,20 +28,20 @@ NOTHING = SqlEffects()
 
 
 @pytest.mark.parametrize("sql,expected", [
-    case("SET @x = 1", user_var_write=True),
-    case("set @X:=1", user_var_write=True),
-    case("SET @x = NULL", user_var_write=True),
-    case("SET @`my var` = 1", user_var_write=True),
-    case("SET @'quoted' = 'v'", user_var_write=True),
-    case("SET sql_mode = 'ANSI', @x = 2", user_var_write=True),
-    case("SELECT @x := 1", user_var_write=True),
-    case("SELECT (@n := @n + 1) AS rownum, a FROM t", user_var_write=True),
-    case("DO @x := 5", user_var_write=True),
-    case("UPDATE t SET a = (@old := a) + 1 WHERE id = 3", user_var_write=True),
-    case("SELECT 1 INTO @a", user_var_write=True),
-    case("SELECT a, b FROM t WHERE id = 1 INTO @a, @b", user_var_write=True),
-    case("SELECT a, b INTO @a,@b FROM t LIMIT 1", user_var_write=True),
-    case("SELECT COUNT(*) FROM t INTO @`n`", user_var_write=True),
+    case("SET @x = 1", user_var_write=True, user_vars_written=[b"x"]),
+    case("set @X:=1", user_var_write=True, user_vars_written=[b"x"]),
+    case("SET @x = NULL", user_var_write=True, user_vars_written=[b"x"]),
+    case("SET @`my var` = 1", user_var_write=True, user_vars_written=[b"my var"]),
+    case("SET @'quoted' = 'v'", user_var_write=True, user_vars_written=[b"quoted"]),
+    case("SET sql_mode = 'ANSI', @x = 2", user_var_write=True, user_vars_written=[b"x"]),
+    case("SELECT @x := 1", user_var_write=True, user_vars_written=[b"x"]),
+    case("SELECT (@n := @n + 1) AS rownum, a FROM t", user_var_write=True, user_vars_written=[b"n"]),
+    case("DO @x := 5", user_var_write=True, user_vars_written=[b"x"]),
+    case("UPDATE t SET a = (@old := a) + 1 WHERE id = 3", user_var_write=True, user_vars_written=[b"old"]),
+    case("SELECT 1 INTO @a", user_var_write=True, user_vars_written=[b"a"]),
+    case("SELECT a, b FROM t WHERE id = 1 INTO @a, @b", user_var_write=True, user_vars_written=[b"a", b"b"]),
+    case("SELECT a, b INTO @a,@b FROM t LIMIT 1", user_var_write=True, user_vars_written=[b"a", b"b"]),
+    case("SELECT COUNT(*) FROM t INTO @`n`", user_var_write=True, user_vars_written=[b"n"]),
 ])
 def test_user_variable_writes(sql, expected):
     check(sql, expected)
@@ -233,11 +233,12 @@ def test_kill_and_connection_id(sql, expected):
     # not comments: `--` must be followed by whitespace
     case("SELECT 1--1, GET_LOCK('a', 1)", named_locks_taken=[b"a"]),
     # executable comments run
-    case("/*!40101 SET @x = 1 */", user_var_write=True),
+    case("/*!40101 SET @x = 1 */", user_var_write=True, user_vars_written=[b"x"]),
     case("/*! SELECT GET_LOCK('a', 1) */", named_locks_taken=[b"a"]),
     case("SELECT 1 /*!50000 , GET_LOCK('b', 1) */", named_locks_taken=[b"b"]),
-    case("/*M!100100 SET @x = 1 */", user_var_write=True),
-    case("/*!40014 SET @OLD_UNIQUE_CHECKS=@@UNIQUE_CHECKS, UNIQUE_CHECKS=0 */", user_var_write=True),
+    case("/*M!100100 SET @x = 1 */", user_var_write=True, user_vars_written=[b"x"]),
+    case("/*!40014 SET @OLD_UNIQUE_CHECKS=@@UNIQUE_CHECKS, UNIQUE_CHECKS=0 */", user_var_write=True,
+         user_vars_written=[b"old_unique_checks"]),
     case("/*!40103 SET TIME_ZONE=NULL */", sysvars_set_null=[b"time_zone"]),
 ])
 def test_strings_comments_identifiers(sql, expected):
@@ -248,7 +249,7 @@ def test_strings_comments_identifiers(sql, expected):
 
 
 @pytest.mark.parametrize("sql,expected", [
-    case("SELECT 1; SET @x = 1", user_var_write=True),
+    case("SELECT 1; SET @x = 1", user_var_write=True, user_vars_written=[b"x"]),
     case("CREATE TEMPORARY TABLE a (x INT); DROP TEMPORARY TABLE a", temp_tables_created=[b"a"],
          tables_dropped=[b"a"]),
     case("SELECT ';'; SELECT GET_LOCK('a', 1)", named_locks_taken=[b"a"]),
@@ -256,8 +257,9 @@ def test_strings_comments_identifiers(sql, expected):
     case("LOCK TABLES t WRITE; UNLOCK TABLES", lock_tables=True, unlock_tables=True),
     case("SELECT GET_LOCK('a', 1); SELECT RELEASE_LOCK('a');", named_locks_taken=[b"a"],
          named_locks_released=[b"a"]),
-    case(";; SET @x = 1 ;;", user_var_write=True),
-    case("SET @x = 1; PREPARE s FROM @q; XA START 'x'", user_var_write=True, sql_prepared=[b"s"], xa_started=True),
+    case(";; SET @x = 1 ;;", user_var_write=True, user_vars_written=[b"x"]),
+    case("SET @x = 1; PREPARE s FROM @q; XA START 'x'", user_var_write=True, user_vars_written=[b"x"],
+         sql_prepared=[b"s"], xa_started=True),
 ])
 def test_multi_statements(sql, expected):
     check(sql, expected)

@@ -79,7 +79,8 @@ async def test_a_response_in_1_byte_chunks_is_relayed_intact():
     assert r.raw == opener.servers[0].replies[-1]
     r = await client.query("SELECT 1; SET @a = 1; SELECT 2, 3")  # several results, each ending mid-chunk
     assert [x.kind for x in r.results] == ["rows", "ok", "rows"]
-    assert r.raw == opener.servers[0].replies[-1]
+    # (the proxy then reads @a back with a hidden SELECT, so this is not the last reply)
+    assert r.raw in opener.servers[0].replies
     await proxy.stop(0)
 
 
@@ -210,9 +211,10 @@ async def test_a_pinned_client_that_leaves_gets_its_backend_reset_too():
     proxy = await start_proxy(opener)
     pool = proxy.pools["app"]
     client = await connected(proxy)
-    await client.query("SET @secret = 42")
+    await client.query("SET @secret = 42")  # follows the client, no pin: but it is on this backend
+    await client.query("CREATE TEMPORARY TABLE scratch (x INT)")
     backend = client.conn.backend
-    assert backend is not None  # pinned by the user variable
+    assert backend is not None  # pinned by the temporary table
     client.disconnect()
     await settle()
     server = opener.server_for(backend)
@@ -233,11 +235,11 @@ async def test_clients_with_different_variables_get_the_backend_synced_and_never
     await a.query("SET SESSION time_zone = '+01:00', sql_mode = 'ANSI'")
     assert (await a.query("SELECT @@time_zone")).value == "+01:00"
     r = await b.query("SELECT @@time_zone, @@sql_mode")
-    assert server.queries[-2] == "SET SESSION `sql_mode`=DEFAULT, `time_zone`=DEFAULT" or \
-        server.queries[-2] == "SET SESSION `time_zone`=DEFAULT, `sql_mode`=DEFAULT"
+    assert server.queries[-2] == "SET @@session.`sql_mode`=DEFAULT, @@session.`time_zone`=DEFAULT" or \
+        server.queries[-2] == "SET @@session.`time_zone`=DEFAULT, @@session.`sql_mode`=DEFAULT"
     assert r.rows == [("SYSTEM", server.variables[b"sql_mode"].decode())] and "ANSI" not in r.rows[0][1]
     r = await a.query("SELECT @@time_zone, @@sql_mode")
-    assert server.queries[-2] == "SET SESSION `time_zone`='+01:00', `sql_mode`='ANSI'"
+    assert server.queries[-2] == "SET @@session.`time_zone`='+01:00', @@session.`sql_mode`='ANSI'"
     assert r.rows == [("+01:00", "ANSI")]
     assert len(opener.servers) == 1
     await proxy.stop(0)
@@ -250,12 +252,14 @@ async def test_clients_with_other_character_sets_get_the_fewest_sets_charsets_be
     server = opener.servers[0]
     unicode_ci = await connected(proxy, charset=224)  # utf8mb4 too, but not its default collation
     r = await unicode_ci.query("SELECT @@collation_connection, @@character_set_results")
-    assert server.queries[-2] == "SET SESSION `collation_connection`='utf8mb4_unicode_ci'"
+    assert server.queries[-2] == "SET @@session.`collation_connection`='utf8mb4_unicode_ci'"
     assert r.rows == [("utf8mb4_unicode_ci", "utf8mb4")]
     latin = await connected(proxy, charset=8)
     r = await latin.query("SELECT @@collation_connection, @@character_set_client")
-    assert server.queries[-2] == ("SET SESSION `character_set_client`='latin1', `character_set_connection`='latin1', "
-                                  "`character_set_results`='latin1', `collation_connection`='latin1_swedish_ci'")
+    assert server.queries[-2] == ("SET @@session.`character_set_client`='latin1', "
+                                  "@@session.`character_set_connection`='latin1', "
+                                  "@@session.`character_set_results`='latin1', "
+                                  "@@session.`collation_connection`='latin1_swedish_ci'")
     assert r.rows == [("latin1_swedish_ci", "latin1")]
     # Back from latin1: were the collation set before character_set_connection, the server would reset it.
     r = await unicode_ci.query("SELECT @@collation_connection, @@character_set_connection")

@@ -50,7 +50,7 @@ def test_only_what_differs_is_set_in_one_statement():
     backend = state(time_zone="+01:00", sql_mode="ANSI")
     client = state(time_zone="+02:00", sql_mode="ANSI", wait_timeout="60")
     assert sync_plan(backend, client) == [
-        SyncStep(SyncKind.SET, b"SET SESSION `time_zone`='+02:00', `wait_timeout`=60")]
+        SyncStep(SyncKind.SET, b"SET @@session.`time_zone`='+02:00', @@session.`wait_timeout`=60")]
 
 
 def test_fewest_steps_one_per_kind_in_order():
@@ -59,7 +59,7 @@ def test_fewest_steps_one_per_kind_in_order():
     assert sync_plan(backend, client) == [
         SyncStep(SyncKind.SET_OPTION, b"\x01\x00"),  # multi-statements off
         SyncStep(SyncKind.INIT_DB, b"b"),
-        SyncStep(SyncKind.SET, b"SET SESSION `sql_mode`=''"),
+        SyncStep(SyncKind.SET, b"SET @@session.`sql_mode`=''"),
     ]
     assert sync_plan(client, backend)[0] == SyncStep(SyncKind.SET_OPTION, b"\x00\x00")
 
@@ -76,12 +76,12 @@ def test_character_sets_are_set_before_the_collation_whatever_the_order_they_wer
 
 def test_variables_the_client_does_not_have_go_back_to_default():
     (step,) = sync_plan(state(time_zone="+01:00", sql_mode="ANSI"), state(sql_mode="ANSI"))
-    assert step.arg == b"SET SESSION `time_zone`=DEFAULT"
+    assert step.arg == b"SET @@session.`time_zone`=DEFAULT"
 
 
 def test_null_values_and_odd_names():
     (step,) = sync_plan(state(), SessionState(None, {**UTF8, b"character_set_results": None, b"we`ird": b"1"}, True))
-    assert step.arg == b"SET SESSION `character_set_results`=NULL, `we``ird`=1"
+    assert step.arg == b"SET @@session.`character_set_results`=NULL, @@session.`we``ird`=1"
 
 
 def test_a_schema_is_selected_but_never_unselected():
@@ -191,9 +191,16 @@ def test_sql_pins_appear_and_lift(reason, pin, keep, lift):
 
 
 @pytest.mark.parametrize("text", ["SET @x = 1", "SELECT 1 INTO @x", "SELECT @x := 1", "SET @a = 1, @@time_zone = '+01:00'"])
-def test_user_variables_pin_until_reset(text):
+def test_user_variables_with_known_names_do_not_pin(text):
+    # Their values are read back and follow the client (README "Pinning").
     pins = Pins()
     sql(pins, text)
+    assert pins.reasons() == []
+
+
+def test_a_user_variable_write_whose_target_cannot_be_named_pins_until_reset():
+    pins = Pins()
+    sql(pins, "SELECT (@x) := 1")
     assert pins.reasons() == [PinReason.USER_VARIABLE]
     sql(pins, "SELECT @x")  # reading one keeps the pin
     assert pins.reasons() == [PinReason.USER_VARIABLE]
@@ -315,23 +322,23 @@ def test_pinning_table_row(label, reason, pin, keep, lift):
 
 
 @pytest.mark.parametrize("text", ["SET @x = 1", "SELECT 1 INTO @x", "SELECT @x := 1"])
-def test_user_variables_pin_until_the_client_resets(text):
+def test_user_variables_follow_the_client_to_another_backend(text):
     @virtual_time
     async def scenario():
         opener = fake_opener()
-        proxy = await start_proxy(opener)
+        proxy = await start_proxy(opener, pool={"max_size": 2})
         client = await FakeClient(proxy).connect()
-        (await client.query(text)).expect_ok()
-        assert client.conn.pinned_reasons() == [PinReason.USER_VARIABLE]
-        held = client.conn.backend
-        assert (await client.query("SELECT @x")).value == "1"  # same backend: the variable is there
-        assert client.conn.backend is held
-        (await client.reset_connection()).expect_ok()
+        await client.query(text)
+        await settle()  # the proxy reads @x back after the reply, with a hidden SELECT
         assert client.conn.pinned_reasons() == [] and client.conn.backend is None
-        await settle()
-        server = opener.server_for(held)
-        assert server.command_names[-2:] == ["reset_connection", "query"] and server.user_vars == {}
-        assert (await client.query("SELECT @x")).value is None
+        first = proxy.pools["app"].idle[-1]
+        other = await FakeClient(proxy).connect()
+        await other.query("BEGIN")  # takes the backend where @x was set
+        assert other.conn.backend is first
+        assert (await other.query("SELECT @x")).value is None  # never another client's
+        assert (await client.query("SELECT @x")).value == "1"  # replayed on the second backend
+        (await client.reset_connection()).expect_ok()
+        assert (await client.query("SELECT @x")).value is None  # a reset forgets them
         await proxy.stop(0)
 
     scenario()
