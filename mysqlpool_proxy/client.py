@@ -38,11 +38,11 @@ from .constants import CLIENT, COMMAND, CR, ER, SERVER_STATUS
 from .errors import ProtocolError, ProxyError
 from .protocol import handshake as hs
 from .protocol.command import CommandSpec, Handling, spec_for
-from .protocol.framing import FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
+from .protocol.framing import MAX_FRAME, FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
 from .protocol.packets import make_eof, make_err, make_ok
 from .protocol.response import Expect
 from .protocol.rows import parse_text_result, sql_literal_for
-from .protocol.sql import SqlEffects, analyze, parse_set_names, session_only
+from .protocol.sql import SqlEffects, analyze, parse_set_names, replace_connection_id, session_only
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 from .session import Pins, PinReason, SessionState, SyncImpossible, apply_changes, sync_plan
 from .statements import ClientStatement, ServerStatement, backend_statement_packet, statement_key
@@ -444,9 +444,13 @@ class ClientConnection(asyncio.Protocol):
                 if names is not None and self.proxy.local.set_names(self, pkt, *names):
                     return
             effects = analyze(payload[1:])
-            if effects.kill is not None or effects.reads_connection_id:
-                if self.proxy.local.intercept_query(self, pkt, effects):
-                    return
+            if effects.kill is not None and self.proxy.local.intercept_query(self, pkt, effects):
+                return
+            if effects.reads_connection_id:
+                # The id a client sees is the proxy's (KILL takes it too), not a backend's.
+                payload = b"\x03" + replace_connection_id(payload[1:], self.id)
+                pkt = Packet(pkt.seq, (pkt.seq + len(payload) // MAX_FRAME) & 0xFF, payload,
+                             encode_packet(payload, pkt.seq))
         self._stmt = None
         if code in _STMT_ID_COMMANDS:
             if not self._statement_command(code, pkt):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["SqlEffects", "analyze", "session_only", "parse_set_names", "INTERESTING"]
+__all__ = ["SqlEffects", "analyze", "session_only", "parse_set_names", "replace_connection_id", "INTERESTING"]
 
 # A statement that matches none of these cannot change pinned session state.
 # (String patterns below are "unrolled loops", so long literals, such as a
@@ -508,3 +508,40 @@ def _analyze_kill(stmt: list, fx: SqlEffects) -> None:
         fx.kill = (kind, int(nums[0]))
     except ValueError:
         return
+
+
+def _spans(sql: bytes):
+    """(kind, lower-cased text, start, end) of every significant token."""
+    for m in _TOKEN.finditer(sql):
+        kind = m.lastgroup
+        if kind in ("ws", "comment", "xopen", "xclose"):
+            continue
+        yield kind, m.group().lower(), m.start(), m.end()
+
+
+def replace_connection_id(sql: bytes, connection_id: int) -> bytes:
+    """CONNECTION_ID() calls replaced by the proxy's id for this client.
+
+    Where the call is a whole select item without an alias, the item gets the
+    alias a server would have shown (`CONNECTION_ID()` as written), so that
+    clients reading columns by name see no difference.
+    """
+    tokens = list(_spans(sql))
+    out, pos = [], 0
+    for i, (kind, text, start, _end) in enumerate(tokens):
+        if kind != "word" or text != b"connection_id":
+            continue
+        if i + 2 >= len(tokens) or tokens[i + 1][1] != b"(" or tokens[i + 2][1] != b")":
+            continue
+        end = tokens[i + 2][3]
+        literal = b"%d" % connection_id
+        before = tokens[i - 1][1] if i else b""
+        after = tokens[i + 3] if i + 3 < len(tokens) else None
+        bare_item = before in (b"select", b",") and (after is None or after[1] in (b",", b"from", b";", b"limit"))
+        if bare_item:
+            literal += b" AS `" + sql[start:end].replace(b"`", b"``") + b"`"
+        out.append(sql[pos:start])
+        out.append(literal)
+        pos = end
+    out.append(sql[pos:])
+    return b"".join(out)
