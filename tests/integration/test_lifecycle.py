@@ -302,3 +302,31 @@ def test_server_capacity_error_keeps_clients_waiting(proxy_factory, mariadb_fact
     assert results == [1] * 6
     for s in squatters:
         s.close()
+
+
+@pytest.mark.parametrize("conn_max_age", [0, None], ids=["CONN_MAX_AGE=0", "CONN_MAX_AGE=None"])
+def test_django_management_command_sleeping_past_wait_timeout(proxy_factory, short_server, conn_max_age):
+    """The seeds' Django shell / management command: query, sleep past the server's
+    wait_timeout, query again, with no close_old_connections() anywhere."""
+    import django
+    from django.conf import settings
+    from django.db import connections
+
+    proxy = proxy_factory(short_server)
+    alias = f"seed_{'persistent' if conn_max_age is None else 'default'}_{proxy.port}"
+    database = {"ENGINE": "django.db.backends.mysql", "NAME": "appdb", "USER": "app", "PASSWORD": APP_PASSWORD,
+                "HOST": proxy.host, "PORT": str(proxy.port), "CONN_MAX_AGE": conn_max_age}
+    if not settings.configured:
+        settings.configure(DATABASES={"default": database}, INSTALLED_APPS=[], USE_TZ=True)
+        django.setup()
+    connections.settings[alias] = connections.configure_settings({"default": database, alias: database})[alias]
+    conn = connections[alias]
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO jobs (worker, seq) VALUES (7, 1)")
+        time.sleep(WAIT_TIMEOUT + 1.5)
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM jobs WHERE worker = 7")
+            assert cur.fetchone() == (1,)
+    finally:
+        conn.close()
