@@ -64,6 +64,9 @@ _ALLOWED = {
     _S.INTERNAL: {_S.RESERVED, _S.CLOSED},
     _S.CLOSED: set(),
 }
+# The table, on each member (a tuple: membership tests by identity, no enum hashing).
+for _state, _next in _ALLOWED.items():
+    _state.allowed = tuple(_next)
 
 
 class BackendGone(Exception):
@@ -127,7 +130,7 @@ class BackendConnection(asyncio.Protocol):
     # -- state ----------------------------------------------------------------
 
     def set_state(self, new: BackendState) -> None:
-        if new not in _ALLOWED[self.state]:
+        if new not in self.state.allowed:
             raise RuntimeError(f"backend #{self.id}: illegal transition {self.state.value} -> {new.value}")
         self.state = new
 

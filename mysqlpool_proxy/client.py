@@ -101,6 +101,9 @@ _ALLOWED = {
     _C.LOCAL: {_C.READY, _C.CLOSED},
     _C.CLOSED: set(),
 }
+# The table, on each member (a tuple: membership tests by identity, no enum hashing).
+for _state, _next in _ALLOWED.items():
+    _state.allowed = tuple(_next)
 
 
 class ClientConnection(asyncio.Protocol):
@@ -160,7 +163,7 @@ class ClientConnection(asyncio.Protocol):
         return f"<Client #{self.id} {user}@{self.peer} {self.state.value}>"
 
     def set_state(self, new: ClientState) -> None:
-        if new not in _ALLOWED[self.state]:
+        if new not in self.state.allowed:
             raise RuntimeError(f"client #{self.id}: illegal transition {self.state.value} -> {new.value}")
         self.state = new
 
@@ -294,10 +297,19 @@ class ClientConnection(asyncio.Protocol):
         if state is ClientState.INFILE:
             self._infile_data(data)
             return
-        self.decoder.feed(data)
+        decoder = self.decoder
+        if state is ClientState.READY and not decoder.buffered:
+            # Fast path: exactly one whole packet, as a command usually arrives.
+            n = len(data)
+            if n > 4 and (data[0] | data[1] << 8 | data[2] << 16) == n - 4 < min(MAX_FRAME, decoder.max_size):
+                self._handle_packet(Packet(data[3], data[3], data[4:], data))
+                if self.state is ClientState.READY and decoder.buffered:
+                    self._process_input()
+                return
+        decoder.feed(data)
         if state is ClientState.READY or state is ClientState.HANDSHAKE:
             self._process_input()
-        elif self.decoder.buffered > MAX_QUEUED_INPUT:
+        elif decoder.buffered > MAX_QUEUED_INPUT:
             self._pause_reading(2)
 
     def _process_input(self) -> None:
@@ -312,22 +324,24 @@ class ClientConnection(asyncio.Protocol):
                 return
             if pkt is None:
                 break
-            try:
-                if self.state is ClientState.HANDSHAKE:
-                    self._handshake_packet(pkt)
-                elif self.state is ClientState.LOCAL:
-                    self.proxy.local.change_user_packet(self, pkt)
-                else:
-                    self._command(pkt)
-            except Exception:  # a bug must cost this client its connection, never the proxy
-                log.exception("client #%d: internal error handling a packet; closing it", self.id)
-                if self.transport is not None and not self.transport.is_closing():
-                    self.send_error(pkt.last_seq if isinstance(pkt, Packet) else 0, ProxyError(
-                        ER.UNKNOWN_ERROR, "mysqlpool-proxy internal error; the connection is closed"))
-                self.close(ClientCloseReason.PROTOCOL_ERROR)
-                return
+            self._handle_packet(pkt)
         if self._paused_by & 2 and decoder.buffered <= MAX_QUEUED_INPUT:
             self._resume_reading(2)
+
+    def _handle_packet(self, pkt) -> None:
+        try:
+            if self.state is ClientState.HANDSHAKE:
+                self._handshake_packet(pkt)
+            elif self.state is ClientState.LOCAL:
+                self.proxy.local.change_user_packet(self, pkt)
+            else:
+                self._command(pkt)
+        except Exception:  # a bug must cost this client its connection, never the proxy
+            log.exception("client #%d: internal error handling a packet; closing it", self.id)
+            if self.transport is not None and not self.transport.is_closing():
+                self.send_error(pkt.last_seq if isinstance(pkt, Packet) else 0, ProxyError(
+                    ER.UNKNOWN_ERROR, "mysqlpool-proxy internal error; the connection is closed"))
+            self.close(ClientCloseReason.PROTOCOL_ERROR)
 
     # -- handshake -------------------------------------------------------------------
 
@@ -466,7 +480,7 @@ class ClientConnection(asyncio.Protocol):
             if effects is not None and effects.reads_diagnostics:
                 backend = self.pool.take_exact(self._last_backend, (self.id, self.queries))
             if backend is None:
-                backend = self.pool.try_acquire(self.key, self.session.key())
+                backend = self.pool.try_acquire(self.key, self.session)
             if backend is None:
                 self._start_checkout(pkt)
                 return
@@ -529,7 +543,7 @@ class ClientConnection(asyncio.Protocol):
                 self._decide_hold(backend)
 
     def _needs_preparation(self, backend: BackendConnection) -> bool:
-        if backend.session.key() != self.session.key():
+        if not backend.session.same_as(self.session):
             return True
         if self._stmt is not None and not backend.has_statement(self._stmt.key):
             return True
@@ -728,9 +742,13 @@ class ClientConnection(asyncio.Protocol):
         if ok:
             self.status = tracker.status
         self._record_state(backend, tracker, ok)
-        self.pool.stats.queries[spec.name] += 1
-        if self._prev_status & IN_TRANS and not self.status & IN_TRANS:
-            self.pool.stats.transactions += 1
+        stats = self.pool.stats
+        stats.queries[spec.name] += 1
+        if self._prev_status & IN_TRANS:
+            if not self.status & IN_TRANS:
+                stats.transactions += 1
+        elif self.status & IN_TRANS:
+            stats.pins[PinReason.TRANSACTION.value] += 1  # a transaction pins until it ends
         self.set_state(ClientState.READY)
         fx = self._effects
         if tracker.last_insert_id:
@@ -739,7 +757,10 @@ class ClientConnection(asyncio.Protocol):
         self._last_backend = backend
         # Warnings and SQL_CALC_FOUND_ROWS are read by the next statement (SHOW WARNINGS,
         # FOUND_ROWS()): keep the backend for it, softly (yielded if others wait).
-        self.pins.diagnostics = bool(tracker.warnings or (fx is not None and fx.calc_found_rows))
+        diagnostics = bool(tracker.warnings or (fx is not None and fx.calc_found_rows))
+        if diagnostics and not self.pins.diagnostics:
+            self.pool.stats.pins[PinReason.DIAGNOSTICS.value] += 1
+        self.pins.diagnostics = diagnostics
         if fx is not None and (fx.user_vars_written or fx.sets_insert_id) and not backend.closed:
             self.set_state(ClientState.LOCAL)
             self._task = self.proxy.loop.create_task(self._capture(backend, fx))
@@ -758,7 +779,9 @@ class ClientConnection(asyncio.Protocol):
             apply_changes(self.session, changes, effects if ok else None)
             apply_changes(backend.session, changes, effects if ok else None)
         pins = self.pins
-        before = pins.reasons() if self.proxy.counting_pins else None
+        code = self._cmd.code
+        pin_related = changes is not None or (effects is not None and effects.any) or code in _STMT_ID_COMMANDS
+        before = pins.reasons() if pin_related else None
         explained = pins.apply_sql(effects, ok) if effects is not None and effects.any else False
         if changes is not None:
             if changes.state_change and not explained:
@@ -766,7 +789,6 @@ class ClientConnection(asyncio.Protocol):
             pins.apply_tracker(changes, explained)
             if self.status & IN_TRANS:
                 pins.trx_characteristics = False  # they describe the open transaction, not the next one
-        code = self._cmd.code
         if code == COMMAND.COM_STMT_PREPARE:
             if tracker.prepare_ok is not None:
                 self._register_statement(backend, tracker.prepare_ok)

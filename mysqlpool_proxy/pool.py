@@ -242,17 +242,18 @@ class Pool:
 
     # -- checkout ---------------------------------------------------------------
 
-    def try_acquire(self, key: int, state_key: tuple | None = None) -> BackendConnection | None:
-        """An idle backend right now, without waiting; None if there is none or others wait first."""
+    def try_acquire(self, key: int, state: SessionState | None = None) -> BackendConnection | None:
+        """An idle backend right now, without waiting; None if there is none or others wait first.
+        Among the most recently used, one already in `state` is preferred (no sync needed)."""
         if self.waiters or self.paused:
             return None
-        backend = self._take_idle(key, state_key)
+        backend = self._take_idle(key, state)
         if backend is not None:
             self.stats.checkouts += 1
             self.stats.observe_wait(0.0)
         return backend
 
-    def _take_idle(self, key: int, state_key: tuple | None = None) -> BackendConnection | None:
+    def _take_idle(self, key: int, state: SessionState | None = None) -> BackendConnection | None:
         idle = self.idle
         chosen = -1
         # LIFO; among the most recent few, prefer one already in the client's state.
@@ -262,7 +263,7 @@ class Pool:
                 continue
             if chosen < 0:
                 chosen = i
-            if state_key is None or b.session.key() == state_key:
+            if state is None or b.session.same_as(state):
                 chosen = i
                 break
         if chosen < 0:

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import itertools
 import logging
@@ -32,6 +33,7 @@ from .client import ClientConnection, ClientState
 from .config import ENV_SOURCE, Config, UserConfig, load_config
 from .constants import CLIENT, COM_RESET_CONNECTION, ER, SERVER_STATUS
 from .errors import ProxyError
+from .admin import start_admin_server, stop_admin_server
 from .http import start_http_server, stop_http_server
 from .janitor import run_janitor
 from .local import LocalCommands
@@ -131,13 +133,13 @@ class Proxy:
         self.shutdown_requested = asyncio.Event()
         self.shutdown_timeout: float | None = None
         self.local = LocalCommands(self)
-        self.counting_pins = True
         self.tls_context = self._client_tls(config)
         self._backend_ssl = make_ssl_context(*_ssl_settings(config))
         self._client_ids = itertools.count(1)
         self._backend_ids = itertools.count(1)
         self._servers: list[asyncio.AbstractServer] = []
         self._http_server: asyncio.AbstractServer | None = None  # metrics and health: serves while draining
+        self._admin_server: asyncio.AbstractServer | None = None  # the admin console: serves while draining
         self._tasks: set[asyncio.Task] = set()
         self._known_schemas: dict[str, set[bytes]] = {}
         self._build_users(config)
@@ -470,6 +472,8 @@ class Proxy:
         if self.config.metrics.enabled:
             self._http_server = await start_http_server(self, self.config.metrics.listen_address,
                                                         self.config.metrics.path)
+        if self.config.admin.enabled:
+            self._admin_server = await start_admin_server(self, self.config.admin.listen_address)
         self.state = ProxyState.RUNNING
         self._spawn(self._learn_server_task())
         self._spawn(run_janitor(self))
@@ -543,6 +547,7 @@ class Proxy:
         old = self.config
         needs_restart = [f"{section}.{key}" for section, key in _RESTART_KEYS
                          if getattr(getattr(old, section), key) != getattr(getattr(new, section), key)]
+        new = _keep_restart_only_settings(old, new)  # they stay as running until a restart
         self.config = new
         self.limiter.max = new.backend.max_connections
         if _ssl_settings(old) != _ssl_settings(new):
@@ -618,6 +623,9 @@ class Proxy:
         if self._http_server is not None:
             await stop_http_server(self._http_server)
             self._http_server = None
+        if self._admin_server is not None:
+            await stop_admin_server(self._admin_server)
+            self._admin_server = None
 
 
 # Settings that only take effect at start.
@@ -625,6 +633,17 @@ _RESTART_KEYS = (
     ("proxy", "listen"), ("proxy", "workers"), ("proxy", "tls_cert"), ("proxy", "tls_key"),
     ("admin", "listen"), ("metrics", "listen"), ("metrics", "path"), ("pool", "mode"),
 )
+
+
+def _keep_restart_only_settings(running: Config, new: Config) -> Config:
+    changed = {}
+    for section, key in _RESTART_KEYS:
+        value = getattr(getattr(running, section), key)
+        if getattr(getattr(new, section), key) != value:
+            changed.setdefault(section, {})[key] = value
+    for section, values in changed.items():
+        new = dataclasses.replace(new, **{section: dataclasses.replace(getattr(new, section), **values)})
+    return new
 
 
 def _ssl_settings(config: Config) -> tuple[str, str, str, str]:

@@ -52,6 +52,11 @@ class SessionState:
     def copy(self) -> SessionState:
         return SessionState(self.schema, dict(self.variables), self.multi_statements, dict(self.user_vars))
 
+    def same_as(self, other: SessionState) -> bool:
+        """Equal states: nothing to sync between them (dict comparisons, no allocation)."""
+        return (self.schema == other.schema and self.multi_statements is other.multi_statements
+                and self.variables == other.variables and self.user_vars == other.user_vars)
+
     def key(self) -> tuple:
         """Hashable identity: backends with the same key need no sync for each other."""
         return (self.schema, self.multi_statements, frozenset(self.variables.items()),

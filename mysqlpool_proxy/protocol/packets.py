@@ -82,8 +82,11 @@ def parse_ok(payload, capabilities: int) -> OkPacket:
             info = r.lenenc_bytes()
             if status & SERVER_SESSION_STATE_CHANGED and not r.at_end():
                 state = r.lenenc_bytes()
-    else:
-        info = r.rest()
+    elif not r.at_end():
+        # The protocol pages say string<EOF>, but MySQL and MariaDB servers send the
+        # info length-encoded either way (net_store_data); read what they send.
+        rest = r.rest()
+        info = rest[1:] if rest[0] == len(rest) - 1 else rest
     return OkPacket(affected, insert_id, status, warnings, info, state)
 
 
@@ -123,13 +126,12 @@ def make_ok(
         status &= ~SERVER_SESSION_STATE_CHANGED
         session_state = None
     parts = [int1(header), lenenc_int(affected_rows), lenenc_int(last_insert_id), int2(status), int2(warnings)]
-    if capabilities & CLIENT.SESSION_TRACK:
-        if info or session_state:
-            parts.append(lenenc_bytes(info))
-        if session_state:
-            parts.append(lenenc_bytes(session_state))
-    else:
-        parts.append(info)
+    # The info string is length-encoded with or without CLIENT_SESSION_TRACK, as
+    # servers send it (the protocol pages' string<EOF> is not what clients read).
+    if info or session_state:
+        parts.append(lenenc_bytes(info))
+    if session_state:
+        parts.append(lenenc_bytes(session_state))
     return b"".join(parts)
 
 
@@ -148,8 +150,8 @@ def make_eof(status: int, warnings: int = 0) -> bytes:
 def strip_session_track(payload, capabilities: int) -> bytes:
     """Re-encode an OK sent with CLIENT_SESSION_TRACK for a client without it.
 
-    The info string becomes string<EOF> again and the session-state block is
-    dropped (with its status bit), exactly what a server would have sent.
+    The session-state block is dropped (with its status bit); the info string
+    stays length-encoded, exactly what a server would have sent.
     """
     ok = parse_ok(payload, capabilities | CLIENT.SESSION_TRACK)
     return make_ok(

@@ -110,3 +110,19 @@ def test_packet_over_max_packet_size_is_refused_and_connection_survives(proxy_fa
         assert err.value.args[0] == 1153
         cur.execute("SELECT 'still here'")
         assert cur.fetchone() == ("still here",)
+
+
+def test_ok_info_is_what_the_server_sends(proxy, tables, app_server):
+    """Clients without CLIENT_SESSION_TRACK get the OK info exactly as from the server
+    (length-encoded, whatever the protocol pages say), after the proxy re-encodes it."""
+    app_server.execute("REPLACE INTO appdb.kv (id, v) VALUES (101, 'a'), (102, 'b')")
+
+    def info(conn):
+        with conn.cursor() as cur:
+            cur.execute("UPDATE kv SET v = CONCAT(v, '!') WHERE id IN (101, 102)")
+            return cur._result.message
+
+    direct = info(app_server.connect(database="appdb"))
+    proxied = info(proxy.connect())
+    assert b"Rows matched: 2" in direct
+    assert proxied == direct
