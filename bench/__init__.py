@@ -1,0 +1,1 @@
+"""The proxy's benchmark: `python -m bench.run` (see bench/README.md)."""

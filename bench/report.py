@@ -1,0 +1,225 @@
+# The results table: one Row per (workload, metric) with the direct and
+# proxied medians, their ratio, the issue's target for it (if any) and
+# whether it is met. Pure code (tested in tests/unit/test_bench.py): it never
+# measures anything and never looks at a clock.
+#
+# Targets come in three kinds:
+#   ratio_min   proxy / direct >= value    (throughput-like metrics)
+#   delta_max   proxy - direct <= value    (added latency, in the row's unit)
+#   proxy_max   proxy <= value             (a bound on the proxy alone)
+"""Result rows, target evaluation and table rendering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.stats import median
+
+__all__ = ["Target", "Row", "fmt_value", "render_markdown", "render_text", "summary_counts"]
+
+KINDS = ("ratio_min", "delta_max", "proxy_max")
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str
+    value: float
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown target kind {self.kind!r}; one of {', '.join(KINDS)}")
+
+    def describe(self) -> str:
+        if self.kind == "ratio_min":
+            return f"≥ {self.value:g} × direct"
+        if self.kind == "delta_max":
+            return f"≤ +{self.value:g} {self.unit}".rstrip()
+        return f"≤ {self.value:g} {self.unit}".rstrip()
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "value": self.value, "unit": self.unit, "text": self.describe()}
+
+
+@dataclass
+class Row:
+    workload: str
+    metric: str
+    unit: str
+    direct: float | None = None
+    proxy: float | None = None
+    target: Target | None = None
+    note: str = ""
+    samples: dict[str, list[Any]] = field(default_factory=dict)
+    available: bool = True
+
+    @classmethod
+    def from_samples(cls, workload: str, metric: str, unit: str, direct: list[float], proxy: list[float],
+                     **kwargs) -> Row:
+        """A row whose values are the medians of the samples (all kept)."""
+        return cls(workload, metric, unit, median(direct), median(proxy),
+                   samples={"direct": list(direct), "proxy": list(proxy)}, **kwargs)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.direct is None or self.proxy is None or self.direct == 0:
+            return None
+        return self.proxy / self.direct
+
+    @property
+    def delta(self) -> float | None:
+        if self.direct is None or self.proxy is None:
+            return None
+        return self.proxy - self.direct
+
+    def met(self) -> bool | None:
+        """True/False against the target; None without a target or without the numbers."""
+        t = self.target
+        if t is None or not self.available:
+            return None
+        if t.kind == "ratio_min":
+            return None if self.ratio is None else self.ratio >= t.value
+        if t.kind == "delta_max":
+            return None if self.delta is None else self.delta <= t.value
+        return None if self.proxy is None else self.proxy <= t.value
+
+    def verdict(self) -> str:
+        """'yes', 'no (…)' with how far off, '—' (no target) or 'n/a'."""
+        t = self.target
+        if not self.available:
+            return "n/a"
+        if t is None:
+            return "—"
+        met = self.met()
+        if met is None:
+            return "n/a"
+        if t.kind == "ratio_min":
+            actual, need = self.ratio, t.value
+            gap = f"{actual:.2f} vs {need:g}"
+        elif t.kind == "delta_max":
+            actual, need = self.delta, t.value
+            gap = f"+{actual:.3g} vs +{need:g} {t.unit}".rstrip()
+        else:
+            actual, need = self.proxy, t.value
+            gap = f"{actual:.3g} vs {need:g} {t.unit}".rstrip()
+        if met:
+            return f"yes ({gap})"
+        if t.kind == "ratio_min":
+            short = (need - actual) / need * 100
+            return f"**no** ({gap}: {short:.0f}% short)"
+        over = (actual - need) / need * 100 if need else float("inf")
+        return f"**no** ({gap}: {over:.0f}% over)"
+
+    def to_json(self) -> dict:
+        return {
+            "workload": self.workload, "metric": self.metric, "unit": self.unit,
+            "direct": self.direct, "proxy": self.proxy, "ratio": self.ratio,
+            "target": self.target.to_json() if self.target else None,
+            "met": self.met(), "verdict": self.verdict(), "available": self.available,
+            "note": self.note, "samples": self.samples,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Row:
+        t = data.get("target")
+        return cls(data["workload"], data["metric"], data["unit"], data.get("direct"), data.get("proxy"),
+                   target=Target(t["kind"], t["value"], t.get("unit", "")) if t else None,
+                   note=data.get("note", ""), samples=data.get("samples", {}),
+                   available=data.get("available", True))
+
+
+def fmt_value(value: float | None, unit: str = "") -> str:
+    """A number for the table: thousands separators for big ones, 2-3 significant digits for small."""
+    if value is None:
+        return "n/a"
+    a = abs(value)
+    if a >= 1000:
+        text = f"{value:,.0f}"
+    elif a >= 100:
+        text = f"{value:.0f}"
+    elif a >= 10:
+        text = f"{value:.1f}"
+    elif a >= 1:
+        text = f"{value:.2f}"
+    elif a == 0:
+        text = "0"
+    else:
+        text = f"{value:.3f}"
+    return f"{text} {unit}".rstrip() if unit else text
+
+
+def fmt_ratio(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.2f}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(rows: list[Row], machine_line: str = "", title: str = "") -> str:
+    """The results table (GitHub markdown), then the rows' notes."""
+    out = []
+    if title:
+        out += [f"### {title}", ""]
+    if machine_line:
+        out += [f"Machine: {machine_line}", ""]
+    out.append("| Workload | Metric | Direct | Proxy | Proxy/direct | Target | Met? |")
+    out.append("|---|---|--:|--:|--:|---|---|")
+    notes = []
+    for row in rows:
+        workload = row.workload
+        if row.note:
+            notes.append(row)
+            workload += f" [{len(notes)}]"
+        out.append("| " + " | ".join(_cell(c) for c in (
+            workload, row.metric, fmt_value(row.direct, row.unit), fmt_value(row.proxy, row.unit),
+            fmt_ratio(row.ratio), row.target.describe() if row.target else "—", row.verdict())) + " |")
+    if notes:
+        out.append("")
+        for i, row in enumerate(notes, 1):
+            out.append(f"[{i}] {row.workload}, {row.metric}: {row.note}")
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_text(rows: list[Row]) -> str:
+    """A plain fixed-width table for the terminal."""
+    header = ("workload", "metric", "direct", "proxy", "ratio", "target", "met?")
+    body = [(r.workload, r.metric, fmt_value(r.direct, r.unit), fmt_value(r.proxy, r.unit), fmt_ratio(r.ratio),
+             r.target.describe() if r.target else "-", r.verdict().replace("**", "")) for r in rows]
+    widths = [max(len(str(x[i])) for x in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)) for line in body]
+    return "\n".join(lines) + "\n"
+
+
+def summary_counts(rows: list[Row]) -> dict[str, int]:
+    """How many targets are met, missed, and could not be evaluated."""
+    counts = {"met": 0, "missed": 0, "unknown": 0}
+    for row in rows:
+        if row.target is None:
+            continue
+        met = row.met()
+        counts["met" if met else "missed" if met is False else "unknown"] += 1
+    return counts
+
+
+CPU_CATEGORIES = ("server", "proxy", "loadgen", "harness", "kernel")
+
+
+def render_cpu_table(legs: list[dict]) -> str:
+    """Where the CPU went: median cores per process kind for each workload and leg (direct/proxy)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for leg in legs:
+        groups.setdefault((leg["workload"], leg["leg"]), []).append(leg)
+    if not groups:
+        return ""
+    out = ["| Workload | Leg | mariadbd | proxy | load generator | harness | kernel threads | other processes |",
+           "|---|---|--:|--:|--:|--:|--:|--:|"]
+    for (workload, leg), items in groups.items():
+        cells = [median([i.get("cores", {}).get(c, 0.0) for i in items]) for c in CPU_CATEGORIES]
+        cells.append(median([i.get("foreign_cores", 0.0) for i in items]))
+        out.append(f"| {_cell(workload)} | {_cell(leg)} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,392 @@
+# The benchmark harness's pure parts (bench/): sysbench output parsing, the
+# latency histogram, ratio/target evaluation, table rendering, the option
+# and config plumbing. Nothing here runs a load or looks at a clock, and no
+# test asserts a timing; matplotlib and psutil (the [bench] extra) are not
+# needed.
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+
+import pytest
+
+from bench import sysbench as sb
+from bench.plots import _point_table
+from bench.procs import ProxyProcess, cpu_used, loadgen_command, render_proxy_config
+from bench.report import Row, Target, fmt_value, render_cpu_table, render_markdown, render_text, summary_counts
+from bench.run import noise_summary, parse_only, render_results_md
+from bench.stats import LatencyHistogram, median, percentile
+from bench.workloads import WORKLOADS, Settings, _merge_loadgen, server_options
+from mysqlpool_proxy.config import load_config
+
+POINT_SELECT_OUTPUT = """\
+sysbench 1.0.20 (using system LuaJIT 2.1.0-beta3)
+
+Running the test with following options:
+Number of threads: 32
+Initializing random number generator from current time
+
+
+Initializing worker threads...
+
+Threads started!
+
+Latency histogram (values are in milliseconds)
+       value  ------------- distribution ------------- count
+       0.102 |*                                        10
+       0.200 |****************************************  50
+       0.500 |**********                               25
+       1.000 |***                                      10
+       5.000 |*                                        4
+      12.520 |                                         1
+
+SQL statistics:
+    queries performed:
+        read:                            77712
+        write:                           0
+        other:                           0
+        total:                           77712
+    transactions:                        77712  (15508.45 per sec.)
+    queries:                             77712  (15508.45 per sec.)
+    ignored errors:                      0      (0.00 per sec.)
+    reconnects:                          0      (0.00 per sec.)
+
+General statistics:
+    total time:                          5.0106s
+    total number of events:              77712
+
+Latency (ms):
+         min:                                    0.09
+         avg:                                    2.06
+         max:                                  296.91
+         99th percentile:                       12.52
+         sum:                               160079.54
+
+Threads fairness:
+    events (avg/stddev):           2428.5000/308.53
+    execution time (avg/stddev):   5.0025/0.00
+"""
+
+READ_WRITE_OUTPUT = """\
+SQL statistics:
+    queries performed:
+        read:                            140000
+        write:                           40000
+        other:                           20000
+        total:                           200000
+    transactions:                        10000  (811.20 per sec.)
+    queries:                             200000 (16224.00 per sec.)
+    ignored errors:                      3      (0.24 per sec.)
+    reconnects:                          0      (0.00 per sec.)
+
+General statistics:
+    total time:                          12.3300s
+    total number of events:              10000
+
+Latency (ms):
+         min:                                    3.10
+         avg:                                   78.90
+         max:                                  900.00
+         95th percentile:                      201.00
+         sum:                               789000.00
+"""
+
+
+# -- sysbench ----------------------------------------------------------------------------------
+
+def test_parse_point_select_report():
+    r = sb.parse_output(POINT_SELECT_OUTPUT)
+    assert (r.transactions, r.tps) == (77712, 15508.45)
+    assert (r.queries, r.qps) == (77712, 15508.45)
+    assert (r.ignored_errors, r.reconnects, r.events) == (0, 0, 77712)
+    assert r.total_time_s == pytest.approx(5.0106)
+    assert (r.latency_min_ms, r.latency_avg_ms, r.latency_max_ms) == (0.09, 2.06, 296.91)
+    assert (r.percentile, r.latency_pct_ms) == (99, 12.52)
+    assert r.histogram[0] == (0.102, 10) and r.histogram[-1] == (12.52, 1)
+    assert sum(n for _, n in r.histogram) == 100
+    assert r.latency_p50_ms == 0.2  # ranks 11..60 are in the 0.200 bucket
+    assert r.fatal == []
+
+
+def test_parse_read_write_report_without_histogram():
+    r = sb.parse_output(READ_WRITE_OUTPUT)
+    assert (r.transactions, r.tps, r.queries, r.qps) == (10000, 811.2, 200000, 16224.0)
+    assert r.ignored_errors == 3
+    assert (r.percentile, r.latency_pct_ms) == (95, 201.0)
+    assert r.histogram == [] and r.latency_p50_ms is None
+
+
+def test_parse_reports_fatal_lines_and_missing_numbers():
+    text = ("FATAL: unable to connect to MySQL server on host '127.0.0.1', port 1, aborting...\n"
+            "FATAL: error 2003: Can't connect to MySQL server on '127.0.0.1' (111)\n")
+    r = sb.parse_output(text)
+    assert len(r.fatal) == 2 and "error 2003" in r.fatal[1]
+    assert r.events == 0 and r.latency_avg_ms is None and r.tps == 0.0
+
+
+def test_histogram_percentiles():
+    hist = [(1.0, 50), (2.0, 49), (10.0, 1)]
+    assert sb.histogram_percentile(hist, 50) == 1.0
+    assert sb.histogram_percentile(hist, 99) == 2.0
+    assert sb.histogram_percentile(hist, 100) == 10.0
+    assert sb.histogram_percentile(list(reversed(hist)), 99) == 2.0  # order does not matter
+    assert sb.histogram_percentile([], 50) is None
+    with pytest.raises(ValueError):
+        sb.histogram_percentile(hist, 101)
+
+
+def test_build_run_command():
+    cmd = sb.build_command("oltp_point_select", host="127.0.0.1", port=5555, user="u", password="pw", db="sbtest",
+                           threads=32, seconds=15, ps_mode="disable")
+    assert cmd[:2] == ["sysbench", "oltp_point_select"] and cmd[-1] == "run"
+    for flag in ("--mysql-port=5555", "--mysql-user=u", "--mysql-password=pw", "--mysql-db=sbtest",
+                 "--threads=32", "--time=15", "--db-ps-mode=disable", "--percentile=99", "--histogram=on",
+                 "--tables=1", "--table-size=100000"):
+        assert flag in cmd
+
+
+def test_build_prepare_command_has_no_run_options():
+    cmd = sb.build_command("oltp_point_select", host="h", port=1, user="u", password="p", db="d", action="prepare")
+    assert cmd[-1] == "prepare"
+    assert not any(a.startswith(("--time", "--db-ps-mode", "--histogram")) for a in cmd)
+
+
+def test_sysbench_failure_message_hides_the_password():
+    assert sb._redact(["sysbench", "--mysql-password=secret", "run"]) == [
+        "sysbench", "--mysql-password=***", "run"]
+
+
+def test_connect_script_is_shipped():
+    text = sb.CONNECT_SCRIPT.read_text()
+    assert "drv:connect()" in text and "con:disconnect()" in text
+
+
+# -- statistics --------------------------------------------------------------------------------
+
+def test_median_and_percentile():
+    assert median([]) is None
+    assert median([3, 1, 2]) == 2
+    assert median([4, 1, 3, 2]) == 2.5
+    assert median([None, 5]) == 5
+    assert percentile([1, 2, 3, 4], 50) == 2 and percentile([1, 2, 3, 4], 100) == 4
+    assert percentile([], 50) is None
+
+
+def test_latency_histogram_is_within_one_percent():
+    h = LatencyHistogram()
+    values = [i / 1e5 for i in range(1, 10_001)]  # 10 µs .. 100 ms, uniform
+    for v in values:
+        h.add(v)
+    assert h.count == len(values)
+    for pct in (50, 90, 99):
+        exact = percentile(values, pct) * 1000
+        assert h.percentile_ms(pct) == pytest.approx(exact, rel=0.011)
+    assert h.mean_ms() == pytest.approx(sum(values) / len(values) * 1000)
+    assert LatencyHistogram().percentile_ms(50) is None
+
+
+def test_latency_histogram_merge_and_json():
+    a, b = LatencyHistogram(), LatencyHistogram()
+    for _ in range(99):
+        a.add(0.001)
+    b.add(0.1)
+    a.merge(LatencyHistogram.from_json(json.loads(json.dumps(b.to_json()))))
+    assert a.count == 100
+    assert a.percentile_ms(99) == pytest.approx(1.0, rel=0.01)
+    assert a.percentile_ms(100) == pytest.approx(100.0, rel=0.01)
+    assert LatencyHistogram.bucket_of(0.5) == 0 and math.isclose(LatencyHistogram.bucket_value(0), 1.0)
+
+
+def test_merge_loadgen_results():
+    h1, h2 = LatencyHistogram(), LatencyHistogram()
+    h1.add(0.001)
+    h2.add(0.003)
+    merged = _merge_loadgen([
+        {"ops": 100, "seconds": 10.0, "errors": 0, "hist": h1.to_json()},
+        {"ops": 300, "seconds": 10.2, "errors": 1, "error_samples": ["x"], "hist": h2.to_json()},
+    ])
+    assert merged["ops"] == 400 and merged["qps"] == pytest.approx(400 / 10.2)
+    assert merged["errors"] == 1 and merged["procs"] == 2
+    assert merged["avg_ms"] == pytest.approx(2.0)
+    with pytest.raises(RuntimeError, match="refused"):
+        _merge_loadgen([{"error": "refused"}])
+    with pytest.raises(RuntimeError, match="no request"):
+        _merge_loadgen([{"ops": 0, "seconds": 1.0, "hist": LatencyHistogram().to_json()}])
+
+
+# -- targets and the table --------------------------------------------------------------------------
+
+def test_ratio_target():
+    row = Row("w", "throughput", "q/s", 1000.0, 600.0, target=Target("ratio_min", 0.5))
+    assert row.ratio == pytest.approx(0.6) and row.met() is True
+    assert row.verdict().startswith("yes (0.60 vs 0.5")
+    row.proxy = 400.0
+    assert row.met() is False
+    assert "20% short" in row.verdict() and row.verdict().startswith("**no**")
+
+
+def test_delta_target():
+    row = Row("w", "latency avg", "ms", 0.20, 0.30, target=Target("delta_max", 0.15, "ms"))
+    assert row.delta == pytest.approx(0.10) and row.met() is True
+    row.proxy = 0.50
+    assert row.met() is False and "over" in row.verdict()
+
+
+def test_proxy_bound_target():
+    row = Row("idle", "RSS per idle client", "KiB", 60.0, 3.9, target=Target("proxy_max", 10, "KiB"))
+    assert row.met() is True and row.target.describe() == "≤ 10 KiB"
+    assert Row("x", "m", "MiB", None, 12.0, target=Target("proxy_max", 8, "MiB")).met() is False
+
+
+def test_missing_numbers_and_unavailable_rows_are_not_judged():
+    assert Row("w", "m", "q/s", None, 5.0, target=Target("ratio_min", 0.5)).met() is None
+    assert Row("w", "m", "q/s", 0.0, 5.0).ratio is None
+    gone = Row("w", "m", "q/s", 10.0, None, target=Target("ratio_min", 0.5), available=False)
+    assert gone.met() is None and gone.verdict() == "n/a"
+    assert Row("w", "m", "q/s", 1.0, 2.0).verdict() == "—"
+    with pytest.raises(ValueError):
+        Target("ratio_max", 1)
+
+
+def test_row_from_samples_keeps_every_sample_and_round_trips():
+    row = Row.from_samples("w", "throughput", "q/s", [10, 30, 20], [5, 7], target=Target("ratio_min", 0.5))
+    assert (row.direct, row.proxy) == (20, 6)
+    assert row.samples == {"direct": [10, 30, 20], "proxy": [5, 7]}
+    data = json.loads(json.dumps(row.to_json()))
+    assert data["ratio"] == pytest.approx(0.3) and data["met"] is False
+    back = Row.from_json(data)
+    assert (back.direct, back.proxy, back.target) == (row.direct, row.proxy, row.target)
+
+
+def test_summary_counts():
+    rows = [Row("a", "m", "", 1, 1, target=Target("ratio_min", 0.5)),
+            Row("b", "m", "", 1, 0.1, target=Target("ratio_min", 0.5)),
+            Row("c", "m", "", None, 1, target=Target("ratio_min", 0.5)),
+            Row("d", "m", "", 1, 1)]
+    assert summary_counts(rows) == {"met": 1, "missed": 1, "unknown": 1}
+
+
+@pytest.mark.parametrize("value, unit, text", [
+    (None, "q/s", "n/a"), (12345.6, "q/s", "12,346 q/s"), (123.4, "", "123"), (12.34, "ms", "12.3 ms"),
+    (1.234, "ms", "1.23 ms"), (0.1234, "ms", "0.123 ms"), (0, "", "0"),
+])
+def test_fmt_value(value, unit, text):
+    assert fmt_value(value, unit) == text
+
+
+def test_render_markdown_table_and_notes():
+    rows = [
+        Row("point | select", "throughput", "q/s", 1000.0, 600.0, target=Target("ratio_min", 0.5)),
+        Row("idle", "RSS per idle client", "KiB", 60.0, 3.9, target=Target("proxy_max", 10, "KiB"),
+            note="direct is mariadbd's own memory"),
+        Row("workers", "throughput", "q/s", 1000.0, None, available=False, note="not available: one process"),
+    ]
+    md = render_markdown(rows, "2 cores")
+    lines = md.splitlines()
+    assert lines[0] == "Machine: 2 cores"
+    assert lines[2] == "| Workload | Metric | Direct | Proxy | Proxy/direct | Target | Met? |"
+    assert "| point \\| select | throughput | 1,000 q/s | 600 q/s | 0.60 | ≥ 0.5 × direct | yes" in md
+    assert "| idle [1] | RSS per idle client | 60.0 KiB | 3.90 KiB | 0.07 | ≤ 10 KiB | yes" in md
+    assert "| workers [2] | throughput | 1,000 q/s | n/a | n/a | — | n/a |" in md
+    assert "[1] idle, RSS per idle client: direct is mariadbd's own memory" in md
+    assert "[2] workers, throughput: not available: one process" in md
+    text = render_text(rows)
+    assert "**" not in text and text.splitlines()[0].split()[:3] == ["workload", "metric", "direct"]
+
+
+def test_results_md_names_the_machine_failures_and_noise():
+    results = {"started": "2026-01-01T00:00:00", "duration_s": 10.0, "command": "python -m bench.run --quick",
+               "machine": {"cores": 2, "cpu_model": "X"}, "targets": {"met": 1, "missed": 0, "unknown": 0},
+               "failures": [{"workload": "workers", "what": "start", "error": "not available"}],
+               "noise": [{"workload": "w", "leg": "proxy", "round": 1, "foreign_cores": 0.5}],
+               "loadavg_at_start": [0.5, 0.4, 0.3]}
+    md = render_results_md(results, [Row("w", "m", "q/s", 1.0, 1.0, target=Target("ratio_min", 0.5))])
+    assert "2 cores (X)" in md and "## Failures" in md and "workers / start: not available" in md
+    assert "Targets: 1 met, 0 missed" in md and "1 leg(s) above" in md
+
+
+def test_noise_summary():
+    assert "No per-leg" in noise_summary([], None)
+    quiet = [{"workload": "w", "leg": "direct", "round": 1, "foreign_cores": 0.01}] * 3
+    text = noise_summary(quiet, [0.1, 0.2, 0.3])
+    assert "Load average at start: 0.1, 0.2, 0.3" in text and "above" not in text
+
+
+def test_cpu_used_by_category():
+    before = {"procs": {1: (100.0, 5.0, "foreign"), 2: (100.0, 1.0, "foreign"), 7: (50.0, 10.0, "server")},
+              "reaped": 2.0}
+    after = {"procs": {1: (100.0, 6.5, "foreign"), 2: (200.0, 0.25, "foreign"),  # 2: a reused pid
+                       3: (300.0, 1.0, "foreign"), 7: (50.0, 12.0, "server"), 9: (60.0, 0.5, "proxy")},
+             "reaped": 3.5}
+    used = cpu_used(before, after)
+    assert used["foreign"] == pytest.approx(1.5 + 0.25 + 1.0)
+    assert used["server"] == pytest.approx(2.0) and used["proxy"] == pytest.approx(0.5)
+    assert used["loadgen"] == pytest.approx(1.5)  # children reaped meanwhile (sysbench, load generators)
+
+
+def test_cpu_table():
+    legs = [{"workload": "point 8", "leg": "direct", "cores": {"server": 1.0, "loadgen": 0.5}, "foreign_cores": 0.0},
+            {"workload": "point 8", "leg": "direct", "cores": {"server": 1.2, "loadgen": 0.7}, "foreign_cores": 0.2},
+            {"workload": "point 8", "leg": "proxy", "cores": {"server": 0.4, "proxy": 1.0}, "foreign_cores": 0.0}]
+    table = render_cpu_table(legs).splitlines()
+    assert table[0].startswith("| Workload | Leg | mariadbd | proxy |")
+    assert table[2] == "| point 8 | direct | 1.10 | 0.00 | 0.60 | 0.00 | 0.00 | 0.10 |"
+    assert table[3] == "| point 8 | proxy | 0.40 | 1.00 | 0.00 | 0.00 | 0.00 | 0.00 |"
+    assert render_cpu_table([]) == ""
+
+
+# -- options and plumbing -------------------------------------------------------------------------
+
+def test_parse_only():
+    assert parse_only(None) == list(WORKLOADS)
+    assert parse_only(["mixed,point_sysbench", "idle"]) == ["point_sysbench", "idle", "mixed"]
+    with pytest.raises(SystemExit, match="unknown workload"):
+        parse_only(["point"])
+
+
+def test_settings():
+    full, quick = Settings(), Settings.quick_settings()
+    assert full.rounds >= 2 and quick.rounds >= 2
+    assert full.point_clients == (8, 32, 128) and full.idle_count == 10_000 and full.large_rows == 1_000_000
+    assert full.mixed_clients == 64 and full.mixed_pool == 8
+    assert quick.point_seconds < full.point_seconds
+    assert server_options(full)["max_connections"] > full.idle_direct_count
+
+
+def test_generated_proxy_config_is_accepted_by_the_proxy(tmp_path):
+    p = ProxyProcess(backend_port=4000, workdir=tmp_path, name="t", pool={"max_size": 32},
+                     proxy={"max_client_connections": 10_100, "workers": 2}, port=7000, metrics_port=7001)
+    path = tmp_path / "t.toml"
+    path.write_text(p.config_text())
+    config = load_config(str(path), environ={})
+    assert config.proxy.listen == "127.0.0.1:7000" and config.proxy.workers == 2
+    assert config.proxy.max_client_connections == 10_100
+    assert config.backend.port == 4000 and config.pool.max_size == 32
+    assert config.metrics.listen == "127.0.0.1:7001" and config.admin.listen == ""
+    assert [u.name for u in config.users] == ["bench"]
+
+
+def test_render_proxy_config_quotes_strings():
+    text = render_proxy_config({"proxy": {"server_version": 'a"b\\c', "x": None, "on": True}}, [])
+    assert tomllib.loads(text) == {"proxy": {"server_version": 'a"b\\c', "on": True}}
+
+
+def test_loadgen_command():
+    cmd = loadgen_command("point", 1234, clients=8, start_at=1.5)
+    assert cmd[1:4] == ["-m", "bench.loadgen", "point"]
+    assert cmd[cmd.index("--port") + 1] == "1234" and cmd[cmd.index("--start-at") + 1] == "1.5"
+
+
+def test_point_table_for_plots():
+    rows = [
+        {"workload": "point select, sysbench, 32 clients", "metric": "throughput", "direct": 100, "proxy": 60},
+        {"workload": "point select, sysbench, 32 clients, proxy workers = 2", "metric": "throughput",
+         "direct": 100, "proxy": 90},
+        {"workload": "point select, Python/aiomysql, 8 clients", "metric": "throughput", "direct": 5, "proxy": 4},
+        {"workload": "point select, sysbench, 128 clients, proxy workers = 2", "metric": "throughput",
+         "direct": 100, "proxy": None, "available": False},
+    ]
+    table = _point_table(rows, "sysbench")
+    assert table == {32: {"direct": {"throughput": 100}, "proxy": {"throughput": 60},
+                          "proxy 2 workers": {"throughput": 90}}}
