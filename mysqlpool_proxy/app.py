@@ -16,6 +16,8 @@ import signal
 
 from .config import Config, ConfigError
 from .proxy import Proxy
+from .workers import WorkerSlot, supervise
+from .workers import validate as validate_workers
 
 __all__ = ["run", "serve"]
 
@@ -33,9 +35,9 @@ def _install_uvloop() -> bool:
     return True
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, worker: WorkerSlot | None = None) -> int:
     loop = asyncio.get_running_loop()
-    proxy = Proxy(config, loop)
+    proxy = Proxy(config, loop, worker=worker)
     stop = asyncio.Event()
     timeout = {"value": config.proxy.shutdown_timeout}
 
@@ -73,9 +75,21 @@ async def serve(config: Config) -> int:
 
 
 def run(config: Config) -> int:
+    if config.proxy.workers > 1:
+        try:
+            validate_workers(config)
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return 2
+        log.info("starting %d workers sharing %s", config.proxy.workers, config.proxy.listen)
+        return supervise(config, run_worker)
+    return run_worker(config, None)
+
+
+def run_worker(config: Config, worker: WorkerSlot | None) -> int:
     if _install_uvloop():
         log.debug("using uvloop")
     try:
-        return asyncio.run(serve(config))
+        return asyncio.run(serve(config, worker))
     except KeyboardInterrupt:
         return 130

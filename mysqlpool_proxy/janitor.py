@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from .backend import BackendState
@@ -42,7 +43,11 @@ def interval(idle_timeout: float) -> float:
 
 
 async def run_janitor(proxy: Proxy) -> None:
+    parent = os.getppid()
     while proxy.running:
+        if proxy.worker is not None and os.getppid() != parent:
+            log.error("the supervisor is gone: worker %d stopping", proxy.worker.index)
+            proxy.request_shutdown(wait=False)
         try:
             tick(proxy, proxy.loop.time())
         except Exception:  # a bug here must not stop maintenance for good

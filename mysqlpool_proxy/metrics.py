@@ -73,6 +73,16 @@ class ProxyCollector:
         return []
 
     def collect(self) -> Iterator[Metric]:
+        worker = self.proxy.worker
+        if worker is None:
+            yield from self._families()
+            return
+        # With [proxy] workers > 1 each worker serves its own figures, labelled.
+        for metric in self._families():
+            metric.samples = [s._replace(labels={**s.labels, "worker": worker.label}) for s in metric.samples]
+            yield metric
+
+    def _families(self) -> Iterator[Metric]:
         proxy = self.proxy
         pools = list(proxy.pools.values())
         census = ClientCensus.of(list(proxy.clients.values()), proxy.session_mode)

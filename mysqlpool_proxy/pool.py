@@ -199,6 +199,7 @@ class Pool:
         self.generation = 0  # bumped when the config changes how backends connect
         self.statement_cache_size = 256  # per backend; set from [pool] prepared_statement_cache_size
         self._pinging = 0  # idle backends taken out for a keepalive ping
+        self.share: Callable[[int], int] = lambda total: total  # this worker's part of a server limit
         limiter.pools.append(self)
 
     def __repr__(self) -> str:
@@ -225,7 +226,7 @@ class Pool:
         if not limits:
             return
         limit, what = min(limits)
-        cap = max(1, limit - 1)
+        cap = self.share(max(1, limit - 1))
         if cap < self.configured_max_size and cap != self.server_cap:
             log.warning("pool %s: max_size %d is at or above %s (%d); using %d so the server never refuses it",
                         self.name, self.configured_max_size, what, limit, cap)

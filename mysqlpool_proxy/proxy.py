@@ -43,6 +43,7 @@ from .protocol.response import Expect
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 from .session import PinReason, SessionState, SyncKind, SyncStep
 from .statements import ServerStatement
+from .workers import WorkerSlot, share
 
 __all__ = ["Proxy", "ProxyState", "ServerInfo", "UserEntry"]
 
@@ -117,13 +118,15 @@ class ProxyStats:
 
 
 class Proxy:
-    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop | None = None, *, opener=open_backend):
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop | None = None, *, opener=open_backend,
+                 worker: WorkerSlot | None = None):
         self.config = config
         self._opener = opener
+        self.worker = worker  # with [proxy] workers > 1: this process's slot; caps are its share
         self.loop = loop or asyncio.get_running_loop()
         self.state = ProxyState.STARTING
         self.stats = ProxyStats()
-        self.limiter = BackendLimiter(config.backend.max_connections)
+        self.limiter = BackendLimiter(self.share(config.backend.max_connections))
         self.pools: dict[str, Pool] = {}
         self.users: dict[bytes, UserEntry] = {}
         self.clients: dict[int, ClientConnection] = {}
@@ -135,7 +138,8 @@ class Proxy:
         self.local = LocalCommands(self)
         self.tls_context = self._client_tls(config)
         self._backend_ssl = make_ssl_context(*_ssl_settings(config))
-        self._client_ids = itertools.count(1)
+        step = worker.count if worker else 1
+        self._client_ids = itertools.count(1 + (worker.index if worker else 0), step)
         self._backend_ids = itertools.count(1)
         self._servers: list[asyncio.AbstractServer] = []
         self._http_server: asyncio.AbstractServer | None = None  # metrics and health: serves while draining
@@ -178,13 +182,21 @@ class Proxy:
     def _make_pool(self, name: str, user: UserConfig, max_size: int) -> Pool:
         p = self.config.pool
         pool = Pool(
-            name=name, params=self._params(user), max_size=max_size, min_idle=p.min_idle,
+            name=name, params=self._params(user), max_size=self.share(max_size),
+            min_idle=share(p.min_idle, self.worker.index, self.worker.count) if self.worker else p.min_idle,
             max_lifetime=p.max_lifetime, max_waiting=p.max_waiting_clients, max_connecting=p.max_connecting,
             limiter=self.limiter, loop=self.loop, on_opened=self._backend_opened,
             next_backend_id=lambda: next(self._backend_ids), opener=self._opener,
         )
         pool.statement_cache_size = p.prepared_statement_cache_size
+        pool.share = self.share
         return pool
+
+    def share(self, total: int) -> int:
+        """This process's part of a cap (all of it unless [proxy] workers > 1)."""
+        if self.worker is None:
+            return total
+        return max(1, share(total, self.worker.index, self.worker.count))
 
     @property
     def session_mode(self) -> bool:
@@ -255,7 +267,7 @@ class Proxy:
         if self.state is not ProxyState.RUNNING:
             self.refused(RefusalReason.SHUTTING_DOWN)
             return ProxyError(ER.SERVER_SHUTDOWN, "mysqlpool-proxy is shutting down")
-        limit = self.config.proxy.max_client_connections
+        limit = self.share(self.config.proxy.max_client_connections)
         if len(self.clients) > limit:
             self.refused(RefusalReason.MAX_CLIENTS)
             return ProxyError(ER.CON_COUNT_ERROR, (
@@ -549,7 +561,7 @@ class Proxy:
                          if getattr(getattr(old, section), key) != getattr(getattr(new, section), key)]
         new = _keep_restart_only_settings(old, new)  # they stay as running until a restart
         self.config = new
-        self.limiter.max = new.backend.max_connections
+        self.limiter.max = self.share(new.backend.max_connections)
         if _ssl_settings(old) != _ssl_settings(new):
             self._backend_ssl = make_ssl_context(*_ssl_settings(new))
         self._reload_users(new)
@@ -578,7 +590,9 @@ class Proxy:
             if pool is None:
                 pool = self.pools[backend_user] = self._make_pool(backend_user, user, sizes[backend_user])
             else:
-                pool.reconfigure(self._params(user), max_size=sizes[backend_user], min_idle=p.min_idle,
+                pool.reconfigure(self._params(user), max_size=self.share(sizes[backend_user]),
+                                 min_idle=share(p.min_idle, self.worker.index, self.worker.count)
+                                 if self.worker else p.min_idle,
                                  max_lifetime=p.max_lifetime, max_waiting=p.max_waiting_clients,
                                  max_connecting=p.max_connecting)
                 pool.statement_cache_size = p.prepared_statement_cache_size

@@ -86,10 +86,12 @@ class SqlEffects:
 
     @property
     def any(self) -> bool:
-        return self != _NOTHING
+        return self is not NO_EFFECTS and self != NO_EFFECTS
 
 
-_NOTHING = SqlEffects()
+# What analyze() returns for the (vast majority of) statements with no effect:
+# one shared instance, so `.any` is an identity check. Never mutate it.
+NO_EFFECTS = SqlEffects()
 
 
 def tokenize(sql: bytes) -> list[tuple[str, bytes]]:
@@ -143,11 +145,12 @@ def split_statements(tokens: list) -> list[list]:
 
 
 def analyze(sql: bytes) -> SqlEffects:
-    effects = SqlEffects()
+    """The session-state effects of a query text (NO_EFFECTS, shared, when it has none)."""
     if len(sql) > SKELETON_ABOVE:
         sql = skeleton(sql)
     if _INTERESTING_LOWER.search(sql.lower()) is None:
-        return effects
+        return NO_EFFECTS
+    effects = SqlEffects()
     for stmt in split_statements(tokenize(sql)):
         _analyze_statement(stmt, effects)
     return effects
