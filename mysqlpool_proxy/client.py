@@ -356,8 +356,7 @@ class ClientConnection(asyncio.Protocol):
                 self._task = self.proxy.loop.create_task(self._start_tls())
                 return
             elif isinstance(event, hs.Failed):
-                self.proxy.refused(RefusalReason.AUTH_FAILED)
-                log.info("client #%d from %s: %s", self.id, self.peer, event.message)
+                self.proxy.refused(RefusalReason.AUTH_FAILED, f"client #{self.id}: {event.message}")
                 self.close(ClientCloseReason.AUTH_FAILED)
                 return
             elif isinstance(event, hs.Verified):
@@ -645,12 +644,12 @@ class ClientConnection(asyncio.Protocol):
         try:
             return await pool.acquire(self.key, remaining)
         except QueueFull:
-            self.proxy.refused(RefusalReason.QUEUE_FULL)
+            self.proxy.refused(RefusalReason.QUEUE_FULL, f"pool {pool.name}: {len(pool.waiters)} clients waiting")
             raise ProxyError(ER.CON_COUNT_ERROR, (
                 f"Too many connections: mysqlpool-proxy pool '{pool.name}' already has {len(pool.waiters)} clients "
                 f"waiting for a backend connection (max_waiting_clients {pool.max_waiting}); try again later"))
         except CheckoutTimeout as exc:
-            self.proxy.refused(RefusalReason.CHECKOUT_TIMEOUT)
+            self.proxy.refused(RefusalReason.CHECKOUT_TIMEOUT, f"pool {pool.name} after {exc.waited:.1f}s ({exc})")
             raise ProxyError(ER.CON_COUNT_ERROR, (
                 f"Too many connections: mysqlpool-proxy pool '{pool.name}' had no free backend connection after "
                 f"waiting {exc.waited:.1f}s ({exc}); try again later"))

@@ -11,7 +11,9 @@ Each tick (at most a second apart, and at least four times per idle_timeout):
   it rolled back; its next statement gets an error saying so, and the
   backend goes back to the pool;
 * `[proxy] client_idle_timeout`: idle clients are disconnected (off by
-  default: clients may idle for days, which is the point of the proxy).
+  default: clients may idle for days, which is the point of the proxy);
+* once a minute, one log line per pool sums up the backends closed (by
+  reason) since the last one: recycling is logged in aggregate.
 
 Only backends in use are visited for the per-backend checks, so the cost
 of a tick grows with backends, not with idle clients (unless
@@ -36,6 +38,7 @@ __all__ = ["run_janitor", "tick"]
 log = logging.getLogger("mysqlpool.janitor")
 
 MAX_INTERVAL = 1.0
+RECYCLING_SUMMARY_EVERY = 60.0  # seconds between the log lines summing up closed backends
 
 
 def interval(idle_timeout: float) -> float:
@@ -44,7 +47,12 @@ def interval(idle_timeout: float) -> float:
 
 async def run_janitor(proxy: Proxy) -> None:
     parent = os.getppid()
+    next_summary = proxy.loop.time() + RECYCLING_SUMMARY_EVERY
     while proxy.running:
+        if proxy.loop.time() >= next_summary:
+            next_summary += RECYCLING_SUMMARY_EVERY
+            for pool in list(proxy.pools.values()):
+                pool.log_recycling()
         if proxy.worker is not None and os.getppid() != parent:
             log.error("the supervisor is gone: worker %d stopping", proxy.worker.index)
             proxy.request_shutdown(wait=False)

@@ -199,6 +199,8 @@ class Pool:
         self.generation = 0  # bumped when the config changes how backends connect
         self.statement_cache_size = 256  # per backend; set from [pool] prepared_statement_cache_size
         self._pinging = 0  # idle backends taken out for a keepalive ping
+        self._exhausted = False  # logged once per episode of clients waiting at the cap
+        self._closes_logged: Counter = Counter()  # stats.closed as of the last recycling summary
         self.share: Callable[[int], int] = lambda total: total  # this worker's part of a server limit
         limiter.pools.append(self)
 
@@ -290,6 +292,10 @@ class Pool:
         waiter = Waiter(key, self.loop.create_future(), now)
         waiter.timer = self.loop.call_later(timeout, self._expire_waiter, waiter)
         self.waiters.append(waiter)
+        if not self._exhausted and self.size >= self.max_size:
+            self._exhausted = True
+            log.warning("pool %s exhausted: all %d backend connections in use; clients wait (up to %gs)",
+                        self.name, self.max_size, timeout)
         self.serve_waiters()
         try:
             backend = await waiter.future
@@ -530,6 +536,9 @@ class Pool:
         self.idle.append(backend)
         if self.waiters:
             self.serve_waiters()
+        elif self._exhausted:
+            self._exhausted = False
+            log.info("pool %s: no client waits any more", self.name)
 
     def _retire_reason(self, backend: BackendConnection, now: float) -> BackendCloseReason | None:
         if self.closing:
@@ -640,6 +649,16 @@ class Pool:
             return
         backend.last_used = self.loop.time()
         self.release(backend)
+
+    def log_recycling(self) -> None:
+        """One line summing up the backends closed since the last call (the janitor calls it)."""
+        closed = self.stats.closed
+        delta = {reason: closed[reason] - self._closes_logged[reason] for reason in closed
+                 if closed[reason] != self._closes_logged[reason]}
+        if delta:
+            self._closes_logged = Counter(closed)
+            log.info("pool %s: closed %d backend connections (%s); %d open", self.name, sum(delta.values()),
+                     ", ".join(f"{reason} {n}" for reason, n in sorted(delta.items())), self.size)
 
     def ensure_min_idle(self) -> None:
         """Keep min_idle backends ready, counting ones about to expire as already gone."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import json
 import itertools
 import logging
 import ssl
@@ -146,6 +147,7 @@ class Proxy:
         self._admin_server: asyncio.AbstractServer | None = None  # the admin console: serves while draining
         self._tasks: set[asyncio.Task] = set()
         self._known_schemas: dict[str, set[bytes]] = {}
+        self._refusal_log: dict[RefusalReason, tuple[float, int]] = {}
         self._build_users(config)
 
     # -- construction --------------------------------------------------------------
@@ -233,6 +235,12 @@ class Proxy:
         if previous is None:
             log.info("backend server %s (wait_timeout %.0fs, max_connections %d, max_user_connections %d)",
                      opened.server_version, opened.wait_timeout, opened.max_connections, opened.max_user_connections)
+        configured = self.config.pool.idle_timeout
+        if configured and configured >= opened.wait_timeout and (previous is None
+                                                                 or previous.min_wait_timeout > opened.wait_timeout):
+            log.warning("pool.idle_timeout %gs is not below the server's wait_timeout %gs: the server will close idle "
+                        "connections first (set idle_timeout below it, or leave it unset to derive it)",
+                        configured, opened.wait_timeout)
         self.server_known.set()
 
     async def _learn_server_task(self) -> None:
@@ -275,8 +283,17 @@ class Proxy:
         self.stats.accepted += 1
         return None
 
-    def refused(self, reason: RefusalReason) -> None:
+    def refused(self, reason: RefusalReason, detail: str = "") -> None:
+        """Count a refusal; log it, at most once a second per reason (with how many since)."""
         self.stats.refused[reason.value] += 1
+        now = self.loop.time()
+        last, unlogged = self._refusal_log.get(reason, (0.0, 0))
+        if now - last >= 1.0:
+            more = f" (and {unlogged} more since the last report)" if unlogged else ""
+            log.warning("refused a client: %s%s%s", reason.value, f": {detail}" if detail else "", more)
+            self._refusal_log[reason] = (now, 0)
+        else:
+            self._refusal_log[reason] = (last, unlogged + 1)
 
     def client_authenticated(self, client: ClientConnection) -> None:
         log.debug("client #%d %s@%s authenticated", client.id, client.user.name, client.peer)
@@ -491,6 +508,7 @@ class Proxy:
         self._spawn(run_janitor(self))
         log.info("mysqlpool-proxy %s listening on %s (mode %s, pools: %s)", __version__, self.listen_description(),
                  self.config.pool.mode, ", ".join(f"{p.name} max {p.max_size}" for p in self.pools.values()))
+        log.info("effective configuration (secrets masked): %s", json.dumps(self.config.redacted(), sort_keys=True))
 
     def ready(self) -> tuple[bool, str]:
         """Ready to take clients: listening, not shutting down, and the backend reachable."""

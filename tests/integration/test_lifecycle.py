@@ -330,3 +330,21 @@ def test_django_management_command_sleeping_past_wait_timeout(proxy_factory, sho
             assert cur.fetchone() == (1,)
     finally:
         conn.close()
+
+
+def test_slow_reader_does_not_make_the_server_hit_net_write_timeout(proxy_factory, mariadb_factory):
+    """The seeds' 2013 on a long read: the proxy reads ahead up to result_buffer_bytes,
+    so a client reading slowly does not leave the server blocked past net_write_timeout."""
+    server = mariadb_factory(net_write_timeout=2)
+    prepare_app_account(server)
+    proxy = proxy_factory(server, pool={"result_buffer_bytes": 16 * 1024 * 1024})
+    conn = proxy.connect()
+    rows = 0
+    with conn.cursor(pymysql.cursors.SSCursor) as cur:
+        cur.execute("SELECT seq, REPEAT('x', 100) FROM seq_1_to_60000")  # about 6.5 MB
+        for _ in cur:
+            rows += 1
+            if rows % 10000 == 0:
+                time.sleep(1)  # six seconds in all: three net_write_timeouts
+    assert rows == 60000
+    assert scalar(conn, "SELECT 1") == 1
