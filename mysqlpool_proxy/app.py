@@ -74,7 +74,25 @@ async def serve(config: Config, worker: WorkerSlot | None = None) -> int:
     return 0
 
 
+def _raise_open_files_limit(config: Config) -> None:
+    """Each client and backend is a file descriptor: raise the soft limit as far as allowed."""
+    try:
+        import resource
+    except ImportError:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = config.proxy.max_client_connections + config.backend.max_connections + 64
+    target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        log.warning("the open-files limit (%d) is below what max_client_connections + backend.max_connections "
+                    "need (%d): raise it (ulimit -n) or clients beyond it will be refused by the kernel",
+                    target, wanted)
+
+
 def run(config: Config) -> int:
+    _raise_open_files_limit(config)
     if config.proxy.workers > 1:
         try:
             validate_workers(config)
