@@ -599,6 +599,9 @@ class ClientConnection(asyncio.Protocol):
             if self.state is ClientState.CLOSED:
                 return
             self.set_state(ClientState.READY)
+            backend = self.backend
+            if backend is not None and backend.state is BackendState.RESERVED:
+                self._decide_hold(backend)  # e.g. its schema is gone: the backend is not its to keep
             self.send_error(pkt.last_seq, err)
             self._process_input()
             return

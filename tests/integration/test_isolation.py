@@ -135,3 +135,21 @@ def test_multi_statements_option_is_per_client(one_backend):
         cur.execute("SELECT 1; SELECT 2")
     with multi.cursor() as cur:
         cur.execute("SELECT 3; SELECT 4")
+
+
+def test_a_failed_state_sync_does_not_keep_the_backend(proxy_factory, app_server):
+    app_server.execute("CREATE DATABASE IF NOT EXISTS doomed")
+    proxy = proxy_factory(pool={"max_size": 2, "checkout_timeout": 5})
+    doomed = proxy.connect(database="doomed")
+    other = proxy.connect()
+    assert scalar(other, "SELECT 1") == 1  # the backends now have schema appdb
+    hold = proxy.connect()
+    with hold.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("SELECT 1")
+    app_server.execute("DROP DATABASE doomed")
+    with pytest.raises(pymysql.err.OperationalError) as err:
+        scalar(doomed, "SELECT 1")  # its schema cannot be selected on a backend any more
+    assert err.value.args[0] == 1049
+    assert proxy.pool_stats()["busy"] == 1  # only `hold`'s transaction holds one
+    assert scalar(other, "SELECT 2") == 2
