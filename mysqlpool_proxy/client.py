@@ -913,27 +913,33 @@ class ClientConnection(asyncio.Protocol):
         backend.pool.release(backend)
 
     def on_backend_lost(self, backend: BackendConnection, was_busy: bool) -> None:
+        """The backend this client held died. If its transaction or pinned state died with it,
+        the client must not go on as if not: it is told, then closed. Otherwise a statement
+        that was running gets an error and the client goes on; one not yet sent is retried."""
         self._cancel_query_timer()
         if self.backend is backend:
             self.backend = None
         state = self.state
         if state is ClientState.CLOSED:
             return
-        if state is ClientState.ACTIVE or state is ClientState.INFILE:
-            if self._response_started or self.holds_state():
-                # Part of the response is out, or its transaction died: the
-                # connection cannot go on; the client sees a lost connection.
-                self.close(ClientCloseReason.BACKEND_LOST)
+        active = state is ClientState.ACTIVE or state is ClientState.INFILE
+        if self.holds_state():
+            if active and not self._response_started:
+                self.send_error(self._cmd_seq, ProxyError(
+                    ER_LOST_BACKEND, "Lost connection to backend during query; the transaction was rolled back"))
+            elif state is ClientState.READY:
+                self.send_error(0, ProxyError(
+                    ER_LOST_BACKEND, "Lost connection to backend; the open transaction or session state was lost"))
+            self.close(ClientCloseReason.BACKEND_LOST)
+            return
+        if active:
+            if self._response_started:
+                self.close(ClientCloseReason.BACKEND_LOST)  # half a response is out: the stream is broken
                 return
             self.set_state(ClientState.READY)
             self.send_error(self._cmd_seq, ProxyError(ER_LOST_BACKEND, "Lost connection to backend during query"))
             self._process_input()
-        elif state is ClientState.READY and self.holds_state():
-            # Its transaction or pinned state died with the backend; it must not
-            # go on as if it had not. Tell it, then close.
-            self.send_error(0, ProxyError(
-                ER_LOST_BACKEND, "Lost connection to backend; the open transaction or session state was lost"))
-            self.close(ClientCloseReason.BACKEND_LOST)
+        # CHECKOUT and LOCAL: their task sees BackendGone and carries on with another backend.
 
     # -- janitor hooks ------------------------------------------------------------------
 
