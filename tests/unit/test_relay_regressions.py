@@ -4,7 +4,7 @@
 # (real Proxy, FakeClient, fake backends, virtual clock).
 from __future__ import annotations
 
-from tests.fakes import FakeClient, Rows, fake_opener, settle, start_proxy, virtual_time
+from tests.fakes import Ok, FakeClient, Rows, fake_opener, settle, start_proxy, virtual_time
 
 
 @virtual_time
@@ -53,4 +53,26 @@ async def test_a_client_whose_buffer_is_full_gets_its_next_backend_paused_too():
     server = opener.servers[0]
     assert server.queries == ["SELECT 1"]
     assert server.transport.reading_paused  # the result should stay on the server's side
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_backend_dying_during_a_capture_inside_a_transaction_closes_the_client():
+    # After `SET @x` the proxy reads @x back with a hidden SELECT. If the backend dies
+    # then, inside the client's transaction, the transaction is gone: the client must be
+    # closed, never left to run its next statement outside it on another backend.
+    opener = fake_opener()
+
+    def die(server, sql):
+        server.close()
+        return Ok()  # never delivered: the connection is closed
+
+    opener.on("SELECT LAST_INSERT_ID(), @`x`", die)
+    proxy = await start_proxy(opener, pool={"max_size": 2})
+    client = await FakeClient(proxy).connect()
+    await client.query("BEGIN")
+    await client.query("SET @x = 1")
+    await settle()
+    assert client.conn.state.value == "closed"
+    assert client.conn.backend is None
     await proxy.stop(0)
