@@ -214,17 +214,24 @@ class BackendConnection(asyncio.Protocol):
     def infile_sent(self) -> None:
         self.tracker.infile_sent()
 
-    def _relay(self, data: bytes) -> None:
+    def _feed(self, data: bytes) -> tuple[bytes, int]:
+        """The bytes to look at (with any held back before) and how many belong to the response;
+        n < 0 when the response was malformed (the backend is then closed)."""
         if self._held:
             data = self._held + data
             self._held = b""
-        tracker = self.tracker
         try:
-            n = tracker.feed(data)
+            return data, self.tracker.feed(data)
         except ProtocolError as exc:
             log.warning("backend #%d sent a malformed response: %s", self.id, exc)
             self.close(BackendCloseReason.ERROR)
+            return data, -1
+
+    def _relay(self, data: bytes) -> None:
+        data, n = self._feed(data)
+        if n < 0:
             return
+        tracker = self.tracker
         out = data if n == len(data) else data[:n]
         if tracker.rewrites:
             out = _apply_rewrites(out, tracker.rewrites)
@@ -261,16 +268,10 @@ class BackendConnection(asyncio.Protocol):
         return fut
 
     def _internal_data(self, data: bytes) -> None:
-        if self._held:
-            data = self._held + data
-            self._held = b""
-        tracker = self.tracker
-        try:
-            n = tracker.feed(data)
-        except ProtocolError as exc:
-            log.warning("backend #%d: malformed reply to an internal command: %s", self.id, exc)
-            self.close(BackendCloseReason.ERROR)
+        data, n = self._feed(data)
+        if n < 0:
             return
+        tracker = self.tracker
         if tracker.phase is Phase.INFILE:
             self.close(BackendCloseReason.ERROR)  # never asked for; refuse to go on
             return

@@ -29,84 +29,35 @@ created. Only a wait, a state sync or a ping runs as a task.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from typing import TYPE_CHECKING
 
-from .backend import BackendConnection, BackendGone, BackendState
-from .constants import CLIENT, COMMAND, CR, ER, SERVER_STATUS
+from .backend import BackendConnection, BackendState
+from .constants import CLIENT, COMMAND, ER
 from .errors import ProtocolError, ProxyError
 from .protocol import handshake as hs
 from .protocol.command import CommandSpec, Handling, spec_for
 from .protocol.framing import MAX_FRAME, FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
 from .protocol.packets import make_eof, make_err, make_ok
-from .protocol.response import Expect
-from .protocol.rows import parse_text_result, sql_literal_for
 from .protocol.sql import SqlEffects, analyze, parse_set_names, replace_connection_id, session_only
-from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from .session import Pins, PinReason, SessionState, SyncImpossible, apply_changes, sync_plan
-from .statements import ClientStatement, ServerStatement, backend_statement_packet, statement_key
+from .reasons import BackendCloseReason, ClientCloseReason
+from .session import Pins, PinReason, SessionState, apply_changes
+from .statements import ClientStatement, backend_statement_packet
+from .client_checkout import CheckoutMixin
+from .client_handshake import HandshakeMixin
+from .client_state import ClientState, IN_TRANS, AUTOCOMMIT, STICKY_STATUS, HANDSHAKE_TIMEOUT, MAX_QUEUED_INPUT, ER_LOST_BACKEND, NO_REPLY_CODES, STMT_ID_COMMANDS
+from .client_statements import StatementsMixin
+from .client_tasks import TasksMixin
 
 if TYPE_CHECKING:
     from .pool import Pool
     from .proxy import Proxy, UserEntry
 
-__all__ = ["ClientState", "ClientConnection"]
+__all__ = ["ClientState", "ClientConnection", "STICKY_STATUS"]
 
 log = logging.getLogger("mysqlpool.client")
 
-IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
-AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
-CURSOR_EXISTS = SERVER_STATUS.SERVER_STATUS_CURSOR_EXISTS
-LAST_ROW_SENT = SERVER_STATUS.SERVER_STATUS_LAST_ROW_SENT
-# Status bits that describe the session rather than one response.
-STICKY_STATUS = IN_TRANS | AUTOCOMMIT | SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES | 0x2000 | 0x8000
-
-HANDSHAKE_TIMEOUT = 10.0
-# Bytes of pipelined input a busy client may queue before the proxy stops reading it.
-MAX_QUEUED_INPUT = 1 << 20
-
-ER_LOST_BACKEND = CR.CR_SERVER_LOST
-ER_UNKNOWN_STMT_HANDLER = 1243
-# Run before a diagnostics reader on a backend whose last statement was not this
-# client's: a statement that uses a (derived) table resets the warnings list,
-# and leaves ROW_COUNT() = -1 and FOUND_ROWS() = 1: the proxy's, not another client's.
-NEUTRAL_DIAGNOSTICS = b"SELECT * FROM (SELECT 1) AS mysqlpool_neutral"
-ER_STMT_HAS_NO_OPEN_CURSOR = 1421
-# ER_XA_RBTIMEOUT, "Transaction branch was rolled back: took too long": the closest
-# standard error to "your idle transaction was rolled back"; SQLSTATE class 40 is
-# "transaction rollback", which retry logic in applications looks for.
-ER_IDLE_TRANSACTION = 1400
-
-
-class ClientState(enum.Enum):
-    GREETING = "greeting"
-    HANDSHAKE = "handshake"
-    READY = "ready"
-    CHECKOUT = "checkout"
-    ACTIVE = "active"
-    INFILE = "infile"
-    LOCAL = "local"
-    CLOSED = "closed"
-
-
-_C = ClientState
-_ALLOWED = {
-    _C.GREETING: {_C.HANDSHAKE, _C.CLOSED},
-    _C.HANDSHAKE: {_C.READY, _C.CLOSED},
-    _C.READY: {_C.CHECKOUT, _C.ACTIVE, _C.LOCAL, _C.CLOSED},
-    _C.CHECKOUT: {_C.ACTIVE, _C.READY, _C.CLOSED},
-    _C.ACTIVE: {_C.READY, _C.INFILE, _C.CLOSED},
-    _C.INFILE: {_C.ACTIVE, _C.CLOSED},
-    _C.LOCAL: {_C.READY, _C.CLOSED},
-    _C.CLOSED: set(),
-}
-# The table, on each member (a tuple: membership tests by identity, no enum hashing).
-for _state, _next in _ALLOWED.items():
-    _state.allowed = tuple(_next)
-
-
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixin, asyncio.Protocol):
     __slots__ = (
         "proxy", "id", "transport", "peer", "state", "decoder", "handshake", "user", "pool", "capabilities", "key",
         "session", "pins", "status", "backend", "charset", "scramble", "_cmd", "_effects", "_sql", "_stmt_id",
@@ -187,36 +138,6 @@ class ClientConnection(asyncio.Protocol):
     def _refuse_at_accept(self, error: ProxyError) -> None:
         self.transport.write(encode_packet(make_err(error.errno, error.sqlstate, error.message), 0))
         self.close(ClientCloseReason.MAX_CLIENTS)
-
-    async def _greet_when_server_known(self) -> None:
-        try:
-            await asyncio.wait_for(self.proxy.server_known.wait(), self.proxy.config.pool.checkout_timeout)
-        except asyncio.TimeoutError:
-            detail = self.proxy.describe_backend_problem()
-            err = ProxyError(ER.CON_COUNT_ERROR, f"mysqlpool-proxy: the backend server is unavailable ({detail})")
-            self.transport.write(encode_packet(make_err(err.errno, err.sqlstate, err.message), 0))
-            self.close(ClientCloseReason.BACKEND_UNAVAILABLE)
-            return
-        finally:
-            self._task = None
-        if self.state is ClientState.GREETING:
-            self._greet()
-
-    def _greet(self) -> None:
-        info = self.proxy.server_info
-        self.handshake = hs.ServerHandshake(
-            connection_id=self.id, server_version=info.advertised_version, capabilities=info.client_capabilities,
-            charset=info.charset_id, lookup=self.proxy.lookup_credentials, client_host=self.peer,
-            tls_available=self.proxy.tls_context is not None,
-        )
-        self.scramble = self.handshake.scramble
-        self.set_state(ClientState.HANDSHAKE)
-        self.transport.write(self.handshake.greeting())
-
-    def _handshake_timeout(self) -> None:
-        self._timer = None
-        if self.state in (ClientState.GREETING, ClientState.HANDSHAKE):
-            self.close(ClientCloseReason.HANDSHAKE_TIMEOUT)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.close(self._closing_reason or ClientCloseReason.DISCONNECTED)
@@ -345,78 +266,6 @@ class ClientConnection(asyncio.Protocol):
 
     # -- handshake -------------------------------------------------------------------
 
-    def _handshake_packet(self, pkt) -> None:
-        if isinstance(pkt, Oversized):
-            self.close(ClientCloseReason.PROTOCOL_ERROR)
-            return
-        for event in self.handshake.receive(pkt):
-            if isinstance(event, hs.Send):
-                self.transport.write(event.data)
-            elif isinstance(event, hs.StartTLS):
-                self._task = self.proxy.loop.create_task(self._start_tls())
-                return
-            elif isinstance(event, hs.Failed):
-                self.proxy.refused(RefusalReason.AUTH_FAILED, f"client #{self.id}: {event.message}")
-                self.close(ClientCloseReason.AUTH_FAILED)
-                return
-            elif isinstance(event, hs.Verified):
-                self._verified(event)
-
-    async def _start_tls(self) -> None:
-        loop = self.proxy.loop
-        self._pause_reading(4)
-        try:
-            new_transport = await loop.start_tls(self.transport, self, self.proxy.tls_context, server_side=True)
-        except (OSError, ConnectionError, asyncio.CancelledError):
-            self.close(ClientCloseReason.PROTOCOL_ERROR)
-            return
-        finally:
-            self._task = None
-        self.transport = new_transport
-        self._paused_by &= ~4
-
-    def _verified(self, event: hs.Verified) -> None:
-        entry = self.proxy.user_entry(event.user)
-        self.user = entry
-        self.pool = entry.pool
-        self.capabilities = event.capabilities
-        self.key = self.proxy.pool_key(event.capabilities)
-        self.charset = event.charset or self.proxy.server_info.charset_id
-        self.session = self.proxy.initial_session(self.charset, event.capabilities, event.database)
-        self.pins = Pins()
-        self.status = self.proxy.server_info.initial_status
-        if event.database and not self.proxy.schema_known(entry, event.database):
-            self.set_state(ClientState.READY)
-            self.set_state(ClientState.LOCAL)
-            self._task = self.proxy.loop.create_task(self._validate_schema_then_accept(event.database))
-            return
-        self._accept()
-
-    def _accept(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.transport.write(self.handshake.accept(self.status & STICKY_STATUS))
-        self.handshake = None
-        if self.state is ClientState.HANDSHAKE:
-            self.set_state(ClientState.READY)
-        self.proxy.client_authenticated(self)
-
-    async def _validate_schema_then_accept(self, schema: bytes) -> None:
-        try:
-            error = await self.proxy.check_schema(self, schema)
-        finally:
-            self._task = None
-        if self.state is ClientState.CLOSED:
-            return
-        if error is not None:
-            self.transport.write(self.handshake.reject(error.errno, error.message))
-            self.close(ClientCloseReason.AUTH_FAILED)
-            return
-        self._accept()
-        self.set_state(ClientState.READY)
-        self._process_input()
-
     # -- commands ------------------------------------------------------------------
 
     def _command(self, pkt: Packet | Oversized) -> None:
@@ -431,7 +280,7 @@ class ClientConnection(asyncio.Protocol):
         if not payload:
             self.send_error(pkt.last_seq, ProxyError(ER.UNKNOWN_COM_ERROR, "Unknown command: empty packet"))
             return
-        if self._pending_error is not None and payload[0] not in _NO_REPLY_CODES:
+        if self._pending_error is not None and payload[0] not in NO_REPLY_CODES:
             err, self._pending_error = self._pending_error, None
             self.send_error(pkt.last_seq, err)
             return
@@ -465,7 +314,7 @@ class ClientConnection(asyncio.Protocol):
                 pkt = Packet(pkt.seq, (pkt.seq + len(payload) // MAX_FRAME) & 0xFF, payload,
                              encode_packet(payload, pkt.seq))
         self._stmt = None
-        if code in _STMT_ID_COMMANDS:
+        if code in STMT_ID_COMMANDS:
             if not self._statement_command(code, pkt):
                 return
         elif code == COMMAND.COM_STMT_PREPARE:
@@ -501,45 +350,6 @@ class ClientConnection(asyncio.Protocol):
         if fx.reads_insert_id and backend.last_insert_id != self.last_insert_id:
             return True
         return fx.reads_diagnostics and backend.last_owner != (self.id, self.queries)
-
-    def _statement_command(self, code: int, pkt: Packet) -> bool:
-        """Look up the client's statement; answer here what needs no backend. False: answered."""
-        sid = int.from_bytes(pkt.payload[1:5], "little") if len(pkt.payload) >= 5 else -1
-        self._stmt_id = sid
-        stmt = self.stmts.get(sid) if self.stmts else None
-        pins = self.pins
-        if stmt is None:
-            if code not in _NO_REPLY_CODES:
-                self.send_error(pkt.last_seq, ProxyError(
-                    ER_UNKNOWN_STMT_HANDLER, f"Unknown prepared statement handler ({sid}) given to mysqlpool-proxy"))
-            return False
-        if code == COMMAND.COM_STMT_CLOSE:
-            del self.stmts[sid]
-            self._drop_server_statement(stmt)
-            return False
-        if code == COMMAND.COM_STMT_RESET and sid not in pins.cursors and sid not in pins.long_data:
-            self.send_ok(pkt.last_seq)  # nothing of it lives on a server: nothing to reset
-            return False
-        if code == COMMAND.COM_STMT_FETCH and sid not in pins.cursors:
-            self.send_error(pkt.last_seq, ProxyError(ER_STMT_HAS_NO_OPEN_CURSOR,
-                                                     f"The statement ({sid}) has no open cursor."))
-            return False
-        self._stmt = stmt
-        return True
-
-    def _drop_server_statement(self, stmt: ClientStatement) -> None:
-        """A closed statement with a cursor or long data on the held backend: close it there too."""
-        pins = self.pins
-        if stmt.id in pins.cursors or stmt.id in pins.long_data:
-            pins.cursors.discard(stmt.id)
-            pins.long_data.discard(stmt.id)
-            backend = self.backend
-            if backend is not None and backend.statements is not None and not backend.closed:
-                server = backend.statements.pop(stmt.key)
-                if server is not None:
-                    backend.close_server_statements((server,))
-            if backend is not None and backend.state is BackendState.RESERVED:
-                self._decide_hold(backend)
 
     def _needs_preparation(self, backend: BackendConnection) -> bool:
         if not backend.session.same_as(self.session):
@@ -585,115 +395,6 @@ class ClientConnection(asyncio.Protocol):
             backend.statements.get(self._stmt.key).busy = True
 
     # -- the slow path: wait for a backend, bring it to this client's state ------------
-
-    def _start_checkout(self, pkt: Packet) -> None:
-        self.set_state(ClientState.CHECKOUT)
-        self._task = self.proxy.loop.create_task(self._checkout(pkt))
-
-    async def _checkout(self, pkt: Packet) -> None:
-        spec = self._cmd
-        try:
-            backend = await self._prepared_backend()
-        except ProxyError as err:
-            self._task = None
-            if self.state is ClientState.CLOSED:
-                return
-            self.set_state(ClientState.READY)
-            backend = self.backend
-            if backend is not None and backend.state is BackendState.RESERVED:
-                self._decide_hold(backend)  # e.g. its schema is gone: the backend is not its to keep
-            self.send_error(pkt.last_seq, err)
-            self._process_input()
-            return
-        except asyncio.CancelledError:
-            return
-        self._task = None
-        if self.state is ClientState.CLOSED:
-            self._leave_backend()
-            return
-        self.set_state(ClientState.READY)
-        self._send(backend, spec, pkt)
-        if self.state is ClientState.READY:
-            self._process_input()
-
-    async def _prepared_backend(self) -> BackendConnection:
-        """A backend in this client's session state; retries silently past dead ones."""
-        cfg = self.proxy.config.pool
-        loop = self.proxy.loop
-        deadline = loop.time() + cfg.checkout_timeout
-        while True:
-            backend = self.backend
-            if backend is None or backend.closed:
-                if backend is not None:
-                    self.backend = None
-                    if self.holds_state():
-                        raise ProxyError(ER_LOST_BACKEND, "Lost connection to backend; the transaction was rolled back")
-                backend = await self._acquire(deadline)
-                self.backend = backend
-                backend.client = self
-            try:
-                await self._bring_to_state(backend, deadline)
-                return backend
-            except BackendGone:
-                if self.holds_state():
-                    self.backend = None
-                    raise ProxyError(ER_LOST_BACKEND, "Lost connection to backend; the transaction was rolled back")
-                continue  # a dead pooled backend: quietly take another
-
-    async def _acquire(self, deadline: float) -> BackendConnection:
-        from .pool import CheckoutTimeout, QueueFull
-        pool = self.pool
-        remaining = max(0.0, deadline - self.proxy.loop.time())
-        try:
-            return await pool.acquire(self.key, remaining)
-        except QueueFull:
-            self.proxy.refused(RefusalReason.QUEUE_FULL, f"pool {pool.name}: {len(pool.waiters)} clients waiting")
-            raise ProxyError(ER.CON_COUNT_ERROR, (
-                f"Too many connections: mysqlpool-proxy pool '{pool.name}' already has {len(pool.waiters)} clients "
-                f"waiting for a backend connection (max_waiting_clients {pool.max_waiting}); try again later"))
-        except CheckoutTimeout as exc:
-            self.proxy.refused(RefusalReason.CHECKOUT_TIMEOUT, f"pool {pool.name} after {exc.waited:.1f}s ({exc})")
-            raise ProxyError(ER.CON_COUNT_ERROR, (
-                f"Too many connections: mysqlpool-proxy pool '{pool.name}' had no free backend connection after "
-                f"waiting {exc.waited:.1f}s ({exc}); try again later"))
-
-    async def _bring_to_state(self, backend: BackendConnection, deadline: float) -> None:
-        timeout = max(0.5, min(self.proxy.config.backend.connect_timeout, deadline - self.proxy.loop.time()))
-        if self.proxy.loop.time() - backend.last_used > self.proxy.config.pool.ping_after:
-            result = await backend.run_internal(b"\x0e", Expect.SIMPLE, timeout)
-            if result.error is not None:
-                backend.close(BackendCloseReason.PING_FAILED)
-                raise BackendGone(BackendCloseReason.PING_FAILED)
-            backend.last_used = self.proxy.loop.time()
-        try:
-            steps = sync_plan(backend.session, self.session)
-        except SyncImpossible:
-            backend.close(BackendCloseReason.RECLAIMED)
-            raise BackendGone(BackendCloseReason.RECLAIMED)
-        for step in steps:
-            await self.proxy.run_sync_step(backend, step, timeout)
-        if steps:
-            backend.session = self.session.copy()
-            backend.last_owner = None
-        await self._bring_identity(backend, timeout)
-        stmt = self._stmt
-        if stmt is not None and not backend.has_statement(stmt.key):
-            await self.proxy.prepare_on(backend, stmt, timeout)
-
-    async def _bring_identity(self, backend: BackendConnection, timeout: float) -> None:
-        """Before a statement that reads LAST_INSERT_ID() or the last statement's diagnostics:
-        give the backend this client's insert id; and if the diagnostics there are not this
-        client's own, replace them by the proxy's own neutral ones (never another client's)."""
-        fx = self._effects
-        if fx is None:
-            return
-        if fx.reads_insert_id and backend.last_insert_id != self.last_insert_id:
-            await self.proxy.run_hidden(backend, b"SELECT LAST_INSERT_ID(%d)" % self.last_insert_id, timeout)
-            backend.last_insert_id = self.last_insert_id
-        own = (self.id, self.queries)
-        if fx.reads_diagnostics and backend.last_owner != own:
-            await self.proxy.run_hidden(backend, NEUTRAL_DIAGNOSTICS, timeout)
-            backend.last_owner = own
 
     # -- responses -------------------------------------------------------------------
 
@@ -782,7 +483,7 @@ class ClientConnection(asyncio.Protocol):
             apply_changes(backend.session, changes, effects if ok else None)
         pins = self.pins
         code = self._cmd.code
-        pin_related = changes is not None or (effects is not None and effects.any) or code in _STMT_ID_COMMANDS
+        pin_related = changes is not None or (effects is not None and effects.any) or code in STMT_ID_COMMANDS
         before = pins.reasons() if pin_related else None
         explained = pins.apply_sql(effects, ok) if effects is not None and effects.any else False
         if changes is not None:
@@ -799,105 +500,12 @@ class ClientConnection(asyncio.Protocol):
         if before is not None:
             self.proxy.count_new_pins(self, before, pins.reasons())
 
-    def _register_statement(self, backend: BackendConnection, prepare_ok: tuple[int, int, int, int]) -> None:
-        server_id, columns, params, _warnings = prepare_ok
-        key = statement_key(self.session, self._sql)
-        if self.stmts is None:
-            self.stmts = {}
-        self.stmts[self._stmt_id] = ClientStatement(self._stmt_id, self._sql, key, params, columns)
-        dropped = backend.statement_cache().put(key, ServerStatement(server_id, params, columns))
-        if dropped:
-            backend.close_server_statements(dropped)
-
-    def _statement_done(self, backend: BackendConnection, code: int, tracker, ok: bool) -> None:
-        sid = self._stmt.id
-        pins = self.pins
-        status = tracker.status
-        if code == COMMAND.COM_STMT_EXECUTE:
-            pins.long_data.discard(sid)
-            if ok and status & CURSOR_EXISTS:
-                pins.cursors.add(sid)
-            else:
-                pins.cursors.discard(sid)
-        elif code == COMMAND.COM_STMT_FETCH:
-            if not ok or status & LAST_ROW_SENT or not status & CURSOR_EXISTS:
-                pins.cursors.discard(sid)
-        elif code == COMMAND.COM_STMT_RESET:
-            pins.cursors.discard(sid)
-            pins.long_data.discard(sid)
-        server = backend.statements.get(self._stmt.key) if backend.statements is not None else None
-        if server is not None:
-            server.busy = sid in pins.cursors or sid in pins.long_data
-
     def _status_uncertain(self, tracker) -> bool:
         """After an ERR the server's status is unknown unless nothing could have changed it."""
         if tracker.ok_count or tracker.result_sets:
             return True  # earlier statements of a multi-statement query ran
         prev = self._prev_status
         return bool(prev & IN_TRANS) or not prev & AUTOCOMMIT
-
-    async def _capture(self, backend: BackendConnection, fx: SqlEffects) -> None:
-        """Learn what the statement left in user variables and LAST_INSERT_ID(), so they can
-        follow this client to another backend (one hidden SELECT; its status settles IN_TRANS too)."""
-        names = fx.user_vars_written
-        columns = [b"LAST_INSERT_ID()"] + [b"@`" + n.replace(b"`", b"``") + b"`" for n in names]
-        try:
-            result = await self.proxy.run_hidden(backend, b"SELECT " + b", ".join(columns),
-                                                 self.proxy.config.backend.connect_timeout, collect=True)
-            self.status = result.status
-            self._remember_captured(backend, result.data, names, fx.sets_insert_id)
-        except ProxyError:
-            self.pins.user_variables = True  # could not learn them: keep the backend that has them
-        except (BackendGone, ProtocolError):
-            pass
-        finally:
-            self._task = None
-        if self.state is ClientState.CLOSED:
-            return
-        self.set_state(ClientState.READY)
-        self._decide_hold(backend)
-        self._process_input()
-
-    def _remember_captured(self, backend: BackendConnection, data: bytes, names: list[bytes], insert_id: bool) -> None:
-        columns, rows = parse_text_result(data)
-        row = rows[0]
-        if insert_id and row[0] is not None:
-            self.last_insert_id = backend.last_insert_id = int(row[0])
-        charsets = self.proxy.server_info.charset_names()
-        user_vars = self.session.user_vars
-        for name, column, value in zip(names, columns[1:], row[1:]):
-            if value is None:
-                user_vars.pop(name, None)
-            else:
-                user_vars[name] = sql_literal_for(column, value, charsets)
-        backend.session.user_vars = dict(user_vars)
-
-    def yield_soft_backend(self) -> bool:
-        """Give back a backend held only for the last statement's diagnostics (others are waiting)."""
-        backend = self.backend
-        if (backend is None or self.state is not ClientState.READY or self.status & IN_TRANS
-                or not self.pins.only_soft() or self.proxy.session_mode):
-            return False
-        self.pins.diagnostics = False
-        self.backend = None
-        backend.client = None
-        backend.pool.release(backend)
-        return True
-
-    async def _probe_status(self, backend: BackendConnection) -> None:
-        try:
-            result = await backend.run_internal(b"\x0e", Expect.SIMPLE, self.proxy.config.backend.connect_timeout)
-            if result.error is None:
-                self.status = result.status
-        except BackendGone:
-            pass
-        finally:
-            self._task = None
-        if self.state is ClientState.CLOSED:
-            return
-        self.set_state(ClientState.READY)
-        self._decide_hold(backend)
-        self._process_input()
 
     def _decide_hold(self, backend: BackendConnection) -> None:
         if backend.closed:
@@ -943,63 +551,6 @@ class ClientConnection(asyncio.Protocol):
 
     # -- janitor hooks ------------------------------------------------------------------
 
-    def keepalive_backend(self) -> None:
-        """Ping the backend this idle client holds, before the server's wait_timeout ends it."""
-        backend = self.backend
-        self.set_state(ClientState.LOCAL)
-        self._task = self.proxy.loop.create_task(self._keepalive(backend))
-
-    async def _keepalive(self, backend: BackendConnection) -> None:
-        try:
-            result = await backend.run_internal(b"\x0e", Expect.SIMPLE, self.proxy.config.backend.connect_timeout)
-            if result.error is None:
-                backend.last_used = self.proxy.loop.time()
-            else:
-                backend.close(BackendCloseReason.PING_FAILED)
-        except BackendGone:
-            pass  # on_backend_lost has dealt with this client
-        finally:
-            self._task = None
-        self._back_to_ready()
-
-    def roll_back_idle_transaction(self, timeout: float) -> None:
-        """[pool] idle_transaction_timeout: roll back, tell the client at its next statement, free the backend."""
-        backend = self.backend
-        log.info("client #%d idle in a transaction for %.0fs: rolling it back", self.id, timeout)
-        self.set_state(ClientState.LOCAL)
-        self._task = self.proxy.loop.create_task(self._roll_back(backend, timeout))
-
-    async def _roll_back(self, backend: BackendConnection, timeout: float) -> None:
-        err = ProxyError(ER_IDLE_TRANSACTION, (
-            f"mysqlpool-proxy rolled back this connection's transaction: it was idle longer than "
-            f"idle_transaction_timeout ({timeout:g}s)"), "40000")
-        try:
-            result = await backend.run_internal(b"\x03ROLLBACK", Expect.RESULT,
-                                                self.proxy.config.backend.connect_timeout)
-            if result.error is None:
-                self.status = result.status
-            else:
-                backend.close(BackendCloseReason.DIRTY)
-        except BackendGone:
-            pass
-        finally:
-            self._task = None
-        if self.state is ClientState.CLOSED:
-            return
-        if self.status & IN_TRANS or (self.backend is None and self.pins):
-            # XA, or the state went with the backend: the session cannot go on.
-            self.close(ClientCloseReason.IDLE_TIMEOUT)
-            return
-        self._pending_error = err
-        if self.backend is not None:
-            self._decide_hold(self.backend)
-        self._back_to_ready()
-
-    def _back_to_ready(self) -> None:
-        if self.state is ClientState.LOCAL:
-            self.set_state(ClientState.READY)
-            self._process_input()
-
     # -- replies from the proxy itself --------------------------------------------------
 
     def send_error(self, last_seq: int, err: ProxyError) -> None:
@@ -1020,9 +571,3 @@ class ClientConnection(asyncio.Protocol):
         return reasons
 
 
-_NO_REPLY_CODES = frozenset((COMMAND.COM_STMT_CLOSE, COMMAND.COM_STMT_SEND_LONG_DATA, COMMAND.COM_QUIT))
-
-_STMT_ID_COMMANDS = frozenset((
-    COMMAND.COM_STMT_EXECUTE, COMMAND.COM_STMT_FETCH, COMMAND.COM_STMT_RESET, COMMAND.COM_STMT_CLOSE,
-    COMMAND.COM_STMT_SEND_LONG_DATA,
-))

@@ -1,0 +1,142 @@
+"""The slow path of a command: wait for a backend, bring it to the client's state.
+
+Runs as a task only when the fast path (an idle backend already in the
+client's state) is not possible: a FIFO wait in the pool, a ping of a backend
+idle past ping_after, the SET/COM_INIT_DB/COM_SET_OPTION that sync session
+state, a hidden re-prepare, the client's LAST_INSERT_ID() or neutral
+diagnostics. A backend found dead on the way is replaced silently unless the
+client's transaction or pinned state was on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .backend import BackendConnection, BackendGone, BackendState
+from .client_state import ClientState, ER_LOST_BACKEND, NEUTRAL_DIAGNOSTICS
+from .constants import ER
+from .errors import ProxyError
+from .protocol.framing import Packet
+from .protocol.response import Expect
+from .reasons import BackendCloseReason, RefusalReason
+from .session import SyncImpossible, sync_plan
+
+__all__ = ["CheckoutMixin"]
+
+log = logging.getLogger("mysqlpool.client")
+
+
+class CheckoutMixin:
+    """Methods of ClientConnection (no state of its own)."""
+
+    __slots__ = ()
+
+    def _start_checkout(self, pkt: Packet) -> None:
+        self.set_state(ClientState.CHECKOUT)
+        self._task = self.proxy.loop.create_task(self._checkout(pkt))
+
+    async def _checkout(self, pkt: Packet) -> None:
+        spec = self._cmd
+        try:
+            backend = await self._prepared_backend()
+        except ProxyError as err:
+            self._task = None
+            if self.state is ClientState.CLOSED:
+                return
+            self.set_state(ClientState.READY)
+            backend = self.backend
+            if backend is not None and backend.state is BackendState.RESERVED:
+                self._decide_hold(backend)  # e.g. its schema is gone: the backend is not its to keep
+            self.send_error(pkt.last_seq, err)
+            self._process_input()
+            return
+        except asyncio.CancelledError:
+            return
+        self._task = None
+        if self.state is ClientState.CLOSED:
+            self._leave_backend()
+            return
+        self.set_state(ClientState.READY)
+        self._send(backend, spec, pkt)
+        if self.state is ClientState.READY:
+            self._process_input()
+
+    async def _prepared_backend(self) -> BackendConnection:
+        """A backend in this client's session state; retries silently past dead ones."""
+        cfg = self.proxy.config.pool
+        loop = self.proxy.loop
+        deadline = loop.time() + cfg.checkout_timeout
+        while True:
+            backend = self.backend
+            if backend is None or backend.closed:
+                if backend is not None:
+                    self.backend = None
+                    if self.holds_state():
+                        raise ProxyError(ER_LOST_BACKEND, "Lost connection to backend; the transaction was rolled back")
+                backend = await self._acquire(deadline)
+                self.backend = backend
+                backend.client = self
+            try:
+                await self._bring_to_state(backend, deadline)
+                return backend
+            except BackendGone:
+                if self.holds_state():
+                    self.backend = None
+                    raise ProxyError(ER_LOST_BACKEND, "Lost connection to backend; the transaction was rolled back")
+                continue  # a dead pooled backend: quietly take another
+
+    async def _acquire(self, deadline: float) -> BackendConnection:
+        from .pool import CheckoutTimeout, QueueFull
+        pool = self.pool
+        remaining = max(0.0, deadline - self.proxy.loop.time())
+        try:
+            return await pool.acquire(self.key, remaining)
+        except QueueFull:
+            self.proxy.refused(RefusalReason.QUEUE_FULL, f"pool {pool.name}: {len(pool.waiters)} clients waiting")
+            raise ProxyError(ER.CON_COUNT_ERROR, (
+                f"Too many connections: mysqlpool-proxy pool '{pool.name}' already has {len(pool.waiters)} clients "
+                f"waiting for a backend connection (max_waiting_clients {pool.max_waiting}); try again later"))
+        except CheckoutTimeout as exc:
+            self.proxy.refused(RefusalReason.CHECKOUT_TIMEOUT, f"pool {pool.name} after {exc.waited:.1f}s ({exc})")
+            raise ProxyError(ER.CON_COUNT_ERROR, (
+                f"Too many connections: mysqlpool-proxy pool '{pool.name}' had no free backend connection after "
+                f"waiting {exc.waited:.1f}s ({exc}); try again later"))
+
+    async def _bring_to_state(self, backend: BackendConnection, deadline: float) -> None:
+        timeout = max(0.5, min(self.proxy.config.backend.connect_timeout, deadline - self.proxy.loop.time()))
+        if self.proxy.loop.time() - backend.last_used > self.proxy.config.pool.ping_after:
+            result = await backend.run_internal(b"\x0e", Expect.SIMPLE, timeout)
+            if result.error is not None:
+                backend.close(BackendCloseReason.PING_FAILED)
+                raise BackendGone(BackendCloseReason.PING_FAILED)
+            backend.last_used = self.proxy.loop.time()
+        try:
+            steps = sync_plan(backend.session, self.session)
+        except SyncImpossible:
+            backend.close(BackendCloseReason.RECLAIMED)
+            raise BackendGone(BackendCloseReason.RECLAIMED)
+        for step in steps:
+            await self.proxy.run_sync_step(backend, step, timeout)
+        if steps:
+            backend.session = self.session.copy()
+            backend.last_owner = None
+        await self._bring_identity(backend, timeout)
+        stmt = self._stmt
+        if stmt is not None and not backend.has_statement(stmt.key):
+            await self.proxy.prepare_on(backend, stmt, timeout)
+
+    async def _bring_identity(self, backend: BackendConnection, timeout: float) -> None:
+        """Before a statement that reads LAST_INSERT_ID() or the last statement's diagnostics:
+        give the backend this client's insert id; and if the diagnostics there are not this
+        client's own, replace them by the proxy's own neutral ones (never another client's)."""
+        fx = self._effects
+        if fx is None:
+            return
+        if fx.reads_insert_id and backend.last_insert_id != self.last_insert_id:
+            await self.proxy.run_hidden(backend, b"SELECT LAST_INSERT_ID(%d)" % self.last_insert_id, timeout)
+            backend.last_insert_id = self.last_insert_id
+        own = (self.id, self.queries)
+        if fx.reads_diagnostics and backend.last_owner != own:
+            await self.proxy.run_hidden(backend, NEUTRAL_DIAGNOSTICS, timeout)
+            backend.last_owner = own
