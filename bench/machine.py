@@ -94,5 +94,6 @@ def one_line(m: dict) -> str:
         parts.append(str(m["sysbench"]))
     commit = m.get("git_commit")
     if commit:
-        parts.append(f"proxy at {commit}{' + local changes' if m.get('proxy_source_modified') else ''}")
+        where = "" if m.get("proxy_source", "working tree") == "working tree" else f" ({m['proxy_source']})"
+        parts.append(f"proxy at {commit}{where}{' + local changes' if m.get('proxy_source_modified') else ''}")
     return "; ".join(parts)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import resource
@@ -36,12 +37,25 @@ BENCH_DB = "sbtest"
 FORBIDDEN_PORTS = frozenset({3306, 13306})
 
 
-def bench_port() -> int:
-    """A free loopback port that is not one of the FORBIDDEN_PORTS."""
+def bench_port(span: int = 1) -> int:
+    """A free loopback port, none of the FORBIDDEN_PORTS, with the next span - 1 ports free too.
+
+    (With [proxy] workers = N, worker i serves metrics on the configured port + i.)
+    """
+    import socket
+
     while True:
         port = free_port()
-        if port not in FORBIDDEN_PORTS:
-            return port
+        ports = range(port, port + span)
+        if FORBIDDEN_PORTS.intersection(ports) or port + span > 65535:
+            continue
+        try:
+            for p in ports[1:]:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
 
 
 def tree_rss(pid: int) -> int:
@@ -212,7 +226,65 @@ class ProxyStartError(RuntimeError):
     pass
 
 
-@dataclass
+_LIVE: set = set()  # proxies started and not yet stopped: stopped at exit whatever happens
+
+
+@atexit.register
+def _stop_live_proxies() -> None:
+    for p in list(_LIVE):
+        try:
+            p.stop(timeout=5)
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+def proxy_env(source_dir: Path | None) -> dict[str, str]:
+    """The proxy's environment: no MYSQLPOOL_* overrides; the snapshot first on the import path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYSQLPOOL_")}
+    if source_dir is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(source_dir), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def snapshot_proxy_source(dest: Path, ref: str = "worktree") -> dict[str, Any]:
+    """Copy mysqlpool_proxy/ into dest/ so edits made while the bench runs do not change what it measures.
+
+    ref "worktree": the files as they are now (committed or not); any other value is a git ref
+    (e.g. HEAD) whose committed tree is exported. Returns what was taken, for results.json.
+    """
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / "mysqlpool_proxy"
+    if target.exists():
+        shutil.rmtree(target)
+    git = ["git", "-C", str(REPO)]
+    commit = subprocess.run([*git, "rev-parse", "--short=12", "HEAD" if ref == "worktree" else ref],
+                            capture_output=True, text=True).stdout.strip() or None
+    if ref == "worktree":
+        shutil.copytree(REPO / "mysqlpool_proxy", target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        status = subprocess.run([*git, "status", "--porcelain", "--", "mysqlpool_proxy"],
+                                capture_output=True, text=True).stdout
+        info = {"source": "working tree", "commit": commit, "modified": bool(status.strip()),
+                "modified_files": [line[3:] for line in status.splitlines()]}
+    else:
+        archive = subprocess.run([*git, "archive", "--format=tar", ref, "mysqlpool_proxy"], capture_output=True)
+        if archive.returncode != 0:
+            raise RuntimeError(f"git archive {ref} failed: {archive.stderr.decode(errors='replace').strip()}")
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+        info = {"source": f"git {ref}", "commit": commit, "modified": False, "modified_files": []}
+    check = subprocess.run([sys.executable, "-c", "import mysqlpool_proxy as m; print(m.__file__, m.__version__)"],
+                           cwd=str(dest), env=proxy_env(dest), capture_output=True, text=True)
+    resolved = check.stdout.strip()
+    if check.returncode != 0 or not resolved.startswith(str(target)):
+        raise RuntimeError(f"the proxy snapshot in {dest} is not what `import mysqlpool_proxy` finds: "
+                           f"{resolved or check.stderr.strip()[-500:]}")
+    info["path"] = str(target)
+    info["version"] = resolved.split()[-1]
+    return info
+
+
+@dataclass(eq=False)
 class ProxyProcess:
     """One proxy process (the CLI) in front of `backend_port`."""
 
@@ -225,6 +297,7 @@ class ProxyProcess:
     port: int = 0
     metrics_port: int = 0
     proc: subprocess.Popen | None = None
+    source_dir: Path | None = None  # a snapshot of mysqlpool_proxy/ to run (see snapshot_proxy_source)
 
     @property
     def config_path(self) -> Path:
@@ -248,19 +321,23 @@ class ProxyProcess:
     def start(self, timeout: float = 30.0) -> ProxyProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = bench_port()
-        self.metrics_port = bench_port()
+        self.metrics_port = bench_port(span=max(1, int(self.proxy.get("workers", 1))))
         self.config_path.write_text(self.config_text())
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mysqlpool_proxy", "-c", str(self.config_path)],
-                cwd=str(REPO), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_raise_nofile_in_child, start_new_session=True,
-                env={k: v for k, v in os.environ.items() if not k.startswith("MYSQLPOOL_")},
+                cwd=str(self.source_dir or REPO), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=_raise_nofile_in_child, start_new_session=True, env=proxy_env(self.source_dir),
             )
         finally:
             log.close()
-        self._wait_ready(timeout)
+        _LIVE.add(self)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _wait_ready(self, timeout: float) -> None:
@@ -285,8 +362,8 @@ class ProxyProcess:
             except pymysql.err.MySQLError as exc:
                 last = exc
                 time.sleep(0.1)
-        self.stop()
-        raise ProxyStartError(f"the proxy did not answer in {timeout:.0f}s (last error: {last}):\n{self.log_tail()}")
+        raise ProxyStartError(f"the proxy did not answer in {timeout:.0f}s (last error: {last}); "
+                              f"log {self.log_path}:\n{self.log_tail(12)}")
 
     @property
     def pid(self) -> int:
@@ -324,6 +401,7 @@ class ProxyProcess:
             return ""
 
     def stop(self, timeout: float = 15.0) -> None:
+        _LIVE.discard(self)
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return

@@ -210,16 +210,23 @@ CPU_CATEGORIES = ("server", "proxy", "loadgen", "harness", "kernel")
 
 
 def render_cpu_table(legs: list[dict]) -> str:
-    """Where the CPU went: median cores per process kind for each workload and leg (direct/proxy)."""
+    """Where the CPU went: median cores per process kind for each workload and leg (direct/proxy),
+    and CPU microseconds per operation (query, request or row) of the server and the proxy."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for leg in legs:
         groups.setdefault((leg["workload"], leg["leg"]), []).append(leg)
     if not groups:
         return ""
-    out = ["| Workload | Leg | mariadbd | proxy | load generator | harness | kernel threads | other processes |",
-           "|---|---|--:|--:|--:|--:|--:|--:|"]
+    out = ["| Workload | Leg | mariadbd | proxy | load generator | harness | kernel threads | other processes "
+           "| mariadbd µs/op | proxy µs/op |",
+           "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for (workload, leg), items in groups.items():
         cells = [median([i.get("cores", {}).get(c, 0.0) for i in items]) for c in CPU_CATEGORIES]
         cells.append(median([i.get("foreign_cores", 0.0) for i in items]))
-        out.append(f"| {_cell(workload)} | {_cell(leg)} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+        text = [f"{c:.2f}" for c in cells]
+        for who in ("server", "proxy"):
+            per_op = median([i["us_per_op"].get(who, 0.0) for i in items if "us_per_op" in i])
+            idle_proxy = who == "proxy" and (leg == "direct" or not per_op)  # a proxy may idle meanwhile
+            text.append("—" if per_op is None or idle_proxy else f"{per_op:.3g}")
+        out.append(f"| {_cell(workload)} | {_cell(leg)} | " + " | ".join(text) + " |")
     return "\n".join(out) + "\n"

@@ -40,6 +40,8 @@ from bench.workloads import NOISY_CORES, WORKLOADS, Bench, Settings, server_opti
 RESULTS = REPO / "bench" / "results"
 QUIET_CORES = 0.2
 QUIET_WINDOW = 15.0
+ROUND_WINDOW = 3.0
+ROUND_WAIT_LIMIT = 300.0
 
 
 def parse_only(values: list[str] | None) -> list[str]:
@@ -61,9 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rounds", type=int, help="direct/proxy rounds per measurement (default 3, --quick 2; at least 2)")
     ap.add_argument("--workers", type=int, help="[proxy] workers for the extra point-select leg (default 2)")
     ap.add_argument("--out", type=Path, help="results folder (default bench/results/<timestamp>)")
+    ap.add_argument("--proxy-source", default="worktree", metavar="REF",
+                    help="what proxy code to measure: 'worktree' (default: mysqlpool_proxy/ as it is at the start, "
+                         "copied, so edits during the run do not leak in) or a git ref such as HEAD")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="MINUTES",
-                    help="first wait (up to MINUTES) until other processes use under "
-                         f"{QUIET_CORES} cores for {QUIET_WINDOW:.0f}s")
+                    help=f"on a shared machine: before starting, wait (up to MINUTES) until other processes use "
+                         f"under {QUIET_CORES} cores for {QUIET_WINDOW:.0f}s, and before each round of legs "
+                         f"until they do for {ROUND_WINDOW:.0f}s (up to {ROUND_WAIT_LIMIT / 60:.0f} min)")
     return ap
 
 
@@ -96,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         log("sysbench not found: the sysbench rows are skipped (bench/run.sh installs it with apt-get)")
     log(f"results go to {out}; workloads: {', '.join(selected)}")
 
-    from bench.procs import start_server
+    from bench.procs import snapshot_proxy_source, start_server
 
+    source = snapshot_proxy_source(out / "proxy_src", opts.proxy_source)
+    log(f"proxy code: {source['source']} at {source['commit']}"
+        f"{' + local changes' if source['modified'] else ''}, copied to {source['path']}")
     if opts.wait_quiet > 0:
         wait_quiet(opts.wait_quiet * 60, log)
     started_wall = time.time()
@@ -106,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     log("starting a private MariaDB server")
     server = start_server(server_options(settings))
     machine = machine_info.describe(server.server_version(), sb.sysbench_version(sysbench))
+    machine.update(proxy_source=source["source"], git_commit=source["commit"],
+                   proxy_source_modified=source["modified"], proxy_version=source["version"])
     log(f"machine: {machine_info.one_line(machine)}")
-    bench = Bench(settings, server, out, sysbench, log=log)
+    bench = Bench(settings, server, out, sysbench, log=log, proxy_source=out / "proxy_src")
+    if opts.wait_quiet > 0:
+        bench.quiet_gate = lambda: wait_quiet(ROUND_WAIT_LIMIT, log, ROUND_WINDOW, verbose=False)
     try:
         if set(selected) & {"point_sysbench", "workers", "point_python", "connect", "mixed"}:
             bench.prepare_point_table()
@@ -132,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "workloads": selected,
         "settings": dataclasses.asdict(settings),
         "machine": machine,
+        "proxy_source": source,
         "rows": [r.to_json() for r in bench.rows],
         "targets": summary_counts(bench.rows),
         "failures": bench.failures,
@@ -157,22 +171,26 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if bench.failures else 0
 
 
-def wait_quiet(limit: float, log) -> bool:
-    """Wait until other processes use under QUIET_CORES for QUIET_WINDOW seconds (True), or `limit` s pass."""
+def wait_quiet(limit: float, log, window: float = QUIET_WINDOW, verbose: bool = True) -> bool:
+    """Wait until other processes use under QUIET_CORES for `window` seconds (True), or `limit` s pass."""
     from bench.procs import cpu_snapshot, cpu_used
 
     deadline = time.monotonic() + limit
+    waited = False
     while True:
         before = cpu_snapshot()
-        time.sleep(QUIET_WINDOW)
-        cores = cpu_used(before, cpu_snapshot()).get("foreign", 0.0) / QUIET_WINDOW
+        time.sleep(window)
+        cores = cpu_used(before, cpu_snapshot()).get("foreign", 0.0) / window
         if cores < QUIET_CORES:
-            log(f"machine quiet: other processes used {cores:.2f} cores over {QUIET_WINDOW:.0f}s")
+            if verbose or waited:
+                log(f"  machine quiet: other processes used {cores:.2f} cores over {window:.0f}s")
             return True
         if time.monotonic() >= deadline:
-            log(f"still busy ({cores:.2f} cores used by other processes); starting anyway")
+            log(f"  still busy ({cores:.2f} cores used by other processes); going on anyway")
             return False
-        log(f"waiting for a quiet machine: other processes use {cores:.2f} cores")
+        if not waited or verbose:
+            log(f"  waiting for a quiet machine: other processes use {cores:.2f} cores")
+        waited = True
 
 
 def run_workload(bench: Bench, name: str, selected: list[str]) -> None:
@@ -217,8 +235,15 @@ def render_results_md(results: dict, rows: list[Row]) -> str:
     if results["failures"]:
         lines += ["", "## Failures", ""]
         for f in results["failures"]:
-            lines.append(f"- {f['workload']} / {f['what']}: {f['error']}")
+            lines.append(f"- {f['workload']} / {f['what']}: {first_lines(f['error'])}")
     return "\n".join(lines) + "\n"
+
+
+def first_lines(text: str, n: int = 4) -> str:
+    """The first n lines of an error, indented for a markdown list item (all of it is in results.json)."""
+    lines = text.strip().splitlines()
+    shown = "\n  ".join(lines[:n])
+    return shown + (f"\n  (… {len(lines) - n} more lines in results.json)" if len(lines) > n else "")
 
 
 def noise_summary(noise: list[dict], loadavg: list[float] | None) -> str:

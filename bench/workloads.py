@@ -98,6 +98,8 @@ class Bench:
     failures: list[dict[str, str]] = field(default_factory=list)
     noise: list[dict[str, Any]] = field(default_factory=list)
     log: Callable[[str], None] = print
+    quiet_gate: Callable[[], Any] | None = None  # called before each round (bench/run.py --wait-quiet)
+    proxy_source: Path | None = None  # the snapshot of mysqlpool_proxy/ the proxies run
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -112,7 +114,7 @@ class Bench:
         pool = {"max_size": 8, **(pool or {})}
         backend = {"max_connections": max(100, pool["max_size"] * 2 + 10), **(backend or {})}
         p = ProxyProcess(self.server.port, self.workdir / "proxy", name=name, pool=pool, proxy=proxy or {},
-                         backend=backend)
+                         backend=backend, source_dir=self.proxy_source)
         return p.start()
 
     def alternate(self, workload: str, legs: dict[str, Callable[[], Any]], rounds: int | None = None
@@ -121,28 +123,37 @@ class Bench:
         samples: dict[str, list[Any]] = {name: [] for name in legs}
         dead: set[str] = set()
         for r in range(rounds or self.settings.rounds):
+            if self.quiet_gate is not None:
+                self.quiet_gate()
             for name, leg in legs.items():
                 if name in dead:
                     continue
                 self.log(f"  {workload}: round {r + 1}, {name}")
                 before, t0 = cpu_snapshot(), time.monotonic()
                 try:
-                    samples[name].append(leg())
-                    self.note_noise(workload, name, r, before, t0)
+                    sample = leg()
+                    samples[name].append(sample)
+                    self.note_noise(workload, name, r, before, t0, _ops_of(sample))
                 except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
                     self.fail(workload, name, exc)
                     self.raw.setdefault("tracebacks", []).append(traceback.format_exc())
                     dead.add(name)
         return samples
 
-    def note_noise(self, workload: str, leg: str, round_: int, before: dict, t0: float) -> None:
-        """Record the cores used during this leg: server, proxy, load generator, harness, other people's."""
+    def note_noise(self, workload: str, leg: str, round_: int, before: dict, t0: float,
+                   ops: int | None = None) -> None:
+        """Record the cores used during this leg: server, proxy, load generator, harness, other people's;
+        and, when the leg says how many operations it did, CPU microseconds per operation."""
         seconds = time.monotonic() - t0
         used = cpu_used(before, cpu_snapshot())
         cores = {k: round(v / seconds, 3) if seconds > 0 else 0.0 for k, v in sorted(used.items())}
         foreign = cores.pop("foreign", 0.0)
-        self.noise.append({"workload": workload, "leg": leg, "round": round_ + 1, "seconds": round(seconds, 2),
-                           "foreign_cores": foreign, "cores": cores})
+        entry = {"workload": workload, "leg": leg, "round": round_ + 1, "seconds": round(seconds, 2),
+                 "foreign_cores": foreign, "cores": cores}
+        if ops:
+            entry["ops"] = ops
+            entry["us_per_op"] = {k: round(v / ops * 1e6, 3) for k, v in sorted(used.items()) if k != "foreign"}
+        self.noise.append(entry)
         self.log("    cores used: " + ", ".join(f"{k} {v:.2f}" for k, v in cores.items())
                  + f"; other people's processes {foreign:.2f}" + (" (noisy)" if foreign > NOISY_CORES else ""))
 
@@ -530,8 +541,19 @@ class Bench:
 
 # -- small helpers --------------------------------------------------------------------------------
 
+def _ops_of(sample: Any) -> int | None:
+    """Operations a leg did (queries, requests, rows), if its result says."""
+    if isinstance(sample, sb.SysbenchResult):
+        return sample.queries or None
+    if isinstance(sample, dict):
+        for key in ("queries", "ops", "rows"):
+            if isinstance(sample.get(key), (int, float)) and sample[key]:
+                return int(sample[key])
+    return None
+
+
 def _sb_point(r: sb.SysbenchResult) -> dict:
-    return {"qps": r.qps, "tps": r.tps, "avg_ms": r.latency_avg_ms, "p50_ms": r.latency_p50_ms,
+    return {"qps": r.qps, "tps": r.tps, "queries": r.queries, "avg_ms": r.latency_avg_ms, "p50_ms": r.latency_p50_ms,
             "p99_ms": r.latency_pct_ms if r.percentile == 99 else None, "errors": r.ignored_errors,
             "reconnects": r.reconnects}
 

@@ -326,13 +326,18 @@ def test_cpu_used_by_category():
 
 
 def test_cpu_table():
-    legs = [{"workload": "point 8", "leg": "direct", "cores": {"server": 1.0, "loadgen": 0.5}, "foreign_cores": 0.0},
-            {"workload": "point 8", "leg": "direct", "cores": {"server": 1.2, "loadgen": 0.7}, "foreign_cores": 0.2},
-            {"workload": "point 8", "leg": "proxy", "cores": {"server": 0.4, "proxy": 1.0}, "foreign_cores": 0.0}]
+    legs = [{"workload": "point 8", "leg": "direct", "cores": {"server": 1.0, "loadgen": 0.5}, "foreign_cores": 0.0,
+             "us_per_op": {"server": 20.0}},
+            {"workload": "point 8", "leg": "direct", "cores": {"server": 1.2, "loadgen": 0.7}, "foreign_cores": 0.2,
+             "us_per_op": {"server": 30.0}},
+            {"workload": "point 8", "leg": "proxy", "cores": {"server": 0.4, "proxy": 1.0}, "foreign_cores": 0.0,
+             "us_per_op": {"server": 25.0, "proxy": 55.5}},
+            {"workload": "idle", "leg": "proxy", "cores": {"proxy": 0.5}, "foreign_cores": 0.0}]
     table = render_cpu_table(legs).splitlines()
     assert table[0].startswith("| Workload | Leg | mariadbd | proxy |")
-    assert table[2] == "| point 8 | direct | 1.10 | 0.00 | 0.60 | 0.00 | 0.00 | 0.10 |"
-    assert table[3] == "| point 8 | proxy | 0.40 | 1.00 | 0.00 | 0.00 | 0.00 | 0.00 |"
+    assert table[2] == "| point 8 | direct | 1.10 | 0.00 | 0.60 | 0.00 | 0.00 | 0.10 | 25 | — |"
+    assert table[3] == "| point 8 | proxy | 0.40 | 1.00 | 0.00 | 0.00 | 0.00 | 0.00 | 25 | 55.5 |"
+    assert table[4] == "| idle | proxy | 0.00 | 0.50 | 0.00 | 0.00 | 0.00 | 0.00 | — | — |"
     assert render_cpu_table([]) == ""
 
 
@@ -390,3 +395,21 @@ def test_point_table_for_plots():
     table = _point_table(rows, "sysbench")
     assert table == {32: {"direct": {"throughput": 100}, "proxy": {"throughput": 60},
                           "proxy 2 workers": {"throughput": 90}}}
+
+
+def test_first_lines_of_a_long_error():
+    from bench.run import first_lines
+
+    assert first_lines("one line") == "one line"
+    text = first_lines("\n".join(f"line {i}" for i in range(10)), n=2)
+    assert text == "line 0\n  line 1\n  (… 8 more lines in results.json)"
+
+
+def test_proxy_env_puts_the_snapshot_first(monkeypatch, tmp_path):
+    from bench.procs import proxy_env
+
+    monkeypatch.setenv("MYSQLPOOL_POOL_MAX_SIZE", "3")
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    env = proxy_env(tmp_path)
+    assert "MYSQLPOOL_POOL_MAX_SIZE" not in env
+    assert env["PYTHONPATH"].split(":") == [str(tmp_path), "/elsewhere"]
