@@ -130,10 +130,14 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
             self._refuse_at_accept(refusal)
             return
         self._timer = self.proxy.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
-        if self.proxy.server_info is not None:
-            self._greet()
-        else:
-            self._task = self.proxy.loop.create_task(self._greet_when_server_known())
+        try:
+            if self.proxy.server_info is not None:
+                self._greet()
+            else:
+                self._task = self.proxy.loop.create_task(self._greet_when_server_known())
+        except Exception:  # a bug must cost this client its connection, at once, never the proxy
+            log.exception("client #%d: internal error while greeting; closing it", self.id)
+            self.close(ClientCloseReason.PROTOCOL_ERROR)
 
     def _refuse_at_accept(self, error: ProxyError) -> None:
         self.transport.write(encode_packet(make_err(error.errno, error.sqlstate, error.message), 0))

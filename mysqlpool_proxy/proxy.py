@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import enum
 import json
 import itertools
@@ -28,22 +27,22 @@ from collections import Counter
 from dataclasses import dataclass
 
 from . import __version__
-from .backend import BackendConnection, BackendGone, BackendState
-from .backend_adapter import BackendParams, Opened, TRACKERS_SQL, make_ssl_context, open_backend, run_side_query
+from .backend import BackendGone
+from .backend_adapter import BackendParams, Opened, make_ssl_context, open_backend
 from .client import ClientConnection, ClientState
-from .config import ENV_SOURCE, Config, UserConfig, load_config
-from .constants import CLIENT, COM_RESET_CONNECTION, ER, SERVER_STATUS
+from .config import Config, UserConfig
+from .constants import CLIENT, ER, SERVER_STATUS
 from .errors import ProxyError
 from .admin import start_admin_server, stop_admin_server
 from .http import start_http_server, stop_http_server
 from .janitor import run_janitor
+from .proxy_backends import BackendCommandsMixin
+from .proxy_operations import OperationsMixin, credentials_of, ssl_settings
 from .local import LocalCommands
 from .pool import KEY_BITS, BackendLimiter, Pool
 from .protocol import auth
-from .protocol.response import Expect
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 from .session import PinReason, SessionState, SyncKind, SyncStep
-from .statements import ServerStatement
 from .workers import WorkerSlot, share
 
 __all__ = ["Proxy", "ProxyState", "ServerInfo", "UserEntry"]
@@ -59,7 +58,6 @@ OFFERED_CAPABILITIES = (
 )
 
 SCHEMA_CACHE_SIZE = 1024
-ER_NEED_REPREPARE = 1615
 
 
 class ProxyState(enum.Enum):
@@ -118,7 +116,7 @@ class ProxyStats:
         self.bytes_out = 0
 
 
-class Proxy:
+class Proxy(BackendCommandsMixin, OperationsMixin):
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop | None = None, *, opener=open_backend,
                  worker: WorkerSlot | None = None):
         self.config = config
@@ -138,7 +136,7 @@ class Proxy:
         self.shutdown_timeout: float | None = None
         self.local = LocalCommands(self)
         self.tls_context = self._client_tls(config)
-        self._backend_ssl = make_ssl_context(*_ssl_settings(config))
+        self._backend_ssl = make_ssl_context(*ssl_settings(config))
         step = worker.count if worker else 1
         self._client_ids = itertools.count(1 + (worker.index if worker else 0), step)
         self._backend_ids = itertools.count(1)
@@ -179,7 +177,7 @@ class Proxy:
             if pool is None:
                 pool = self._make_pool(backend_user, user, sizes[backend_user])
                 self.pools[backend_user] = pool
-            self.users[user.name.encode()] = UserEntry(user.name, user, _credentials(user), pool)
+            self.users[user.name.encode()] = UserEntry(user.name, user, credentials_of(user), pool)
 
     def _make_pool(self, name: str, user: UserConfig, max_size: int) -> Pool:
         p = self.config.pool
@@ -364,119 +362,6 @@ class Proxy:
         known.add(schema)
         return None
 
-    # -- the proxy's own commands on backends -------------------------------------------
-
-    async def run_sync_step(self, backend: BackendConnection, step: SyncStep, timeout: float) -> None:
-        """One step of bringing a backend to a client's state; ProxyError if the server refuses it."""
-        if step.kind is SyncKind.SET_OPTION:
-            result = await backend.run_internal(b"\x1b" + step.arg, Expect.SIMPLE, timeout)
-        elif step.kind is SyncKind.INIT_DB:
-            result = await backend.run_internal(b"\x02" + step.arg, Expect.SIMPLE, timeout)
-        else:
-            result = await backend.run_internal(b"\x03" + step.arg, Expect.RESULT, timeout)
-        if result.error is not None:
-            err = result.error
-            if step.kind is SyncKind.SET:
-                # The server's own state is now unknown: never reuse it.
-                backend.close(BackendCloseReason.RESET_FAILED)
-            raise ProxyError(err.errno, err.message.decode("utf-8", "replace"), err.sqlstate)
-        if step.kind is SyncKind.SET_OPTION:
-            backend.session.multi_statements = step.arg[0] == 0
-        elif step.kind is SyncKind.INIT_DB:
-            backend.session.schema = step.arg
-        else:
-            from .session import apply_changes
-            apply_changes(backend.session, result.changes, None)
-
-    async def run_hidden(self, backend: BackendConnection, sql: bytes, timeout: float, *, collect: bool = False):
-        """A COM_QUERY of the proxy's own on `backend`; ProxyError if the server refuses it."""
-        result = await backend.run_internal(b"\x03" + sql, Expect.RESULT, timeout, collect=collect)
-        if result.error is not None:
-            err = result.error
-            raise ProxyError(err.errno, err.message.decode("utf-8", "replace"), err.sqlstate)
-        return result
-
-    async def prepare_on(self, backend: BackendConnection, stmt, timeout: float) -> None:
-        """Prepare a client's statement on a backend that lacks it, hidden from the client."""
-        result = await backend.run_internal(b"\x16" + stmt.sql, Expect.PREPARE, timeout)
-        if result.error is not None:
-            err = result.error
-            raise ProxyError(err.errno, err.message.decode("utf-8", "replace"), err.sqlstate)
-        server_id, columns, params, _ = result.prepare_ok
-        server = ServerStatement(server_id, params, columns)
-        if (params, columns) != (stmt.params, stmt.columns):
-            backend.close_server_statements((server,))
-            raise ProxyError(ER_NEED_REPREPARE, (
-                f"Prepared statement needs to be re-prepared: it now has {params} parameters and {columns} "
-                f"columns on the server, it had {stmt.params} and {stmt.columns} when prepared"))
-        dropped = backend.statement_cache().put(stmt.key, server)
-        if dropped:
-            backend.close_server_statements(dropped)
-
-    def reset_and_release(self, backend: BackendConnection) -> None:
-        """Reset a backend a client left with state on it, in the background, then pool it."""
-        task = self.loop.create_task(self.reset_backend_then_release(backend))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def reset_backend_then_release(self, backend: BackendConnection) -> None:
-        timeout = self.config.backend.connect_timeout
-        try:
-            result = await backend.run_internal(bytes((COM_RESET_CONNECTION,)), Expect.SIMPLE, timeout)
-            if result.error is None:
-                result = await backend.run_internal(b"\x03" + TRACKERS_SQL.encode(), Expect.RESULT, timeout)
-        except BackendGone:
-            return
-        if result.error is not None:
-            backend.close(BackendCloseReason.RESET_FAILED)
-            return
-        # After a reset the server keeps the schema and the multi-statements option,
-        # and restores the connection's handshake character set.
-        info = self.server_info
-        backend.session = SessionState(backend.session.schema, dict(info.charset_vars),
-                                       backend.session.multi_statements)
-        if backend.statements is not None:
-            backend.statements.clear()  # the reset closed every server statement
-        backend.last_insert_id = 0
-        backend.last_owner = None
-        backend.pool.release(backend)
-
-    async def kill_running_query(self, target: ClientConnection) -> None:
-        backend = target.backend
-        if backend is None or backend.state is not BackendState.BUSY:
-            return
-        await self._kill_query(backend)
-
-    async def _kill_query(self, backend: BackendConnection) -> bool:
-        try:
-            await run_side_query(backend.pool.params, f"KILL QUERY {backend.thread_id}")
-            return True
-        except Exception as exc:  # the statement may have finished meanwhile; report, don't fail
-            log.warning("KILL QUERY for backend thread %d failed: %s", backend.thread_id, exc)
-            return False
-
-    def kill_backend_query(self, backend: BackendConnection, hard_after: float) -> None:
-        """Stop the statement running on `backend`; if it does not answer after that, drop it."""
-        commands = backend.commands
-
-        async def kill() -> None:
-            await self._kill_query(backend)
-            await asyncio.sleep(hard_after)
-            if backend.state is BackendState.BUSY and backend.commands == commands:
-                log.warning("backend thread %d did not answer after KILL QUERY; closing it", backend.thread_id)
-                backend.close(BackendCloseReason.ERROR)
-
-        self._spawn(kill())
-
-    async def kill_client(self, target: ClientConnection) -> None:
-        backend = target.backend
-        if backend is not None and backend.state is BackendState.BUSY:
-            try:
-                await run_side_query(backend.pool.params, f"KILL {backend.thread_id}")
-            except Exception as exc:
-                log.warning("KILL for client #%d (backend thread %d) failed: %s", target.id, backend.thread_id, exc)
-        target.close(ClientCloseReason.KILLED)
-
     # -- lifecycle -----------------------------------------------------------------------
 
     def idle_timeout(self) -> float:
@@ -550,80 +435,6 @@ class Proxy:
     def running(self) -> bool:
         return self.state in (ProxyState.RUNNING, ProxyState.DRAINING)
 
-    # -- operator actions: pause, resume, reload ---------------------------------------
-
-    def pools_named(self, name: str | None) -> list[Pool]:
-        if name is None:
-            return list(self.pools.values())
-        pool = self.pools.get(name)
-        if pool is None:
-            raise KeyError(f"no pool named {name!r}; pools: {', '.join(self.pools) or 'none'}")
-        return [pool]
-
-    def pause(self, name: str | None = None) -> list[str]:
-        pools = self.pools_named(name)
-        for pool in pools:
-            pool.pause()
-        return [p.name for p in pools]
-
-    def resume(self, name: str | None = None) -> list[str]:
-        pools = self.pools_named(name)
-        for pool in pools:
-            pool.resume()
-        return [p.name for p in pools]
-
-    def reload(self, new: Config) -> list[str]:
-        """Apply a new config without dropping clients; returns what could not change live."""
-        old = self.config
-        needs_restart = [f"{section}.{key}" for section, key in _RESTART_KEYS
-                         if getattr(getattr(old, section), key) != getattr(getattr(new, section), key)]
-        new = _keep_restart_only_settings(old, new)  # they stay as running until a restart
-        self.config = new
-        self.limiter.max = self.share(new.backend.max_connections)
-        if _ssl_settings(old) != _ssl_settings(new):
-            self._backend_ssl = make_ssl_context(*_ssl_settings(new))
-        self._reload_users(new)
-        self.limiter.released()
-        log.info("configuration reloaded from %s (%d users, pools: %s)%s", new.source, len(new.users),
-                 ", ".join(f"{p.name} max {p.max_size}" for p in self.pools.values()),
-                 f"; restart needed for: {', '.join(needs_restart)}" if needs_restart else "")
-        return needs_restart
-
-    def reload_from_source(self) -> list[str]:
-        """Re-read the config from where it came from (SIGHUP, admin RELOAD); ConfigError keeps the old one."""
-        source = self.config.source
-        new = load_config(None if source == ENV_SOURCE else source)
-        return self.reload(new)
-
-    def _reload_users(self, new: Config) -> None:
-        sizes: dict[str, int] = {}
-        for user in new.users:
-            backend_user = user.backend_user or user.name
-            sizes[backend_user] = max(sizes.get(backend_user, 0), new.pool_max_size(user))
-        users: dict[bytes, UserEntry] = {}
-        p = new.pool
-        for user in new.users:
-            backend_user = user.backend_user or user.name
-            pool = self.pools.get(backend_user)
-            if pool is None:
-                pool = self.pools[backend_user] = self._make_pool(backend_user, user, sizes[backend_user])
-            else:
-                pool.reconfigure(self._params(user), max_size=self.share(sizes[backend_user]),
-                                 min_idle=share(p.min_idle, self.worker.index, self.worker.count)
-                                 if self.worker else p.min_idle,
-                                 max_lifetime=p.max_lifetime, max_waiting=p.max_waiting_clients,
-                                 max_connecting=p.max_connecting)
-                pool.statement_cache_size = p.prepared_statement_cache_size
-            users[user.name.encode()] = UserEntry(user.name, user, _credentials(user), pool)
-        for name, pool in self.pools.items():
-            if name not in sizes:
-                # No user maps to it any more: its clients finish, nobody new arrives.
-                pool.reconfigure(pool.params, max_size=pool.configured_max_size, min_idle=0,
-                                 max_lifetime=p.max_lifetime, max_waiting=pool.max_waiting,
-                                 max_connecting=pool.max_connecting)
-        self.users = users
-        self._known_schemas.clear()
-
     async def stop(self, timeout: float | None = None) -> None:
         """Stop accepting, let active clients finish (up to `timeout`), then close everything."""
         if self.state is ProxyState.STOPPED:
@@ -658,32 +469,3 @@ class Proxy:
         if self._admin_server is not None:
             await stop_admin_server(self._admin_server)
             self._admin_server = None
-
-
-# Settings that only take effect at start.
-_RESTART_KEYS = (
-    ("proxy", "listen"), ("proxy", "workers"), ("proxy", "tls_cert"), ("proxy", "tls_key"),
-    ("admin", "listen"), ("metrics", "listen"), ("metrics", "path"), ("pool", "mode"),
-)
-
-
-def _keep_restart_only_settings(running: Config, new: Config) -> Config:
-    changed = {}
-    for section, key in _RESTART_KEYS:
-        value = getattr(getattr(running, section), key)
-        if getattr(getattr(new, section), key) != value:
-            changed.setdefault(section, {})[key] = value
-    for section, values in changed.items():
-        new = dataclasses.replace(new, **{section: dataclasses.replace(getattr(new, section), **values)})
-    return new
-
-
-def _ssl_settings(config: Config) -> tuple[str, str, str, str]:
-    b = config.backend
-    return b.ssl_mode, b.ssl_ca, b.ssl_cert, b.ssl_key
-
-
-def _credentials(user: UserConfig) -> auth.Credentials:
-    if user.password is not None:
-        return auth.credentials_from_password(user.password)
-    return auth.credentials_from_native_hash(user.password_hash)
