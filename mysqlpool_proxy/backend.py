@@ -91,7 +91,7 @@ class BackendConnection(asyncio.Protocol):
         "id", "pool", "key", "transport", "thread_id", "state", "session", "tracker", "client", "created_at",
         "expires_at", "idle_since", "last_used", "close_reason", "_held", "_future", "_timer", "_reading_paused",
         "commands", "loop", "_stream_owner", "generation", "statements", "last_insert_id", "last_owner",
-        "_collected",
+        "_collected", "_slot_held",
     )
 
     def __init__(self, *, backend_id: int, pool: Pool, key: int, thread_id: int, session: SessionState,
@@ -123,6 +123,7 @@ class BackendConnection(asyncio.Protocol):
         self.last_insert_id = 0  # what LAST_INSERT_ID() returns on this connection now
         self.last_owner: tuple[int, int] | None = None  # (client id, its statement number) that ran last
         self._collected: list[bytes] | None = None
+        self._slot_held = True  # counted in the pool's size until its socket is closed
 
     def __repr__(self) -> str:
         return f"<Backend #{self.id} thread={self.thread_id} {self.state.value} pool={self.pool.name}>"
@@ -144,6 +145,7 @@ class BackendConnection(asyncio.Protocol):
         transport.set_protocol(self)
         if transport.is_closing():
             self._lost(BackendCloseReason.SERVER_GONE)
+            self._gone()
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -163,6 +165,7 @@ class BackendConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost(self.close_reason or BackendCloseReason.SERVER_GONE)
+        self._gone()
 
     def pause_writing(self) -> None:
         client = self.client
@@ -306,14 +309,29 @@ class BackendConnection(asyncio.Protocol):
     # -- closing ----------------------------------------------------------------
 
     def close(self, reason: BackendCloseReason) -> None:
+        """Stop using this backend now; say COM_QUIT and let the server close its end.
+
+        Its pool slot is held until the socket is really closed (or QUIT_WAIT
+        passes), so the server never counts more connections than the caps.
+        """
         if self.state is BackendState.CLOSED:
             return
         self.close_reason = reason
-        if self.transport is not None:
-            self.transport.close()
         self._lost(reason)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self._gone()
+            return
+        try:
+            transport.write(_COM_QUIT)
+        except (OSError, RuntimeError):
+            transport.abort()
+            return
+        self.resume_reading()  # to see the server's EOF
+        self._timer = self.loop.call_later(QUIT_WAIT, transport.abort)
 
     def _lost(self, reason: BackendCloseReason) -> None:
+        """No command goes to this backend any more; whoever used it is told."""
         if self.state is BackendState.CLOSED:
             return
         previous = self.state
@@ -328,6 +346,17 @@ class BackendConnection(asyncio.Protocol):
         client, self.client = self.client, None
         if client is not None:
             client.on_backend_lost(self, previous is BackendState.BUSY)
+
+    def _gone(self) -> None:
+        """The socket is closed: the pool slot is free."""
+        self._cancel_timer()
+        if self._slot_held:
+            self._slot_held = False
+            self.pool.on_backend_gone(self)
+
+
+_COM_QUIT = encode_packet(b"\x01", 0)
+QUIT_WAIT = 2.0  # seconds a closing backend waits for the server to close its end
 
 
 def _apply_rewrites(data: bytes, rewrites: list[tuple[int, int, bytes]]) -> bytes:

@@ -185,6 +185,7 @@ class Pool:
         self.idle: list[BackendConnection] = []
         self.busy: set[BackendConnection] = set()
         self.connecting = 0
+        self.closing = 0  # closed backends whose sockets are not closed yet (still count)
         self.connecting_keys: Counter = Counter()
         self.waiters: deque[Waiter] = deque()
         self.stats = PoolStats()
@@ -241,7 +242,7 @@ class Pool:
 
     @property
     def size(self) -> int:
-        return len(self.idle) + len(self.busy) + self.connecting
+        return len(self.idle) + len(self.busy) + self.connecting + self.closing
 
     # -- checkout ---------------------------------------------------------------
 
@@ -599,13 +600,18 @@ class Pool:
                 pass
         else:
             self.busy.discard(backend)
-        self.limiter.used -= 1
+        self.closing += 1  # until its socket is closed: see on_backend_gone
         reason = backend.close_reason or BackendCloseReason.ERROR
         self.stats.closed[reason.value] += 1
         if reason is BackendCloseReason.SERVER_GONE and self.loop.time() - backend.created_at < EARLY_DEATH:
             # Dying right after opening is a connect failure: back off, don't storm.
             self._connect_failed(ConnectionError("the server closed a new connection at once"))
         log.debug("pool %s: backend #%d (thread %d) closed: %s", self.name, backend.id, backend.thread_id, reason.value)
+
+    def on_backend_gone(self, backend: BackendConnection) -> None:
+        """A closed backend's socket is closed too: its slot may be used again."""
+        self.closing -= 1
+        self.limiter.used -= 1
         if self.waiters:
             self.serve_waiters()
         self.limiter.released()

@@ -826,6 +826,7 @@ class FakeMySQLServer:
             packets = [self._ok()]
         elif code == COMMAND.COM_QUIT:
             self.close()
+            self.closed_by = "proxy"  # it closes because the proxy said COM_QUIT
             return
         elif code == COMMAND.COM_STMT_PREPARE:
             packets = self._prepare(arg.decode("latin-1"))

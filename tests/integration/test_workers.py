@@ -38,12 +38,19 @@ def wait_until(predicate, timeout=20.0):
 
 
 def consecutive_free_ports() -> int:
-    """A port p with p + 1 free too (worker i serves metrics on the configured port + i)."""
+    """A port p with p + 1 free too (worker i serves metrics on the configured port + i).
+
+    Chosen below the kernel's ephemeral range, where outgoing connections never
+    take ports, so a free pair stays free until the proxy binds it."""
+    import random
     import socket
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
     for _ in range(200):
-        base = free_port()
+        base = random.randrange(max(1024, low - 12000), low - 2)
         try:
             with socket.socket() as a, socket.socket() as b:
+                a.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                b.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 a.bind(("127.0.0.1", base))
                 b.bind(("127.0.0.1", base + 1))
                 return base
@@ -52,19 +59,27 @@ def consecutive_free_ports() -> int:
     raise RuntimeError("no two consecutive free ports")
 
 
+def start_two_workers(app_server, tmp_path):
+    """The CLI with workers = 2, ready; retried with new ports if a port was taken meanwhile."""
+    output = ""
+    for attempt in range(3):
+        port, metrics_port = free_port(), consecutive_free_ports()
+        path = tmp_path / f"proxy-{attempt}.toml"
+        path.write_text(render_config(app_server, proxy={"listen": f"127.0.0.1:{port}", "workers": 2},
+                                      metrics={"listen": f"127.0.0.1:{metrics_port}"},
+                                      pool={"max_size": 4, "checkout_timeout": 30}))
+        proc = subprocess.Popen([sys.executable, "-m", "mysqlpool_proxy", "-c", str(path)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        if wait_until(lambda: all("mysqlpool_ready" in metrics(metrics_port + i) for i in (0, 1))):
+            return proc, port, metrics_port
+        os.killpg(proc.pid, signal.SIGKILL)
+        output = proc.communicate(timeout=10)[0]
+    raise AssertionError(f"the workers did not start:\n{output}")
+
+
 def test_two_workers_share_the_port_and_the_cap(app_server, tmp_path):
-    port, metrics_port = free_port(), consecutive_free_ports()
-    path = tmp_path / "proxy.toml"
-    path.write_text(render_config(app_server, proxy={"listen": f"127.0.0.1:{port}", "workers": 2},
-                                  metrics={"listen": f"127.0.0.1:{metrics_port}"},
-                                  pool={"max_size": 4, "checkout_timeout": 30}))
-    proc = subprocess.Popen([sys.executable, "-m", "mysqlpool_proxy", "-c", str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc, port, metrics_port = start_two_workers(app_server, tmp_path)
     try:
-        ready = wait_until(lambda: all("mysqlpool_ready" in metrics(metrics_port + i) for i in (0, 1)))
-        if not ready:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise AssertionError(proc.communicate(timeout=10)[0])
         sampler = PeakSampler(app_server, "app")
         sampler.start()
         errors = []

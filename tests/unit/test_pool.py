@@ -289,6 +289,7 @@ async def test_a_backend_past_max_lifetime_is_closed_at_release_not_reused():
     await advance(2)
     pool.release(backend)
     assert backend.closed and backend.close_reason is BackendCloseReason.MAX_LIFETIME
+    await settle()  # the proxy said COM_QUIT; the slot is free once the server closed its end
     assert opener.servers[0].closed_by == "proxy"
     assert pool.idle == [] and pool.size == 0
     fresh = await pool.acquire(0, 10)
