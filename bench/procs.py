@@ -130,7 +130,7 @@ def cpu_snapshot() -> dict:
             category = "foreign"
         procs[pid] = (info["create_time"], t.user + t.system, category)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"procs": procs, "reaped": children.ru_utime + children.ru_stime}
+    return {"procs": procs, "reaped": children.ru_utime + children.ru_stime, "reaped_proxy": _REAPED["proxy"]}
 
 
 def cpu_used(before: dict, after: dict) -> dict[str, float]:
@@ -141,7 +141,10 @@ def cpu_used(before: dict, after: dict) -> dict[str, float]:
         delta = cpu - old[1] if old is not None and old[0] == created else cpu
         used[category] = used.get(category, 0.0) + max(0.0, delta)
     reaped = max(0.0, after["reaped"] - before["reaped"])
-    used["loadgen"] = used.get("loadgen", 0.0) + reaped
+    reaped_proxy = min(reaped, max(0.0, after.get("reaped_proxy", 0.0) - before.get("reaped_proxy", 0.0)))
+    used["loadgen"] = used.get("loadgen", 0.0) + reaped - reaped_proxy
+    if reaped_proxy:
+        used["proxy"] = used.get("proxy", 0.0) + reaped_proxy
     return used
 
 
@@ -227,6 +230,28 @@ class ProxyStartError(RuntimeError):
 
 
 _LIVE: set = set()  # proxies started and not yet stopped: stopped at exit whatever happens
+# CPU seconds of proxies this process stopped (and so reaped): RUSAGE_CHILDREN counts them
+# too, and cpu_used() moves them from "loadgen" back to "proxy".
+_REAPED = {"proxy": 0.0}
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live descendants so far."""
+    import psutil
+
+    total = 0.0
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            pass
+    return total
 
 
 @atexit.register
@@ -405,6 +430,7 @@ class ProxyProcess:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
+        _REAPED["proxy"] += tree_cpu(proc.pid)
         proc.send_signal(signal.SIGINT)  # drains quickly (1 s at most)
         try:
             proc.wait(timeout)

@@ -323,6 +323,10 @@ def test_cpu_used_by_category():
     assert used["foreign"] == pytest.approx(1.5 + 0.25 + 1.0)
     assert used["server"] == pytest.approx(2.0) and used["proxy"] == pytest.approx(0.5)
     assert used["loadgen"] == pytest.approx(1.5)  # children reaped meanwhile (sysbench, load generators)
+    # A proxy started and stopped within the window is reaped too: its CPU goes back to "proxy".
+    before["reaped_proxy"], after["reaped_proxy"] = 10.0, 10.75
+    used = cpu_used(before, after)
+    assert used["proxy"] == pytest.approx(0.5 + 0.75) and used["loadgen"] == pytest.approx(0.75)
 
 
 def test_cpu_table():
