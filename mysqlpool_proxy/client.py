@@ -42,6 +42,7 @@ from .protocol.packets import make_eof, make_err, make_ok
 from .protocol.sql import SqlEffects, analyze, parse_set_names, replace_connection_id, session_only
 from .reasons import BackendCloseReason, ClientCloseReason
 from .session import Pins, PinReason, SessionState, apply_changes
+from .capture import CHARSET_VARIABLES, Capture
 from .statements import ClientStatement, backend_statement_packet
 from .client_checkout import CheckoutMixin
 from .client_handshake import HandshakeMixin
@@ -321,12 +322,21 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         if code in STMT_ID_COMMANDS:
             if not self._statement_command(code, pkt):
                 return
+            if code == COMMAND.COM_STMT_EXECUTE:
+                effects = self._stmt.effects  # executing it does what its SQL does
         elif code == COMMAND.COM_STMT_PREPARE:
             self._stmt_id = self._next_stmt_id
             self._next_stmt_id += 1
+            if analyze(payload[1:]).reads_connection_id:
+                payload = b"\x16" + replace_connection_id(payload[1:], self.id)
+                pkt = Packet(pkt.seq, (pkt.seq + len(payload) // MAX_FRAME) & 0xFF, payload,
+                             encode_packet(payload, pkt.seq))
         self._cmd = spec
         self._effects = effects
-        self._sql = payload[1:] if effects is not None or code == COMMAND.COM_STMT_PREPARE else b""
+        if effects is not None or code == COMMAND.COM_STMT_PREPARE:
+            self._sql = self._stmt.sql if self._stmt is not None else payload[1:]
+        else:
+            self._sql = b""
         backend = self.backend
         if backend is None:
             if effects is not None and effects.reads_diagnostics:
@@ -468,13 +478,10 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         if diagnostics and not self.pins.diagnostics:
             self.pool.stats.pins[PinReason.DIAGNOSTICS.value] += 1
         self.pins.diagnostics = diagnostics
-        if fx is not None and (fx.user_vars_written or fx.sets_insert_id) and not backend.closed:
+        follow_up = self._follow_up_for(tracker, ok, fx)
+        if follow_up is not None and not backend.closed:
             self.set_state(ClientState.LOCAL)
-            self._task = self.proxy.loop.create_task(self._capture(backend, fx))
-            return
-        if not ok and self._status_uncertain(tracker):
-            self.set_state(ClientState.LOCAL)
-            self._task = self.proxy.loop.create_task(self._probe_status(backend))
+            self._task = self.proxy.loop.create_task(self._follow_up(backend, *follow_up))
             return
         self._decide_hold(backend)
         self._process_input()
@@ -492,7 +499,10 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         explained = pins.apply_sql(effects, ok) if effects is not None and effects.any else False
         if changes is not None:
             if changes.state_change and not explained:
-                explained = self._cmd.code == COMMAND.COM_INIT_DB or (self._sql and session_only(self._sql))
+                explained = self.state_change_explained(changes)
+                if not explained and not pins.unknown_state:
+                    log.info("client #%d pinned to its backend: the server reported a state change after %s "
+                             "that the proxy cannot carry over (%r)", self.id, self._cmd.name, changes)
             pins.apply_tracker(changes, explained)
             if self.status & IN_TRANS:
                 pins.trx_characteristics = False  # they describe the open transaction, not the next one
@@ -503,6 +513,33 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
             self._statement_done(backend, code, tracker, ok)
         if before is not None:
             self.proxy.count_new_pins(self, before, pins.reasons())
+
+    def state_change_explained(self, changes) -> bool:
+        """Does the command account for a 'state changed' report (so nothing unknown is left)?"""
+        code = self._cmd.code
+        if code == COMMAND.COM_INIT_DB:
+            return True
+        if code == COMMAND.COM_STMT_EXECUTE and changes.schema is not None:
+            # The server executes a statement in the schema it was prepared in, switching there
+            # and back: that (and only that) is what a schema report means here.
+            return True
+        return bool(self._sql) and session_only(self._sql)
+
+    def _follow_up_for(self, tracker, ok: bool, fx: SqlEffects | None):
+        """What must run on the backend, hidden, before it may go (None: nothing)."""
+        capture = Capture()
+        if fx is not None:
+            capture.user_vars = list(fx.user_vars_written)
+            capture.insert_id = fx.sets_insert_id
+            capture.add_sysvars(fx.sysvars_untracked)
+        changes = tracker.changes
+        if changes is not None and any(name in CHARSET_VARIABLES for name, _ in changes.variables):
+            capture.add_sysvars(CHARSET_VARIABLES)  # one of them was reported; the others may have moved
+        flush = tracker.eof_state_pending
+        probe = not ok and self._status_uncertain(tracker)
+        if capture or flush or probe:
+            return flush, capture, probe
+        return None
 
     def _status_uncertain(self, tracker) -> bool:
         """After an ERR the server's status is unknown unless nothing could have changed it."""

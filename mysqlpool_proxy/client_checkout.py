@@ -111,9 +111,15 @@ class CheckoutMixin:
                 backend.close(BackendCloseReason.PING_FAILED)
                 raise BackendGone(BackendCloseReason.PING_FAILED)
             backend.last_used = self.proxy.loop.time()
+        stmt = self._stmt
         try:
+            if stmt is not None and not backend.has_statement(stmt.key):
+                await self.proxy.prepare_on(backend, stmt, timeout, may_keep_schema=self.holds_state())
             steps = sync_plan(backend.session, self.session)
         except SyncImpossible:
+            # A schema cannot be unselected: this backend cannot be brought to the state needed
+            # (no schema, for the client or for the statement). Exchange it for another (a
+            # client holding it never gets here: it is in its state, and may_keep_schema).
             backend.close(BackendCloseReason.RECLAIMED)
             raise BackendGone(BackendCloseReason.RECLAIMED)
         for step in steps:
@@ -122,9 +128,6 @@ class CheckoutMixin:
             backend.session = self.session.copy()
             backend.last_owner = None
         await self._bring_identity(backend, timeout)
-        stmt = self._stmt
-        if stmt is not None and not backend.has_statement(stmt.key):
-            await self.proxy.prepare_on(backend, stmt, timeout)
 
     async def _bring_identity(self, backend: BackendConnection, timeout: float) -> None:
         """Before a statement that reads LAST_INSERT_ID() or the last statement's diagnostics:

@@ -15,6 +15,7 @@ from .client_state import CURSOR_EXISTS, LAST_ROW_SENT, ER_UNKNOWN_STMT_HANDLER,
 from .constants import COMMAND
 from .errors import ProxyError
 from .protocol.framing import Packet
+from .protocol.sql import analyze
 from .statements import ClientStatement, ServerStatement, statement_key
 
 __all__ = ["StatementsMixin"]
@@ -71,7 +72,7 @@ class StatementsMixin:
         key = statement_key(self.session, self._sql)
         if self.stmts is None:
             self.stmts = {}
-        self.stmts[self._stmt_id] = ClientStatement(self._stmt_id, self._sql, key, params, columns)
+        self.stmts[self._stmt_id] = ClientStatement(self._stmt_id, self._sql, key, params, columns, analyze(self._sql))
         dropped = backend.statement_cache().put(key, ServerStatement(server_id, params, columns))
         if dropped:
             backend.close_server_statements(dropped)

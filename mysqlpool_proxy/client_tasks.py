@@ -19,10 +19,15 @@ from .client_state import ClientState, IN_TRANS, ER_IDLE_TRANSACTION
 from .errors import ProtocolError, ProxyError
 from .protocol.response import Expect
 from .reasons import BackendCloseReason, ClientCloseReason
-from .protocol.rows import parse_text_result, sql_literal_for
-from .protocol.sql import SqlEffects
+from .capture import CHARSET_VARIABLES, Capture
+from .protocol.rows import parse_text_result
+from .session import apply_changes
 
 __all__ = ["TasksMixin"]
+
+# The server sends a held-back tracker report with the next OK that has tracker data
+# of its own (not with a bare OK such as DO's): set a variable the proxy owns anyway.
+FLUSH_TRACKERS = b"SET SESSION session_track_schema = ON"
 
 log = logging.getLogger("mysqlpool.client")
 
@@ -32,48 +37,53 @@ class TasksMixin:
 
     __slots__ = ()
 
-    async def _capture(self, backend: BackendConnection, fx: SqlEffects) -> None:
-        """Learn what the statement left in user variables and LAST_INSERT_ID(), so they can
-        follow this client to another backend (one hidden SELECT; its status settles IN_TRANS too)."""
-        names = fx.user_vars_written
-        columns = [b"LAST_INSERT_ID()"] + [b"@`" + n.replace(b"`", b"``") + b"`" for n in names]
+    async def _follow_up(self, backend: BackendConnection, flush: bool, capture: Capture, probe: bool) -> None:
+        """Hidden statements on the client's behalf after its response (see capture.py):
+        fetch the tracker report an EOF could not carry, read back state, settle the status."""
+        timeout = self.proxy.config.backend.connect_timeout
         try:
-            result = await self.proxy.run_hidden(backend, b"SELECT " + b", ".join(columns),
-                                                 self.proxy.config.backend.connect_timeout, collect=True)
-            self.status = result.status
-            self._remember_captured(backend, result.data, names, fx.sets_insert_id)
-        except ProxyError:
-            self.pins.user_variables = True  # could not learn them: keep the backend that has them
+            if flush:
+                result = await self.proxy.run_hidden(backend, FLUSH_TRACKERS, timeout)
+                self._apply_flushed(backend, result.changes, capture)
+            if capture:
+                result = await self.proxy.run_hidden(backend, capture.sql(), timeout, collect=True)
+                self.status = result.status
+                columns, rows = parse_text_result(result.data)
+                insert_id = capture.apply(columns, rows[0], self.session)
+                if insert_id is not None:
+                    self.last_insert_id = backend.last_insert_id = insert_id
+                backend.session = self.session.copy()
+            elif probe:
+                result = await backend.run_internal(b"\x0e", Expect.SIMPLE, timeout)
+                if result.error is None:
+                    self.status = result.status
+        except ProxyError as err:
+            # The state could not be read back: keep the backend that has it.
+            log.warning("client #%d: reading back session state failed (%s); it stays on its backend",
+                        self.id, err)
+            self.pins.user_variables = self.pins.user_variables or bool(capture.user_vars)
+            self.pins.unknown_state = self.pins.unknown_state or bool(capture.sysvars)
         except (BackendGone, ProtocolError):
             pass
         finally:
             self._task = None
         self._back_to_ready(backend)
 
-    def _remember_captured(self, backend: BackendConnection, data: bytes, names: list[bytes], insert_id: bool) -> None:
-        columns, rows = parse_text_result(data)
-        row = rows[0]
-        if insert_id and row[0] is not None:
-            self.last_insert_id = backend.last_insert_id = int(row[0])
-        charsets = self.proxy.server_info.charset_names()
-        user_vars = self.session.user_vars
-        for name, column, value in zip(names, columns[1:], row[1:]):
-            if value is None:
-                user_vars.pop(name, None)
-            else:
-                user_vars[name] = sql_literal_for(column, value, charsets)
-        backend.session.user_vars = dict(user_vars)
-
-    async def _probe_status(self, backend: BackendConnection) -> None:
-        try:
-            result = await backend.run_internal(b"\x0e", Expect.SIMPLE, self.proxy.config.backend.connect_timeout)
-            if result.error is None:
-                self.status = result.status
-        except BackendGone:
-            pass
-        finally:
-            self._task = None
-        self._back_to_ready(backend)
+    def _apply_flushed(self, backend: BackendConnection, changes, capture: Capture) -> None:
+        """The client's own statement's tracker report, delivered late: apply it as the client's."""
+        if changes is None:
+            return
+        apply_changes(self.session, changes, None)
+        apply_changes(backend.session, changes, None)
+        if any(name in CHARSET_VARIABLES for name, _ in changes.variables):
+            capture.add_sysvars(CHARSET_VARIABLES)
+        # The flag "state changed" in this report is the flush's own SET's: what came from the
+        # client's statement is the rest (variables, applied above; a transaction state). Only a
+        # schema report is left to account for (it is when a prepared statement was executed).
+        fx = self._effects
+        explained = (changes.schema is None or bool(fx is not None and fx.any)
+                     or self.state_change_explained(changes))
+        self.pins.apply_tracker(changes, explained)
 
     def yield_soft_backend(self) -> bool:
         """Give back a backend held only for the last statement's diagnostics (others are waiting)."""

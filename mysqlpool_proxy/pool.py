@@ -66,6 +66,7 @@ BACKOFF_CAP = 5.0
 EARLY_DEATH = 1.0  # seconds: a backend the server closes sooner counts as a failed connect
 CAPACITY_HOLD = 60.0  # seconds the pool stays at its size after the server said "too many connections"
 CAPACITY_ERRORS = (1040, 1203, 1226)  # ER_CON_COUNT_ERROR, ER_TOO_MANY_USER_CONNECTIONS (both numbers)
+RECENT = 8  # idle backends (most recently used first) searched for one already in a client's state
 EXPIRY_LEAD = 2.0  # seconds before an idle backend's lifetime ends that its min_idle replacement opens
 
 
@@ -258,29 +259,41 @@ class Pool:
         return backend
 
     def _take_idle(self, key: int, state: SessionState | None = None) -> BackendConnection | None:
+        """LIFO among backends of `key`. Among the few most recent, one already in `state` wins
+        (no sync); for a state with no schema, one with no schema beats one with a schema (a
+        schema cannot be unselected, so that one would have to be exchanged)."""
         idle = self.idle
         chosen = -1
-        # LIFO; among the most recent few, prefer one already in the client's state.
-        for i in range(len(idle) - 1, max(-1, len(idle) - 9), -1):
+        for i in range(len(idle) - 1, max(-1, len(idle) - 1 - RECENT), -1):
             b = idle[i]
             if b.key != key:
                 continue
-            if chosen < 0:
-                chosen = i
             if state is None or b.session.same_as(state):
                 chosen = i
                 break
-        if chosen < 0:
-            for i in range(len(idle) - 9, -1, -1):
-                if idle[i].key == key:
-                    chosen = i
-                    break
+            if chosen < 0:
+                chosen = i
+        else:
+            if chosen < 0:
+                chosen = self._older_of_key(key)
+            if state is not None and state.schema is None and chosen >= 0 and idle[chosen].session.schema:
+                schemaless = next((i for i in range(len(idle) - 1, -1, -1)
+                                   if idle[i].key == key and idle[i].session.schema is None), -1)
+                if schemaless >= 0:
+                    chosen = schemaless
         if chosen < 0:
             return None
         backend = idle.pop(chosen)
         backend.set_state(BackendState.RESERVED)
         self.busy.add(backend)
         return backend
+
+    def _older_of_key(self, key: int) -> int:
+        idle = self.idle
+        for i in range(len(idle) - 1 - RECENT, -1, -1):
+            if idle[i].key == key:
+                return i
+        return -1
 
     async def acquire(self, key: int, timeout: float) -> BackendConnection:
         """Wait (FIFO, up to `timeout`) for a backend with `key`."""

@@ -19,8 +19,8 @@ from .constants import COM_RESET_CONNECTION
 from .errors import ProxyError
 from .protocol.response import Expect
 from .reasons import BackendCloseReason, ClientCloseReason
-from .session import SessionState, SyncKind, SyncStep, apply_changes
-from .statements import ServerStatement
+from .session import SessionState, SyncKind, SyncStep, apply_changes, sync_plan
+from .statements import ServerStatement, prepared_state
 
 if TYPE_CHECKING:
     from .client import ClientConnection
@@ -64,8 +64,21 @@ class BackendCommandsMixin:
             raise ProxyError(err.errno, err.message.decode("utf-8", "replace"), err.sqlstate)
         return result
 
-    async def prepare_on(self, backend: BackendConnection, stmt, timeout: float) -> None:
-        """Prepare a client's statement on a backend that lacks it, hidden from the client."""
+    async def prepare_on(self, backend: BackendConnection, stmt, timeout: float, *, may_keep_schema: bool) -> None:
+        """Prepare a client's statement on a backend that lacks it, hidden from the client, in the
+        state the client prepared it in (the caller then brings the backend to the client's state).
+
+        A statement prepared with no schema selected needs a backend with none (SyncImpossible
+        otherwise), unless `may_keep_schema`: on a backend the client holds (its transaction is
+        there) it is prepared in that schema, which only DATABASE() can tell (a statement that
+        prepared with no schema names its tables in full)."""
+        target = prepared_state(stmt, backend.session)
+        if target.schema is None and may_keep_schema:
+            target.schema = backend.session.schema
+        steps = sync_plan(backend.session, target)
+        for step in steps:
+            await self.run_sync_step(backend, step, timeout)
+        backend.session = target
         result = await backend.run_internal(b"\x16" + stmt.sql, Expect.PREPARE, timeout)
         if result.error is not None:
             err = result.error

@@ -124,6 +124,10 @@ def set_clause(have: dict[bytes, bytes | None], want: dict[bytes, bytes | None])
     names += [n for n in have if n not in want]
     if not names:
         return b""
+    if b"character_set_connection" in names and b"collation_connection" in want \
+            and b"collation_connection" not in names:
+        # Setting character_set_connection resets collation_connection to its default: set it again after.
+        names.append(b"collation_connection")
     names.sort(key=lambda n: (0 if n in _FIRST else 1 if n in _SECOND else 2, _FIRST.index(n) if n in _FIRST else 0))
     parts = []
     for n in names:

@@ -18,14 +18,16 @@ and the connection's character set and collation (literals).
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .constants import COMMAND
 from .protocol.framing import Packet, encode_packet
 from .protocol.stmt import parse_execute, with_statement_id, with_types
+from .protocol.sql import NO_EFFECTS, SqlEffects
 from .session import SessionState
 
-__all__ = ["ClientStatement", "ServerStatement", "StatementCache", "statement_key", "backend_statement_packet"]
+__all__ = ["ClientStatement", "ServerStatement", "StatementCache", "statement_key", "backend_statement_packet",
+           "prepared_state"]
 
 _KEY_VARIABLES = (b"sql_mode", b"character_set_client", b"character_set_connection", b"collation_connection")
 
@@ -42,7 +44,21 @@ class ClientStatement:
     key: tuple
     params: int
     columns: int
+    effects: SqlEffects = field(default_factory=lambda: NO_EFFECTS)  # what executing it does to session state
     types: bytes | None = None  # the parameter types this client last bound
+
+
+def prepared_state(stmt: ClientStatement, base: SessionState) -> SessionState:
+    """`base` brought to the state `stmt` was prepared in (its schema, sql_mode, character set),
+    which is how it must be prepared again on another backend to mean the same."""
+    target = base.copy()
+    target.schema = stmt.key[0]  # None too: then only a backend with no schema will do
+    for name, value in zip(_KEY_VARIABLES, stmt.key[1:1 + len(_KEY_VARIABLES)]):
+        if value is None:
+            target.variables.pop(name, None)
+        else:
+            target.variables[name] = value
+    return target
 
 
 @dataclass(slots=True)

@@ -1088,9 +1088,9 @@ class FakeMySQLServer:
     def _value(self, toks: list[_Tok]):
         if len(toks) == 2 and toks[0].is_op("-") and toks[1].kind == "num":
             return b"-" + toks[1].value.encode()
-        if (len(toks) == 2 and toks[0].kind == "word" and toks[0].value.startswith("_")
-                and toks[1].kind in ("hex", "str")):
-            return toks[1].value  # a character set introducer, as in _utf8mb4 X'31' 
+        if (len(toks) in (2, 4) and toks[0].kind == "word" and toks[0].value.startswith("_")
+                and toks[1].kind in ("hex", "str") and (len(toks) == 2 or toks[2].is_word("collate"))):
+            return toks[1].value  # a character set introducer: _utf8mb4 X'31' [COLLATE c]
         if len(toks) != 1:
             raise _SqlError(1064, "You have an error in your SQL syntax (fake server: expressions unsupported)",
                             "42000")
@@ -1185,6 +1185,14 @@ class FakeMySQLServer:
             return str(n).encode(), 0.0
         if name == "last_insert_id":
             return b"0", 0.0
+        # For the proxy's read-back of user variables (capture.py): the fake's user
+        # variables are byte strings in utf8mb4 (or NULL).
+        if name == "hex":
+            return (None if args[0] is None else args[0].hex().upper().encode()), 0.0
+        if name == "charset":
+            return (None if args[0] is None else b"utf8mb4"), 0.0
+        if name == "collation":
+            return (None if args[0] is None else b"utf8mb4_general_ci"), 0.0
         raise _SqlError(1305, f"FUNCTION {name} does not exist (fake server)", "42000")
 
     # -- prepared statements ---------------------------------------------------------------

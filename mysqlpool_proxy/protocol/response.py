@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import enum
 
-from ..constants import CLIENT, SERVER_STATUS
+from ..constants import CLIENT, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS
 from ..errors import LocalProtocolError, RemoteProtocolError
 from .framing import HEADER_SIZE, MAX_FRAME, frame_header
 from .packets import ErrPacket, parse_err, parse_ok, strip_session_track
@@ -104,6 +104,7 @@ class ResponseTracker:
         "expect", "phase", "binary", "strip_session_track", "_left", "_skip", "_continuation",
         "status", "warnings", "affected_rows", "last_insert_id", "error", "changes", "result_sets",
         "prepare_ok", "infile_name", "rewrites", "_prep_columns", "ok_count", "prepare_id", "rows",
+        "eof_state_pending",
     )
 
     def __init__(self) -> None:
@@ -131,6 +132,9 @@ class ResponseTracker:
         self._prep_columns = 0
         self.ok_count = 0
         self.rows = 0
+        # An EOF reported SERVER_SESSION_STATE_CHANGED: the change's details wait in the
+        # server for the next OK packet (an EOF cannot carry them).
+        self.eof_state_pending = False
 
     def begin(self, expect: Expect, *, binary: bool = False, strip_session_track: bool = False,
               prepare_id: int | None = None) -> None:
@@ -276,6 +280,7 @@ class ResponseTracker:
         payload = bytes(data[body:end])
         ok = parse_ok(payload, BACKEND_CAPS)
         self.ok_count += 1
+        self.eof_state_pending = False
         self.status = ok.status
         self.warnings = ok.warnings
         self.affected_rows = ok.affected_rows
@@ -297,6 +302,7 @@ class ResponseTracker:
             raise RemoteProtocolError("expected an EOF packet")
         self.warnings = data[body + 1] | data[body + 2] << 8
         self.status = data[body + 3] | data[body + 4] << 8
+        self.eof_state_pending = bool(self.status & SERVER_SESSION_STATE_CHANGED)
         if final:
             self.phase = Phase.FIRST if self.status & MORE_RESULTS and self.expect is Expect.RESULT else Phase.DONE
 

@@ -83,6 +83,9 @@ class SqlEffects:
     sets_insert_id: bool = False  # LAST_INSERT_ID(expr)
     reads_diagnostics: bool = False  # ROW_COUNT(), FOUND_ROWS(), SHOW WARNINGS/ERRORS, GET DIAGNOSTICS, ...
     calc_found_rows: bool = False  # SQL_CALC_FOUND_ROWS: the next FOUND_ROWS() reads this statement
+    # System variables set in ways the trackers do not report (MariaDB: `SET @@x = ...`
+    # without a scope): the proxy reads them back after the statement.
+    sysvars_untracked: list[bytes] = field(default_factory=list)
 
     @property
     def any(self) -> bool:
@@ -406,15 +409,18 @@ def _analyze_set(stmt: list, fx: SqlEffects) -> None:
         if inner:
             _analyze_statement(inner, fx)
         return
-    for target, value in _assignments(stmt[1:]):
+    for target, value, unscoped in _assignments(stmt[1:]):
         kind, name, scope = target
         if kind == UVAR:
             _user_var_written(fx, (UVAR, name))
         elif scope == "session":
-            if name.startswith(b"session_track"):
-                fx.session_tracking_changed = True
+            tracking = name.startswith(b"session_track")
+            if tracking:
+                fx.session_tracking_changed = True  # pins anyway
             if value == [(WORD, b"null")]:
                 fx.sysvars_set_null.append(name)
+            elif unscoped and not tracking and name not in fx.sysvars_untracked:
+                fx.sysvars_untracked.append(name)
 
 
 def _after_for(stmt: list) -> list:
@@ -428,7 +434,9 @@ def _after_for(stmt: list) -> list:
 
 
 def _assignments(tokens: list):
-    """Yield ((kind, name, scope), value_tokens) for `a = x, b = y` (top-level commas only)."""
+    """Yield ((kind, name, scope), value_tokens, unscoped_sysvar) for `a = x, b = y` (top-level commas only).
+
+    `unscoped_sysvar` is True for the `@@name` form, which MariaDB's trackers do not report."""
     parts, cur, depth = [], [], 0
     for tok in tokens:
         if tok[0] == OP and tok[1] in (b"(", b")"):
@@ -449,16 +457,17 @@ def _assignments(tokens: list):
             continue
         target = part[0]
         if target[0] == UVAR:
-            yield (UVAR, target[1], "user"), part[eq + 1:]
+            yield (UVAR, target[1], "user"), part[eq + 1:], False
         elif target[0] == SYSVAR:
             name = target[1]
             var_scope = scope
-            if b"." in name:
+            unscoped = b"." not in name
+            if not unscoped:
                 prefix, name = name.split(b".", 1)
                 var_scope = _SCOPE_WORDS.get(prefix, "session")
-            yield (SYSVAR, name, var_scope), part[eq + 1:]
+            yield (SYSVAR, name, var_scope), part[eq + 1:], unscoped
         elif target[0] in (WORD, QID):
-            yield (SYSVAR, target[1].lower(), scope), part[eq + 1:]
+            yield (SYSVAR, target[1].lower(), scope), part[eq + 1:], False
 
 
 def _analyze_drop(stmt: list, fx: SqlEffects) -> None:

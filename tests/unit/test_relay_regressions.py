@@ -4,6 +4,8 @@
 # (real Proxy, FakeClient, fake backends, virtual clock).
 from __future__ import annotations
 
+import re
+
 from tests.fakes import Ok, FakeClient, Rows, fake_opener, settle, start_proxy, virtual_time
 
 
@@ -67,7 +69,7 @@ async def test_a_backend_dying_during_a_capture_inside_a_transaction_closes_the_
         server.close()
         return Ok()  # never delivered: the connection is closed
 
-    opener.on("SELECT LAST_INSERT_ID(), @`x`", die)
+    opener.on(re.compile(r"^SELECT LAST_INSERT_ID\(\), @`x`"), die)
     proxy = await start_proxy(opener, pool={"max_size": 2})
     client = await FakeClient(proxy).connect()
     await client.query("BEGIN")

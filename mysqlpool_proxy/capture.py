@@ -1,0 +1,92 @@
+"""Reading back session state the server's trackers do not report in full.
+
+After some statements the proxy asks the server, with one hidden SELECT on
+the same backend, for state it must carry to the client's next backend:
+
+* user variables the statement wrote: their type (from the column), their
+  bytes as `HEX()` (so no character set conversion can touch them), and
+  their `CHARSET()` and `COLLATION()`; they replay as `_cs X'..' COLLATE c`,
+  numbers as numbers;
+* `LAST_INSERT_ID()` after `LAST_INSERT_ID(expr)` in a result-set statement;
+* system variables set as `SET @@x = ...` (MariaDB does not track that form);
+* all four character set variables whenever one of them changed: setting
+  character_set_connection also sets collation_connection and vice versa,
+  but the trackers report only the one named.
+
+`Capture` is pure: it builds the SQL and applies the answer to a state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .protocol.rows import Column, sql_literal_for
+from .session import PROXY_OWNED, SessionState
+
+__all__ = ["Capture", "CHARSET_VARIABLES"]
+
+CHARSET_VARIABLES = (b"character_set_client", b"character_set_connection", b"character_set_results",
+                     b"collation_connection")
+_PER_USER_VAR = 4  # value, HEX(), CHARSET(), COLLATION()
+
+
+def _quoted(name: bytes) -> bytes:
+    return b"`" + name.replace(b"`", b"``") + b"`"
+
+
+@dataclass(slots=True)
+class Capture:
+    user_vars: list[bytes] = field(default_factory=list)
+    sysvars: list[bytes] = field(default_factory=list)
+    insert_id: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.user_vars or self.sysvars or self.insert_id)
+
+    def add_sysvars(self, names) -> None:
+        for name in names:
+            if name not in self.sysvars and name not in PROXY_OWNED:
+                self.sysvars.append(name)
+
+    def sql(self) -> bytes:
+        columns = [b"LAST_INSERT_ID()"]
+        for name in self.user_vars:
+            var = b"@" + _quoted(name)
+            columns += [var, b"HEX(" + var + b")", b"CHARSET(" + var + b")", b"COLLATION(" + var + b")"]
+        columns += [b"@@session." + _quoted(name) for name in self.sysvars]
+        return b"SELECT " + b", ".join(columns)
+
+    def apply(self, columns: list[Column], row: list[bytes | None], state: SessionState) -> int | None:
+        """Record the answer in `state`; returns LAST_INSERT_ID() when it was asked for."""
+        pos = 1
+        for name in self.user_vars:
+            literal = user_var_literal(columns[pos], *row[pos:pos + _PER_USER_VAR])
+            if literal is None:
+                state.user_vars.pop(name, None)
+            else:
+                state.user_vars[name] = literal
+            pos += _PER_USER_VAR
+        for name in self.sysvars:
+            state.variables[name] = row[pos]
+            pos += 1
+        if self.insert_id and row[0] is not None:
+            return int(row[0])
+        return None
+
+
+def user_var_literal(column: Column, value: bytes | None, hexed: bytes | None, charset: bytes | None,
+                     collation: bytes | None) -> bytes | None:
+    """An SQL literal that gives the variable back exactly: same type, bytes, charset, collation."""
+    if value is None:
+        return None
+    if hexed is None or charset is None:
+        return sql_literal_for(column, value, {})
+    if column.type not in _STRING_TYPES:
+        return sql_literal_for(column, value, {})  # numbers: their text is their value
+    if charset == b"binary":
+        return b"X'" + hexed + b"'"
+    return b"_" + charset + b" X'" + hexed + b"'" + (b" COLLATE " + collation if collation else b"")
+
+
+# Column types in which user variables holding strings come back (VARCHAR, VAR_STRING, STRING, BLOB kinds).
+_STRING_TYPES = frozenset((15, 253, 254, 249, 250, 251, 252))
