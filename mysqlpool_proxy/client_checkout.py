@@ -114,12 +114,12 @@ class CheckoutMixin:
         stmt = self._stmt
         try:
             if stmt is not None and not backend.has_statement(stmt.key):
-                await self.proxy.prepare_on(backend, stmt, timeout, may_keep_schema=self.holds_state())
+                await self.proxy.prepare_on(backend, stmt, timeout)
             steps = sync_plan(backend.session, self.session)
         except SyncImpossible:
-            # A schema cannot be unselected: this backend cannot be brought to the state needed
-            # (no schema, for the client or for the statement). Exchange it for another (a
-            # client holding it never gets here: it is in its state, and may_keep_schema).
+            # A schema cannot be unselected: this backend cannot be brought to the state of a
+            # client with no schema. Exchange it for another (a client holding a backend never
+            # gets here: the backend is in its state).
             backend.close(BackendCloseReason.RECLAIMED)
             raise BackendGone(BackendCloseReason.RECLAIMED)
         for step in steps:

@@ -18,6 +18,7 @@ from .backend_adapter import TRACKERS_SQL, run_side_query
 from .constants import COM_RESET_CONNECTION
 from .errors import ProxyError
 from .protocol.response import Expect
+from .protocol.sql import without_schema
 from .reasons import BackendCloseReason, ClientCloseReason
 from .session import SessionState, SyncKind, SyncStep, apply_changes, sync_plan
 from .statements import ServerStatement, prepared_state
@@ -64,22 +65,23 @@ class BackendCommandsMixin:
             raise ProxyError(err.errno, err.message.decode("utf-8", "replace"), err.sqlstate)
         return result
 
-    async def prepare_on(self, backend: BackendConnection, stmt, timeout: float, *, may_keep_schema: bool) -> None:
+    async def prepare_on(self, backend: BackendConnection, stmt, timeout: float) -> None:
         """Prepare a client's statement on a backend that lacks it, hidden from the client, in the
         state the client prepared it in (the caller then brings the backend to the client's state).
 
-        A statement prepared with no schema selected needs a backend with none (SyncImpossible
-        otherwise), unless `may_keep_schema`: on a backend the client holds (its transaction is
-        there) it is prepared in that schema, which only DATABASE() can tell (a statement that
-        prepared with no schema names its tables in full)."""
+        A schema cannot be unselected, so a statement prepared with no schema selected is
+        prepared, on a backend with one, with DATABASE() replaced by NULL (what it read then),
+        which is all that a schema selected at prepare time could change for it."""
         target = prepared_state(stmt, backend.session)
-        if target.schema is None and may_keep_schema:
+        sql = stmt.sql
+        if target.schema is None and backend.session.schema is not None:
             target.schema = backend.session.schema
+            sql = without_schema(sql)
         steps = sync_plan(backend.session, target)
         for step in steps:
             await self.run_sync_step(backend, step, timeout)
         backend.session = target
-        result = await backend.run_internal(b"\x16" + stmt.sql, Expect.PREPARE, timeout)
+        result = await backend.run_internal(b"\x16" + sql, Expect.PREPARE, timeout)
         if result.error is not None:
             err = result.error
             raise ProxyError(err.errno, err.message.decode("utf-8", "replace"), err.sqlstate)

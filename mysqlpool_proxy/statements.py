@@ -52,7 +52,7 @@ def prepared_state(stmt: ClientStatement, base: SessionState) -> SessionState:
     """`base` brought to the state `stmt` was prepared in (its schema, sql_mode, character set),
     which is how it must be prepared again on another backend to mean the same."""
     target = base.copy()
-    target.schema = stmt.key[0]  # None too: then only a backend with no schema will do
+    target.schema = stmt.key[0]  # None too (see Proxy.prepare_on)
     for name, value in zip(_KEY_VARIABLES, stmt.key[1:1 + len(_KEY_VARIABLES)]):
         if value is None:
             target.variables.pop(name, None)

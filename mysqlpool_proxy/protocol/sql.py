@@ -20,7 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["SqlEffects", "analyze", "session_only", "parse_set_names", "replace_connection_id", "INTERESTING"]
+__all__ = ["SqlEffects", "analyze", "session_only", "parse_set_names", "replace_connection_id", "without_schema",
+           "INTERESTING"]
 
 # A statement containing none of these words cannot change pinned session
 # state. (String patterns below are "unrolled loops", so long literals, such as
@@ -535,28 +536,44 @@ def _spans(sql: bytes):
 
 
 def replace_connection_id(sql: bytes, connection_id: int) -> bytes:
-    """CONNECTION_ID() calls replaced by the proxy's id for this client.
+    """CONNECTION_ID() calls replaced by the proxy's id for this client."""
+    return _replace_calls(sql, (b"connection_id",), b"%d" % connection_id)
+
+
+def without_schema(sql: bytes) -> bytes:
+    """`sql`, prepared with no schema selected, made to mean the same in any schema.
+
+    A statement that prepared with no schema names every table and routine in
+    full; the schema selected when it is prepared shows only through
+    DATABASE() (SCHEMA()), which then reads NULL (a string type, as the call's)."""
+    return _replace_calls(sql, (b"database", b"schema"), b"CAST(NULL AS CHAR(64))")
+
+
+def _replace_calls(sql: bytes, names: tuple[bytes, ...], literal: bytes) -> bytes:
+    """Calls `name()` (no arguments) replaced by `literal`.
 
     Where the call is a whole select item without an alias, the item gets the
-    alias a server would have shown (`CONNECTION_ID()` as written), so that
-    clients reading columns by name see no difference.
+    alias a server would have shown (the call as written), so that clients
+    reading columns by name see no difference.
     """
     tokens = list(_spans(sql))
     out, pos = [], 0
     for i, (kind, text, start, _end) in enumerate(tokens):
-        if kind != "word" or text != b"connection_id":
+        if kind != "word" or text not in names:
             continue
         if i + 2 >= len(tokens) or tokens[i + 1][1] != b"(" or tokens[i + 2][1] != b")":
             continue
+        if i and tokens[i - 1][1] == b".":
+            continue  # db.database(): a stored function of that name
         end = tokens[i + 2][3]
-        literal = b"%d" % connection_id
+        replacement = literal
         before = tokens[i - 1][1] if i else b""
         after = tokens[i + 3] if i + 3 < len(tokens) else None
         bare_item = before in (b"select", b",") and (after is None or after[1] in (b",", b"from", b";", b"limit"))
         if bare_item:
-            literal += b" AS `" + sql[start:end].replace(b"`", b"``") + b"`"
+            replacement += b" AS `" + sql[start:end].replace(b"`", b"``") + b"`"
         out.append(sql[pos:start])
-        out.append(literal)
+        out.append(replacement)
         pos = end
     out.append(sql[pos:])
     return b"".join(out)

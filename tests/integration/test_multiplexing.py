@@ -97,6 +97,29 @@ def test_prepared_statement_runs_after_its_backend_is_taken(two_backends):
     conn.close()
 
 
+def test_statement_prepared_with_no_schema_keeps_reading_no_schema(two_backends):
+    """DATABASE() in a statement prepared with no schema selected reads NULL, as on a
+    server, even when it runs later on a backend that has a schema (here: the client's
+    own, in its transaction, after USE): a schema cannot be unselected there."""
+    conn = mysql.connector.connect(host=two_backends.host, port=two_backends.port, user=APP_USER,
+                                   password=APP_PASSWORD, use_pure=True, autocommit=True)
+    cur = conn.cursor(prepared=True)
+    cur.execute("SELECT DATABASE(), ?", (1,))
+    assert cur.fetchall() == [(None, 1)]
+    other = hold_a_backend(two_backends)  # the statement's backend may be taken meanwhile
+    conn.start_transaction()
+    plain = conn.cursor()
+    plain.execute(f"USE {APP_DB}")
+    for value in (2, 3):
+        cur.execute("SELECT DATABASE(), ?", (value,))
+        assert cur.fetchall() == [(None, value)]
+    plain.execute("SELECT DATABASE()")
+    assert plain.fetchall() == [(APP_DB,)]
+    conn.commit()
+    other.rollback()
+    conn.close()
+
+
 def _raw_prepare(conn, sql: bytes) -> tuple[int, int]:
     conn._execute_command(0x16, sql)
     first = conn._read_packet().get_all_data()

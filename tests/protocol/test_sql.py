@@ -6,12 +6,15 @@
 # non-literal names, SQL PREPARE / DEALLOCATE, HANDLER, XA, KILL forms,
 # CONNECTION_ID(); keywords inside strings, comments and backquoted
 # identifiers are not effects, executable comments /*! ... */ are;
-# multi-statement texts; session_only(); parse_set_names().
+# multi-statement texts; session_only(); parse_set_names(); the rewrites
+# replace_connection_id() and without_schema().
 from __future__ import annotations
 
 import pytest
 
-from mysqlpool_proxy.protocol.sql import SqlEffects, analyze, parse_set_names, session_only
+from mysqlpool_proxy.protocol.sql import (
+    SqlEffects, analyze, parse_set_names, replace_connection_id, session_only, without_schema,
+)
 
 
 def case(sql: str, **effects):
@@ -340,3 +343,30 @@ def test_parse_set_names(sql, expected):
 ])
 def test_parse_set_names_declines(sql):
     assert parse_set_names(sql) is None
+
+
+@pytest.mark.parametrize("sql, expected", [
+    (b"SELECT CONNECTION_ID()", b"SELECT 77 AS `CONNECTION_ID()`"),
+    (b"SELECT connection_id ( ), 1", b"SELECT 77 AS `connection_id ( )`, 1"),
+    (b"SELECT CONNECTION_ID() AS me", b"SELECT 77 AS me"),
+    (b"KILL CONNECTION_ID()", b"KILL 77"),
+    (b"SELECT 'CONNECTION_ID()', `connection_id`() /* CONNECTION_ID() */", b"SELECT 'CONNECTION_ID()', `connection_id`() /* CONNECTION_ID() */"),
+    (b"SELECT db.connection_id()", b"SELECT db.connection_id()"),
+])
+def test_replace_connection_id(sql, expected):
+    assert replace_connection_id(sql, 77) == expected
+
+
+NULL_SCHEMA = b"CAST(NULL AS CHAR(64))"
+
+
+@pytest.mark.parametrize("sql, expected", [
+    (b"SELECT DATABASE(), ?", b"SELECT " + NULL_SCHEMA + b" AS `DATABASE()`, ?"),
+    (b"SELECT schema() FROM t.x", b"SELECT " + NULL_SCHEMA + b" AS `schema()` FROM t.x"),
+    (b"SELECT a FROM d.t WHERE DATABASE() IS NULL", b"SELECT a FROM d.t WHERE " + NULL_SCHEMA + b" IS NULL"),
+    (b"SELECT 'DATABASE()' -- DATABASE()", b"SELECT 'DATABASE()' -- DATABASE()"),
+    (b"SELECT d.database(), `database`", b"SELECT d.database(), `database`"),
+    (b"SELECT COUNT(*) FROM d.t WHERE owner = ?", b"SELECT COUNT(*) FROM d.t WHERE owner = ?"),
+])
+def test_without_schema(sql, expected):
+    assert without_schema(sql) == expected
