@@ -83,6 +83,14 @@ class Reader:
         raise RemoteProtocolError("invalid length-encoded integer prefix 0xFF")
 
     def lenenc_bytes(self) -> bytes:
+        data, pos = self.data, self.pos
+        if pos < self.end and data[pos] < 0xFB:  # a one-byte length: the common case, inline
+            stop = pos + 1 + data[pos]
+            if stop > self.end:
+                raise RemoteProtocolError(
+                    f"packet too short: need {data[pos]} bytes at offset {pos + 1}, have {self.end - pos - 1}")
+            self.pos = stop
+            return bytes(data[pos + 1:stop])
         n = self.lenenc_int()
         if n is None:
             raise RemoteProtocolError("unexpected NULL length-encoded string")
