@@ -61,7 +61,9 @@ def _sha256(b: bytes) -> bytes:
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b))
+    """a XOR b over the shorter's length (as whole integers: one C operation, not a byte loop)."""
+    n = min(len(a), len(b))
+    return (int.from_bytes(a[:n], "big") ^ int.from_bytes(b[:n], "big")).to_bytes(n, "big")
 
 
 def native_hash_from_password(password: bytes) -> bytes:
