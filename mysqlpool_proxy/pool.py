@@ -391,6 +391,12 @@ class Pool:
         now = self.loop.time()
         if now < self._backoff_until:
             return
+        if self.size >= self.max_size and not self.idle:
+            # Full, nothing idle to exchange (the usual case under load): only a backend held
+            # for a last statement's diagnostics can come back now. Counting the waiters by
+            # key here would cost O(waiters) on every checkout and release.
+            self._take_soft_pinned()
+            return
         pending = Counter(w.key for w in self.waiters if not w.future.done())
         for key, count in pending.items():
             missing = count - self.connecting_keys[key]
