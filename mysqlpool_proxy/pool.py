@@ -422,9 +422,10 @@ class Pool:
         """At the cap with clients waiting: take back a backend only held for a last statement's
         diagnostics (the soft pin) from an idle client."""
         for backend in self.busy:
-            client = backend.client
-            if client is not None and backend.state is BackendState.RESERVED and client.yield_soft_backend():
-                return True
+            if backend.state is BackendState.RESERVED:  # most are BUSY running a statement
+                client = backend.client
+                if client is not None and client.yield_soft_backend():
+                    return True
         return False
 
     def _make_room(self, key: int) -> bool:
