@@ -70,7 +70,7 @@ INTERNAL_ERROR = ProxyError(ER.UNKNOWN_ERROR, "mysqlpool-proxy admin: internal e
 
 POOL_COLUMNS = cols("pool max_size:i configured_max_size:i idle:i in_use:i connecting:i waiting:i paused:i "
                     "checkouts:i avg_wait_seconds:f last_error")
-CLIENT_COLUMNS = cols("id:i user pool address state schema connected_seconds:f idle_seconds:f queries:i "
+CLIENT_COLUMNS = cols("id:i user pool address program state schema connected_seconds:f idle_seconds:f queries:i "
                       "backend_id:i pinned")
 SERVER_COLUMNS = cols("id:i pool thread_id:i state age_seconds:f idle_seconds:f client_id:i commands:i "
                       "expires_in_seconds:f")
@@ -93,7 +93,8 @@ def show_clients(conn: AdminConnection, args: list) -> Rows:
         schema = c.session.schema.decode("utf-8", "replace") if c.session.schema else None
         mode = ["session_mode"] if conn.proxy.session_mode and c.backend else []  # pinned_reasons() omits it
         rows.append((
-            c.id, c.user.name if c.user else None, c.pool.name if c.pool else None, c.peer, c.state.value, schema,
+            c.id, c.user.name if c.user else None, c.pool.name if c.pool else None, c.peer, c.program,
+            c.state.value, schema,
             round(now - c.connected_at, 3), round(now - c.last_active, 3), c.queries,
             c.backend.id if c.backend else None, ",".join(mode + [r.value for r in c.pinned_reasons()]),
         ))

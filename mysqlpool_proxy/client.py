@@ -64,7 +64,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         "session", "pins", "status", "backend", "charset", "scramble", "_cmd", "_effects", "_sql", "_stmt_id",
         "_prev_status", "_task", "_timer", "_infile", "_paused_by", "connected_at", "last_active", "_closing_reason",
         "change_user", "queries", "_writing_paused", "_cmd_seq", "_response_started", "_pending_error",
-        "_query_timer", "stmts", "_stmt", "_next_stmt_id", "last_insert_id", "_last_backend",
+        "_query_timer", "stmts", "_stmt", "_next_stmt_id", "last_insert_id", "_last_backend", "program",
     )
 
     def __init__(self, proxy: Proxy, conn_id: int):
@@ -109,6 +109,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         self._next_stmt_id = 1
         self.last_insert_id = 0  # this client's LAST_INSERT_ID(), whatever backend it ran on
         self._last_backend: BackendConnection | None = None  # where its previous statement ran
+        self.program: str | None = None  # from its connect attributes, for SHOW CLIENTS
 
     def __repr__(self) -> str:
         user = self.user.name if self.user else "?"

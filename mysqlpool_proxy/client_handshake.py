@@ -94,6 +94,7 @@ class HandshakeMixin:
         self.user = entry
         self.pool = entry.pool
         self.capabilities = event.capabilities
+        self.program = event.program
         self.key = self.proxy.pool_key(event.capabilities)
         self.charset = event.charset or self.proxy.server_info.charset_id
         self.session = self.proxy.initial_session(self.charset, event.capabilities, event.database)

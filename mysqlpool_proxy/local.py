@@ -194,6 +194,7 @@ class LocalCommands:
             client.pool = entry.pool
             if event.charset:
                 client.charset = event.charset & 0xFF
+            client.program = event.program or client.program
             client.session = proxy.initial_session(client.charset, client.capabilities, event.database)
             client.pins = Pins()
             client.status = proxy.server_info.initial_status

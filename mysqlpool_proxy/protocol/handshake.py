@@ -71,6 +71,14 @@ class Verified:
     connect_attrs: dict[bytes, bytes]
     plugin: bytes
 
+    @property
+    def program(self) -> str | None:
+        """What the client says it is, for operators: its `program_name` connect attribute,
+        else its driver's `_client_name` (PyMySQL, libmariadb, Connector/J...); at most 64
+        characters."""
+        name = self.connect_attrs.get(b"program_name") or self.connect_attrs.get(b"_client_name")
+        return name.decode("utf-8", "replace")[:64] if name else None
+
 
 @dataclass(slots=True)
 class Failed:

@@ -83,7 +83,7 @@ def console(proxy_factory):
 @pytest.fixture
 def app_clients(console):
     """Three PyMySQL clients of the proxy: in a transaction, pinned by a temporary table, idle."""
-    in_trx = console.proxy.connect()
+    in_trx = console.proxy.connect(program_name="billing-worker")
     in_trx.cursor().execute("BEGIN")
     in_trx.cursor().execute("SELECT 1")
     pinned = console.proxy.connect()
@@ -127,6 +127,8 @@ def test_show_pools_clients_servers_with_clients(console, app_clients, app_serve
     assert all(row["user"] == "app" and row["address"] == "127.0.0.1" and row["schema"] == "appdb"
                for row in clients.values())
     assert clients[in_trx.thread_id()]["pinned"] == "transaction"
+    assert clients[in_trx.thread_id()]["program"] == "billing-worker"  # its program_name connect attribute
+    assert clients[idle.thread_id()]["program"] == "pymysql"  # none given: the driver's _client_name
     assert clients[pinned.thread_id()]["pinned"] == "temporary_table"
     assert clients[idle.thread_id()]["backend_id"] == "NULL"
 

@@ -175,6 +175,22 @@ def test_caching_sha2_fast_path(bytewise):
     assert peer.events[1].plugin == SHA2
 
 
+@pytest.mark.parametrize("attrs, program", [
+    ({b"_client_name": b"libmariadb", b"program_name": b"billing-worker"}, "billing-worker"),
+    ({b"_client_name": b"pymysql", b"_pid": b"7"}, "pymysql"),
+    ({b"_pid": b"7"}, None),
+    ({}, None),
+    ({b"program_name": b"w" * 300}, "w" * 64),
+    ({b"program_name": b"caf\xe9"}, "caf\ufffd"),
+])
+def test_program_names_the_client_for_operators(attrs, program):
+    """SHOW CLIENTS shows it: program_name, else the driver's name; bounded, never an error."""
+    peer = HandshakePeer(make_hs())
+    peer.receive(encode_packet(handshake_response(b"app", native(b"secret"), attrs=attrs), 1))
+    [verified] = peer.events
+    assert verified.program == program
+
+
 def test_mysql8_client_capabilities_masked_by_the_offer():
     """A MySQL 8 client sets DEPRECATE_EOF and QUERY_ATTRIBUTES; the proxy offered neither."""
     attrs = {b"_os": b"Linux", b"_client_name": b"libmysql", b"_client_version": b"8.0.36", b"_pid": b"99"}
