@@ -3,9 +3,11 @@
 #   proxy_factory start a proxy (in-process, own loop thread) in front of a
 #                 server, with config sections overridden per test
 #   proxy         a default proxy in front of app_server (pool max_size 5)
+#   mariadb_cli   the `mariadb` client (a test fails, naming the package, without it)
 from __future__ import annotations
 
 import itertools
+import shutil
 
 import pytest
 
@@ -43,3 +45,14 @@ def proxy_factory(tmp_path, app_server):
 @pytest.fixture
 def proxy(proxy_factory):
     return proxy_factory()
+
+
+@pytest.fixture
+def mariadb_cli() -> str:
+    """The `mariadb` command-line client's path. scripts/test.sh installs it; a run without it
+    fails with the missing package named, rather than skipping."""
+    path = shutil.which("mariadb")
+    if path is None:
+        pytest.fail("the mariadb command-line client is not installed (./scripts/test.sh installs it: "
+                    "apt-get install mariadb-client)")
+    return path

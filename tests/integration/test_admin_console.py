@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import pty
 import select
-import shutil
 import subprocess
 import threading
 import time
@@ -23,15 +22,7 @@ import pytest
 
 from mysqlpool_proxy.admin import COMMANDS, VERSION_COMMENT, start_admin_server, stop_admin_server
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _mariadb_cli():
-    # scripts/test.sh installs it; a run without it fails here rather than skip.
-    if shutil.which("mariadb") is None:
-        pytest.fail("the mariadb command-line client is not installed (./scripts/test.sh installs it: "
-                    "apt-get install mariadb-client)")
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mariadb_cli")]
 
 ADMIN_PASSWORD = "adminpw"
 CLIENT_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL", "MARIADB"))}

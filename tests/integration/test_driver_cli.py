@@ -8,22 +8,13 @@
 # wording, --compress, and mariadb-dump / mariadb-admin through the proxy.
 import hashlib
 import os
-import shutil
 import subprocess
 
 import pytest
 
 from tests.support.proxy import APP_DB, APP_PASSWORD, APP_USER
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _mariadb_cli():
-    # scripts/test.sh installs it; a run without it fails here rather than skip.
-    if shutil.which("mariadb") is None:
-        pytest.fail("the mariadb command-line client is not installed (./scripts/test.sh installs it: "
-                    "apt-get install mariadb-client)")
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mariadb_cli")]
 
 T = "cli_"  # table prefix: files share one server
 
