@@ -145,10 +145,14 @@ class BackendLimiter:
 
 @dataclass(slots=True)
 class Waiter:
+    """One checkout waiting in the queue. `deliver(backend, None)` or `deliver(None, exc)` is
+    called exactly once, synchronously, by the pool (then `done` is set); a deliver callback
+    that wants to act later schedules itself."""
     key: int
-    future: asyncio.Future
+    deliver: Callable[[BackendConnection | None, Exception | None], None]
     enqueued_at: float
     timer: asyncio.TimerHandle | None = None
+    done: bool = False
 
 
 class Pool:
@@ -300,10 +304,32 @@ class Pool:
         backend = self.try_acquire(key)
         if backend is not None:
             return backend
+        future = self.loop.create_future()
+
+        def deliver(backend: BackendConnection | None, exc: Exception | None) -> None:
+            if future.cancelled():  # the awaiting task is gone: give the backend back
+                if backend is not None:
+                    self.loop.call_soon(self.give_back, backend)
+            elif exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(backend)
+
+        waiter = self.enqueue(key, timeout, deliver)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self.cancel_wait(waiter)
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self.give_back(future.result())  # handed just before the task was cancelled
+            raise
+
+    def enqueue(self, key: int, timeout: float, deliver) -> Waiter:
+        """Queue a checkout (FIFO, up to `timeout`); `deliver` gets the backend or the error.
+        Raises QueueFull at once when `max_waiting_clients` already wait."""
         if len(self.waiters) >= self.max_waiting:
             raise QueueFull(f"{len(self.waiters)} clients are already waiting")
-        now = self.loop.time()
-        waiter = Waiter(key, self.loop.create_future(), now)
+        waiter = Waiter(key, deliver, self.loop.time())
         waiter.timer = self.loop.call_later(timeout, self._expire_waiter, waiter)
         self.waiters.append(waiter)
         if not self._exhausted and self.size >= self.max_size:
@@ -311,42 +337,36 @@ class Pool:
             log.warning("pool %s exhausted: all %d backend connections in use; clients wait (up to %gs)",
                         self.name, self.max_size, timeout)
         self.serve_waiters()
-        try:
-            backend = await waiter.future
-        except asyncio.CancelledError:
-            self._abandon(waiter)
-            raise
-        finally:
-            if waiter.timer is not None:
-                waiter.timer.cancel()
-        waited = self.loop.time() - now
-        self.stats.checkouts += 1
-        self.stats.observe_wait(waited)
-        return backend
+        return waiter
 
-    def _abandon(self, waiter: Waiter) -> None:
-        """The waiting task was cancelled; give back anything it was handed."""
-        fut = waiter.future
-        try:
-            self.waiters.remove(waiter)
-        except ValueError:
-            pass
-        if fut.done() and not fut.cancelled() and fut.exception() is None:
-            backend = fut.result()
-            if not backend.closed:
-                self.release(backend)
+    def cancel_wait(self, waiter: Waiter) -> None:
+        """The waiter gave up (its client closed); a backend already delivered is the caller's."""
+        if waiter.timer is not None:
+            waiter.timer.cancel()
+            waiter.timer = None
+        if not waiter.done:
+            waiter.done = True
+            try:
+                self.waiters.remove(waiter)
+            except ValueError:
+                pass
+
+    def give_back(self, backend: BackendConnection) -> None:
+        """A backend handed to a waiter that was gone by the time it arrived."""
+        if not backend.closed and backend.client is None:
+            self.release(backend)
 
     def _expire_waiter(self, waiter: Waiter) -> None:
         waiter.timer = None
-        if waiter.future.done():
+        if waiter.done:
             return
         try:
             self.waiters.remove(waiter)
         except ValueError:
             pass
+        waiter.done = True
         waited = self.loop.time() - waiter.enqueued_at
-        detail = self.describe_shortage()
-        waiter.future.set_exception(CheckoutTimeout(waited, detail))
+        waiter.deliver(None, CheckoutTimeout(waited, self.describe_shortage()))
 
     def describe_shortage(self) -> str:
         parts = [f"max_size {self.max_size}", f"{len(self.busy)} in use", f"{len(self.waiters)} waiting"]
@@ -360,7 +380,10 @@ class Pool:
         if waiter.timer is not None:
             waiter.timer.cancel()
             waiter.timer = None
-        waiter.future.set_result(backend)
+        waiter.done = True
+        self.stats.checkouts += 1
+        self.stats.observe_wait(self.loop.time() - waiter.enqueued_at)
+        waiter.deliver(backend, None)
 
     def serve_waiters(self) -> None:
         """Give idle backends to waiters in order; open more if allowed and needed."""
@@ -376,7 +399,7 @@ class Pool:
         waiters = self.waiters
         while waiters:
             w = waiters[0]
-            if w.future.done():
+            if w.done:
                 waiters.popleft()
                 continue
             backend = self._take_idle(w.key)
@@ -397,7 +420,7 @@ class Pool:
             # key here would cost O(waiters) on every checkout and release.
             self._take_soft_pinned()
             return
-        pending = Counter(w.key for w in self.waiters if not w.future.done())
+        pending = Counter(w.key for w in self.waiters if not w.done)
         for key, count in pending.items():
             missing = count - self.connecting_keys[key]
             while missing > 0 and self.connecting < self.max_connecting:
@@ -543,7 +566,7 @@ class Pool:
             return
         if not self.paused:
             for w in self.waiters:
-                if w.key == backend.key and not w.future.done():
+                if w.key == backend.key and not w.done:
                     self.waiters.remove(w)
                     self._hand(w, backend)
                     return
@@ -703,10 +726,15 @@ class Pool:
     def close(self) -> None:
         """Stop: refuse waiters, close idle backends now; busy ones close at release."""
         self.closing = True
-        for w in list(self.waiters):
-            if not w.future.done():
-                w.future.set_exception(CheckoutTimeout(0.0, "the proxy is shutting down"))
+        waiters = list(self.waiters)
         self.waiters.clear()
+        for w in waiters:
+            if not w.done:
+                w.done = True
+                if w.timer is not None:
+                    w.timer.cancel()
+                    w.timer = None
+                w.deliver(None, CheckoutTimeout(0.0, "the proxy is shutting down"))
         self.close_idle(BackendCloseReason.SHUTDOWN)
         if self._backoff_timer is not None:
             self._backoff_timer.cancel()
