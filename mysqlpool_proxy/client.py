@@ -51,7 +51,7 @@ from .client_statements import StatementsMixin
 from .client_tasks import TasksMixin
 
 if TYPE_CHECKING:
-    from .pool import Pool
+    from .pool import Pool, Waiter
     from .proxy import Proxy, UserEntry
 
 __all__ = ["ClientState", "ClientConnection", "STICKY_STATUS"]
@@ -65,6 +65,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         "_prev_status", "_task", "_timer", "_infile", "_paused_by", "connected_at", "last_active", "_closing_reason",
         "change_user", "queries", "_writing_paused", "_cmd_seq", "_response_started", "_pending_error",
         "_query_timer", "stmts", "_stmt", "_next_stmt_id", "last_insert_id", "_last_backend", "program",
+        "_waiter", "_waiting",
     )
 
     def __init__(self, proxy: Proxy, conn_id: int):
@@ -110,6 +111,8 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         self.last_insert_id = 0  # this client's LAST_INSERT_ID(), whatever backend it ran on
         self._last_backend: BackendConnection | None = None  # where its previous statement ran
         self.program: str | None = None  # from its connect attributes, for SHOW CLIENTS
+        self._waiter: Waiter | None = None  # its place in the pool's queue (CHECKOUT without a task)
+        self._waiting: tuple[Packet, float] | None = None  # the command that waits, and its deadline
 
     def __repr__(self) -> str:
         user = self.user.name if self.user else "?"
@@ -162,6 +165,9 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         self._cancel_query_timer()
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        if self._waiter is not None:
+            self.pool.cancel_wait(self._waiter)
+            self._waiter = None
         self._leave_backend()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
@@ -345,7 +351,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
             if backend is None:
                 backend = self.pool.try_acquire(self.key, self.session)
             if backend is None:
-                self._start_checkout(pkt)
+                self._wait_for_backend(pkt)
                 return
             self.backend = backend
             backend.client = self

@@ -1,11 +1,13 @@
 """The slow path of a command: wait for a backend, bring it to the client's state.
 
-Runs as a task only when the fast path (an idle backend already in the
-client's state) is not possible: a FIFO wait in the pool, a ping of a backend
-idle past ping_after, the SET/COM_INIT_DB/COM_SET_OPTION that sync session
-state, a hidden re-prepare, the client's LAST_INSERT_ID() or neutral
-diagnostics. A backend found dead on the way is replaced silently unless the
-client's transaction or pinned state was on it.
+Waiting costs no task: the client takes a place in the pool's FIFO
+(`_wait_for_backend`) and goes on in a loop callback when it is handed a
+backend or refused (`_handed`). A task runs only when the backend must first
+be prepared: a ping of a backend idle past ping_after, the
+SET/COM_INIT_DB/COM_SET_OPTION that sync session state, a hidden re-prepare,
+the client's LAST_INSERT_ID() or neutral diagnostics. A backend found dead
+on the way is replaced silently unless the client's transaction or pinned
+state was on it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .backend import BackendConnection, BackendGone, BackendState
 from .client_state import ClientState, ER_LOST_BACKEND, NEUTRAL_DIAGNOSTICS
 from .constants import ER
 from .errors import ProxyError
+from .pool import CheckoutTimeout, QueueFull
 from .protocol.framing import Packet
 from .protocol.response import Expect
 from .reasons import BackendCloseReason, RefusalReason
@@ -36,10 +39,49 @@ class CheckoutMixin:
         self.set_state(ClientState.CHECKOUT)
         self._task = self.proxy.loop.create_task(self._checkout(pkt))
 
-    async def _checkout(self, pkt: Packet) -> None:
+    def _wait_for_backend(self, pkt: Packet) -> None:
+        """No idle backend for a client that holds none: queue for one, without a task."""
+        timeout = self.proxy.config.pool.checkout_timeout
+        self.set_state(ClientState.CHECKOUT)
+        self._waiting = (pkt, self.proxy.loop.time() + timeout)
+        try:
+            self._waiter = self.pool.enqueue(self.key, timeout, self._deliver)
+        except QueueFull as exc:
+            self._waiting = None
+            self.set_state(ClientState.READY)
+            self.send_error(pkt.last_seq, self._refused_checkout(exc))
+
+    def _deliver(self, backend: BackendConnection | None, exc: Exception | None) -> None:
+        # Called by the pool, inside whatever released the backend: go on from the loop.
+        self.proxy.loop.call_soon(self._handed, backend, exc)
+
+    def _handed(self, backend: BackendConnection | None, exc: Exception | None) -> None:
+        self._waiter = None
+        waiting, self._waiting = self._waiting, None
+        if self.state is not ClientState.CHECKOUT or waiting is None:  # closed while it waited
+            if backend is not None:
+                backend.pool.give_back(backend)
+            return
+        pkt, deadline = waiting
+        if exc is not None:
+            self.set_state(ClientState.READY)
+            self.send_error(pkt.last_seq, self._refused_checkout(exc))
+            self._process_input()
+            return
+        self.backend = backend
+        backend.client = self
+        if backend.closed or self._needs_preparation(backend):
+            self._task = self.proxy.loop.create_task(self._checkout(pkt, deadline))
+            return
+        self.set_state(ClientState.READY)
+        self._send(backend, self._cmd, pkt)
+        if self.state is ClientState.READY:
+            self._process_input()
+
+    async def _checkout(self, pkt: Packet, deadline: float | None = None) -> None:
         spec = self._cmd
         try:
-            backend = await self._prepared_backend()
+            backend = await self._prepared_backend(deadline)
         except ProxyError as err:
             self._task = None
             if self.state is ClientState.CLOSED:
@@ -62,11 +104,10 @@ class CheckoutMixin:
         if self.state is ClientState.READY:
             self._process_input()
 
-    async def _prepared_backend(self) -> BackendConnection:
+    async def _prepared_backend(self, deadline: float | None = None) -> BackendConnection:
         """A backend in this client's session state; retries silently past dead ones."""
-        cfg = self.proxy.config.pool
-        loop = self.proxy.loop
-        deadline = loop.time() + cfg.checkout_timeout
+        if deadline is None:
+            deadline = self.proxy.loop.time() + self.proxy.config.pool.checkout_timeout
         while True:
             backend = self.backend
             if backend is None or backend.closed:
@@ -87,21 +128,25 @@ class CheckoutMixin:
                 continue  # a dead pooled backend: quietly take another
 
     async def _acquire(self, deadline: float) -> BackendConnection:
-        from .pool import CheckoutTimeout, QueueFull
-        pool = self.pool
         remaining = max(0.0, deadline - self.proxy.loop.time())
         try:
-            return await pool.acquire(self.key, remaining)
-        except QueueFull:
+            return await self.pool.acquire(self.key, remaining)
+        except (QueueFull, CheckoutTimeout) as exc:
+            raise self._refused_checkout(exc) from None
+
+    def _refused_checkout(self, exc: Exception) -> ProxyError:
+        """The 1040 a client gets when the pool's queue is full or its wait ran out (counted, logged)."""
+        pool = self.pool
+        if isinstance(exc, QueueFull):
             self.proxy.refused(RefusalReason.QUEUE_FULL, f"pool {pool.name}: {len(pool.waiters)} clients waiting")
-            raise ProxyError(ER.CON_COUNT_ERROR, (
+            return ProxyError(ER.CON_COUNT_ERROR, (
                 f"Too many connections: mysqlpool-proxy pool '{pool.name}' already has {len(pool.waiters)} clients "
                 f"waiting for a backend connection (max_waiting_clients {pool.max_waiting}); try again later"))
-        except CheckoutTimeout as exc:
-            self.proxy.refused(RefusalReason.CHECKOUT_TIMEOUT, f"pool {pool.name} after {exc.waited:.1f}s ({exc})")
-            raise ProxyError(ER.CON_COUNT_ERROR, (
-                f"Too many connections: mysqlpool-proxy pool '{pool.name}' had no free backend connection after "
-                f"waiting {exc.waited:.1f}s ({exc}); try again later"))
+        assert isinstance(exc, CheckoutTimeout), exc
+        self.proxy.refused(RefusalReason.CHECKOUT_TIMEOUT, f"pool {pool.name} after {exc.waited:.1f}s ({exc})")
+        return ProxyError(ER.CON_COUNT_ERROR, (
+            f"Too many connections: mysqlpool-proxy pool '{pool.name}' had no free backend connection after "
+            f"waiting {exc.waited:.1f}s ({exc}); try again later"))
 
     async def _bring_to_state(self, backend: BackendConnection, deadline: float) -> None:
         timeout = max(0.5, min(self.proxy.config.backend.connect_timeout, deadline - self.proxy.loop.time()))

@@ -14,7 +14,7 @@ from mysqlpool_proxy.backend import BackendState
 from mysqlpool_proxy.backend_adapter import TRACKERS_SQL
 from mysqlpool_proxy.constants import CR, SERVER_STATUS
 from mysqlpool_proxy.protocol.packets import parse_err
-from mysqlpool_proxy.reasons import BackendCloseReason
+from mysqlpool_proxy.reasons import BackendCloseReason, ClientCloseReason
 from tests.fakes import ConnectionClosed, FakeClient, Rows, advance, fake_opener, settle, start_proxy, virtual_time
 
 IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
@@ -81,6 +81,84 @@ async def test_a_response_in_1_byte_chunks_is_relayed_intact():
     assert [x.kind for x in r.results] == ["rows", "ok", "rows"]
     # (the proxy then reads @a back with a hidden SELECT, so this is not the last reply)
     assert r.raw in opener.servers[0].replies
+    await proxy.stop(0)
+
+
+# -- waiting for a backend ----------------------------------------------------------------
+
+
+@virtual_time
+async def test_a_client_waits_for_a_backend_in_the_queue_without_a_task_and_is_served_in_order():
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 1})
+    pool = proxy.pools["app"]
+    a, b, c = await connected(proxy), await connected(proxy), await connected(proxy)
+    await a.query("BEGIN")
+    b.send_query("SELECT 2")
+    c.send_query("SELECT 3")
+    await settle()
+    assert [w.deliver.__self__ for w in pool.waiters] == [b.conn, c.conn]
+    assert b.conn.state.value == c.conn.state.value == "checkout"
+    assert b.conn._task is None and c.conn._task is None  # an idle wait costs no task
+    await a.query("COMMIT")
+    assert (await b.response()).value == "2" and (await c.response()).value == "3"
+    assert len(opener.servers) == 1 and not pool.waiters and pool.idle == [a.conn._last_backend]
+    assert pool.stats.checkouts == 3
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_waiting_client_that_leaves_gives_up_its_place_and_takes_nothing():
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 1})
+    pool = proxy.pools["app"]
+    a, b, c = await connected(proxy), await connected(proxy), await connected(proxy)
+    await a.query("BEGIN")
+    b.send_query("SELECT 2")
+    c.send_query("SELECT 3")
+    await settle()
+    b.disconnect()
+    await settle()
+    assert [w.deliver.__self__ for w in pool.waiters] == [c.conn]
+    await a.query("COMMIT")
+    assert (await c.response()).value == "3"
+    await settle()
+    assert not pool.busy and len(pool.idle) == 1
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_client_that_leaves_after_it_was_handed_a_backend_gives_it_back():
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 1})
+    pool = proxy.pools["app"]
+    b = await connected(proxy)
+    held = await pool.acquire(b.conn.key, 10)
+    b.send_query("SELECT 2")
+    await settle()
+    pool.release(held)  # handed to b; b goes on in a loop callback...
+    b.conn.close(ClientCloseReason.DISCONNECTED)  # ...but leaves first
+    await settle()
+    assert pool.idle == [held] and not pool.busy and held.client is None
+    assert "SELECT 2" not in opener.server_for(held).queries
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_waiting_client_past_checkout_timeout_gets_1040_and_stays_usable():
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 1, "checkout_timeout": 2.0})
+    a, b = await connected(proxy), await connected(proxy)
+    await a.query("BEGIN")
+    b.send_query("SELECT 2")
+    await settle()
+    await advance(2.5)
+    r = await b.response()
+    assert r.error.errno == 1040 and b"had no free backend connection after waiting 2.0s" in r.error.message
+    assert b.conn.state.value == "ready" and b.conn._waiter is None
+    await a.query("COMMIT")
+    assert (await b.query("SELECT 5")).value == "5"
+    assert proxy.stats.refused["checkout_timeout"] == 1
     await proxy.stop(0)
 
 
