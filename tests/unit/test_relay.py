@@ -87,16 +87,21 @@ async def test_a_response_in_1_byte_chunks_is_relayed_intact():
 # -- waiting for a backend ----------------------------------------------------------------
 
 
-@virtual_time
-async def test_a_client_waits_for_a_backend_in_the_queue_without_a_task_and_is_served_in_order():
+async def one_backend_in_a_transaction_and_two_waiting(**pool):
+    """A pool of one backend, held by client a in a transaction; b then c wait for it."""
     opener = fake_opener()
-    proxy = await start_proxy(opener, pool={"max_size": 1})
-    pool = proxy.pools["app"]
+    proxy = await start_proxy(opener, pool={"max_size": 1, **pool})
     a, b, c = await connected(proxy), await connected(proxy), await connected(proxy)
     await a.query("BEGIN")
     b.send_query("SELECT 2")
     c.send_query("SELECT 3")
     await settle()
+    return opener, proxy, proxy.pools["app"], (a, b, c)
+
+
+@virtual_time
+async def test_a_client_waits_for_a_backend_in_the_queue_without_a_task_and_is_served_in_order():
+    opener, proxy, pool, (a, b, c) = await one_backend_in_a_transaction_and_two_waiting()
     assert [w.deliver.__self__ for w in pool.waiters] == [b.conn, c.conn]
     assert b.conn.state.value == c.conn.state.value == "checkout"
     assert b.conn._task is None and c.conn._task is None  # an idle wait costs no task
@@ -109,14 +114,7 @@ async def test_a_client_waits_for_a_backend_in_the_queue_without_a_task_and_is_s
 
 @virtual_time
 async def test_a_waiting_client_that_leaves_gives_up_its_place_and_takes_nothing():
-    opener = fake_opener()
-    proxy = await start_proxy(opener, pool={"max_size": 1})
-    pool = proxy.pools["app"]
-    a, b, c = await connected(proxy), await connected(proxy), await connected(proxy)
-    await a.query("BEGIN")
-    b.send_query("SELECT 2")
-    c.send_query("SELECT 3")
-    await settle()
+    opener, proxy, pool, (a, b, c) = await one_backend_in_a_transaction_and_two_waiting()
     b.disconnect()
     await settle()
     assert [w.deliver.__self__ for w in pool.waiters] == [c.conn]
@@ -145,20 +143,16 @@ async def test_a_client_that_leaves_after_it_was_handed_a_backend_gives_it_back(
 
 
 @virtual_time
-async def test_a_waiting_client_past_checkout_timeout_gets_1040_and_stays_usable():
-    opener = fake_opener()
-    proxy = await start_proxy(opener, pool={"max_size": 1, "checkout_timeout": 2.0})
-    a, b = await connected(proxy), await connected(proxy)
-    await a.query("BEGIN")
-    b.send_query("SELECT 2")
-    await settle()
+async def test_waiting_clients_past_checkout_timeout_get_1040_and_stay_usable():
+    _, proxy, _, (a, b, c) = await one_backend_in_a_transaction_and_two_waiting(checkout_timeout=2.0)
     await advance(2.5)
-    r = await b.response()
-    assert r.error.errno == 1040 and b"had no free backend connection after waiting 2.0s" in r.error.message
-    assert b.conn.state.value == "ready" and b.conn._waiter is None
+    for client in (b, c):
+        r = await client.response()
+        assert r.error.errno == 1040 and b"had no free backend connection after waiting 2.0s" in r.error.message
+        assert client.conn.state.value == "ready" and client.conn._waiter is None
     await a.query("COMMIT")
     assert (await b.query("SELECT 5")).value == "5"
-    assert proxy.stats.refused["checkout_timeout"] == 1
+    assert proxy.stats.refused["checkout_timeout"] == 2
     await proxy.stop(0)
 
 
