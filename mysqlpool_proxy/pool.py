@@ -145,9 +145,9 @@ class BackendLimiter:
 
 @dataclass(slots=True)
 class Waiter:
-    """One checkout waiting in the queue. `deliver(backend, None)` or `deliver(None, exc)` is
-    called exactly once, synchronously, by the pool (then `done` is set); a deliver callback
-    that wants to act later schedules itself."""
+    """One checkout waiting in the queue. The pool calls `deliver(backend, None)` or
+    `deliver(None, exc)` once, synchronously, and sets `done`; never after `cancel_wait`.
+    A deliver callback that wants to act later schedules itself."""
     key: int
     deliver: Callable[[BackendConnection | None, Exception | None], None]
     enqueued_at: float
@@ -324,7 +324,8 @@ class Pool:
                 self.give_back(future.result())  # handed just before the task was cancelled
             raise
 
-    def enqueue(self, key: int, timeout: float, deliver) -> Waiter:
+    def enqueue(self, key: int, timeout: float,
+                deliver: Callable[[BackendConnection | None, Exception | None], None]) -> Waiter:
         """Queue a checkout (FIFO, up to `timeout`); `deliver` gets the backend or the error.
         Raises QueueFull at once when `max_waiting_clients` already wait."""
         if len(self.waiters) >= self.max_waiting:
