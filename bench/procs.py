@@ -182,12 +182,7 @@ class RssSampler:
 # -- the server --------------------------------------------------------------------------------
 
 def start_server(options: dict[str, Any]) -> MariaDBServer:
-    server = MariaDBServer(options)
-    try:
-        server.start()
-    except BaseException:
-        server.close(clean=False)
-        raise
+    server = MariaDBServer.started(options)
     if server.port in FORBIDDEN_PORTS:  # pragma: no cover - free_port would have to hand it out
         server.close(clean=False)
         raise RuntimeError(f"the private server got port {server.port}, which this bench must not use")

@@ -534,6 +534,17 @@ class MariaDBServer(_SQLHelpers):
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @classmethod
+    def started(cls, options: Mapping[str, Any] | None = None) -> MariaDBServer:
+        """A new private server, started; if starting fails, nothing is left behind."""
+        server = cls(options)
+        try:
+            server.start()
+        except BaseException:
+            server.close(clean=False)
+            raise
+        return server
+
     def start(self) -> None:
         """Start mariadbd (first start: copy template, pick a port) and wait until ready."""
         if self._closed:
@@ -839,13 +850,7 @@ def start_server(**options: Any) -> MariaDBServer | ExternalServer:
     url = external_url()
     if url:
         return ExternalServer(url, options)
-    server = MariaDBServer(options)
-    try:
-        server.start()
-    except BaseException:
-        server.close(clean=False)
-        raise
-    return server
+    return MariaDBServer.started(options)
 
 
 def require_restartable(server: _SQLHelpers) -> None:
