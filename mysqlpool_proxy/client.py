@@ -582,7 +582,8 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         if self.holds_state():
             if active and not self._response_started:
                 self.send_error(self._cmd_seq, ProxyError(
-                    ER_LOST_BACKEND, "Lost connection to backend during query; the transaction was rolled back"))
+                    ER_LOST_BACKEND, "Lost connection to backend during query; the transaction is rolled back unless this "
+                    "statement committed it"))
             elif state is ClientState.READY:
                 self.send_error(0, ProxyError(
                     ER_LOST_BACKEND, "Lost connection to backend; the open transaction or session state was lost"))
