@@ -82,7 +82,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.state = ClientState.GREETING
-        self.decoder = PacketDecoder(proxy.config.proxy.max_packet_size)
+        self.decoder = PacketDecoder(proxy.max_packet_size)
         self.handshake: hs.ServerHandshake | None = None
         self.change_user: hs.ChangeUserAuth | None = None
         self.user: UserEntry | None = None
@@ -311,8 +311,8 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         if isinstance(pkt, Oversized):
             self.send_error(pkt.last_seq, ProxyError(
                 ER.NET_PACKET_TOO_LARGE,
-                f"Got a packet bigger than 'max_allowed_packet' bytes ({pkt.size} > {self.decoder.max_size}; "
-                "mysqlpool-proxy [proxy] max_packet_size)"))
+                f"Got a packet bigger than 'max_allowed_packet' bytes ({pkt.size} > {self.decoder.max_size}: "
+                "the server's max_allowed_packet, or mysqlpool-proxy's [proxy] max_packet_size)"))
             return
         payload = pkt.payload
         if not payload:

@@ -232,7 +232,7 @@ class ProxyConfig:
     shutdown_timeout: float = seconds(30)
     workers: int = integer(1, 1)
     server_version: str = text("", "a string without NUL characters", _no_nul)
-    max_packet_size: int = integer(67108864, 1024, 1 << 30)
+    max_packet_size: int | None = integer(None, 1024, 1 << 30, optional=True)  # None: the server's
     tls_cert: str = existing_file()
     tls_key: str = existing_file()
 

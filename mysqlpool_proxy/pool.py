@@ -598,8 +598,10 @@ class Pool:
         """Take back a clean backend (state RESERVED, no client state on it)."""
         if backend.closed:
             return
-        backend.client = None
-        backend.resume_reading()  # its last client may have paused it; the next one must not inherit that
+        backend.detach()  # its last client may have paused it or been paused by it: nobody inherits that
+        if backend.unsent:
+            backend.close(BackendCloseReason.DIRTY)  # the rest of a command would reach the next client's
+            return
         now = self.loop.time()
         backend.last_used = now
         retire = self._retire_reason(backend, now)

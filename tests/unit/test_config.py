@@ -59,7 +59,7 @@ def test_defaults(tmp_path):
 def test_defaults_are_the_documented_ones():
     assert dataclasses.asdict(ProxyConfig()) == {
         "listen": "127.0.0.1:6033", "max_client_connections": 10000, "client_idle_timeout": 0,
-        "shutdown_timeout": 30, "workers": 1, "server_version": "", "max_packet_size": 67108864,
+        "shutdown_timeout": 30, "workers": 1, "server_version": "", "max_packet_size": None,
         "tls_cert": "", "tls_key": ""}
     assert dataclasses.asdict(BackendConfig()) == {
         "host": "127.0.0.1", "port": 3306, "unix_socket": "", "connect_timeout": 5,
