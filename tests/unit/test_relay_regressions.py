@@ -4,11 +4,12 @@
 # (real Proxy, FakeClient, fake backends, virtual clock).
 from __future__ import annotations
 
+import asyncio
 import re
 
 from mysqlpool_proxy.protocol.framing import encode_packet
 from mysqlpool_proxy.protocol.packets import make_err
-from tests.fakes import Ok, FakeClient, Rows, fake_opener, settle, start_proxy, virtual_time
+from tests.fakes import Ok, FakeClient, Rows, advance, fake_opener, settle, start_proxy, virtual_time
 
 
 @virtual_time
@@ -133,4 +134,36 @@ async def test_a_backend_that_answered_before_taking_the_whole_command_is_never_
     assert r.error.errno == 1064
     assert backend.closed and pool.stats.closed["dirty"] == 1 and pool.idle == []
     assert (await client.query("SELECT 2")).value == "2"
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_client_with_no_schema_waits_its_turn_and_is_served():
+    # Diagnosis: with every backend busy serving clients that have a schema, a client
+    # connected without one was handed a backend with a schema as its turn came, which it
+    # cannot use (a schema cannot be unselected); the backend was closed ("reclaimed") and the
+    # client queued again at the back with its original deadline: starved, then 1040 "after
+    # waiting 0.0s", each attempt costing a backend. Waiters now say they need no schema, and
+    # the pool hands them only such a backend, exchanging an idle one with a schema when it must.
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 2, "checkout_timeout": 5})
+    busy = [await FakeClient(proxy, database="appdb").connect() for _ in range(4)]
+    stop = asyncio.Event()
+
+    async def keep_busy(client):
+        while not stop.is_set():
+            await client.query("BEGIN")
+            await client.query("SELECT 1")
+            await advance(0.2)
+            await client.query("COMMIT")
+
+    workers = [asyncio.create_task(keep_busy(c)) for c in busy]
+    await advance(0.5)
+    plain = await FakeClient(proxy, database=None).connect()
+    r = await plain.query("SELECT 2", timeout=6)
+    assert r.error is None and r.value == "2"
+    stop.set()
+    await asyncio.gather(*workers)
+    pool = proxy.pools["app"]
+    assert pool.stats.closed.get("reclaimed", 0) <= 1  # at most the one exchange
     await proxy.stop(0)
