@@ -12,9 +12,11 @@
 # regard to case, trailing `;` or whitespace; unknown ones get 1064 listing
 # the commands. Handlers return rows or OK (protocol/resultset.py) or raise
 # ProxyError; KILL CLIENT returns a coroutine, awaited with nothing read.
-# Bounds: login within HANDSHAKE_TIMEOUT, packets up to MAX_PACKET,
-# MAX_CONNECTIONS at once, no reading while answers cannot be written. Bad
-# input or a handler's bug costs that admin connection, never the proxy.
+# Bounds: login within HANDSHAKE_TIMEOUT, login packets up to
+# MAX_LOGIN_PACKET (a larger one: 1153 and a close at its header), then
+# packets up to MAX_PACKET, MAX_CONNECTIONS at once, no reading while
+# answers cannot be written. Bad input or a handler's bug costs that admin
+# connection, never the proxy.
 """The admin console: inspect and steer a running proxy over the MySQL protocol."""
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ __all__ = ["start_admin_server", "stop_admin_server", "AdminConnection", "COMMAN
 log = logging.getLogger("mysqlpool.admin")
 
 HANDSHAKE_TIMEOUT = 5.0  # seconds from accept to a successful login
-MAX_PACKET = 64 * 1024  # largest admin packet (a command is a line of text)
+MAX_PACKET = 64 * 1024  # largest admin packet after login (a command is a line of text)
 MAX_CONNECTIONS = 16  # admin connections at once
 ACTION_TIMEOUT = 30.0  # seconds an asynchronous command (KILL CLIENT) may take
 STOP_TIMEOUT = 5.0  # seconds stop_admin_server() waits for the listener to close
@@ -290,7 +292,7 @@ class AdminConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer, self.user = "?", ""
         self.schema: str | None = None  # from the login, COM_INIT_DB or USE: what DATABASE() says
-        self.decoder = PacketDecoder(MAX_PACKET)
+        self.decoder = PacketDecoder(hs.MAX_LOGIN_PACKET, strict=True)  # until logged in
         self.handshake: hs.ServerHandshake | None = None
         self.capabilities, self.closed = 0, False
         self._timer: asyncio.TimerHandle | None = None
@@ -391,10 +393,8 @@ class AdminConnection(asyncio.Protocol):
                 return
 
     def _handshake_packet(self, pkt) -> None:
-        if isinstance(pkt, Oversized):
-            self.close()
-            return
-        for event in self.handshake.receive(pkt):
+        events = self.handshake.oversized(pkt) if isinstance(pkt, Oversized) else self.handshake.receive(pkt)
+        for event in events:
             if isinstance(event, hs.Send):
                 self._write(event.data)
             elif isinstance(event, hs.Failed):
@@ -411,6 +411,7 @@ class AdminConnection(asyncio.Protocol):
         self.capabilities = event.capabilities
         self._write(self.handshake.accept(STATUS))
         self.handshake = None
+        self.decoder.limit(MAX_PACKET)
         log.info("admin console: %s@%s logged in", self.user, self.peer)
 
     def _command(self, pkt) -> None:

@@ -3,6 +3,12 @@
 The sans-IO machine in protocol/handshake.py does the protocol; this drives
 it from the client connection, and defers the greeting until the server's
 identity is known (clients then wait up to checkout_timeout).
+
+Until a client has authenticated, its decoder is strict with
+MAX_LOGIN_PACKET: a larger packet gets the server's 1153 and a close as soon
+as its header arrives, so an unauthenticated client costs at most one login
+packet of memory. After the OK it takes packets up to [proxy]
+max_packet_size. COM_CHANGE_USER's auth exchange is bounded the same way.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class HandshakeMixin:
             self._task = None
         if self.state is ClientState.GREETING:
             self._greet()
+            self._process_input()  # whatever a client sent before its greeting (reading paused on it)
 
     def _greet(self) -> None:
         info = self.proxy.server_info
@@ -54,27 +61,45 @@ class HandshakeMixin:
         self.set_state(ClientState.HANDSHAKE)
         self.transport.write(self.handshake.greeting())
 
+    def bound_input_for_login(self) -> None:
+        """Until authenticated: one login packet at most, a larger one ends the connection."""
+        self.decoder.limit(hs.MAX_LOGIN_PACKET, strict=True)
+
+    def bound_input_for_commands(self) -> None:
+        self.decoder.limit(self.proxy.config.proxy.max_packet_size)
+
+    def awaiting_auth_data(self) -> bool:
+        """COM_CHANGE_USER asked the client for auth data: its next packet is that, nothing else."""
+        auth = self.change_user
+        return auth is not None and auth.state is hs.HandshakeState.AUTH_SWITCH_SENT
+
     def _handshake_timeout(self) -> None:
         self._timer = None
         if self.state in (ClientState.GREETING, ClientState.HANDSHAKE):
             self.close(ClientCloseReason.HANDSHAKE_TIMEOUT)
 
     def _handshake_packet(self, pkt) -> None:
-        if isinstance(pkt, Oversized):
-            self.close(ClientCloseReason.PROTOCOL_ERROR)
-            return
-        for event in self.handshake.receive(pkt):
+        events = self.handshake.oversized(pkt) if isinstance(pkt, Oversized) else self.handshake.receive(pkt)
+        for event in events:
             if isinstance(event, hs.Send):
                 self.transport.write(event.data)
             elif isinstance(event, hs.StartTLS):
                 self._task = self.proxy.loop.create_task(self._start_tls())
                 return
             elif isinstance(event, hs.Failed):
-                self.proxy.refused(RefusalReason.AUTH_FAILED, f"client #{self.id}: {event.message}")
-                self.close(ClientCloseReason.AUTH_FAILED)
+                self._login_failed(event)
                 return
             elif isinstance(event, hs.Verified):
                 self._verified(event)
+
+    def _login_failed(self, event: hs.Failed) -> None:
+        if event.errno == ER.NET_PACKET_TOO_LARGE:
+            log.info("client #%d from %s: login packet larger than %d bytes; closing it",
+                     self.id, self.peer, hs.MAX_LOGIN_PACKET)
+            self.close(ClientCloseReason.PROTOCOL_ERROR)
+            return
+        self.proxy.refused(RefusalReason.AUTH_FAILED, f"client #{self.id} from {self.peer}: {event.message}")
+        self.close(ClientCloseReason.AUTH_FAILED)
 
     async def _start_tls(self) -> None:
         loop = self.proxy.loop
@@ -113,6 +138,7 @@ class HandshakeMixin:
             self._timer = None
         self.transport.write(self.handshake.accept(self.status & STICKY_STATUS))
         self.handshake = None
+        self.bound_input_for_commands()
         if self.state is ClientState.HANDSHAKE:
             self.set_state(ClientState.READY)
         self.proxy.client_authenticated(self)

@@ -10,6 +10,10 @@
 framed with the right sequence ids. `Verified` means the password checked
 out; the caller may still refuse (e.g. unknown schema) before OK is sent.
 
+Before a client has authenticated, what it may send is bounded: its
+decoder is strict with MAX_LOGIN_PACKET, and `oversized(marker)` answers a
+larger packet as the server does (1153, then the caller closes).
+
 The authenticator is shared with COM_CHANGE_USER (`ChangeUserAuth`), which
 runs the same plugin negotiation against the handshake's original scramble.
 Plugins: mysql_native_password always; caching_sha2_password fast path when
@@ -27,7 +31,7 @@ from typing import Callable
 from ..constants import CLIENT, ER, SERVER_STATUS, sqlstate_for
 from ..errors import RemoteProtocolError
 from . import auth
-from .framing import Packet, encode_packet, next_seq
+from .framing import Oversized, Packet, encode_packet, next_seq
 from .packets import (
     ChangeUser, HandshakeResponse, HandshakeV10, is_ssl_request, make_auth_more_data, make_auth_switch, make_err,
     make_handshake_v10, make_ok, parse_handshake_response,
@@ -35,11 +39,15 @@ from .packets import (
 
 __all__ = [
     "HandshakeState", "Send", "StartTLS", "Verified", "Failed", "ServerHandshake", "ChangeUserAuth",
-    "make_scramble", "access_denied_message",
+    "make_scramble", "access_denied_message", "MAX_LOGIN_PACKET",
 ]
 
 ER_NET_PACKETS_OUT_OF_ORDER = 1156
 FAST_AUTH_SUCCESS = b"\x03"
+# The largest packet of a login (HandshakeResponse, auth data, COM_CHANGE_USER's auth
+# exchange): up to 64 KiB of connect attributes (the clients' own limit) plus ample
+# room for user, schema, plugin and auth data, which take a few hundred bytes.
+MAX_LOGIN_PACKET = (64 + 16) * 1024
 
 CredentialsLookup = Callable[[bytes], "auth.Credentials | None"]
 
@@ -176,6 +184,13 @@ class _AuthExchange:
     def _on_auth_data(self, payload) -> list:
         outcome, data = self._auth.finish(bytes(payload))
         return self._after(outcome, data)
+
+    def oversized(self, packet: Oversized) -> list:
+        """A login packet larger than the decoder allows: the server's 1153; the caller closes."""
+        self._seq = packet.last_seq
+        return self._fail(Failed(ER.NET_PACKET_TOO_LARGE, (
+            f"Got a packet bigger than 'max_allowed_packet' bytes (a login packet may have at most "
+            f"{MAX_LOGIN_PACKET} bytes)")))
 
     def accept(self, status: int) -> bytes:
         """Send OK: the client is in. Only after Verified."""

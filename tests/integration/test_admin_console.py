@@ -6,12 +6,14 @@
 # temporary table, one idle. Every command is run: SHOW POOLS/CLIENTS/
 # SERVERS/STATS/CONFIG/VERSION, HELP, PAUSE/RESUME (a new transaction waits,
 # then goes on), KILL CLIENT (the client's next query fails), RELOAD (of an
-# edited and of a broken config file), SHUTDOWN WAIT, and a wrong password.
+# edited and of a broken config file), SHUTDOWN WAIT, a wrong password, and
+# an oversized login packet.
 from __future__ import annotations
 
 import os
 import pty
 import select
+import socket
 import subprocess
 import threading
 import time
@@ -180,6 +182,22 @@ def test_wrong_password_is_refused_with_1045(console):
     with pytest.raises(pymysql.err.OperationalError) as info:
         pymysql.connect(host="127.0.0.1", port=console.port, user="app", password="app-secret", connect_timeout=10)
     assert info.value.args[0] == 1045
+
+
+def test_an_oversized_login_packet_gets_1153_and_a_close(console):
+    with socket.create_connection(("127.0.0.1", console.port), timeout=WAIT) as sock:
+        sock.recv(65536)  # the greeting
+        answer = b""
+        try:
+            sock.sendall(b"\xff\xff\xff\x01" + bytes(65536))  # the start of a 60 MiB packet
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # closed already; its answer is still there to read
+        try:
+            while data := sock.recv(65536):
+                answer += data
+        except ConnectionResetError:
+            pass  # (closed with our bytes unread: a reset after the answer)
+    assert answer[3] == 2 and answer[4] == 0xFF and int.from_bytes(answer[5:7], "little") == 1153
 
 
 def test_pymysql_on_the_admin_port(console):
