@@ -9,6 +9,16 @@ MAX_LOGIN_PACKET: a larger packet gets the server's 1153 and a close as soon
 as its header arrives, so an unauthenticated client costs at most one login
 packet of memory. After the OK it takes packets up to [proxy]
 max_packet_size. COM_CHANGE_USER's auth exchange is bounded the same way.
+
+TLS: a client sends its ClientHello right after the SSLRequest, without
+waiting for an answer, so both often arrive in one read. Bytes already read
+past the SSLRequest are handed to the TLS protocol that loop.start_tls()
+installs, before the socket is read again (`_hand_to_tls`). After the
+handshake the connection runs on the loop's own TLS transport. A packet the
+TLS protocol decrypts before start_tls() has handed that transport over (the
+HandshakeResponse can come with the client's last handshake message; stock
+asyncio delivers it at once) waits for the hand-over, or its answer would go
+out in clear.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .client_state import ClientState, STICKY_STATUS
+from .client_state import ClientState, HANDSHAKE_TIMEOUT, STICKY_STATUS
 from .constants import ER
 from .errors import ProxyError
 from .protocol.framing import Oversized, encode_packet
@@ -28,6 +38,8 @@ from .session import Pins
 __all__ = ["HandshakeMixin"]
 
 log = logging.getLogger("mysqlpool.client")
+
+TLS_UPGRADE = 4  # a ClientConnection._paused_by bit: reading paused, the TLS upgrade under way
 
 
 class HandshakeMixin:
@@ -79,18 +91,25 @@ class HandshakeMixin:
             self.close(ClientCloseReason.HANDSHAKE_TIMEOUT)
 
     def _handshake_packet(self, pkt) -> None:
+        if self._paused_by & TLS_UPGRADE:  # decrypted before start_tls() returned: wait for its transport
+            self.proxy.loop.call_soon(self._handshake_packet_after_tls, pkt)
+            return
         events = self.handshake.oversized(pkt) if isinstance(pkt, Oversized) else self.handshake.receive(pkt)
         for event in events:
             if isinstance(event, hs.Send):
                 self.transport.write(event.data)
             elif isinstance(event, hs.StartTLS):
-                self._task = self.proxy.loop.create_task(self._start_tls())
+                self._start_tls()
                 return
             elif isinstance(event, hs.Failed):
                 self._login_failed(event)
                 return
             elif isinstance(event, hs.Verified):
                 self._verified(event)
+
+    def _handshake_packet_after_tls(self, pkt) -> None:
+        if self.state is ClientState.HANDSHAKE:
+            self._handle_packet(pkt)  # (runs _handshake_packet, with a bug costing only this client)
 
     def _login_failed(self, event: hs.Failed) -> None:
         if event.errno == ER.NET_PACKET_TOO_LARGE:
@@ -101,18 +120,51 @@ class HandshakeMixin:
         self.proxy.refused(RefusalReason.AUTH_FAILED, f"client #{self.id} from {self.peer}: {event.message}")
         self.close(ClientCloseReason.AUTH_FAILED)
 
-    async def _start_tls(self) -> None:
+    def _start_tls(self) -> None:
+        """Stop reading, take what was read past the SSLRequest, and upgrade (see the module comment)."""
+        self._pause_reading(TLS_UPGRADE)
+        leftover = self.decoder.take_buffer()
         loop = self.proxy.loop
-        self._pause_reading(4)
+        # The task's first step (start_tls up to its first await) installs the TLS protocol
+        # on the transport; the callback, queued after it, runs before the socket is read again.
+        self._task = loop.create_task(self._upgrade_to_tls())
+        if leftover:
+            loop.call_soon(self._hand_to_tls, self.transport, leftover)
+
+    def _hand_to_tls(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Give the TLS protocol the bytes it would have read itself, as its transport does."""
+        protocol = transport.get_protocol()
+        if protocol is self or self.state is ClientState.CLOSED:
+            return  # the upgrade failed to start (its task closes the client) or the client is gone
         try:
-            new_transport = await loop.start_tls(self.transport, self, self.proxy.tls_context, server_side=True)
-        except (OSError, ConnectionError, asyncio.CancelledError):
+            view = memoryview(data)
+            while view:
+                buf = protocol.get_buffer(len(view))
+                n = min(len(buf), len(view))
+                buf[:n] = view[:n]
+                view = view[n:]
+                protocol.buffer_updated(n)
+        except Exception:
+            log.exception("client #%d: TLS handshake failed on the bytes read with its SSLRequest", self.id)
+            self.close(ClientCloseReason.PROTOCOL_ERROR)
+
+    async def _upgrade_to_tls(self) -> None:
+        try:
+            new_transport = await self.proxy.loop.start_tls(
+                self.transport, self, self.proxy.tls_context, server_side=True,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        except (OSError, ConnectionError, asyncio.CancelledError):  # ssl.SSLError is an OSError
+            self.close(ClientCloseReason.PROTOCOL_ERROR)
+            return
+        except Exception:  # a bug must cost this client its connection, never the proxy
+            log.exception("client #%d: internal error starting TLS; closing it", self.id)
             self.close(ClientCloseReason.PROTOCOL_ERROR)
             return
         finally:
             self._task = None
         self.transport = new_transport
-        self._paused_by &= ~4
+        new_transport.set_write_buffer_limits(high=self.proxy.config.pool.result_buffer_bytes)
+        self._paused_by &= ~TLS_UPGRADE
 
     def _verified(self, event: hs.Verified) -> None:
         entry = self.proxy.user_entry(event.user)
