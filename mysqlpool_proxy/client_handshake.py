@@ -68,10 +68,15 @@ class HandshakeMixin:
             connection_id=self.id, server_version=info.advertised_version, capabilities=info.client_capabilities,
             charset=info.charset_id, lookup=self.proxy.lookup_credentials, client_host=self.peer,
             tls_available=self.proxy.tls_context is not None,
+            tls_required=self.proxy.config.proxy.require_tls and not self._on_unix_socket(),
         )
         self.scramble = self.handshake.scramble
         self.set_state(ClientState.HANDSHAKE)
         self.transport.write(self.handshake.greeting())
+
+    def _on_unix_socket(self) -> bool:
+        """Secure as it is, as for the server's require_secure_transport (no TCP peer address)."""
+        return not isinstance(self.transport.get_extra_info("peername"), tuple)
 
     def bound_input_for_login(self) -> None:
         """Until authenticated: one login packet at most, a larger one ends the connection."""
@@ -117,6 +122,7 @@ class HandshakeMixin:
                      self.id, self.peer, hs.MAX_LOGIN_PACKET)
             self.close(ClientCloseReason.PROTOCOL_ERROR)
             return
+        # (a login refused for want of TLS counts as auth_failed too; the log says which)
         self.proxy.refused(RefusalReason.AUTH_FAILED, f"client #{self.id} from {self.peer}: {event.message}")
         self.close(ClientCloseReason.AUTH_FAILED)
 

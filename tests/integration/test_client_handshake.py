@@ -7,6 +7,8 @@
 #     logins in a row. Both again on the stock asyncio loop, whose TLS layer
 #     hands over data that came with the client's last handshake message
 #     before start_tls() returns.
+#   * [proxy] require_tls: PyMySQL without TLS gets 3159 in MySQL's words, with
+#     TLS it is served, and on the proxy's Unix socket it is served without.
 #   * What an unauthenticated client may send: 16 clients that each announce a
 #     60 MiB first packet and stream it get 1153 and a close, and the proxy
 #     reads a few reads of each, not 60 MiB.
@@ -22,6 +24,7 @@ from pymysql._auth import scramble_native_password
 
 from mysqlpool_proxy.constants import CLIENT
 from mysqlpool_proxy.protocol.framing import MAX_FRAME, PacketDecoder, encode_packet, frame_header
+from mysqlpool_proxy.protocol.handshake import INSECURE_TRANSPORT_MESSAGE
 from mysqlpool_proxy.protocol.packets import parse_err, parse_handshake_v10
 from tests.protocol.helpers import handshake_response, ssl_request
 from tests.support.proxy import APP_PASSWORD, APP_USER, ProxyThread, render_config
@@ -148,6 +151,36 @@ def test_tls_on_the_stock_asyncio_loop(asyncio_tls_proxy, tls_files):
     pymysql_logins_over_tls(asyncio_tls_proxy, tls_files.cert)
     for _ in range(ROUNDS):
         login_with_hello_in_the_same_send(asyncio_tls_proxy.port, tls_files.cert)
+
+
+# -- [proxy] require_tls -----------------------------------------------------------------------
+
+
+def test_require_tls_refuses_plain_tcp_with_3159(tls_proxy, tls_files):
+    proxy = tls_proxy(require_tls=True)
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        proxy.connect(ssl_disabled=True)
+    assert info.value.args == (3159, INSECURE_TRANSPORT_MESSAGE)
+    conn = proxy.connect(ssl_ca=tls_files.cert)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+    finally:
+        conn.close()
+
+
+def test_require_tls_lets_unix_socket_clients_in(tls_proxy, tmp_path):
+    path = tmp_path / "proxy.sock"
+    proxy = tls_proxy(require_tls=True, listen=f"unix:{path}")
+    conn = pymysql.connect(unix_socket=str(path), user=APP_USER, password=APP_PASSWORD, ssl_disabled=True,
+                           connect_timeout=WAIT)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+    finally:
+        conn.close()
 
 
 # -- what an unauthenticated client may send ------------------------------------------------------

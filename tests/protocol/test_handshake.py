@@ -19,7 +19,7 @@ from mysqlpool_proxy.errors import ProtocolError
 from mysqlpool_proxy.protocol import auth
 from mysqlpool_proxy.protocol.framing import MAX_FRAME, Oversized, Packet, PacketDecoder, encode_packet, frame_header
 from mysqlpool_proxy.protocol.handshake import (
-    MAX_LOGIN_PACKET, ChangeUserAuth, Failed, HandshakeState, Send, ServerHandshake,
+    INSECURE_TRANSPORT_MESSAGE, MAX_LOGIN_PACKET, ChangeUserAuth, Failed, HandshakeState, Send, ServerHandshake,
     StartTLS, Verified, access_denied_message,
 )
 from mysqlpool_proxy.protocol.packets import (
@@ -44,10 +44,11 @@ USERS = {
 }
 
 
-def make_hs(*, tls: bool = False, scramble: bytes | None = SCRAMBLE, caps: int = PROXY_CAPS) -> ServerHandshake:
+def make_hs(*, tls: bool = False, scramble: bytes | None = SCRAMBLE, caps: int = PROXY_CAPS,
+            tls_required: bool = False) -> ServerHandshake:
     return ServerHandshake(
         connection_id=42, server_version=b"5.5.5-10.11.6-MariaDB-mysqlpool", capabilities=caps, charset=45,
-        lookup=USERS.get, client_host=HOST, tls_available=tls, scramble=scramble,
+        lookup=USERS.get, client_host=HOST, tls_available=tls, tls_required=tls_required, scramble=scramble,
     )
 
 
@@ -351,6 +352,32 @@ def test_second_ssl_request_refused():
     events = hs.receive(pkt(ssl_request(), 2))
     assert parse_err(only_packet(sends(events)[0]).payload).errno == 1043
     assert hs.state is HandshakeState.FAILED
+
+
+@BYTEWISE
+def test_tls_required_refuses_a_plain_login_before_checking_it(bytewise):
+    for token in (native(b"secret"), native(b"wrong")):  # no password oracle: the same answer either way
+        peer = HandshakePeer(make_hs(tls=True, tls_required=True), bytewise=bytewise)
+        assert parse_handshake_v10(only_packet(peer.greeting()).payload).capabilities & CLIENT.SSL
+        out = peer.receive(encode_packet(handshake_response(b"app", token), 1))
+        assert_err(out, 2, 3159, "HY000", INSECURE_TRANSPORT_MESSAGE)
+        assert peer.events[-1] == Failed(3159, INSECURE_TRANSPORT_MESSAGE) and peer.hs.state is HandshakeState.FAILED
+
+
+@BYTEWISE
+def test_tls_required_lets_a_tls_login_in(bytewise):
+    peer = HandshakePeer(make_hs(tls=True, tls_required=True), bytewise=bytewise)
+    assert peer.receive(encode_packet(ssl_request(), 1)) == b""
+    resp = handshake_response(b"app", native(b"secret"), caps=BASIC_CLIENT_FLAGS | CLIENT.SSL)
+    ok = only_packet(peer.receive(encode_packet(resp, 2)))
+    assert ok.seq == 3 and ok.payload[0] == 0 and isinstance(peer.events[-1], Verified)
+
+
+def test_tls_required_without_tls_refuses_every_login():
+    peer = HandshakePeer(make_hs(tls=False, tls_required=True))
+    assert not parse_handshake_v10(only_packet(peer.greeting()).payload).capabilities & CLIENT.SSL
+    assert_err(peer.receive(encode_packet(handshake_response(b"app", native(b"secret")), 1)),
+               2, 3159, "HY000", INSECURE_TRANSPORT_MESSAGE)
 
 
 # -- what a client may send before it has logged in ------------------------------------------

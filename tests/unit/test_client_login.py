@@ -3,17 +3,21 @@
 # the server's 1153 at its header, nothing of it is kept, and the connection
 # closes), bytes sent before the greeting, COM_CHANGE_USER's auth exchange
 # bounded the same way (and working, with a switch or a command right
-# behind it). Real Proxy, FakeClient, fake backends, virtual clock; TLS
+# behind it), and [proxy] require_tls (3159 over TCP, Unix-socket
+# clients let in). Real Proxy, FakeClient, fake backends, virtual clock; TLS
 # itself needs real sockets: tests/integration/test_client_tls.py.
 from __future__ import annotations
 
 import asyncio
 
+import pymysql
+import pytest
+
 from mysqlpool_proxy.protocol import auth
 from mysqlpool_proxy.protocol.framing import MAX_FRAME, encode_packet, frame_header
-from mysqlpool_proxy.protocol.handshake import MAX_LOGIN_PACKET
+from mysqlpool_proxy.protocol.handshake import INSECURE_TRANSPORT_MESSAGE, MAX_LOGIN_PACKET
 from mysqlpool_proxy.protocol.packets import ErrPacket, parse_err
-from tests.fakes import FakeClient, FakeOpener, proxy_config, settle, start_proxy, virtual_time
+from tests.fakes import FakeClient, FakeOpener, fake_opener, proxy_config, settle, start_proxy, virtual_time
 from tests.protocol.helpers import change_user
 
 TOO_BIG = ("Got a packet bigger than 'max_allowed_packet' bytes (a login packet may have at most "
@@ -138,3 +142,41 @@ async def test_a_command_sent_right_behind_change_user_waits_for_its_ok():
     assert (await client.response()).value == "1"
     await proxy.stop(0)
 
+
+# -- [proxy] require_tls -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_proxy(tls_files):
+    async def make():
+        return await start_proxy(proxy={"tls_cert": tls_files.cert, "tls_key": tls_files.key, "require_tls": True})
+    return make
+
+
+@virtual_time
+async def test_require_tls_refuses_a_plain_tcp_login_with_3159(tls_proxy):
+    proxy = await tls_proxy()
+    for password in ("pw", "wrong"):  # the same answer whatever the password
+        with pytest.raises(pymysql.err.OperationalError) as info:
+            await FakeClient(proxy, password=password).connect()
+        assert info.value.args == (3159, INSECURE_TRANSPORT_MESSAGE)
+    await settle()
+    assert proxy.stats.refused["auth_failed"] == 2
+    assert not proxy.clients
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_require_tls_lets_unix_socket_clients_in(tls_proxy):
+    proxy = await tls_proxy()
+    client = await FakeClient(proxy, peer="").connect()  # a Unix socket has no TCP peer address
+    assert (await client.query("SELECT 1")).value == "1"
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_without_require_tls_plain_logins_go_on(tls_files):
+    proxy = await start_proxy(fake_opener(), proxy={"tls_cert": tls_files.cert, "tls_key": tls_files.key})
+    client = await FakeClient(proxy).connect()
+    assert (await client.query("SELECT 1")).value == "1"
+    await proxy.stop(0)
