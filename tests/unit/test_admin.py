@@ -283,17 +283,44 @@ async def test_login_must_finish_in_time(proxy_maker):
 
 
 @virtual_time
-async def test_connections_are_capped(proxy_maker):
+async def test_operators_logged_in_are_capped(proxy_maker):
     proxy = proxy_maker()
     connections: set = set()
-    clients = [AdminClient(proxy, connections) for _ in range(admin.MAX_CONNECTIONS)]
-    assert all(c.greeting is not None for c in clients)
+    operators = [await logged_in(proxy, connections=connections) for _ in range(admin.MAX_CONNECTIONS)]
     extra = AdminClient(proxy, connections)
     assert extra.greeting is None and extra.closed
     assert parse_err(extra.transport.data[4:]).errno == 1040
-    clients[0].transport.peer_close()
+    operators[0].transport.peer_close()
     await settle()
-    assert AdminClient(proxy, connections).greeting is not None
+    assert (await logged_in(proxy, connections=connections)).greeting is not None
+
+
+@virtual_time
+async def test_idle_unauthenticated_connections_never_lock_the_operator_out(proxy_maker):
+    proxy = proxy_maker()
+    connections: set = set()
+    idle = []
+    for _ in range(3 * admin.MAX_LOGINS):
+        idle.append(AdminClient(proxy, connections))
+        await advance(0.01)
+    assert all(c.greeting is not None for c in idle)
+    # Each newcomer beyond MAX_LOGINS closed the oldest one still logging in.
+    assert [c.closed for c in idle] == [True] * (2 * admin.MAX_LOGINS) + [False] * admin.MAX_LOGINS
+    operator = await logged_in(proxy, connections=connections)
+    assert operator.rows("SHOW POOLS")
+    assert sum(not c.closed for c in idle) == admin.MAX_LOGINS - 1
+
+
+@virtual_time
+async def test_a_login_finishing_beyond_the_operator_cap_gets_1040(proxy_maker):
+    proxy = proxy_maker()
+    connections: set = set()
+    for _ in range(admin.MAX_CONNECTIONS - 1):
+        await logged_in(proxy, connections=connections)
+    first, second = AdminClient(proxy, connections), AdminClient(proxy, connections)
+    assert first.login()[0] == 0x00
+    reply = second.login()
+    assert parse_err(reply).errno == 1040 and second.closed
 
 
 # -- commands -------------------------------------------------------------------------------
