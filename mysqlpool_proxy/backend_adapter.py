@@ -59,6 +59,7 @@ class BackendParams:
     ssl: ssl.SSLContext | None
     found_rows: bool
     local_files: bool
+    ps_multi_results: bool = False
 
 
 @dataclass(slots=True)
@@ -96,7 +97,12 @@ def make_ssl_context(mode: str, ca: str, cert: str, key: str) -> ssl.SSLContext 
 
 
 async def _connect(p: BackendParams) -> aiomysql.Connection:
-    flags = CLIENT.SESSION_TRACK | (CLIENT.FOUND_ROWS if p.found_rows else 0)
+    # A capability the proxy offers clients that changes what the server sends is the backend's
+    # as its client has it (the pool's key: FOUND_ROWS, LOCAL_FILES, PS_MULTI_RESULTS, with which a
+    # prepared CALL returns its OUT parameters as a result set); aiomysql adds MULTI_STATEMENTS and
+    # MULTI_RESULTS, which every client the proxy serves gets too.
+    flags = (CLIENT.SESSION_TRACK | (CLIENT.FOUND_ROWS if p.found_rows else 0)
+             | (CLIENT.PS_MULTI_RESULTS if p.ps_multi_results else 0))
     kwargs = dict(
         user=p.user, password=p.password, charset=p.charset, autocommit=None, client_flag=flags,
         local_infile=p.local_files, connect_timeout=p.connect_timeout, ssl=p.ssl, program_name="mysqlpool-proxy",

@@ -12,7 +12,7 @@ sum of its pools' sizes). Whether the pool runs, is paused or is shut down is
 its `state` (PoolState), a separate thing from any collection.
 
 Backends differ by `key`: the capability bits that change what goes over the
-wire (CLIENT_FOUND_ROWS, CLIENT_LOCAL_FILES). A client only gets a backend
+wire (CLIENT_FOUND_ROWS, CLIENT_LOCAL_FILES, CLIENT_PS_MULTI_RESULTS). A client only gets a backend
 with its key; at the cap, an idle backend of another key is closed to make
 room (`RECLAIMED`).
 
@@ -62,7 +62,7 @@ __all__ = ["Pool", "PoolState", "BackendLimiter", "CheckoutTimeout", "QueueFull"
 log = logging.getLogger("mysqlpool.pool")
 
 # Wire-semantic capability bits a backend must share with its client.
-KEY_BITS = CLIENT.FOUND_ROWS | CLIENT.LOCAL_FILES
+KEY_BITS = CLIENT.FOUND_ROWS | CLIENT.LOCAL_FILES | CLIENT.PS_MULTI_RESULTS
 
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -525,7 +525,8 @@ class Pool:
         return await self._open(key, want_collations)
 
     def params_for(self, key: int) -> BackendParams:
-        return replace(self.params, found_rows=bool(key & CLIENT.FOUND_ROWS), local_files=bool(key & CLIENT.LOCAL_FILES))
+        return replace(self.params, found_rows=bool(key & CLIENT.FOUND_ROWS), local_files=bool(key & CLIENT.LOCAL_FILES),
+                       ps_multi_results=bool(key & CLIENT.PS_MULTI_RESULTS))
 
     async def _open(self, key: int, want_collations: bool = False) -> bool:
         try:

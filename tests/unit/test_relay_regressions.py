@@ -167,3 +167,22 @@ async def test_a_client_with_no_schema_waits_its_turn_and_is_served():
     pool = proxy.pools["app"]
     assert pool.stats.closed.get("reclaimed", 0) <= 1  # at most the one exchange
     await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_backend_negotiates_ps_multi_results_as_its_client_did():
+    # Diagnosis: clients were offered CLIENT_PS_MULTI_RESULTS, which the backends never
+    # negotiated, so a prepared CALL's OUT parameters (a result set flagged
+    # SERVER_PS_OUT_PARAMS) never came. It is part of the pool key now: a client that asks for
+    # it gets a backend that has it, and one that does not, one that does not.
+    from mysqlpool_proxy.constants import CLIENT
+    from tests.fakes import DEFAULT_CLIENT_CAPS
+    opener = fake_opener()
+    proxy = await start_proxy(opener)
+    libmysql = await FakeClient(proxy, capabilities=DEFAULT_CLIENT_CAPS | CLIENT.PS_MULTI_RESULTS).connect()
+    pymysql_like = await FakeClient(proxy).connect()
+    for client in (libmysql, pymysql_like):
+        await client.query("BEGIN")
+    assert opener.server_for(libmysql.conn.backend).params.ps_multi_results is True
+    assert opener.server_for(pymysql_like.conn.backend).params.ps_multi_results is False
+    await proxy.stop(0)
