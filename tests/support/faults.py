@@ -128,7 +128,7 @@ class FaultRelay:
         if not self._thread.is_alive():
             return
         try:
-            self._call(self._shut)
+            self._call_async(self._shut)
         finally:
             if self._firewall is not None:
                 self._firewall.remove()
@@ -243,12 +243,18 @@ class FaultRelay:
                                                   limit=CHUNK)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    def _shut(self) -> None:
+    async def _shut(self) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
-        for link in list(self._links):
+        links = list(self._links)
+        for link in links:
             link.close()
+        tasks = [link.task for link in links if link.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:  # let them finish their cancellation before the loop stops
+            await asyncio.wait(tasks, timeout=CALL_TIMEOUT / 2)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._refusal is not None:
@@ -257,6 +263,7 @@ class FaultRelay:
             return
         self.accepted += 1
         link = _Link(self, reader, writer)
+        link.task = asyncio.current_task()
         self._links.add(link)
         try:
             await link.run()
@@ -275,6 +282,7 @@ class _Link:
         self.peer_port: int | None = peer[1] if peer else None
         self.server_writer: asyncio.StreamWriter | None = None
         self.pipes: list[asyncio.Task] = []
+        self.task: asyncio.Task | None = None  # the one running run()
 
     async def run(self) -> None:
         try:
