@@ -1,11 +1,15 @@
 """Backend pools: one per backend user, hard-capped, with a FIFO of waiting clients.
 
-A pool holds backend connections in two collections, `idle` (LIFO: the most
-recently used is reused first, so the others can age out) and `busy`
-(owned by a client or by the pool itself), plus a count of connections
-being opened. Its size is the sum of the three and never exceeds `max_size`;
-all pools together never exceed `[backend] max_connections` (the
-`BackendLimiter`).
+A pool holds backend connections in collections: `idle` (LIFO: the most
+recently used is reused first, so the others can age out), `busy` (owned by
+a client or by the pool itself, `pinging` among them), `opening` (the key of
+each connect in flight) and `closing` (closed backends whose sockets are not
+closed yet: the server still counts them). A backend changes collection only
+in `_move`. Every size is the length of a collection: the pool's size is the
+sum of the four and never exceeds `max_size`; all pools together never
+exceed `[backend] max_connections` (the `BackendLimiter`, whose use is the
+sum of its pools' sizes). Whether the pool runs, is paused or is shut down is
+its `state` (PoolState), a separate thing from any collection.
 
 Backends differ by `key`: the capability bits that change what goes over the
 wire (CLIENT_FOUND_ROWS, CLIENT_LOCAL_FILES). A client only gets a backend
@@ -38,6 +42,7 @@ clients wait for the backends it has.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 from collections import Counter, deque
@@ -52,7 +57,7 @@ from .constants import CLIENT, CR, ER
 from .reasons import BackendCloseReason
 from .session import SessionState
 
-__all__ = ["Pool", "BackendLimiter", "CheckoutTimeout", "QueueFull", "PoolStats", "WAIT_BUCKETS"]
+__all__ = ["Pool", "PoolState", "BackendLimiter", "CheckoutTimeout", "QueueFull", "PoolStats", "WAIT_BUCKETS"]
 
 log = logging.getLogger("mysqlpool.pool")
 
@@ -68,6 +73,20 @@ CAPACITY_HOLD = 60.0  # seconds the pool stays at its size after the server said
 CAPACITY_ERRORS = (1040, 1203, 1226)  # ER_CON_COUNT_ERROR, ER_TOO_MANY_USER_CONNECTIONS (both numbers)
 RECENT = 8  # idle backends (most recently used first) searched for one already in a client's state
 EXPIRY_LEAD = 2.0  # seconds before an idle backend's lifetime ends that its min_idle replacement opens
+
+
+class PoolState(enum.Enum):
+    RUNNING = "running"
+    PAUSED = "paused"  # checkouts wait; backends close as they come free
+    CLOSED = "closed"  # shut down: waiters refused, backends close as they come free
+
+
+class Place(enum.Enum):
+    """Which of the pool's collections holds a backend."""
+    NONE = "none"  # not yet in the pool, or its socket is closed
+    IDLE = "idle"
+    BUSY = "busy"
+    CLOSING = "closing"
 
 
 class CheckoutTimeout(Exception):
@@ -113,12 +132,15 @@ class PoolStats:
 class BackendLimiter:
     """The global cap on backend connections, shared by all pools."""
 
-    __slots__ = ("max", "used", "pools")
+    __slots__ = ("max", "pools")
 
     def __init__(self, max_connections: int):
         self.max = max_connections
-        self.used = 0
         self.pools: list[Pool] = []
+
+    @property
+    def used(self) -> int:
+        return sum(pool.size for pool in self.pools)
 
     def available(self) -> int:
         return self.max - self.used
@@ -187,11 +209,12 @@ class Pool:
         self._on_opened = on_opened
         self._next_id = next_backend_id
         self._opener = opener
+        self.state = PoolState.RUNNING
         self.idle: list[BackendConnection] = []
         self.busy: set[BackendConnection] = set()
-        self.connecting = 0
-        self.closing = 0  # closed backends whose sockets are not closed yet (still count)
-        self.connecting_keys: Counter = Counter()
+        self.pinging: set[BackendConnection] = set()  # busy: idle backends taken out for a keepalive ping
+        self.opening: list[int] = []  # the key of each backend being opened
+        self.closing: set[BackendConnection] = set()  # closed, socket still open (the server counts them)
         self.waiters: deque[Waiter] = deque()
         self.stats = PoolStats()
         self.last_error: str = ""
@@ -199,19 +222,48 @@ class Pool:
         self._failures = 0
         self._backoff_until = 0.0
         self._backoff_timer: asyncio.TimerHandle | None = None
-        self.paused = False
-        self.closing = False
         self._serving = False
         self.generation = 0  # bumped when the config changes how backends connect
         self.statement_cache_size = 256  # per backend; set from [pool] prepared_statement_cache_size
-        self._pinging = 0  # idle backends taken out for a keepalive ping
         self._exhausted = False  # logged once per episode of clients waiting at the cap
         self._closes_logged: Counter = Counter()  # stats.closed as of the last recycling summary
         self.share: Callable[[int], int] = lambda total: total  # this worker's part of a server limit
         limiter.pools.append(self)
 
     def __repr__(self) -> str:
-        return f"<Pool {self.name} idle={len(self.idle)} busy={len(self.busy)} connecting={self.connecting}>"
+        return f"<Pool {self.name} {self.state.value} idle={len(self.idle)} busy={len(self.busy)} " \
+               f"connecting={self.connecting} closing={len(self.closing)}>"
+
+    @property
+    def paused(self) -> bool:
+        return self.state is PoolState.PAUSED
+
+    @property
+    def shut_down(self) -> bool:
+        return self.state is PoolState.CLOSED
+
+    @property
+    def connecting(self) -> int:
+        return len(self.opening)
+
+    def _move(self, backend: BackendConnection, src: Place, dst: Place, index: int = -1) -> None:
+        """The one place a backend changes collection. `index`: its position in `idle`, if known."""
+        if src is Place.IDLE:
+            if index >= 0:
+                del self.idle[index]
+            else:
+                self.idle.remove(backend)
+        elif src is Place.BUSY:
+            self.busy.remove(backend)
+            self.pinging.discard(backend)
+        elif src is Place.CLOSING:
+            self.closing.remove(backend)
+        if dst is Place.IDLE:
+            self.idle.append(backend)
+        elif dst is Place.BUSY:
+            self.busy.add(backend)
+        elif dst is Place.CLOSING:
+            self.closing.add(backend)
 
     @property
     def max_size(self) -> int:
@@ -247,7 +299,7 @@ class Pool:
 
     @property
     def size(self) -> int:
-        return len(self.idle) + len(self.busy) + self.connecting + self.closing
+        return len(self.idle) + len(self.busy) + len(self.opening) + len(self.closing)
 
     # -- checkout ---------------------------------------------------------------
 
@@ -287,9 +339,9 @@ class Pool:
                     chosen = schemaless
         if chosen < 0:
             return None
-        backend = idle.pop(chosen)
+        backend = idle[chosen]
+        self._move(backend, Place.IDLE, Place.BUSY, chosen)
         backend.set_state(BackendState.RESERVED)
-        self.busy.add(backend)
         return backend
 
     def _older_of_key(self, key: int) -> int:
@@ -388,7 +440,7 @@ class Pool:
 
     def serve_waiters(self) -> None:
         """Give idle backends to waiters in order; open more if allowed and needed."""
-        if self.paused or self.closing or self._serving:
+        if self.state is not PoolState.RUNNING or self._serving:
             return
         self._serving = True
         try:
@@ -423,7 +475,7 @@ class Pool:
             return
         pending = Counter(w.key for w in self.waiters if not w.done)
         for key, count in pending.items():
-            missing = count - self.connecting_keys[key]
+            missing = count - self.opening.count(key)
             while missing > 0 and self.connecting < self.max_connecting:
                 if not self._make_room(key):
                     return
@@ -435,9 +487,8 @@ class Pool:
         if backend is None or backend.last_owner != owner or backend.state is not BackendState.IDLE \
                 or backend.pool is not self or self.waiters or self.paused:
             return None
-        self.idle.remove(backend)
+        self._move(backend, Place.IDLE, Place.BUSY)
         backend.set_state(BackendState.RESERVED)
-        self.busy.add(backend)
         self.stats.checkouts += 1
         self.stats.observe_wait(0.0)
         return backend
@@ -467,19 +518,14 @@ class Pool:
     # -- opening ----------------------------------------------------------------
 
     def _start_open(self, key: int) -> None:
-        self._reserve_slot(key)
+        self.opening.append(key)
         self.loop.create_task(self._open(key))
-
-    def _reserve_slot(self, key: int) -> None:
-        self.connecting += 1
-        self.connecting_keys[key] += 1
-        self.limiter.used += 1
 
     async def open_now(self, key: int = 0, *, want_collations: bool = False) -> bool:
         """Open one backend now if the caps allow (used at start to learn the server)."""
-        if self.size >= self.max_size or self.limiter.available() <= 0:
+        if self.size >= self.max_size or self.limiter.available() <= 0 or self.shut_down:
             return False
-        self._reserve_slot(key)
+        self.opening.append(key)
         return await self._open(key, want_collations)
 
     def params_for(self, key: int) -> BackendParams:
@@ -489,12 +535,11 @@ class Pool:
         try:
             opened = await self._opener(self.params_for(key), want_collations=want_collations)
         except Exception as exc:  # every connect failure is handled the same way: back off
-            self._opening_done(key)
-            self.limiter.used -= 1
+            self.opening.remove(key)
             self._connect_failed(exc)
             self.limiter.released()
             return False
-        self._opening_done(key)
+        self.opening.remove(key)
         self._failures = 0
         self.stats.connects += 1
         self.learn_limits(opened.max_user_connections, opened.max_connections)
@@ -503,21 +548,17 @@ class Pool:
             backend_id=self._next_id(), pool=self, key=key, thread_id=opened.thread_id, session=session,
             created_at=self.loop.time(), lifetime=self.max_lifetime, loop=self.loop,
         )
-        self.busy.add(backend)
+        self._move(backend, Place.NONE, Place.BUSY)
         backend.attach(opened.transport, opened.stream_owner)
-        if backend.closed or self.closing:
+        if backend.closed:
+            return False
+        if self.shut_down:
             backend.close(BackendCloseReason.SHUTDOWN)
             return False
         self.release(backend)
         if self.waiters:
             self.serve_waiters()  # more waiters than the opens in flight: open more
         return True
-
-    def _opening_done(self, key: int) -> None:
-        self.connecting -= 1
-        self.connecting_keys[key] -= 1
-        if not self.connecting_keys[key]:
-            del self.connecting_keys[key]
 
     def _connect_failed(self, exc: Exception) -> None:
         code, message = _describe_error(exc)
@@ -575,10 +616,9 @@ class Pool:
             # At the global cap another pool's clients wait: this slot is theirs.
             backend.close(BackendCloseReason.RECLAIMED)
             return
-        self.busy.discard(backend)
+        self._move(backend, Place.BUSY, Place.IDLE)
         backend.set_state(BackendState.IDLE)
         backend.idle_since = now
-        self.idle.append(backend)
         if self.waiters:
             self.serve_waiters()
         elif self._exhausted:
@@ -586,9 +626,9 @@ class Pool:
             log.info("pool %s: no client waits any more", self.name)
 
     def _retire_reason(self, backend: BackendConnection, now: float) -> BackendCloseReason | None:
-        if self.closing:
+        if self.state is PoolState.CLOSED:
             return BackendCloseReason.SHUTDOWN
-        if self.paused:
+        if self.state is PoolState.PAUSED:
             return BackendCloseReason.PAUSED
         if backend.generation != self.generation:
             return BackendCloseReason.RELOAD
@@ -604,16 +644,16 @@ class Pool:
 
     def pause(self) -> None:
         """New checkouts wait; idle backends close now and busy ones when released."""
-        if self.paused:
+        if self.state is not PoolState.RUNNING:
             return
-        self.paused = True
+        self.state = PoolState.PAUSED
         log.info("pool %s paused: %d backends in use will close as their transactions end", self.name, len(self.busy))
         self.close_idle(BackendCloseReason.PAUSED)
 
     def resume(self) -> None:
-        if not self.paused:
+        if self.state is not PoolState.PAUSED:
             return
-        self.paused = False
+        self.state = PoolState.RUNNING
         log.info("pool %s resumed: %d clients waiting", self.name, len(self.waiters))
         self.serve_waiters()
         self.ensure_min_idle()
@@ -637,14 +677,7 @@ class Pool:
 
     def on_backend_closed(self, backend: BackendConnection, previous: BackendState) -> None:
         """Bookkeeping for a backend that closed, whoever closed it and why."""
-        if previous is BackendState.IDLE:
-            try:
-                self.idle.remove(backend)
-            except ValueError:
-                pass
-        else:
-            self.busy.discard(backend)
-        self.closing += 1  # until its socket is closed: see on_backend_gone
+        self._move(backend, Place.IDLE if previous is BackendState.IDLE else Place.BUSY, Place.CLOSING)
         reason = backend.close_reason or BackendCloseReason.ERROR
         self.stats.closed[reason.value] += 1
         if reason is BackendCloseReason.SERVER_GONE and self.loop.time() - backend.created_at < EARLY_DEATH:
@@ -654,8 +687,7 @@ class Pool:
 
     def on_backend_gone(self, backend: BackendConnection) -> None:
         """A closed backend's socket is closed too: its slot may be used again."""
-        self.closing -= 1
-        self.limiter.used -= 1
+        self._move(backend, Place.CLOSING, Place.NONE)
         if self.waiters:
             self.serve_waiters()
         self.limiter.released()
@@ -679,10 +711,9 @@ class Pool:
         self.ensure_min_idle()
 
     def _keepalive(self, backend: BackendConnection) -> None:
-        self.idle.remove(backend)
+        self._move(backend, Place.IDLE, Place.BUSY)
+        self.pinging.add(backend)
         backend.set_state(BackendState.RESERVED)
-        self.busy.add(backend)
-        self._pinging += 1
         self.loop.create_task(self._ping_then_release(backend))
 
     async def _ping_then_release(self, backend: BackendConnection) -> None:
@@ -692,8 +723,6 @@ class Pool:
             result = await backend.run_internal(b"\x0e", Expect.SIMPLE, self.params.connect_timeout)
         except BackendGone:
             return
-        finally:
-            self._pinging -= 1
         if result.error is not None:
             backend.close(BackendCloseReason.PING_FAILED)
             return
@@ -712,10 +741,10 @@ class Pool:
 
     def ensure_min_idle(self) -> None:
         """Keep min_idle backends ready, counting ones about to expire as already gone."""
-        if not self.min_idle or self.paused or self.closing or self.loop.time() < self._backoff_until:
+        if not self.min_idle or self.state is not PoolState.RUNNING or self.loop.time() < self._backoff_until:
             return
         soon = self.loop.time() + EXPIRY_LEAD
-        ready = sum(1 for b in self.idle if b.expires_at > soon) + self._pinging
+        ready = sum(1 for b in self.idle if b.expires_at > soon) + len(self.pinging)
         while (ready + self.connecting < self.min_idle and self.size < self.max_size
                and self.limiter.available() > 0 and self.connecting < self.max_connecting):
             self._start_open(0)
@@ -726,7 +755,7 @@ class Pool:
 
     def close(self) -> None:
         """Stop: refuse waiters, close idle backends now; busy ones close at release."""
-        self.closing = True
+        self.state = PoolState.CLOSED
         waiters = list(self.waiters)
         self.waiters.clear()
         for w in waiters:

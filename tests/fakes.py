@@ -657,8 +657,9 @@ class FakeMySQLServer:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, transport: FakeTransport, *, thread_id: int = 1,
                  params: Any = None, latency: float = 0.0, chunk_size: int | None = None, auto: bool = True,
-                 schemas: set[str] | None = None, version: str = SERVER_VERSION):
+                 schemas: set[str] | None = None, version: str = SERVER_VERSION, quit_delay: float = 0.0):
         self.loop = loop
+        self.quit_delay = quit_delay  # seconds before the server closes its end after COM_QUIT (a slow close)
         self.transport = transport
         self.thread_id = thread_id
         self.params = params
@@ -744,6 +745,10 @@ class FakeMySQLServer:
         self.closed_by = "server"
         self.transport.peer_close()
 
+    def _quit(self) -> None:
+        self.close()
+        self.closed_by = "proxy"  # it closes because the proxy said COM_QUIT
+
     def _transport_closed(self) -> None:
         if not self.closed:
             self.closed = True
@@ -825,8 +830,10 @@ class FakeMySQLServer:
             self._reset()
             packets = [self._ok()]
         elif code == COMMAND.COM_QUIT:
-            self.close()
-            self.closed_by = "proxy"  # it closes because the proxy said COM_QUIT
+            if self.quit_delay:
+                self.loop.call_later(self.quit_delay, self._quit)
+            else:
+                self._quit()
             return
         elif code == COMMAND.COM_STMT_PREPARE:
             packets = self._prepare(arg.decode("latin-1"))

@@ -177,7 +177,7 @@ def test_backend_connections_per_pool_and_state(proxy):
     app = proxy.pools["app"]
     app.idle.extend([object(), object()])
     app.busy.update({object(), object(), object()})
-    app.connecting = 1
+    app.opening.append(0)
     families = scrape(proxy)
     assert samples(families, "mysqlpool_backend_connections") == {
         (("pool", "app"), ("state", "idle")): 2, (("pool", "app"), ("state", "in_use")): 3,
