@@ -14,6 +14,7 @@ import pytest
 
 from mysqlpool_proxy.backend import BackendState
 from mysqlpool_proxy.constants import CR, ER
+from mysqlpool_proxy.pool import BACKOFF_CAP
 from tests.support.faults import FaultRelay, Refusal, wait_until
 from tests.support.proxy import APP_USER
 
@@ -156,7 +157,9 @@ def test_reset_all_backends(relay, proxy_factory, app_server):
 
 @pytest.mark.parametrize("refusal", [Refusal.RESET, Refusal.CLOSED])
 def test_server_refusing_new_connections_behind_a_slow_link(relay, proxy_factory, refusal):
-    checkout_timeout = 3
+    # Longer than the pool's connect backoff can grow: a client that waits after the server is
+    # back always sees a new attempt (with a shorter one it may time out without the pool trying again).
+    checkout_timeout = BACKOFF_CAP + 1
     proxy = proxy_factory(backend=via(relay), pool={"checkout_timeout": checkout_timeout})
     conn = proxy.connect()  # logged in (and its schema checked) before the trouble starts
     assert scalar(conn, "SELECT 1") == 1

@@ -267,6 +267,8 @@ class FaultRelay:
         self._links.add(link)
         try:
             await link.run()
+        except asyncio.CancelledError:
+            pass  # stop(): ends quietly (Python 3.11's start_server reports a cancelled handler as an error)
         finally:
             self._links.discard(link)
 
