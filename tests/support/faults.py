@@ -99,7 +99,8 @@ def _reset(writer: asyncio.StreamWriter) -> None:
 
 
 class FaultRelay:
-    """A started relay to (target_host, target_port); a context manager (stop() on exit)."""
+    """A relay to (target_host, target_port) on its own thread: start() then stop(), or use it as a
+    context manager. Every method may be called from any thread, while connections are open."""
 
     def __init__(self, target_host: str, target_port: int, *, host: str = LOOPBACK, port: int = 0):
         self.target = (target_host, target_port)
