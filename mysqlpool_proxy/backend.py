@@ -35,7 +35,7 @@ from .errors import ProtocolError
 from .protocol.framing import encode_packet
 from .protocol.packets import ErrPacket
 from .protocol.response import Expect, Phase, ResponseTracker
-from .protocol.session_track import StateChanges
+from .protocol.session_track import StateChanges, Trackers
 from .reasons import BackendCloseReason
 from .session import SessionState
 from .statements import StatementCache
@@ -190,11 +190,11 @@ class BackendConnection(asyncio.Protocol):
     # -- relaying a client's command ------------------------------------------
 
     def send_command(self, client, raw: bytes, expect: Expect, *, binary: bool, strip: bool,
-                     prepare_id: int | None = None) -> None:
+                     trackers: Trackers | None = None, prepare_id: int | None = None) -> None:
         self.set_state(BackendState.BUSY)
         self.client = client
         self.commands += 1
-        self.tracker.begin(expect, binary=binary, strip_session_track=strip, prepare_id=prepare_id)
+        self.tracker.begin(expect, binary=binary, strip_session_track=strip, trackers=trackers, prepare_id=prepare_id)
         self.transport.write(raw)
 
     def statement_cache(self) -> StatementCache:

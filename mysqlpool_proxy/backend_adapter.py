@@ -25,7 +25,7 @@ import asyncio
 import logging
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiomysql
 import pymysql
@@ -39,13 +39,20 @@ __all__ = [
 
 log = logging.getLogger("mysqlpool.backend")
 
+# Server settings a new session starts with that the proxy must know: the trackers a
+# client would have on a direct connection, and limits it keeps clients within.
+SERVER_GLOBALS = (
+    "session_track_system_variables", "session_track_schema", "session_track_state_change",
+    "session_track_transaction_info", "max_allowed_packet", "max_prepared_stmt_count", "net_write_timeout",
+)
+
 # Turn on every tracker the proxy reads, then read what it needs to know.
 SETUP_SQL = (
     "SET SESSION session_track_system_variables='*', session_track_schema=ON, "
     "session_track_state_change=ON, session_track_transaction_info='CHARACTERISTICS'; "
     "SELECT CONNECTION_ID(), @@session.wait_timeout, @@session.max_user_connections, @@global.max_connections, "
     "@@session.character_set_client, @@session.character_set_connection, @@session.character_set_results, "
-    "@@session.collation_connection"
+    "@@session.collation_connection, " + ", ".join(f"@@global.{name}" for name in SERVER_GLOBALS)
 )
 
 TRACKERS_SQL = SETUP_SQL.split("; ", 1)[0]
@@ -87,6 +94,7 @@ class Opened:
     max_connections: int
     charset_vars: dict[bytes, bytes]
     collations: dict[int, tuple[str, str, bool]] | None  # id -> (charset, collation, is the charset's default)
+    server_globals: dict[bytes, bytes] = field(default_factory=dict)  # SERVER_GLOBALS by name
 
 
 def make_ssl_context(mode: str, ca: str, cert: str, key: str) -> ssl.SSLContext | None:
@@ -194,11 +202,14 @@ async def open_backend(p: BackendParams, *, want_collations: bool = False) -> Op
             b"character_set_results": _b(row[6]), b"collation_connection": _b(row[7]),
         },
         collations=collations,
+        server_globals={name.encode(): _b(value) for name, value in zip(SERVER_GLOBALS, row[8:])},
     )
     return opened
 
 
 def _b(value) -> bytes:
+    if isinstance(value, int):
+        return b"%d" % value
     return value.encode() if isinstance(value, str) else bytes(value)
 
 

@@ -9,6 +9,8 @@ the same backend, for state it must carry to the client's next backend:
   numbers as numbers;
 * `LAST_INSERT_ID()` after `LAST_INSERT_ID(expr)` in a result-set statement;
 * system variables set as `SET @@x = ...` (MariaDB does not track that form);
+* the client's session_track_* settings after it changed one (a narrowed
+  session_track_system_variables no longer reports itself);
 * all four character set variables whenever one of them changed: setting
   character_set_connection also sets collation_connection and vice versa,
   but the trackers report only the one named.
@@ -21,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .protocol.rows import Column, sql_literal_for
+from .protocol.session_track import TRACKER_VARIABLES
 from .session import PROXY_OWNED, SessionState
 
 __all__ = ["Capture", "CHARSET_VARIABLES"]
@@ -39,9 +42,11 @@ class Capture:
     user_vars: list[bytes] = field(default_factory=list)
     sysvars: list[bytes] = field(default_factory=list)
     insert_id: bool = False
+    trackers: bool = False  # read the session_track_* settings back (into `tracker_settings`)
+    tracker_settings: dict[bytes, bytes | None] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.user_vars or self.sysvars or self.insert_id)
+        return bool(self.user_vars or self.sysvars or self.insert_id or self.trackers)
 
     def add_sysvars(self, names) -> None:
         for name in names:
@@ -54,6 +59,8 @@ class Capture:
             var = b"@" + _quoted(name)
             columns += [var, b"HEX(" + var + b")", b"CHARSET(" + var + b")", b"COLLATION(" + var + b")"]
         columns += [b"@@session." + _quoted(name) for name in self.sysvars]
+        if self.trackers:
+            columns += [b"@@session." + name for name in TRACKER_VARIABLES]
         return b"SELECT " + b", ".join(columns)
 
     def apply(self, columns: list[Column], row: list[bytes | None], state: SessionState) -> int | None:
@@ -69,6 +76,8 @@ class Capture:
         for name in self.sysvars:
             state.variables[name] = row[pos]
             pos += 1
+        if self.trackers:
+            self.tracker_settings = dict(zip(TRACKER_VARIABLES, row[pos:pos + len(TRACKER_VARIABLES)]))
         if self.insert_id and row[0] is not None:
             return int(row[0])
         return None

@@ -100,6 +100,7 @@ class HandshakeMixin:
         self.session = self.proxy.initial_session(self.charset, event.capabilities, event.database)
         self.pins = Pins()
         self.status = self.proxy.server_info.initial_status
+        self.trackers = self.proxy.server_info.trackers
         if event.database and not self.proxy.schema_known(entry, event.database):
             self.set_state(ClientState.READY)
             self.set_state(ClientState.LOCAL)

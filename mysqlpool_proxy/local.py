@@ -20,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from .backend import BackendState
-from .constants import COMMAND, COM_RESET_CONNECTION, ER
+from .constants import COMMAND, COM_RESET_CONNECTION, ER, SERVER_STATUS
 from .errors import ProtocolError, ProxyError
 from .protocol import handshake as hs
 from .protocol.framing import Packet
@@ -28,6 +28,7 @@ from .protocol.framing import encode_packet, next_seq
 from .protocol.packets import make_ok, parse_change_user
 from .protocol.session_track import make_state_changes
 from .protocol.sql import SqlEffects
+from .protocol.transaction import NoopCommand
 from .reasons import ClientCloseReason
 from .session import Pins
 
@@ -41,6 +42,7 @@ __all__ = ["LocalCommands"]
 log = logging.getLogger("mysqlpool.client")
 
 ER_CONNECTION_KILLED = 1927
+AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
 SET_OPTION_MULTI_ON = 0
 SET_OPTION_MULTI_OFF = 1
 
@@ -84,17 +86,26 @@ class LocalCommands:
             return False
         cs, coll = resolved
         variables = client.session.variables
-        changed = []
         for name, value in ((b"character_set_client", cs), (b"character_set_connection", cs),
                             (b"character_set_results", cs), (b"collation_connection", coll)):
-            if variables.get(name) != value:
-                variables[name] = value
-                changed.append((name, value))
+            variables[name] = value
         client.pool.stats.queries["query"] += 1
-        state = make_state_changes(changed) if changed else None
-        from .client import STICKY_STATUS
-        ok = make_ok(client.capabilities, client.status & STICKY_STATUS, session_state=state)
-        client.transport.write(encode_packet(ok, next_seq(pkt.last_seq)))
+        # What the server's trackers report for SET NAMES, whether or not a value changed.
+        client.send_ok(pkt.last_seq, variables=[(b"character_set_connection", cs), (b"character_set_client", cs),
+                                                (b"character_set_results", cs)])
+        return True
+
+    def noop_transaction(self, client: ClientConnection, pkt: Packet, noop: NoopCommand) -> bool:
+        """COMMIT / ROLLBACK with no transaction open, or autocommit set to the value it has: OK at once,
+        with no backend (every pool sends ROLLBACK when a connection is returned to it)."""
+        if noop is not NoopCommand.END:
+            on = noop is NoopCommand.AUTOCOMMIT_ON
+            if on != bool(client.status & AUTOCOMMIT):
+                return False  # a real change: the server's session must have it
+        client.pool.stats.queries["query"] += 1
+        client.queries += 1  # the diagnostics a server would show now are this statement's, not the last one's
+        client.send_ok(pkt.last_seq, variables=None if noop is NoopCommand.END else [
+            (b"autocommit", b"ON" if noop is NoopCommand.AUTOCOMMIT_ON else b"OFF")])
         return True
 
     def _run(self, client: ClientConnection, coro) -> None:
@@ -135,7 +146,8 @@ class LocalCommands:
         client.session = proxy.initial_session(client.charset, client.capabilities, client.session.schema,
                                                multi_statements=client.session.multi_statements)
         client.pins = Pins()
-        client.status = proxy.server_info.initial_status
+        client.reset_transaction(proxy.server_info.initial_status)
+        client.trackers = proxy.server_info.trackers
         if backend is not None and not backend.closed:
             backend.client = None
             if had_state or proxy.session_mode:
@@ -197,7 +209,8 @@ class LocalCommands:
             client.program = event.program or client.program
             client.session = proxy.initial_session(client.charset, client.capabilities, event.database)
             client.pins = Pins()
-            client.status = proxy.server_info.initial_status
+            client.reset_transaction(proxy.server_info.initial_status)
+            client.trackers = proxy.server_info.trackers
             error = None
             if event.database and not proxy.schema_known(entry, event.database):
                 error = await proxy.check_schema(client, event.database)

@@ -41,6 +41,7 @@ from .proxy_operations import OperationsMixin, credentials_of, ssl_settings
 from .local import LocalCommands
 from .pool import KEY_BITS, BackendLimiter, Pool
 from .protocol import auth
+from .protocol.session_track import Trackers
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 from .session import PinReason, SessionState, SyncKind, SyncStep
 from .workers import WorkerSlot, share
@@ -78,6 +79,8 @@ class ServerInfo:
     initial_status: int
     charset_vars: dict[bytes, bytes]
     min_wait_timeout: float
+    trackers: Trackers  # what a new session's trackers report (the server's session_track_* globals)
+    max_allowed_packet: int  # 0: unknown
 
     def charset_names(self) -> dict[int, str]:
         return {i: cs for i, (cs, _name, _default) in self.collations.items()}
@@ -230,6 +233,8 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
             initial_status=opened.status & (SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT),
             charset_vars=dict(opened.charset_vars),
             min_wait_timeout=min(opened.wait_timeout, previous.min_wait_timeout if previous else opened.wait_timeout),
+            trackers=Trackers.from_settings(opened.server_globals),
+            max_allowed_packet=int(opened.server_globals.get(b"max_allowed_packet", b"0")),
         )
         if previous is None:
             log.info("backend server %s (wait_timeout %.0fs, max_connections %d, max_user_connections %d)",

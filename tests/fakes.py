@@ -551,6 +551,14 @@ GLOBALS: dict[bytes, bytes] = {
 _BOOLEAN_VARS = {b"autocommit", b"foreign_key_checks", b"unique_checks", b"session_track_schema",
                  b"session_track_state_change"}
 # What the proxy's SETUP_SQL leaves on every backend it opens.
+# The globals the proxy's setup query reads (backend_adapter.SERVER_GLOBALS), as a MariaDB 10.11 has them.
+SERVER_GLOBALS = {
+    b"session_track_system_variables": b"autocommit,character_set_client,character_set_connection,"
+                                       b"character_set_results,time_zone",
+    b"session_track_schema": b"1", b"session_track_state_change": b"0", b"session_track_transaction_info": b"OFF",
+    b"max_allowed_packet": b"16777216", b"max_prepared_stmt_count": b"16382", b"net_write_timeout": b"60",
+}
+
 SETUP_TRACKERS = {b"session_track_system_variables": b"*", b"session_track_schema": b"ON",
                   b"session_track_state_change": b"ON", b"session_track_transaction_info": b"CHARACTERISTICS"}
 
@@ -691,6 +699,7 @@ class FakeMySQLServer:
         self.statements: dict[int, _Stmt] = {}
         self._stmt_ids = itertools.count(1)
         self.resets = 0
+        self.savepoints: set[str] = set()  # live until the transaction ends, as on MariaDB
 
     def __repr__(self) -> str:
         return f"<FakeMySQLServer thread={self.thread_id}{' closed' if self.closed else ''}>"
@@ -905,6 +914,7 @@ class FakeMySQLServer:
             changes["trx_state"] = (b"T" if explicit else b"I") + b"_______"
 
     def _end_trx(self, changes: dict) -> None:
+        self.savepoints.clear()
         if self.in_trans:
             self.in_trans = False
             changes["trx_state"] = b"________"
@@ -939,6 +949,7 @@ class FakeMySQLServer:
         self.resets += 1
         self.variables = dict(GLOBALS)
         self.in_trans = False
+        self.savepoints.clear()
         self.user_vars.clear()
         self.temp_tables.clear()
         self.locks.clear()
@@ -995,6 +1006,17 @@ class FakeMySQLServer:
                 changes["trx_chars"] = self.trx_characteristics
         elif first in ("commit", "rollback") and not any(t.is_word("to") for t in toks):
             self._end_trx(changes)
+        elif first in ("savepoint", "rollback", "release"):
+            # MariaDB: a savepoint lives while a transaction is open, or with autocommit off (even
+            # before any table: no IN_TRANS then); ROLLBACK TO / RELEASE of an unknown one is 1305.
+            name = str(toks[-1].value).lower()
+            if first == "savepoint":
+                if self.in_trans or not self.autocommit:
+                    self.savepoints.add(name)
+            elif name not in self.savepoints:
+                raise _SqlError(1305, f"SAVEPOINT {toks[-1].value} does not exist", "42000")
+            elif first == "release":
+                self.savepoints.discard(name)
         elif first == "set":
             self._set(toks[1:], changes)
         elif first == "use" and len(toks) > 1:
@@ -1027,8 +1049,8 @@ class FakeMySQLServer:
             raise _SqlError(1064, f"You have an error in your SQL syntax near '{text[:40]}' "
                             "(fake server: script it with on())", "42000")
         else:
-            if not self.autocommit and first not in ("lock", "unlock"):
-                self._begin(changes, explicit=False)
+            if not self.autocommit and first not in ("lock", "unlock", "do"):
+                self._begin(changes, explicit=False)  # the statement touched a table
             affected = 1 if first in ("insert", "update", "delete", "replace") else 0
             return [self._ok(affected, more=more, changes=self._tracked(changes))], 0.0
         return [self._ok(more=more, changes=self._tracked(changes))], 0.0
@@ -1405,6 +1427,7 @@ class FakeOpener:
             charset_vars={k: v[k] for k in (b"character_set_client", b"character_set_connection",
                                             b"character_set_results", b"collation_connection")},
             collations=dict(COLLATIONS) if want_collations else None,
+            server_globals=dict(SERVER_GLOBALS),
         )
 
     def server_for(self, backend) -> FakeMySQLServer:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import LocalProtocolError
+from ..errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = ["MAX_FRAME", "HEADER_SIZE", "Packet", "Oversized", "PacketDecoder", "FrameScanner", "encode_packet", "frame_header"]
 
@@ -208,17 +208,19 @@ class FrameScanner:
     """Finds the end of a stream of packets that ends with an empty packet.
 
     Used for LOCAL INFILE data, which is relayed as it arrives and can be any
-    size: only headers are read. `feed(data)` returns the offset just past
+    size: only headers are read. Given the first sequence id, it checks that
+    frames follow in order (RemoteProtocolError otherwise). `feed(data)` returns the offset just past
     the terminating empty packet, or -1 if it has not arrived yet. An empty
     frame that follows a full 16 MiB frame is a continuation, not the end.
     """
 
-    __slots__ = ("_skip", "_head", "_after_full")
+    __slots__ = ("_skip", "_head", "_after_full", "_seq")
 
-    def __init__(self) -> None:
+    def __init__(self, first_seq: int | None = None) -> None:
         self._skip = 0
         self._head = b""
         self._after_full = False
+        self._seq = first_seq  # the sequence id the next frame must have (None: not checked)
 
     def feed(self, data) -> int:
         n = len(data)
@@ -242,6 +244,10 @@ class FrameScanner:
                 header = data[pos:pos + HEADER_SIZE]
                 pos += HEADER_SIZE
             length = header[0] | header[1] << 8 | header[2] << 16
+            if self._seq is not None:
+                if header[3] != self._seq:
+                    raise RemoteProtocolError(f"packet out of order: sequence id {header[3]}, expected {self._seq}")
+                self._seq = (self._seq + 1) & 0xFF
             if length == 0 and not self._after_full:
                 return pos
             self._after_full = length == MAX_FRAME

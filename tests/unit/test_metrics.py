@@ -93,7 +93,7 @@ def add_client(proxy: Proxy, state: ClientState, pool: str | None = "app", *, st
     client = proxy.new_client()
     client.state = state
     client.pool = proxy.pools[pool] if pool else None
-    client.status = status
+    client.learn_status(status)
     client.backend = object() if holds_backend else None
     return client
 
