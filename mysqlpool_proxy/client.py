@@ -82,7 +82,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.state = ClientState.GREETING
-        self.decoder = PacketDecoder(proxy.config.proxy.max_packet_size)
+        self.decoder = PacketDecoder(hs.MAX_LOGIN_PACKET, strict=True)  # until authenticated
         self.handshake: hs.ServerHandshake | None = None
         self.change_user: hs.ChangeUserAuth | None = None
         self.user: UserEntry | None = None
@@ -263,16 +263,17 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
                     self._process_input()
                 return
         decoder.feed(data)
-        if state is ClientState.READY or state is ClientState.HANDSHAKE:
+        if state is ClientState.READY or state is ClientState.HANDSHAKE or (
+                self.change_user is not None and self.awaiting_auth_data()):
             self._process_input()
-        elif decoder.buffered > MAX_QUEUED_INPUT:
-            self._pause_reading(2)
+        elif decoder.buffered > MAX_QUEUED_INPUT or state is ClientState.GREETING:
+            self._pause_reading(2)  # (before its greeting a client has nothing to say)
 
     def _process_input(self) -> None:
         """Handle queued packets while the client is free to have them handled."""
         decoder = self.decoder
         while self.state is ClientState.READY or self.state is ClientState.HANDSHAKE or (
-                self.state is ClientState.LOCAL and self.change_user is not None):
+                self.change_user is not None and self.awaiting_auth_data()):
             try:
                 pkt = decoder.next_packet()
             except ProtocolError:
@@ -311,8 +312,8 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         if isinstance(pkt, Oversized):
             self.send_error(pkt.last_seq, ProxyError(
                 ER.NET_PACKET_TOO_LARGE,
-                f"Got a packet bigger than 'max_allowed_packet' bytes ({pkt.size} > {self.decoder.max_size}; "
-                "mysqlpool-proxy [proxy] max_packet_size)"))
+                f"Got a packet bigger than 'max_allowed_packet' bytes ({pkt.size} > {self.decoder.max_size}: "
+                "the server's max_allowed_packet, or mysqlpool-proxy's [proxy] max_packet_size)"))
             return
         payload = pkt.payload
         if not payload:

@@ -167,15 +167,14 @@ class LocalCommands:
             client.close(ClientCloseReason.PROTOCOL_ERROR)
             return
         client.set_state(ClientState.LOCAL)
+        client.bound_input_for_login()
         client.change_user = hs.ChangeUserAuth(self.proxy.lookup_credentials, client.peer, client.scramble,
                                                client.capabilities)
         self._change_user_events(client, client.change_user.start(request, seq=pkt.last_seq))
 
     def change_user_packet(self, client: ClientConnection, pkt) -> None:
-        if not isinstance(pkt, Packet):
-            client.close(ClientCloseReason.PROTOCOL_ERROR)
-            return
-        self._change_user_events(client, client.change_user.receive(pkt))
+        auth = client.change_user
+        self._change_user_events(client, auth.receive(pkt) if isinstance(pkt, Packet) else auth.oversized(pkt))
 
     def _change_user_events(self, client: ClientConnection, events: list) -> None:
         for event in events:
@@ -184,7 +183,8 @@ class LocalCommands:
             elif isinstance(event, hs.Failed):
                 client.change_user = None
                 log.info("client #%d: change user failed: %s", client.id, event.message)
-                client.close(ClientCloseReason.AUTH_FAILED)
+                client.close(ClientCloseReason.PROTOCOL_ERROR if event.errno == ER.NET_PACKET_TOO_LARGE
+                             else ClientCloseReason.AUTH_FAILED)
                 return
             elif isinstance(event, hs.Verified):
                 client._task = self.proxy.loop.create_task(self._complete_change_user(client, event))
@@ -225,6 +225,7 @@ class LocalCommands:
             return
         from .client import STICKY_STATUS
         client.transport.write(auth.accept(client.status & STICKY_STATUS))
+        client.bound_input_for_commands()
         client.set_state(ClientState.READY)
         client._process_input()
 

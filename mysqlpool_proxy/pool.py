@@ -173,6 +173,7 @@ class Waiter:
     key: int
     deliver: Callable[[BackendConnection | None, Exception | None], None]
     enqueued_at: float
+    no_schema: bool = False  # a client with no schema: only a backend with none will do
     timer: asyncio.TimerHandle | None = None
     done: bool = False
 
@@ -303,26 +304,28 @@ class Pool:
 
     # -- checkout ---------------------------------------------------------------
 
-    def try_acquire(self, key: int, state: SessionState | None = None) -> BackendConnection | None:
+    def try_acquire(self, key: int, state: SessionState | None = None, no_schema: bool = False) -> BackendConnection | None:
         """An idle backend right now, without waiting; None if there is none or others wait first.
         Among the most recently used, one already in `state` is preferred (no sync needed)."""
         if self.waiters or self.paused:
             return None
-        backend = self._take_idle(key, state)
+        backend = self._take_idle(key, state, no_schema)
         if backend is not None:
             self.stats.checkouts += 1
             self.stats.observe_wait(0.0)
         return backend
 
-    def _take_idle(self, key: int, state: SessionState | None = None) -> BackendConnection | None:
-        """LIFO among backends of `key`. Among the few most recent, one already in `state` wins
-        (no sync); for a state with no schema, one with no schema beats one with a schema (a
-        schema cannot be unselected, so that one would have to be exchanged)."""
+    def _take_idle(self, key: int, state: SessionState | None = None, no_schema: bool = False) -> BackendConnection | None:
+        """LIFO among the idle backends usable with `key`; for a client with no schema (`no_schema`, or
+        `state` without one) only backends with none, since a schema cannot be unselected. Among the
+        few most recent, one already in `state` wins (no sync)."""
+        if state is not None and state.schema is None:
+            no_schema = True
         idle = self.idle
         chosen = -1
         for i in range(len(idle) - 1, max(-1, len(idle) - 1 - RECENT), -1):
             b = idle[i]
-            if b.key != key:
+            if not _usable(b, key, no_schema):
                 continue
             if state is None or b.session.same_as(state):
                 chosen = i
@@ -331,12 +334,8 @@ class Pool:
                 chosen = i
         else:
             if chosen < 0:
-                chosen = self._older_of_key(key)
-            if state is not None and state.schema is None and chosen >= 0 and idle[chosen].session.schema:
-                schemaless = next((i for i in range(len(idle) - 1, -1, -1)
-                                   if idle[i].key == key and idle[i].session.schema is None), -1)
-                if schemaless >= 0:
-                    chosen = schemaless
+                chosen = next((i for i in range(len(idle) - 1 - RECENT, -1, -1) if _usable(idle[i], key, no_schema)),
+                              -1)
         if chosen < 0:
             return None
         backend = idle[chosen]
@@ -344,16 +343,9 @@ class Pool:
         backend.set_state(BackendState.RESERVED)
         return backend
 
-    def _older_of_key(self, key: int) -> int:
-        idle = self.idle
-        for i in range(len(idle) - 1 - RECENT, -1, -1):
-            if idle[i].key == key:
-                return i
-        return -1
-
-    async def acquire(self, key: int, timeout: float) -> BackendConnection:
-        """Wait (FIFO, up to `timeout`) for a backend with `key`."""
-        backend = self.try_acquire(key)
+    async def acquire(self, key: int, timeout: float, no_schema: bool = False) -> BackendConnection:
+        """Wait (FIFO, up to `timeout`) for a backend with `key` (and no schema selected, if asked)."""
+        backend = self.try_acquire(key, no_schema=no_schema)
         if backend is not None:
             return backend
         future = self.loop.create_future()
@@ -367,7 +359,7 @@ class Pool:
             else:
                 future.set_result(backend)
 
-        waiter = self.enqueue(key, timeout, deliver)
+        waiter = self.enqueue(key, timeout, deliver, no_schema)
         try:
             return await future
         except asyncio.CancelledError:
@@ -377,12 +369,14 @@ class Pool:
             raise
 
     def enqueue(self, key: int, timeout: float,
-                deliver: Callable[[BackendConnection | None, Exception | None], None]) -> Waiter:
+                deliver: Callable[[BackendConnection | None, Exception | None], None],
+                no_schema: bool = False) -> Waiter:
         """Queue a checkout (FIFO, up to `timeout`); `deliver` gets the backend or the error.
-        Raises QueueFull at once when `max_waiting_clients` already wait."""
+        `no_schema`: only a backend with no schema selected will do. Raises QueueFull at once
+        when `max_waiting_clients` already wait."""
         if len(self.waiters) >= self.max_waiting:
             raise QueueFull(f"{len(self.waiters)} clients are already waiting")
-        waiter = Waiter(key, deliver, self.loop.time())
+        waiter = Waiter(key, deliver, self.loop.time(), no_schema)
         waiter.timer = self.loop.call_later(timeout, self._expire_waiter, waiter)
         self.waiters.append(waiter)
         if not self._exhausted and self.size >= self.max_size:
@@ -455,7 +449,7 @@ class Pool:
             if w.done:
                 waiters.popleft()
                 continue
-            backend = self._take_idle(w.key)
+            backend = self._take_idle(w.key, no_schema=w.no_schema)
             if backend is None:
                 break
             waiters.popleft()
@@ -474,10 +468,11 @@ class Pool:
             self._take_soft_pinned()
             return
         pending = Counter(w.key for w in self.waiters if not w.done)
+        head = self.waiters[0]  # the first waiter may need an idle backend exchanged
         for key, count in pending.items():
             missing = count - self.opening.count(key)
             while missing > 0 and self.connecting < self.max_connecting:
-                if not self._make_room(key):
+                if not self._make_room(key, head.no_schema and key == head.key):
                     return
                 self._start_open(key)
                 missing -= 1
@@ -503,10 +498,11 @@ class Pool:
                     return True
         return False
 
-    def _make_room(self, key: int) -> bool:
-        """True if one more backend may be opened now (closing another if needed)."""
+    def _make_room(self, key: int, no_schema: bool = False) -> bool:
+        """True if one more backend may be opened now (closing an idle one the waiters cannot use
+        if needed: another key's, or one with a schema for a client with none)."""
         if self.size >= self.max_size:
-            other = next((b for b in self.idle if b.key != key), None)
+            other = next((b for b in self.idle if not _usable(b, key, no_schema)), None)
             if other is None:
                 self._take_soft_pinned()
                 return False
@@ -598,8 +594,10 @@ class Pool:
         """Take back a clean backend (state RESERVED, no client state on it)."""
         if backend.closed:
             return
-        backend.client = None
-        backend.resume_reading()  # its last client may have paused it; the next one must not inherit that
+        backend.detach()  # its last client may have paused it or been paused by it: nobody inherits that
+        if backend.unsent:
+            backend.close(BackendCloseReason.DIRTY)  # the rest of a command would reach the next client's
+            return
         now = self.loop.time()
         backend.last_used = now
         retire = self._retire_reason(backend, now)
@@ -608,10 +606,16 @@ class Pool:
             return
         if not self.paused:
             for w in self.waiters:
-                if w.key == backend.key and not w.done:
+                if w.done or w.key != backend.key:
+                    continue
+                if _usable(backend, w.key, w.no_schema):
                     self.waiters.remove(w)
                     self._hand(w, backend)
-                    return
+                else:
+                    # The first in line needs a backend with no schema: exchange this one for a new
+                    # one, which is theirs when it opens (a schema cannot be unselected).
+                    backend.close(BackendCloseReason.RECLAIMED)
+                return
         if self.limiter.available() <= 0 and self.limiter.others_waiting(self):
             # At the global cap another pool's clients wait: this slot is theirs.
             backend.close(BackendCloseReason.RECLAIMED)
@@ -769,6 +773,11 @@ class Pool:
         if self._backoff_timer is not None:
             self._backoff_timer.cancel()
             self._backoff_timer = None
+
+
+def _usable(backend: BackendConnection, key: int, no_schema: bool) -> bool:
+    """Can a client with `key` (and no schema, if `no_schema`) use this backend?"""
+    return backend.key == key and not (no_schema and backend.session.schema is not None)
 
 
 def _describe_error(exc: Exception) -> tuple[int, str]:

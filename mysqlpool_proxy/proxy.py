@@ -59,6 +59,7 @@ OFFERED_CAPABILITIES = (
 )
 
 SCHEMA_CACHE_SIZE = 1024
+DEFAULT_MAX_PACKET = 64 << 20  # before the server's max_allowed_packet is known
 
 
 class ProxyState(enum.Enum):
@@ -201,6 +202,15 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         if self.worker is None:
             return total
         return max(1, share(total, self.worker.index, self.worker.count))
+
+    @property
+    def max_packet_size(self) -> int:
+        """The largest packet a client may send: [proxy] max_packet_size, at most the server's
+        max_allowed_packet (which the server would answer with 1153 and a hang-up)."""
+        configured = self.config.proxy.max_packet_size
+        server = self.server_info.max_allowed_packet if self.server_info is not None else 0
+        limits = [n for n in (configured, server) if n]
+        return min(limits) if limits else DEFAULT_MAX_PACKET
 
     @property
     def session_mode(self) -> bool:

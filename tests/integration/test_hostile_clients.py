@@ -103,3 +103,24 @@ def test_local_infile_data_with_a_wrong_sequence_id_gets_1156(watched, app_serve
     with good.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM infile_t")
         assert cur.fetchone() == (0,)
+
+
+def test_a_packet_over_the_servers_max_allowed_packet_is_refused_by_the_proxy(proxy_factory, mariadb_factory):
+    """No max_packet_size configured: the proxy learns the server's max_allowed_packet (4 MiB here) and
+    answers a larger packet with 1153 itself, before a byte of it reaches the server; the client goes on."""
+    from tests.support.proxy import prepare_app_account
+    server = mariadb_factory(max_allowed_packet=4 * 1024 * 1024)
+    prepare_app_account(server)
+    proxy = proxy_factory(server, pool={"max_size": 1})
+    bystander = Bystander(proxy)
+    bystander.start()
+    conn = proxy.connect()
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.OperationalError) as err:
+            cur.execute("SELECT LENGTH(%s)", ("x" * (6 * 1024 * 1024),))
+        assert err.value.args[0] == 1153
+        cur.execute("SELECT 42")
+        assert cur.fetchone() == (42,)
+    bystander.stop()
+    assert bystander.errors == []
+    assert proxy.pool_stats()["closed"] == {}  # no backend was touched by it

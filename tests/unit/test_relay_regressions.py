@@ -4,9 +4,12 @@
 # (real Proxy, FakeClient, fake backends, virtual clock).
 from __future__ import annotations
 
+import asyncio
 import re
 
-from tests.fakes import Ok, FakeClient, Rows, fake_opener, settle, start_proxy, virtual_time
+from mysqlpool_proxy.protocol.framing import encode_packet
+from mysqlpool_proxy.protocol.packets import make_err
+from tests.fakes import Ok, FakeClient, Rows, advance, fake_opener, settle, start_proxy, virtual_time
 
 
 @virtual_time
@@ -77,4 +80,90 @@ async def test_a_backend_dying_during_a_capture_inside_a_transaction_closes_the_
     await settle()
     assert client.conn.state.value == "closed"
     assert client.conn.backend is None
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_client_paused_by_its_backends_full_buffer_reads_again_when_the_backend_goes():
+    # Diagnosis: the pause a full backend write buffer sets on its client (bit 1 of
+    # _paused_by) was cleared only by that backend's resume_writing(). A backend
+    # released or dead (the server answered 1153 to an over-large packet and hung up)
+    # never calls it: the client stayed paused, its next command was never read, its
+    # disconnect never noticed, and it stayed in SHOW CLIENTS holding its buffers.
+    # The backend now resumes the client it paused whenever it is released or dies.
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 1})
+    pool = proxy.pools["app"]
+    client = await FakeClient(proxy).connect()
+    await client.query("SELECT 1")
+    server = opener.servers[0]
+    server.transport.stall()  # the server takes no more: what the proxy writes piles up
+    client.send_query("SELECT '" + "x" * 100_000 + "'")  # past the backend buffer's high-water mark
+    await settle()
+    assert client.transport.reading_paused
+    server.send_raw(encode_packet(make_err(1153, "08S01", "Got a packet bigger than 'max_allowed_packet' bytes"), 1))
+    server.close()
+    await settle()
+    r = await client.response()
+    assert r.error.errno == 1153  # the server's answer, as on a direct connection
+    assert not client.transport.reading_paused and not client.closed
+    assert pool.stats.closed["ended_by_server"] == 1 and pool.idle == []  # never pooled
+    assert (await client.query("SELECT 2")).value == "2"  # on a new backend
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_backend_that_answered_before_taking_the_whole_command_is_never_pooled():
+    # A server that answers before it has read the whole command leaves the rest in the
+    # backend's write buffer: given to another client, those bytes would reach the server
+    # before that client's command.
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 1})
+    pool = proxy.pools["app"]
+    client = await FakeClient(proxy).connect()
+    await client.query("SELECT 1")
+    backend = pool.idle[0]
+    server = opener.servers[0]
+    server.transport.stall()  # what the proxy writes now stays in the buffer
+    client.send_query("SELECT 'x'")
+    await settle()
+    assert backend.unsent > 0
+    server.send_raw(encode_packet(make_err(1064, "42000", "syntax error"), 1))  # an answer all the same
+    await settle()
+    r = await client.response()
+    assert r.error.errno == 1064
+    assert backend.closed and pool.stats.closed["dirty"] == 1 and pool.idle == []
+    assert (await client.query("SELECT 2")).value == "2"
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_client_with_no_schema_waits_its_turn_and_is_served():
+    # Diagnosis: with every backend busy serving clients that have a schema, a client
+    # connected without one was handed a backend with a schema as its turn came, which it
+    # cannot use (a schema cannot be unselected); the backend was closed ("reclaimed") and the
+    # client queued again at the back with its original deadline: starved, then 1040 "after
+    # waiting 0.0s", each attempt costing a backend. Waiters now say they need no schema, and
+    # the pool hands them only such a backend, exchanging an idle one with a schema when it must.
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 2, "checkout_timeout": 5})
+    busy = [await FakeClient(proxy, database="appdb").connect() for _ in range(4)]
+    stop = asyncio.Event()
+
+    async def keep_busy(client):
+        while not stop.is_set():
+            await client.query("BEGIN")
+            await client.query("SELECT 1")
+            await advance(0.2)
+            await client.query("COMMIT")
+
+    workers = [asyncio.create_task(keep_busy(c)) for c in busy]
+    await advance(0.5)
+    plain = await FakeClient(proxy, database=None).connect()
+    r = await plain.query("SELECT 2", timeout=6)
+    assert r.error is None and r.value == "2"
+    stop.set()
+    await asyncio.gather(*workers)
+    pool = proxy.pools["app"]
+    assert pool.stats.closed.get("reclaimed", 0) <= 1  # at most the one exchange
     await proxy.stop(0)
