@@ -168,6 +168,11 @@ def seconds(default: float | None, *, positive: bool = False, optional: bool = F
                                   optional=optional))
 
 
+def seconds_or_off(default: float, lo: float) -> Any:
+    """0 (off: someone else's default applies) or a number of seconds >= lo."""
+    return _setting(float(default), Rule(float, f"0 or a number of seconds >= {lo:g}", lambda v: v == 0 or v >= lo))
+
+
 def choice(default: str, options: Sequence[str]) -> Any:
     must_be = "one of " + ", ".join(repr(o) for o in options)
     return _setting(default, Rule(str, must_be, lambda v: v in options, normalize=str.lower))
@@ -254,6 +259,8 @@ class BackendConfig:
     port: int = integer(3306, 1, 65535)
     unix_socket: str = text("")
     connect_timeout: float = seconds(5, positive=True)
+    # TCP keepalive and TCP_USER_TIMEOUT of backend sockets (backend_adapter.dead_peer_detection); 0 = the OS's
+    dead_connection_timeout: float = seconds_or_off(30, 1)
     max_connections: int = integer(100, 1)
     charset: str = text("utf8mb4", "a character set name such as 'utf8mb4'",
                         lambda v: bool(_CHARSET.fullmatch(v)))

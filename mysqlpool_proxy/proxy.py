@@ -168,6 +168,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
             host=b.host, port=b.port, unix_socket=b.unix_socket, user=user.backend_user or user.name,
             password=user.backend_password or "", charset=b.charset, connect_timeout=b.connect_timeout,
             ssl=self._backend_ssl, found_rows=False, local_files=False,
+            dead_connection_timeout=b.dead_connection_timeout,
         )
 
     def _build_users(self, config: Config) -> None:

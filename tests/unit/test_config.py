@@ -63,8 +63,8 @@ def test_defaults_are_the_documented_ones():
         "tls_cert": "", "tls_key": "", "require_tls": False}
     assert dataclasses.asdict(BackendConfig()) == {
         "host": "127.0.0.1", "port": 3306, "unix_socket": "", "connect_timeout": 5,
-        "max_connections": 100, "charset": "utf8mb4", "ssl_mode": "disabled", "ssl_ca": "",
-        "ssl_cert": "", "ssl_key": ""}
+        "dead_connection_timeout": 30, "max_connections": 100, "charset": "utf8mb4", "ssl_mode": "disabled",
+        "ssl_ca": "", "ssl_cert": "", "ssl_key": ""}
     assert dataclasses.asdict(PoolConfig()) == {
         "mode": "transaction", "max_size": 10, "min_idle": 0, "max_lifetime": 3600,
         "idle_timeout": None, "checkout_timeout": 10, "max_waiting_clients": 1000,
@@ -143,6 +143,8 @@ BAD_VALUES = [
     ("[backend]\nport = 65536", "backend.port must be an integer from 1 to 65535, got 65536"),
     ('[backend]\nport = "3306"', "backend.port must be an integer from 1 to 65535, got '3306'"),
     ("[backend]\nconnect_timeout = 0", "backend.connect_timeout must be a number of seconds > 0, got 0"),
+    ("[backend]\ndead_connection_timeout = 0.5",
+     "backend.dead_connection_timeout must be 0 or a number of seconds >= 1, got 0.5"),
     ("[backend]\nmax_connections = 0", "backend.max_connections must be an integer >= 1, got 0"),
     ('[backend]\ncharset = "utf-8"', "backend.charset must be a character set name"),
     ('[backend]\nssl_mode = "on"', "backend.ssl_mode must be one of 'disabled', 'preferred', 'required', "
