@@ -249,6 +249,7 @@ class BackendConfig:
     port: int = integer(3306, 1, 65535)
     unix_socket: str = text("")
     connect_timeout: float = seconds(5, positive=True)
+    probe_interval: float = seconds(5, positive=True)
     max_connections: int = integer(100, 1)
     charset: str = text("utf8mb4", "a character set name such as 'utf8mb4'",
                         lambda v: bool(_CHARSET.fullmatch(v)))

@@ -63,7 +63,7 @@ def test_defaults_are_the_documented_ones():
         "tls_cert": "", "tls_key": ""}
     assert dataclasses.asdict(BackendConfig()) == {
         "host": "127.0.0.1", "port": 3306, "unix_socket": "", "connect_timeout": 5,
-        "max_connections": 100, "charset": "utf8mb4", "ssl_mode": "disabled", "ssl_ca": "",
+        "probe_interval": 5, "max_connections": 100, "charset": "utf8mb4", "ssl_mode": "disabled", "ssl_ca": "",
         "ssl_cert": "", "ssl_key": ""}
     assert dataclasses.asdict(PoolConfig()) == {
         "mode": "transaction", "max_size": 10, "min_idle": 0, "max_lifetime": 3600,
