@@ -286,3 +286,19 @@ async def test_a_full_pool_whose_statements_run_long_is_probed_from_outside_it()
     assert len(opener.servers) > servers  # connections of the probe's own, closed at once
     assert all(s.closed for s in opener.servers[servers:])
     await proxy.stop(0)
+
+
+@virtual_time
+async def test_no_connection_of_its_own_past_the_servers_limits_then_client_results_are_all_it_has():
+    opener = fake_opener(max_connections=2)  # the server allows 2: the pool caps itself at 1
+    opener.on("SELECT SLEEP(60)", Rows(["SLEEP(60)"], [(0,)]), delay=60.0)
+    proxy = await start_proxy(opener)
+    assert proxy.pools["app"].max_size == 1
+    client = await FakeClient(proxy).connect()
+    client.send_query("SELECT SLEEP(60)")
+    await settle()
+    servers = len(opener.servers)
+    await wait_until(lambda: not ready(proxy), within=INTERVAL + 1.0)
+    assert proxy.readiness().reason.startswith("backend not answering (127.0.0.1:3306: no answer for ")
+    assert len(opener.servers) == servers  # never a second connection
+    await proxy.stop(0)
