@@ -261,6 +261,7 @@ class BackendConfig:
     connect_timeout: float = seconds(5, positive=True)
     # TCP keepalive and TCP_USER_TIMEOUT of backend sockets (backend_adapter.dead_peer_detection); 0 = the OS's
     dead_connection_timeout: float = seconds_or_off(30, 1)
+    probe_interval: float = seconds(5, positive=True)
     max_connections: int = integer(100, 1)
     charset: str = text("utf8mb4", "a character set name such as 'utf8mb4'",
                         lambda v: bool(_CHARSET.fullmatch(v)))

@@ -68,7 +68,7 @@ WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 5.0
-EARLY_DEATH = 1.0  # seconds: a backend the server closes sooner counts as a failed connect
+EARLY_DEATH = 1.0  # seconds: a backend the server closes sooner makes the pool back off before opening more
 CAPACITY_HOLD = 60.0  # seconds the pool stays at its size after the server said "too many connections"
 CAPACITY_ERRORS = (1040, 1203, 1226)  # ER_CON_COUNT_ERROR, ER_TOO_MANY_USER_CONNECTIONS (both numbers)
 RECENT = 8  # idle backends (most recently used first) searched for one already in a client's state
@@ -564,11 +564,15 @@ class Pool:
             self._hold_capacity(message)
         self._failures += 1
         delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (self._failures - 1)) * random.uniform(0.5, 1.0)
-        self._backoff_until = self.loop.time() + delay
         if message != self.last_error or self._failures in (1, 10) or self._failures % 100 == 0:
             log.warning("pool %s: backend connect failed (%s); attempt %d, retrying in %.2fs",
                         self.name, message, self._failures, delay)
         self.last_error, self.last_error_code = message, code
+        self._back_off(delay)
+
+    def _back_off(self, delay: float) -> None:
+        """Open no backend for `delay` seconds (one timer; a longer backoff already running stays)."""
+        self._backoff_until = max(self._backoff_until, self.loop.time() + delay)
         if self._backoff_timer is None:
             self._backoff_timer = self.loop.call_later(delay, self._backoff_over)
 
@@ -686,8 +690,9 @@ class Pool:
         reason = backend.close_reason or BackendCloseReason.ERROR
         self.stats.closed[reason.value] += 1
         if reason is BackendCloseReason.SERVER_GONE and self.loop.time() - backend.created_at < EARLY_DEATH:
-            # Dying right after opening is a connect failure: back off, don't storm.
-            self._connect_failed(ConnectionError("the server closed a new connection at once"))
+            # Closed right after opening (a DBA's KILL, say): back off before opening more, don't
+            # storm. Not a connect failure: the server did answer (the health probe checks it still does).
+            self._back_off(BACKOFF_BASE * random.uniform(0.5, 1.0))
         log.debug("pool %s: backend #%d (thread %d) closed: %s", self.name, backend.id, backend.thread_id, reason.value)
 
     def on_backend_gone(self, backend: BackendConnection) -> None:
@@ -733,6 +738,32 @@ class Pool:
             return
         backend.last_used = self.loop.time()
         self.release(backend)
+
+    async def ping_idle(self) -> bool | None:
+        """Ping the most recently used idle backend for the health probe. A probe is not use: the
+        backend's idle time still runs toward idle_timeout. True: the server answered; False: no
+        answer within connect_timeout (the backend is closed); None: no backend idle, or the
+        server closed it meanwhile (which says nothing about the server now)."""
+        from .backend import BackendGone
+        from .protocol.response import Expect
+        if not self.idle or self.state is not PoolState.RUNNING:
+            return None
+        backend = self.idle[-1]
+        idle_since = backend.idle_since
+        self._move(backend, Place.IDLE, Place.BUSY, len(self.idle) - 1)
+        self.pinging.add(backend)
+        backend.set_state(BackendState.RESERVED)
+        try:
+            result = await backend.run_internal(b"\x0e", Expect.SIMPLE, self.params.connect_timeout)
+        except BackendGone as gone:
+            return False if gone.reason is BackendCloseReason.ERROR else None
+        if result.error is not None:
+            backend.close(BackendCloseReason.PING_FAILED)
+            return True  # an error, but an answer
+        self.release(backend)
+        if backend.state is BackendState.IDLE:
+            backend.idle_since = idle_since
+        return True
 
     def log_recycling(self) -> None:
         """One line summing up the backends closed since the last call (the janitor calls it)."""

@@ -12,6 +12,8 @@
 * the registry of connected clients (by proxy connection id);
 * the janitor: one periodic task for all pools (idle timeout, lifetime,
   min_idle), never one per client;
+* readiness (`HealthMonitor`, health.py): what the server did lately, and
+  the background probe that finds out when nothing else does;
 * the proxy's own commands on backends: state sync steps, resets, KILL.
 """
 
@@ -35,6 +37,7 @@ from .constants import CLIENT, ER, SERVER_STATUS
 from .errors import ProxyError
 from .admin import start_admin_server, stop_admin_server
 from .http import start_http_server, stop_http_server
+from .health import HealthMonitor, Readiness
 from .janitor import run_janitor
 from .proxy_backends import BackendCommandsMixin
 from .proxy_operations import OperationsMixin, credentials_of, ssl_settings
@@ -151,6 +154,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         self._known_schemas: dict[str, set[bytes]] = {}
         self._refusal_log: dict[RefusalReason, tuple[float, int]] = {}
         self._build_users(config)
+        self.health = HealthMonitor(self, opener)
 
     # -- construction --------------------------------------------------------------
 
@@ -407,20 +411,18 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         self.state = ProxyState.RUNNING
         self._spawn(self._learn_server_task())
         self._spawn(run_janitor(self))
+        self.health.start()
         log.info("mysqlpool-proxy %s listening on %s (mode %s, pools: %s)", __version__, self.listen_description(),
                  self.config.pool.mode, ", ".join(f"{p.name} max {p.max_size}" for p in self.pools.values()))
         log.info("effective configuration (secrets masked): %s", json.dumps(self.config.redacted(), sort_keys=True))
 
+    def readiness(self) -> Readiness:
+        """Ready to take clients: running, and the server answers the proxy now (see health.py)."""
+        return self.health.readiness()
+
     def ready(self) -> tuple[bool, str]:
-        """Ready to take clients: listening, not shutting down, and the backend reachable."""
-        if self.state is not ProxyState.RUNNING:
-            return False, f"proxy is {self.state.value}"
-        if self.server_info is None:
-            return False, f"backend not reached yet ({self.describe_backend_problem()})"
-        for pool in self.pools.values():
-            if pool.idle or pool.busy or not pool.last_error or not pool.failing:
-                return True, "ok"
-        return False, f"backend unreachable ({self.describe_backend_problem()})"
+        result = self.health.readiness()
+        return result.ready, result.reason
 
     def listen_description(self) -> str:
         socks = [s.getsockname() for srv in self._servers for s in srv.sockets]

@@ -63,8 +63,8 @@ def test_defaults_are_the_documented_ones():
         "tls_cert": "", "tls_key": "", "require_tls": False}
     assert dataclasses.asdict(BackendConfig()) == {
         "host": "127.0.0.1", "port": 3306, "unix_socket": "", "connect_timeout": 5,
-        "dead_connection_timeout": 30, "max_connections": 100, "charset": "utf8mb4", "ssl_mode": "disabled",
-        "ssl_ca": "", "ssl_cert": "", "ssl_key": ""}
+        "dead_connection_timeout": 30, "probe_interval": 5, "max_connections": 100, "charset": "utf8mb4",
+        "ssl_mode": "disabled", "ssl_ca": "", "ssl_cert": "", "ssl_key": ""}
     assert dataclasses.asdict(PoolConfig()) == {
         "mode": "transaction", "max_size": 10, "min_idle": 0, "max_lifetime": 3600,
         "idle_timeout": None, "checkout_timeout": 10, "max_waiting_clients": 1000,
