@@ -71,7 +71,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         "proxy", "id", "transport", "peer", "state", "decoder", "handshake", "user", "pool", "capabilities", "key",
         "session", "pins", "status", "backend", "charset", "scramble", "_cmd", "_effects", "_sql", "_stmt_id",
         "_prev_status", "_task", "_timer", "_infile", "_paused_by", "connected_at", "last_active", "_closing_reason",
-        "change_user", "queries", "_writing_paused", "_cmd_seq", "_response_started", "_pending_error",
+        "change_user", "queries", "write_stalled_at", "_cmd_seq", "_response_started", "_pending_error",
         "_query_timer", "stmts", "_stmt", "_next_stmt_id", "last_insert_id", "_last_backend", "program",
         "_waiter", "_waiting", "trx_open", "trackers",
     )
@@ -106,7 +106,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         self._timer: asyncio.TimerHandle | None = None
         self._infile: FrameScanner | None = None
         self._paused_by = 0  # bit 1: backend write buffer full; bit 2: too much queued input
-        self._writing_paused = False
+        self.write_stalled_at: float | None = None  # since when its socket buffer has been full (it stopped reading)
         self.connected_at = proxy.loop.time()
         self.last_active = self.connected_at
         self._closing_reason: ClientCloseReason | None = None
@@ -219,12 +219,12 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
     # -- flow control ----------------------------------------------------------------
 
     def pause_writing(self) -> None:
-        self._writing_paused = True
+        self.write_stalled_at = self.proxy.loop.time()
         if self.backend is not None:
             self.backend.pause_reading()
 
     def resume_writing(self) -> None:
-        self._writing_paused = False
+        self.write_stalled_at = None
         if self.backend is not None:
             self.backend.resume_reading()
 
@@ -431,7 +431,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         self._cmd_seq = pkt.last_seq
         self._response_started = False
         self.set_state(ClientState.ACTIVE)
-        if self._writing_paused:
+        if self.write_stalled_at is not None:
             backend.pause_reading()  # the client cannot take more yet: leave the result on the server
         binary = spec.code == COMMAND.COM_STMT_EXECUTE or spec.code == COMMAND.COM_STMT_FETCH
         backend.send_command(self, raw, spec.expect, binary=binary, strip=not self.capabilities & CLIENT.SESSION_TRACK,

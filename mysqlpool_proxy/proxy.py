@@ -85,6 +85,7 @@ class ServerInfo:
     min_wait_timeout: float
     trackers: Trackers  # what a new session's trackers report (the server's session_track_* globals)
     max_allowed_packet: int  # 0: unknown
+    net_write_timeout: float  # how long the server waits for a client to read a result before it aborts
 
     def charset_names(self) -> dict[int, str]:
         return {i: cs for i, (cs, _name, _default) in self.collations.items()}
@@ -249,6 +250,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
             min_wait_timeout=min(opened.wait_timeout, previous.min_wait_timeout if previous else opened.wait_timeout),
             trackers=Trackers.from_settings(opened.server_globals),
             max_allowed_packet=int(opened.server_globals.get(b"max_allowed_packet", b"0")),
+            net_write_timeout=float(opened.server_globals.get(b"net_write_timeout", b"60")),
         )
         if previous is None:
             log.info("backend server %s (wait_timeout %.0fs, max_connections %d, max_user_connections %d)",

@@ -9,7 +9,7 @@ import re
 
 from mysqlpool_proxy.protocol.framing import encode_packet
 from mysqlpool_proxy.protocol.packets import make_err
-from tests.fakes import Ok, FakeClient, Rows, advance, fake_opener, settle, start_proxy, virtual_time
+from tests.fakes import FakeClient, Ok, Rows, advance, fake_opener, settle, start_proxy, virtual_time
 
 
 @virtual_time
@@ -185,4 +185,38 @@ async def test_a_backend_negotiates_ps_multi_results_as_its_client_did():
         await client.query("BEGIN")
     assert opener.server_for(libmysql.conn.backend).params.ps_multi_results is True
     assert opener.server_for(pymysql_like.conn.backend).params.ps_multi_results is False
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_client_that_stops_reading_loses_its_backend_at_the_servers_net_write_timeout():
+    # Diagnosis: max_size clients send a big SELECT and never read. The server aborts each such
+    # connection at net_write_timeout, but the backend transports, paused for their clients
+    # (flow control), never report the close: the pool stayed full and every other client got
+    # 1040 for as long as the stalled clients stayed connected. The janitor now closes a backend
+    # whose client has read nothing for the server's net_write_timeout, as the server does.
+    opener = fake_opener(auto=False)
+    proxy = await start_proxy(opener, pool={"max_size": 1, "checkout_timeout": 120})
+    pool = proxy.pools["app"]
+    stalled = await FakeClient(proxy).connect()
+    server = opener.servers[0]
+    stalled.send_query("SELECT 1, 2, 3")
+    await settle()
+    stalled.transport.fill_buffer()  # it stops reading
+    server.flush(12)  # the start of the result
+    await settle()
+    backend = stalled.conn.backend
+    assert server.transport.reading_paused and backend is not None
+    other = await FakeClient(proxy).connect()
+    other.send_query("SELECT 5")
+    await advance(59)  # net_write_timeout (60 s, the fake server's) not yet passed
+    assert not backend.closed and not other.has_pending_bytes()
+    await advance(3)
+    assert backend.closed and pool.stats.closed["client_stalled"] == 1
+    opener.servers[-1].auto = True
+    opener.servers[-1].flush()
+    assert (await other.response(timeout=10)).value == "5"  # the slot came back
+    stalled.transport.drain()  # it reads again: nothing of the result had reached it
+    r = await stalled.response(timeout=5)
+    assert r.error.errno == 2013 and not stalled.closed  # the statement is lost; the connection goes on
     await proxy.stop(0)
