@@ -124,3 +124,20 @@ def test_a_packet_over_the_servers_max_allowed_packet_is_refused_by_the_proxy(pr
     bystander.stop()
     assert bystander.errors == []
     assert proxy.pool_stats()["closed"] == {}  # no backend was touched by it
+
+
+def test_clients_that_stop_reading_give_their_backends_back_at_net_write_timeout(proxy_factory, mariadb_factory):
+    """max_size clients send a big SELECT and never read: at the server's net_write_timeout (2 s here) their
+    backends are closed and the pool serves others again, instead of 1040 for as long as they stay connected."""
+    from tests.support.proxy import prepare_app_account
+    server = mariadb_factory(net_write_timeout=2)
+    prepare_app_account(server)
+    proxy = proxy_factory(server, pool={"max_size": 2, "checkout_timeout": 30, "result_buffer_bytes": 65536})
+    stalled = [proxy.connect() for _ in range(2)]
+    for conn in stalled:
+        conn._execute_command(COMMAND.COM_QUERY, "SELECT REPEAT('x', 100000) FROM seq_1_to_1000")  # 100 MB
+    other = proxy.connect(read_timeout=30)
+    with other.cursor() as cur:
+        cur.execute("SELECT 7")  # waits for a backend: served once the stalled ones are given back
+        assert cur.fetchone() == (7,)
+    assert proxy.pool_stats()["closed"].get("client_stalled", 0) == 2
