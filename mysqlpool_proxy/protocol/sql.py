@@ -26,8 +26,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["SqlEffects", "analyze", "session_only", "parse_set_names", "replace_connection_id", "without_schema",
-           "INTERESTING"]
+__all__ = ["SqlEffects", "analyze", "unknown_effects", "session_only", "parse_set_names", "replace_connection_id",
+           "without_schema", "INTERESTING"]
 
 # A statement containing none of these words cannot change pinned session
 # state: @ temporary lock last_insert_id prepare deallocate drop diagnostics
@@ -326,11 +326,10 @@ def skeleton(sql: bytes, limit: int | None = None) -> bytes | None:
             end = n if close < 0 else close
             long = end - start > KEEP_LITERALS_UP_TO
             short_form = b"#"
-        piece = sql[pos:start] + short_form if long else sql[pos:end]
-        kept += len(piece)
+        kept += start - pos + len(short_form) if long else end - pos
         if limit is not None and kept > limit:
             return None
-        out.append(piece)
+        out.append(sql[pos:start] + short_form if long else sql[pos:end])
         pos = end
 
 
