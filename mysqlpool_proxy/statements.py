@@ -115,7 +115,10 @@ class StatementCache:
 
 def backend_statement_packet(stmt: ClientStatement, server: ServerStatement, pkt: Packet) -> bytes:
     """The client's COM_STMT_* packet as the backend must see it: its statement id, and for
-    COM_STMT_EXECUTE the parameter types the server statement needs but has not seen."""
+    COM_STMT_EXECUTE the parameter types the server statement needs but has not seen.
+
+    An execute has been checked with parse_execute when it arrived (client_statements.py),
+    against the same parameter count: parsing it again here cannot fail."""
     payload = with_statement_id(pkt.payload, server.server_id)
     if payload[0] == COMMAND.COM_STMT_EXECUTE and stmt.params:
         header = parse_execute(payload, stmt.params)
