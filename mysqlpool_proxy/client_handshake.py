@@ -2,7 +2,10 @@
 
 The sans-IO machine in protocol/handshake.py does the protocol; this drives
 it from the client connection, and defers the greeting until the server's
-identity is known (clients then wait up to checkout_timeout).
+identity is known (clients then wait up to checkout_timeout). Once a
+client's credentials are good it counts against max_client_connections
+(proxy.py); before that, the oldest of too many connections logging in makes
+room for a new one (`evict_from_login`).
 
 Until a client has authenticated, its decoder is strict with
 MAX_LOGIN_PACKET: a larger packet gets the server's 1153 and a close as soon
@@ -26,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .client_state import ClientState, HANDSHAKE_TIMEOUT, STICKY_STATUS
+from .client_state import ClientState, HANDSHAKE_TIMEOUT, MAX_LOGGING_IN, STICKY_STATUS
 from .constants import ER
 from .errors import ProxyError
 from .protocol.framing import Oversized, encode_packet
@@ -61,6 +64,15 @@ class HandshakeMixin:
         if self.state is ClientState.GREETING:
             self._greet()
             self._process_input()  # whatever a client sent before its greeting (reading paused on it)
+
+    def evict_from_login(self) -> None:
+        """Too many connections are logging in: this one, the oldest, makes room (told why if it has
+        not been greeted yet; after the greeting a stray packet would only confuse it)."""
+        if self.state is ClientState.GREETING:
+            self.transport.write(encode_packet(make_err(ER.CON_COUNT_ERROR, "08004", (
+                f"Too many connections: mysqlpool-proxy had {MAX_LOGGING_IN} connections logging in at once "
+                "and closed the oldest")), 0))
+        self.close(ClientCloseReason.LOGIN_EVICTED)
 
     def _greet(self) -> None:
         info = self.proxy.server_info
@@ -184,12 +196,21 @@ class HandshakeMixin:
         self.pins = Pins()
         self.status = self.proxy.server_info.initial_status
         self.trackers = self.proxy.server_info.trackers
+        refusal = self.proxy.client_verified(self)
+        if refusal is not None:
+            self._reject(refusal, ClientCloseReason.MAX_CLIENTS)
+            return
         if event.database and not self.proxy.schema_known(entry, event.database):
             self.set_state(ClientState.READY)
             self.set_state(ClientState.LOCAL)
             self._task = self.proxy.loop.create_task(self._validate_schema_then_accept(event.database))
             return
         self._accept()
+
+    def _reject(self, error: ProxyError, reason: ClientCloseReason) -> None:
+        """Refuse the login (credentials good) with `error`, and close."""
+        self.transport.write(self.handshake.reject(error.errno, error.message))
+        self.close(reason)
 
     def _accept(self) -> None:
         if self._timer is not None:

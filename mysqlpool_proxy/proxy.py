@@ -9,7 +9,14 @@
   string clients are greeted with, the collation table and the server's
   default status. Clients are not greeted before it is known (they wait up
   to checkout_timeout), so what they see is always the real server's;
-* the registry of connected clients (by proxy connection id);
+* the registry of connected clients (by proxy connection id), and their
+  admission: only clients that logged in count against [proxy]
+  max_client_connections; connections still logging in (`logging_in`, oldest
+  first) are bounded apart, at most MAX_LOGGING_IN at once, and one more
+  closes the oldest of them, so idle unauthenticated sockets cannot lock
+  applications out (MariaDB counts handshakes in max_connections, and keeps
+  one more connection for an administrator: here the admin console has its
+  own listener and bounds);
 * the janitor: one periodic task for all pools (idle timeout, lifetime,
   min_idle), never one per client;
 * readiness (`HealthMonitor`, health.py): what the server did lately, and
@@ -33,6 +40,7 @@ from .backend import BackendGone
 from .backend_adapter import BackendParams, Opened, make_ssl_context, open_backend
 from .client import ClientConnection, ClientState
 from .config import Config, UserConfig
+from .client_state import MAX_LOGGING_IN
 from .constants import CLIENT, ER, SERVER_STATUS
 from .errors import ProxyError
 from .admin import start_admin_server, stop_admin_server
@@ -137,6 +145,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         self.pools: dict[str, Pool] = {}
         self.users: dict[bytes, UserEntry] = {}
         self.clients: dict[int, ClientConnection] = {}
+        self.logging_in: dict[int, ClientConnection] = {}  # the clients not logged in yet, oldest first
         self.server_info: ServerInfo | None = None
         self.server_known = asyncio.Event()
         # Set by request_shutdown() (admin SHUTDOWN); app.serve() waits for it beside the signals.
@@ -153,7 +162,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         self._admin_server: asyncio.AbstractServer | None = None  # the admin console: serves while draining
         self._tasks: set[asyncio.Task] = set()
         self._known_schemas: dict[str, set[bytes]] = {}
-        self._refusal_log: dict[RefusalReason, tuple[float, int]] = {}
+        self._refusal_log: dict[object, tuple[float, int]] = {}  # what _log_limited() logged: when, and left out since
         self._build_users(config)
         self.health = HealthMonitor(self, opener)
 
@@ -292,34 +301,66 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         return client
 
     def admit(self, client: ClientConnection) -> ProxyError | None:
+        """A new connection: refused while shutting down, or when max_client_connections clients are
+        logged in already; it logs in in the meantime (see the module comment)."""
         if self.state is not ProxyState.RUNNING:
             self.refused(RefusalReason.SHUTTING_DOWN)
             return ProxyError(ER.SERVER_SHUTDOWN, "mysqlpool-proxy is shutting down")
-        limit = self.share(self.config.proxy.max_client_connections)
-        if len(self.clients) > limit:
-            self.refused(RefusalReason.MAX_CLIENTS)
-            return ProxyError(ER.CON_COUNT_ERROR, (
-                f"Too many connections: mysqlpool-proxy already serves max_client_connections ({limit}) clients"))
+        self.logging_in[client.id] = client
+        if self.logged_in() >= self.client_limit():
+            return self._too_many_clients()
+        if len(self.logging_in) > MAX_LOGGING_IN:
+            self._evict_oldest_login(client)
         self.stats.accepted += 1
         return None
+
+    def client_verified(self, client: ClientConnection) -> ProxyError | None:
+        """Its credentials are good: from now on it counts against max_client_connections."""
+        self.logging_in.pop(client.id, None)
+        if self.logged_in() > self.client_limit():
+            return self._too_many_clients()
+        return None
+
+    def logged_in(self) -> int:
+        return len(self.clients) - len(self.logging_in)
+
+    def client_limit(self) -> int:
+        return self.share(self.config.proxy.max_client_connections)
+
+    def _too_many_clients(self) -> ProxyError:
+        self.refused(RefusalReason.MAX_CLIENTS)
+        return ProxyError(ER.CON_COUNT_ERROR, (
+            f"Too many connections: mysqlpool-proxy already serves max_client_connections ({self.client_limit()}) "
+            "clients"))
+
+    def _evict_oldest_login(self, newcomer: ClientConnection) -> None:
+        oldest = next(iter(self.logging_in.values()))
+        self._log_limited("login_evicted", "%d connections logging in at once: closed the oldest, from %s, to make "
+                          "room for one from %s", MAX_LOGGING_IN, oldest.peer, newcomer.peer)
+        oldest.evict_from_login()
 
     def refused(self, reason: RefusalReason, detail: str = "") -> None:
         """Count a refusal; log it, at most once a second per reason (with how many since)."""
         self.stats.refused[reason.value] += 1
+        self._log_limited(reason, "refused a client: %s%s", reason.value, f": {detail}" if detail else "")
+
+    def _log_limited(self, key, message: str, *args) -> None:
+        """A warning, at most once a second per `key` (with how many were left out since)."""
         now = self.loop.time()
-        last, unlogged = self._refusal_log.get(reason, (0.0, 0))
+        last, unlogged = self._refusal_log.get(key, (float("-inf"), 0))
         if now - last >= 1.0:
             more = f" (and {unlogged} more since the last report)" if unlogged else ""
-            log.warning("refused a client: %s%s%s", reason.value, f": {detail}" if detail else "", more)
-            self._refusal_log[reason] = (now, 0)
+            log.warning(message + "%s", *args, more)
+            self._refusal_log[key] = (now, 0)
         else:
-            self._refusal_log[reason] = (last, unlogged + 1)
+            self._refusal_log[key] = (last, unlogged + 1)
 
     def client_authenticated(self, client: ClientConnection) -> None:
         log.debug("client #%d %s@%s authenticated", client.id, client.user.name, client.peer)
 
     def client_closed(self, client: ClientConnection, reason: ClientCloseReason) -> None:
         self.clients.pop(client.id, None)
+        self.logging_in.pop(client.id, None)
         self.stats.client_closed[reason.value] += 1
 
     def lookup_credentials(self, user: bytes) -> auth.Credentials | None:

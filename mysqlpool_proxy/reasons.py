@@ -42,6 +42,7 @@ class ClientCloseReason(enum.Enum):
     KILLED = "killed"  # KILL from another client or the admin console
     SHUTDOWN = "shutdown"
     BACKEND_UNAVAILABLE = "backend_unavailable"  # never learned the server's identity to greet with
+    LOGIN_EVICTED = "login_evicted"  # the oldest of too many connections logging in at once
 
 
 class RefusalReason(enum.Enum):
