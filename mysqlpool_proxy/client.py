@@ -51,7 +51,7 @@ from .capture import CHARSET_VARIABLES, Capture
 from .statements import ClientStatement, backend_statement_packet
 from .client_checkout import CheckoutMixin
 from .client_handshake import HandshakeMixin
-from .client_state import ClientState, IN_TRANS, AUTOCOMMIT, STICKY_STATUS, HANDSHAKE_TIMEOUT, MAX_QUEUED_INPUT, ER_LOST_BACKEND, NO_REPLY_CODES, STMT_ID_COMMANDS
+from .client_state import ClientState, IN_TRANS, AUTOCOMMIT, STICKY_STATUS, MAX_QUEUED_INPUT, ER_LOST_BACKEND, NO_REPLY_CODES, STMT_ID_COMMANDS
 from .client_statements import StatementsMixin
 from .client_tasks import TasksMixin
 
@@ -144,8 +144,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         if refusal is not None:
             self._refuse_at_accept(refusal)
             return
-        self._timer = self.proxy.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
-        try:
+        try:  # (the handshake timer starts with the greeting: _greet)
             if self.proxy.server_info is not None:
                 self._greet()
             else:

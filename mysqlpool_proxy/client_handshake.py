@@ -2,10 +2,16 @@
 
 The sans-IO machine in protocol/handshake.py does the protocol; this drives
 it from the client connection, and defers the greeting until the server's
-identity is known (clients then wait up to checkout_timeout). Once a
-client's credentials are good it counts against max_client_connections
-(proxy.py); before that, the oldest of too many connections logging in makes
-room for a new one (`evict_from_login`).
+identity is known (clients then wait up to checkout_timeout, and are told
+sooner when the proxy knows the server is down or refuses its login: see
+proxy.py). The handshake timer (HANDSHAKE_TIMEOUT) starts with the greeting,
+so it never cuts that wait short. Once a client's credentials are good it
+counts against max_client_connections (proxy.py); before that, the oldest of
+too many connections logging in makes room for a new one
+(`evict_from_login`). If its pool is known to get no backend
+(Proxy.backend_known_down), its login waits for one, as for a schema check,
+and is refused with the cause if there is none, as a server that is down
+would refuse it.
 
 Until a client has authenticated, its decoder is strict with
 MAX_LOGIN_PACKET: a larger packet gets the server's 1153 and a close as soon
@@ -51,19 +57,29 @@ class HandshakeMixin:
     __slots__ = ()
 
     async def _greet_when_server_known(self) -> None:
+        """Greet once the server's identity is known, waiting up to checkout_timeout (the proxy may
+        refuse the client sooner: refuse_before_greeting)."""
+        proxy = self.proxy
+        error = None
         try:
-            await asyncio.wait_for(self.proxy.server_known.wait(), self.proxy.config.pool.checkout_timeout)
+            await asyncio.wait_for(proxy.server_known.wait(), proxy.config.pool.checkout_timeout)
         except asyncio.TimeoutError:
-            detail = self.proxy.describe_backend_problem()
-            err = ProxyError(ER.CON_COUNT_ERROR, f"mysqlpool-proxy: the backend server is unavailable ({detail})")
-            self.transport.write(encode_packet(make_err(err.errno, err.sqlstate, err.message), 0))
-            self.close(ClientCloseReason.BACKEND_UNAVAILABLE)
-            return
+            error = proxy.describe_backend_problem()
         finally:
             self._task = None
-        if self.state is ClientState.GREETING:
+        if error is not None:
+            self.refuse_before_greeting(error)
+        elif self.state is ClientState.GREETING:
             self._greet()
             self._process_input()  # whatever a client sent before its greeting (reading paused on it)
+
+    def refuse_before_greeting(self, error: ProxyError) -> None:
+        """The server cannot be had: say why instead of the greeting, and close."""
+        if self.state is not ClientState.GREETING:
+            return
+        self.proxy.backend_refused(self, error)
+        self.transport.write(encode_packet(make_err(error.errno, error.sqlstate, error.message), 0))
+        self.close(ClientCloseReason.BACKEND_UNAVAILABLE)
 
     def evict_from_login(self) -> None:
         """Too many connections are logging in: this one, the oldest, makes room (told why if it has
@@ -84,6 +100,7 @@ class HandshakeMixin:
         )
         self.scramble = self.handshake.scramble
         self.set_state(ClientState.HANDSHAKE)
+        self._timer = self.proxy.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
         self.transport.write(self.handshake.greeting())
 
     def _on_unix_socket(self) -> bool:
@@ -104,7 +121,7 @@ class HandshakeMixin:
 
     def _handshake_timeout(self) -> None:
         self._timer = None
-        if self.state in (ClientState.GREETING, ClientState.HANDSHAKE):
+        if self.state is ClientState.HANDSHAKE:
             self.close(ClientCloseReason.HANDSHAKE_TIMEOUT)
 
     def _handshake_packet(self, pkt) -> None:
@@ -200,10 +217,11 @@ class HandshakeMixin:
         if refusal is not None:
             self._reject(refusal, ClientCloseReason.MAX_CLIENTS)
             return
-        if event.database and not self.proxy.schema_known(entry, event.database):
+        schema = event.database if event.database and not self.proxy.schema_known(entry, event.database) else None
+        if schema is not None or self.proxy.backend_known_down(self.pool):
             self.set_state(ClientState.READY)
             self.set_state(ClientState.LOCAL)
-            self._task = self.proxy.loop.create_task(self._validate_schema_then_accept(event.database))
+            self._task = self.proxy.loop.create_task(self._validate_schema_then_accept(schema))
             return
         self._accept()
 
@@ -223,7 +241,8 @@ class HandshakeMixin:
             self.set_state(ClientState.READY)
         self.proxy.client_authenticated(self)
 
-    async def _validate_schema_then_accept(self, schema: bytes) -> None:
+    async def _validate_schema_then_accept(self, schema: bytes | None) -> None:
+        """Check the schema on a backend (None: only get one, the pool being known down), then accept."""
         try:
             error = await self.proxy.check_schema(self, schema)
         finally:
@@ -231,8 +250,9 @@ class HandshakeMixin:
         if self.state is ClientState.CLOSED:
             return
         if error is not None:
-            self.transport.write(self.handshake.reject(error.errno, error.message))
-            self.close(ClientCloseReason.AUTH_FAILED)
+            schema_refused = error.errno in (ER.BAD_DB_ERROR, ER.DBACCESS_DENIED_ERROR)
+            self._reject(error, ClientCloseReason.AUTH_FAILED if schema_refused
+                         else ClientCloseReason.BACKEND_UNAVAILABLE)
             return
         self._accept()
         self.set_state(ClientState.READY)

@@ -20,6 +20,8 @@ LAST_ROW_SENT = SERVER_STATUS.SERVER_STATUS_LAST_ROW_SENT
 # Status bits that describe the session rather than one response.
 STICKY_STATUS = IN_TRANS | AUTOCOMMIT | SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES | 0x2000 | 0x8000
 
+# Seconds from the greeting to the end of the login (the server's 10 s connect_timeout). A client
+# waiting to be greeted (the server's identity unknown yet) waits up to checkout_timeout instead.
 HANDSHAKE_TIMEOUT = 10.0
 # Connections logging in at once, per process; one more closes the oldest of them (proxy.py).
 MAX_LOGGING_IN = 1024

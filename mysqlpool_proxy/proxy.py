@@ -17,6 +17,9 @@
   applications out (MariaDB counts handshakes in max_connections, and keeps
   one more connection for an administrator: here the admin console has its
   own listener and bounds);
+* what a client is told when it can get no backend because new connections
+  fail, and when it is told sooner than after checkout_timeout (see the
+  section's comment);
 * the janitor: one periodic task for all pools (idle timeout, lifetime,
   min_idle), never one per client;
 * readiness (`HealthMonitor`, health.py): what the server did lately, and
@@ -41,16 +44,16 @@ from .backend_adapter import BackendParams, Opened, make_ssl_context, open_backe
 from .client import ClientConnection, ClientState
 from .config import Config, UserConfig
 from .client_state import MAX_LOGGING_IN
-from .constants import CLIENT, ER, SERVER_STATUS
+from .constants import CLIENT, CR, ER, SERVER_STATUS
 from .errors import ProxyError
 from .admin import start_admin_server, stop_admin_server
 from .http import start_http_server, stop_http_server
-from .health import HealthMonitor, Readiness
+from .health import LOGIN_ERRORS, HealthMonitor, Readiness
 from .janitor import run_janitor
 from .proxy_backends import BackendCommandsMixin
 from .proxy_operations import OperationsMixin, credentials_of, ssl_settings
 from .local import LocalCommands
-from .pool import KEY_BITS, BackendLimiter, Pool
+from .pool import CAPACITY_ERRORS, KEY_BITS, BackendLimiter, Pool
 from .protocol import auth
 from .protocol.session_track import Trackers
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
@@ -146,6 +149,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         self.users: dict[bytes, UserEntry] = {}
         self.clients: dict[int, ClientConnection] = {}
         self.logging_in: dict[int, ClientConnection] = {}  # the clients not logged in yet, oldest first
+        self.started_at = self.loop.time()
         self.server_info: ServerInfo | None = None
         self.server_known = asyncio.Event()
         # Set by request_shutdown() (admin SHUTDOWN); app.serve() waits for it beside the signals.
@@ -209,6 +213,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         )
         pool.statement_cache_size = p.prepared_statement_cache_size
         pool.share = self.share
+        pool.on_connect_failed = self._backend_failed
         return pool
 
     def share(self, total: int) -> int:
@@ -273,19 +278,116 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         self.server_known.set()
 
     async def _learn_server_task(self) -> None:
-        """Open the first backend (with the collation table) until it works."""
-        pool = next(iter(self.pools.values()))
+        """Open a backend (with the collation table) until one works, in each pool in turn (one
+        whose login the server refuses must not keep the server unlearned)."""
         delay = 0.1
-        while self.server_info is None or not self.server_info.collations:
-            if await pool.open_now(want_collations=True):
+        for attempt in itertools.count():
+            if self.server_info is not None and self.server_info.collations:
+                return
+            pools = self._user_pools()
+            if await pools[attempt % len(pools)].open_now(want_collations=True):
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    def describe_backend_problem(self) -> str:
-        errors = [p.last_error for p in self.pools.values() if p.last_error]
-        where = self.config.backend.unix_socket or f"{self.config.backend.host}:{self.config.backend.port}"
-        return f"{where}: {errors[0]}" if errors else f"{where}: not reachable yet"
+    def _user_pools(self) -> list[Pool]:
+        """The pools some user maps to, in config order (a pool left by a reload only finishes its clients)."""
+        return list({id(e.pool): e.pool for e in self.users.values()}.values())
+
+    # -- a backend that cannot be had -------------------------------------------------------
+    #
+    # A client that needs a new backend while its pool's connects fail waits up to
+    # checkout_timeout, as a short outage (a restart) may end within it. It waits only for
+    # the pool's next attempt, and gets the error as soon as that fails, when the proxy
+    # knows there is nothing to wait for (`_refusing_since`): the pool holds no backend, its
+    # last connect attempt failed, and either the server refused the proxy's own login
+    # (which does not fix itself) or the server has not answered the proxy for longer than
+    # checkout_timeout (then only clients that arrived after that: the others keep their
+    # full wait). Readiness (health.py) holds what the server did lately: the refused
+    # logins and when the server last answered are read from it. The pool makes that next
+    # attempt soon for a new waiter (pool.py `_retry_soon_for`), and reports each failure
+    # with the time the attempt started (`_backend_failed`): only clients that were waiting
+    # by then are told, so none is refused on an attempt older than its arrival, and one
+    # that arrives just after the server is back is served.
+
+    def backend_known_down(self, pool: Pool) -> bool:
+        """Would a client of `pool` arriving now be refused at the next failed attempt?"""
+        since = self._refusing_since(pool)
+        return since is not None and self.loop.time() > since
+
+    def _refusing_since(self, pool: Pool) -> float | None:
+        """Clients of `pool` that came after this time need not wait for a new backend past the
+        next failed attempt (None: all wait their checkout_timeout)."""
+        if not pool.failing or pool.idle or pool.busy:
+            return None
+        if any(name == pool.name for name, _ in self.health.evidence().login_refusals):
+            return float("-inf")
+        if pool.last_error_code in CAPACITY_ERRORS:
+            return None  # the server answers; it is full: clients wait for the backends there are
+        return self._server_silent_since() + self.config.pool.checkout_timeout
+
+    def _server_silent_since(self) -> float:
+        """When the server last answered the proxy (readiness's evidence), or the start if never."""
+        self.health.readiness()  # brings the evidence up to now
+        last = self.health.last_answer
+        return self.started_at if last is None else last
+
+    def _backend_failed(self, pool: Pool, started: float) -> None:
+        """A connect attempt of `pool`, started at `started`, failed: tell the clients waiting
+        since before it that now need not wait."""
+        since = self._refusing_since(pool)
+        if since is not None and pool.waiters:
+            pool.refuse_waiters(self.describe_backend_problem(pool), arrived_after=since, arrived_by=started)
+        if self.server_info is None:  # clients wait for it to be greeted: their user is not known yet
+            times = [self._refusing_since(p) for p in self._user_pools()]
+            if None in times:
+                return  # told only when every pool would refuse them
+            since = max(times)
+            waiting = [c for c in self.logging_in.values()
+                       if c.state is ClientState.GREETING and since < c.connected_at <= started]
+            error = self.describe_backend_problem() if waiting else None
+            for client in waiting:
+                client.refuse_before_greeting(error)
+
+    def describe_backend_problem(self, pool: Pool | None = None) -> ProxyError:
+        """What a client is told when it gets no backend because new connections to the server fail:
+        the server's own login error, naming the proxy's backend account and the config keys, when
+        the server refuses it; 1040 when the server says it is full; else 2003 (2002 through a Unix
+        socket) saying what the proxy tried and the last error. Without a pool: the first failing one."""
+        if pool is None:
+            pools = self._user_pools()
+            pool = next((p for p in pools if p.failing), pools[0])
+        if pool.failing and pool.last_error_code in LOGIN_ERRORS:
+            users = ", ".join(f"'{e.name}'" for e in self.users.values() if e.pool is pool)
+            return ProxyError(pool.last_error_code, (
+                f"mysqlpool-proxy cannot log in to the server with its backend account '{pool.name}' "
+                f"(users[] {users}): {pool.last_error}; check users[].backend_user and "
+                f"users[].backend_password (by default the user's name and password) in the proxy's config"))
+        if pool.failing and pool.last_error_code in CAPACITY_ERRORS:
+            return ProxyError(ER.CON_COUNT_ERROR, (
+                f"Too many connections: the server refused mysqlpool-proxy a connection for pool '{pool.name}' "
+                f"({pool.last_error})"))
+        n = pool.failures
+        tried = f"{n} connect attempt{'s' if n != 1 else ''} as '{pool.name}' failed, the last with " \
+                f"{pool.last_error}" if n else f"no connection as '{pool.name}' yet"
+        silent = self.loop.time() - self._server_silent_since()
+        silence = f"since the start, {silent:.1f}s ago" if self.health.last_answer is None else f"for {silent:.1f}s"
+        detail = f"mysqlpool-proxy: {tried}; no answer from the server {silence}"
+        b = self.config.backend
+        if b.unix_socket:
+            return ProxyError(CR.CR_CONNECTION_ERROR,
+                              f"Can't connect to local MySQL server through socket '{b.unix_socket}' ({detail})")
+        return ProxyError(CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server on '{b.host}:{b.port}' ({detail})")
+
+    def backend_refused(self, client: ClientConnection, error: ProxyError) -> None:
+        """Count and log a client refused for want of a backend (describe_backend_problem's error)."""
+        if error.errno in LOGIN_ERRORS:
+            reason = RefusalReason.BACKEND_LOGIN_REFUSED
+        elif error.errno in (CR.CR_CONN_HOST_ERROR, CR.CR_CONNECTION_ERROR):
+            reason = RefusalReason.BACKEND_UNREACHABLE
+        else:
+            reason = RefusalReason.CHECKOUT_TIMEOUT
+        self.refused(reason, f"client #{client.id} from {client.peer}: {error.message}")
 
     # -- clients ---------------------------------------------------------------------
 
@@ -402,23 +504,30 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
     def schema_known(self, entry: UserEntry, schema: bytes) -> bool:
         return schema in self._known_schemas.get(entry.pool.name, ())
 
-    async def check_schema(self, client: ClientConnection, schema: bytes) -> ProxyError | None:
-        """COM_INIT_DB on a backend: does the schema exist for this user? (cached when it does)"""
+    async def check_schema(self, client: ClientConnection, schema: bytes | None) -> ProxyError | None:
+        """COM_INIT_DB on a backend: does the schema exist for this user? (cached when it does)
+        With `schema` None, only whether a backend can be had (a login while the pool is known down)."""
         pool = client.pool
-        try:
-            backend = await client._acquire(self.loop.time() + self.config.pool.checkout_timeout)
-        except ProxyError as err:
-            return err
-        try:
-            step = SyncStep(SyncKind.INIT_DB, schema)
-            await self.run_sync_step(backend, step, self.config.backend.connect_timeout)
-        except ProxyError as err:
-            return err
-        except BackendGone:
-            return ProxyError(ER.CON_COUNT_ERROR, "mysqlpool-proxy: lost the backend while checking the schema")
-        finally:
-            if not backend.closed:
-                pool.release(backend)
+        deadline = self.loop.time() + self.config.pool.checkout_timeout
+        while True:
+            try:
+                backend = await client._acquire(deadline)
+            except ProxyError as err:
+                return err
+            try:
+                if schema is not None:
+                    await self.run_sync_step(backend, SyncStep(SyncKind.INIT_DB, schema),
+                                             self.config.backend.connect_timeout)
+                break
+            except ProxyError as err:
+                return err
+            except BackendGone:
+                continue  # a dead pooled backend (the server restarted, say): take another
+            finally:
+                if not backend.closed:
+                    pool.release(backend)
+        if schema is None:
+            return None
         known = self._known_schemas.setdefault(pool.name, set())
         if len(known) >= SCHEMA_CACHE_SIZE:
             known.clear()

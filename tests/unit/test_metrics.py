@@ -180,6 +180,7 @@ def test_refusals_list_every_reason_even_at_zero(proxy):
     assert refused == {
         (("reason", "max_clients"),): 0, (("reason", "checkout_timeout"),): 0, (("reason", "queue_full"),): 2,
         (("reason", "auth_failed"),): 1, (("reason", "shutting_down"),): 0,
+        (("reason", "backend_unreachable"),): 0, (("reason", "backend_login_refused"),): 0,
     }
 
 
