@@ -18,6 +18,7 @@ import pytest
 
 from mysqlpool_proxy.client_state import HANDSHAKE_TIMEOUT
 from mysqlpool_proxy.config import UserConfig
+from mysqlpool_proxy.health import Cause
 from mysqlpool_proxy.pool import WAITING_BACKOFF_CAP
 from mysqlpool_proxy.proxy import Proxy
 from tests.fakes import FakeClient, advance, fake_opener, proxy_config, settle, start_proxy, virtual_time
@@ -252,6 +253,40 @@ async def test_while_the_pool_holds_backends_a_refused_login_makes_no_client_fai
     for c in waiting:
         assert (await c.response()).value == "3"
     proxy.pools["app"]._opener = original
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_reload_with_the_right_password_ends_the_refusal_at_once():
+    opener = fake_opener()
+
+    async def open_backend(params, **kwargs):  # the server has the account's new password
+        if params.password != "new":
+            raise pymysql.err.OperationalError(*REFUSED)
+        return await opener(params, **kwargs)
+    users = (UserConfig(name="app", password="pw", backend_password="old"),
+             UserConfig(name="other", password="pw", backend_password="new"))  # (the server is known)
+    proxy = await started(open_backend, users=users)
+    await wait_until(lambda: proxy.readiness().cause is Cause.LOGIN_REFUSED, within=1.0)
+    errno, _, _ = await refused_at_connect(FakeClient(proxy))
+    assert errno == 1045
+    proxy.reload(proxy_config(users=(UserConfig(name="app", password="pw", backend_password="new"), users[1]),
+                              pool={"checkout_timeout": CHECKOUT_TIMEOUT}))
+    assert not proxy.pools["app"].failing  # the refusal was the old password's
+    t0 = now()
+    client = await FakeClient(proxy).connect()
+    assert (await client.query("SELECT 1")).value == "1" and now() == t0
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_server_that_says_it_is_full_before_the_proxy_knows_it_gives_1040():
+    opener = fake_opener()
+    opener.go_down((1040, "Too many connections"))
+    proxy = await started(opener, pool={"checkout_timeout": 3.0})
+    errno, message, _ = await refused_at_connect(FakeClient(proxy))
+    assert (errno, message) == (1040, "Too many connections: the server refused mysqlpool-proxy a connection for "
+                                      "pool 'app' (1040 Too many connections)")
     await proxy.stop(0)
 
 
