@@ -73,7 +73,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         "_prev_status", "_task", "_timer", "_infile", "_paused_by", "connected_at", "last_active", "_closing_reason",
         "change_user", "queries", "write_stalled_at", "_cmd_seq", "_response_started", "_pending_error",
         "_query_timer", "stmts", "_stmt", "_next_stmt_id", "last_insert_id", "_last_backend", "program",
-        "_waiter", "_waiting", "trx_open", "trackers",
+        "_waiter", "_waiting", "trx_open", "trackers", "killed",
     )
 
     def __init__(self, proxy: Proxy, conn_id: int):
@@ -94,6 +94,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         self.status = AUTOCOMMIT
         self.trx_open = False  # a transaction is open, whether or not the server flags it (see above)
         self.trackers: Trackers | None = None  # its session trackers, as on a direct connection
+        self.killed = False  # it KILLed itself in a multi-statement query: closed once the answer is out
         self.backend: BackendConnection | None = None
         self.charset = 0
         self.scramble = b""
@@ -350,8 +351,11 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
                 if names is not None and self.proxy.local.set_names(self, pkt, *names):
                     return
             effects = analyze(payload[1:])
-            if effects.kill is not None and self.proxy.local.intercept_query(self, pkt, effects):
-                return
+            if effects.kill is not None:
+                pkt = self.proxy.local.kill_statements(self, pkt)
+                if pkt is None:
+                    return  # a lone KILL, answered by the proxy
+                payload = pkt.payload
             if effects.reads_connection_id:
                 # The id a client sees is the proxy's (KILL takes it too), not a backend's.
                 payload = b"\x03" + replace_connection_id(payload[1:], self.id)
@@ -544,6 +548,9 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         backend.client = None
         backend.close(BackendCloseReason.ENDED_BY_SERVER)
         if self.state is ClientState.CLOSED:
+            return
+        if self.killed:
+            self.close(ClientCloseReason.KILLED)
             return
         if self.state is ClientState.INFILE or self.holds_state():
             self.close(ClientCloseReason.BACKEND_LOST)

@@ -411,8 +411,8 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         if self.config.admin.enabled:
             self._admin_server = await start_admin_server(self, self.config.admin.listen_address)
         self.state = ProxyState.RUNNING
-        self._spawn(self._learn_server_task())
-        self._spawn(run_janitor(self))
+        self.spawn(self._learn_server_task())
+        self.spawn(run_janitor(self))
         self.health.start()
         log.info("mysqlpool-proxy %s listening on %s (mode %s, pools: %s)", __version__, self.listen_description(),
                  self.config.pool.mode, ", ".join(f"{p.name} max {p.max_size}" for p in self.pools.values()))
@@ -439,7 +439,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
                     return name[1]
         return 0
 
-    def _spawn(self, coro) -> asyncio.Task:
+    def spawn(self, coro) -> asyncio.Task:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -149,7 +149,7 @@ class BackendCommandsMixin:
                 log.warning("backend thread %d did not answer after KILL QUERY; closing it", backend.thread_id)
                 backend.close(BackendCloseReason.ERROR)
 
-        self._spawn(kill())
+        self.spawn(kill())
 
     async def kill_client(self, target: ClientConnection) -> None:
         backend = target.backend

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["SqlEffects", "analyze", "unknown_effects", "session_only", "parse_set_names", "replace_connection_id",
+__all__ = ["KillStatement", "statements_with_kill", "replace_spans", "SqlEffects", "analyze", "unknown_effects", "session_only", "parse_set_names", "replace_connection_id",
            "without_schema", "INTERESTING"]
 
 # A statement containing none of these words cannot change pinned session
@@ -645,16 +645,59 @@ def _analyze_handler(stmt: list, fx: SqlEffects) -> None:
 
 
 def _analyze_kill(stmt: list, fx: SqlEffects) -> None:
-    # KILL [HARD|SOFT] [CONNECTION|QUERY] id ; KILL QUERY ID id is not a connection id
+    kill = _kill_target(stmt)
+    if kill is not None:
+        fx.kill = kill
+
+
+def _kill_target(stmt: list) -> tuple[str, int] | None:
+    """("connection" | "query", id) of `KILL [HARD|SOFT] [CONNECTION|QUERY] id`; None for any other
+    form (KILL QUERY ID n takes a query id, KILL USER a user name: the server's business)."""
     words = [v for k, v in stmt if k == WORD]
     nums = [v for k, v in stmt if k == NUM]
-    if len(nums) != 1 or b"user" in words or (b"query" in words and b"id" in words):
-        return
-    kind = "query" if b"query" in words else "connection"
+    if not words or words[0] != b"kill" or len(nums) != 1 or b"user" in words or (b"query" in words and b"id" in words):
+        return None
     try:
-        fx.kill = (kind, int(nums[0]))
+        target = int(nums[0])
     except ValueError:
-        return
+        return None
+    return ("query" if b"query" in words else "connection"), target
+
+
+@dataclass(frozen=True, slots=True)
+class KillStatement:
+    kind: str  # "connection" | "query"
+    target: int  # a connection id as the client knows them (the proxy's)
+    start: int  # where the statement is in the text (without its ";")
+    end: int
+
+
+def statements_with_kill(sql: bytes) -> tuple[int, list[KillStatement]]:
+    """How many statements the text has, and where the KILL statements among them are."""
+    count, kills, current = 0, [], []
+    for token in _lex(sql)[0] + [(OP, len(sql), len(sql))]:
+        kind, start, end = token
+        if kind == OP and (end == start or sql[start:end] == b";"):
+            if current:
+                count += 1
+                stmt = [(k, sql[a:b].lower()) for k, a, b in current]
+                kill = _kill_target(stmt) if stmt[0] == (WORD, b"kill") else None
+                if kill is not None:
+                    kills.append(KillStatement(kill[0], kill[1], current[0][1], current[-1][2]))
+            current = []
+        else:
+            current.append(token)
+    return count, kills
+
+
+def replace_spans(sql: bytes, replacements: list[tuple[int, int, bytes]]) -> bytes:
+    """`sql` with each (start, end) span, in order, replaced by its bytes."""
+    out, pos = [], 0
+    for start, end, new in replacements:
+        out += [sql[pos:start], new]
+        pos = end
+    out.append(sql[pos:])
+    return b"".join(out)
 
 
 def _spans(sql: bytes) -> list[tuple[str, bytes, int, int]]:
