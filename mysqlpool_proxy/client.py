@@ -36,14 +36,14 @@ import logging
 from typing import TYPE_CHECKING
 
 from .backend import BackendConnection, BackendState
-from .constants import CLIENT, COMMAND, ER
+from .constants import CLIENT, COMMAND, ER, SERVER_STATUS
 from .errors import CONNECTION_ENDING_ERRORS, ProtocolError, ProxyError
 from .protocol import handshake as hs
 from .protocol.command import CommandSpec, Handling, spec_for
 from .protocol.framing import MAX_FRAME, FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
 from .protocol.packets import make_eof, make_err, make_ok
 from .protocol.session_track import Trackers
-from .protocol.sql import SqlEffects, analyze, parse_set_names, replace_connection_id, session_only
+from .protocol.sql import ANSI_QUOTES, NO_BACKSLASH_ESCAPES, SqlEffects, analyze, parse_set_names, replace_connection_id, session_only
 from .protocol.transaction import NOOP_MAX_LENGTH, leaves_transaction_open, noop_transaction_command
 from .reasons import BackendCloseReason, ClientCloseReason
 from .session import Pins, PinReason, SessionState, apply_changes
@@ -64,6 +64,7 @@ __all__ = ["ClientState", "ClientConnection", "STICKY_STATUS"]
 log = logging.getLogger("mysqlpool.client")
 
 _STATEMENT_COMMANDS = (COMMAND.COM_QUERY, COMMAND.COM_STMT_EXECUTE)
+NO_BACKSLASH_STATUS = SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
 _NOOP_FIRST = frozenset((b"c", b"C", b"r", b"R", b"s", b"S"))  # COMMIT, ROLLBACK, SET autocommit
 
 class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixin, asyncio.Protocol):
@@ -196,6 +197,15 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
             self.proxy.reset_and_release(backend)
         else:
             backend.pool.release(backend)
+
+    @property
+    def quoting(self) -> int:
+        """How the server reads quotes in this client's statements (its sql_mode), for SQL analysis."""
+        mode = NO_BACKSLASH_ESCAPES if self.status & NO_BACKSLASH_STATUS else 0
+        sql_mode = self.session.variables.get(b"sql_mode")
+        if sql_mode and b"ANSI_QUOTES" in sql_mode.upper():
+            mode |= ANSI_QUOTES
+        return mode
 
     def holds_state(self) -> bool:
         return self.trx_open or bool(self.pins)
@@ -350,7 +360,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
                 names = parse_set_names(payload[1:])
                 if names is not None and self.proxy.local.set_names(self, pkt, *names):
                     return
-            effects = analyze(payload[1:])
+            effects = analyze(payload[1:], self.quoting)
             if effects.kill is not None:
                 pkt = self.proxy.local.kill_statements(self, pkt)
                 if pkt is None:
@@ -358,7 +368,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
                 payload = pkt.payload
             if effects.reads_connection_id:
                 # The id a client sees is the proxy's (KILL takes it too), not a backend's.
-                payload = b"\x03" + replace_connection_id(payload[1:], self.id)
+                payload = b"\x03" + replace_connection_id(payload[1:], self.id, self.quoting)
                 pkt = Packet(pkt.seq, (pkt.seq + len(payload) // MAX_FRAME) & 0xFF, payload,
                              encode_packet(payload, pkt.seq))
         self._stmt = None
@@ -370,8 +380,9 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         elif code == COMMAND.COM_STMT_PREPARE:
             self._stmt_id = self._next_stmt_id
             self._next_stmt_id += 1
-            if analyze(payload[1:]).reads_connection_id:
-                payload = b"\x16" + replace_connection_id(payload[1:], self.id)
+            quoting = self.quoting
+            if analyze(payload[1:], quoting).reads_connection_id:
+                payload = b"\x16" + replace_connection_id(payload[1:], self.id, quoting)
                 pkt = Packet(pkt.seq, (pkt.seq + len(payload) // MAX_FRAME) & 0xFF, payload,
                              encode_packet(payload, pkt.seq))
         self._cmd = spec
@@ -567,7 +578,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         elif self._cmd.code not in _STATEMENT_COMMANDS:
             return  # preparing, COM_INIT_DB...: they open nothing and end nothing
         elif ok:
-            self.trx_open = leaves_transaction_open(self._sql, bool(self._prev_status & AUTOCOMMIT))
+            self.trx_open = leaves_transaction_open(self._sql, bool(self._prev_status & AUTOCOMMIT), self.quoting)
         elif some_ran:
             self.trx_open = True  # statements before the failing one ran with autocommit off
 
@@ -610,7 +621,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
             # The server executes a statement in the schema it was prepared in, switching there
             # and back: that (and only that) is what a schema report means here.
             return True
-        return bool(self._sql) and session_only(self._sql)
+        return bool(self._sql) and session_only(self._sql, self.quoting)
 
     def _follow_up_for(self, tracker, ok: bool, fx: SqlEffects | None):
         """What must run on the backend, hidden, before it may go (None: nothing)."""

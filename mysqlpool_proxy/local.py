@@ -78,7 +78,7 @@ class LocalCommands:
         which stops the statements after it), so that every other statement runs and returns its
         result as directly; the packet to relay is returned."""
         payload = pkt.payload
-        count, kills = statements_with_kill(payload[1:])
+        count, kills = statements_with_kill(payload[1:], client.quoting)
         if not kills:
             return pkt
         if count == 1:
