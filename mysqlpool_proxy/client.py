@@ -40,6 +40,7 @@ from .constants import CLIENT, COMMAND, ER, SERVER_STATUS
 from .errors import CONNECTION_ENDING_ERRORS, ProtocolError, ProxyError
 from .protocol import handshake as hs
 from .protocol.command import CommandSpec, Handling, spec_for
+from .protocol.response import Expect
 from .protocol.framing import MAX_FRAME, FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
 from .protocol.packets import make_eof, make_err, make_ok
 from .protocol.session_track import Trackers
@@ -65,6 +66,8 @@ log = logging.getLogger("mysqlpool.client")
 
 _STATEMENT_COMMANDS = (COMMAND.COM_QUERY, COMMAND.COM_STMT_EXECUTE)
 NO_BACKSLASH_STATUS = SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+_PREPARE_RETRIED_ON = frozenset((ER.MAX_PREPARED_STMT_COUNT_REACHED,))
+_NO_RETRY: frozenset[int] = frozenset()
 _NOOP_FIRST = frozenset((b"c", b"C", b"r", b"R", b"s", b"S"))  # COMMIT, ROLLBACK, SET autocommit
 
 class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixin, asyncio.Protocol):
@@ -74,7 +77,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         "_prev_status", "_task", "_timer", "_infile", "_paused_by", "connected_at", "last_active", "_closing_reason",
         "change_user", "queries", "write_stalled_at", "_cmd_seq", "_response_started", "_pending_error",
         "_query_timer", "stmts", "_stmt", "_next_stmt_id", "last_insert_id", "_last_backend", "program",
-        "_waiter", "_waiting", "trx_open", "trackers", "killed",
+        "_waiter", "_waiting", "trx_open", "trackers", "killed", "_sent",
     )
 
     def __init__(self, proxy: Proxy, conn_id: int):
@@ -96,6 +99,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         self.trx_open = False  # a transaction is open, whether or not the server flags it (see above)
         self.trackers: Trackers | None = None  # its session trackers, as on a direct connection
         self.killed = False  # it KILLed itself in a multi-statement query: closed once the answer is out
+        self._sent = b""  # the command in flight as the backend got it (to send again: see _retry_prepare)
         self.backend: BackendConnection | None = None
         self.charset = 0
         self.scramble = b""
@@ -450,7 +454,9 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
             backend.pause_reading()  # the client cannot take more yet: leave the result on the server
         binary = spec.code == COMMAND.COM_STMT_EXECUTE or spec.code == COMMAND.COM_STMT_FETCH
         backend.send_command(self, raw, spec.expect, binary=binary, strip=not self.capabilities & CLIENT.SESSION_TRACK,
-                             trackers=self.trackers, prepare_id=prepare_id)
+                             trackers=self.trackers, prepare_id=prepare_id,
+                             retry_on=_PREPARE_RETRIED_ON if prepare_id is not None else _NO_RETRY)
+        self._sent = raw
         query_timeout = self.proxy.config.pool.query_timeout
         if query_timeout > 0:
             self._query_timer = self.proxy.loop.call_later(query_timeout, self._query_timed_out, backend)
@@ -508,7 +514,26 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
             self._query_timer.cancel()
             self._query_timer = None
 
-    def on_response_done(self, backend: BackendConnection) -> None:
+    def _retry_prepare(self, backend: BackendConnection) -> bool:
+        """The server refused a COM_STMT_PREPARE with 1461 (max_prepared_stmt_count, over all its
+        connections): close this backend's idle cached statements and send the prepare again, once."""
+        dropped = backend.statements.evict_idle() if backend.statements is not None else []
+        if not dropped:
+            return False
+        log.info("client #%d: the server is at max_prepared_stmt_count; closing %d idle statements cached on "
+                 "backend thread %d and preparing again", self.id, len(dropped), backend.thread_id)
+        backend.close_server_statements(dropped)
+        backend.send_command(self, self._sent, Expect.PREPARE, binary=False,
+                             strip=not self.capabilities & CLIENT.SESSION_TRACK, trackers=self.trackers,
+                             prepare_id=self._stmt_id)
+        return True
+
+    def on_response_done(self, backend: BackendConnection, held: bytes = b"") -> None:
+        """The response to the client's command is complete (relayed, or `held` back: see send_command)."""
+        if held:
+            if self._retry_prepare(backend):
+                return
+            self.relay_to_client(held)
         if self._query_timer is not None:
             self._cancel_query_timer()
         tracker = backend.tracker

@@ -86,6 +86,7 @@ class ServerInfo:
     trackers: Trackers  # what a new session's trackers report (the server's session_track_* globals)
     max_allowed_packet: int  # 0: unknown
     net_write_timeout: float  # how long the server waits for a client to read a result before it aborts
+    max_prepared_stmt_count: int  # over all the server's connections; 0: unknown
 
     def charset_names(self) -> dict[int, str]:
         return {i: cs for i, (cs, _name, _default) in self.collations.items()}
@@ -198,7 +199,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
             limiter=self.limiter, loop=self.loop, on_opened=self._backend_opened,
             next_backend_id=lambda: next(self._backend_ids), opener=self._opener,
         )
-        pool.statement_cache_size = p.prepared_statement_cache_size
+        pool.statement_cache_size = self.statement_cache_size()
         pool.share = self.share
         return pool
 
@@ -207,6 +208,16 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         if self.worker is None:
             return total
         return max(1, share(total, self.worker.index, self.worker.count))
+
+    def statement_cache_size(self) -> int:
+        """Prepared statements cached per backend: [pool] prepared_statement_cache_size, at most the
+        server's max_prepared_stmt_count shared by every backend the proxy may open, so that the
+        proxy's caches alone never reach it (which would refuse other prepares with 1461)."""
+        configured = self.config.pool.prepared_statement_cache_size
+        limit = self.server_info.max_prepared_stmt_count if self.server_info is not None else 0
+        if not limit:
+            return configured
+        return max(1, min(configured, limit // self.config.backend.max_connections))
 
     @property
     def max_packet_size(self) -> int:
@@ -251,6 +262,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
             trackers=Trackers.from_settings(opened.server_globals),
             max_allowed_packet=int(opened.server_globals.get(b"max_allowed_packet", b"0")),
             net_write_timeout=float(opened.server_globals.get(b"net_write_timeout", b"60")),
+            max_prepared_stmt_count=int(opened.server_globals.get(b"max_prepared_stmt_count", b"0")),
         )
         if previous is None:
             log.info("backend server %s (wait_timeout %.0fs, max_connections %d, max_user_connections %d)",
@@ -261,6 +273,8 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
             log.warning("pool.idle_timeout %gs is not below the server's wait_timeout %gs: the server will close idle "
                         "connections first (set idle_timeout below it, or leave it unset to derive it)",
                         configured, opened.wait_timeout)
+        for pool in self.pools.values():
+            pool.statement_cache_size = self.statement_cache_size()
         self.server_known.set()
 
     async def _learn_server_task(self) -> None:
