@@ -650,7 +650,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
 
     def _follow_up_for(self, tracker, ok: bool, fx: SqlEffects | None):
         """What must run on the backend, hidden, before it may go (None: nothing)."""
-        capture = Capture()
+        capture = Capture(collations=self.proxy.server_info.collations)
         if fx is not None:
             capture.user_vars = list(fx.user_vars_written)
             capture.insert_id = fx.sets_insert_id

@@ -30,7 +30,7 @@ from .protocol.session_track import make_state_changes
 from .protocol.sql import KillStatement, replace_spans, statements_with_kill
 from .protocol.transaction import NoopCommand
 from .reasons import ClientCloseReason
-from .session import Pins
+from .session import Pins, names_variables
 
 if TYPE_CHECKING:
     from .client import ClientConnection
@@ -111,11 +111,12 @@ class LocalCommands:
         resolved = self.proxy.server_info.resolve_names(charset, collation)
         if resolved is None:
             return False
-        cs, coll = resolved
-        variables = client.session.variables
-        for name, value in ((b"character_set_client", cs), (b"character_set_connection", cs),
-                            (b"character_set_results", cs), (b"collation_connection", coll)):
-            variables[name] = value
+        names, is_default = resolved
+        session = client.session
+        session.variables.update(names_variables(names))
+        # The collation goes behind character_set_client and _results too (session.py).
+        session.client_collation = session.results_collation = None if is_default else names
+        cs = names.charset
         client.pool.stats.queries["query"] += 1
         # What the server's trackers report for SET NAMES, whether or not a value changed.
         client.send_ok(pkt.last_seq, variables=[(b"character_set_connection", cs), (b"character_set_client", cs),

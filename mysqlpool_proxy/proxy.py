@@ -46,7 +46,7 @@ from .pool import KEY_BITS, BackendLimiter, Pool
 from .protocol import auth
 from .protocol.session_track import Trackers
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from .session import PinReason, SessionState, SyncKind, SyncStep
+from .session import Collation, PinReason, SessionState, SyncKind, SyncStep, names_variables
 from .workers import WorkerSlot, share
 
 __all__ = ["Proxy", "ProxyState", "ServerInfo", "UserEntry"]
@@ -91,18 +91,20 @@ class ServerInfo:
     def charset_names(self) -> dict[int, str]:
         return {i: cs for i, (cs, _name, _default) in self.collations.items()}
 
-    def collation(self, collation_id: int) -> tuple[bytes, bytes] | None:
+    def names(self, collation_id: int) -> tuple[Collation, bool] | None:
+        """A handshake's collation id: the collation, and whether it is its charset's default."""
         found = self.collations.get(collation_id)
-        return None if found is None else (found[0].encode(), found[1].encode())
+        return None if found is None else (Collation(found[0].encode(), found[1].encode()), found[2])
 
-    def resolve_names(self, charset: bytes, collation: bytes | None) -> tuple[bytes, bytes] | None:
-        """What `SET NAMES charset [COLLATE collation]` sets, or None to let the server decide."""
+    def resolve_names(self, charset: bytes, collation: bytes | None) -> tuple[Collation, bool] | None:
+        """What `SET NAMES charset [COLLATE collation]` sets (the collation, and whether it is the
+        charset's default), or None to let the server decide."""
         cs = charset.decode("ascii", "replace")
         for _, (cset, name, is_default) in self.collations.items():
             if cset != cs:
                 continue
             if collation is None and is_default or collation is not None and name.encode() == collation:
-                return cset.encode(), name.encode()
+                return Collation(cset.encode(), name.encode()), is_default
         return None
 
 
@@ -241,7 +243,11 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
             self._learn_server(opened)
         elif opened.wait_timeout < info.min_wait_timeout:
             info.min_wait_timeout = opened.wait_timeout
-        return SessionState(None, dict(opened.charset_vars), True)
+        # The handshake's collation (aiomysql sends no SET NAMES) is behind character_set_client and _results.
+        variables = opened.charset_vars
+        names = self.server_info.resolve_names(variables[b"character_set_client"], variables[b"collation_connection"])
+        hidden = None if names is None or names[1] else names[0]
+        return SessionState(None, dict(variables), True, client_collation=hidden, results_collation=hidden)
 
     def _learn_server(self, opened: Opened) -> None:
         version = self.config.proxy.server_version or opened.server_version
@@ -349,16 +355,18 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
 
     def initial_session(self, charset_id: int, capabilities: int, schema: bytes | None,
                         multi_statements: bool | None = None) -> SessionState:
+        """A fresh session, as the server gives it to a connection with this handshake collation
+        (COM_CHANGE_USER's and COM_RESET_CONNECTION's too): all four character set variables,
+        and that collation behind character_set_client and character_set_results."""
         info = self.server_info
-        found = info.collation(charset_id)
-        if found is None:
-            variables = dict(info.charset_vars)
-        else:
-            cs, coll = found
-            variables = {b"character_set_client": cs, b"character_set_connection": cs,
-                         b"character_set_results": cs, b"collation_connection": coll}
         multi = bool(capabilities & CLIENT.MULTI_STATEMENTS) if multi_statements is None else multi_statements
-        return SessionState(schema or None, variables, multi)
+        found = info.names(charset_id)
+        if found is None:
+            return SessionState(schema or None, dict(info.charset_vars), multi)
+        names, is_default = found
+        hidden = None if is_default else names
+        return SessionState(schema or None, names_variables(names), multi, client_collation=hidden,
+                            results_collation=hidden)
 
     # -- pins (for metrics) ----------------------------------------------------------
 
