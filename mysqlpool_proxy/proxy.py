@@ -8,7 +8,10 @@
 * `ServerInfo`, learned from the first backend connection: the version
   string clients are greeted with, the collation table and the server's
   default status. Clients are not greeted before it is known (they wait up
-  to checkout_timeout), so what they see is always the real server's;
+  to checkout_timeout), so what they see is always the real server's.
+  Every new backend then tells its account's current wait_timeout, up or
+  down (a SET GLOBAL changes it for new connections only): each pool keeps
+  the latest, and the idle timeout derived from them follows;
 * the registry of connected clients (by proxy connection id);
 * the janitor: one periodic task for all pools (idle timeout, lifetime,
   min_idle), never one per client;
@@ -26,7 +29,7 @@ import itertools
 import logging
 import ssl
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import __version__
 from .backend import BackendGone
@@ -82,11 +85,12 @@ class ServerInfo:
     collations: dict[int, tuple[str, str, bool]]
     initial_status: int
     charset_vars: dict[bytes, bytes]
-    min_wait_timeout: float
     trackers: Trackers  # what a new session's trackers report (the server's session_track_* globals)
     max_allowed_packet: int  # 0: unknown
     net_write_timeout: float  # how long the server waits for a client to read a result before it aborts
     max_prepared_stmt_count: int  # over all the server's connections; 0: unknown
+    # Pool name -> the wait_timeout its newest backend reported (what a new connection gets now).
+    wait_timeouts: dict[str, float] = field(default_factory=dict)
 
     def charset_names(self) -> dict[int, str]:
         return {i: cs for i, (cs, _name, _default) in self.collations.items()}
@@ -198,7 +202,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
             name=name, params=self._params(user), max_size=self.share(max_size),
             min_idle=share(p.min_idle, self.worker.index, self.worker.count) if self.worker else p.min_idle,
             max_lifetime=p.max_lifetime, max_waiting=p.max_waiting_clients, max_connecting=p.max_connecting,
-            limiter=self.limiter, loop=self.loop, on_opened=self._backend_opened,
+            limiter=self.limiter, loop=self.loop, on_opened=lambda opened: self._backend_opened(name, opened),
             next_backend_id=lambda: next(self._backend_ids), opener=self._opener,
         )
         pool.statement_cache_size = self.statement_cache_size()
@@ -236,18 +240,33 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
 
     # -- the server's identity ---------------------------------------------------------
 
-    def _backend_opened(self, opened: Opened) -> SessionState:
-        """Called for every new backend: learn the server, return the backend's session state."""
-        info = self.server_info
-        if info is None or opened.collations is not None:
+    def _backend_opened(self, pool: str, opened: Opened) -> SessionState:
+        """Called for every new backend of `pool`: learn the server, return the backend's session state."""
+        if self.server_info is None or opened.collations is not None:
             self._learn_server(opened)
-        elif opened.wait_timeout < info.min_wait_timeout:
-            info.min_wait_timeout = opened.wait_timeout
+        self._learn_wait_timeout(pool, opened.wait_timeout)
         # The handshake's collation (aiomysql sends no SET NAMES) is behind character_set_client and _results.
         variables = opened.charset_vars
         names = self.server_info.resolve_names(variables[b"character_set_client"], variables[b"collation_connection"])
         hidden = None if names is None or names[1] else names[0]
         return SessionState(None, dict(variables), True, client_collation=hidden, results_collation=hidden)
+
+    def _learn_wait_timeout(self, pool: str, wait_timeout: float) -> None:
+        """Follow the wait_timeout a pool's new backends get, both ways; one log line when it changes."""
+        timeouts = self.server_info.wait_timeouts
+        previous = timeouts.get(pool)
+        if previous == wait_timeout:
+            return
+        smallest = min(timeouts.values(), default=None)
+        timeouts[pool] = wait_timeout
+        configured = self.config.pool.idle_timeout
+        if previous is not None:
+            log.info("pool %s: the server's wait_timeout for new connections is now %gs (was %gs); idle backends "
+                     "are closed or pinged after %gs", pool, wait_timeout, previous, self.idle_timeout())
+        if configured and configured >= wait_timeout and (smallest is None or wait_timeout < smallest):
+            log.warning("pool.idle_timeout %gs is not below the server's wait_timeout %gs: the server will close idle "
+                        "connections first (set idle_timeout below it, or leave it unset to derive it)",
+                        configured, wait_timeout)
 
     def _learn_server(self, opened: Opened) -> None:
         version = self.config.proxy.server_version or opened.server_version
@@ -264,21 +283,15 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
             collations=collations,
             initial_status=opened.status & (SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT),
             charset_vars=dict(opened.charset_vars),
-            min_wait_timeout=min(opened.wait_timeout, previous.min_wait_timeout if previous else opened.wait_timeout),
             trackers=Trackers.from_settings(opened.server_globals),
             max_allowed_packet=int(opened.server_globals.get(b"max_allowed_packet", b"0")),
             net_write_timeout=float(opened.server_globals.get(b"net_write_timeout", b"60")),
             max_prepared_stmt_count=int(opened.server_globals.get(b"max_prepared_stmt_count", b"0")),
+            wait_timeouts=previous.wait_timeouts if previous else {},
         )
         if previous is None:
             log.info("backend server %s (wait_timeout %.0fs, max_connections %d, max_user_connections %d)",
                      opened.server_version, opened.wait_timeout, opened.max_connections, opened.max_user_connections)
-        configured = self.config.pool.idle_timeout
-        if configured and configured >= opened.wait_timeout and (previous is None
-                                                                 or previous.min_wait_timeout > opened.wait_timeout):
-            log.warning("pool.idle_timeout %gs is not below the server's wait_timeout %gs: the server will close idle "
-                        "connections first (set idle_timeout below it, or leave it unset to derive it)",
-                        configured, opened.wait_timeout)
         for pool in self.pools.values():
             pool.statement_cache_size = self.statement_cache_size()
         self.server_known.set()
@@ -409,13 +422,17 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
     # -- lifecycle -----------------------------------------------------------------------
 
     def idle_timeout(self) -> float:
+        """[pool] idle_timeout, or one derived below the smallest wait_timeout of the pools with backends
+        (a pool without any learns the current value with its next one)."""
         configured = self.config.pool.idle_timeout
         if configured:
             return configured
         info = self.server_info
-        if info is None:
+        if info is None or not info.wait_timeouts:
             return 60.0
-        wt = info.min_wait_timeout
+        timeouts = info.wait_timeouts
+        live = [wt for name, wt in timeouts.items() if (pool := self.pools.get(name)) is not None and pool.size]
+        wt = min(live or timeouts.values())
         return max(0.5, min(wt * 0.9, wt - 1.0))
 
     async def start(self) -> None:
