@@ -11,7 +11,8 @@
   to checkout_timeout), so what they see is always the real server's.
   Every new backend then tells its account's current wait_timeout, up or
   down (a SET GLOBAL changes it for new connections only): each pool keeps
-  the latest, and the idle timeout derived from them follows;
+  the latest, and the idle timeout derived from them follows; so do the
+  server's max_allowed_packet and session trackers for new clients;
 * the registry of connected clients (by proxy connection id);
 * the janitor: one periodic task for all pools (idle timeout, lifetime,
   min_idle), never one per client;
@@ -91,6 +92,7 @@ class ServerInfo:
     max_prepared_stmt_count: int  # over all the server's connections; 0: unknown
     # Pool name -> the wait_timeout its newest backend reported (what a new connection gets now).
     wait_timeouts: dict[str, float] = field(default_factory=dict)
+    packet_raised_at: float | None = None  # when a larger max_allowed_packet was seen, older backends left
 
     def charset_names(self) -> dict[int, str]:
         return {i: cs for i, (cs, _name, _default) in self.collations.items()}
@@ -244,12 +246,41 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         """Called for every new backend of `pool`: learn the server, return the backend's session state."""
         if self.server_info is None or opened.collations is not None:
             self._learn_server(opened)
+        else:
+            self._learn_globals(opened)
         self._learn_wait_timeout(pool, opened.wait_timeout)
         # The handshake's collation (aiomysql sends no SET NAMES) is behind character_set_client and _results.
         variables = opened.charset_vars
         names = self.server_info.resolve_names(variables[b"character_set_client"], variables[b"collation_connection"])
         hidden = None if names is None or names[1] else names[0]
         return SessionState(None, dict(variables), True, client_collation=hidden, results_collation=hidden)
+
+    def _learn_globals(self, opened: Opened) -> None:
+        """What a new session gets now, from each new backend: a SET GLOBAL changes it for new
+        connections (max_allowed_packet bounds clients' packets; the trackers a new client has)."""
+        info = self.server_info
+        self._learn_max_allowed_packet(int(opened.server_globals.get(b"max_allowed_packet", b"0")))
+        trackers = Trackers.from_settings(opened.server_globals)
+        if trackers != info.trackers:
+            info.trackers = trackers
+
+    def _learn_max_allowed_packet(self, packet: int) -> None:
+        """Lowered: followed at once. Raised: once no backend opened before is left, since the server
+        holds each connection to the value it had when it connected (and hangs up on a larger packet)."""
+        info = self.server_info
+        if not packet or packet == info.max_allowed_packet:
+            info.packet_raised_at = None
+            return
+        if packet > info.max_allowed_packet:
+            if info.packet_raised_at is None:
+                info.packet_raised_at = self.loop.time()
+            if any(b.created_at <= info.packet_raised_at for pool in self.pools.values()
+                   for backends in (pool.idle, pool.busy) for b in backends):
+                return
+        log.info("the server's max_allowed_packet is now %d (was %d): the largest packet clients connecting from "
+                 "now on may send", packet, info.max_allowed_packet)
+        info.max_allowed_packet = packet
+        info.packet_raised_at = None
 
     def _learn_wait_timeout(self, pool: str, wait_timeout: float) -> None:
         """Follow the wait_timeout a pool's new backends get, both ways; one log line when it changes."""

@@ -1,7 +1,8 @@
 # Limits the server tells every new backend, followed both ways (issue 10 item
 # 13): the wait_timeout a pool's new backends get (SET GLOBAL wait_timeout
 # changes it for new connections only), below which the proxy derives its idle
-# timeout, and the connection limits that cap a pool. A temporary SET GLOBAL
+# timeout, the connection limits that cap a pool, max_allowed_packet and the
+# trackers a new session has. A temporary SET GLOBAL
 # wait_timeout = 3 must not leave the proxy closing idle backends every 2 s once
 # it is raised back, nor a lowered max_connections cap a pool for good. Fakes
 # on a virtual clock: FakeOpener.wait_timeout and .max_connections are what the
@@ -12,7 +13,7 @@ import logging
 
 from mysqlpool_proxy.config import UserConfig
 from mysqlpool_proxy.pool import EARLY_DEATH
-from tests.fakes import FakeClient, advance, fake_opener, settle, start_proxy, virtual_time
+from tests.fakes import SERVER_GLOBALS, FakeClient, advance, fake_opener, settle, start_proxy, virtual_time
 from tests.unit.test_pool import make_pool
 
 DEFAULT = 28800.0
@@ -101,6 +102,37 @@ async def test_idle_timeout_configured_is_kept_and_a_server_timeout_below_it_is_
     await kill_backends(opener)
     await client.query("SELECT 2")  # the same value again: nothing new to say
     assert logged(caplog, "wait_timeout") == []
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_max_allowed_packet_and_a_new_sessions_trackers_follow_the_server(monkeypatch):
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 2})
+    client = await FakeClient(proxy).connect()
+    assert proxy.max_packet_size == 16 << 20 and proxy.server_info.trackers.schema
+    # SET GLOBAL max_allowed_packet = 64M, session_track_schema = OFF: new connections get them.
+    monkeypatch.setitem(SERVER_GLOBALS, b"max_allowed_packet", str(64 << 20).encode())
+    monkeypatch.setitem(SERVER_GLOBALS, b"session_track_schema", b"0")
+    await kill_backends(opener)
+    await client.query("SELECT 1")
+    assert proxy.max_packet_size == 64 << 20 and not proxy.server_info.trackers.schema
+    # Raised again while a backend opened before is still there: the server holds that one to
+    # its old value (and hangs up on a larger packet), so the proxy waits for it to go.
+    monkeypatch.setitem(SERVER_GLOBALS, b"max_allowed_packet", str(128 << 20).encode())
+    other = await FakeClient(proxy).connect()
+    await client.query("BEGIN")  # holds the old backend
+    await other.query("SELECT 2")  # on a new one, which says 128M
+    assert len(opener.alive) == 2 and proxy.max_packet_size == 64 << 20
+    await client.query("COMMIT")
+    await kill_backends(opener)
+    await other.query("SELECT 3")
+    assert proxy.max_packet_size == 128 << 20
+    # Lowered: at once.
+    monkeypatch.setitem(SERVER_GLOBALS, b"max_allowed_packet", str(1 << 20).encode())
+    await client.query("BEGIN")
+    await other.query("SELECT 4")
+    assert len(opener.alive) == 2 and proxy.max_packet_size == 1 << 20
     await proxy.stop(0)
 
 
