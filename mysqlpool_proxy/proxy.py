@@ -10,9 +10,10 @@
   default status. Clients are not greeted before it is known (they wait up
   to checkout_timeout), so what they see is always the real server's.
   Every new backend then tells its account's current wait_timeout, up or
-  down (a SET GLOBAL changes it for new connections only): each pool keeps
-  the latest, and the idle timeout derived from them follows; so do the
-  server's max_allowed_packet and session trackers for new clients;
+  down (a SET GLOBAL changes it for new connections only, so a pool's
+  backends may hold several: `WaitTimeouts`), and the idle timeout derived
+  from them follows; so do the server's max_allowed_packet and session
+  trackers for new clients;
 * the registry of connected clients (by proxy connection id);
 * the janitor: one periodic task for all pools (idle timeout, lifetime,
   min_idle), never one per client;
@@ -53,7 +54,7 @@ from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 from .session import Collation, PinReason, SessionState, SyncKind, SyncStep, names_variables
 from .workers import WorkerSlot, share
 
-__all__ = ["Proxy", "ProxyState", "ServerInfo", "UserEntry"]
+__all__ = ["Proxy", "ProxyState", "ServerInfo", "UserEntry", "WaitTimeouts"]
 
 log = logging.getLogger("mysqlpool.proxy")
 
@@ -76,6 +77,46 @@ class ProxyState(enum.Enum):
     STOPPED = "stopped"
 
 
+class WaitTimeouts:
+    """The wait_timeouts a pool's open backends may have. The server gives a connection the value
+    current when it connects (SET GLOBAL changes it for new connections only), and each new backend
+    reports its own: a value counts until no backend opened before the next one is left."""
+
+    __slots__ = ("_by_pool",)
+
+    def __init__(self) -> None:
+        self._by_pool: dict[str, list[tuple[float, float]]] = {}  # pool -> [(since, wait_timeout)], oldest first
+
+    def learned(self, pool: str, at: float, wait_timeout: float) -> float | None:
+        """A backend of `pool` opened at `at` with `wait_timeout`; returns the value new ones had before."""
+        history = self._by_pool.setdefault(pool, [])
+        previous = history[-1][1] if history else None
+        if previous != wait_timeout:
+            history.append((at, wait_timeout))
+        return previous
+
+    def current(self, pool: str) -> float | None:
+        """What a new backend of `pool` gets now (as far as the last one said)."""
+        history = self._by_pool.get(pool)
+        return history[-1][1] if history else None
+
+    def smallest(self, pools: dict[str, Pool]) -> float | None:
+        """The smallest wait_timeout an open backend may have. A pool without backends does not count
+        (its next one learns the value then); when none has any, what new ones get."""
+        values = []
+        for name, history in self._by_pool.items():
+            pool = pools.get(name)
+            if pool is None or not pool.size:
+                continue
+            oldest = min((b.created_at for backends in (pool.idle, pool.busy) for b in backends), default=None)
+            while len(history) > 1 and (oldest is None or history[1][0] <= oldest):
+                del history[0]  # no backend opened while it was current is left
+            values.extend(value for _, value in history)
+        if not values:
+            values = [history[-1][1] for history in self._by_pool.values() if history]
+        return min(values, default=None)
+
+
 @dataclass(slots=True)
 class ServerInfo:
     version: str
@@ -90,8 +131,7 @@ class ServerInfo:
     max_allowed_packet: int  # 0: unknown
     net_write_timeout: float  # how long the server waits for a client to read a result before it aborts
     max_prepared_stmt_count: int  # over all the server's connections; 0: unknown
-    # Pool name -> the wait_timeout its newest backend reported (what a new connection gets now).
-    wait_timeouts: dict[str, float] = field(default_factory=dict)
+    wait_timeouts: WaitTimeouts = field(default_factory=WaitTimeouts)
     packet_raised_at: float | None = None  # when a larger max_allowed_packet was seen, older backends left
 
     def charset_names(self) -> dict[int, str]:
@@ -285,15 +325,15 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
     def _learn_wait_timeout(self, pool: str, wait_timeout: float) -> None:
         """Follow the wait_timeout a pool's new backends get, both ways; one log line when it changes."""
         timeouts = self.server_info.wait_timeouts
-        previous = timeouts.get(pool)
+        smallest = timeouts.smallest(self.pools)
+        previous = timeouts.learned(pool, self.loop.time(), wait_timeout)
         if previous == wait_timeout:
             return
-        smallest = min(timeouts.values(), default=None)
-        timeouts[pool] = wait_timeout
         configured = self.config.pool.idle_timeout
         if previous is not None:
-            log.info("pool %s: the server's wait_timeout for new connections is now %gs (was %gs); idle backends "
-                     "are closed or pinged after %gs", pool, wait_timeout, previous, self.idle_timeout())
+            log.info("pool %s: the server's wait_timeout for new connections is now %gs (was %gs; connections made "
+                     "before keep theirs); idle backends are closed or pinged after %gs",
+                     pool, wait_timeout, previous, self.idle_timeout())
         if configured and configured >= wait_timeout and (smallest is None or wait_timeout < smallest):
             log.warning("pool.idle_timeout %gs is not below the server's wait_timeout %gs: the server will close idle "
                         "connections first (set idle_timeout below it, or leave it unset to derive it)",
@@ -318,7 +358,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
             max_allowed_packet=int(opened.server_globals.get(b"max_allowed_packet", b"0")),
             net_write_timeout=float(opened.server_globals.get(b"net_write_timeout", b"60")),
             max_prepared_stmt_count=int(opened.server_globals.get(b"max_prepared_stmt_count", b"0")),
-            wait_timeouts=previous.wait_timeouts if previous else {},
+            wait_timeouts=previous.wait_timeouts if previous else WaitTimeouts(),
         )
         if previous is None:
             log.info("backend server %s (wait_timeout %.0fs, max_connections %d, max_user_connections %d)",
@@ -453,17 +493,14 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
     # -- lifecycle -----------------------------------------------------------------------
 
     def idle_timeout(self) -> float:
-        """[pool] idle_timeout, or one derived below the smallest wait_timeout of the pools with backends
-        (a pool without any learns the current value with its next one)."""
+        """[pool] idle_timeout, or one derived below the smallest wait_timeout an open backend may have
+        (WaitTimeouts): idle backends are closed, and held ones pinged, before the server ends them."""
         configured = self.config.pool.idle_timeout
         if configured:
             return configured
-        info = self.server_info
-        if info is None or not info.wait_timeouts:
+        wt = self.server_info.wait_timeouts.smallest(self.pools) if self.server_info is not None else None
+        if wt is None:
             return 60.0
-        timeouts = info.wait_timeouts
-        live = [wt for name, wt in timeouts.items() if (pool := self.pools.get(name)) is not None and pool.size]
-        wt = min(live or timeouts.values())
         return max(0.5, min(wt * 0.9, wt - 1.0))
 
     async def start(self) -> None:

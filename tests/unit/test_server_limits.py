@@ -55,10 +55,10 @@ async def test_wait_timeout_lowered_then_raised_is_followed_both_ways(caplog):
     await advance(60)  # no longer closed every 2 s
     assert pool.stats.closed["idle_timeout"] == 1 and len(pool.idle) == 1
     assert logged(caplog, "wait_timeout for new connections") == [
-        "pool app: the server's wait_timeout for new connections is now 3s (was 28800s); idle backends are "
-        "closed or pinged after 2s",
-        "pool app: the server's wait_timeout for new connections is now 28800s (was 3s); idle backends are "
-        "closed or pinged after 25920s",
+        "pool app: the server's wait_timeout for new connections is now 3s (was 28800s; connections made before "
+        "keep theirs); idle backends are closed or pinged after 2s",
+        "pool app: the server's wait_timeout for new connections is now 28800s (was 3s; connections made before "
+        "keep theirs); idle backends are closed or pinged after 25920s",
     ]
     await proxy.stop(0)
 
@@ -74,14 +74,42 @@ async def test_each_pool_follows_its_own_accounts_wait_timeout_and_the_smallest_
     await client_a.query("SELECT 1")
     opener.wait_timeout = 3.0  # b's account gets a shorter one (init_connect, say)
     await client_b.query("SELECT 1")
-    assert proxy.server_info.wait_timeouts == {"a": DEFAULT, "b": 3.0}
+    timeouts = proxy.server_info.wait_timeouts
+    assert (timeouts.current("a"), timeouts.current("b")) == (DEFAULT, 3.0)
     assert proxy.idle_timeout() == 2.0  # b's backends must not idle into the server's timeout
     await advance(2.5)  # the janitor closes both pools' idle backends
     assert a.size == b.size == 0
     opener.wait_timeout = DEFAULT
     await client_a.query("SELECT 2")
     # b has no backend left: its next one will say what b's wait_timeout is now.
-    assert proxy.server_info.wait_timeouts == {"a": DEFAULT, "b": 3.0}
+    assert (timeouts.current("a"), timeouts.current("b")) == (DEFAULT, 3.0)
+    assert proxy.idle_timeout() == derived(DEFAULT)
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_backend_opened_under_the_lower_wait_timeout_keeps_it_until_it_is_gone():
+    # The server holds each connection to the wait_timeout it connected with: one opened while it
+    # was 3 s and held by an idle client (a transaction) must still be pinged within 3 s.
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 2})
+    pool = proxy.pools["app"]
+    holder, other = await FakeClient(proxy).connect(), await FakeClient(proxy).connect()
+    opener.wait_timeout = 3.0
+    await kill_backends(opener)
+    await holder.query("BEGIN")  # on a backend with 3 s, held
+    await advance(1)
+    opener.wait_timeout = DEFAULT
+    await other.query("SELECT 1")  # on a new backend with 28800 s
+    assert proxy.server_info.wait_timeouts.current("app") == DEFAULT
+    assert proxy.idle_timeout() == 2.0
+    held = holder.conn.backend
+    await advance(10)
+    assert not held.closed and opener.server_for(held).command_names.count("ping") >= 3
+    (await holder.query("COMMIT")).expect_ok()
+    await advance(2.5)  # released, then closed idle past 2 s
+    assert held.closed and pool.stats.closed["idle_timeout"] == 2  # and the other one, idle as long
+    await other.query("SELECT 2")
     assert proxy.idle_timeout() == derived(DEFAULT)
     await proxy.stop(0)
 
