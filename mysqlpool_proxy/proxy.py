@@ -5,15 +5,13 @@
 * one `Pool` per backend user (proxy users that map to the same backend
   user share it), and the global `BackendLimiter`;
 * the user table the handshake authenticates against;
-* `ServerInfo`, learned from the first backend connection: the version
-  string clients are greeted with, the collation table and the server's
-  default status. Clients are not greeted before it is known (they wait up
-  to checkout_timeout), so what they see is always the real server's.
-  Every new backend then tells its account's current wait_timeout, up or
-  down (a SET GLOBAL changes it for new connections only, so a pool's
-  backends may hold several: `WaitTimeouts`), and the idle timeout derived
-  from them follows; so do the server's max_allowed_packet and session
-  trackers for new clients;
+* `ServerInfo` (server_info.py), learned from the first backend connection:
+  the version string clients are greeted with, the collation table and the
+  server's default status. Clients are not greeted before it is known (they
+  wait up to checkout_timeout), so what they see is always the real
+  server's. Every new backend then tells what a new session gets now, up or
+  down: its account's wait_timeout (the idle timeout follows), the
+  max_allowed_packet, the trackers;
 * the registry of connected clients (by proxy connection id);
 * the janitor: one periodic task for all pools (idle timeout, lifetime,
   min_idle), never one per client;
@@ -31,7 +29,7 @@ import itertools
 import logging
 import ssl
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import __version__
 from .backend import BackendGone
@@ -51,7 +49,8 @@ from .pool import KEY_BITS, BackendLimiter, Pool
 from .protocol import auth
 from .protocol.session_track import Trackers
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from .session import Collation, PinReason, SessionState, SyncKind, SyncStep, names_variables
+from .server_info import ServerInfo, WaitTimeouts
+from .session import PinReason, SessionState, SyncKind, SyncStep, names_variables
 from .workers import WorkerSlot, share
 
 __all__ = ["Proxy", "ProxyState", "ServerInfo", "UserEntry", "WaitTimeouts"]
@@ -75,83 +74,6 @@ class ProxyState(enum.Enum):
     RUNNING = "running"
     DRAINING = "draining"
     STOPPED = "stopped"
-
-
-class WaitTimeouts:
-    """The wait_timeouts a pool's open backends may have. The server gives a connection the value
-    current when it connects (SET GLOBAL changes it for new connections only), and each new backend
-    reports its own: a value counts until no backend opened before the next one is left."""
-
-    __slots__ = ("_by_pool",)
-
-    def __init__(self) -> None:
-        self._by_pool: dict[str, list[tuple[float, float]]] = {}  # pool -> [(since, wait_timeout)], oldest first
-
-    def learned(self, pool: str, at: float, wait_timeout: float) -> float | None:
-        """A backend of `pool` opened at `at` with `wait_timeout`; returns the value new ones had before."""
-        history = self._by_pool.setdefault(pool, [])
-        previous = history[-1][1] if history else None
-        if previous != wait_timeout:
-            history.append((at, wait_timeout))
-        return previous
-
-    def current(self, pool: str) -> float | None:
-        """What a new backend of `pool` gets now (as far as the last one said)."""
-        history = self._by_pool.get(pool)
-        return history[-1][1] if history else None
-
-    def smallest(self, pools: dict[str, Pool]) -> float | None:
-        """The smallest wait_timeout an open backend may have. A pool without backends does not count
-        (its next one learns the value then); when none has any, what new ones get."""
-        values = []
-        for name, history in self._by_pool.items():
-            pool = pools.get(name)
-            if pool is None or not pool.size:
-                continue
-            oldest = min((b.created_at for backends in (pool.idle, pool.busy) for b in backends), default=None)
-            while len(history) > 1 and (oldest is None or history[1][0] <= oldest):
-                del history[0]  # no backend opened while it was current is left
-            values.extend(value for _, value in history)
-        if not values:
-            values = [history[-1][1] for history in self._by_pool.values() if history]
-        return min(values, default=None)
-
-
-@dataclass(slots=True)
-class ServerInfo:
-    version: str
-    advertised_version: bytes
-    capabilities: int
-    client_capabilities: int
-    charset_id: int
-    collations: dict[int, tuple[str, str, bool]]
-    initial_status: int
-    charset_vars: dict[bytes, bytes]
-    trackers: Trackers  # what a new session's trackers report (the server's session_track_* globals)
-    max_allowed_packet: int  # 0: unknown
-    net_write_timeout: float  # how long the server waits for a client to read a result before it aborts
-    max_prepared_stmt_count: int  # over all the server's connections; 0: unknown
-    wait_timeouts: WaitTimeouts = field(default_factory=WaitTimeouts)
-    packet_raised_at: float | None = None  # when a larger max_allowed_packet was seen, older backends left
-
-    def charset_names(self) -> dict[int, str]:
-        return {i: cs for i, (cs, _name, _default) in self.collations.items()}
-
-    def names(self, collation_id: int) -> tuple[Collation, bool] | None:
-        """A handshake's collation id: the collation, and whether it is its charset's default."""
-        found = self.collations.get(collation_id)
-        return None if found is None else (Collation(found[0].encode(), found[1].encode()), found[2])
-
-    def resolve_names(self, charset: bytes, collation: bytes | None) -> tuple[Collation, bool] | None:
-        """What `SET NAMES charset [COLLATE collation]` sets (the collation, and whether it is the
-        charset's default), or None to let the server decide."""
-        cs = charset.decode("ascii", "replace")
-        for _, (cset, name, is_default) in self.collations.items():
-            if cset != cs:
-                continue
-            if collation is None and is_default or collation is not None and name.encode() == collation:
-                return Collation(cset.encode(), name.encode()), is_default
-        return None
 
 
 @dataclass(slots=True)
@@ -287,40 +209,13 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         if self.server_info is None or opened.collations is not None:
             self._learn_server(opened)
         else:
-            self._learn_globals(opened)
+            self.server_info.learn_globals(opened.server_globals, self.loop.time(), self.pools)
         self._learn_wait_timeout(pool, opened.wait_timeout)
         # The handshake's collation (aiomysql sends no SET NAMES) is behind character_set_client and _results.
         variables = opened.charset_vars
         names = self.server_info.resolve_names(variables[b"character_set_client"], variables[b"collation_connection"])
         hidden = None if names is None or names[1] else names[0]
         return SessionState(None, dict(variables), True, client_collation=hidden, results_collation=hidden)
-
-    def _learn_globals(self, opened: Opened) -> None:
-        """What a new session gets now, from each new backend: a SET GLOBAL changes it for new
-        connections (max_allowed_packet bounds clients' packets; the trackers a new client has)."""
-        info = self.server_info
-        self._learn_max_allowed_packet(int(opened.server_globals.get(b"max_allowed_packet", b"0")))
-        trackers = Trackers.from_settings(opened.server_globals)
-        if trackers != info.trackers:
-            info.trackers = trackers
-
-    def _learn_max_allowed_packet(self, packet: int) -> None:
-        """Lowered: followed at once. Raised: once no backend opened before is left, since the server
-        holds each connection to the value it had when it connected (and hangs up on a larger packet)."""
-        info = self.server_info
-        if not packet or packet == info.max_allowed_packet:
-            info.packet_raised_at = None
-            return
-        if packet > info.max_allowed_packet:
-            if info.packet_raised_at is None:
-                info.packet_raised_at = self.loop.time()
-            if any(b.created_at <= info.packet_raised_at for pool in self.pools.values()
-                   for backends in (pool.idle, pool.busy) for b in backends):
-                return
-        log.info("the server's max_allowed_packet is now %d (was %d): the largest packet clients connecting from "
-                 "now on may send", packet, info.max_allowed_packet)
-        info.max_allowed_packet = packet
-        info.packet_raised_at = None
 
     def _learn_wait_timeout(self, pool: str, wait_timeout: float) -> None:
         """Follow the wait_timeout a pool's new backends get, both ways; one log line when it changes."""
