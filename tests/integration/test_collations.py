@@ -16,6 +16,7 @@ import MySQLdb
 import mysql.connector
 import pymysql
 import pytest
+from mysql.connector.constants import ClientFlag
 from pymysql.constants import CLIENT
 
 from tests.support.proxy import APP_DB, APP_PASSWORD, APP_USER
@@ -26,16 +27,19 @@ PROBE = "SELECT 'a' AS lit, @@character_set_client, @@character_set_results, @@c
 UNICODE = {"charset": "utf8mb4", "collation": "utf8mb4_unicode_ci"}
 
 
-def pymysql_conn(target, **kwargs):
+# Every client asks for CLIENT_PS_MULTI_RESULTS, as mysqlclient always does: they are all in one pool key,
+# so they all share the backend.
+def pymysql_conn(target, client_flag=0, **kwargs):
     return pymysql.connect(host=target.host, port=target.port, user=APP_USER, password=APP_PASSWORD,
-                           database=APP_DB, autocommit=True, connect_timeout=10, **kwargs)
+                           database=APP_DB, autocommit=True, connect_timeout=10,
+                           client_flag=client_flag | CLIENT.PS_MULTI_RESULTS, **kwargs)
 
 
 def connector_conn(target, **kwargs):
     kwargs.setdefault("charset", "utf8mb4")
     return mysql.connector.connect(host=target.host, port=target.port, user=APP_USER, password=APP_PASSWORD,
                                    database=APP_DB, autocommit=True, connection_timeout=10, use_pure=True,
-                                   **kwargs)
+                                   client_flags=[ClientFlag.PS_MULTI_RESULTS], **kwargs)
 
 
 class Neighbours:
@@ -45,7 +49,7 @@ class Neighbours:
         self.pymysql = stack.enter_context(closing(pymysql_conn(target, charset="utf8mb4")))
         self.mysqlclient = stack.enter_context(closing(MySQLdb.connect(
             host=target.host, port=target.port, user=APP_USER, password=APP_PASSWORD, database=APP_DB,
-            charset="utf8mb4", autocommit=True, connect_timeout=10, local_infile=0)))  # the same pool key
+            charset="utf8mb4", autocommit=True, connect_timeout=10, local_infile=0)))  # (the same pool key)
         self.latin1 = stack.enter_context(closing(connector_conn(target, charset="latin1",
                                                                  collation="latin1_swedish_ci")))
         self.seen: list = []
@@ -104,7 +108,8 @@ def test_pymysql_with_a_collation_sees_the_columns_as_directly(proxy_factory, ap
     proxy = proxy_factory(pool={"max_size": 1})
     assert run_pymysql(proxy) == direct
     stats = proxy.pool_stats()
-    assert stats["connects"] == 1, stats["closed"]  # one backend served every client
+    # One backend served every client (the proxy's first, opened at start without their key, made room).
+    assert stats["connects"] == 2 and stats["closed"] == {"reclaimed": 1}, stats
 
 
 PARAMETER = "SELECT COLLATION(?), ? AS p"
@@ -149,3 +154,6 @@ def test_mysql_connector_with_a_collation_sees_columns_and_parameters_as_directl
     assert direct[0][1][1][0] == 224 and direct[0][1][2][0] == "utf8mb4_unicode_ci"
     proxy = proxy_factory(pool={"max_size": 1})
     assert run_connector(proxy) == direct
+    stats = proxy.pool_stats()
+    # One backend served every client (the proxy's first, opened at start without their key, made room).
+    assert stats["connects"] == 2 and stats["closed"] == {"reclaimed": 1}, stats
