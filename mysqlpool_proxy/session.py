@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -201,7 +202,8 @@ def user_var_clause(have: dict[bytes, bytes], want: dict[bytes, bytes]) -> bytes
     return b", ".join(parts)
 
 
-def set_clause(have: dict[bytes, bytes | None], want: dict[bytes, bytes | None], forced=()) -> bytes:
+def set_clause(have: dict[bytes, bytes | None], want: dict[bytes, bytes | None],
+               forced: Collection[bytes] = ()) -> bytes:
     """Assignments giving the backend the client's variables (`forced`: set even if equal)."""
     names = [n for n in want if have.get(n, _MISSING) != want[n] or n in forced]
     names += [n for n in have if n not in want]
