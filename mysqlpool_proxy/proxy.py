@@ -208,8 +208,9 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         """Called for every new backend of `pool`: learn the server, return the backend's session state."""
         if self.server_info is None or opened.collations is not None:
             self._learn_server(opened)
-        else:
-            self.server_info.learn_globals(opened.server_globals, self.loop.time(), self.pools)
+        elif self.server_info.learn_globals(opened.server_globals, self.loop.time(), self.pools):
+            for each in self.pools.values():
+                each.statement_cache_size = self.statement_cache_size()
         self._learn_wait_timeout(pool, opened.wait_timeout)
         # The handshake's collation (aiomysql sends no SET NAMES) is behind character_set_client and _results.
         variables = opened.charset_vars

@@ -7,7 +7,8 @@ Every new backend after it tells what a new session gets now, since a SET
 GLOBAL changes that for new connections only: the session trackers a new
 client has, the max_allowed_packet that bounds clients' packets (a raised
 one counts once the backends opened before are gone: the server holds each
-connection to the value it connected with), and its account's wait_timeout
+connection to the value it connected with), max_prepared_stmt_count (a
+limit over all connections, at once), and its account's wait_timeout
 (`WaitTimeouts`: a pool's open backends may hold several, and the proxy's
 idle timeout is derived below the smallest).
 """
@@ -106,11 +107,20 @@ class ServerInfo:
                 return Collation(cset.encode(), name.encode()), is_default
         return None
 
-    def learn_globals(self, settings: Mapping[bytes, bytes], now: float, pools: Mapping[str, Pool]) -> None:
+    def learn_globals(self, settings: Mapping[bytes, bytes], now: float, pools: Mapping[str, Pool]) -> bool:
         """What a new session gets now, as a new backend tells it (SERVER_GLOBALS in backend_adapter.py):
-        a SET GLOBAL changes it for new connections only."""
+        a SET GLOBAL changes it for new connections only. True if max_prepared_stmt_count changed (a limit
+        over all connections at once, which the statement caches are sized from)."""
         self.trackers = Trackers.from_settings(settings)
-        packet = int(settings.get(b"max_allowed_packet", b"0"))
+        self._learn_max_allowed_packet(int(settings.get(b"max_allowed_packet", b"0")), now, pools)
+        statements = int(settings.get(b"max_prepared_stmt_count", b"0"))
+        if statements == self.max_prepared_stmt_count:
+            return False
+        log.info("the server's max_prepared_stmt_count is now %d (was %d)", statements, self.max_prepared_stmt_count)
+        self.max_prepared_stmt_count = statements
+        return True
+
+    def _learn_max_allowed_packet(self, packet: int, now: float, pools: Mapping[str, Pool]) -> None:
         if not packet or packet == self.max_allowed_packet:
             self.packet_raised_at = None
             return

@@ -1,8 +1,8 @@
 # Limits the server tells every new backend, followed both ways (issue 10 item
 # 13): the wait_timeout a pool's new backends get (SET GLOBAL wait_timeout
 # changes it for new connections only), below which the proxy derives its idle
-# timeout, the connection limits that cap a pool, max_allowed_packet and the
-# trackers a new session has. A temporary SET GLOBAL
+# timeout, the connection limits that cap a pool, max_allowed_packet,
+# max_prepared_stmt_count and the trackers a new session has. A temporary SET GLOBAL
 # wait_timeout = 3 must not leave the proxy closing idle backends every 2 s once
 # it is raised back, nor a lowered max_connections cap a pool for good. Fakes
 # on a virtual clock: FakeOpener.wait_timeout and .max_connections are what the
@@ -165,6 +165,25 @@ async def test_max_allowed_packet_and_a_new_sessions_trackers_follow_the_server(
     await client.query("BEGIN")
     await other.query("SELECT 4")
     assert len(opener.alive) == 2 and proxy.max_packet_size == 1 << 20
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_statement_caches_follow_max_prepared_stmt_count_both_ways(monkeypatch):
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 2, "prepared_statement_cache_size": 256},
+                              backend={"max_connections": 100, **QUIET})
+    pool = proxy.pools["app"]
+    client = await FakeClient(proxy).connect()
+    assert pool.statement_cache_size == 16382 // 100
+    monkeypatch.setitem(SERVER_GLOBALS, b"max_prepared_stmt_count", b"1000")  # SET GLOBAL: for all, at once
+    await kill_backends(opener)
+    await client.query("SELECT 1")
+    assert pool.statement_cache_size == 10
+    monkeypatch.setitem(SERVER_GLOBALS, b"max_prepared_stmt_count", b"1000000")
+    await kill_backends(opener)
+    await client.query("SELECT 2")
+    assert pool.statement_cache_size == 256
     await proxy.stop(0)
 
 
