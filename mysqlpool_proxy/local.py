@@ -23,10 +23,8 @@ from .backend import BackendState
 from .constants import COMMAND, COM_RESET_CONNECTION, ER, SERVER_STATUS
 from .errors import ProtocolError, ProxyError
 from .protocol import handshake as hs
-from .protocol.framing import Packet
-from .protocol.framing import encode_packet, next_seq
-from .protocol.packets import make_ok, parse_change_user
-from .protocol.session_track import make_state_changes
+from .protocol.framing import Packet, encode_packet
+from .protocol.packets import parse_change_user
 from .protocol.sql import KillStatement, replace_spans, statements_with_kill
 from .protocol.transaction import NoopCommand
 from .reasons import ClientCloseReason
