@@ -91,7 +91,7 @@ class BackendConnection(asyncio.Protocol):
         "id", "pool", "key", "transport", "thread_id", "state", "session", "tracker", "client", "created_at",
         "expires_at", "idle_since", "last_used", "close_reason", "_held", "_future", "_timer", "_reading_paused",
         "commands", "loop", "_stream_owner", "generation", "statements", "last_insert_id", "last_owner",
-        "_collected", "_slot_held", "_paused_client",
+        "_collected", "_slot_held", "_paused_client", "_retry_on",
     )
 
     def __init__(self, *, backend_id: int, pool: Pool, key: int, thread_id: int, session: SessionState,
@@ -125,6 +125,7 @@ class BackendConnection(asyncio.Protocol):
         self._collected: list[bytes] | None = None
         self._slot_held = True  # counted in the pool's size until its socket is closed
         self._paused_client = None  # the client whose reading it paused (its own write buffer was full)
+        self._retry_on: frozenset[int] = frozenset()  # see send_command
 
     def __repr__(self) -> str:
         return f"<Backend #{self.id} thread={self.thread_id} {self.state.value} pool={self.pool.name}>"
@@ -208,10 +209,14 @@ class BackendConnection(asyncio.Protocol):
     # -- relaying a client's command ------------------------------------------
 
     def send_command(self, client, raw: bytes, expect: Expect, *, binary: bool, strip: bool,
-                     trackers: Trackers | None = None, prepare_id: int | None = None) -> None:
+                     trackers: Trackers | None = None, prepare_id: int | None = None,
+                     retry_on: frozenset[int] = frozenset()) -> None:
+        """Relay a client's command. `retry_on`: error numbers that, as the whole response, are handed
+        to the client's on_response_done unrelayed (it may retry the command instead)."""
         self.set_state(BackendState.BUSY)
         self.client = client
         self.commands += 1
+        self._retry_on = retry_on
         self.tracker.begin(expect, binary=binary, strip_session_track=strip, trackers=trackers, prepare_id=prepare_id)
         self.transport.write(raw)
 
@@ -260,11 +265,13 @@ class BackendConnection(asyncio.Protocol):
         client = self.client
         if phase is Phase.DONE:
             self.set_state(BackendState.RESERVED)
-            client.relay_to_client(out)
+            held = tracker.error is not None and tracker.error.errno in self._retry_on
+            if not held:
+                client.relay_to_client(out)
             if n < len(data):
                 log.warning("backend #%d sent %d bytes after a complete response", self.id, len(data) - n)
                 self.close(BackendCloseReason.ERROR)
-            client.on_response_done(self)
+            client.on_response_done(self, out if held else b"")
         elif phase is Phase.INFILE:
             client.relay_to_client(out)
             client.on_infile_request(self)

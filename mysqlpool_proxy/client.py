@@ -36,14 +36,15 @@ import logging
 from typing import TYPE_CHECKING
 
 from .backend import BackendConnection, BackendState
-from .constants import CLIENT, COMMAND, ER
+from .constants import CLIENT, COMMAND, ER, SERVER_STATUS
 from .errors import CONNECTION_ENDING_ERRORS, ProtocolError, ProxyError
 from .protocol import handshake as hs
 from .protocol.command import CommandSpec, Handling, spec_for
+from .protocol.response import Expect
 from .protocol.framing import MAX_FRAME, FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
 from .protocol.packets import make_eof, make_err, make_ok
 from .protocol.session_track import Trackers
-from .protocol.sql import SqlEffects, analyze, parse_set_names, replace_connection_id, session_only
+from .protocol.sql import ANSI_QUOTES, NO_BACKSLASH_ESCAPES, SqlEffects, analyze, parse_set_names, replace_connection_id, session_only
 from .protocol.transaction import NOOP_MAX_LENGTH, leaves_transaction_open, noop_transaction_command
 from .reasons import BackendCloseReason, ClientCloseReason
 from .session import Pins, PinReason, SessionState, apply_changes
@@ -64,6 +65,9 @@ __all__ = ["ClientState", "ClientConnection", "STICKY_STATUS"]
 log = logging.getLogger("mysqlpool.client")
 
 _STATEMENT_COMMANDS = (COMMAND.COM_QUERY, COMMAND.COM_STMT_EXECUTE)
+NO_BACKSLASH_STATUS = SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+_PREPARE_RETRIED_ON = frozenset((ER.MAX_PREPARED_STMT_COUNT_REACHED,))
+_NO_RETRY: frozenset[int] = frozenset()
 _NOOP_FIRST = frozenset((b"c", b"C", b"r", b"R", b"s", b"S"))  # COMMIT, ROLLBACK, SET autocommit
 
 class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixin, asyncio.Protocol):
@@ -73,7 +77,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         "_prev_status", "_task", "_timer", "_infile", "_paused_by", "connected_at", "last_active", "_closing_reason",
         "change_user", "queries", "write_stalled_at", "_cmd_seq", "_response_started", "_pending_error",
         "_query_timer", "stmts", "_stmt", "_next_stmt_id", "last_insert_id", "_last_backend", "program",
-        "_waiter", "_waiting", "trx_open", "trackers",
+        "_waiter", "_waiting", "trx_open", "trackers", "killed", "_sent",
     )
 
     def __init__(self, proxy: Proxy, conn_id: int):
@@ -94,6 +98,8 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         self.status = AUTOCOMMIT
         self.trx_open = False  # a transaction is open, whether or not the server flags it (see above)
         self.trackers: Trackers | None = None  # its session trackers, as on a direct connection
+        self.killed = False  # it KILLed itself in a multi-statement query: closed once the answer is out
+        self._sent = b""  # the command in flight as the backend got it (to send again: see _retry_prepare)
         self.backend: BackendConnection | None = None
         self.charset = 0
         self.scramble = b""
@@ -194,6 +200,15 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
             self.proxy.reset_and_release(backend)
         else:
             backend.pool.release(backend)
+
+    @property
+    def quoting(self) -> int:
+        """How the server reads quotes in this client's statements (its sql_mode), for SQL analysis."""
+        mode = NO_BACKSLASH_ESCAPES if self.status & NO_BACKSLASH_STATUS else 0
+        sql_mode = self.session.variables.get(b"sql_mode")
+        if sql_mode and b"ANSI_QUOTES" in sql_mode.upper():
+            mode |= ANSI_QUOTES
+        return mode
 
     def holds_state(self) -> bool:
         return self.trx_open or bool(self.pins)
@@ -348,12 +363,15 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
                 names = parse_set_names(payload[1:])
                 if names is not None and self.proxy.local.set_names(self, pkt, *names):
                     return
-            effects = analyze(payload[1:])
-            if effects.kill is not None and self.proxy.local.intercept_query(self, pkt, effects):
-                return
+            effects = analyze(payload[1:], self.quoting)
+            if effects.kill is not None:
+                pkt = self.proxy.local.kill_statements(self, pkt)
+                if pkt is None:
+                    return  # a lone KILL, answered by the proxy
+                payload = pkt.payload
             if effects.reads_connection_id:
                 # The id a client sees is the proxy's (KILL takes it too), not a backend's.
-                payload = b"\x03" + replace_connection_id(payload[1:], self.id)
+                payload = b"\x03" + replace_connection_id(payload[1:], self.id, self.quoting)
                 pkt = Packet(pkt.seq, (pkt.seq + len(payload) // MAX_FRAME) & 0xFF, payload,
                              encode_packet(payload, pkt.seq))
         self._stmt = None
@@ -365,8 +383,9 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         elif code == COMMAND.COM_STMT_PREPARE:
             self._stmt_id = self._next_stmt_id
             self._next_stmt_id += 1
-            if analyze(payload[1:]).reads_connection_id:
-                payload = b"\x16" + replace_connection_id(payload[1:], self.id)
+            quoting = self.quoting
+            if analyze(payload[1:], quoting).reads_connection_id:
+                payload = b"\x16" + replace_connection_id(payload[1:], self.id, quoting)
                 pkt = Packet(pkt.seq, (pkt.seq + len(payload) // MAX_FRAME) & 0xFF, payload,
                              encode_packet(payload, pkt.seq))
         self._cmd = spec
@@ -434,7 +453,9 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
             backend.pause_reading()  # the client cannot take more yet: leave the result on the server
         binary = spec.code == COMMAND.COM_STMT_EXECUTE or spec.code == COMMAND.COM_STMT_FETCH
         backend.send_command(self, raw, spec.expect, binary=binary, strip=not self.capabilities & CLIENT.SESSION_TRACK,
-                             trackers=self.trackers, prepare_id=prepare_id)
+                             trackers=self.trackers, prepare_id=prepare_id,
+                             retry_on=_PREPARE_RETRIED_ON if prepare_id is not None else _NO_RETRY)
+        self._sent = raw
         query_timeout = self.proxy.config.pool.query_timeout
         if query_timeout > 0:
             self._query_timer = self.proxy.loop.call_later(query_timeout, self._query_timed_out, backend)
@@ -492,7 +513,26 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
             self._query_timer.cancel()
             self._query_timer = None
 
-    def on_response_done(self, backend: BackendConnection) -> None:
+    def _retry_prepare(self, backend: BackendConnection) -> bool:
+        """The server refused a COM_STMT_PREPARE with 1461 (max_prepared_stmt_count, over all its
+        connections): close this backend's idle cached statements and send the prepare again, once."""
+        dropped = backend.statements.evict_idle() if backend.statements is not None else []
+        if not dropped:
+            return False
+        log.info("client #%d: the server is at max_prepared_stmt_count; closing %d idle statements cached on "
+                 "backend thread %d and preparing again", self.id, len(dropped), backend.thread_id)
+        backend.close_server_statements(dropped)
+        backend.send_command(self, self._sent, Expect.PREPARE, binary=False,
+                             strip=not self.capabilities & CLIENT.SESSION_TRACK, trackers=self.trackers,
+                             prepare_id=self._stmt_id)
+        return True
+
+    def on_response_done(self, backend: BackendConnection, held: bytes = b"") -> None:
+        """The response to the client's command is complete (relayed, or `held` back: see send_command)."""
+        if held:
+            if self._retry_prepare(backend):
+                return
+            self.relay_to_client(held)
         if self._query_timer is not None:
             self._cancel_query_timer()
         tracker = backend.tracker
@@ -544,6 +584,9 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         backend.close(BackendCloseReason.ENDED_BY_SERVER)
         if self.state is ClientState.CLOSED:
             return
+        if self.killed:
+            self.close(ClientCloseReason.KILLED)
+            return
         if self.state is ClientState.INFILE or self.holds_state():
             self.close(ClientCloseReason.BACKEND_LOST)
             return
@@ -559,7 +602,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         elif self._cmd.code not in _STATEMENT_COMMANDS:
             return  # preparing, COM_INIT_DB...: they open nothing and end nothing
         elif ok:
-            self.trx_open = leaves_transaction_open(self._sql, bool(self._prev_status & AUTOCOMMIT))
+            self.trx_open = leaves_transaction_open(self._sql, bool(self._prev_status & AUTOCOMMIT), self.quoting)
         elif some_ran:
             self.trx_open = True  # statements before the failing one ran with autocommit off
 
@@ -602,11 +645,11 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
             # The server executes a statement in the schema it was prepared in, switching there
             # and back: that (and only that) is what a schema report means here.
             return True
-        return bool(self._sql) and session_only(self._sql)
+        return bool(self._sql) and session_only(self._sql, self.quoting)
 
     def _follow_up_for(self, tracker, ok: bool, fx: SqlEffects | None):
         """What must run on the backend, hidden, before it may go (None: nothing)."""
-        capture = Capture()
+        capture = Capture(collations=self.proxy.server_info.collations)
         if fx is not None:
             capture.user_vars = list(fx.user_vars_written)
             capture.insert_id = fx.sets_insert_id

@@ -104,7 +104,7 @@ class StatementsMixin:
         key = statement_key(self.session, self._sql)
         if self.stmts is None:
             self.stmts = {}
-        self.stmts[self._stmt_id] = ClientStatement(self._stmt_id, self._sql, key, params, columns, analyze(self._sql))
+        self.stmts[self._stmt_id] = ClientStatement(self._stmt_id, self._sql, key, params, columns, analyze(self._sql, self.quoting))
         dropped = backend.statement_cache().put(key, ServerStatement(server_id, params, columns))
         if dropped:
             backend.close_server_statements(dropped)

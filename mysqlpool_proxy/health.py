@@ -186,7 +186,7 @@ class HealthMonitor:
         return self.proxy.config.backend.probe_interval
 
     def start(self) -> None:
-        self.proxy._spawn(self._run())
+        self.proxy.spawn(self._run())
 
     # -- the decision ----------------------------------------------------------------
 
@@ -254,7 +254,7 @@ class HealthMonitor:
             try:
                 readiness = self.readiness()
                 if self._round is None and self._due(readiness):
-                    self._round = self.proxy._spawn(self._probe_round())
+                    self._round = self.proxy.spawn(self._probe_round())
             except Exception:  # a bug here must not stop the probe for good
                 log.exception("health check failed")
             await asyncio.sleep(min(self.interval / 8, MAX_TICK))
@@ -338,7 +338,7 @@ class HealthMonitor:
         """Pool.open_now(), bounded: None if it took too long (it goes on by itself; a backend it
         opens lands in the pool). The opener bounds itself (connect_timeout to connect, as much
         again to set up), so that only happens with a broken opener."""
-        task = self.proxy._spawn(pool.open_now())
+        task = self.proxy.spawn(pool.open_now())
         try:
             return await asyncio.wait_for(asyncio.shield(task), self._open_bound())
         except (asyncio.TimeoutError, TimeoutError):

@@ -23,14 +23,12 @@ from .backend import BackendState
 from .constants import COMMAND, COM_RESET_CONNECTION, ER, SERVER_STATUS
 from .errors import ProtocolError, ProxyError
 from .protocol import handshake as hs
-from .protocol.framing import Packet
-from .protocol.framing import encode_packet, next_seq
-from .protocol.packets import make_ok, parse_change_user
-from .protocol.session_track import make_state_changes
-from .protocol.sql import SqlEffects
+from .protocol.framing import Packet, encode_packet
+from .protocol.packets import parse_change_user
+from .protocol.sql import KillStatement, replace_spans, statements_with_kill
 from .protocol.transaction import NoopCommand
 from .reasons import ClientCloseReason
-from .session import Pins
+from .session import Pins, names_variables
 
 if TYPE_CHECKING:
     from .client import ClientConnection
@@ -71,24 +69,52 @@ class LocalCommands:
             target = int.from_bytes(pkt.payload[1:5], "little")
             self._run(client, self._kill(client, pkt.last_seq, "connection", target))
 
-    def intercept_query(self, client: ClientConnection, pkt: Packet, effects: SqlEffects) -> bool:
-        """SQL the proxy must answer itself; True if it did."""
-        if effects.kill is not None:
-            kind, target = effects.kill
-            self._run(client, self._kill(client, pkt.last_seq, kind, target))
-            return True
-        return False
+    def kill_statements(self, client: ClientConnection, pkt: Packet) -> Packet | None:
+        """A query with KILL statements: they take the proxy's connection ids, so the proxy carries
+        them out. A lone KILL is answered here (None). In a multi-statement query each KILL is
+        replaced by a statement with its outcome (`DO 0`: an OK; or SIGNAL with the server's error,
+        which stops the statements after it), so that every other statement runs and returns its
+        result as directly; the packet to relay is returned."""
+        payload = pkt.payload
+        count, kills = statements_with_kill(payload[1:], client.quoting)
+        if not kills:
+            return pkt
+        if count == 1:
+            self._run(client, self._kill(client, pkt.last_seq, kills[0].kind, kills[0].target))
+            return None
+        text = replace_spans(payload[1:], [(k.start, k.end, self._kill_in_query(client, k)) for k in kills])
+        return Packet(pkt.seq, pkt.seq, b"\x03" + text, encode_packet(b"\x03" + text, pkt.seq))
+
+    def _kill_in_query(self, client: ClientConnection, kill: KillStatement) -> bytes:
+        """Carry out one KILL of a multi-statement query now; the statement that stands in for it."""
+        proxy = self.proxy
+        target = proxy.clients.get(kill.target)
+        if target is None or target.user is None:
+            return _signal(ER.NO_SUCH_THREAD, "HY000", f"Unknown thread id: {kill.target}")
+        if target.user.name != client.user.name:
+            return _signal(ER.KILL_DENIED_ERROR, "HY000", f"You are not owner of thread {kill.target}")
+        if target is client:
+            if kill.kind == "query":
+                return b"DO 0"  # the statement running is this query itself
+            client.killed = True  # closed once its answer has gone out
+            return _signal(ER_CONNECTION_KILLED, "70100", "Connection was killed")
+        if kill.kind == "query":
+            proxy.spawn(proxy.kill_running_query(target))
+        else:
+            proxy.spawn(proxy.kill_client(target))
+        return b"DO 0"
 
     def set_names(self, client: ClientConnection, pkt: Packet, charset: bytes, collation: bytes | None) -> bool:
         """Answer `SET NAMES` without a backend when the collation table says what it sets."""
         resolved = self.proxy.server_info.resolve_names(charset, collation)
         if resolved is None:
             return False
-        cs, coll = resolved
-        variables = client.session.variables
-        for name, value in ((b"character_set_client", cs), (b"character_set_connection", cs),
-                            (b"character_set_results", cs), (b"collation_connection", coll)):
-            variables[name] = value
+        names, is_default = resolved
+        session = client.session
+        session.variables.update(names_variables(names))
+        # The collation goes behind character_set_client and _results too (session.py).
+        session.client_collation = session.results_collation = None if is_default else names
+        cs = names.charset
         client.pool.stats.queries["query"] += 1
         # What the server's trackers report for SET NAMES, whether or not a value changed.
         client.send_ok(pkt.last_seq, variables=[(b"character_set_connection", cs), (b"character_set_client", cs),
@@ -250,6 +276,11 @@ class LocalCommands:
             return
         await proxy.kill_client(target)
         client.send_ok(last_seq)
+
+
+def _signal(errno: int, sqlstate: str, message: str) -> bytes:
+    """A statement that fails with exactly this error (MariaDB and MySQL allow SIGNAL outside stored programs)."""
+    return f"SIGNAL SQLSTATE '{sqlstate}' SET MYSQL_ERRNO = {errno}, MESSAGE_TEXT = '{message}'".encode()
 
 
 def backend_busy(client: ClientConnection) -> bool:

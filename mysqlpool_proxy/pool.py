@@ -295,17 +295,24 @@ class Pool:
         return cap
 
     def learn_limits(self, max_user_connections: int, max_connections: int) -> None:
-        """Keep the pool below what the server allows this account (called for each new backend)."""
+        """Keep the pool below what the server allows this account now (called for each new backend,
+        so a limit raised again lifts the cap as a lowered one sets it; 0 is no limit)."""
         limits = [(n, what) for n, what in ((max_user_connections, "the account's max_user_connections"),
                                             (max_connections, "the server's max_connections")) if n > 0]
-        if not limits:
-            return
-        limit, what = min(limits)
-        cap = self.share(max(1, limit - 1))
-        if cap < self.configured_max_size and cap != self.server_cap:
-            log.warning("pool %s: max_size %d is at or above %s (%d); using %d so the server never refuses it",
+        cap = None
+        if limits:
+            limit, what = min(limits)
+            cap = self.share(max(1, limit - 1))
+            if cap >= self.configured_max_size:
+                cap = None
+            elif cap != self.server_cap:
+                level = logging.WARNING if self.server_cap is None or cap < self.server_cap else logging.INFO
+                log.log(level, "pool %s: max_size %d is at or above %s (%d); using %d so the server never refuses it",
                         self.name, self.configured_max_size, what, limit, cap)
-        self.server_cap = cap if cap < self.configured_max_size else None
+        if cap is None and self.server_cap is not None:
+            log.info("pool %s: the server's connection limits no longer cap it; back to max_size %d",
+                     self.name, self.configured_max_size)
+        self.server_cap = cap
 
     @property
     def failing(self) -> bool:

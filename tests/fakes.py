@@ -1073,14 +1073,6 @@ class FakeMySQLServer:
     def _set(self, toks: list[_Tok], changes: dict) -> None:
         if toks and toks[0].is_word("global"):
             return  # global values are not session state
-        if toks and toks[0].is_word("names"):
-            cs = str(toks[1].value).encode() if toks[1].kind != "str" else toks[1].value
-            for name in (b"character_set_client", b"character_set_results", b"character_set_connection"):
-                self._set_var(name, cs.lower(), changes)
-            if len(toks) > 3 and toks[2].is_word("collate"):
-                coll = toks[3].value if toks[3].kind == "str" else str(toks[3].value).encode()
-                self._set_var(b"collation_connection", coll.lower(), changes)
-            return
         if toks and toks[0].is_word("session", "local") and len(toks) > 1 and toks[1].is_word("transaction"):
             toks = toks[1:]
         if toks and toks[0].is_word("transaction"):
@@ -1090,6 +1082,9 @@ class FakeMySQLServer:
             return
         scope = "session"
         for part in _split_top(toks, ","):
+            if part and part[0].is_word("names"):  # SET NAMES cs [COLLATE coll], other = value, ...
+                self._set_names(part, changes)
+                continue
             if part and part[0].is_word("session", "local", "global"):
                 scope = "global" if part[0].value == "global" else "session"
                 part = part[1:]
@@ -1113,6 +1108,14 @@ class FakeMySQLServer:
             if value is _DEFAULT:
                 value = GLOBALS.get(bname)
             self._set_var(bname, value, changes)
+
+    def _set_names(self, toks: list[_Tok], changes: dict) -> None:
+        cs = str(toks[1].value).encode() if toks[1].kind != "str" else toks[1].value
+        for name in (b"character_set_client", b"character_set_results", b"character_set_connection"):
+            self._set_var(name, cs.lower(), changes)
+        if len(toks) > 3 and toks[2].is_word("collate"):
+            coll = toks[3].value if toks[3].kind == "str" else str(toks[3].value).encode()
+            self._set_var(b"collation_connection", coll.lower(), changes)
 
     def _value(self, toks: list[_Tok]):
         if len(toks) == 2 and toks[0].is_op("-") and toks[1].kind == "num":

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["SqlEffects", "analyze", "unknown_effects", "session_only", "parse_set_names", "replace_connection_id",
+__all__ = ["NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "KillStatement", "statements_with_kill", "replace_spans", "SqlEffects", "analyze", "unknown_effects", "session_only", "parse_set_names", "replace_connection_id",
            "without_schema", "INTERESTING"]
 
 # A statement containing none of these words cannot change pinned session
@@ -121,19 +121,40 @@ _NEXT = re.compile(
 )
 # A literal's body after its opening quote, up to (not including) its closing
 # quote: escapes (backslash, doubled quote) included, possessive throughout.
-_BODY = {
-    q: re.compile(body, re.S).match
-    for q, body in (
-        (0x27, rb"[^'\\]*+(?:(?:\\.|'')[^'\\]*+)*+"),
-        (0x22, rb'[^"\\]*+(?:(?:\\.|"")[^"\\]*+)*+'),
-        (0x60, rb"[^`]*+(?:``[^`]*+)*+"),
-    )
+_ESCAPED_BODY = {
+    0x27: rb"[^'\\]*+(?:(?:\\.|'')[^'\\]*+)*+",
+    0x22: rb'[^"\\]*+(?:(?:\\.|"")[^"\\]*+)*+',
+}
+_PLAIN_BODY = {  # no backslash escapes: only a doubled quote
+    0x27: rb"[^']*+(?:''[^']*+)*+",
+    0x22: rb'[^"]*+(?:""[^"]*+)*+',
+    0x60: rb"[^`]*+(?:``[^`]*+)*+",
 }
 
+# How the server reads quotes, from the client's sql_mode: NO_BACKSLASH_ESCAPES (a
+# backslash is an ordinary character in literals) and ANSI_QUOTES ("x" is an
+# identifier). A text is cut into statements as the server cuts it, or an effect
+# hidden behind a quote the server reads differently would be missed.
+NO_BACKSLASH_ESCAPES = 1
+ANSI_QUOTES = 2
 
-def _lex(sql: bytes) -> tuple[list[tuple[str, int, int]], int]:
+
+def _bodies(mode: int) -> dict:
+    escaped = _PLAIN_BODY if mode & NO_BACKSLASH_ESCAPES else _ESCAPED_BODY
+    double = _PLAIN_BODY[0x22] if mode & ANSI_QUOTES else escaped[0x22]
+    return {0x27: re.compile(escaped[0x27], re.S).match, 0x22: re.compile(double, re.S).match,
+            0x60: re.compile(_PLAIN_BODY[0x60], re.S).match}
+
+
+_BODY_BY_MODE = [_bodies(mode) for mode in range(4)]
+
+
+def _lex(sql: bytes, mode: int = 0) -> tuple[list[tuple[str, int, int]], int]:
     """The significant tokens of `sql` as (kind, start, end), and how many bytes the
-    lexer looked at to find them (at most a small multiple of len(sql): for tests)."""
+    lexer looked at to find them (at most a small multiple of len(sql): for tests).
+    `mode`: NO_BACKSLASH_ESCAPES | ANSI_QUOTES, from the client's sql_mode."""
+    body = _BODY_BY_MODE[mode]
+    quoted_names = (0x60, 0x22) if mode & ANSI_QUOTES else (0x60,)
     tokens = []
     append = tokens.append
     match = _NEXT.match
@@ -150,10 +171,10 @@ def _lex(sql: bytes) -> tuple[list[tuple[str, int, int]], int]:
             continue
         if kind == "quote":
             q = sql[end - 1]
-            close = _BODY[q](sql, end).end()
+            close = body[q](sql, end).end()
             if close < n and sql[close] == q:
                 end = close + 1
-                kind = UVAR if sql[pos] == 0x40 else STR if q != 0x60 else QID
+                kind = UVAR if sql[pos] == 0x40 else QID if q in quoted_names else STR
             else:
                 end = n
                 kind = OPEN
@@ -181,20 +202,22 @@ def _lex(sql: bytes) -> tuple[list[tuple[str, int, int]], int]:
     return tokens, looked
 
 
-def tokenize(sql: bytes) -> list[tuple[str, bytes]]:
+def tokenize(sql: bytes, mode: int = 0) -> list[tuple[str, bytes]]:
     """(kind, value) of each significant token: words lower-cased, literals unquoted,
-    variables by name."""
+    variables by name. `mode`: as for _lex."""
+    escapes = not mode & NO_BACKSLASH_ESCAPES
     tokens = []
-    for kind, start, end in _lex(sql)[0]:
+    for kind, start, end in _lex(sql, mode)[0]:
         text = sql[start:end]
         if kind == WORD:
             tokens.append((WORD, text.lower()))
         elif kind == STR:
-            tokens.append((STR, _unquote(text)))
+            tokens.append((STR, _unquote(text, escapes)))
         elif kind == QID:
-            tokens.append((QID, text[1:-1].replace(b"``", b"`")))
+            q = text[:1]
+            tokens.append((QID, text[1:-1].replace(q + q, q)))
         elif kind == UVAR:
-            tokens.append((UVAR, _var_name(text[1:])))
+            tokens.append((UVAR, _var_name(text[1:], escapes)))
         elif kind == SYSVAR:
             tokens.append((SYSVAR, text[2:].lower()))
         else:
@@ -202,10 +225,10 @@ def tokenize(sql: bytes) -> list[tuple[str, bytes]]:
     return tokens
 
 
-def _unquote(text: bytes) -> bytes:
+def _unquote(text: bytes, escapes: bool = True) -> bytes:
     q = text[:1]
     body = text[1:-1].replace(q + q, q)
-    return _ESCAPE.sub(_escaped, body) if b"\\" in body else body
+    return _ESCAPE.sub(_escaped, body) if escapes and b"\\" in body else body
 
 
 _ESCAPE = re.compile(rb"\\(.)")
@@ -215,10 +238,10 @@ def _escaped(m: re.Match) -> bytes:
     return m.group(1)
 
 
-def _var_name(text: bytes) -> bytes:
+def _var_name(text: bytes, escapes: bool = True) -> bytes:
     """A user variable's name, lower-cased: user variable names are case-insensitive."""
     if text[:1] in (b"`", b"'", b'"'):
-        name = _unquote(text) if text[:1] != b"`" else text[1:-1].replace(b"``", b"`")
+        name = _unquote(text, escapes) if text[:1] != b"`" else text[1:-1].replace(b"``", b"`")
         return name.lower()
     return text.lower()
 
@@ -237,17 +260,18 @@ def split_statements(tokens: list) -> list[list]:
     return out
 
 
-def analyze(sql: bytes) -> SqlEffects:
-    """The session-state effects of a query text (NO_EFFECTS, shared, when it has none)."""
+def analyze(sql: bytes, mode: int = 0) -> SqlEffects:
+    """The session-state effects of a query text (NO_EFFECTS, shared, when it has none).
+    `mode`: NO_BACKSLASH_ESCAPES | ANSI_QUOTES, from the client's sql_mode."""
     if len(sql) > SKELETON_ABOVE:
-        bones = skeleton(sql, ANALYZE_UP_TO)
+        bones = skeleton(sql, ANALYZE_UP_TO, mode)
         if bones is None:
             return NO_EFFECTS if _INTERESTING_LOWER.search(sql.lower()) is None else unknown_effects()
         sql = bones
     if _INTERESTING_LOWER.search(sql.lower()) is None:
         return NO_EFFECTS
     effects = SqlEffects()
-    for stmt in split_statements(tokenize(sql)):
+    for stmt in split_statements(tokenize(sql, mode)):
         _analyze_statement(stmt, effects)
     if len(effects.user_vars_written) > 1:
         effects.user_vars_written = list(dict.fromkeys(effects.user_vars_written))
@@ -280,7 +304,7 @@ KEEP_LITERALS_UP_TO = 256
 _SPECIAL = re.compile(rb"['\"`#]|/\*(?:M?!)?|--(?=[ \t\r\n]|\Z)|\*/")
 
 
-def skeleton(sql: bytes, limit: int | None = None) -> bytes | None:
+def skeleton(sql: bytes, limit: int | None = None, mode: int = 0) -> bytes | None:
     """`sql` with literals and comments longer than KEEP_LITERALS_UP_TO bytes
     emptied (None as soon as it would be longer than `limit`).
 
@@ -305,7 +329,7 @@ def skeleton(sql: bytes, limit: int | None = None) -> bytes | None:
         q = sql[start]
         long, short_form = False, b""
         if q in b"'\"`":
-            close = _BODY[q](sql, end).end()
+            close = _BODY_BY_MODE[mode][q](sql, end).end()
             closed = close < n and sql[close] == q
             end = close + 1 if closed else n
             long = end - start > KEEP_LITERALS_UP_TO and q != 0x60 and (start == 0 or sql[start - 1] != 0x40)
@@ -333,14 +357,14 @@ def skeleton(sql: bytes, limit: int | None = None) -> bytes | None:
         pos = end
 
 
-def session_only(sql: bytes) -> bool:
+def session_only(sql: bytes, mode: int = 0) -> bool:
     """True if every statement is a SET of system variables or a USE: all the trackers report in full.
 
     False for a text longer than SKELETON_ABOVE, unread: saying False is always
     safe (a state change is then not explained away, and pins)."""
     if len(sql) > SKELETON_ABOVE:
         return False
-    stmts = split_statements(tokenize(sql))
+    stmts = split_statements(tokenize(sql, mode))
     if not stmts:
         return False
     for stmt in stmts:
@@ -645,26 +669,69 @@ def _analyze_handler(stmt: list, fx: SqlEffects) -> None:
 
 
 def _analyze_kill(stmt: list, fx: SqlEffects) -> None:
-    # KILL [HARD|SOFT] [CONNECTION|QUERY] id ; KILL QUERY ID id is not a connection id
+    kill = _kill_target(stmt)
+    if kill is not None:
+        fx.kill = kill
+
+
+def _kill_target(stmt: list) -> tuple[str, int] | None:
+    """("connection" | "query", id) of `KILL [HARD|SOFT] [CONNECTION|QUERY] id`; None for any other
+    form (KILL QUERY ID n takes a query id, KILL USER a user name: the server's business)."""
     words = [v for k, v in stmt if k == WORD]
     nums = [v for k, v in stmt if k == NUM]
-    if len(nums) != 1 or b"user" in words or (b"query" in words and b"id" in words):
-        return
-    kind = "query" if b"query" in words else "connection"
+    if not words or words[0] != b"kill" or len(nums) != 1 or b"user" in words or (b"query" in words and b"id" in words):
+        return None
     try:
-        fx.kill = (kind, int(nums[0]))
+        target = int(nums[0])
     except ValueError:
-        return
+        return None
+    return ("query" if b"query" in words else "connection"), target
 
 
-def _spans(sql: bytes) -> list[tuple[str, bytes, int, int]]:
+@dataclass(frozen=True, slots=True)
+class KillStatement:
+    kind: str  # "connection" | "query"
+    target: int  # a connection id as the client knows them (the proxy's)
+    start: int  # where the statement is in the text (without its ";")
+    end: int
+
+
+def statements_with_kill(sql: bytes, mode: int = 0) -> tuple[int, list[KillStatement]]:
+    """How many statements the text has, and where the KILL statements among them are."""
+    count, kills, current = 0, [], []
+    for token in _lex(sql, mode)[0] + [(OP, len(sql), len(sql))]:
+        kind, start, end = token
+        if kind == OP and (end == start or sql[start:end] == b";"):
+            if current:
+                count += 1
+                stmt = [(k, sql[a:b].lower()) for k, a, b in current]
+                kill = _kill_target(stmt) if stmt[0] == (WORD, b"kill") else None
+                if kill is not None:
+                    kills.append(KillStatement(kill[0], kill[1], current[0][1], current[-1][2]))
+            current = []
+        else:
+            current.append(token)
+    return count, kills
+
+
+def replace_spans(sql: bytes, replacements: list[tuple[int, int, bytes]]) -> bytes:
+    """`sql` with each (start, end) span, in order, replaced by its bytes."""
+    out, pos = [], 0
+    for start, end, new in replacements:
+        out += [sql[pos:start], new]
+        pos = end
+    out.append(sql[pos:])
+    return b"".join(out)
+
+
+def _spans(sql: bytes, mode: int = 0) -> list[tuple[str, bytes, int, int]]:
     """(kind, lower-cased text, start, end) of every significant token."""
-    return [(kind, sql[start:end].lower(), start, end) for kind, start, end in _lex(sql)[0]]
+    return [(kind, sql[start:end].lower(), start, end) for kind, start, end in _lex(sql, mode)[0]]
 
 
-def replace_connection_id(sql: bytes, connection_id: int) -> bytes:
+def replace_connection_id(sql: bytes, connection_id: int, mode: int = 0) -> bytes:
     """CONNECTION_ID() calls replaced by the proxy's id for this client."""
-    return _replace_calls(sql, (b"connection_id",), b"%d" % connection_id)
+    return _replace_calls(sql, (b"connection_id",), b"%d" % connection_id, mode)
 
 
 def without_schema(sql: bytes) -> bytes:
@@ -676,7 +743,7 @@ def without_schema(sql: bytes) -> bytes:
     return _replace_calls(sql, (b"database", b"schema"), b"CAST(NULL AS CHAR(64))")
 
 
-def _replace_calls(sql: bytes, names: tuple[bytes, ...], literal: bytes) -> bytes:
+def _replace_calls(sql: bytes, names: tuple[bytes, ...], literal: bytes, mode: int = 0) -> bytes:
     """Calls `name()` (no arguments) replaced by `literal`.
 
     Where the call is a whole select item without an alias, the item gets the
@@ -686,7 +753,7 @@ def _replace_calls(sql: bytes, names: tuple[bytes, ...], literal: bytes) -> byte
     lowered = sql.lower()
     if not any(name in lowered for name in names):
         return sql
-    tokens = _spans(sql)
+    tokens = _spans(sql, mode)
     out, pos = [], 0
     for i, (kind, text, start, _end) in enumerate(tokens):
         if kind != "word" or text not in names:

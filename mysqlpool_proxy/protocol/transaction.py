@@ -51,15 +51,15 @@ def noop_transaction_command(sql: bytes) -> NoopCommand | None:
     return NoopCommand.AUTOCOMMIT_ON if m.group("value").lower() in _ON else NoopCommand.AUTOCOMMIT_OFF
 
 
-def leaves_transaction_open(sql: bytes, ran_under_autocommit: bool) -> bool:
+def leaves_transaction_open(sql: bytes, ran_under_autocommit: bool, quoting: int = 0) -> bool:
     """With autocommit off after `sql` and no IN_TRANS flag: is a transaction open?
 
     Yes after any statement run with autocommit off, unless the last one was a
     plain COMMIT or ROLLBACK (not `ROLLBACK TO SAVEPOINT`, not `AND CHAIN`).
     `ran_under_autocommit`: autocommit was on when the text started; a single
-    statement then (`SET autocommit = 0`) opened nothing.
+    statement then (`SET autocommit = 0`) opened nothing. `quoting`: as for sql.analyze.
     """
-    statements = split_statements(tokenize(sql))
+    statements = split_statements(tokenize(sql, quoting))
     if not statements:
         return False
     if len(statements) == 1 and ran_under_autocommit:

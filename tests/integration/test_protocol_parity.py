@@ -82,3 +82,28 @@ def test_a_prepared_call_returns_its_out_parameters_as_directly(proxy, app_serve
     direct, through = shapes
     assert direct[0] == ("rows", 1, SERVER_MORE_RESULTS_EXISTS | SERVER_PS_OUT_PARAMS)
     assert through == direct
+
+
+def test_prepare_and_close_one_at_a_time_never_meets_max_prepared_stmt_count(proxy_factory, mariadb_factory):
+    """A client that prepares and closes statements one at a time never gets 1461 directly; through the
+    proxy its closed statements stay cached on the backends, so the caches are sized from the server's
+    max_prepared_stmt_count (20 here), and a prepare the server still refuses with 1461 (another
+    connection holds statements) closes the backend's idle statements and is tried again."""
+    import mysql.connector
+    from tests.support.proxy import prepare_app_account
+    server = mariadb_factory(max_prepared_stmt_count=20)
+    prepare_app_account(server)
+    proxy = proxy_factory(server, pool={"max_size": 3}, backend={"max_connections": 3})
+    hog = server.connect()  # another client of the server holds 12 statements meanwhile
+    with hog.cursor() as cur:
+        for i in range(12):
+            cur.execute(f"PREPARE hog{i} FROM 'SELECT {i}'")
+    conn = mysql.connector.connect(host=proxy.host, port=proxy.port, user=APP_USER, password=APP_PASSWORD,
+                                   database=APP_DB, use_pure=True, autocommit=True)
+    for i in range(60):
+        cur = conn.cursor(prepared=True)
+        cur.execute(f"SELECT {i} + ?", (1,))
+        assert cur.fetchall() == [(i + 1,)]
+        cur.close()  # COM_STMT_CLOSE
+    conn.close()
+    hog.close()

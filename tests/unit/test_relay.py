@@ -328,7 +328,8 @@ async def test_clients_with_other_character_sets_get_the_fewest_sets_charsets_be
     server = opener.servers[0]
     unicode_ci = await connected(proxy, charset=224)  # utf8mb4 too, but not its default collation
     r = await unicode_ci.query("SELECT @@collation_connection, @@character_set_results")
-    assert server.queries[-2] == "SET @@session.`collation_connection`='utf8mb4_unicode_ci'"
+    # SET NAMES: only it puts the collation behind character_set_client and _results too (session.py).
+    assert server.queries[-2] == "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci'"
     assert r.rows == [("utf8mb4_unicode_ci", "utf8mb4")]
     latin = await connected(proxy, charset=8)
     r = await latin.query("SELECT @@collation_connection, @@character_set_client")
@@ -339,7 +340,31 @@ async def test_clients_with_other_character_sets_get_the_fewest_sets_charsets_be
     assert r.rows == [("latin1_swedish_ci", "latin1")]
     # Back from latin1: were the collation set before character_set_connection, the server would reset it.
     r = await unicode_ci.query("SELECT @@collation_connection, @@character_set_connection")
+    assert server.queries[-2] == "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci'"
     assert r.rows == [("utf8mb4_unicode_ci", "utf8mb4")]
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_set_names_collate_answered_by_the_proxy_follows_the_client_with_its_hidden_collations():
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 1})
+    server = opener.servers[0]
+    a, b = await connected(proxy), await connected(proxy)
+    (await a.query("SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci")).expect_ok()
+    assert not server.queries  # answered without a backend
+    await a.query("SELECT 1")
+    assert server.queries[-2] == "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci'"
+    await b.query("SELECT 2")  # the handshake's utf8mb4_general_ci: a plain SET of each gives it back
+    assert server.queries[-2] == ("SET @@session.`character_set_client`='utf8mb4', "
+                                  "@@session.`character_set_results`='utf8mb4', "
+                                  "@@session.`collation_connection`='utf8mb4_general_ci'")
+    (await a.reset_connection()).expect_ok()  # back to its handshake's collation: b's state
+    await a.query("SELECT 3")
+    assert server.queries[-1] == "SELECT 3"
+    (await b.query("SET NAMES utf8mb4")).expect_ok()  # the default collation: nothing to sync
+    await b.query("SELECT 4")
+    assert server.queries[-1] == "SELECT 4" and len(opener.servers) == 1
     await proxy.stop(0)
 
 
