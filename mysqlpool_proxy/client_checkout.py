@@ -9,9 +9,9 @@ the client's LAST_INSERT_ID() or neutral diagnostics. A backend found dead
 on the way is replaced silently unless the client's transaction or pinned
 state was on it.
 
-A waiting client can be handed its error before its deadline, when the
-proxy knows no backend can be had (the server refuses the proxy's login, or
-has been down longer than checkout_timeout: see proxy.py) and the pool's
+A waiting client can be handed its error before its deadline, when the proxy
+knows no backend can be had (the server refuses the proxy's login, or has
+been down longer than checkout_timeout: see proxy_refusals.py) and the pool's
 next attempt failed. A wait that runs out, or a full queue, while the pool's
 connects fail gets the connect error (2003, or the backend login's) rather
 than 1040: the pool was short because the server could not be reached, not

@@ -4,10 +4,10 @@ The sans-IO machine in protocol/handshake.py does the protocol; this drives
 it from the client connection, and defers the greeting until the server's
 identity is known (clients then wait up to checkout_timeout, and are told
 sooner when the proxy knows the server is down or refuses its login: see
-proxy.py). The handshake timer (HANDSHAKE_TIMEOUT) starts with the greeting,
-so it never cuts that wait short. Once a client's credentials are good it
-counts against max_client_connections (proxy.py); before that, the oldest of
-too many connections logging in makes room for a new one
+proxy_refusals.py). The handshake timer (HANDSHAKE_TIMEOUT) starts with the
+greeting, so it never cuts that wait short. Once a client's credentials are
+good it counts against max_client_connections (proxy_refusals.py); before
+that, the oldest of too many connections logging in makes room for a new one
 (`evict_from_login`). If its pool is known to get no backend
 (Proxy.backend_known_down), its login waits for one, as for a schema check,
 and is refused with the cause if there is none, as a server that is down

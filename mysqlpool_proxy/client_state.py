@@ -23,7 +23,7 @@ STICKY_STATUS = IN_TRANS | AUTOCOMMIT | SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH
 # Seconds from the greeting to the end of the login (the server's 10 s connect_timeout). A client
 # waiting to be greeted (the server's identity unknown yet) waits up to checkout_timeout instead.
 HANDSHAKE_TIMEOUT = 10.0
-# Connections logging in at once, per process; one more closes the oldest of them (proxy.py).
+# Connections logging in at once, per process; one more closes the oldest of them (proxy_refusals.py).
 MAX_LOGGING_IN = 1024
 # Bytes of pipelined input a busy client may queue before the proxy stops reading it.
 MAX_QUEUED_INPUT = 1 << 20

@@ -1,7 +1,7 @@
 # Connections that never log in, against a real proxy in front of MariaDB:
 # only logged-in clients count against [proxy] max_client_connections, so a
 # thousand idle unauthenticated sockets do not lock an application out (they
-# are bounded apart: proxy.py, tests/unit/test_admission.py).
+# are bounded apart: proxy_refusals.py, tests/unit/test_admission.py).
 from __future__ import annotations
 
 import socket

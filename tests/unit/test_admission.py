@@ -1,4 +1,4 @@
-# Who gets in (proxy.py admit / client_verified): only clients that logged in
+# Who gets in (proxy_refusals.py admit / client_verified): only clients that logged in
 # count against [proxy] max_client_connections, so connections that never
 # log in cannot lock applications out; connections logging in are bounded
 # apart (MAX_LOGGING_IN, the oldest closed to make room, told why if it was
@@ -11,7 +11,7 @@ import asyncio
 import pymysql
 import pytest
 
-from mysqlpool_proxy import client_handshake, proxy as proxy_module
+from mysqlpool_proxy import client_handshake, proxy_refusals
 from mysqlpool_proxy.client_state import HANDSHAKE_TIMEOUT
 from mysqlpool_proxy.proxy import Proxy
 from mysqlpool_proxy.protocol.packets import parse_err
@@ -34,7 +34,7 @@ async def greeted(proxy, n: int) -> list[FakeClient]:
 @pytest.fixture
 def max_logging_in(monkeypatch):
     def set_to(n: int) -> int:
-        monkeypatch.setattr(proxy_module, "MAX_LOGGING_IN", n)
+        monkeypatch.setattr(proxy_refusals, "MAX_LOGGING_IN", n)
         monkeypatch.setattr(client_handshake, "MAX_LOGGING_IN", n)
         return n
     return set_to
