@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -44,9 +45,10 @@ BASELINE = Path(__file__).with_name("baseline.json")
 TOLERANCE = 0.25  # a count may grow by this fraction of its baseline
 TOP = 12  # functions kept per operation in the baseline, for the failure report
 
-PACKAGE = str(Path(mysqlpool_proxy.__file__).resolve().parent) + "/"
-PROTOCOL = PACKAGE + "protocol/"
-TESTS = str(Path(__file__).resolve().parents[1]) + "/"
+# As code objects name their files: the paths the modules were imported from (not resolved).
+PACKAGE = os.path.join(os.path.dirname(mysqlpool_proxy.__file__), "")
+PROTOCOL = os.path.join(PACKAGE, "protocol", "")
+TESTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "")
 INLINED = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>"})
 TRANSPORT_CODE = frozenset(f.__code__ for f in vars(FakeTransport).values() if hasattr(f, "__code__"))
 
@@ -202,6 +204,9 @@ def measure() -> dict[str, Measured]:
                 out[name] = await operation(proxy)
             finally:
                 await proxy.stop(0)
+            if not out[name].calls:
+                raise RuntimeError(f"{name}: no call into {PACKAGE} was seen; is mysqlpool_proxy imported "
+                                   f"from somewhere else ({mysqlpool_proxy.__file__})?")
         return out
 
     return run(script())
