@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Config, ListenAddress
+from .config import Config, ListenAddress, parse_listen
 from .workers import WorkerSlot, worker_config
 
 __all__ = ["StartupError", "StartupProblem", "check", "check_binds", "check_backend_host", "listener_errors"]
@@ -99,9 +99,9 @@ def listeners(config: Config) -> list[Listener]:
         cfg = worker_config(config, WorkerSlot(index, count)) if count > 1 else config
         worker = index if count > 1 else None
         if cfg.admin.enabled:
-            found.append(Listener("admin.listen", cfg.admin.listen_address, False, worker))
+            found.append(Listener("admin.listen", parse_listen(cfg.admin.listen), False, worker))
         if cfg.metrics.enabled:
-            found.append(Listener("metrics.listen", cfg.metrics.listen_address, False, worker))
+            found.append(Listener("metrics.listen", parse_listen(cfg.metrics.listen), False, worker))
     return found
 
 
@@ -117,15 +117,16 @@ def check_binds(config: Config) -> list[StartupProblem]:
 
 
 @contextlib.contextmanager
-def listener_errors(config: Config, key: str, address: ListenAddress,
+def listener_errors(config: Config, key: str, address: ListenAddress | None,
                     worker: int | None = None) -> Iterator[None]:
     """Around starting the listener of `key`: an OSError becomes a StartupError naming it.
 
     A Unix socket some process still answers on is refused first (asyncio would
     replace it without a word).
     """
+    address = address or parse_listen(getattr(config, key.split(".")[0]).listen)
     try:
-        if address.is_unix:
+        if address.unix_path is not None:
             _refuse_live_unix_socket(address.unix_path)
         yield
     except OSError as error:
@@ -133,7 +134,7 @@ def listener_errors(config: Config, key: str, address: ListenAddress,
 
 
 def _try_bind(address: ListenAddress, reuse_port: bool) -> None:
-    if address.is_unix:
+    if address.unix_path is not None:
         _try_bind_unix(address.unix_path)
         return
     infos = socket.getaddrinfo(address.host or None, address.port, type=socket.SOCK_STREAM,
@@ -184,7 +185,7 @@ def bind_problem(config: Config, key: str, address: ListenAddress, error: OSErro
 def _why_not(key: str, address: ListenAddress, error: OSError, worker: int | None) -> str:
     """What is wrong with listening on `address`, and what to do."""
     reason = (error.strerror or str(error)).lower()
-    if address.is_unix:
+    if address.unix_path is not None:
         return _why_not_unix(key, address.unix_path, error, reason)
     host, port = address.host, address.port
     shifted = f"worker {worker} listens on the configured port + {worker}, {port}; " if worker else ""

@@ -302,3 +302,10 @@ def test_no_line_without_settings_from_the_environment(tmp_path):
     lines = start_until_listening(write(tmp_path, config_text()), clean_env())
     assert not [x for x in lines if "environment" in x]
     assert not [x for x in lines if " WARNING " in x], lines  # the default config starts without a warning
+
+
+def test_json_mode_check_config_ok_is_json_too(tmp_path):
+    path = write(tmp_path, config_text(), log_format="json")
+    result = run("--check-config", "-c", str(path), cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads(result.stdout) == {"msg": "config OK", "config": str(path)}
