@@ -54,6 +54,7 @@ from .protocol.session_track import Trackers
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 from .server_info import ServerInfo, WaitTimeouts
 from .session import PinReason, SessionState, SyncKind, SyncStep, names_variables
+from .startup import listener_errors
 from .workers import WorkerSlot, share
 
 __all__ = ["Proxy", "ProxyState", "ServerInfo", "UserEntry", "WaitTimeouts"]
@@ -392,19 +393,24 @@ class Proxy(BackendCommandsMixin, OperationsMixin, RefusalsMixin):
         return max(0.5, min(wt * 0.9, wt - 1.0))
 
     async def start(self) -> None:
-        addr = self.config.proxy.listen_address
-        if addr.unix_path:
-            server = await self.loop.create_unix_server(self.new_client, addr.unix_path)
-        else:
-            server = await self.loop.create_server(
-                self.new_client, addr.host or None, addr.port, reuse_address=True,
-                reuse_port=self.config.proxy.workers > 1, backlog=1024)
+        """Listen (a listener that cannot: StartupError naming its key), then start the background tasks."""
+        config, worker = self.config, self.worker.index if self.worker else None
+        addr = config.proxy.listen_address
+        with listener_errors(config, "proxy.listen", addr):
+            if addr.unix_path:
+                server = await self.loop.create_unix_server(self.new_client, addr.unix_path)
+            else:
+                server = await self.loop.create_server(
+                    self.new_client, addr.host or None, addr.port, reuse_address=True,
+                    reuse_port=config.proxy.workers > 1, backlog=1024)
         self._servers.append(server)
-        if self.config.metrics.enabled:
-            self._http_server = await start_http_server(self, self.config.metrics.listen_address,
-                                                        self.config.metrics.path)
-        if self.config.admin.enabled:
-            self._admin_server = await start_admin_server(self, self.config.admin.listen_address)
+        if config.metrics.enabled:
+            with listener_errors(config, "metrics.listen", config.metrics.listen_address, worker):
+                self._http_server = await start_http_server(self, config.metrics.listen_address,
+                                                            config.metrics.path)
+        if config.admin.enabled:
+            with listener_errors(config, "admin.listen", config.admin.listen_address, worker):
+                self._admin_server = await start_admin_server(self, config.admin.listen_address)
         self.state = ProxyState.RUNNING
         self.spawn(self._learn_server_task())
         self.spawn(run_janitor(self))
