@@ -31,7 +31,7 @@ from .pool import CAPACITY_ERRORS, CheckoutTimeout, QueueFull
 from .protocol.framing import Packet
 from .protocol.response import Expect
 from .reasons import BackendCloseReason, RefusalReason
-from .session import SyncImpossible, sync_plan
+from .core.session import SyncImpossible, sync_plan
 
 __all__ = ["CheckoutMixin"]
 

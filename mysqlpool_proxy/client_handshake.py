@@ -42,7 +42,7 @@ from .protocol.framing import Oversized, encode_packet
 from .protocol.packets import make_err
 from .reasons import ClientCloseReason, RefusalReason
 from .protocol import handshake as hs
-from .session import Pins
+from .core.pins import Pins
 
 __all__ = ["HandshakeMixin"]
 

@@ -65,7 +65,7 @@ from .backend import BackendConnection, BackendState
 from .backend_adapter import BackendParams, Opened, open_backend
 from .constants import CLIENT, CR, ER
 from .reasons import BackendCloseReason
-from .session import SessionState
+from .core.session import SessionState
 
 __all__ = ["Pool", "PoolState", "BackendLimiter", "CheckoutTimeout", "QueueFull", "PoolStats", "WAIT_BUCKETS"]
 

@@ -52,8 +52,9 @@ from .pool import KEY_BITS, BackendLimiter, Pool
 from .protocol import auth
 from .protocol.session_track import Trackers
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from .server_info import ServerInfo, WaitTimeouts
-from .session import PinReason, SessionState, SyncKind, SyncStep, names_variables
+from .core.server_info import ServerInfo, WaitTimeouts
+from .core.pins import PinReason
+from .core.session import SessionState, SyncKind, SyncStep, names_variables
 from .startup import listener_errors
 from .workers import WorkerSlot, share
 

@@ -21,7 +21,7 @@ from mysqlpool_proxy.metrics import CLIENT_STATE_LABEL, build_registry, cumulati
 from mysqlpool_proxy.pool import WAIT_BUCKETS
 from mysqlpool_proxy.proxy import Proxy, ProxyState
 from mysqlpool_proxy.reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from mysqlpool_proxy.session import PinReason
+from mysqlpool_proxy.core.pins import PinReason
 
 IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 

@@ -20,7 +20,7 @@ from mysqlpool_proxy.pool import (
 from mysqlpool_proxy.protocol.framing import encode_packet
 from mysqlpool_proxy.protocol.packets import make_err
 from mysqlpool_proxy.reasons import BackendCloseReason
-from mysqlpool_proxy.session import SessionState
+from mysqlpool_proxy.core.session import SessionState
 from tests.fakes import advance, fake_opener, settle, virtual_time
 
 PARAMS = BackendParams(host="db.example", port=3306, unix_socket="", user="app", password="pw", charset="utf8mb4",
