@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import pymysql
 
-from mysqlpool_proxy.backend_adapter import Opened
+from mysqlpool_proxy.backend.adapter import Opened
 from mysqlpool_proxy.constants import CLIENT, COM_RESET_CONNECTION, COMMAND, SERVER_STATUS, SESSION_TRACK
 from mysqlpool_proxy.protocol import auth
 from mysqlpool_proxy.protocol.command import COMMAND_NAMES
@@ -1458,7 +1458,7 @@ def proxy_config(*, users=None, **sections):
 
 async def start_proxy(opener: FakeOpener | None = None, *, users=None, **sections):
     """A started Proxy (no listening socket) whose backends come from `opener`; the server is known."""
-    from mysqlpool_proxy.proxy import Proxy
+    from mysqlpool_proxy.proxy.proxy import Proxy
     proxy = Proxy(proxy_config(users=users, **sections), asyncio.get_running_loop(), opener=opener or fake_opener())
     await proxy.start()
     await proxy.server_known.wait()

@@ -35,31 +35,31 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from .backend import BackendConnection, BackendState
-from .constants import CLIENT, COMMAND, ER, SERVER_STATUS
-from .errors import CONNECTION_ENDING_ERRORS, ProtocolError, ProxyError
-from .protocol import handshake as hs
-from .protocol.command import CommandSpec, Handling, spec_for
-from .protocol.response import Expect
-from .protocol.framing import MAX_FRAME, FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
-from .protocol.packets import make_eof, make_err, make_ok
-from .protocol.session_track import Trackers
-from .protocol.sql import ANSI_QUOTES, NO_BACKSLASH_ESCAPES, SqlEffects, analyze, parse_set_names, replace_connection_id, session_only
-from .protocol.transaction import NOOP_MAX_LENGTH, leaves_transaction_open, noop_transaction_command
-from .reasons import BackendCloseReason, ClientCloseReason
-from .core.pins import Pins, PinReason
-from .core.session import SessionState, apply_changes
-from .core.capture import CHARSET_VARIABLES, Capture
-from .core.statements import ClientStatement, backend_statement_packet
-from .client_checkout import CheckoutMixin
-from .client_handshake import HandshakeMixin
-from .client_state import ClientState, IN_TRANS, AUTOCOMMIT, STICKY_STATUS, MAX_QUEUED_INPUT, ER_LOST_BACKEND, NO_REPLY_CODES, STMT_ID_COMMANDS
-from .client_statements import StatementsMixin
-from .client_tasks import TasksMixin
+from ..backend.connection import BackendConnection, BackendState
+from ..constants import CLIENT, COMMAND, ER, SERVER_STATUS
+from ..errors import CONNECTION_ENDING_ERRORS, ProtocolError, ProxyError
+from ..protocol import handshake as hs
+from ..protocol.command import CommandSpec, Handling, spec_for
+from ..protocol.response import Expect
+from ..protocol.framing import MAX_FRAME, FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
+from ..protocol.packets import make_eof, make_err, make_ok
+from ..protocol.session_track import Trackers
+from ..protocol.sql import ANSI_QUOTES, NO_BACKSLASH_ESCAPES, SqlEffects, analyze, parse_set_names, replace_connection_id, session_only
+from ..protocol.transaction import NOOP_MAX_LENGTH, leaves_transaction_open, noop_transaction_command
+from ..reasons import BackendCloseReason, ClientCloseReason
+from ..core.pins import Pins, PinReason
+from ..core.session import SessionState, apply_changes
+from ..core.capture import CHARSET_VARIABLES, Capture
+from ..core.statements import ClientStatement, backend_statement_packet
+from .checkout import CheckoutMixin
+from .handshake import HandshakeMixin
+from .limits import ClientState, IN_TRANS, AUTOCOMMIT, STICKY_STATUS, MAX_QUEUED_INPUT, ER_LOST_BACKEND, NO_REPLY_CODES, STMT_ID_COMMANDS
+from .statements import StatementsMixin
+from .followups import TasksMixin
 
 if TYPE_CHECKING:
-    from .pool import Pool, Waiter
-    from .proxy import Proxy, UserEntry
+    from ..backend.pool import Pool, Waiter
+    from ..proxy.proxy import Proxy, UserEntry
 
 __all__ = ["ClientState", "ClientConnection", "STICKY_STATUS"]
 

@@ -31,14 +31,14 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import ProtocolError
-from .protocol.framing import encode_packet
-from .protocol.packets import ErrPacket
-from .protocol.response import Expect, Phase, ResponseTracker
-from .protocol.session_track import StateChanges, Trackers
-from .reasons import BackendCloseReason
-from .core.session import SessionState
-from .core.statements import StatementCache
+from ..errors import ProtocolError
+from ..protocol.framing import encode_packet
+from ..protocol.packets import ErrPacket
+from ..protocol.response import Expect, Phase, ResponseTracker
+from ..protocol.session_track import StateChanges, Trackers
+from ..reasons import BackendCloseReason
+from ..core.session import SessionState
+from ..core.statements import StatementCache
 
 if TYPE_CHECKING:
     from .pool import Pool

@@ -35,14 +35,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .client_state import ClientState, HANDSHAKE_TIMEOUT, MAX_LOGGING_IN, STICKY_STATUS
-from .constants import ER
-from .errors import ProxyError
-from .protocol.framing import Oversized, encode_packet
-from .protocol.packets import make_err
-from .reasons import ClientCloseReason, RefusalReason
-from .protocol import handshake as hs
-from .core.pins import Pins
+from .limits import ClientState, HANDSHAKE_TIMEOUT, MAX_LOGGING_IN, STICKY_STATUS
+from ..constants import ER
+from ..errors import ProxyError
+from ..protocol.framing import Oversized, encode_packet
+from ..protocol.packets import make_err
+from ..reasons import ClientCloseReason, RefusalReason
+from ..protocol import handshake as hs
+from ..core.pins import Pins
 
 __all__ = ["HandshakeMixin"]
 
