@@ -13,7 +13,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from .connection import BackendConnection, BackendGone, BackendState
+from .connection import BackendConnection, BackendGone
+from ..core.states import BackendState
 from .adapter import TRACKERS_SQL, run_side_query
 from ..constants import COM_RESET_CONNECTION, ER
 from ..errors import ProxyError

@@ -61,7 +61,8 @@ from typing import Awaitable, Callable
 
 import pymysql
 
-from .connection import BackendConnection, BackendState
+from .connection import BackendConnection
+from ..core.states import BackendState
 from .adapter import BackendParams, Opened, open_backend
 from ..constants import CLIENT, CR, ER
 from ..reasons import BackendCloseReason

@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..backend.connection import BackendConnection, BackendGone, BackendState
-from .limits import ClientState, ER_LOST_BACKEND, NEUTRAL_DIAGNOSTICS
+from ..backend.connection import BackendConnection, BackendGone
+from ..core.states import BackendState
+from ..core.states import ClientState
+from .constants import ER_LOST_BACKEND, NEUTRAL_DIAGNOSTICS
 from ..constants import ER
 from ..errors import ProxyError
 from ..backend.pool import CAPACITY_ERRORS, CheckoutTimeout, QueueFull

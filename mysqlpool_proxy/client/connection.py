@@ -35,7 +35,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from ..backend.connection import BackendConnection, BackendState
+from ..backend.connection import BackendConnection
+from ..core.states import BackendState
 from ..constants import CLIENT, COMMAND, ER, SERVER_STATUS
 from ..errors import CONNECTION_ENDING_ERRORS, ProtocolError, ProxyError
 from ..protocol import handshake as hs
@@ -53,7 +54,10 @@ from ..core.capture import CHARSET_VARIABLES, Capture
 from ..core.statements import ClientStatement, backend_statement_packet
 from .checkout import CheckoutMixin
 from .handshake import HandshakeMixin
-from .limits import ClientState, IN_TRANS, AUTOCOMMIT, STICKY_STATUS, MAX_QUEUED_INPUT, ER_LOST_BACKEND, NO_REPLY_CODES, STMT_ID_COMMANDS
+from ..core.states import ClientState, IllegalTransition
+from .constants import (
+    IN_TRANS, AUTOCOMMIT, STICKY_STATUS, MAX_QUEUED_INPUT, ER_LOST_BACKEND, NO_REPLY_CODES, STMT_ID_COMMANDS,
+)
 from .statements import StatementsMixin
 from .followups import TasksMixin
 
@@ -136,8 +140,9 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         return f"<Client #{self.id} {user}@{self.peer} {self.state.value}>"
 
     def set_state(self, new: ClientState) -> None:
+        """The one place the state changes (core/states.py has the table)."""
         if new not in self.state.allowed:
-            raise RuntimeError(f"client #{self.id}: illegal transition {self.state.value} -> {new.value}")
+            raise IllegalTransition(self, self.state, new)
         self.state = new
 
     # -- connection lifecycle -------------------------------------------------------
@@ -174,7 +179,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         if self.state is ClientState.CLOSED:
             return
         self._closing_reason = reason
-        self.state = ClientState.CLOSED
+        self.set_state(ClientState.CLOSED)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

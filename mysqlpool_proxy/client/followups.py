@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 
 from ..backend.connection import BackendConnection, BackendGone
-from .limits import ClientState, ER_IDLE_TRANSACTION
+from ..core.states import ClientState
+from .constants import ER_IDLE_TRANSACTION
 from ..errors import ProtocolError, ProxyError
 from ..protocol.response import Expect
 from ..reasons import BackendCloseReason, ClientCloseReason

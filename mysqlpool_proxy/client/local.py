@@ -19,7 +19,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from ..backend.connection import BackendState
+from ..core.states import BackendState
 from ..constants import COMMAND, COM_RESET_CONNECTION, ER, SERVER_STATUS
 from ..errors import ProtocolError, ProxyError
 from ..protocol import handshake as hs
@@ -136,12 +136,12 @@ class LocalCommands:
         return True
 
     def _run(self, client: ClientConnection, coro) -> None:
-        from .connection import ClientState
+        from ..core.states import ClientState
         client.set_state(ClientState.LOCAL)
         client._task = self.proxy.loop.create_task(self._finish(client, coro))
 
     async def _finish(self, client: ClientConnection, coro) -> None:
-        from .connection import ClientState
+        from ..core.states import ClientState
         try:
             await coro
         except asyncio.CancelledError:
@@ -186,7 +186,7 @@ class LocalCommands:
     # -- COM_CHANGE_USER ----------------------------------------------------------------
 
     def _change_user(self, client: ClientConnection, pkt: Packet) -> None:
-        from .connection import ClientState
+        from ..core.states import ClientState
         try:
             request = parse_change_user(pkt.payload, client.capabilities)
         except ProtocolError:
@@ -217,7 +217,7 @@ class LocalCommands:
                 client._task = self.proxy.loop.create_task(self._complete_change_user(client, event))
 
     async def _complete_change_user(self, client: ClientConnection, event: hs.Verified) -> None:
-        from .connection import ClientState
+        from ..core.states import ClientState
         proxy = self.proxy
         auth = client.change_user
         try:

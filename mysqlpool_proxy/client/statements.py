@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import logging
 
-from ..backend.connection import BackendConnection, BackendState
-from .limits import CURSOR_EXISTS, LAST_ROW_SENT, ER_UNKNOWN_STMT_HANDLER, ER_STMT_HAS_NO_OPEN_CURSOR, NO_REPLY_CODES
+from ..backend.connection import BackendConnection
+from ..core.states import BackendState
+from .constants import (
+    CURSOR_EXISTS, LAST_ROW_SENT, ER_UNKNOWN_STMT_HANDLER, ER_STMT_HAS_NO_OPEN_CURSOR, NO_REPLY_CODES,
+)
 from ..constants import COMMAND, ER, ER_MALFORMED_PACKET
 from ..errors import ProxyError
 from ..protocol.framing import Packet

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable, Iterator
 
 from .. import __version__
-from ..backend.connection import BackendState
+from ..core.states import BackendState
 from ..config import ConfigError, ListenAddress, parse_listen
 from ..constants import CLIENT, COMMAND, ER, SERVER_STATUS
 from ..errors import ProtocolError, ProxyError

@@ -30,7 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import CollectorRegistry
 
 from .. import __version__
-from ..client.connection import ClientState
+from ..core.states import ClientState
 from ..proxy.health import Cause
 from ..backend.pool import WAIT_BUCKETS
 from ..reasons import BackendCloseReason, ClientCloseReason, RefusalReason

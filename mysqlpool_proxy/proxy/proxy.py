@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from .. import __version__
 from ..backend.connection import BackendGone
 from ..backend.adapter import BackendParams, Opened, make_ssl_context, open_backend
-from ..client.connection import ClientConnection, ClientState
+from ..client.connection import ClientConnection
+from ..core.states import ClientState
 from ..config import Config, UserConfig
 from ..constants import CLIENT, ER, SERVER_STATUS
 from ..errors import ProxyError

@@ -35,7 +35,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..client.limits import MAX_LOGGING_IN, ClientState
+from ..client.constants import MAX_LOGGING_IN
+from ..core.states import ClientState
 from ..constants import CR, ER
 from ..errors import ProxyError
 from .health import LOGIN_ERRORS

@@ -17,7 +17,7 @@ from pymysql.protocol import MysqlPacket
 
 from mysqlpool_proxy.ops import admin
 from mysqlpool_proxy.ops.admin import COMMANDS, AdminConnection, start_admin_server, stop_admin_server
-from mysqlpool_proxy.client.connection import ClientState
+from mysqlpool_proxy.core.states import ClientState
 from mysqlpool_proxy.config import AdminConfig, load_config
 from mysqlpool_proxy.constants import CLIENT
 from mysqlpool_proxy.protocol import auth

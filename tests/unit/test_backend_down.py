@@ -16,7 +16,7 @@ import asyncio
 import pymysql
 import pytest
 
-from mysqlpool_proxy.client.limits import HANDSHAKE_TIMEOUT
+from mysqlpool_proxy.client.constants import HANDSHAKE_TIMEOUT
 from mysqlpool_proxy.config import UserConfig
 from mysqlpool_proxy.proxy.health import Cause
 from mysqlpool_proxy.backend.pool import WAITING_BACKOFF_CAP

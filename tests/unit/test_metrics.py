@@ -13,7 +13,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mysqlpool_proxy import __version__
-from mysqlpool_proxy.client.connection import ClientState
+from mysqlpool_proxy.core.states import ClientState
 from mysqlpool_proxy.config import load_config
 from mysqlpool_proxy.constants import SERVER_STATUS
 from mysqlpool_proxy.proxy.health import READY, Cause, Readiness

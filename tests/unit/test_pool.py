@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from mysqlpool_proxy.backend.connection import BackendState
+from mysqlpool_proxy.core.states import BackendState
 from mysqlpool_proxy.backend.adapter import BackendParams
 from mysqlpool_proxy.constants import CLIENT
 from mysqlpool_proxy.backend.pool import (
