@@ -21,6 +21,8 @@ import signal
 
 from .config import Config, ConfigError
 from .logs import log_event
+from .ops import operations
+from .ops.services import start_services
 from .proxy.proxy import Proxy
 from .startup import StartupError, StartupProblem, check
 from .workers import WorkerSlot, supervise
@@ -61,18 +63,21 @@ async def serve(config: Config, worker: WorkerSlot | None = None) -> int:
 
     def on_hangup() -> None:
         try:
-            proxy.reload_from_source()
+            operations.reload_from_source(proxy)
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    services = await start_services(proxy)  # (their binds first: a failed start leaves nothing running)
     try:
         await proxy.start()
     except StartupError:
         await proxy.stop(0)  # close what did start
+        await services.stop()
         raise
+    services.start_janitor(proxy)
     signalled = asyncio.ensure_future(stop.wait())
     requested = asyncio.ensure_future(proxy.shutdown_requested.wait())
     await asyncio.wait((signalled, requested), return_when=asyncio.FIRST_COMPLETED)
@@ -82,6 +87,7 @@ async def serve(config: Config, worker: WorkerSlot | None = None) -> int:
         timeout["value"] = proxy.shutdown_timeout
         log.info("shutdown requested from the admin console (waiting up to %.0fs for clients)", timeout["value"])
     await proxy.stop(timeout["value"])
+    await services.stop()
     log.info("stopped")
     return 0
 

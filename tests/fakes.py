@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 import functools
 import itertools
 import re
@@ -1456,11 +1457,19 @@ def proxy_config(*, users=None, **sections):
     return Config(users=tuple(users), **kwargs)
 
 
+# The services started beside each fake proxy (the janitor's task must stay referenced while it runs).
+_SERVICES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 async def start_proxy(opener: FakeOpener | None = None, *, users=None, **sections):
     """A started Proxy (no listening socket) whose backends come from `opener`; the server is known."""
+    from mysqlpool_proxy.ops.services import start_services
     from mysqlpool_proxy.proxy.proxy import Proxy
     proxy = Proxy(proxy_config(users=users, **sections), asyncio.get_running_loop(), opener=opener or fake_opener())
+    services = await start_services(proxy)
     await proxy.start()
+    services.start_janitor(proxy)
+    _SERVICES[proxy] = services  # the janitor stops by itself once the proxy has stopped
     await proxy.server_known.wait()
     await settle()
     return proxy

@@ -1,35 +1,32 @@
 """One backend connection, after aiomysql handed its transport over.
 
 `BackendConnection` is the asyncio Protocol of a server connection. Its
-state says who may use it and what its bytes mean:
+state (core/states.py: IDLE, RESERVED, BUSY, INTERNAL, CLOSED, and the moves
+between them) says who may use it and what its bytes mean; `set_state` is
+the only place it changes.
 
-    IDLE      in its pool; nobody owns it. Any byte from the server means the
-              server is closing it (wait_timeout, KILL): it is closed at once.
-    RESERVED  owned by a client (or by the pool for a check) between commands.
-    BUSY      a client's command is out; response bytes are relayed to that
-              client as they arrive, through the ResponseTracker.
-    INTERNAL  the proxy's own command is out (ping, reset, state sync); the
-              response is consumed here and resolves a future.
-    CLOSED    gone; the pool has forgotten it.
-
-`set_state` is the only place the state changes, and it refuses
-transitions that are not in `_ALLOWED`.
+It talks upward through two small ports declared here: its `holder` (the
+client it serves: relay bytes to it, tell it the response is done, that the
+server asked for a LOCAL INFILE, that the backend died, that its write
+buffer is full) and its `owner` (the pool: it closed; its socket is gone).
+Only the client's lease (client/lease.py) sets or clears `holder`.
 
 The relay is the hot path: `data_received` feeds the tracker (headers and
 first bytes only), writes what belongs to the response to the client in one
 call, and tells the client when the response is complete. Flow control runs
 both ways: when the client's socket buffer is full the backend stops
-reading, and when the backend's is full the client stops reading.
+reading, and when the backend's is full the client stops reading; a pause
+never outlives the link (released or dead, the backend resumes the client
+it paused).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Iterable, Protocol
 
 from ..errors import ProtocolError
 from ..protocol.framing import encode_packet
@@ -39,14 +36,46 @@ from ..protocol.session_track import StateChanges, Trackers
 from ..core.states import BackendState, IllegalTransition
 from ..reasons import BackendCloseReason
 from ..core.session import SessionState
-from ..core.statements import StatementCache
+from ..core.statements import ServerStatement, StatementCache
 
-if TYPE_CHECKING:
-    from .pool import Pool
-
-__all__ = ["BackendState", "BackendConnection", "InternalResult", "BackendGone"]
+__all__ = ["BackendConnection", "InternalResult", "BackendGone", "Holder", "Owner"]
 
 log = logging.getLogger("mysqlpool.backend")
+
+
+class Holder(Protocol):
+    """The client a backend serves (ClientConnection)."""
+
+    def relay_to_client(self, data: bytes) -> None: ...
+
+    def on_response_done(self, backend: BackendConnection, held: bytes = b"") -> None: ...
+
+    def on_infile_request(self, backend: BackendConnection) -> None: ...
+
+    def on_backend_lost(self, backend: BackendConnection, was_busy: bool) -> None: ...
+
+    def pause_reading_for_backend(self) -> None: ...
+
+    def resume_reading_for_backend(self) -> None: ...
+
+    def yield_soft_backend(self) -> bool: ...
+
+
+class Owner(Protocol):
+    """The pool a backend belongs to."""
+
+    name: str
+    generation: int
+    statement_cache_size: int
+
+    @property
+    def params(self) -> object: ...
+
+    def on_backend_closed(self, backend: BackendConnection, previous: BackendState) -> None: ...
+
+    def on_backend_gone(self, backend: BackendConnection) -> None: ...
+
+    def release(self, backend: BackendConnection) -> None: ...
 
 
 class BackendGone(Exception):
@@ -68,24 +97,25 @@ class InternalResult:
 
 class BackendConnection(asyncio.Protocol):
     __slots__ = (
-        "id", "pool", "key", "transport", "thread_id", "state", "session", "tracker", "client", "created_at",
+        "id", "pool", "key", "transport", "thread_id", "state", "session", "tracker", "holder", "created_at",
         "expires_at", "idle_since", "last_used", "close_reason", "_held", "_future", "_timer", "_reading_paused",
         "commands", "loop", "_stream_owner", "generation", "statements", "last_insert_id", "last_owner",
-        "_collected", "_slot_held", "_paused_client", "_retry_on",
+        "_collected", "_slot_held", "_paused_client", "_retry_on", "fresh",
     )
 
-    def __init__(self, *, backend_id: int, pool: Pool, key: int, thread_id: int, session: SessionState,
+    def __init__(self, *, backend_id: int, pool: Owner, key: int, thread_id: int, session: SessionState,
                  created_at: float, lifetime: float, loop: asyncio.AbstractEventLoop):
         self.id = backend_id
         self.pool = pool
         self.key = key
         self.thread_id = thread_id
         self.session = session
+        self.fresh = session.copy()  # its session as opened: what a reset gives back (but the schema)
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.state = BackendState.RESERVED  # the pool owns it until it is released or handed out
         self.tracker = ResponseTracker()
-        self.client = None
+        self.holder: Holder | None = None  # the client it serves (set and cleared by client/lease.py only)
         self.created_at = created_at
         # A few percent of jitter so backends opened together do not all expire together.
         self.expires_at = created_at + lifetime * random.uniform(0.95, 1.0)
@@ -104,7 +134,7 @@ class BackendConnection(asyncio.Protocol):
         self.last_owner: tuple[int, int] | None = None  # (client id, its statement number) that ran last
         self._collected: list[bytes] | None = None
         self._slot_held = True  # counted in the pool's size until its socket is closed
-        self._paused_client = None  # the client whose reading it paused (its own write buffer was full)
+        self._paused_client: Holder | None = None  # the client whose reading it paused (its write buffer was full)
         self._retry_on: frozenset[int] = frozenset()  # see send_command
 
     def __repr__(self) -> str:
@@ -156,7 +186,7 @@ class BackendConnection(asyncio.Protocol):
         self._gone()
 
     def pause_writing(self) -> None:
-        client = self.client
+        client = self.holder
         if client is not None and self._paused_client is None:
             self._paused_client = client
             client.pause_reading_for_backend()
@@ -172,10 +202,21 @@ class BackendConnection(asyncio.Protocol):
             client.resume_reading_for_backend()
 
     def detach(self) -> None:
-        """No client owns it any more (it goes back to its pool): nothing of the last one stays paused."""
-        self.client = None
+        """It goes back to its pool: nothing of its last client stays paused, either way."""
         self._resume_paused_client()
         self.resume_reading()
+
+    def after_reset(self) -> None:
+        """COM_RESET_CONNECTION went through: the server keeps the schema and the multi-statements
+        option, and gives back the rest as the connection was opened; no statement is left."""
+        fresh = self.fresh.copy()
+        fresh.schema = self.session.schema
+        fresh.multi_statements = self.session.multi_statements
+        self.session = fresh
+        if self.statements is not None:
+            self.statements.clear()
+        self.last_insert_id = 0
+        self.last_owner = None
 
     def pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None:
@@ -189,13 +230,12 @@ class BackendConnection(asyncio.Protocol):
 
     # -- relaying a client's command ------------------------------------------
 
-    def send_command(self, client, raw: bytes, expect: Expect, *, binary: bool, strip: bool,
+    def send_command(self, raw: bytes, expect: Expect, *, binary: bool, strip: bool,
                      trackers: Trackers | None = None, prepare_id: int | None = None,
                      retry_on: frozenset[int] = frozenset()) -> None:
-        """Relay a client's command. `retry_on`: error numbers that, as the whole response, are handed
-        to the client's on_response_done unrelayed (it may retry the command instead)."""
+        """Relay its holder's command. `retry_on`: error numbers that, as the whole response, are handed
+        to the holder's on_response_done unrelayed (it may retry the command instead)."""
         self.set_state(BackendState.BUSY)
-        self.client = client
         self.commands += 1
         self._retry_on = retry_on
         self.tracker.begin(expect, binary=binary, strip_session_track=strip, trackers=trackers, prepare_id=prepare_id)
@@ -209,7 +249,7 @@ class BackendConnection(asyncio.Protocol):
     def has_statement(self, key: tuple) -> bool:
         return self.statements is not None and key in self.statements
 
-    def close_server_statements(self, stmts) -> None:
+    def close_server_statements(self, stmts: Iterable[ServerStatement]) -> None:
         """COM_STMT_CLOSE (no reply) for server statements evicted or dropped."""
         for stmt in stmts:
             self.transport.write(encode_packet(b"\x19" + stmt.server_id.to_bytes(4, "little"), 0))
@@ -243,7 +283,8 @@ class BackendConnection(asyncio.Protocol):
         if tracker.rewrites:
             out = _apply_rewrites(out, tracker.rewrites)
         phase = tracker.phase
-        client = self.client
+        client = self.holder
+        assert client is not None
         if phase is Phase.DONE:
             self.set_state(BackendState.RESERVED)
             held = tracker.error is not None and tracker.error.errno in self._retry_on
@@ -350,7 +391,7 @@ class BackendConnection(asyncio.Protocol):
             fut.set_exception(BackendGone(self.close_reason))
         self.pool.on_backend_closed(self, previous)
         self._resume_paused_client()
-        client, self.client = self.client, None
+        client, self.holder = self.holder, None
         if client is not None:
             client.on_backend_lost(self, previous is BackendState.BUSY)
 

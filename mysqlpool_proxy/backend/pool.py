@@ -61,8 +61,9 @@ from typing import Awaitable, Callable
 
 import pymysql
 
-from .connection import BackendConnection
 from ..core.states import BackendState
+from ..protocol.response import Expect
+from .connection import BackendConnection, BackendGone
 from .adapter import BackendParams, Opened, open_backend
 from ..constants import CLIENT, CR, ER
 from ..reasons import BackendCloseReason
@@ -428,7 +429,7 @@ class Pool:
 
     def give_back(self, backend: BackendConnection) -> None:
         """A backend handed to a waiter that was gone by the time it arrived."""
-        if not backend.closed and backend.client is None:
+        if not backend.closed and backend.holder is None:
             self.release(backend)
 
     def _expire_waiter(self, waiter: Waiter) -> None:
@@ -522,7 +523,7 @@ class Pool:
         diagnostics (the soft pin) from an idle client."""
         for backend in self.busy:
             if backend.state is BackendState.RESERVED:  # most are BUSY running a statement
-                client = backend.client
+                client = backend.holder
                 if client is not None and client.yield_soft_backend():
                     return True
         return False
@@ -809,8 +810,6 @@ class Pool:
         self.loop.create_task(self._ping_then_release(backend))
 
     async def _ping_then_release(self, backend: BackendConnection) -> None:
-        from .connection import BackendGone
-        from ..protocol.response import Expect
         try:
             result = await backend.run_internal(b"\x0e", Expect.SIMPLE, self.params.connect_timeout)
         except BackendGone:
@@ -826,8 +825,6 @@ class Pool:
         backend's idle time still runs toward idle_timeout. True: the server answered; False: no
         answer within connect_timeout (the backend is closed); None: no backend idle, or the
         server closed it meanwhile (which says nothing about the server now)."""
-        from .connection import BackendGone
-        from ..protocol.response import Expect
         if not self.idle or self.state is not PoolState.RUNNING:
             return None
         backend = self.idle[-1]

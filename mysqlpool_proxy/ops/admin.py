@@ -45,6 +45,8 @@ from ..protocol.resultset import (
     CHARSET_UTF8MB4, Ok, Reply, Rows, columns as cols, encode_reply, field_list_end, select_reply,
 )
 from ..reasons import BackendCloseReason, ClientCloseReason, RefusalReason
+from ..client.local import kill_client
+from . import operations
 from ..core.pins import PinReason
 
 if TYPE_CHECKING:
@@ -97,12 +99,12 @@ def show_clients(conn: AdminConnection, args: list) -> Rows:
     now = conn.proxy.loop.time()
     rows = []
     for c in sorted(conn.proxy.clients.values(), key=lambda c: c.id):
-        schema = c.session.schema.decode("utf-8", "replace") if c.session.schema else None
+        schema = c.session.state.schema.decode("utf-8", "replace") if c.session.state.schema else None
         mode = ["session_mode"] if conn.proxy.session_mode and c.backend else []  # pinned_reasons() omits it
         rows.append((
             c.id, c.user.name if c.user else None, c.pool.name if c.pool else None, c.peer, c.program,
             c.state.value, schema,
-            round(now - c.connected_at, 3), round(now - c.last_active, 3), c.queries,
+            round(now - c.connected_at, 3), round(now - c.last_active, 3), c.session.queries,
             c.backend.id if c.backend else None, ",".join(mode + [r.value for r in c.pinned_reasons()]),
         ))
     return Rows(CLIENT_COLUMNS, rows)
@@ -115,7 +117,7 @@ def show_servers(conn: AdminConnection, args: list) -> Rows:
         for b in sorted([*pool.idle, *pool.busy], key=lambda b: b.id):
             idle = round(now - b.idle_since, 3) if b.state is BackendState.IDLE else None
             rows.append((b.id, pool.name, b.thread_id, b.state.value, round(now - b.created_at, 3), idle,
-                         b.client.id if b.client is not None else None, b.commands, round(b.expires_at - now, 3)))
+                         getattr(b.holder, "id", None), b.commands, round(b.expires_at - now, 3)))
     return Rows(SERVER_COLUMNS, rows)
 
 
@@ -172,7 +174,7 @@ def show_help(conn: AdminConnection, args: list) -> Rows:
 
 def reload_config(conn: AdminConnection, args: list) -> Ok:
     try:
-        needs_restart = conn.proxy.reload_from_source()
+        needs_restart = operations.reload_from_source(conn.proxy)
     except ConfigError as err:
         raise ProxyError(ER.UNKNOWN_ERROR, "RELOAD failed, config unchanged: " + "; ".join(err.problems)) from None
     restart = f"; restart needed for: {', '.join(needs_restart)}" if needs_restart else ""
@@ -180,24 +182,24 @@ def reload_config(conn: AdminConnection, args: list) -> Ok:
 
 
 def pools_action(verb: str) -> Callable[[AdminConnection, list], Ok]:
-    """PAUSE / RESUME: Proxy.pause or .resume on all pools, or the one named."""
+    """PAUSE / RESUME: operations.pause or .resume on all pools, or the one named."""
     def handler(conn: AdminConnection, args: list) -> Ok:
         try:
-            names = getattr(conn.proxy, verb)(args[0] if args else None)
+            names = getattr(operations, verb)(conn.proxy, args[0] if args else None)
         except KeyError as err:  # its message names the pools there are
             raise ProxyError(ER.UNKNOWN_ERROR, str(err.args[0])) from None
         return Ok(f"{verb}d: {', '.join(names)}")
     return handler
 
 
-def kill_client(conn: AdminConnection, args: list) -> Awaitable[None]:
+def kill_client_command(conn: AdminConnection, args: list) -> Awaitable[None]:
     if not re.fullmatch(r"[0-9]{1,10}", args[0]):
         raise ProxyError(ER.PARSE_ERROR, "Usage: KILL CLIENT <id>", "42000")
     client_id = int(args[0])
     target = conn.proxy.clients.get(client_id)
     if target is None:
         raise ProxyError(ER.NO_SUCH_THREAD, f"Unknown thread id: {client_id}")
-    return conn.proxy.kill_client(target)  # its None becomes an OK
+    return kill_client(target)  # its None becomes an OK
 
 
 def shutdown(conn: AdminConnection, args: list) -> Ok:
@@ -231,7 +233,7 @@ COMMANDS: dict[str, AdminCommand] = {c.name: c for c in (
     AdminCommand("RELOAD", "", reload_config, "re-read the config file (kept as it is if the new one is invalid)"),
     AdminCommand("PAUSE", "[pool]", pools_action("pause"), "new checkouts wait, idle backends close (all or one)"),
     AdminCommand("RESUME", "[pool]", pools_action("resume"), "end a PAUSE (all pools or one)"),
-    AdminCommand("KILL CLIENT", "<id>", kill_client, "close a client connection, killing its running query"),
+    AdminCommand("KILL CLIENT", "<id>", kill_client_command, "close a client connection, killing its running query"),
     AdminCommand("SHUTDOWN", "[WAIT]", shutdown, "stop the proxy now, or WAIT for transactions to finish"),
     AdminCommand("SHOW HELP", "", show_help, "this list (the mariadb client answers a bare HELP itself)"),
     AdminCommand("HELP", "[topic...]", show_help, "this list, or the commands starting with topic"),

@@ -33,6 +33,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ..core.states import BackendState
+from ..client import followups
 from ..reasons import BackendCloseReason, ClientCloseReason
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def _check_held_backends(proxy: Proxy, pool, now: float, idle_timeout: float) ->
     from ..core.states import ClientState
     trx_timeout = proxy.config.pool.idle_transaction_timeout
     for backend in list(pool.busy):
-        client = backend.client
+        client = backend.holder
         if client is None:
             continue
         if backend.state is BackendState.BUSY and client.write_stalled_at is not None:
@@ -92,16 +93,16 @@ def _check_held_backends(proxy: Proxy, pool, now: float, idle_timeout: float) ->
         if backend.state is not BackendState.RESERVED or client.state is not ClientState.READY:
             continue
         if trx_timeout > 0 and client.in_transaction and now - client.last_active >= trx_timeout:
-            client.roll_back_idle_transaction(trx_timeout)
+            followups.roll_back_idle_transaction(client, trx_timeout)
         elif now - backend.last_used >= idle_timeout:
-            client.keepalive_backend()
+            followups.keepalive(client)
 
 
 def _close_if_stalled(proxy: Proxy, client, backend, now: float) -> None:
     """The server gives a client net_write_timeout to read a result, then aborts the connection. The
     backend, paused for this client, would never see that: close it, as the server has. The client
     gets what was relayed, then the close (2013 when it reads again), as on a direct connection."""
-    own = client.session.variables.get(b"net_write_timeout")
+    own = client.session.state.variables.get(b"net_write_timeout")
     limit = float(own) if own else proxy.server_info.net_write_timeout
     stalled = now - client.write_stalled_at
     if stalled >= limit + STALL_MARGIN:

@@ -1,25 +1,27 @@
-"""The running proxy: users, pools, the server's identity, clients, listeners, janitor.
+"""The running proxy: users, pools, the server's identity, the clients and their listener.
 
 `Proxy` is built from a Config. It owns:
 
-* one `Pool` per backend user (proxy users that map to the same backend
-  user share it), and the global `BackendLimiter`;
-* the user table the handshake authenticates against;
-* `ServerInfo` (server_info.py), learned from the first backend connection:
-  the version string clients are greeted with, the collation table and the
-  server's default status. Clients are not greeted before it is known (they
-  wait up to checkout_timeout), so what they see is always the real
-  server's. Every new backend then tells what a new session gets now, up or
-  down: its account's wait_timeout (the idle timeout follows), the
-  max_allowed_packet, the trackers;
-* the registry of connected clients (by proxy connection id), and those
-  still logging in (`logging_in`, oldest first); who is let in, and what a
-  client is told when it can get no backend, are proxy_refusals.py's;
-* the janitor: one periodic task for all pools (idle timeout, lifetime,
-  min_idle), never one per client;
+* one `Pool` per backend account (proxy users that map to the same account
+  share it: users.py builds the table, at start and at reload), and the
+  global `BackendLimiter`;
+* `ServerInfo` (core/server_info.py), learned from the first backend
+  connection: the version string clients are greeted with, the collation
+  table and the server's default status. Clients are not greeted before it
+  is known (they wait up to checkout_timeout), so what they see is always
+  the real server's. Every new backend then tells what a new session gets
+  now, up or down: its account's wait_timeout (the idle timeout follows),
+  the max_allowed_packet, the trackers;
+* the registry of connected clients (by proxy connection id); who is let in,
+  and what a client is told when it can get no backend, are refusals.py's;
 * readiness (`HealthMonitor`, health.py): what the server did lately, and
   the background probe that finds out when nothing else does;
-* the proxy's own commands on backends: state sync steps, resets, KILL.
+* the client listener and the background tasks it spawns.
+
+To the clients it is their `ClientContext` (client/context.py): the client
+layer never imports this one. The operator's services (admin console,
+metrics and health endpoints, janitor) are started beside it by app.py
+(ops/services.py).
 """
 
 from __future__ import annotations
@@ -31,33 +33,28 @@ import itertools
 import logging
 import ssl
 from collections import Counter
-from dataclasses import dataclass
 
 from .. import __version__
-from ..backend.connection import BackendGone
+from ..backend import commands
 from ..backend.adapter import BackendParams, Opened, make_ssl_context, open_backend
-from ..client.connection import ClientConnection
-from ..core.states import ClientState
-from ..config import Config, UserConfig
-from ..constants import CLIENT, ER, SERVER_STATUS
-from ..errors import ProxyError
-from ..ops.admin import start_admin_server, stop_admin_server
-from ..ops.http import start_http_server, stop_http_server
-from .health import HealthMonitor, Readiness
-from ..ops.janitor import run_janitor
-from ..backend.commands import BackendCommandsMixin
-from ..ops.operations import OperationsMixin, credentials_of, ssl_settings
-from .refusals import RefusalsMixin
-from ..client.local import LocalCommands
+from ..backend.connection import BackendGone
 from ..backend.pool import KEY_BITS, BackendLimiter, Pool
+from ..client.connection import ClientConnection
+from ..client.context import ClientHandle
+from ..config import Config, UserConfig
+from ..constants import CLIENT, SERVER_STATUS
+from ..core.server_info import ServerInfo, WaitTimeouts
+from ..core.session import SessionState, SyncKind, SyncStep, names_variables
+from ..core.states import ClientState
+from ..errors import ProxyError
 from ..protocol import auth
 from ..protocol.session_track import Trackers
 from ..reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from ..core.server_info import ServerInfo, WaitTimeouts
-from ..core.pins import PinReason
-from ..core.session import SessionState, SyncKind, SyncStep, names_variables
 from ..startup import listener_errors
 from ..workers import WorkerSlot, share
+from .health import HealthMonitor, Readiness
+from .refusals import Refusals
+from .users import UserEntry, build_users
 
 __all__ = ["Proxy", "ProxyState", "ServerInfo", "UserEntry", "WaitTimeouts"]
 
@@ -82,14 +79,6 @@ class ProxyState(enum.Enum):
     STOPPED = "stopped"
 
 
-@dataclass(slots=True)
-class UserEntry:
-    name: str
-    config: UserConfig
-    credentials: auth.Credentials
-    pool: Pool
-
-
 class ProxyStats:
     __slots__ = ("accepted", "refused", "client_closed", "bytes_in", "bytes_out")
 
@@ -101,7 +90,7 @@ class ProxyStats:
         self.bytes_out = 0
 
 
-class Proxy(BackendCommandsMixin, OperationsMixin, RefusalsMixin):
+class Proxy:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop | None = None, *, opener=open_backend,
                  worker: WorkerSlot | None = None):
         self.config = config
@@ -114,26 +103,21 @@ class Proxy(BackendCommandsMixin, OperationsMixin, RefusalsMixin):
         self.pools: dict[str, Pool] = {}
         self.users: dict[bytes, UserEntry] = {}
         self.clients: dict[int, ClientConnection] = {}
-        self.logging_in: dict[int, ClientConnection] = {}  # the clients not logged in yet, oldest first
-        self.started_at = self.loop.time()
         self.server_info: ServerInfo | None = None
         self.server_known = asyncio.Event()
         # Set by request_shutdown() (admin SHUTDOWN); app.serve() waits for it beside the signals.
         self.shutdown_requested = asyncio.Event()
         self.shutdown_timeout: float | None = None
-        self.local = LocalCommands(self)
+        self.refusals = Refusals(self)
         self.tls_context = self._client_tls(config)
-        self._backend_ssl = make_ssl_context(*ssl_settings(config))
+        self._backend_ssl = make_ssl_context(*_ssl_settings(config))
         step = worker.count if worker else 1
         self._client_ids = itertools.count(1 + (worker.index if worker else 0), step)
         self._backend_ids = itertools.count(1)
         self._servers: list[asyncio.AbstractServer] = []
-        self._http_server: asyncio.AbstractServer | None = None  # metrics and health: serves while draining
-        self._admin_server: asyncio.AbstractServer | None = None  # the admin console: serves while draining
         self._tasks: set[asyncio.Task] = set()
         self._known_schemas: dict[str, set[bytes]] = {}
-        self._refusal_log: dict[object, tuple[float, int]] = {}  # what _log_limited() logged: when, and left out since
-        self._build_users(config)
+        self.users = build_users(config, self.pools, self._make_pool, self._reconfigure_pool)
         self.health = HealthMonitor(self, opener)
 
     # -- construction --------------------------------------------------------------
@@ -155,19 +139,6 @@ class Proxy(BackendCommandsMixin, OperationsMixin, RefusalsMixin):
             dead_connection_timeout=b.dead_connection_timeout,
         )
 
-    def _build_users(self, config: Config) -> None:
-        sizes: dict[str, int] = {}
-        for user in config.users:
-            backend_user = user.backend_user or user.name
-            sizes[backend_user] = max(sizes.get(backend_user, 0), config.pool_max_size(user))
-        for user in config.users:
-            backend_user = user.backend_user or user.name
-            pool = self.pools.get(backend_user)
-            if pool is None:
-                pool = self._make_pool(backend_user, user, sizes[backend_user])
-                self.pools[backend_user] = pool
-            self.users[user.name.encode()] = UserEntry(user.name, user, credentials_of(user), pool)
-
     def _make_pool(self, name: str, user: UserConfig, max_size: int) -> Pool:
         p = self.config.pool
         pool = Pool(
@@ -179,8 +150,33 @@ class Proxy(BackendCommandsMixin, OperationsMixin, RefusalsMixin):
         )
         pool.statement_cache_size = self.statement_cache_size()
         pool.share = self.share
-        pool.on_connect_failed = self._backend_failed
+        pool.on_connect_failed = self.refusals.backend_failed
         return pool
+
+    def _reconfigure_pool(self, pool: Pool, user: UserConfig | None, max_size: int) -> None:
+        """A pool that stays across a reload (`user` None: no user maps to it any more, it winds down)."""
+        p = self.config.pool
+        if user is None:
+            pool.reconfigure(pool.params, max_size=pool.configured_max_size, min_idle=0,
+                             max_lifetime=p.max_lifetime, max_waiting=pool.max_waiting,
+                             max_connecting=pool.max_connecting)
+            return
+        pool.reconfigure(self._params(user), max_size=self.share(max_size),
+                         min_idle=share(p.min_idle, self.worker.index, self.worker.count) if self.worker else p.min_idle,
+                         max_lifetime=p.max_lifetime, max_waiting=p.max_waiting_clients,
+                         max_connecting=p.max_connecting)
+        pool.statement_cache_size = self.statement_cache_size()
+
+    def apply_config(self, new: Config) -> None:
+        """Run with `new` from now on (ops/operations.py reload: restart-only settings kept as they run)."""
+        old = self.config
+        self.config = new
+        self.limiter.max = self.share(new.backend.max_connections)
+        if _ssl_settings(old) != _ssl_settings(new):
+            self._backend_ssl = make_ssl_context(*_ssl_settings(new))
+        self.users = build_users(new, self.pools, self._make_pool, self._reconfigure_pool)
+        self._known_schemas.clear()
+        self.limiter.released()
 
     def share(self, total: int) -> int:
         """This process's part of a cap (all of it unless [proxy] workers > 1)."""
@@ -279,13 +275,13 @@ class Proxy(BackendCommandsMixin, OperationsMixin, RefusalsMixin):
         for attempt in itertools.count():
             if self.server_info is not None and self.server_info.collations:
                 return
-            pools = self._user_pools()
+            pools = self.user_pools()
             if await pools[attempt % len(pools)].open_now(want_collations=True):
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    def _user_pools(self) -> list[Pool]:
+    def user_pools(self) -> list[Pool]:
         """The pools some user maps to, in config order (a pool left by a reload only finishes its clients)."""
         return list({id(e.pool): e.pool for e in self.users.values()}.values())
 
@@ -302,13 +298,40 @@ class Proxy(BackendCommandsMixin, OperationsMixin, RefusalsMixin):
         self.clients[client.id] = client
         return client
 
-    def client_authenticated(self, client: ClientConnection) -> None:
-        log.debug("client #%d %s@%s authenticated", client.id, client.user.name, client.peer)
+    def client_authenticated(self, client: ClientHandle) -> None:
+        log.debug("client #%d from %s authenticated", client.id, client.peer)
 
-    def client_closed(self, client: ClientConnection, reason: ClientCloseReason) -> None:
+    def client_closed(self, client: ClientHandle, reason: ClientCloseReason) -> None:
         self.clients.pop(client.id, None)
-        self.logging_in.pop(client.id, None)
+        self.refusals.logging_in.pop(client.id, None)
         self.stats.client_closed[reason.value] += 1
+
+    def client_by_id(self, client_id: int) -> ClientConnection | None:
+        return self.clients.get(client_id)
+
+    # -- admission and refusals (refusals.py) ---------------------------------------------
+
+    @property
+    def logging_in(self) -> dict[int, ClientConnection]:
+        return self.refusals.logging_in
+
+    def admit(self, client: ClientHandle) -> ProxyError | None:
+        return self.refusals.admit(client)
+
+    def client_verified(self, client: ClientHandle) -> ProxyError | None:
+        return self.refusals.client_verified(client)
+
+    def refused(self, reason: RefusalReason, detail: str = "") -> None:
+        self.refusals.refused(reason, detail)
+
+    def backend_refused(self, client: ClientHandle, error: ProxyError) -> None:
+        self.refusals.backend_refused(client, error)
+
+    def describe_backend_problem(self, pool: Pool | None = None) -> ProxyError:
+        return self.refusals.describe_backend_problem(pool)
+
+    def backend_known_down(self, pool: Pool) -> bool:
+        return self.refusals.backend_known_down(pool)
 
     def lookup_credentials(self, user: bytes) -> auth.Credentials | None:
         entry = self.users.get(user)
@@ -336,35 +359,25 @@ class Proxy(BackendCommandsMixin, OperationsMixin, RefusalsMixin):
         return SessionState(schema or None, names_variables(names), multi, client_collation=hidden,
                             results_collation=hidden)
 
-    # -- pins (for metrics) ----------------------------------------------------------
-
-    def count_new_pins(self, client: ClientConnection, before: list[PinReason], after: list[PinReason]) -> None:
-        if not after:
-            return
-        stats = client.pool.stats
-        for reason in after:
-            if reason not in before:
-                stats.pins[reason.value] += 1
-
     # -- schemas ---------------------------------------------------------------------
 
-    def schema_known(self, entry: UserEntry, schema: bytes) -> bool:
+    def schema_known(self, entry: UserEntry, schema: bytes) -> bool:  # type: ignore[override]
         return schema in self._known_schemas.get(entry.pool.name, ())
 
-    async def check_schema(self, client: ClientConnection, schema: bytes | None) -> ProxyError | None:
+    async def check_schema(self, client: ClientHandle, schema: bytes | None) -> ProxyError | None:
         """COM_INIT_DB on a backend: does the schema exist for this user? (cached when it does)
         With `schema` None, only whether a backend can be had (a login while the pool is known down)."""
         pool = client.pool
         deadline = self.loop.time() + self.config.pool.checkout_timeout
         while True:
             try:
-                backend = await client._acquire(deadline)
+                backend = await client.acquire_backend(deadline)
             except ProxyError as err:
                 return err
             try:
                 if schema is not None:
-                    await self.run_sync_step(backend, SyncStep(SyncKind.INIT_DB, schema),
-                                             self.config.backend.connect_timeout)
+                    await commands.run_sync_step(backend, SyncStep(SyncKind.INIT_DB, schema),
+                                                 self.config.backend.connect_timeout)
                 break
             except ProxyError as err:
                 return err
@@ -395,8 +408,9 @@ class Proxy(BackendCommandsMixin, OperationsMixin, RefusalsMixin):
         return max(0.5, min(wt * 0.9, wt - 1.0))
 
     async def start(self) -> None:
-        """Listen (a listener that cannot: StartupError naming its key), then start the background tasks."""
-        config, worker = self.config, self.worker.index if self.worker else None
+        """Listen for clients (a listener that cannot: StartupError naming its key), then start the
+        background tasks: learning the server, readiness."""
+        config = self.config
         addr = config.proxy.listen_address
         with listener_errors(config, "proxy.listen", addr):
             if addr.unix_path:
@@ -406,16 +420,8 @@ class Proxy(BackendCommandsMixin, OperationsMixin, RefusalsMixin):
                     self.new_client, addr.host or None, addr.port, reuse_address=True,
                     reuse_port=config.proxy.workers > 1, backlog=1024)
         self._servers.append(server)
-        if config.metrics.enabled:
-            with listener_errors(config, "metrics.listen", config.metrics.listen_address, worker):
-                self._http_server = await start_http_server(self, config.metrics.listen_address,
-                                                            config.metrics.path)
-        if config.admin.enabled:
-            with listener_errors(config, "admin.listen", config.admin.listen_address, worker):
-                self._admin_server = await start_admin_server(self, config.admin.listen_address)
         self.state = ProxyState.RUNNING
         self.spawn(self._learn_server_task())
-        self.spawn(run_janitor(self))
         self.health.start()
         log.info("mysqlpool-proxy %s listening on %s (mode %s, pools: %s)", __version__, self.listen_description(),
                  self.config.pool.mode, ", ".join(f"{p.name} max {p.max_size}" for p in self.pools.values()))
@@ -464,7 +470,8 @@ class Proxy(BackendCommandsMixin, OperationsMixin, RefusalsMixin):
         return self.state in (ProxyState.RUNNING, ProxyState.DRAINING)
 
     async def stop(self, timeout: float | None = None) -> None:
-        """Stop accepting, let active clients finish (up to `timeout`), then close everything."""
+        """Stop accepting, let active clients finish (up to `timeout`), then close every client and backend.
+        (The operator's services stop after it, in app.py: health and metrics answer while it drains.)"""
         if self.state is ProxyState.STOPPED:
             return
         self.state = ProxyState.DRAINING
@@ -491,9 +498,8 @@ class Proxy(BackendCommandsMixin, OperationsMixin, RefusalsMixin):
             task.cancel()
         for server in self._servers:
             await server.wait_closed()
-        if self._http_server is not None:
-            await stop_http_server(self._http_server)
-            self._http_server = None
-        if self._admin_server is not None:
-            await stop_admin_server(self._admin_server)
-            self._admin_server = None
+
+
+def _ssl_settings(config: Config) -> tuple[str, str, str, str]:
+    b = config.backend
+    return b.ssl_mode, b.ssl_ca, b.ssl_cert, b.ssl_key

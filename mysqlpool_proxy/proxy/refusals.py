@@ -23,7 +23,7 @@ others keep their full wait). Readiness (health.py) holds what the server
 did lately: the refused logins and when the server last answered are read
 from it. The pool makes that next attempt soon for a new waiter (pool.py
 `_retry_soon_for`), and reports each failure with the time the attempt
-started (`_backend_failed`): only clients that were waiting by then are
+started (`backend_failed`): only clients that were waiting by then are
 told, so none is refused on an attempt older than its arrival, and one that
 arrives just after the server is back is served. What they are told is
 `describe_backend_problem`'s: the server's login error naming the proxy's
@@ -33,9 +33,10 @@ account and the config keys, or 2003 with what the proxy tried.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..client.constants import MAX_LOGGING_IN
+from ..client.context import ClientHandle
 from ..core.states import ClientState
 from ..constants import CR, ER
 from ..errors import ProxyError
@@ -44,23 +45,31 @@ from ..backend.pool import CAPACITY_ERRORS
 from ..reasons import RefusalReason
 
 if TYPE_CHECKING:
-    from ..client.connection import ClientConnection
     from ..backend.pool import Pool
+    from .proxy import Proxy
 
-__all__ = ["RefusalsMixin"]
+__all__ = ["Refusals"]
 
 log = logging.getLogger("mysqlpool.proxy")
 
 
-class RefusalsMixin:
-    """Methods of Proxy (its state: logging_in, started_at, _refusal_log)."""
+class Refusals:
+    """Who is let in, who is turned away and what they are told (see the module comment)."""
+
+    __slots__ = ("proxy", "logging_in", "started_at", "_logged")
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.logging_in: dict[int, Any] = {}  # the clients not logged in yet, oldest first
+        self.started_at = proxy.loop.time()
+        self._logged: dict[object, tuple[float, int]] = {}  # what _log_limited() logged: when, and left out since
 
     # -- admission ---------------------------------------------------------------------
 
-    def admit(self, client: ClientConnection) -> ProxyError | None:
+    def admit(self, client: ClientHandle) -> ProxyError | None:
         """A new connection: refused while shutting down, or when max_client_connections clients are
         logged in already; it logs in in the meantime (see the module comment)."""
-        if not self.accepting:
+        if not self.proxy.accepting:
             self.refused(RefusalReason.SHUTTING_DOWN)
             return ProxyError(ER.SERVER_SHUTDOWN, "mysqlpool-proxy is shutting down")
         self.logging_in[client.id] = client
@@ -68,10 +77,10 @@ class RefusalsMixin:
             return self._too_many_clients()
         if len(self.logging_in) > MAX_LOGGING_IN:
             self._evict_oldest_login(client)
-        self.stats.accepted += 1
+        self.proxy.stats.accepted += 1
         return None
 
-    def client_verified(self, client: ClientConnection) -> ProxyError | None:
+    def client_verified(self, client: ClientHandle) -> ProxyError | None:
         """Its credentials are good: from now on it counts against max_client_connections."""
         self.logging_in.pop(client.id, None)
         if self.logged_in() > self.client_limit():
@@ -79,10 +88,10 @@ class RefusalsMixin:
         return None
 
     def logged_in(self) -> int:
-        return len(self.clients) - len(self.logging_in)
+        return len(self.proxy.clients) - len(self.logging_in)
 
     def client_limit(self) -> int:
-        return self.share(self.config.proxy.max_client_connections)
+        return self.proxy.share(self.proxy.config.proxy.max_client_connections)
 
     def _too_many_clients(self) -> ProxyError:
         self.refused(RefusalReason.MAX_CLIENTS)
@@ -90,7 +99,7 @@ class RefusalsMixin:
             f"Too many connections: mysqlpool-proxy already serves max_client_connections ({self.client_limit()}) "
             "clients"))
 
-    def _evict_oldest_login(self, newcomer: ClientConnection) -> None:
+    def _evict_oldest_login(self, newcomer: ClientHandle) -> None:
         oldest = next(iter(self.logging_in.values()))
         self._log_limited("login_evicted", "%d connections logging in at once: closed the oldest, from %s, to make "
                           "room for one from %s", MAX_LOGGING_IN, oldest.peer, newcomer.peer)
@@ -98,52 +107,52 @@ class RefusalsMixin:
 
     def refused(self, reason: RefusalReason, detail: str = "") -> None:
         """Count a refusal; log it, at most once a second per reason (with how many since)."""
-        self.stats.refused[reason.value] += 1
+        self.proxy.stats.refused[reason.value] += 1
         self._log_limited(reason, "refused a client: %s%s", reason.value, f": {detail}" if detail else "")
 
     def _log_limited(self, key, message: str, *args) -> None:
         """A warning, at most once a second per `key` (with how many were left out since)."""
-        now = self.loop.time()
-        last, unlogged = self._refusal_log.get(key, (float("-inf"), 0))
+        now = self.proxy.loop.time()
+        last, unlogged = self._logged.get(key, (float("-inf"), 0))
         if now - last >= 1.0:
             more = f" (and {unlogged} more since the last report)" if unlogged else ""
             log.warning(message + "%s", *args, more)
-            self._refusal_log[key] = (now, 0)
+            self._logged[key] = (now, 0)
         else:
-            self._refusal_log[key] = (last, unlogged + 1)
+            self._logged[key] = (last, unlogged + 1)
 
     # -- a backend that cannot be had ------------------------------------------------------
 
     def backend_known_down(self, pool: Pool) -> bool:
         """Would a client of `pool` arriving now be refused at the next failed attempt?"""
         since = self._refusing_since(pool)
-        return since is not None and self.loop.time() > since
+        return since is not None and self.proxy.loop.time() > since
 
     def _refusing_since(self, pool: Pool) -> float | None:
         """Clients of `pool` that came after this time need not wait for a new backend past the
         next failed attempt (None: all wait their checkout_timeout)."""
         if not pool.failing or pool.idle or pool.busy:
             return None
-        if any(name == pool.name for name, _ in self.health.evidence().login_refusals):
+        if any(name == pool.name for name, _ in self.proxy.health.evidence().login_refusals):
             return float("-inf")
         if pool.last_error_code in CAPACITY_ERRORS:
             return None  # the server answers; it is full: clients wait for the backends there are
-        return self._server_silent_since() + self.config.pool.checkout_timeout
+        return self._server_silent_since() + self.proxy.config.pool.checkout_timeout
 
     def _server_silent_since(self) -> float:
         """When the server last answered the proxy (readiness's evidence), or the start if never."""
-        self.health.readiness()  # brings the evidence up to now
-        last = self.health.last_answer
+        self.proxy.health.readiness()  # brings the evidence up to now
+        last = self.proxy.health.last_answer
         return self.started_at if last is None else last
 
-    def _backend_failed(self, pool: Pool, started: float) -> None:
+    def backend_failed(self, pool: Pool, started: float) -> None:
         """A connect attempt of `pool`, started at `started`, failed: tell the clients waiting
         since before it that now need not wait."""
         since = self._refusing_since(pool)
         if since is not None and pool.waiters:
             pool.refuse_waiters(self.describe_backend_problem(pool), arrived_after=since, arrived_by=started)
-        if self.server_info is None:  # clients wait for it to be greeted: their user is not known yet
-            times = [self._refusing_since(p) for p in self._user_pools()]
+        if self.proxy.server_info is None:  # clients wait for it to be greeted: their user is not known yet
+            times = [self._refusing_since(p) for p in self.proxy.user_pools()]
             if None in times:
                 return  # told only when every pool would refuse them
             since = max(times)
@@ -159,10 +168,10 @@ class RefusalsMixin:
         the server refuses it; 1040 when the server says it is full; else 2003 (2002 through a Unix
         socket) saying what the proxy tried and the last error. Without a pool: the first failing one."""
         if pool is None:
-            pools = self._user_pools()
+            pools = self.proxy.user_pools()
             pool = next((p for p in pools if p.failing), pools[0])
         if pool.failing and pool.last_error_code in LOGIN_ERRORS:
-            users = ", ".join(f"'{e.name}'" for e in self.users.values() if e.pool is pool)
+            users = ", ".join(f"'{e.name}'" for e in self.proxy.users.values() if e.pool is pool)
             return ProxyError(pool.last_error_code, (
                 f"mysqlpool-proxy cannot log in to the server with its backend account '{pool.name}' "
                 f"(users[] {users}): {pool.last_error}; check users[].backend_user and "
@@ -174,16 +183,16 @@ class RefusalsMixin:
         n = pool.failures
         tried = f"{n} connect attempt{'s' if n != 1 else ''} as '{pool.name}' failed, the last with " \
                 f"{pool.last_error}" if n else f"no connection as '{pool.name}' yet"
-        silent = self.loop.time() - self._server_silent_since()
-        silence = f"since the start, {silent:.1f}s ago" if self.health.last_answer is None else f"for {silent:.1f}s"
+        silent = self.proxy.loop.time() - self._server_silent_since()
+        silence = f"since the start, {silent:.1f}s ago" if self.proxy.health.last_answer is None else f"for {silent:.1f}s"
         detail = f"mysqlpool-proxy: {tried}; no answer from the server {silence}"
-        b = self.config.backend
+        b = self.proxy.config.backend
         if b.unix_socket:
             return ProxyError(CR.CR_CONNECTION_ERROR,
                               f"Can't connect to local MySQL server through socket '{b.unix_socket}' ({detail})")
         return ProxyError(CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server on '{b.host}:{b.port}' ({detail})")
 
-    def backend_refused(self, client: ClientConnection, error: ProxyError) -> None:
+    def backend_refused(self, client: ClientHandle, error: ProxyError) -> None:
         """Count and log a client refused for want of a backend (describe_backend_problem's error)."""
         if error.errno in LOGIN_ERRORS:
             reason = RefusalReason.BACKEND_LOGIN_REFUSED

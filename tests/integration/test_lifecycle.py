@@ -12,6 +12,7 @@ import sqlalchemy
 
 from tests.support.mariadb import require_restartable
 from tests.support.proxy import APP_PASSWORD, prepare_app_account
+from mysqlpool_proxy.ops import operations
 
 pytestmark = pytest.mark.integration
 
@@ -256,7 +257,7 @@ def test_pause_resume_across_server_restart(proxy_factory, short_server):
     proxy = proxy_factory(short_server, pool={"checkout_timeout": 20})
     conn = proxy.connect()
     assert scalar(conn, "SELECT 1") == 1
-    proxy.call(proxy.proxy.pause)
+    proxy.call(operations.pause, proxy.proxy)
     assert proxy.pool_stats()["idle"] == 0
     short_server.restart()
     result = {}
@@ -264,7 +265,7 @@ def test_pause_resume_across_server_restart(proxy_factory, short_server):
     t.start()
     time.sleep(0.5)
     assert "v" not in result  # waits while paused
-    proxy.call(proxy.proxy.resume)
+    proxy.call(operations.resume, proxy.proxy)
     t.join(20)
     assert result["v"] == 42
 
@@ -280,7 +281,7 @@ def test_reload_changes_pool_size_and_users_without_dropping_clients(proxy_facto
     path.write_text(render_config(short_server, pool={"max_size": 4},
                                   users=[{"name": "app", "password": APP_PASSWORD},
                                          {"name": "late", "password": "late-pw"}]))
-    proxy.call(proxy.proxy.reload, load_config(str(path)))
+    proxy.call(operations.reload, proxy.proxy, load_config(str(path)))
     assert proxy.call(lambda: proxy.proxy.pools["app"].max_size) == 4
     assert scalar(conn, "SELECT 2") == 2  # the existing client carried on
     late = proxy.connect(user="late", password="late-pw")

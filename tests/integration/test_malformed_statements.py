@@ -195,9 +195,9 @@ def test_short_long_data_is_ignored_as_the_server_ignores_it(proxy):
     for body in (b"", struct.pack("<I", stmt_id), struct.pack("<I", stmt_id) + b"\x00"):
         conn._execute_command(LONG_DATA, body)  # no reply
     conn.ping(reconnect=False)  # answered after the packets before it were handled
-    assert proxy.call(lambda: [c.pins.reasons() for c in proxy.proxy.clients.values()]) == [[]]
+    assert proxy.call(lambda: [c.session.pins.reasons() for c in proxy.proxy.clients.values()]) == [[]]
     answer = send(conn, EXECUTE, execute(stmt_id, b"\x00\x01\xfd\x00\x03abc"))
     assert answer == ("rows", 1)
-    assert proxy.call(lambda: [c.pins.reasons() for c in proxy.proxy.clients.values()]) == [[]]
+    assert proxy.call(lambda: [c.session.pins.reasons() for c in proxy.proxy.clients.values()]) == [[]]
     assert usable(conn)
     conn.close()

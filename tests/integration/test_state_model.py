@@ -127,8 +127,8 @@ def test_state_model(seed, proxy_factory, app_server, oracle):
                 return "not connected"
             b = c.backend
             return (f"state={c.state.value} pins={[r.value for r in c.pinned_reasons()]} "
-                    f"backend={'none' if b is None else b.thread_id} session={c.session} "
-                    f"last_insert_id={c.last_insert_id} statements={sorted(c.stmts or {})}")
+                    f"backend={'none' if b is None else b.thread_id} session={c.session.state} "
+                    f"last_insert_id={c.session.last_insert_id} statements={sorted(c.session.statements)}")
         return proxy.call(read)
 
     def pins(cid: int):

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import pymysql
 
 from mysqlpool_proxy.config import load_config
+from mysqlpool_proxy.ops.services import Services, start_services
 from mysqlpool_proxy.proxy.proxy import Proxy
 
 APP_USER = "app"
@@ -63,6 +64,7 @@ class ProxyThread:
         self.uvloop = uvloop
         self.loop = asyncio.new_event_loop()
         self.proxy: Proxy | None = None
+        self.services: Services | None = None
         self._thread = threading.Thread(target=self._run, name="mysqlpool-proxy", daemon=True)
         self._ready = concurrent.futures.Future()
 
@@ -82,7 +84,9 @@ class ProxyThread:
     async def _start(self) -> None:
         try:
             self.proxy = Proxy(self.config, asyncio.get_running_loop())
+            self.services = await start_services(self.proxy)
             await self.proxy.start()
+            self.services.start_janitor(self.proxy)
         except BaseException as exc:
             self._ready.set_exception(exc)
             return
@@ -117,11 +121,16 @@ class ProxyThread:
     def call_async(self, coro_fn: Callable, timeout: float = 60) -> Any:
         return asyncio.run_coroutine_threadsafe(coro_fn(), self.loop).result(timeout)
 
+    async def _stop(self, timeout: float) -> None:
+        await self.proxy.stop(timeout)
+        if self.services is not None:
+            await self.services.stop()
+
     def stop(self, timeout: float = 5.0) -> None:
         if not self._thread.is_alive():
             return
         try:
-            self.call_async(lambda: self.proxy.stop(timeout), timeout=timeout + 30)
+            self.call_async(lambda: self._stop(timeout), timeout=timeout + 30)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(30)

@@ -1,4 +1,4 @@
-# Who gets in (proxy_refusals.py admit / client_verified): only clients that logged in
+# Who gets in (proxy/refusals.py admit / client_verified): only clients that logged in
 # count against [proxy] max_client_connections, so connections that never
 # log in cannot lock applications out; connections logging in are bounded
 # apart (MAX_LOGGING_IN, the oldest closed to make room, told why if it was
@@ -11,7 +11,7 @@ import asyncio
 import pymysql
 import pytest
 
-from mysqlpool_proxy.client import handshake as client_handshake
+from mysqlpool_proxy.client import phase as client_phase
 from mysqlpool_proxy.proxy import refusals as proxy_refusals
 from mysqlpool_proxy.client.constants import HANDSHAKE_TIMEOUT
 from mysqlpool_proxy.proxy.proxy import Proxy
@@ -36,7 +36,7 @@ async def greeted(proxy, n: int) -> list[FakeClient]:
 def max_logging_in(monkeypatch):
     def set_to(n: int) -> int:
         monkeypatch.setattr(proxy_refusals, "MAX_LOGGING_IN", n)
-        monkeypatch.setattr(client_handshake, "MAX_LOGGING_IN", n)
+        monkeypatch.setattr(client_phase, "MAX_LOGGING_IN", n)
         return n
     return set_to
 

@@ -21,7 +21,9 @@ from mysqlpool_proxy.ops.metrics import CLIENT_STATE_LABEL, build_registry, cumu
 from mysqlpool_proxy.backend.pool import WAIT_BUCKETS
 from mysqlpool_proxy.proxy.proxy import Proxy, ProxyState
 from mysqlpool_proxy.reasons import BackendCloseReason, ClientCloseReason, RefusalReason
+from mysqlpool_proxy.core.client_session import Command
 from mysqlpool_proxy.core.pins import PinReason
+from mysqlpool_proxy.protocol.command import spec_for
 
 IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 
@@ -95,8 +97,8 @@ def add_client(proxy: Proxy, state: ClientState, pool: str | None = "app", *, st
     client = proxy.new_client()
     client.state = state
     client.pool = proxy.pools[pool] if pool else None
-    client.learn_status(status)
-    client.backend = object() if holds_backend else None
+    client.session.learn_status(status)
+    client.lease.backend = object() if holds_backend else None
     return client
 
 
@@ -276,12 +278,12 @@ def test_queries_transactions_and_bytes(proxy):
 
 def test_pinned_clients_from_connected_clients(proxy):
     in_trans_with_var = add_client(proxy, ClientState.READY, status=IN_TRANS, holds_backend=True)
-    in_trans_with_var.pins.user_variables = True
-    add_client(proxy, ClientState.ACTIVE, holds_backend=True).pins.temp_tables.add(b"t")
+    in_trans_with_var.session.pins.user_variables = True
+    add_client(proxy, ClientState.ACTIVE, holds_backend=True).session.pins.temp_tables.add(b"t")
     add_client(proxy, ClientState.READY)  # not pinned
     add_client(proxy, ClientState.ACTIVE, holds_backend=True)  # holds one for a statement, not pinned
     closed = add_client(proxy, ClientState.CLOSED, holds_backend=True)
-    closed.pins.user_variables = True  # gone: not counted
+    closed.session.pins.user_variables = True  # gone: not counted
     proxy.pools["app"].stats.pins[PinReason.USER_VARIABLE.value] += 9
     families = scrape(proxy)
     pinned = {dict(k)["reason"]: v for k, v in samples(families, "mysqlpool_pinned_clients").items()
@@ -326,9 +328,9 @@ def test_labels_are_bounded_and_carry_no_client_data(proxy):
     without_clients = series_count(proxy)
     client = add_client(proxy, ClientState.ACTIVE)
     client.peer = "203.0.113.77"
-    client._sql = b"SELECT 'secret-literal'"
+    client.command = Command(spec_for(0x03), sql=b"SELECT 'secret-literal'")
     for _ in range(50):
-        add_client(proxy, ClientState.READY, holds_backend=True).pins.user_variables = True
+        add_client(proxy, ClientState.READY, holds_backend=True).session.pins.user_variables = True
     text = generate_latest(build_registry(proxy)).decode()
     assert "203.0.113.77" not in text and "secret-literal" not in text
     for family in scrape(proxy).values():

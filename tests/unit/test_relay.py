@@ -40,7 +40,7 @@ async def test_a_select_is_relayed_verbatim_and_the_backend_goes_back_to_the_poo
     server = opener.servers[0]
     assert r.raw == server.replies[-1]  # the server's bytes, untouched
     backend = pool.idle[-1]
-    assert client.conn.backend is None and backend.client is None
+    assert client.conn.backend is None and backend.holder is None
     assert backend.state is BackendState.IDLE and not pool.busy
     assert pool.stats.queries["query"] == 1
     await proxy.stop(0)
@@ -104,10 +104,10 @@ async def test_a_client_waits_for_a_backend_in_the_queue_without_a_task_and_is_s
     opener, proxy, pool, (a, b, c) = await one_backend_in_a_transaction_and_two_waiting()
     assert [w.deliver.__self__ for w in pool.waiters] == [b.conn, c.conn]
     assert b.conn.state.value == c.conn.state.value == "checkout"
-    assert b.conn._task is None and c.conn._task is None  # an idle wait costs no task
+    assert not b.conn.busy_with_task and not c.conn.busy_with_task  # an idle wait costs no task
     await a.query("COMMIT")
     assert (await b.response()).value == "2" and (await c.response()).value == "3"
-    assert len(opener.servers) == 1 and not pool.waiters and pool.idle == [a.conn._last_backend]
+    assert len(opener.servers) == 1 and not pool.waiters and pool.idle == [a.conn.lease.last_backend]
     assert pool.stats.checkouts == 3
     await proxy.stop(0)
 
@@ -137,7 +137,7 @@ async def test_a_client_that_leaves_after_it_was_handed_a_backend_gives_it_back(
     pool.release(held)  # handed to b; b goes on in a loop callback...
     b.conn.close(ClientCloseReason.DISCONNECTED)  # ...but leaves first
     await settle()
-    assert pool.idle == [held] and not pool.busy and held.client is None
+    assert pool.idle == [held] and not pool.busy and held.holder is None
     assert "SELECT 2" not in opener.server_for(held).queries
     await proxy.stop(0)
 
@@ -149,7 +149,7 @@ async def test_waiting_clients_past_checkout_timeout_get_1040_and_stay_usable():
     for client in (b, c):
         r = await client.response()
         assert r.error.errno == 1040 and b"had no free backend connection after waiting 2.0s" in r.error.message
-        assert client.conn.state.value == "ready" and client.conn._waiter is None
+        assert client.conn.state.value == "ready" and client.conn.lease.waiter is None
     await a.query("COMMIT")
     assert (await b.query("SELECT 5")).value == "5"
     assert proxy.stats.refused["checkout_timeout"] == 2
@@ -172,7 +172,7 @@ def test_ok_packets_lose_the_session_state_block_only_for_clients_without_sessio
         assert ok.session_state is None and not ok.status & SESSION_STATE_CHANGED
         assert r.raw[4:] == b"\x00\x00\x00" + ok.status.to_bytes(2, "little") + b"\x00\x00"  # re-encoded, exactly
         assert len(r.raw) == int.from_bytes(r.raw[:3], "little") + 4
-        assert plain.conn.session.variables[b"sql_mode"] == b"ANSI"  # the proxy still learned it
+        assert plain.conn.session.state.variables[b"sql_mode"] == b"ANSI"  # the proxy still learned it
         # A tracking client sees what its own trackers (the server's defaults) report, not the proxy's:
         # sql_mode is not in the default list, and state changes are not tracked by default.
         r = await tracking.query("SET SESSION sql_mode='ANSI'")

@@ -78,7 +78,7 @@ async def test_commit_rollback_and_autocommit_unchanged_need_no_backend():
     await stuck.query("COMMIT")
     # A real change goes to a server; then "unchanged" is answered by the proxy again.
     assert (await app.query("SET autocommit=0")).error is None
-    assert app.conn.backend is None and not app.conn.status & AUTOCOMMIT
+    assert app.conn.backend is None and not app.conn.session.status & AUTOCOMMIT
     served = len([c for s in opener.servers for c in s.commands])
     r = await app.query("SET autocommit=0")
     assert r.error is None and not r.status & AUTOCOMMIT
