@@ -1,4 +1,4 @@
-# The fakes of tests/fakes.py, checked on their own before the pool, session
+# The fakes of tests/fakes/, checked on their own before the pool, session
 # and relay tests trust them: virtual time moves only when the loop would
 # wait; FakeTransport delivers, pauses and closes like a real one; and
 # FakeMySQLServer answers like the MariaDB captures in tests/protocol

@@ -1,0 +1,30 @@
+# A Proxy on the fakes: proxy_config() builds a Config directly from dicts of
+# section values (no file), and start_proxy() starts a Proxy on the running
+# VirtualClockLoop with no listening socket (the loop's create_server is a
+# stand-in) and backends from a FakeOpener, and returns once the proxy knows
+# the server. Clients then come from FakeClient(proxy).
+from __future__ import annotations
+
+import asyncio
+
+from tests.fakes.loop import settle
+from tests.fakes.opener import FakeOpener, fake_opener
+
+
+def proxy_config(*, users=None, **sections):
+    """A Config built directly: `pool={"max_size": 2}`, `backend={...}`, `proxy={...}`."""
+    from mysqlpool_proxy.config import BackendConfig, Config, PoolConfig, ProxyConfig, UserConfig
+    classes = {"proxy": ProxyConfig, "backend": BackendConfig, "pool": PoolConfig}
+    kwargs = {name: classes[name](**values) for name, values in sections.items()}
+    users = users or (UserConfig(name="app", password="pw"),)
+    return Config(users=tuple(users), **kwargs)
+
+
+async def start_proxy(opener: FakeOpener | None = None, *, users=None, **sections):
+    """A started Proxy (no listening socket) whose backends come from `opener`; the server is known."""
+    from mysqlpool_proxy.proxy import Proxy
+    proxy = Proxy(proxy_config(users=users, **sections), asyncio.get_running_loop(), opener=opener or fake_opener())
+    await proxy.start()
+    await proxy.server_known.wait()
+    await settle()
+    return proxy
