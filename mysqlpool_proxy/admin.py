@@ -45,7 +45,7 @@ from .protocol.resultset import (
     CHARSET_UTF8MB4, Ok, Reply, Rows, columns as cols, encode_reply, field_list_end, select_reply,
 )
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from .session import PinReason
+from .core.pins import PinReason
 
 if TYPE_CHECKING:
     from .proxy import Proxy
