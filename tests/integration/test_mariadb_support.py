@@ -86,7 +86,8 @@ def test_wait_timeout_drops_idle_connections(mariadb_factory):
     server = mariadb_factory(wait_timeout=1)
     with closing(server.connect()) as conn:
         idle = conn.thread_id()
-        wait_until(lambda: idle not in server.connection_ids("root"), 10, "the idle connection dropped by the server")
+        wait_until(lambda: idle not in server.connection_ids(server.root_user), 10,
+                   "the idle connection dropped by the server")
         assert_connection_lost(conn)
 
 
