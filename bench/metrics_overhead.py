@@ -31,12 +31,12 @@ from prometheus_client import Counter as PromCounter  # noqa: E402
 from prometheus_client import Histogram as PromHistogram  # noqa: E402
 from prometheus_client.exposition import generate_latest  # noqa: E402
 
-from mysqlpool_proxy.client import ClientState  # noqa: E402
+from mysqlpool_proxy.client.connection import ClientState  # noqa: E402
 from mysqlpool_proxy.config import load_config  # noqa: E402
 from mysqlpool_proxy.constants import SERVER_STATUS  # noqa: E402
-from mysqlpool_proxy.metrics import build_registry  # noqa: E402
-from mysqlpool_proxy.pool import WAIT_BUCKETS, PoolStats  # noqa: E402
-from mysqlpool_proxy.proxy import Proxy  # noqa: E402
+from mysqlpool_proxy.ops.metrics import build_registry  # noqa: E402
+from mysqlpool_proxy.backend.pool import WAIT_BUCKETS, PoolStats  # noqa: E402
+from mysqlpool_proxy.proxy.proxy import Proxy  # noqa: E402
 
 
 # -- part 1: per query ------------------------------------------------------------------

@@ -21,7 +21,7 @@ import signal
 
 from .config import Config, ConfigError
 from .logs import log_event
-from .proxy import Proxy
+from .proxy.proxy import Proxy
 from .startup import StartupError, StartupProblem, check
 from .workers import WorkerSlot, supervise
 from .workers import validate as validate_workers

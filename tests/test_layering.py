@@ -4,7 +4,7 @@
 # package, only `errors` and `constants` (which must themselves stay I/O-free);
 # private APIs of dependencies are touched in exactly one place each:
 # `pymysql._auth` in protocol/auth.py, aiomysql's `._reader` / `._writer` in
-# backend_adapter.py.
+# backend/adapter.py.
 from __future__ import annotations
 
 import ast
@@ -211,10 +211,10 @@ def test_pymysql_private_auth_only_in_protocol_auth():
 
 def test_aiomysql_stream_internals_only_in_backend_adapter():
     touching = {rel(p): lines for p in package_files() if (lines := touches_aiomysql_stream_internals(p))}
-    assert set(touching) <= {"mysqlpool_proxy/backend_adapter.py"}, touching
+    assert set(touching) <= {"mysqlpool_proxy/backend/adapter.py"}, touching
 
 
 def test_private_api_checkers_see_what_is_there():
     # Guard against checkers that would pass vacuously.
     assert touches_pymysql_auth(PROTOCOL / "auth.py")
-    assert touches_aiomysql_stream_internals(PACKAGE / "backend_adapter.py")
+    assert touches_aiomysql_stream_internals(PACKAGE / "backend" / "adapter.py")

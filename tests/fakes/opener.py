@@ -1,5 +1,5 @@
 # FakeOpener: the backend opener Pool and Proxy take (in place of
-# backend_adapter's, which logs in over aiomysql). Each successful call wires a
+# backend/adapter.py's, which logs in over aiomysql). Each successful call wires a
 # new FakeTransport to a new FakeMySQLServer and returns what the real opener
 # reports about a MariaDB 10.11 (mariadb.py): thread id, version,
 # capabilities, character set variables, collations, the globals the setup
@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import pymysql
 
-from mysqlpool_proxy.backend_adapter import Opened
+from mysqlpool_proxy.backend.adapter import Opened
 from tests.fakes.mariadb import COLLATIONS, SERVER_CAPABILITIES, SERVER_GLOBALS
 from tests.fakes.packets import AUTOCOMMIT
 from tests.fakes.server import FakeMySQLServer

@@ -22,7 +22,7 @@ def proxy_config(*, users=None, **sections):
 
 async def start_proxy(opener: FakeOpener | None = None, *, users=None, **sections):
     """A started Proxy (no listening socket) whose backends come from `opener`; the server is known."""
-    from mysqlpool_proxy.proxy import Proxy
+    from mysqlpool_proxy.proxy.proxy import Proxy
     proxy = Proxy(proxy_config(users=users, **sections), asyncio.get_running_loop(), opener=opener or fake_opener())
     await proxy.start()
     await proxy.server_known.wait()

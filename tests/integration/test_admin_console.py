@@ -23,7 +23,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from mysqlpool_proxy.admin import COMMANDS, MAX_LOGINS, VERSION_COMMENT, start_admin_server, stop_admin_server
+from mysqlpool_proxy.ops.admin import COMMANDS, MAX_LOGINS, VERSION_COMMENT, start_admin_server, stop_admin_server
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mariadb_cli")]

@@ -19,7 +19,7 @@ import pymysql
 import pytest
 
 from mysqlpool_proxy.constants import CR
-from mysqlpool_proxy.pool import BACKOFF_CAP
+from mysqlpool_proxy.backend.pool import BACKOFF_CAP
 from tests.support.faults import FaultRelay, Refusal, wait_until
 from tests.support.mariadb import require_restartable
 from tests.support.proxy import APP_DB, APP_PASSWORD, APP_USER, prepare_app_account

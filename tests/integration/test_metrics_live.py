@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mysqlpool_proxy.http import start_http_server, stop_http_server
+from mysqlpool_proxy.ops.http import start_http_server, stop_http_server
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ import pymysql
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mysqlpool_proxy.http import start_http_server, stop_http_server
+from mysqlpool_proxy.ops.http import start_http_server, stop_http_server
 from tests.support.mariadb import require_restartable
 from tests.support.proxy import APP_PASSWORD, APP_USER, prepare_app_account
 from tests.support.waiting import wait_until

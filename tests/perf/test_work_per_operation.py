@@ -12,7 +12,7 @@ import collections
 import warnings
 
 from mysqlpool_proxy.protocol.framing import encode_packet
-from mysqlpool_proxy.proxy import Proxy
+from mysqlpool_proxy.proxy.proxy import Proxy
 from tests.fakes import run
 from tests.perf.work import BASELINE, CallCounter, Measured, compare, load_baseline, measure, point_select, script_proxy
 
@@ -47,7 +47,7 @@ def test_only_the_proxys_own_calls_are_counted():
     assert counter.total == 0
     with CallCounter() as counter:
         Proxy.pool_key(0)  # anything else of the package is the proxy's work
-    assert counter.calls == {"proxy.py:Proxy.pool_key": 1}
+    assert counter.calls == {"proxy/proxy.py:Proxy.pool_key": 1}
 
 
 def _measured(per_op: float, **functions: float) -> Measured:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pymysql
 
 from mysqlpool_proxy.config import load_config
-from mysqlpool_proxy.proxy import Proxy
+from mysqlpool_proxy.proxy.proxy import Proxy
 
 APP_USER = "app"
 APP_PASSWORD = "app-secret"

@@ -15,16 +15,16 @@ import pytest
 from pymysql import converters
 from pymysql.protocol import MysqlPacket
 
-from mysqlpool_proxy import admin
-from mysqlpool_proxy.admin import COMMANDS, AdminConnection, start_admin_server, stop_admin_server
-from mysqlpool_proxy.client import ClientState
+from mysqlpool_proxy.ops import admin
+from mysqlpool_proxy.ops.admin import COMMANDS, AdminConnection, start_admin_server, stop_admin_server
+from mysqlpool_proxy.core.states import ClientState
 from mysqlpool_proxy.config import AdminConfig, load_config
 from mysqlpool_proxy.constants import CLIENT
 from mysqlpool_proxy.protocol import auth
 from mysqlpool_proxy.protocol.framing import MAX_FRAME, encode_packet, frame_header
 from mysqlpool_proxy.protocol.packets import parse_err, parse_handshake_v10, parse_ok
 from mysqlpool_proxy.protocol.wire import int1, int4, lenenc_bytes
-from mysqlpool_proxy.proxy import Proxy
+from mysqlpool_proxy.proxy.proxy import Proxy
 from tests.fakes import FakeClient, FakeTransport, advance, fake_opener, settle, start_proxy, virtual_time
 
 ADMIN_PASSWORD = "adminpw"

@@ -11,9 +11,10 @@ import asyncio
 import pymysql
 import pytest
 
-from mysqlpool_proxy import client_handshake, proxy_refusals
-from mysqlpool_proxy.client_state import HANDSHAKE_TIMEOUT
-from mysqlpool_proxy.proxy import Proxy
+from mysqlpool_proxy.client import handshake as client_handshake
+from mysqlpool_proxy.proxy import refusals as proxy_refusals
+from mysqlpool_proxy.client.constants import HANDSHAKE_TIMEOUT
+from mysqlpool_proxy.proxy.proxy import Proxy
 from mysqlpool_proxy.protocol.packets import parse_err
 from tests.fakes import FakeClient, advance, fake_opener, proxy_config, settle, start_proxy, virtual_time
 

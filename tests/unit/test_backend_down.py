@@ -16,11 +16,11 @@ import asyncio
 import pymysql
 import pytest
 
-from mysqlpool_proxy.client_state import HANDSHAKE_TIMEOUT
+from mysqlpool_proxy.client.constants import HANDSHAKE_TIMEOUT
 from mysqlpool_proxy.config import UserConfig
-from mysqlpool_proxy.health import Cause
-from mysqlpool_proxy.pool import WAITING_BACKOFF_CAP
-from mysqlpool_proxy.proxy import Proxy
+from mysqlpool_proxy.proxy.health import Cause
+from mysqlpool_proxy.backend.pool import WAITING_BACKOFF_CAP
+from mysqlpool_proxy.proxy.proxy import Proxy
 from tests.fakes import FakeClient, advance, fake_opener, proxy_config, settle, start_proxy, virtual_time
 
 CHECKOUT_TIMEOUT = 30.0  # above HANDSHAKE_TIMEOUT: the handshake timer must not end the wait

@@ -74,7 +74,7 @@ async def test_after_login_packets_up_to_max_packet_size():
 async def test_bytes_before_the_greeting_are_held_at_one_read_and_answered_after_it():
     opener = FakeOpener()
     opener.go_down()  # the server's identity is not known yet: no greeting
-    from mysqlpool_proxy.proxy import Proxy
+    from mysqlpool_proxy.proxy.proxy import Proxy
     proxy = Proxy(proxy_config(), asyncio.get_running_loop(), opener=opener)
     await proxy.start()
     client = FakeClient(proxy)

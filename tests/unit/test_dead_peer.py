@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from mysqlpool_proxy.backend_adapter import DeadPeerDetection, dead_peer_detection, watch_for_dead_peer
+from mysqlpool_proxy.backend.adapter import DeadPeerDetection, dead_peer_detection, watch_for_dead_peer
 from tests.support.faults import FaultRelay
 
 WAIT = 15.0

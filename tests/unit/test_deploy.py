@@ -28,12 +28,13 @@ import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mysqlpool_proxy import __version__, cli, http
+from mysqlpool_proxy import __version__, cli
+from mysqlpool_proxy.ops import http
 from mysqlpool_proxy.config import (
     DEFAULT_CONFIG_PATH, AdminConfig, MetricsConfig, ProxyConfig, load_config, parse_listen,
 )
-from mysqlpool_proxy.metrics import build_registry
-from mysqlpool_proxy.proxy import Proxy
+from mysqlpool_proxy.ops.metrics import build_registry
+from mysqlpool_proxy.proxy.proxy import Proxy
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from mysqlpool_proxy.backend_adapter import TRACKERS_SQL
+from mysqlpool_proxy.backend.adapter import TRACKERS_SQL
 from mysqlpool_proxy.constants import SERVER_STATUS
 from mysqlpool_proxy.protocol.framing import PacketDecoder, encode_packet
 from mysqlpool_proxy.protocol.packets import parse_eof, parse_err, parse_ok
@@ -217,7 +217,7 @@ async def wire(**options):
 
 
 def _params():
-    from mysqlpool_proxy.backend_adapter import BackendParams
+    from mysqlpool_proxy.backend.adapter import BackendParams
     return BackendParams("127.0.0.1", 3306, "", "app", "pw", "utf8mb4", 5.0, None, False, False)
 
 

@@ -12,8 +12,8 @@ import pymysql
 import pytest
 
 from mysqlpool_proxy.config import UserConfig
-from mysqlpool_proxy.health import Cause, Evidence, Failure, decide
-from mysqlpool_proxy.proxy import Proxy
+from mysqlpool_proxy.proxy.health import Cause, Evidence, Failure, decide
+from mysqlpool_proxy.proxy.proxy import Proxy
 from mysqlpool_proxy.reasons import BackendCloseReason
 from tests.fakes import FakeClient, Rows, advance, fake_opener, proxy_config, settle, start_proxy, virtual_time
 

@@ -12,11 +12,11 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mysqlpool_proxy import http
+from mysqlpool_proxy.ops import http
 from mysqlpool_proxy.config import ListenAddress, load_config
-from mysqlpool_proxy.health import READY
-from mysqlpool_proxy.http import start_http_server, stop_http_server
-from mysqlpool_proxy.proxy import Proxy, ProxyState
+from mysqlpool_proxy.proxy.health import READY
+from mysqlpool_proxy.ops.http import start_http_server, stop_http_server
+from mysqlpool_proxy.proxy.proxy import Proxy, ProxyState
 from tests.support.waiting import wait_until_async
 
 ENV = {"MYSQLPOOL_USERS_0_NAME": "app", "MYSQLPOOL_USERS_0_PASSWORD": "pw"}

@@ -13,13 +13,13 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mysqlpool_proxy import __version__
-from mysqlpool_proxy.client import ClientState
+from mysqlpool_proxy.core.states import ClientState
 from mysqlpool_proxy.config import load_config
 from mysqlpool_proxy.constants import SERVER_STATUS
-from mysqlpool_proxy.health import READY, Cause, Readiness
-from mysqlpool_proxy.metrics import CLIENT_STATE_LABEL, build_registry, cumulative_buckets, multiplexing_ratio
-from mysqlpool_proxy.pool import WAIT_BUCKETS
-from mysqlpool_proxy.proxy import Proxy, ProxyState
+from mysqlpool_proxy.proxy.health import READY, Cause, Readiness
+from mysqlpool_proxy.ops.metrics import CLIENT_STATE_LABEL, build_registry, cumulative_buckets, multiplexing_ratio
+from mysqlpool_proxy.backend.pool import WAIT_BUCKETS
+from mysqlpool_proxy.proxy.proxy import Proxy, ProxyState
 from mysqlpool_proxy.reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 from mysqlpool_proxy.core.pins import PinReason
 

@@ -11,10 +11,10 @@ import random
 
 import pytest
 
-from mysqlpool_proxy.backend import BackendState
-from mysqlpool_proxy.backend_adapter import BackendParams
+from mysqlpool_proxy.core.states import BackendState
+from mysqlpool_proxy.backend.adapter import BackendParams
 from mysqlpool_proxy.constants import CLIENT
-from mysqlpool_proxy.pool import (
+from mysqlpool_proxy.backend.pool import (
     BACKOFF_BASE, BACKOFF_CAP, WAITING_BACKOFF_CAP, BackendLimiter, CheckoutTimeout, Pool, QueueFull,
 )
 from mysqlpool_proxy.protocol.framing import encode_packet

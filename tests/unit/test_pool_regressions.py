@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mysqlpool_proxy.pool import BackendLimiter
+from mysqlpool_proxy.backend.pool import BackendLimiter
 from mysqlpool_proxy.reasons import BackendCloseReason
 from tests.fakes import advance, fake_opener, settle, virtual_time
 from tests.unit.test_pool import make_pool, now

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from mysqlpool_proxy.protocol.session_track import StateChanges, parse_state_changes
-from mysqlpool_proxy.backend import BackendState
-from mysqlpool_proxy.backend_adapter import TRACKERS_SQL
+from mysqlpool_proxy.core.states import BackendState
+from mysqlpool_proxy.backend.adapter import TRACKERS_SQL
 from mysqlpool_proxy.constants import CR, SERVER_STATUS
 from mysqlpool_proxy.protocol.packets import parse_err
 from mysqlpool_proxy.reasons import BackendCloseReason, ClientCloseReason

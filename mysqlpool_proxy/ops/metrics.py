@@ -29,17 +29,17 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
-from . import __version__
-from .client import ClientState
-from .health import Cause
-from .pool import WAIT_BUCKETS
-from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from .core.pins import PinReason
+from .. import __version__
+from ..core.states import ClientState
+from ..proxy.health import Cause
+from ..backend.pool import WAIT_BUCKETS
+from ..reasons import BackendCloseReason, ClientCloseReason, RefusalReason
+from ..core.pins import PinReason
 
 if TYPE_CHECKING:
-    from .client import ClientConnection
-    from .pool import Pool
-    from .proxy import Proxy
+    from ..client.connection import ClientConnection
+    from ..backend.pool import Pool
+    from ..proxy.proxy import Proxy
 
 __all__ = ["ProxyCollector", "ClientCensus", "build_registry", "CLIENT_STATE_LABEL", "multiplexing_ratio"]
 

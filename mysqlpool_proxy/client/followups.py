@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import logging
 
-from .backend import BackendConnection, BackendGone
-from .client_state import ClientState, ER_IDLE_TRANSACTION
-from .errors import ProtocolError, ProxyError
-from .protocol.response import Expect
-from .reasons import BackendCloseReason, ClientCloseReason
-from .core.capture import CHARSET_VARIABLES, Capture
-from .protocol.rows import parse_text_result
-from .protocol.session_track import Trackers
-from .core.session import apply_changes
+from ..backend.connection import BackendConnection, BackendGone
+from ..core.states import ClientState
+from .constants import ER_IDLE_TRANSACTION
+from ..errors import ProtocolError, ProxyError
+from ..protocol.response import Expect
+from ..reasons import BackendCloseReason, ClientCloseReason
+from ..core.capture import CHARSET_VARIABLES, Capture
+from ..protocol.rows import parse_text_result
+from ..protocol.session_track import Trackers
+from ..core.session import apply_changes
 
 __all__ = ["TasksMixin"]
 

@@ -23,15 +23,17 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .backend import BackendConnection, BackendGone, BackendState
-from .client_state import ClientState, ER_LOST_BACKEND, NEUTRAL_DIAGNOSTICS
-from .constants import ER
-from .errors import ProxyError
-from .pool import CAPACITY_ERRORS, CheckoutTimeout, QueueFull
-from .protocol.framing import Packet
-from .protocol.response import Expect
-from .reasons import BackendCloseReason, RefusalReason
-from .core.session import SyncImpossible, sync_plan
+from ..backend.connection import BackendConnection, BackendGone
+from ..core.states import BackendState
+from ..core.states import ClientState
+from .constants import ER_LOST_BACKEND, NEUTRAL_DIAGNOSTICS
+from ..constants import ER
+from ..errors import ProxyError
+from ..backend.pool import CAPACITY_ERRORS, CheckoutTimeout, QueueFull
+from ..protocol.framing import Packet
+from ..protocol.response import Expect
+from ..reasons import BackendCloseReason, RefusalReason
+from ..core.session import SyncImpossible, sync_plan
 
 __all__ = ["CheckoutMixin"]
 

@@ -13,18 +13,19 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from .backend import BackendConnection, BackendGone, BackendState
-from .backend_adapter import TRACKERS_SQL, run_side_query
-from .constants import COM_RESET_CONNECTION, ER
-from .errors import ProxyError
-from .protocol.response import Expect
-from .protocol.sql import without_schema
-from .reasons import BackendCloseReason, ClientCloseReason
-from .core.session import SessionState, SyncKind, SyncStep, apply_changes, sync_plan
-from .core.statements import ServerStatement, prepared_state
+from .connection import BackendConnection, BackendGone
+from ..core.states import BackendState
+from .adapter import TRACKERS_SQL, run_side_query
+from ..constants import COM_RESET_CONNECTION, ER
+from ..errors import ProxyError
+from ..protocol.response import Expect
+from ..protocol.sql import without_schema
+from ..reasons import BackendCloseReason, ClientCloseReason
+from ..core.session import SessionState, SyncKind, SyncStep, apply_changes, sync_plan
+from ..core.statements import ServerStatement, prepared_state
 
 if TYPE_CHECKING:
-    from .client import ClientConnection
+    from ..client.connection import ClientConnection
 
 log = logging.getLogger("mysqlpool.proxy")
 

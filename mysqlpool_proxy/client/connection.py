@@ -35,31 +35,35 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from .backend import BackendConnection, BackendState
-from .constants import CLIENT, COMMAND, ER, SERVER_STATUS
-from .errors import CONNECTION_ENDING_ERRORS, ProtocolError, ProxyError
-from .protocol import handshake as hs
-from .protocol.command import CommandSpec, Handling, spec_for
-from .protocol.response import Expect
-from .protocol.framing import MAX_FRAME, FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
-from .protocol.packets import make_eof, make_err, make_ok
-from .protocol.session_track import Trackers
-from .protocol.sql import ANSI_QUOTES, NO_BACKSLASH_ESCAPES, SqlEffects, analyze, parse_set_names, replace_connection_id, session_only
-from .protocol.transaction import NOOP_MAX_LENGTH, leaves_transaction_open, noop_transaction_command
-from .reasons import BackendCloseReason, ClientCloseReason
-from .core.pins import Pins, PinReason
-from .core.session import SessionState, apply_changes
-from .core.capture import CHARSET_VARIABLES, Capture
-from .core.statements import ClientStatement, backend_statement_packet
-from .client_checkout import CheckoutMixin
-from .client_handshake import HandshakeMixin
-from .client_state import ClientState, IN_TRANS, AUTOCOMMIT, STICKY_STATUS, MAX_QUEUED_INPUT, ER_LOST_BACKEND, NO_REPLY_CODES, STMT_ID_COMMANDS
-from .client_statements import StatementsMixin
-from .client_tasks import TasksMixin
+from ..backend.connection import BackendConnection
+from ..core.states import BackendState
+from ..constants import CLIENT, COMMAND, ER, SERVER_STATUS
+from ..errors import CONNECTION_ENDING_ERRORS, ProtocolError, ProxyError
+from ..protocol import handshake as hs
+from ..protocol.command import CommandSpec, Handling, spec_for
+from ..protocol.response import Expect
+from ..protocol.framing import MAX_FRAME, FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
+from ..protocol.packets import make_eof, make_err, make_ok
+from ..protocol.session_track import Trackers
+from ..protocol.sql import ANSI_QUOTES, NO_BACKSLASH_ESCAPES, SqlEffects, analyze, parse_set_names, replace_connection_id, session_only
+from ..protocol.transaction import NOOP_MAX_LENGTH, leaves_transaction_open, noop_transaction_command
+from ..reasons import BackendCloseReason, ClientCloseReason
+from ..core.pins import Pins, PinReason
+from ..core.session import SessionState, apply_changes
+from ..core.capture import CHARSET_VARIABLES, Capture
+from ..core.statements import ClientStatement, backend_statement_packet
+from .checkout import CheckoutMixin
+from .handshake import HandshakeMixin
+from ..core.states import ClientState, IllegalTransition
+from .constants import (
+    IN_TRANS, AUTOCOMMIT, STICKY_STATUS, MAX_QUEUED_INPUT, ER_LOST_BACKEND, NO_REPLY_CODES, STMT_ID_COMMANDS,
+)
+from .statements import StatementsMixin
+from .followups import TasksMixin
 
 if TYPE_CHECKING:
-    from .pool import Pool, Waiter
-    from .proxy import Proxy, UserEntry
+    from ..backend.pool import Pool, Waiter
+    from ..proxy.proxy import Proxy, UserEntry
 
 __all__ = ["ClientState", "ClientConnection", "STICKY_STATUS"]
 
@@ -136,8 +140,9 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         return f"<Client #{self.id} {user}@{self.peer} {self.state.value}>"
 
     def set_state(self, new: ClientState) -> None:
+        """The one place the state changes (core/states.py has the table)."""
         if new not in self.state.allowed:
-            raise RuntimeError(f"client #{self.id}: illegal transition {self.state.value} -> {new.value}")
+            raise IllegalTransition(self, self.state, new)
         self.state = new
 
     # -- connection lifecycle -------------------------------------------------------
@@ -174,7 +179,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         if self.state is ClientState.CLOSED:
             return
         self._closing_reason = reason
-        self.state = ClientState.CLOSED
+        self.set_state(ClientState.CLOSED)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

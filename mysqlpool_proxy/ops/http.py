@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.exposition import choose_encoder
 
-from .config import ListenAddress, parse_listen
+from ..config import ListenAddress, parse_listen
 from .metrics import build_registry
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
-    from .proxy import Proxy
+    from ..proxy.proxy import Proxy
 
 __all__ = ["start_http_server", "stop_http_server", "HEALTH_PATH", "READY_PATH"]
 

@@ -19,22 +19,22 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from .backend import BackendState
-from .constants import COMMAND, COM_RESET_CONNECTION, ER, SERVER_STATUS
-from .errors import ProtocolError, ProxyError
-from .protocol import handshake as hs
-from .protocol.framing import Packet, encode_packet
-from .protocol.packets import parse_change_user
-from .protocol.sql import KillStatement, replace_spans, statements_with_kill
-from .protocol.transaction import NoopCommand
-from .reasons import ClientCloseReason
-from .core.pins import Pins
-from .core.session import names_variables
+from ..core.states import BackendState
+from ..constants import COMMAND, COM_RESET_CONNECTION, ER, SERVER_STATUS
+from ..errors import ProtocolError, ProxyError
+from ..protocol import handshake as hs
+from ..protocol.framing import Packet, encode_packet
+from ..protocol.packets import parse_change_user
+from ..protocol.sql import KillStatement, replace_spans, statements_with_kill
+from ..protocol.transaction import NoopCommand
+from ..reasons import ClientCloseReason
+from ..core.pins import Pins
+from ..core.session import names_variables
 
 if TYPE_CHECKING:
-    from .client import ClientConnection
-    from .protocol.command import CommandSpec
-    from .proxy import Proxy
+    from .connection import ClientConnection
+    from ..protocol.command import CommandSpec
+    from ..proxy.proxy import Proxy
 
 __all__ = ["LocalCommands"]
 
@@ -136,12 +136,12 @@ class LocalCommands:
         return True
 
     def _run(self, client: ClientConnection, coro) -> None:
-        from .client import ClientState
+        from ..core.states import ClientState
         client.set_state(ClientState.LOCAL)
         client._task = self.proxy.loop.create_task(self._finish(client, coro))
 
     async def _finish(self, client: ClientConnection, coro) -> None:
-        from .client import ClientState
+        from ..core.states import ClientState
         try:
             await coro
         except asyncio.CancelledError:
@@ -186,7 +186,7 @@ class LocalCommands:
     # -- COM_CHANGE_USER ----------------------------------------------------------------
 
     def _change_user(self, client: ClientConnection, pkt: Packet) -> None:
-        from .client import ClientState
+        from ..core.states import ClientState
         try:
             request = parse_change_user(pkt.payload, client.capabilities)
         except ProtocolError:
@@ -217,7 +217,7 @@ class LocalCommands:
                 client._task = self.proxy.loop.create_task(self._complete_change_user(client, event))
 
     async def _complete_change_user(self, client: ClientConnection, event: hs.Verified) -> None:
-        from .client import ClientState
+        from ..core.states import ClientState
         proxy = self.proxy
         auth = client.change_user
         try:
@@ -250,7 +250,7 @@ class LocalCommands:
             client.transport.write(auth.reject(error.errno, error.message))
             client.close(ClientCloseReason.AUTH_FAILED)
             return
-        from .client import STICKY_STATUS
+        from .connection import STICKY_STATUS
         client.transport.write(auth.accept(client.status & STICKY_STATUS))
         client.bound_input_for_commands()
         client.set_state(ClientState.READY)

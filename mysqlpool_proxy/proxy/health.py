@@ -51,13 +51,13 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 
 import pymysql
 
-from .constants import CR, ER
-from .pool import CAPACITY_ERRORS
-from .protocol.framing import encode_packet
+from ..constants import CR, ER
+from ..backend.pool import CAPACITY_ERRORS
+from ..protocol.framing import encode_packet
 
 if TYPE_CHECKING:
-    from .backend_adapter import Opened
-    from .pool import Pool
+    from ..backend.adapter import Opened
+    from ..backend.pool import Pool
     from .proxy import Proxy
 
 __all__ = ["Cause", "Readiness", "Evidence", "Failure", "HealthMonitor", "decide", "LOGIN_ERRORS"]

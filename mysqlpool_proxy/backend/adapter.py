@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import aiomysql
 import pymysql
 
-from .constants import CLIENT
+from ..constants import CLIENT
 
 __all__ = [
     "BackendParams", "Opened", "open_backend", "SETUP_SQL", "make_ssl_context", "run_side_query",

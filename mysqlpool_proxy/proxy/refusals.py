@@ -35,16 +35,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .client_state import MAX_LOGGING_IN, ClientState
-from .constants import CR, ER
-from .errors import ProxyError
+from ..client.constants import MAX_LOGGING_IN
+from ..core.states import ClientState
+from ..constants import CR, ER
+from ..errors import ProxyError
 from .health import LOGIN_ERRORS
-from .pool import CAPACITY_ERRORS
-from .reasons import RefusalReason
+from ..backend.pool import CAPACITY_ERRORS
+from ..reasons import RefusalReason
 
 if TYPE_CHECKING:
-    from .client import ClientConnection
-    from .pool import Pool
+    from ..client.connection import ClientConnection
+    from ..backend.pool import Pool
 
 __all__ = ["RefusalsMixin"]
 

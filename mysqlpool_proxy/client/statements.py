@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import logging
 
-from .backend import BackendConnection, BackendState
-from .client_state import CURSOR_EXISTS, LAST_ROW_SENT, ER_UNKNOWN_STMT_HANDLER, ER_STMT_HAS_NO_OPEN_CURSOR, NO_REPLY_CODES
-from .constants import COMMAND, ER, ER_MALFORMED_PACKET
-from .errors import ProxyError
-from .protocol.framing import Packet
-from .protocol.sql import analyze
-from .protocol.stmt import (
+from ..backend.connection import BackendConnection
+from ..core.states import BackendState
+from .constants import (
+    CURSOR_EXISTS, LAST_ROW_SENT, ER_UNKNOWN_STMT_HANDLER, ER_STMT_HAS_NO_OPEN_CURSOR, NO_REPLY_CODES,
+)
+from ..constants import COMMAND, ER, ER_MALFORMED_PACKET
+from ..errors import ProxyError
+from ..protocol.framing import Packet
+from ..protocol.sql import analyze
+from ..protocol.stmt import (
     EXECUTE_FIXED_SIZE, MALFORMED, WRONG_ARGUMENTS, ExecuteRefused, nulls_only, parse_execute,
 )
-from .core.statements import ClientStatement, ServerStatement, statement_key
+from ..core.statements import ClientStatement, ServerStatement, statement_key
 
 __all__ = ["StatementsMixin"]
 

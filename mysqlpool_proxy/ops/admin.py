@@ -33,22 +33,22 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable, Iterator
 
-from . import __version__
-from .backend import BackendState
-from .config import ConfigError, ListenAddress, parse_listen
-from .constants import CLIENT, COMMAND, ER, SERVER_STATUS
-from .errors import ProtocolError, ProxyError
-from .protocol import auth
-from .protocol import handshake as hs
-from .protocol.framing import Oversized, PacketDecoder, next_seq
-from .protocol.resultset import (
+from .. import __version__
+from ..core.states import BackendState
+from ..config import ConfigError, ListenAddress, parse_listen
+from ..constants import CLIENT, COMMAND, ER, SERVER_STATUS
+from ..errors import ProtocolError, ProxyError
+from ..protocol import auth
+from ..protocol import handshake as hs
+from ..protocol.framing import Oversized, PacketDecoder, next_seq
+from ..protocol.resultset import (
     CHARSET_UTF8MB4, Ok, Reply, Rows, columns as cols, encode_reply, field_list_end, select_reply,
 )
-from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from .core.pins import PinReason
+from ..reasons import BackendCloseReason, ClientCloseReason, RefusalReason
+from ..core.pins import PinReason
 
 if TYPE_CHECKING:
-    from .proxy import Proxy
+    from ..proxy.proxy import Proxy
 
 __all__ = ["start_admin_server", "stop_admin_server", "AdminConnection", "COMMANDS"]
 

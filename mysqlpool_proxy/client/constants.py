@@ -1,17 +1,13 @@
-"""Client connection states, their transitions, and the constants the client modules share.
+"""The constants the client modules share: status bits, bounds, the error numbers the proxy sends.
 
-`ClientState` is the state of one client connection (see client.py for what
-each means). The allowed transitions are a table; `ClientConnection.set_state`
-refuses any other. The error numbers are the ones the proxy itself sends.
+(The client's states and their transitions are core/states.py's.)
 """
 
 from __future__ import annotations
 
-import enum
+from ..constants import COMMAND, CR, SERVER_STATUS
 
-from .constants import COMMAND, CR, SERVER_STATUS
-
-__all__ = ["ClientState", "IN_TRANS", "AUTOCOMMIT", "CURSOR_EXISTS", "LAST_ROW_SENT", "STICKY_STATUS", "HANDSHAKE_TIMEOUT", "MAX_LOGGING_IN", "MAX_QUEUED_INPUT", "ER_LOST_BACKEND", "ER_UNKNOWN_STMT_HANDLER", "NEUTRAL_DIAGNOSTICS", "ER_STMT_HAS_NO_OPEN_CURSOR", "ER_IDLE_TRANSACTION", "NO_REPLY_CODES", "STMT_ID_COMMANDS"]
+__all__ = ["IN_TRANS", "AUTOCOMMIT", "CURSOR_EXISTS", "LAST_ROW_SENT", "STICKY_STATUS", "HANDSHAKE_TIMEOUT", "MAX_LOGGING_IN", "MAX_QUEUED_INPUT", "ER_LOST_BACKEND", "ER_UNKNOWN_STMT_HANDLER", "NEUTRAL_DIAGNOSTICS", "ER_STMT_HAS_NO_OPEN_CURSOR", "ER_IDLE_TRANSACTION", "NO_REPLY_CODES", "STMT_ID_COMMANDS"]
 
 IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
@@ -39,33 +35,6 @@ ER_STMT_HAS_NO_OPEN_CURSOR = 1421
 # standard error to "your idle transaction was rolled back"; SQLSTATE class 40 is
 # "transaction rollback", which retry logic in applications looks for.
 ER_IDLE_TRANSACTION = 1400
-
-
-class ClientState(enum.Enum):
-    GREETING = "greeting"
-    HANDSHAKE = "handshake"
-    READY = "ready"
-    CHECKOUT = "checkout"
-    ACTIVE = "active"
-    INFILE = "infile"
-    LOCAL = "local"
-    CLOSED = "closed"
-
-
-_C = ClientState
-_ALLOWED = {
-    _C.GREETING: {_C.HANDSHAKE, _C.CLOSED},
-    _C.HANDSHAKE: {_C.READY, _C.CLOSED},
-    _C.READY: {_C.CHECKOUT, _C.ACTIVE, _C.LOCAL, _C.CLOSED},
-    _C.CHECKOUT: {_C.ACTIVE, _C.READY, _C.CLOSED},
-    _C.ACTIVE: {_C.READY, _C.INFILE, _C.CLOSED},
-    _C.INFILE: {_C.ACTIVE, _C.CLOSED},
-    _C.LOCAL: {_C.READY, _C.CLOSED},
-    _C.CLOSED: set(),
-}
-# The table, on each member (a tuple: membership tests by identity, no enum hashing).
-for _state, _next in _ALLOWED.items():
-    _state.allowed = tuple(_next)
 
 
 NO_REPLY_CODES = frozenset((COMMAND.COM_STMT_CLOSE, COMMAND.COM_STMT_SEND_LONG_DATA, COMMAND.COM_QUIT))

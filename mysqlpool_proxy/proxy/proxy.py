@@ -33,30 +33,31 @@ import ssl
 from collections import Counter
 from dataclasses import dataclass
 
-from . import __version__
-from .backend import BackendGone
-from .backend_adapter import BackendParams, Opened, make_ssl_context, open_backend
-from .client import ClientConnection, ClientState
-from .config import Config, UserConfig
-from .constants import CLIENT, ER, SERVER_STATUS
-from .errors import ProxyError
-from .admin import start_admin_server, stop_admin_server
-from .http import start_http_server, stop_http_server
+from .. import __version__
+from ..backend.connection import BackendGone
+from ..backend.adapter import BackendParams, Opened, make_ssl_context, open_backend
+from ..client.connection import ClientConnection
+from ..core.states import ClientState
+from ..config import Config, UserConfig
+from ..constants import CLIENT, ER, SERVER_STATUS
+from ..errors import ProxyError
+from ..ops.admin import start_admin_server, stop_admin_server
+from ..ops.http import start_http_server, stop_http_server
 from .health import HealthMonitor, Readiness
-from .janitor import run_janitor
-from .proxy_backends import BackendCommandsMixin
-from .proxy_operations import OperationsMixin, credentials_of, ssl_settings
-from .proxy_refusals import RefusalsMixin
-from .local import LocalCommands
-from .pool import KEY_BITS, BackendLimiter, Pool
-from .protocol import auth
-from .protocol.session_track import Trackers
-from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from .core.server_info import ServerInfo, WaitTimeouts
-from .core.pins import PinReason
-from .core.session import SessionState, SyncKind, SyncStep, names_variables
-from .startup import listener_errors
-from .workers import WorkerSlot, share
+from ..ops.janitor import run_janitor
+from ..backend.commands import BackendCommandsMixin
+from ..ops.operations import OperationsMixin, credentials_of, ssl_settings
+from .refusals import RefusalsMixin
+from ..client.local import LocalCommands
+from ..backend.pool import KEY_BITS, BackendLimiter, Pool
+from ..protocol import auth
+from ..protocol.session_track import Trackers
+from ..reasons import BackendCloseReason, ClientCloseReason, RefusalReason
+from ..core.server_info import ServerInfo, WaitTimeouts
+from ..core.pins import PinReason
+from ..core.session import SessionState, SyncKind, SyncStep, names_variables
+from ..startup import listener_errors
+from ..workers import WorkerSlot, share
 
 __all__ = ["Proxy", "ProxyState", "ServerInfo", "UserEntry", "WaitTimeouts"]
 

@@ -32,11 +32,11 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from .backend import BackendState
-from .reasons import BackendCloseReason, ClientCloseReason
+from ..core.states import BackendState
+from ..reasons import BackendCloseReason, ClientCloseReason
 
 if TYPE_CHECKING:
-    from .proxy import Proxy
+    from ..proxy.proxy import Proxy
 
 __all__ = ["run_janitor", "tick"]
 
@@ -80,7 +80,7 @@ def tick(proxy: Proxy, now: float) -> None:
 
 
 def _check_held_backends(proxy: Proxy, pool, now: float, idle_timeout: float) -> None:
-    from .client import ClientState
+    from ..core.states import ClientState
     trx_timeout = proxy.config.pool.idle_transaction_timeout
     for backend in list(pool.busy):
         client = backend.client
@@ -111,7 +111,7 @@ def _close_if_stalled(proxy: Proxy, client, backend, now: float) -> None:
 
 
 def _close_idle_clients(proxy: Proxy, now: float, timeout: float) -> None:
-    from .client import ClientState
+    from ..core.states import ClientState
     for client in list(proxy.clients.values()):
         if client.state is ClientState.READY and now - client.last_active >= timeout:
             log.info("client #%d idle for %.0fs: closing (client_idle_timeout)", client.id, now - client.last_active)

@@ -14,13 +14,13 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
-from .backend_adapter import make_ssl_context
-from .config import ENV_SOURCE, Config, UserConfig, load_config
-from .protocol import auth
-from .workers import share
+from ..backend.adapter import make_ssl_context
+from ..config import ENV_SOURCE, Config, UserConfig, load_config
+from ..protocol import auth
+from ..workers import share
 
 if TYPE_CHECKING:
-    from .pool import Pool
+    from ..backend.pool import Pool
 
 log = logging.getLogger("mysqlpool.proxy")
 
@@ -74,7 +74,7 @@ class OperationsMixin:
         return self.reload(new)
 
     def _reload_users(self, new: Config) -> None:
-        from .proxy import UserEntry  # (proxy imports this module)
+        from ..proxy.proxy import UserEntry  # (proxy imports this module)
         sizes: dict[str, int] = {}
         for user in new.users:
             backend_user = user.backend_user or user.name

@@ -35,14 +35,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .client_state import ClientState, HANDSHAKE_TIMEOUT, MAX_LOGGING_IN, STICKY_STATUS
-from .constants import ER
-from .errors import ProxyError
-from .protocol.framing import Oversized, encode_packet
-from .protocol.packets import make_err
-from .reasons import ClientCloseReason, RefusalReason
-from .protocol import handshake as hs
-from .core.pins import Pins
+from ..core.states import ClientState
+from .constants import HANDSHAKE_TIMEOUT, MAX_LOGGING_IN, STICKY_STATUS
+from ..constants import ER
+from ..errors import ProxyError
+from ..protocol.framing import Oversized, encode_packet
+from ..protocol.packets import make_err
+from ..reasons import ClientCloseReason, RefusalReason
+from ..protocol import handshake as hs
+from ..core.pins import Pins
 
 __all__ = ["HandshakeMixin"]
 
@@ -219,7 +220,6 @@ class HandshakeMixin:
             return
         schema = event.database if event.database and not self.proxy.schema_known(entry, event.database) else None
         if schema is not None or self.proxy.backend_known_down(self.pool):
-            self.set_state(ClientState.READY)
             self.set_state(ClientState.LOCAL)
             self._task = self.proxy.loop.create_task(self._validate_schema_then_accept(schema))
             return

@@ -61,11 +61,12 @@ from typing import Awaitable, Callable
 
 import pymysql
 
-from .backend import BackendConnection, BackendState
-from .backend_adapter import BackendParams, Opened, open_backend
-from .constants import CLIENT, CR, ER
-from .reasons import BackendCloseReason
-from .core.session import SessionState
+from .connection import BackendConnection
+from ..core.states import BackendState
+from .adapter import BackendParams, Opened, open_backend
+from ..constants import CLIENT, CR, ER
+from ..reasons import BackendCloseReason
+from ..core.session import SessionState
 
 __all__ = ["Pool", "PoolState", "BackendLimiter", "CheckoutTimeout", "QueueFull", "PoolStats", "WAIT_BUCKETS"]
 
@@ -808,8 +809,8 @@ class Pool:
         self.loop.create_task(self._ping_then_release(backend))
 
     async def _ping_then_release(self, backend: BackendConnection) -> None:
-        from .backend import BackendGone
-        from .protocol.response import Expect
+        from .connection import BackendGone
+        from ..protocol.response import Expect
         try:
             result = await backend.run_internal(b"\x0e", Expect.SIMPLE, self.params.connect_timeout)
         except BackendGone:
@@ -825,8 +826,8 @@ class Pool:
         backend's idle time still runs toward idle_timeout. True: the server answered; False: no
         answer within connect_timeout (the backend is closed); None: no backend idle, or the
         server closed it meanwhile (which says nothing about the server now)."""
-        from .backend import BackendGone
-        from .protocol.response import Expect
+        from .connection import BackendGone
+        from ..protocol.response import Expect
         if not self.idle or self.state is not PoolState.RUNNING:
             return None
         backend = self.idle[-1]

@@ -31,14 +31,15 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import ProtocolError
-from .protocol.framing import encode_packet
-from .protocol.packets import ErrPacket
-from .protocol.response import Expect, Phase, ResponseTracker
-from .protocol.session_track import StateChanges, Trackers
-from .reasons import BackendCloseReason
-from .core.session import SessionState
-from .core.statements import StatementCache
+from ..errors import ProtocolError
+from ..protocol.framing import encode_packet
+from ..protocol.packets import ErrPacket
+from ..protocol.response import Expect, Phase, ResponseTracker
+from ..protocol.session_track import StateChanges, Trackers
+from ..core.states import BackendState, IllegalTransition
+from ..reasons import BackendCloseReason
+from ..core.session import SessionState
+from ..core.statements import StatementCache
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -46,27 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["BackendState", "BackendConnection", "InternalResult", "BackendGone"]
 
 log = logging.getLogger("mysqlpool.backend")
-
-
-class BackendState(enum.Enum):
-    IDLE = "idle"
-    RESERVED = "reserved"
-    BUSY = "busy"
-    INTERNAL = "internal"
-    CLOSED = "closed"
-
-
-_S = BackendState
-_ALLOWED = {
-    _S.IDLE: {_S.RESERVED, _S.CLOSED},
-    _S.RESERVED: {_S.BUSY, _S.INTERNAL, _S.IDLE, _S.CLOSED},
-    _S.BUSY: {_S.RESERVED, _S.CLOSED},
-    _S.INTERNAL: {_S.RESERVED, _S.CLOSED},
-    _S.CLOSED: set(),
-}
-# The table, on each member (a tuple: membership tests by identity, no enum hashing).
-for _state, _next in _ALLOWED.items():
-    _state.allowed = tuple(_next)
 
 
 class BackendGone(Exception):
@@ -133,8 +113,9 @@ class BackendConnection(asyncio.Protocol):
     # -- state ----------------------------------------------------------------
 
     def set_state(self, new: BackendState) -> None:
+        """The one place the state changes (core/states.py has the table)."""
         if new not in self.state.allowed:
-            raise RuntimeError(f"backend #{self.id}: illegal transition {self.state.value} -> {new.value}")
+            raise IllegalTransition(self, self.state, new)
         self.state = new
 
     @property
@@ -361,7 +342,7 @@ class BackendConnection(asyncio.Protocol):
             return
         previous = self.state
         self.close_reason = self.close_reason or reason
-        self.state = BackendState.CLOSED
+        self.set_state(BackendState.CLOSED)
         self._cancel_timer()
         self.tracker.abort()
         fut, self._future = self._future, None
