@@ -24,6 +24,7 @@ import pymysql
 import pytest
 
 from mysqlpool_proxy.ops.admin import COMMANDS, MAX_LOGINS, VERSION_COMMENT, start_admin_server, stop_admin_server
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mariadb_cli")]
 
@@ -96,14 +97,6 @@ def error_line(result) -> str:
     """The client's error line (in batch mode it prints the failed statement above it)."""
     assert result.returncode == 1, result
     return result.stderr.strip().splitlines()[-1]
-
-
-def wait_until(predicate, what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -307,7 +300,7 @@ def test_pause_makes_a_new_transaction_wait_and_resume_releases_it(console, app_
 
     worker = threading.Thread(target=transaction, daemon=True)
     worker.start()
-    wait_until(lambda: console.table("SHOW POOLS")[0]["waiting"] == "1", "the transaction to wait")
+    wait_until(lambda: console.table("SHOW POOLS")[0]["waiting"] == "1", WAIT, "the transaction to wait")
     assert not done.is_set()
     with app_clients["in_trx"].cursor() as cur:  # a transaction already running goes on
         cur.execute("SELECT 2")

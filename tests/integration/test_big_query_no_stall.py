@@ -41,7 +41,7 @@ def worst_latency_during_big_insert(target):
             cur.execute("SELECT 1")
             cur.fetchall()
             worst = max(worst, time.monotonic() - began)
-            time.sleep(0.02)
+            time.sleep(0.02)  # the scenario: another client's short statements, paced, all through the big one
     thread.join()
     return worst
 

@@ -5,7 +5,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 import urllib.error
 import urllib.request
 
@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.net import free_port
 from tests.support.proxy import APP_PASSWORD, render_config
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,13 +29,24 @@ def http_get(port, path):
         return None, str(err)
 
 
-def wait_until(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+class Output(threading.Thread):
+    """What the process prints, read as it comes (so a test can wait for a line)."""
+
+    def __init__(self, stream):
+        super().__init__(daemon=True)
+        self.stream = stream
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self.start()
+
+    def run(self) -> None:
+        for line in self.stream:
+            with self._lock:
+                self._lines.append(line)
+
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self._lines)
 
 
 @pytest.fixture
@@ -50,8 +62,9 @@ def cli_proxy(app_server, tmp_path):
     write()
     proc = subprocess.Popen([sys.executable, "-m", "mysqlpool_proxy", "-c", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert wait_until(lambda: http_get(metrics, "/readyz")[0] == 200), "proxy did not become ready"
-    yield proc, port, metrics, write
+    output = Output(proc.stdout)
+    wait_until(lambda: http_get(metrics, "/readyz")[0] == 200, 20, lambda: f"the proxy ready; output:\n{output.text()}")
+    yield proc, port, metrics, write, output
     if proc.poll() is None:
         proc.kill()
     proc.wait(10)
@@ -63,21 +76,21 @@ def connect(port):
 
 
 def test_sigterm_drains_then_exits(cli_proxy):
-    proc, port, metrics, _ = cli_proxy
+    proc, port, metrics, _, output = cli_proxy
     busy, idle = connect(port), connect(port)
     with busy.cursor() as cur:
         cur.execute("BEGIN")
         cur.execute("SELECT 1")
     idle.cursor().execute("SELECT 1")
     proc.send_signal(signal.SIGTERM)
-    assert wait_until(lambda: http_get(metrics, "/readyz")[0] == 503)
-    assert wait_until(lambda: _refused(port))
+    wait_until(lambda: http_get(metrics, "/readyz")[0] == 503, 20, "/readyz answers 503")
+    wait_until(lambda: _refused(port), 20, "new clients refused")
     with busy.cursor() as cur:  # the transaction in progress may finish
         cur.execute("SELECT 2")
         cur.execute("COMMIT")
     assert proc.wait(20) == 0
-    output = proc.stdout.read()
-    assert "shutting down" in output
+    output.join(10)
+    assert "shutting down" in output.text()
 
 
 def _refused(port):
@@ -89,7 +102,7 @@ def _refused(port):
 
 
 def test_sighup_reloads_and_refuses_a_broken_file(cli_proxy):
-    proc, port, metrics, write = cli_proxy
+    proc, port, metrics, write, output = cli_proxy
     conn = connect(port)
     conn.cursor().execute("SELECT 1")
 
@@ -101,13 +114,12 @@ def test_sighup_reloads_and_refuses_a_broken_file(cli_proxy):
     assert max_gauge() == 5
     write(max_size=7)
     proc.send_signal(signal.SIGHUP)
-    assert wait_until(lambda: max_gauge() == 7)
+    wait_until(lambda: max_gauge() == 7, 20, "max_size 7 in the metrics")
     write(broken=True)
     proc.send_signal(signal.SIGHUP)
-    time.sleep(1)
+    wait_until(lambda: "reload refused" in output.text(), 20, "the broken file refused")
     assert max_gauge() == 7  # the old configuration stays
     assert proc.poll() is None
     conn.cursor().execute("SELECT 2")  # and the client was never dropped
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
-    assert "reload refused" in proc.stdout.read()

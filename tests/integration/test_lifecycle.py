@@ -1,7 +1,9 @@
 # Connection lifecycle against real servers that time out, restart, get
 # killed and run out of connection slots: the seeds' scenarios, plus the
 # proxy's own timeouts, PAUSE/RESUME and reload. Servers run with
-# wait_timeout = 3 so "idle past the server's timeout" takes seconds.
+# wait_timeout = 3 so "idle past the server's timeout" takes seconds. Those
+# idle periods are what the scenarios are about, so they are sleeps (each
+# says so); everything else waits for the condition it needs, with a bound.
 import random
 import threading
 import time
@@ -13,6 +15,7 @@ import sqlalchemy
 from tests.support.mariadb import require_restartable
 from tests.support.proxy import APP_PASSWORD, prepare_app_account
 from mysqlpool_proxy.ops import operations
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +49,7 @@ def test_rq_style_worker_through_several_wait_timeouts(proxy_factory, short_serv
     for job in range(4):
         with conn.cursor() as cur:
             cur.execute("INSERT INTO jobs (worker, seq) VALUES (1, %s)", (job,))
-        time.sleep(WAIT_TIMEOUT + 0.5)
+        time.sleep(WAIT_TIMEOUT + 0.5)  # the scenario: idle past the server's wait_timeout between jobs
     assert scalar(conn, "SELECT COUNT(*) FROM jobs WHERE worker = 1") == 4
     assert proxy.pool_stats()["closed"].get("server_gone", 0) == 0  # the proxy closed them first
 
@@ -56,7 +59,7 @@ def test_sqlalchemy_without_recycle_or_pre_ping(proxy_factory, short_server):
     engine = sqlalchemy.create_engine(proxy.url())  # no pool_recycle, no pool_pre_ping
     with engine.connect() as conn:
         assert conn.execute(sqlalchemy.text("SELECT 1")).scalar() == 1
-    time.sleep(WAIT_TIMEOUT + 1)
+    time.sleep(WAIT_TIMEOUT + 1)  # the scenario: the pooled connection idles past the server's wait_timeout
     with engine.connect() as conn:
         assert conn.execute(sqlalchemy.text("SELECT 2")).scalar() == 2
     engine.dispose()
@@ -68,7 +71,7 @@ def test_raw_mysqldb_connection_held_across_idle_period(proxy_factory, short_ser
     conn = MySQLdb.connect(host=proxy.host, port=proxy.port, user="app", password=APP_PASSWORD, db="appdb")
     cur = conn.cursor()
     cur.execute("SELECT 1")
-    time.sleep(WAIT_TIMEOUT + 1)
+    time.sleep(WAIT_TIMEOUT + 1)  # the scenario: held idle past the server's wait_timeout
     cur.execute("SELECT 2")
     assert cur.fetchone() == (2,)
     conn.close()
@@ -80,7 +83,7 @@ def test_held_backend_of_idle_pinned_client_is_kept_alive(proxy_factory, short_s
     with conn.cursor() as cur:
         cur.execute("CREATE TEMPORARY TABLE keep (x INT)")  # pins the client to its backend
         cur.execute("INSERT INTO keep VALUES (7)")
-    time.sleep(WAIT_TIMEOUT * 2)
+    time.sleep(WAIT_TIMEOUT * 2)  # the scenario: the pinned client idles for two of the server's wait_timeouts
     assert scalar(conn, "SELECT x FROM keep") == 7  # the pinned backend was pinged, not lost
 
 
@@ -89,7 +92,7 @@ def test_session_mode_idle_client_keeps_its_backend(proxy_factory, short_server)
     conn = proxy.connect()
     with conn.cursor() as cur:
         cur.execute("SET @mine = 'kept'")
-    time.sleep(WAIT_TIMEOUT * 2)
+    time.sleep(WAIT_TIMEOUT * 2)  # the scenario: the client idles for two of the server's wait_timeouts
     assert scalar(conn, "SELECT @mine") == "kept"
 
 
@@ -177,8 +180,12 @@ def test_server_restart_under_load(proxy_factory, short_server):
                     except pymysql.err.MySQLError as check_exc:
                         with lock:
                             errors.setdefault(w, []).append(check_exc.args)
-            time.sleep(random.uniform(0, 0.02))
+            time.sleep(random.uniform(0, 0.02))  # the scenario: a worker's think time between transactions
         conn.close()
+
+    def commits() -> dict[int, int]:
+        with lock:
+            return {w: len(seqs) for w, seqs in committed.items()}
 
     idle = [proxy.connect() for _ in range(10)]
     for c in idle:
@@ -186,9 +193,11 @@ def test_server_restart_under_load(proxy_factory, short_server):
     threads = [threading.Thread(target=worker, args=(w,)) for w in range(50)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    wait_until(lambda: len(commits()) == len(threads), 60, "every worker committed before the restart")
     short_server.restart()
-    time.sleep(2.5)
+    before = commits()
+    wait_until(lambda: all(n > before[w] for w, n in commits().items()), 60,
+               "every worker committed again after the restart")
     stop.set()
     for t in threads:
         t.join(60)
@@ -222,7 +231,7 @@ def test_idle_transaction_timeout_rolls_back_and_tells_the_client(proxy_factory,
     with conn.cursor() as cur:
         cur.execute("BEGIN")
         cur.execute("INSERT INTO jobs (worker, seq) VALUES (99, 1)")
-    time.sleep(1.5)
+    wait_until(lambda: proxy.pool_stats()["busy"] == 0, 10, "the idle transaction's backend given back")
     other = proxy.connect()
     assert scalar(other, "SELECT COUNT(*) FROM jobs WHERE worker = 99") == 0  # backend was freed, rolled back
     with pytest.raises(pymysql.err.MySQLError) as err:
@@ -234,7 +243,7 @@ def test_idle_transaction_timeout_rolls_back_and_tells_the_client(proxy_factory,
 def test_client_idle_timeout_closes_idle_clients(proxy_factory, short_server):
     proxy = proxy_factory(short_server, proxy={"client_idle_timeout": 0.5})
     conn = proxy.connect()
-    time.sleep(2)
+    wait_until(lambda: proxy.client_count() == 0, 10, "the idle client closed by the proxy")
     with pytest.raises(pymysql.err.OperationalError):
         scalar(conn, "SELECT 1")
 
@@ -263,7 +272,7 @@ def test_pause_resume_across_server_restart(proxy_factory, short_server):
     result = {}
     t = threading.Thread(target=lambda: result.setdefault("v", scalar(conn, "SELECT 42")))
     t.start()
-    time.sleep(0.5)
+    wait_until(lambda: proxy.pool_stats()["waiting"] == 1, 10, "the statement waiting for a backend")
     assert "v" not in result  # waits while paused
     proxy.call(operations.resume, proxy.proxy)
     t.join(20)
@@ -338,7 +347,7 @@ def test_django_management_command_sleeping_past_wait_timeout(proxy_factory, sho
     try:
         with conn.cursor() as cur:
             cur.execute("INSERT INTO jobs (worker, seq) VALUES (7, 1)")
-        time.sleep(WAIT_TIMEOUT + 1.5)
+        time.sleep(WAIT_TIMEOUT + 1.5)  # the scenario: the command sleeps past the server's wait_timeout
         with conn.cursor() as cur:
             cur.execute("SELECT COUNT(*) FROM jobs WHERE worker = 7")
             assert cur.fetchone() == (1,)
@@ -359,6 +368,6 @@ def test_slow_reader_does_not_make_the_server_hit_net_write_timeout(proxy_factor
         for _ in cur:
             rows += 1
             if rows % 10000 == 0:
-                time.sleep(1)  # six seconds in all: three net_write_timeouts
+                time.sleep(1)  # the scenario: a slow reader, six seconds in all (three net_write_timeouts)
     assert rows == 60000
     assert scalar(conn, "SELECT 1") == 1

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import os
-import time
 import urllib.parse
 import uuid
 from contextlib import ExitStack, closing
@@ -24,6 +23,7 @@ from tests.support.mariadb import (
     require_restartable,
 )
 from tests.support.net import free_port, port_is_open
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +85,9 @@ def test_server_options_are_applied(mariadb_factory):
 def test_wait_timeout_drops_idle_connections(mariadb_factory):
     server = mariadb_factory(wait_timeout=1)
     with closing(server.connect()) as conn:
-        time.sleep(2.5)
+        idle = conn.thread_id()
+        wait_until(lambda: idle not in server.connection_ids(server.root_user), 10,
+                   "the idle connection dropped by the server")
         assert_connection_lost(conn)
 
 

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mysqlpool_proxy.ops.http import start_http_server, stop_http_server
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +24,7 @@ POOL_SIZE = 2
 CLIENTS = 8
 TRANSACTIONS_PER_CLIENT = 6
 HOLD_SECONDS = 0.05  # each transaction holds its backend this long
+WAIT = 10.0  # seconds any one wait may take
 
 
 class LiveEndpoint:
@@ -50,16 +52,6 @@ class LiveEndpoint:
 
 def value(scrape: dict, name: str, **labels: str) -> float:
     return scrape[(name, tuple(sorted(labels.items())))]
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 @pytest.fixture
@@ -91,7 +83,7 @@ class Sampler(threading.Thread):
             self._peak("waiting", value(s, "mysqlpool_client_connections", state="waiting"))
             self._peak("waiting_clients", value(s, "mysqlpool_waiting_clients", pool="app"))
             self.peaks["scrapes"] += 1
-            time.sleep(0.01)
+            time.sleep(0.01)  # sampling interval: it scrapes all through the load, not waiting for anything
 
     def _peak(self, key: str, seen: float) -> None:
         self.peaks[key] = max(self.peaks[key], seen)
@@ -159,8 +151,8 @@ def test_metrics_follow_a_concurrent_transactional_load(live):
     assert value(after, "mysqlpool_client_connections_accepted_total") >= CLIENTS
 
     # Once the clients are gone nothing is in use or waiting.
-    settled = wait_for(lambda: s if value(s := live.scrape(), "mysqlpool_backend_connections",
-                                          pool="app", state="in_use") == 0 else None)
+    settled = wait_until(lambda: s if value(s := live.scrape(), "mysqlpool_backend_connections",
+                                            pool="app", state="in_use") == 0 else None, WAIT, "no backend in use")
     assert value(settled, "mysqlpool_waiting_clients", pool="app") == 0
     assert value(settled, "mysqlpool_client_connections", state="waiting") == 0
 
@@ -182,7 +174,7 @@ def test_a_temporary_table_pins_the_client_until_it_disconnects(live):
         assert value(s, "mysqlpool_multiplexing_ratio", pool="app") == 1
     finally:
         conn.close()
-    wait_for(lambda: pinned(live, "temporary_table") == 0)
+    wait_until(lambda: pinned(live, "temporary_table") == 0, WAIT, "the pin gone with the client")
 
 
 def test_a_user_variable_does_not_pin(live):
@@ -219,7 +211,7 @@ def test_while_draining_metrics_are_served_and_readyz_says_503(live):
         cur.execute("SELECT 1")
     stopping = asyncio.run_coroutine_threadsafe(runner.proxy.stop(3.0), runner.loop)
     try:
-        readyz = wait_for(lambda: r if (r := live.get("/readyz"))[0] == 503 else None)
+        readyz = wait_until(lambda: r if (r := live.get("/readyz"))[0] == 503 else None, WAIT, "/readyz answers 503")
         assert readyz == (503, b"proxy is draining\n")
         s = live.scrape()
         assert value(s, "mysqlpool_ready") == 0

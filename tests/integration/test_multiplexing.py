@@ -4,13 +4,13 @@
 # values to another.
 import struct
 import threading
-import time
 
 import mysql.connector
 import pymysql
 import pytest
 
 from tests.support.proxy import APP_DB, APP_PASSWORD, APP_USER
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -225,6 +225,8 @@ def test_connection_id_is_the_proxys_id(two_backends):
     assert scalar(b, "SELECT CONNECTION_ID()") == b.thread_id() != a.thread_id()
     with b.cursor() as cur:
         cur.execute(f"KILL {scalar(a, 'SELECT CONNECTION_ID()')}")
-    time.sleep(0.2)
+    killed = a.thread_id()
+    wait_until(lambda: two_backends.call(lambda: killed not in two_backends.proxy.clients), 10,
+               "the killed client closed by the proxy")
     with pytest.raises(pymysql.err.OperationalError):
         scalar(a, "SELECT 1")

@@ -7,6 +7,7 @@ import pymysql
 import pytest
 
 from tests.support.proxy import APP_PASSWORD, prepare_app_account
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +24,7 @@ class PeakSampler(threading.Thread):
             while not self._halt.is_set():
                 cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = %s", (self.user,))
                 self.peak = max(self.peak, cur.fetchone()[0])
-                time.sleep(0.005)
+                time.sleep(0.005)  # sampling interval: it samples all through the run, not waiting for anything
 
     def stop(self):
         self._halt.set()
@@ -122,9 +123,7 @@ def test_queue_full_is_1040_at_once(proxy_factory, app_server):
     waiter = proxy.connect()
     thread = threading.Thread(target=lambda: waiter.cursor().execute("SELECT 1"), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 5
-    while proxy.pool_stats()["waiting"] < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: proxy.pool_stats()["waiting"] >= 1, 5, "the second client waiting for the backend")
     third = proxy.connect()
     started = time.monotonic()
     with pytest.raises(pymysql.err.OperationalError) as err:
@@ -148,9 +147,7 @@ def test_max_client_connections_refused_in_handshake(proxy_factory):
     assert err.value.args[0] == 1040
     assert "max_client_connections" in err.value.args[1]
     first.close()
-    deadline = time.monotonic() + 5
-    while proxy.client_count() > 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: proxy.client_count() <= 1, 5, "the first client's close seen by the proxy")
     proxy.connect().close()  # a slot came free
     second.close()
 
@@ -162,6 +159,6 @@ def test_seed_scenario_wait_timeout(proxy_factory, mariadb_factory):
     proxy = proxy_factory(server)
     with proxy.connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT 1")
-        time.sleep(5)
+        time.sleep(5)  # the scenario: idle past the server's wait_timeout (2 s)
         cur.execute("SELECT 2")
         assert cur.fetchone() == (2,)

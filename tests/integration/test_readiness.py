@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mysqlpool_proxy.ops.http import start_http_server, stop_http_server
 from tests.support.mariadb import require_restartable
 from tests.support.proxy import APP_PASSWORD, APP_USER, prepare_app_account
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -78,20 +79,9 @@ class Health:
                 for s in f.samples}
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.05):
-    """Poll until predicate() is truthy (returned) or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not true within {timeout}s")
-        time.sleep(interval)
-
-
-def status_is(health: Health, status: int):
-    return lambda: (r := health.readyz())[0] == status and r
+def wait_for_status(health: Health, status: int, timeout: float):
+    """/readyz polled until it answers `status`: (status, reason)."""
+    return wait_until(lambda: (r := health.readyz())[0] == status and r, timeout, f"/readyz answers {status}")
 
 
 def scalar(conn, sql):
@@ -109,18 +99,18 @@ def test_after_a_restart_with_a_failed_client_attempt_ready_again_with_no_traffi
     runner = proxy_factory(server, backend=BACKEND, pool={"checkout_timeout": 2})
     endpoint = health(runner)
     one_statement(runner)
-    wait_for(status_is(endpoint, 200), 5)
+    wait_for_status(endpoint, 200, 5)
     server.stop()
     with pytest.raises(pymysql.err.MySQLError):  # a client tries during the outage
         one_statement(runner)
-    _, reason = wait_for(status_is(endpoint, 503), 5)
+    _, reason = wait_for_status(endpoint, 503, 5)
     assert reason.startswith(f"backend unreachable ({server.host}:{server.port}: 2003 ")
     gauges = endpoint.gauges()  # the metric says the same
     assert gauges[("mysqlpool_ready", ())] == 0
     assert gauges[("mysqlpool_not_ready", (("reason", "backend_unreachable"),))] == 1
     server.start()
     # No client from here on: the probe finds the server within two probe intervals.
-    wait_for(status_is(endpoint, 200), 2 * PROBE_INTERVAL)
+    wait_for_status(endpoint, 200, 2 * PROBE_INTERVAL)
     assert endpoint.gauges()[("mysqlpool_ready", ())] == 1
     one_statement(runner)
 
@@ -130,15 +120,15 @@ def test_a_hung_server_is_not_ready_within_seconds_and_ready_after_sigcont_with_
     runner = proxy_factory(server, backend=BACKEND)
     endpoint = health(runner)
     one_statement(runner)
-    wait_for(status_is(endpoint, 200), 5)
+    wait_for_status(endpoint, 200, 5)
     os.kill(server.pid, signal.SIGSTOP)
     try:
-        _, reason = wait_for(status_is(endpoint, 503), PROBE_INTERVAL + 2)
+        _, reason = wait_for_status(endpoint, 503, PROBE_INTERVAL + 2)
         assert reason.startswith(f"backend not answering ({server.host}:{server.port}: ")
     finally:
         os.kill(server.pid, signal.SIGCONT)
     # A ping or a connect may still be waiting out connect_timeout; then the next round succeeds.
-    wait_for(status_is(endpoint, 200), 2 * CONNECT_TIMEOUT + 2 * PROBE_INTERVAL)
+    wait_for_status(endpoint, 200, 2 * CONNECT_TIMEOUT + 2 * PROBE_INTERVAL)
     one_statement(runner)
 
 
@@ -146,7 +136,7 @@ def test_a_dba_killing_every_new_backend_never_makes_it_unready(server, proxy_fa
     runner = proxy_factory(server, backend=BACKEND)
     endpoint = health(runner)
     one_statement(runner)
-    wait_for(status_is(endpoint, 200), 5)
+    wait_for_status(endpoint, 200, 5)
     connects_before = runner.pool_stats()["connects"]
     stop = threading.Event()
     killed: list[int] = []
@@ -171,7 +161,7 @@ def test_a_dba_killing_every_new_backend_never_makes_it_unready(server, proxy_fa
         deadline = time.monotonic() + 4 * PROBE_INTERVAL
         while time.monotonic() < deadline:
             statuses.append(endpoint.readyz())
-            time.sleep(0.05)
+            time.sleep(0.05)  # sampling interval: /readyz is read all through four probes, not waited on
     finally:
         stop.set()
         killer.join(10)
@@ -189,11 +179,11 @@ def test_a_pool_whose_backend_login_is_refused_makes_it_unready_naming_the_pool(
     runner = proxy_factory(server, users=users, backend=BACKEND)
     endpoint = health(runner)
     # No client of `report` is needed: the proxy tries each pool's login at start.
-    _, reason = wait_for(status_is(endpoint, 503), 5)
+    _, reason = wait_for_status(endpoint, 503, 5)
     assert reason.startswith("backend login refused for pool 'report': 1045 Access denied for user 'report'@")
     assert endpoint.gauges()[("mysqlpool_not_ready", (("reason", "backend_login_refused"),))] == 1
     server.create_user("report", "a-wrong-one")  # the DBA sets the password the proxy has
-    wait_for(status_is(endpoint, 200), 2 * PROBE_INTERVAL)
+    wait_for_status(endpoint, 200, 2 * PROBE_INTERVAL)
 
 
 def test_a_refused_login_of_the_only_pool_is_the_reason_from_the_start(server, proxy_factory, health):
@@ -201,6 +191,7 @@ def test_a_refused_login_of_the_only_pool_is_the_reason_from_the_start(server, p
                            start=False)
     runner.start(wait_for_server=False)
     endpoint = health(runner)
-    status, reason = wait_for(lambda: (r := endpoint.readyz())[1].startswith("backend login refused") and r, 5)
+    status, reason = wait_until(lambda: (r := endpoint.readyz())[1].startswith("backend login refused") and r, 5,
+                                "/readyz names the refused login")
     assert status == 503
     assert reason.startswith(f"backend login refused for pool '{APP_USER}': 1045 Access denied for user '{APP_USER}'@")

@@ -25,13 +25,13 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.mariadb import require_restartable
 from tests.support.net import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -97,14 +97,11 @@ class Terminal:
             return self.output.decode(errors="replace")
 
     def wait_for(self, pattern: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if re.search(pattern, self.text()):
-                return
-            if self.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no {pattern!r} within {timeout}s; output:\n{self.text()}")
+        """Until `pattern` is in the output (AssertionError if it is not within `timeout`, or the command exited)."""
+        wait_until(lambda: re.search(pattern, self.text()) or self.poll() is not None, timeout,
+                   lambda: f"{pattern!r} in the output; output:\n{self.text()}", 0.05)
+        if not re.search(pattern, self.text()):
+            raise AssertionError(f"no {pattern!r}: the command exited ({self.status}); output:\n{self.text()}")
 
     def type(self, text: str) -> None:
         os.write(self.fd, text.encode())
@@ -117,13 +114,14 @@ class Terminal:
         return self.status
 
     def wait(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while self.poll() is None:
-            if time.monotonic() > deadline:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-                raise AssertionError(f"still running after {timeout}s; output:\n{self.text()}")
-            time.sleep(0.05)
+        """The command's exit status; killed, and AssertionError, if it still runs after `timeout`."""
+        try:
+            wait_until(lambda: self.poll() is not None, timeout,
+                       lambda: f"the command exits; output:\n{self.text()}", 0.05)
+        except AssertionError:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            raise
         self._reader.join(5)
         return self.status
 

@@ -7,6 +7,7 @@ import pymysql
 import pytest
 
 from tests.support.proxy import APP_PASSWORD
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +67,7 @@ def test_change_user_moves_client_to_that_users_pool(two_users):
     assert err.value.args[0] == 1045
 
 
-def test_kill_query_stops_the_targets_statement_only(proxy_factory):
+def test_kill_query_stops_the_targets_statement_only(proxy_factory, app_server):
     proxy = proxy_factory(pool={"max_size": 3})
     victim, killer, bystander = proxy.connect(), proxy.connect(), proxy.connect()
     victim_id = victim.thread_id()
@@ -79,10 +80,16 @@ def test_kill_query_stops_the_targets_statement_only(proxy_factory):
         except Exception as exc:  # noqa: BLE001 - recorded for the assertion
             result["error"] = exc
 
+    def sleeping() -> bool:
+        """The victim's SLEEP(30) runs on its backend (so KILL QUERY has a statement to stop)."""
+        backend = proxy.call(lambda: getattr(proxy.proxy.clients[victim_id].backend, "thread_id", None))
+        return backend is not None and app_server.execute(
+            "SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = %s", (backend,)) == (("SELECT SLEEP(30)",),)
+
     t = threading.Thread(target=run_sleep)
     started = time.monotonic()
     t.start()
-    time.sleep(0.5)
+    wait_until(sleeping, 5, "the victim's statement running on the server")
     with killer.cursor() as cur:
         cur.execute(f"KILL QUERY {victim_id}")
     t.join(10)
@@ -130,7 +137,7 @@ def test_backend_killed_inside_transaction_ends_that_client(proxy, app_server):
         cur.execute("BEGIN")
         cur.execute("SELECT 1")
     app_server.kill_connections("app")
-    time.sleep(0.2)
+    wait_until(lambda: proxy.client_count() == 0, 10, "the client whose transaction died closed by the proxy")
     with pytest.raises(pymysql.err.OperationalError) as err:
         scalar(conn, "SELECT 1")
     assert err.value.args[0] in (2013, 2006)

@@ -34,6 +34,7 @@ from tests.model.clients import DRIVERS
 from tests.model.model import KV_TABLE, ROWS_TABLE, SCHEMAS, Oracle
 from tests.model.runner import ModelFailure, Runner
 from tests.support.proxy import APP_DB, APP_PASSWORD, APP_USER
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -72,9 +73,7 @@ def oracle(app_server):
             client = cls(app_server.host, app_server.port, APP_USER, APP_PASSWORD, APP_DB, charset)
             found.add_initial(driver, charset, lambda sql: client.query(sql).rows)
             client.close(abrupt=False)
-    deadline = time.monotonic() + 10
-    while app_server.connection_ids(APP_USER) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not app_server.connection_ids(APP_USER), 10, "the oracle's own connections gone")
     return found
 
 
@@ -94,7 +93,7 @@ class PeakSampler(threading.Thread):
                 rows = cur.fetchall()
                 if len(rows) > self.peak:
                     self.peak, self.at_peak = len(rows), rows
-                time.sleep(0.005)
+                time.sleep(0.005)  # sampling interval: it samples all through the run, not waiting for anything
 
     def stop(self):
         self._halt.set()
@@ -161,7 +160,9 @@ def test_state_model(seed, proxy_factory, app_server, oracle):
     elapsed = time.monotonic() - started
     print(f"[state model] seed {seed}: {STEPS} steps, {CLIENTS} clients in {elapsed:.1f}s; "
           f"{dict(sorted(runner.stats.items()))}", file=sys.stderr)
-    time.sleep(0.2)  # resets of backends left by the last disconnects finish in the background
+    # Resets of backends left by the last disconnects finish in the background.
+    wait_until(lambda: proxy.client_count() == 0 and proxy.pool_stats()["busy"] == 0, 15,
+               "every client gone and every backend it left reset or closed")
     closed = proxy.pool_stats()["closed"]
     assert peak <= POOL_SIZE, (f"the server saw {peak} connections of {APP_USER} (seed {seed}): {sampler.at_peak}; "
                                f"backends the proxy closed: {closed}")

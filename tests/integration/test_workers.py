@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 
 import pymysql
@@ -16,6 +15,7 @@ import pytest
 from tests.integration.test_pooling import PeakSampler
 from tests.support.net import free_port
 from tests.support.proxy import APP_PASSWORD, render_config
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -25,16 +25,9 @@ def metrics(port):
         return resp.read().decode()
 
 
-def wait_until(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
+def both_ready(metrics_port: int) -> bool:
+    """Both workers answer /metrics and say they are ready (OSError: one does not answer yet)."""
+    return all("mysqlpool_ready" in metrics(metrics_port + i) for i in (0, 1))
 
 
 def consecutive_free_ports() -> int:
@@ -70,10 +63,13 @@ def start_two_workers(app_server, tmp_path):
                                       pool={"max_size": 4, "checkout_timeout": 30}))
         proc = subprocess.Popen([sys.executable, "-m", "mysqlpool_proxy", "-c", str(path)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        if wait_until(lambda: all("mysqlpool_ready" in metrics(metrics_port + i) for i in (0, 1))):
-            return proc, port, metrics_port
-        os.killpg(proc.pid, signal.SIGKILL)
-        output = proc.communicate(timeout=10)[0]
+        try:
+            wait_until(lambda: both_ready(metrics_port), 20, "both workers ready", 0.1, ignoring=(OSError,))
+        except AssertionError:  # a port taken meanwhile, say: again, with new ports
+            os.killpg(proc.pid, signal.SIGKILL)
+            output = proc.communicate(timeout=10)[0]
+            continue
+        return proc, port, metrics_port
     raise AssertionError(f"the workers did not start:\n{output}")
 
 
@@ -118,9 +114,9 @@ def test_two_workers_share_the_port_and_the_cap(app_server, tmp_path):
                                                text=True).stdout.split()]
         assert len(pids) == 2
         os.kill(pids[0], signal.SIGKILL)
-        assert wait_until(lambda: len(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
-                                                     text=True).stdout.split()) == 2 and
-                          "mysqlpool_ready" in metrics(metrics_port) and "mysqlpool_ready" in metrics(metrics_port + 1))
+        wait_until(lambda: len(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                              text=True).stdout.split()) == 2 and both_ready(metrics_port),
+                   20, "the dead worker replaced, both ready", 0.1, ignoring=(OSError,))
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:

@@ -2,7 +2,7 @@
 # performance regression guard (tests/perf/test_work_per_operation.py).
 #
 # A fixed script runs through a real Proxy whose sockets are FakeTransports
-# and whose backends are FakeMySQLServers, on a virtual clock (tests/fakes.py):
+# and whose backends are FakeMySQLServers, on a virtual clock (tests/fakes/):
 #   point_select      300 autocommit point selects on one connection
 #   transaction       40 × BEGIN, a point select, an UPDATE, COMMIT
 #   prepared_execute  200 COM_STMT_EXECUTEs of one prepared statement

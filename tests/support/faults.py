@@ -33,6 +33,8 @@
 # packets of those connections on the client <-> relay leg, by port. It needs
 # root and the `nft` command (Debian package nftables; scripts/test.sh
 # installs it); without them it raises BlackholeUnavailable.
+#
+# wait_until (tests/support/waiting.py) is re-exported for the fault tests.
 from __future__ import annotations
 
 import asyncio
@@ -46,8 +48,9 @@ import socket
 import struct
 import subprocess
 import threading
-import time
 from typing import Any, Callable
+
+from tests.support.waiting import wait_until
 
 LOOPBACK = "127.0.0.1"
 CHUNK = 65536  # bytes read at a time
@@ -73,18 +76,6 @@ class Refusal(enum.Enum):
 
 class BlackholeUnavailable(RuntimeError):
     """The kernel-level blackhole needs root and the nft command."""
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll `predicate` until it returns something true (returned); AssertionError naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {timeout:g}s: {what}")
-        time.sleep(interval)
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:

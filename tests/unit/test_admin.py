@@ -3,7 +3,7 @@
 # VirtualClockLoop and never started (its pools exist, nothing connects),
 # driven by `AdminClient`, which logs in as a MySQL client would and reads
 # every reply with PyMySQL's own result parser. A few tests use a proxy
-# started on fake backends (tests/fakes.py) to see real clients, pins and
+# started on fake backends (tests/fakes/) to see real clients, pins and
 # backends in SHOW CLIENTS / SHOW SERVERS, and KILL CLIENT.
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-# The fakes of tests/fakes.py, checked on their own before the pool, session
+# The fakes of tests/fakes/, checked on their own before the pool, session
 # and relay tests trust them: virtual time moves only when the loop would
 # wait; FakeTransport delivers, pauses and closes like a real one; and
 # FakeMySQLServer answers like the MariaDB captures in tests/protocol
@@ -55,7 +55,7 @@ def test_sleep_returns_at_once_with_the_clock_moved():
     async def main():
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        await asyncio.sleep(30)
+        await asyncio.sleep(30)  # the sleep is what is tested: virtual, it returns at once
         return loop.time() - t0
 
     import time

@@ -1,6 +1,6 @@
 # Tests of mysqlpool_proxy.health: the readiness decision as a pure function
 # (evidence in, ready or not and why out), then the monitor and its probe on a
-# proxy over fake backends in virtual time (tests/fakes.py): a server that goes
+# proxy over fake backends in virtual time (tests/fakes/): a server that goes
 # down and comes back, one that hangs, one that kills every new connection, a
 # refused backend login, an idle proxy, a busy one. No sockets, no sleeping.
 from __future__ import annotations

@@ -17,6 +17,7 @@ from mysqlpool_proxy.config import ListenAddress, load_config
 from mysqlpool_proxy.proxy.health import READY
 from mysqlpool_proxy.ops.http import start_http_server, stop_http_server
 from mysqlpool_proxy.proxy.proxy import Proxy, ProxyState
+from tests.support.waiting import wait_until_async
 
 ENV = {"MYSQLPOOL_USERS_0_NAME": "app", "MYSQLPOOL_USERS_0_PASSWORD": "pw"}
 TEST_TIMEOUT = 30.0
@@ -61,6 +62,32 @@ async def started(metrics_path: str = "/metrics") -> Endpoint:
     proxy = Proxy(load_config(None, environ=ENV))
     server = await start_http_server(proxy, "127.0.0.1:0", metrics_path)
     return Endpoint(proxy, server)
+
+
+class ServedConnections:
+    """The connections of the HTTP servers started from now on: open now, and finished (HttpEndpoint wrapped)."""
+
+    def __init__(self, monkeypatch):
+        self.endpoints: list[http.HttpEndpoint] = []
+        self.finished = 0
+        counter = self
+
+        class Counted(http.HttpEndpoint):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                counter.endpoints.append(self)
+
+            async def handle(self, reader, writer):
+                try:
+                    await super().handle(reader, writer)
+                finally:
+                    counter.finished += 1
+
+        monkeypatch.setattr(http, "HttpEndpoint", Counted)
+
+    @property
+    def open(self) -> int:
+        return sum(e.open_connections for e in self.endpoints)
 
 
 def with_endpoint(body, metrics_path: str = "/metrics"):
@@ -166,12 +193,14 @@ def test_malformed_requests_are_400_and_other_versions_505():
     with_endpoint(body)
 
 
-def test_a_client_that_leaves_early_is_no_problem():
+def test_a_client_that_leaves_early_is_no_problem(monkeypatch):
+    served = ServedConnections(monkeypatch)
+
     async def body(ep: Endpoint):
         reader, writer = await asyncio.open_connection("127.0.0.1", ep.port)
         writer.write(b"GET /hea")
         writer.close()
-        await asyncio.sleep(0.1)
+        await wait_until_async(lambda: served.finished == 1, 5, "the server done with the early leaver")
         assert (await ep.get("/healthz"))[0] == 200
     with_endpoint(body)
 
@@ -216,14 +245,15 @@ def test_a_silent_connection_is_closed_at_the_read_timeout(monkeypatch):
 
 def test_connections_beyond_the_cap_get_503(monkeypatch):
     monkeypatch.setattr(http, "MAX_CONNECTIONS", 2)
+    served = ServedConnections(monkeypatch)
 
     async def body(ep: Endpoint):
         idle = [await asyncio.open_connection("127.0.0.1", ep.port) for _ in range(2)]
-        await asyncio.sleep(0.1)
+        await wait_until_async(lambda: served.open == 2, 5, "both idle connections served")
         assert (await ep.get("/healthz"))[0] == 503
         for _, writer in idle:
             writer.close()
-        await asyncio.sleep(0.1)
+        await wait_until_async(lambda: served.open == 0, 5, "the idle connections' close seen by the server")
         assert (await ep.get("/healthz"))[0] == 200
     with_endpoint(body)
 

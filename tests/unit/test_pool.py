@@ -124,7 +124,7 @@ async def test_never_more_than_max_size_backends_under_a_burst_of_100():
         while True:
             sizes.append(pool.size)
             assert len(opener.alive) + opener.in_flight <= 5
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # sampling interval (virtual time): it samples all through the burst
 
     watch = asyncio.create_task(sampler())
     await asyncio.gather(*(client(i) for i in range(100)))

@@ -1,0 +1,41 @@
+# A Proxy on the fakes: proxy_config() builds a Config directly from dicts of
+# section values (no file), and start_proxy() starts a Proxy on the running
+# VirtualClockLoop with no listening socket (the loop's create_server is a
+# stand-in) and backends from a FakeOpener, and returns once the proxy knows
+# the server, with the operator's services beside it (ops/services.py: the
+# janitor among them) as app.py starts them. Clients then come from
+# FakeClient(proxy).
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+from tests.fakes.loop import settle
+from tests.fakes.opener import FakeOpener, fake_opener
+
+
+def proxy_config(*, users=None, **sections):
+    """A Config built directly: `pool={"max_size": 2}`, `backend={...}`, `proxy={...}`."""
+    from mysqlpool_proxy.config import BackendConfig, Config, PoolConfig, ProxyConfig, UserConfig
+    classes = {"proxy": ProxyConfig, "backend": BackendConfig, "pool": PoolConfig}
+    kwargs = {name: classes[name](**values) for name, values in sections.items()}
+    users = users or (UserConfig(name="app", password="pw"),)
+    return Config(users=tuple(users), **kwargs)
+
+
+# The services started beside each fake proxy (the janitor's task must stay referenced while it runs).
+_SERVICES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+async def start_proxy(opener: FakeOpener | None = None, *, users=None, **sections):
+    """A started Proxy (no listening socket) whose backends come from `opener`; the server is known."""
+    from mysqlpool_proxy.ops.services import start_services
+    from mysqlpool_proxy.proxy.proxy import Proxy
+    proxy = Proxy(proxy_config(users=users, **sections), asyncio.get_running_loop(), opener=opener or fake_opener())
+    services = await start_services(proxy)
+    await proxy.start()
+    services.start_janitor(proxy)
+    _SERVICES[proxy] = services  # the janitor stops by itself once the proxy has stopped
+    await proxy.server_known.wait()
+    await settle()
+    return proxy
