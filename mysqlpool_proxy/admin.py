@@ -12,8 +12,12 @@
 # regard to case, trailing `;` or whitespace; unknown ones get 1064 listing
 # the commands. Handlers return rows or OK (protocol/resultset.py) or raise
 # ProxyError; KILL CLIENT returns a coroutine, awaited with nothing read.
-# Bounds: login within HANDSHAKE_TIMEOUT, packets up to MAX_PACKET,
-# MAX_CONNECTIONS at once, no reading while answers cannot be written. Bad
+# Bounds: MAX_CONNECTIONS operators logged in at once; MAX_LOGINS connections
+# logging in at once, each within HANDSHAKE_TIMEOUT, and a new connection
+# beyond them closes the oldest one still logging in, so idle or slow
+# unauthenticated sockets can never lock the operator out; login packets up
+# to MAX_LOGIN_PACKET (a larger one: 1153 and a close at its header), then
+# packets up to MAX_PACKET; no reading while answers cannot be written. Bad
 # input or a handler's bug costs that admin connection, never the proxy.
 """The admin console: inspect and steer a running proxy over the MySQL protocol."""
 
@@ -51,8 +55,9 @@ __all__ = ["start_admin_server", "stop_admin_server", "AdminConnection", "COMMAN
 log = logging.getLogger("mysqlpool.admin")
 
 HANDSHAKE_TIMEOUT = 5.0  # seconds from accept to a successful login
-MAX_PACKET = 64 * 1024  # largest admin packet (a command is a line of text)
-MAX_CONNECTIONS = 16  # admin connections at once
+MAX_PACKET = 64 * 1024  # largest admin packet after login (a command is a line of text)
+MAX_CONNECTIONS = 16  # operators logged in at once
+MAX_LOGINS = 16  # connections logging in at once; one more closes the oldest of them
 ACTION_TIMEOUT = 30.0  # seconds an asynchronous command (KILL CLIENT) may take
 STOP_TIMEOUT = 5.0  # seconds stop_admin_server() waits for the listener to close
 
@@ -64,6 +69,8 @@ CAPABILITIES = (CLIENT.LONG_PASSWORD | CLIENT.LONG_FLAG | CLIENT.CONNECT_WITH_DB
                 | CLIENT.INTERACTIVE | CLIENT.TRANSACTIONS | CLIENT.SECURE_CONNECTION | CLIENT.MULTI_RESULTS
                 | CLIENT.PLUGIN_AUTH | CLIENT.CONNECT_ATTRS | CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA)
 INTERNAL_ERROR = ProxyError(ER.UNKNOWN_ERROR, "mysqlpool-proxy admin: internal error (see the proxy's log)")
+TOO_MANY = ProxyError(ER.CON_COUNT_ERROR, f"Too many connections: the mysqlpool-proxy admin console allows "
+                      f"{MAX_CONNECTIONS} operators at once")
 
 
 # -- SHOW ---------------------------------------------------------------------------------
@@ -279,6 +286,9 @@ def run_query(conn: AdminConnection, sql: str) -> Reply | Awaitable[Reply]:
 
 # -- connections --------------------------------------------------------------------------------
 
+# Proxy -> (when a login was last closed to make room, how many since, unlogged).
+_EVICTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
 
 class AdminConnection(asyncio.Protocol):
     """One operator's connection: handshake, then one command at a time."""
@@ -287,10 +297,11 @@ class AdminConnection(asyncio.Protocol):
         self.proxy = proxy
         self.connections = connections  # of this listener
         self.id = next(ids) & 0xFFFFFFFF or next(ids)
+        self.accepted_at = proxy.loop.time()
         self.transport: asyncio.Transport | None = None
         self.peer, self.user = "?", ""
         self.schema: str | None = None  # from the login, COM_INIT_DB or USE: what DATABASE() says
-        self.decoder = PacketDecoder(MAX_PACKET)
+        self.decoder = PacketDecoder(hs.MAX_LOGIN_PACKET, strict=True)  # until logged in
         self.handshake: hs.ServerHandshake | None = None
         self.capabilities, self.closed = 0, False
         self._timer: asyncio.TimerHandle | None = None
@@ -301,17 +312,36 @@ class AdminConnection(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else "localhost"
-        if len(self.connections) >= MAX_CONNECTIONS:
-            too_many = f"Too many connections: the mysqlpool-proxy admin console allows {MAX_CONNECTIONS}"
-            self._write(encode_reply(ProxyError(ER.CON_COUNT_ERROR, too_many), STATUS, 0, CLIENT.PROTOCOL_41))
+        if self._operators() >= MAX_CONNECTIONS:
+            self._write(encode_reply(TOO_MANY, STATUS, 0, CLIENT.PROTOCOL_41))
             self.close()
             return
+        logging_in = [c for c in self.connections if c.handshake is not None]
+        if len(logging_in) >= MAX_LOGINS:
+            self._make_room(min(logging_in, key=lambda c: c.accepted_at))
         self.connections.add(self)
         self._timer = self.proxy.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
         self.handshake = hs.ServerHandshake(
             connection_id=self.id, server_version=SERVER_VERSION.encode(), capabilities=CAPABILITIES,
             charset=CHARSET_UTF8MB4, lookup=self._credentials_for, client_host=self.peer)
         self._write(self.handshake.greeting())
+
+    def _make_room(self, oldest: AdminConnection) -> None:
+        """Close the oldest connection still logging in (logged once a second at most)."""
+        now = self.proxy.loop.time()
+        last, unlogged = _EVICTIONS.get(self.proxy, (-1.0, 0))
+        if now - last >= 1.0:
+            more = f" ({unlogged} more since the last report)" if unlogged else ""
+            log.warning("admin console: %d connections logging in at once; closed the oldest, from %s, "
+                        "to make room for one from %s%s", MAX_LOGINS, oldest.peer, self.peer, more)
+            _EVICTIONS[self.proxy] = (now, 0)
+        else:
+            _EVICTIONS[self.proxy] = (last, unlogged + 1)
+        oldest.close()
+
+    def _operators(self) -> int:
+        """Connections logged in (a connection is in `connections` from its greeting on)."""
+        return sum(1 for c in self.connections if c.handshake is None)
 
     def _credentials_for(self, user: bytes) -> auth.Credentials | None:
         """Only the [admin] user, and never without a credential (an empty password is none)."""
@@ -391,10 +421,8 @@ class AdminConnection(asyncio.Protocol):
                 return
 
     def _handshake_packet(self, pkt) -> None:
-        if isinstance(pkt, Oversized):
-            self.close()
-            return
-        for event in self.handshake.receive(pkt):
+        events = self.handshake.oversized(pkt) if isinstance(pkt, Oversized) else self.handshake.receive(pkt)
+        for event in events:
             if isinstance(event, hs.Send):
                 self._write(event.data)
             elif isinstance(event, hs.Failed):
@@ -406,11 +434,16 @@ class AdminConnection(asyncio.Protocol):
 
     def _logged_in(self, event: hs.Verified) -> None:
         self._timer.cancel()
+        if self._operators() >= MAX_CONNECTIONS:  # others logged in while this one was logging in
+            self._write(self.handshake.reject(TOO_MANY.errno, TOO_MANY.message))
+            self.close()
+            return
         self.user = event.user.decode("utf-8", "replace")
         self.schema = event.database.decode("utf-8", "replace") if event.database else None
         self.capabilities = event.capabilities
         self._write(self.handshake.accept(STATUS))
         self.handshake = None
+        self.decoder.limit(MAX_PACKET)
         log.info("admin console: %s@%s logged in", self.user, self.peer)
 
     def _command(self, pkt) -> None:

@@ -35,7 +35,7 @@ from .errors import ProtocolError
 from .protocol.framing import encode_packet
 from .protocol.packets import ErrPacket
 from .protocol.response import Expect, Phase, ResponseTracker
-from .protocol.session_track import StateChanges
+from .protocol.session_track import StateChanges, Trackers
 from .reasons import BackendCloseReason
 from .session import SessionState
 from .statements import StatementCache
@@ -91,7 +91,7 @@ class BackendConnection(asyncio.Protocol):
         "id", "pool", "key", "transport", "thread_id", "state", "session", "tracker", "client", "created_at",
         "expires_at", "idle_since", "last_used", "close_reason", "_held", "_future", "_timer", "_reading_paused",
         "commands", "loop", "_stream_owner", "generation", "statements", "last_insert_id", "last_owner",
-        "_collected", "_slot_held",
+        "_collected", "_slot_held", "_paused_client", "_retry_on",
     )
 
     def __init__(self, *, backend_id: int, pool: Pool, key: int, thread_id: int, session: SessionState,
@@ -124,6 +124,8 @@ class BackendConnection(asyncio.Protocol):
         self.last_owner: tuple[int, int] | None = None  # (client id, its statement number) that ran last
         self._collected: list[bytes] | None = None
         self._slot_held = True  # counted in the pool's size until its socket is closed
+        self._paused_client = None  # the client whose reading it paused (its own write buffer was full)
+        self._retry_on: frozenset[int] = frozenset()  # see send_command
 
     def __repr__(self) -> str:
         return f"<Backend #{self.id} thread={self.thread_id} {self.state.value} pool={self.pool.name}>"
@@ -138,6 +140,11 @@ class BackendConnection(asyncio.Protocol):
     @property
     def closed(self) -> bool:
         return self.state is BackendState.CLOSED
+
+    @property
+    def unsent(self) -> int:
+        """Bytes written to it that the server has not taken yet (it answered before reading them all)."""
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
 
     def attach(self, transport: asyncio.Transport, stream_owner: object = None) -> None:
         self.transport = transport
@@ -169,13 +176,25 @@ class BackendConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         client = self.client
-        if client is not None:
+        if client is not None and self._paused_client is None:
+            self._paused_client = client
             client.pause_reading_for_backend()
 
     def resume_writing(self) -> None:
-        client = self.client
+        self._resume_paused_client()
+
+    def _resume_paused_client(self) -> None:
+        """The client this backend stopped reading (its write buffer was full) reads again. Called when
+        the buffer drains, and whenever the backend is released or dies: a pause never outlives the link."""
+        client, self._paused_client = self._paused_client, None
         if client is not None:
             client.resume_reading_for_backend()
+
+    def detach(self) -> None:
+        """No client owns it any more (it goes back to its pool): nothing of the last one stays paused."""
+        self.client = None
+        self._resume_paused_client()
+        self.resume_reading()
 
     def pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None:
@@ -190,11 +209,15 @@ class BackendConnection(asyncio.Protocol):
     # -- relaying a client's command ------------------------------------------
 
     def send_command(self, client, raw: bytes, expect: Expect, *, binary: bool, strip: bool,
-                     prepare_id: int | None = None) -> None:
+                     trackers: Trackers | None = None, prepare_id: int | None = None,
+                     retry_on: frozenset[int] = frozenset()) -> None:
+        """Relay a client's command. `retry_on`: error numbers that, as the whole response, are handed
+        to the client's on_response_done unrelayed (it may retry the command instead)."""
         self.set_state(BackendState.BUSY)
         self.client = client
         self.commands += 1
-        self.tracker.begin(expect, binary=binary, strip_session_track=strip, prepare_id=prepare_id)
+        self._retry_on = retry_on
+        self.tracker.begin(expect, binary=binary, strip_session_track=strip, trackers=trackers, prepare_id=prepare_id)
         self.transport.write(raw)
 
     def statement_cache(self) -> StatementCache:
@@ -242,11 +265,13 @@ class BackendConnection(asyncio.Protocol):
         client = self.client
         if phase is Phase.DONE:
             self.set_state(BackendState.RESERVED)
-            client.relay_to_client(out)
+            held = tracker.error is not None and tracker.error.errno in self._retry_on
+            if not held:
+                client.relay_to_client(out)
             if n < len(data):
                 log.warning("backend #%d sent %d bytes after a complete response", self.id, len(data) - n)
                 self.close(BackendCloseReason.ERROR)
-            client.on_response_done(self)
+            client.on_response_done(self, out if held else b"")
         elif phase is Phase.INFILE:
             client.relay_to_client(out)
             client.on_infile_request(self)
@@ -343,6 +368,7 @@ class BackendConnection(asyncio.Protocol):
         if fut is not None and not fut.done():
             fut.set_exception(BackendGone(self.close_reason))
         self.pool.on_backend_closed(self, previous)
+        self._resume_paused_client()
         client, self.client = self.client, None
         if client is not None:
             client.on_backend_lost(self, previous is BackendState.BUSY)

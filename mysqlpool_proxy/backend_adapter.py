@@ -9,20 +9,42 @@ reader and gives it to its own Protocol.
 This is the only module that touches aiomysql's private attributes
 (`Connection._reader`, `Connection._writer`); pyproject pins aiomysql to a
 version range, and tests/integration exercise the handoff.
+
+Every TCP connection it opens (pooled backends and the side connections for
+KILL) watches for a dead peer: a network that silently drops packets (no FIN,
+no RST) would otherwise leave a statement waiting for ever. TCP keepalive
+probes a silent connection, and TCP_USER_TIMEOUT (Linux) ends one whose data
+or probes go unacknowledged, both derived from `[backend]
+dead_connection_timeout`; the kernel then reports the connection lost, as if
+the server had closed it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiomysql
 import pymysql
 
 from .constants import CLIENT
 
-__all__ = ["BackendParams", "Opened", "open_backend", "SETUP_SQL", "make_ssl_context", "run_side_query"]
+__all__ = [
+    "BackendParams", "Opened", "open_backend", "SETUP_SQL", "make_ssl_context", "run_side_query",
+    "DeadPeerDetection", "dead_peer_detection", "watch_for_dead_peer",
+]
+
+log = logging.getLogger("mysqlpool.backend")
+
+# Server settings a new session starts with that the proxy must know: the trackers a
+# client would have on a direct connection, and limits it keeps clients within.
+SERVER_GLOBALS = (
+    "session_track_system_variables", "session_track_schema", "session_track_state_change",
+    "session_track_transaction_info", "max_allowed_packet", "max_prepared_stmt_count", "net_write_timeout",
+)
 
 # Turn on every tracker the proxy reads, then read what it needs to know.
 SETUP_SQL = (
@@ -30,7 +52,7 @@ SETUP_SQL = (
     "session_track_state_change=ON, session_track_transaction_info='CHARACTERISTICS'; "
     "SELECT CONNECTION_ID(), @@session.wait_timeout, @@session.max_user_connections, @@global.max_connections, "
     "@@session.character_set_client, @@session.character_set_connection, @@session.character_set_results, "
-    "@@session.collation_connection"
+    "@@session.collation_connection, " + ", ".join(f"@@global.{name}" for name in SERVER_GLOBALS)
 )
 
 TRACKERS_SQL = SETUP_SQL.split("; ", 1)[0]
@@ -52,6 +74,8 @@ class BackendParams:
     ssl: ssl.SSLContext | None
     found_rows: bool
     local_files: bool
+    ps_multi_results: bool = False
+    dead_connection_timeout: float = 0.0  # seconds; 0 = the OS's keepalive and retransmission defaults
 
 
 @dataclass(slots=True)
@@ -71,6 +95,7 @@ class Opened:
     max_connections: int
     charset_vars: dict[bytes, bytes]
     collations: dict[int, tuple[str, str, bool]] | None  # id -> (charset, collation, is the charset's default)
+    server_globals: dict[bytes, bytes] = field(default_factory=dict)  # SERVER_GLOBALS by name
 
 
 def make_ssl_context(mode: str, ca: str, cert: str, key: str) -> ssl.SSLContext | None:
@@ -87,8 +112,66 @@ def make_ssl_context(mode: str, ca: str, cert: str, key: str) -> ssl.SSLContext 
     return ctx
 
 
+KEEPALIVE_PROBES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class DeadPeerDetection:
+    """TCP settings that find a silently dead connection within about `user_timeout_ms`."""
+
+    idle: int  # TCP_KEEPIDLE: seconds of silence before the first keepalive probe
+    interval: int  # TCP_KEEPINTVL: seconds between probes
+    probes: int  # TCP_KEEPCNT: unanswered probes that end the connection (where TCP_USER_TIMEOUT is missing)
+    user_timeout_ms: int  # TCP_USER_TIMEOUT: unacknowledged data or probes end the connection after this
+
+
+def dead_peer_detection(timeout: float) -> DeadPeerDetection | None:
+    """The settings for `[backend] dead_connection_timeout` (None for 0: the OS's defaults).
+
+    The first probe goes after half the timeout of silence, the others share the rest, so
+    idle + interval * probes is about the timeout; with TCP_USER_TIMEOUT Linux ends the
+    connection once the timeout has passed with a probe (or data) unanswered."""
+    if timeout <= 0:
+        return None
+    idle = max(1, round(timeout / 2))
+    interval = max(1, round((timeout - idle) / KEEPALIVE_PROBES))
+    return DeadPeerDetection(idle, interval, KEEPALIVE_PROBES, round(timeout * 1000))
+
+
+def watch_for_dead_peer(sock, timeout: float) -> None:
+    """Turn keepalive and the user timeout on for a TCP socket (Unix sockets need none)."""
+    settings = dead_peer_detection(timeout)
+    if settings is None or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    idle_name = "TCP_KEEPIDLE" if hasattr(socket, "TCP_KEEPIDLE") else "TCP_KEEPALIVE"  # the latter: macOS
+    options = (("SO_KEEPALIVE", socket.SOL_SOCKET, 1), (idle_name, socket.IPPROTO_TCP, settings.idle),
+               ("TCP_KEEPINTVL", socket.IPPROTO_TCP, settings.interval),
+               ("TCP_KEEPCNT", socket.IPPROTO_TCP, settings.probes),
+               ("TCP_USER_TIMEOUT", socket.IPPROTO_TCP, settings.user_timeout_ms))
+    for name, level, value in options:
+        option = getattr(socket, name, None)
+        if option is None:
+            continue  # this OS lacks it: keepalive still works there, with its own defaults
+        try:
+            sock.setsockopt(level, option, value)
+        except OSError as exc:
+            log.warning("backend socket: cannot set %s to %s (%s); a silently dead connection may go "
+                        "unnoticed longer", name, value, exc)
+
+
+def _watch(conn: aiomysql.Connection, p: BackendParams) -> None:
+    writer = conn._writer
+    if writer is not None:
+        watch_for_dead_peer(writer.transport.get_extra_info("socket"), p.dead_connection_timeout)
+
+
 async def _connect(p: BackendParams) -> aiomysql.Connection:
-    flags = CLIENT.SESSION_TRACK | (CLIENT.FOUND_ROWS if p.found_rows else 0)
+    # A capability the proxy offers clients that changes what the server sends is the backend's
+    # as its client has it (the pool's key: FOUND_ROWS, LOCAL_FILES, PS_MULTI_RESULTS, with which a
+    # prepared CALL returns its OUT parameters as a result set); aiomysql adds MULTI_STATEMENTS and
+    # MULTI_RESULTS, which every client the proxy serves gets too.
+    flags = (CLIENT.SESSION_TRACK | (CLIENT.FOUND_ROWS if p.found_rows else 0)
+             | (CLIENT.PS_MULTI_RESULTS if p.ps_multi_results else 0))
     kwargs = dict(
         user=p.user, password=p.password, charset=p.charset, autocommit=None, client_flag=flags,
         local_infile=p.local_files, connect_timeout=p.connect_timeout, ssl=p.ssl, program_name="mysqlpool-proxy",
@@ -104,6 +187,7 @@ async def open_backend(p: BackendParams, *, want_collations: bool = False) -> Op
     """Dial, authenticate and set up one backend connection; raises pymysql errors."""
     conn = await asyncio.wait_for(_connect(p), p.connect_timeout)
     try:
+        _watch(conn, p)
         row, collations = await asyncio.wait_for(_setup(conn, want_collations), p.connect_timeout)
     except BaseException:
         conn.close()
@@ -124,11 +208,14 @@ async def open_backend(p: BackendParams, *, want_collations: bool = False) -> Op
             b"character_set_results": _b(row[6]), b"collation_connection": _b(row[7]),
         },
         collations=collations,
+        server_globals={name.encode(): _b(value) for name, value in zip(SERVER_GLOBALS, row[8:])},
     )
     return opened
 
 
 def _b(value) -> bytes:
+    if isinstance(value, int):
+        return b"%d" % value
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
@@ -161,6 +248,7 @@ async def run_side_query(p: BackendParams, sql: str) -> None:
     """Run one statement on a short-lived connection of its own (e.g. KILL QUERY)."""
     conn = await asyncio.wait_for(_connect(p), p.connect_timeout)
     try:
+        _watch(conn, p)
         async with conn.cursor() as cur:
             await asyncio.wait_for(cur.execute(sql), p.connect_timeout)
     finally:

@@ -9,19 +9,28 @@ the same backend, for state it must carry to the client's next backend:
   numbers as numbers;
 * `LAST_INSERT_ID()` after `LAST_INSERT_ID(expr)` in a result-set statement;
 * system variables set as `SET @@x = ...` (MariaDB does not track that form);
+* the client's session_track_* settings after it changed one (a narrowed
+  session_track_system_variables no longer reports itself);
 * all four character set variables whenever one of them changed: setting
   character_set_connection also sets collation_connection and vice versa,
-  but the trackers report only the one named.
+  but the trackers report only the one named; and with them the collation
+  behind character_set_results, which no variable shows: it is the
+  collation of the answer's own string columns. SET NAMES cs COLLATE coll
+  and SET CHARACTER SET cs report the same variables; only the first puts a
+  collation that is not the charset's default behind character_set_results,
+  and puts the same one behind character_set_client (see session.py).
 
 `Capture` is pure: it builds the SQL and applies the answer to a state.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .protocol.rows import Column, sql_literal_for
-from .session import PROXY_OWNED, SessionState
+from .protocol.session_track import TRACKER_VARIABLES
+from .session import CHARACTER_SET_CLIENT, CHARACTER_SET_RESULTS, PROXY_OWNED, Collation, SessionState
 
 __all__ = ["Capture", "CHARSET_VARIABLES"]
 
@@ -39,9 +48,14 @@ class Capture:
     user_vars: list[bytes] = field(default_factory=list)
     sysvars: list[bytes] = field(default_factory=list)
     insert_id: bool = False
+    trackers: bool = False  # read the session_track_* settings back (into `tracker_settings`)
+    tracker_settings: dict[bytes, bytes | None] = field(default_factory=dict)
+    # The server's collation table (id -> charset, name, is its charset's default): with it, reading
+    # character_set_results back also reads the collation behind it.
+    collations: Mapping[int, tuple[str, str, bool]] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.user_vars or self.sysvars or self.insert_id)
+        return bool(self.user_vars or self.sysvars or self.insert_id or self.trackers)
 
     def add_sysvars(self, names) -> None:
         for name in names:
@@ -54,6 +68,8 @@ class Capture:
             var = b"@" + _quoted(name)
             columns += [var, b"HEX(" + var + b")", b"CHARSET(" + var + b")", b"COLLATION(" + var + b")"]
         columns += [b"@@session." + _quoted(name) for name in self.sysvars]
+        if self.trackers:
+            columns += [b"@@session." + name for name in TRACKER_VARIABLES]
         return b"SELECT " + b", ".join(columns)
 
     def apply(self, columns: list[Column], row: list[bytes | None], state: SessionState) -> int | None:
@@ -66,12 +82,35 @@ class Capture:
             else:
                 state.user_vars[name] = literal
             pos += _PER_USER_VAR
+        results_column = None
         for name in self.sysvars:
             state.variables[name] = row[pos]
+            if name == CHARACTER_SET_RESULTS:
+                results_column = columns[pos]
             pos += 1
+        if self.trackers:
+            self.tracker_settings = dict(zip(TRACKER_VARIABLES, row[pos:pos + len(TRACKER_VARIABLES)]))
+        if results_column is not None and self.collations is not None:
+            self._learn_collations(results_column, state)
         if self.insert_id and row[0] is not None:
             return int(row[0])
         return None
+
+
+    def _learn_collations(self, column: Column, state: SessionState) -> None:
+        """The collation behind character_set_results, from a string column of the answer; when it
+        became one that is not the charset's default, SET NAMES ... COLLATE put it there, and behind
+        character_set_client too."""
+        charset = state.variables.get(CHARACTER_SET_RESULTS)
+        found = self.collations.get(column.charset) if charset is not None else None
+        learned = None
+        if found is not None and found[0].encode() == charset and not found[2]:
+            learned = Collation(charset, found[1].encode())
+        client, results = state.hidden_collations()
+        if (learned is not None and learned != results and client is None
+                and state.variables.get(CHARACTER_SET_CLIENT) == learned.charset):
+            state.client_collation = learned
+        state.results_collation = learned
 
 
 def user_var_literal(column: Column, value: bytes | None, hexed: bytes | None, charset: bytes | None,

@@ -14,11 +14,14 @@
                (COM_CHANGE_USER, COM_RESET_CONNECTION, KILL)
     CLOSED
 
-In transaction pooling a client holds a backend only while the server
-reports a transaction open (SERVER_STATUS_IN_TRANS) or while it has pinned
-state (session.Pins); otherwise the backend goes back to its pool as soon as
+In transaction pooling a client holds a backend only while a transaction is
+open or while it has pinned state (session.Pins); otherwise the backend goes back to its pool as soon as
 a response ends. In session pooling it holds one from its first command to
-its last. Leaving with a dirty backend (mid-response, in a transaction,
+its last. A transaction is open while the server reports it
+(SERVER_STATUS_IN_TRANS), and also, with autocommit off, from any statement
+to the COMMIT or ROLLBACK that ends it, whatever the flag says: a SAVEPOINT
+before the first table lives on that server connection
+(protocol/transaction.py). Leaving with a dirty backend (mid-response, in a transaction,
 pinned) resets or closes it, never returns it dirty.
 
 The fast path (an idle backend already in the client's state) sends the
@@ -33,13 +36,16 @@ import logging
 from typing import TYPE_CHECKING
 
 from .backend import BackendConnection, BackendState
-from .constants import CLIENT, COMMAND, ER
-from .errors import ProtocolError, ProxyError
+from .constants import CLIENT, COMMAND, ER, SERVER_STATUS
+from .errors import CONNECTION_ENDING_ERRORS, ProtocolError, ProxyError
 from .protocol import handshake as hs
 from .protocol.command import CommandSpec, Handling, spec_for
+from .protocol.response import Expect
 from .protocol.framing import MAX_FRAME, FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
 from .protocol.packets import make_eof, make_err, make_ok
-from .protocol.sql import SqlEffects, analyze, parse_set_names, replace_connection_id, session_only
+from .protocol.session_track import Trackers
+from .protocol.sql import ANSI_QUOTES, NO_BACKSLASH_ESCAPES, SqlEffects, analyze, parse_set_names, replace_connection_id, session_only
+from .protocol.transaction import NOOP_MAX_LENGTH, leaves_transaction_open, noop_transaction_command
 from .reasons import BackendCloseReason, ClientCloseReason
 from .session import Pins, PinReason, SessionState, apply_changes
 from .capture import CHARSET_VARIABLES, Capture
@@ -58,14 +64,20 @@ __all__ = ["ClientState", "ClientConnection", "STICKY_STATUS"]
 
 log = logging.getLogger("mysqlpool.client")
 
+_STATEMENT_COMMANDS = (COMMAND.COM_QUERY, COMMAND.COM_STMT_EXECUTE)
+NO_BACKSLASH_STATUS = SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+_PREPARE_RETRIED_ON = frozenset((ER.MAX_PREPARED_STMT_COUNT_REACHED,))
+_NO_RETRY: frozenset[int] = frozenset()
+_NOOP_FIRST = frozenset((b"c", b"C", b"r", b"R", b"s", b"S"))  # COMMIT, ROLLBACK, SET autocommit
+
 class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixin, asyncio.Protocol):
     __slots__ = (
         "proxy", "id", "transport", "peer", "state", "decoder", "handshake", "user", "pool", "capabilities", "key",
         "session", "pins", "status", "backend", "charset", "scramble", "_cmd", "_effects", "_sql", "_stmt_id",
         "_prev_status", "_task", "_timer", "_infile", "_paused_by", "connected_at", "last_active", "_closing_reason",
-        "change_user", "queries", "_writing_paused", "_cmd_seq", "_response_started", "_pending_error",
+        "change_user", "queries", "write_stalled_at", "_cmd_seq", "_response_started", "_pending_error",
         "_query_timer", "stmts", "_stmt", "_next_stmt_id", "last_insert_id", "_last_backend", "program",
-        "_waiter", "_waiting",
+        "_waiter", "_waiting", "trx_open", "trackers", "killed", "_sent",
     )
 
     def __init__(self, proxy: Proxy, conn_id: int):
@@ -74,7 +86,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.state = ClientState.GREETING
-        self.decoder = PacketDecoder(proxy.config.proxy.max_packet_size)
+        self.decoder = PacketDecoder(hs.MAX_LOGIN_PACKET, strict=True)  # until authenticated
         self.handshake: hs.ServerHandshake | None = None
         self.change_user: hs.ChangeUserAuth | None = None
         self.user: UserEntry | None = None
@@ -84,6 +96,10 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         self.session = SessionState()
         self.pins = Pins()
         self.status = AUTOCOMMIT
+        self.trx_open = False  # a transaction is open, whether or not the server flags it (see above)
+        self.trackers: Trackers | None = None  # its session trackers, as on a direct connection
+        self.killed = False  # it KILLed itself in a multi-statement query: closed once the answer is out
+        self._sent = b""  # the command in flight as the backend got it (to send again: see _retry_prepare)
         self.backend: BackendConnection | None = None
         self.charset = 0
         self.scramble = b""
@@ -96,7 +112,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         self._timer: asyncio.TimerHandle | None = None
         self._infile: FrameScanner | None = None
         self._paused_by = 0  # bit 1: backend write buffer full; bit 2: too much queued input
-        self._writing_paused = False
+        self.write_stalled_at: float | None = None  # since when its socket buffer has been full (it stopped reading)
         self.connected_at = proxy.loop.time()
         self.last_active = self.connected_at
         self._closing_reason: ClientCloseReason | None = None
@@ -186,22 +202,44 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         else:
             backend.pool.release(backend)
 
+    @property
+    def quoting(self) -> int:
+        """How the server reads quotes in this client's statements (its sql_mode), for SQL analysis."""
+        mode = NO_BACKSLASH_ESCAPES if self.status & NO_BACKSLASH_STATUS else 0
+        sql_mode = self.session.variables.get(b"sql_mode")
+        if sql_mode and b"ANSI_QUOTES" in sql_mode.upper():
+            mode |= ANSI_QUOTES
+        return mode
+
     def holds_state(self) -> bool:
-        return bool(self.status & IN_TRANS) or bool(self.pins)
+        return self.trx_open or bool(self.pins)
 
     @property
     def in_transaction(self) -> bool:
-        return bool(self.status & IN_TRANS)
+        return self.trx_open
+
+    def learn_status(self, status: int) -> None:
+        """The server's status after a command of the proxy's own on the client's backend."""
+        self.status = status
+        if status & IN_TRANS:
+            self.trx_open = True
+        elif status & AUTOCOMMIT:
+            self.trx_open = False
+
+    def reset_transaction(self, status: int) -> None:
+        """The session starts afresh (reset, change user) or its transaction was rolled back."""
+        self.status = status
+        self.trx_open = bool(status & IN_TRANS)
 
     # -- flow control ----------------------------------------------------------------
 
     def pause_writing(self) -> None:
-        self._writing_paused = True
+        self.write_stalled_at = self.proxy.loop.time()
         if self.backend is not None:
             self.backend.pause_reading()
 
     def resume_writing(self) -> None:
-        self._writing_paused = False
+        self.write_stalled_at = None
         if self.backend is not None:
             self.backend.resume_reading()
 
@@ -240,16 +278,17 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
                     self._process_input()
                 return
         decoder.feed(data)
-        if state is ClientState.READY or state is ClientState.HANDSHAKE:
+        if state is ClientState.READY or state is ClientState.HANDSHAKE or (
+                self.change_user is not None and self.awaiting_auth_data()):
             self._process_input()
-        elif decoder.buffered > MAX_QUEUED_INPUT:
-            self._pause_reading(2)
+        elif decoder.buffered > MAX_QUEUED_INPUT or state is ClientState.GREETING:
+            self._pause_reading(2)  # (before its greeting a client has nothing to say)
 
     def _process_input(self) -> None:
         """Handle queued packets while the client is free to have them handled."""
         decoder = self.decoder
         while self.state is ClientState.READY or self.state is ClientState.HANDSHAKE or (
-                self.state is ClientState.LOCAL and self.change_user is not None):
+                self.change_user is not None and self.awaiting_auth_data()):
             try:
                 pkt = decoder.next_packet()
             except ProtocolError:
@@ -282,11 +321,14 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
 
     def _command(self, pkt: Packet | Oversized) -> None:
         self.last_active = self.proxy.loop.time()
+        if pkt.seq != 0:
+            self._out_of_order()  # never relayed: the server would drop the backend after answering it
+            return
         if isinstance(pkt, Oversized):
             self.send_error(pkt.last_seq, ProxyError(
                 ER.NET_PACKET_TOO_LARGE,
-                f"Got a packet bigger than 'max_allowed_packet' bytes ({pkt.size} > {self.decoder.max_size}; "
-                "mysqlpool-proxy [proxy] max_packet_size)"))
+                f"Got a packet bigger than 'max_allowed_packet' bytes ({pkt.size} > {self.decoder.max_size}: "
+                "the server's max_allowed_packet, or mysqlpool-proxy's [proxy] max_packet_size)"))
             return
         payload = pkt.payload
         if not payload:
@@ -313,16 +355,24 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         code = spec.code
         effects = None
         if code == COMMAND.COM_QUERY:
+            if self.backend is None and len(payload) <= NOOP_MAX_LENGTH and payload[1:2] in _NOOP_FIRST \
+                    and not self.holds_state():  # COMMIT / ROLLBACK / SET autocommit with nothing open?
+                noop = noop_transaction_command(payload[1:])
+                if noop is not None and self.proxy.local.noop_transaction(self, pkt, noop):
+                    return
             if self.backend is None and len(payload) > 9 and payload[1] in (0x53, 0x73):  # "S"/"s": SET NAMES?
                 names = parse_set_names(payload[1:])
                 if names is not None and self.proxy.local.set_names(self, pkt, *names):
                     return
-            effects = analyze(payload[1:])
-            if effects.kill is not None and self.proxy.local.intercept_query(self, pkt, effects):
-                return
+            effects = analyze(payload[1:], self.quoting)
+            if effects.kill is not None:
+                pkt = self.proxy.local.kill_statements(self, pkt)
+                if pkt is None:
+                    return  # a lone KILL, answered by the proxy
+                payload = pkt.payload
             if effects.reads_connection_id:
                 # The id a client sees is the proxy's (KILL takes it too), not a backend's.
-                payload = b"\x03" + replace_connection_id(payload[1:], self.id)
+                payload = b"\x03" + replace_connection_id(payload[1:], self.id, self.quoting)
                 pkt = Packet(pkt.seq, (pkt.seq + len(payload) // MAX_FRAME) & 0xFF, payload,
                              encode_packet(payload, pkt.seq))
         self._stmt = None
@@ -334,8 +384,9 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         elif code == COMMAND.COM_STMT_PREPARE:
             self._stmt_id = self._next_stmt_id
             self._next_stmt_id += 1
-            if analyze(payload[1:]).reads_connection_id:
-                payload = b"\x16" + replace_connection_id(payload[1:], self.id)
+            quoting = self.quoting
+            if analyze(payload[1:], quoting).reads_connection_id:
+                payload = b"\x16" + replace_connection_id(payload[1:], self.id, quoting)
                 pkt = Packet(pkt.seq, (pkt.seq + len(payload) // MAX_FRAME) & 0xFF, payload,
                              encode_packet(payload, pkt.seq))
         self._cmd = spec
@@ -399,11 +450,13 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         self._cmd_seq = pkt.last_seq
         self._response_started = False
         self.set_state(ClientState.ACTIVE)
-        if self._writing_paused:
+        if self.write_stalled_at is not None:
             backend.pause_reading()  # the client cannot take more yet: leave the result on the server
         binary = spec.code == COMMAND.COM_STMT_EXECUTE or spec.code == COMMAND.COM_STMT_FETCH
-        backend.send_command(self, raw, spec.expect, binary=binary,
-                             strip=not self.capabilities & CLIENT.SESSION_TRACK, prepare_id=prepare_id)
+        backend.send_command(self, raw, spec.expect, binary=binary, strip=not self.capabilities & CLIENT.SESSION_TRACK,
+                             trackers=self.trackers, prepare_id=prepare_id,
+                             retry_on=_PREPARE_RETRIED_ON if prepare_id is not None else _NO_RETRY)
+        self._sent = raw
         query_timeout = self.proxy.config.pool.query_timeout
         if query_timeout > 0:
             self._query_timer = self.proxy.loop.call_later(query_timeout, self._query_timed_out, backend)
@@ -426,14 +479,18 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
 
     def on_infile_request(self, backend: BackendConnection) -> None:
         self.set_state(ClientState.INFILE)
-        self._infile = FrameScanner()
+        self._infile = FrameScanner(next_seq(backend.tracker.infile_seq))
         leftover = self.decoder.take_buffer()
         if leftover:
             self._infile_data(leftover)
 
     def _infile_data(self, data: bytes) -> None:
         backend = self.backend
-        end = self._infile.feed(data)
+        try:
+            end = self._infile.feed(data)
+        except ProtocolError:
+            self._out_of_order()  # as the server does; the backend, mid-transfer, is closed with the client
+            return
         if end < 0:
             backend.write(data)
             return
@@ -457,22 +514,46 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
             self._query_timer.cancel()
             self._query_timer = None
 
-    def on_response_done(self, backend: BackendConnection) -> None:
+    def _retry_prepare(self, backend: BackendConnection) -> bool:
+        """The server refused a COM_STMT_PREPARE with 1461 (max_prepared_stmt_count, over all its
+        connections): close this backend's idle cached statements and send the prepare again, once."""
+        dropped = backend.statements.evict_idle() if backend.statements is not None else []
+        if not dropped:
+            return False
+        log.info("client #%d: the server is at max_prepared_stmt_count; closing %d idle statements cached on "
+                 "backend thread %d and preparing again", self.id, len(dropped), backend.thread_id)
+        backend.close_server_statements(dropped)
+        backend.send_command(self, self._sent, Expect.PREPARE, binary=False,
+                             strip=not self.capabilities & CLIENT.SESSION_TRACK, trackers=self.trackers,
+                             prepare_id=self._stmt_id)
+        return True
+
+    def on_response_done(self, backend: BackendConnection, held: bytes = b"") -> None:
+        """The response to the client's command is complete (relayed, or `held` back: see send_command)."""
+        if held:
+            if self._retry_prepare(backend):
+                return
+            self.relay_to_client(held)
         if self._query_timer is not None:
             self._cancel_query_timer()
         tracker = backend.tracker
         spec = self._cmd
         ok = tracker.error is None
+        was_open = self.trx_open
         if ok:
             self.status = tracker.status
+        self._track_transaction(ok, bool(tracker.ok_count or tracker.result_sets))
         self._record_state(backend, tracker, ok)
         stats = self.pool.stats
         stats.queries[spec.name] += 1
-        if self._prev_status & IN_TRANS:
-            if not self.status & IN_TRANS:
+        if was_open:
+            if not self.trx_open:
                 stats.transactions += 1
-        elif self.status & IN_TRANS:
+        elif self.trx_open:
             stats.pins[PinReason.TRANSACTION.value] += 1  # a transaction pins until it ends
+        if not ok and tracker.error.errno in CONNECTION_ENDING_ERRORS or self.state is not ClientState.ACTIVE:
+            self._response_ends_backend(backend)
+            return
         self.set_state(ClientState.READY)
         fx = self._effects
         if tracker.last_insert_id:
@@ -493,6 +574,39 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         self._decide_hold(backend)
         self._process_input()
 
+    def _response_ends_backend(self, backend: BackendConnection) -> None:
+        """The server answered with an error after which it hangs up, or answered a LOCAL INFILE before
+        the file's end (it gave up on the transfer): the backend is closed, never pooled. A client whose
+        transaction or pinned state was there goes with it, as on a direct connection."""
+        self._infile = None
+        if self.backend is backend:
+            self.backend = None
+        backend.client = None
+        backend.close(BackendCloseReason.ENDED_BY_SERVER)
+        if self.state is ClientState.CLOSED:
+            return
+        if self.killed:
+            self.close(ClientCloseReason.KILLED)
+            return
+        if self.state is ClientState.INFILE or self.holds_state():
+            self.close(ClientCloseReason.BACKEND_LOST)
+            return
+        self.set_state(ClientState.READY)
+        self._process_input()
+
+    def _track_transaction(self, ok: bool, some_ran: bool) -> None:
+        """Is a transaction open after this command? (The flag, and with autocommit off the statements.)"""
+        status = self.status
+        if status & (IN_TRANS | AUTOCOMMIT):
+            # With autocommit on, nothing outlives a statement but a flagged transaction.
+            self.learn_status(status)
+        elif self._cmd.code not in _STATEMENT_COMMANDS:
+            return  # preparing, COM_INIT_DB...: they open nothing and end nothing
+        elif ok:
+            self.trx_open = leaves_transaction_open(self._sql, bool(self._prev_status & AUTOCOMMIT), self.quoting)
+        elif some_ran:
+            self.trx_open = True  # statements before the failing one ran with autocommit off
+
     def _record_state(self, backend: BackendConnection, tracker, ok: bool) -> None:
         changes = tracker.changes
         effects = self._effects
@@ -505,13 +619,15 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         before = pins.reasons() if pin_related else None
         explained = pins.apply_sql(effects, ok) if effects is not None and effects.any else False
         if changes is not None:
+            if tracker.trackers is not None:
+                self.trackers = tracker.trackers  # as the statement left them (session_track_* changed)
             if changes.state_change and not explained:
                 explained = self.state_change_explained(changes)
                 if not explained and not pins.unknown_state:
                     log.info("client #%d pinned to its backend: the server reported a state change after %s "
                              "that the proxy cannot carry over (%r)", self.id, self._cmd.name, changes)
             pins.apply_tracker(changes, explained)
-            if self.status & IN_TRANS:
+            if self.trx_open:
                 pins.trx_characteristics = False  # they describe the open transaction, not the next one
         if code == COMMAND.COM_STMT_PREPARE:
             if tracker.prepare_ok is not None:
@@ -530,15 +646,16 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
             # The server executes a statement in the schema it was prepared in, switching there
             # and back: that (and only that) is what a schema report means here.
             return True
-        return bool(self._sql) and session_only(self._sql)
+        return bool(self._sql) and session_only(self._sql, self.quoting)
 
     def _follow_up_for(self, tracker, ok: bool, fx: SqlEffects | None):
         """What must run on the backend, hidden, before it may go (None: nothing)."""
-        capture = Capture()
+        capture = Capture(collations=self.proxy.server_info.collations)
         if fx is not None:
             capture.user_vars = list(fx.user_vars_written)
             capture.insert_id = fx.sets_insert_id
             capture.add_sysvars(fx.sysvars_untracked)
+            capture.trackers = fx.session_tracking_changed and ok
         changes = tracker.changes
         if changes is not None and any(name in CHARSET_VARIABLES for name, _ in changes.variables):
             capture.add_sysvars(CHARSET_VARIABLES)  # one of them was reported; the others may have moved
@@ -553,7 +670,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         if tracker.ok_count or tracker.result_sets:
             return True  # earlier statements of a multi-statement query ran
         prev = self._prev_status
-        return bool(prev & IN_TRANS) or not prev & AUTOCOMMIT
+        return self.trx_open or bool(prev & IN_TRANS) or not prev & AUTOCOMMIT
 
     def _decide_hold(self, backend: BackendConnection) -> None:
         if backend.closed:
@@ -602,20 +719,29 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
 
     # -- replies from the proxy itself --------------------------------------------------
 
+    def _out_of_order(self) -> None:
+        """A packet with a wrong sequence id: the server's error, then the connection is closed, as MariaDB does."""
+        self.transport.write(encode_packet(make_err(
+            ER.NET_PACKETS_OUT_OF_ORDER, "08S01", "Got packets out of order", self.capabilities), 0))
+        self.close(ClientCloseReason.PROTOCOL_ERROR)
+
     def send_error(self, last_seq: int, err: ProxyError) -> None:
         self.transport.write(encode_packet(make_err(err.errno, err.sqlstate, err.message, self.capabilities),
                                            next_seq(last_seq)))
 
-    def send_ok(self, last_seq: int, info: bytes = b"") -> None:
-        self.transport.write(encode_packet(make_ok(self.capabilities, self.status & STICKY_STATUS, info=info),
-                                           next_seq(last_seq)))
+    def send_ok(self, last_seq: int, info: bytes = b"", variables: list[tuple[bytes, bytes]] | None = None) -> None:
+        """OK from the proxy itself; `variables`: the system variables the statement set, reported as the
+        client's own trackers would."""
+        state = self.trackers.report(variables) if variables is not None and self.trackers is not None else None
+        self.transport.write(encode_packet(make_ok(self.capabilities, self.status & STICKY_STATUS, info=info,
+                                                   session_state=state), next_seq(last_seq)))
 
     def send_eof(self, last_seq: int) -> None:
         self.transport.write(encode_packet(make_eof(self.status & STICKY_STATUS), next_seq(last_seq)))
 
     def pinned_reasons(self) -> list[PinReason]:
         reasons = self.pins.reasons()
-        if self.status & IN_TRANS:
+        if self.trx_open:
             reasons.insert(0, PinReason.TRANSACTION)
         return reasons
 

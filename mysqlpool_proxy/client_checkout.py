@@ -45,7 +45,7 @@ class CheckoutMixin:
         self.set_state(ClientState.CHECKOUT)
         self._waiting = (pkt, self.proxy.loop.time() + timeout)
         try:
-            self._waiter = self.pool.enqueue(self.key, timeout, self._deliver)
+            self._waiter = self.pool.enqueue(self.key, timeout, self._deliver, self.session.schema is None)
         except QueueFull as exc:
             self._waiting = None
             self.set_state(ClientState.READY)
@@ -130,7 +130,7 @@ class CheckoutMixin:
     async def _acquire(self, deadline: float) -> BackendConnection:
         remaining = max(0.0, deadline - self.proxy.loop.time())
         try:
-            return await self.pool.acquire(self.key, remaining)
+            return await self.pool.acquire(self.key, remaining, self.session.schema is None)
         except (QueueFull, CheckoutTimeout) as exc:
             raise self._refused_checkout(exc) from None
 

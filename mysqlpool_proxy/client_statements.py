@@ -2,8 +2,12 @@
 
 Commands that carry a statement id are looked up in the client's own table;
 what needs no server is answered here (closing, resetting a statement that
-lives on no server); prepare responses register statements; executes and
-fetches track the cursors and long data that pin.
+lives on no server), and so is what the server would refuse at once, with
+its own error: an execute that does not parse (see protocol/stmt.py) is
+checked here, once, before any backend is taken; a long-data packet
+shorter than its header is dropped, as the server drops it. Prepare
+responses register statements; executes and fetches track the cursors and
+long data that pin.
 """
 
 from __future__ import annotations
@@ -12,15 +16,20 @@ import logging
 
 from .backend import BackendConnection, BackendState
 from .client_state import CURSOR_EXISTS, LAST_ROW_SENT, ER_UNKNOWN_STMT_HANDLER, ER_STMT_HAS_NO_OPEN_CURSOR, NO_REPLY_CODES
-from .constants import COMMAND
+from .constants import COMMAND, ER, ER_MALFORMED_PACKET
 from .errors import ProxyError
 from .protocol.framing import Packet
 from .protocol.sql import analyze
+from .protocol.stmt import (
+    EXECUTE_FIXED_SIZE, MALFORMED, WRONG_ARGUMENTS, ExecuteRefused, nulls_only, parse_execute,
+)
 from .statements import ClientStatement, ServerStatement, statement_key
 
 __all__ = ["StatementsMixin"]
 
 log = logging.getLogger("mysqlpool.client")
+
+LONG_DATA_HEADER = 7  # 0x18 stmt_id(4) param_id(2): MariaDB ignores a shorter COM_STMT_SEND_LONG_DATA
 
 
 class StatementsMixin:
@@ -30,7 +39,12 @@ class StatementsMixin:
 
     def _statement_command(self, code: int, pkt: Packet) -> bool:
         """Look up the client's statement; answer here what needs no backend. False: answered."""
-        sid = int.from_bytes(pkt.payload[1:5], "little") if len(pkt.payload) >= 5 else -1
+        payload = pkt.payload
+        if code == COMMAND.COM_STMT_EXECUTE and len(payload) < EXECUTE_FIXED_SIZE:
+            # The server checks this before it looks the statement up.
+            self.send_error(pkt.last_seq, ProxyError(ER_MALFORMED_PACKET, MALFORMED))
+            return False
+        sid = int.from_bytes(payload[1:5], "little") if len(payload) >= 5 else -1
         self._stmt_id = sid
         stmt = self.stmts.get(sid) if self.stmts else None
         pins = self.pins
@@ -43,15 +57,33 @@ class StatementsMixin:
             del self.stmts[sid]
             self._drop_server_statement(stmt)
             return False
+        if code == COMMAND.COM_STMT_EXECUTE:
+            refused = self._execute_refused(stmt, payload)
+            if refused is not None:
+                self.send_error(pkt.last_seq, refused)
+                return False
+        elif code == COMMAND.COM_STMT_SEND_LONG_DATA and len(payload) < LONG_DATA_HEADER:
+            return False
         if code == COMMAND.COM_STMT_RESET and sid not in pins.cursors and sid not in pins.long_data:
             self.send_ok(pkt.last_seq)  # nothing of it lives on a server: nothing to reset
             return False
         if code == COMMAND.COM_STMT_FETCH and sid not in pins.cursors:
             self.send_error(pkt.last_seq, ProxyError(ER_STMT_HAS_NO_OPEN_CURSOR,
-                                                     f"The statement ({sid}) has no open cursor."))
+                                                     f"The statement ({sid}) has no open cursor"))
             return False
         self._stmt = stmt
         return True
+
+    def _execute_refused(self, stmt: ClientStatement, payload) -> ProxyError | None:
+        """The server's error for an execute it refuses before running it (None: it runs)."""
+        try:
+            header = parse_execute(payload, stmt.params)
+        except ExecuteRefused as exc:
+            return ProxyError(exc.errno, str(exc))
+        if (stmt.params and not header.types_bound and stmt.types is None and stmt.id not in self.pins.long_data
+                and not nulls_only(payload, stmt.params)):
+            return ProxyError(ER.WRONG_ARGUMENTS, WRONG_ARGUMENTS)  # no types: its client never bound any
+        return None
 
     def _drop_server_statement(self, stmt: ClientStatement) -> None:
         """A closed statement with a cursor or long data on the held backend: close it there too."""
@@ -72,7 +104,7 @@ class StatementsMixin:
         key = statement_key(self.session, self._sql)
         if self.stmts is None:
             self.stmts = {}
-        self.stmts[self._stmt_id] = ClientStatement(self._stmt_id, self._sql, key, params, columns, analyze(self._sql))
+        self.stmts[self._stmt_id] = ClientStatement(self._stmt_id, self._sql, key, params, columns, analyze(self._sql, self.quoting))
         dropped = backend.statement_cache().put(key, ServerStatement(server_id, params, columns))
         if dropped:
             backend.close_server_statements(dropped)

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 
 from .backend import BackendConnection, BackendGone
-from .client_state import ClientState, IN_TRANS, ER_IDLE_TRANSACTION
+from .client_state import ClientState, ER_IDLE_TRANSACTION
 from .errors import ProtocolError, ProxyError
 from .protocol.response import Expect
 from .reasons import BackendCloseReason, ClientCloseReason
 from .capture import CHARSET_VARIABLES, Capture
 from .protocol.rows import parse_text_result
+from .protocol.session_track import Trackers
 from .session import apply_changes
 
 __all__ = ["TasksMixin"]
@@ -47,16 +48,18 @@ class TasksMixin:
                 self._apply_flushed(backend, result.changes, capture)
             if capture:
                 result = await self.proxy.run_hidden(backend, capture.sql(), timeout, collect=True)
-                self.status = result.status
+                self.learn_status(result.status)
                 columns, rows = parse_text_result(result.data)
                 insert_id = capture.apply(columns, rows[0], self.session)
+                if capture.tracker_settings:
+                    self.trackers = Trackers.from_settings(capture.tracker_settings)
                 if insert_id is not None:
                     self.last_insert_id = backend.last_insert_id = insert_id
                 backend.session = self.session.copy()
             elif probe:
                 result = await backend.run_internal(b"\x0e", Expect.SIMPLE, timeout)
                 if result.error is None:
-                    self.status = result.status
+                    self.learn_status(result.status)
         except ProxyError as err:
             # The state could not be read back: keep the backend that has it.
             log.warning("client #%d: reading back session state failed (%s); it stays on its backend",
@@ -88,7 +91,7 @@ class TasksMixin:
     def yield_soft_backend(self) -> bool:
         """Give back a backend held only for the last statement's diagnostics (others are waiting)."""
         backend = self.backend
-        if (backend is None or self.state is not ClientState.READY or self.status & IN_TRANS
+        if (backend is None or self.state is not ClientState.READY or self.trx_open
                 or not self.pins.only_soft() or self.proxy.session_mode):
             return False
         self.pins.diagnostics = False
@@ -131,7 +134,7 @@ class TasksMixin:
             result = await backend.run_internal(b"\x03ROLLBACK", Expect.RESULT,
                                                 self.proxy.config.backend.connect_timeout)
             if result.error is None:
-                self.status = result.status
+                self.reset_transaction(result.status)
             else:
                 backend.close(BackendCloseReason.DIRTY)
         except BackendGone:
@@ -140,7 +143,7 @@ class TasksMixin:
             self._task = None
         if self.state is ClientState.CLOSED:
             return
-        if self.status & IN_TRANS or (self.backend is None and self.pins):
+        if self.trx_open or (self.backend is None and self.pins):
             # XA, or the state went with the backend: the session cannot go on.
             self.close(ClientCloseReason.IDLE_TIMEOUT)
             return

@@ -137,7 +137,7 @@ def _parse_host(host: str) -> str:
 class Rule:
     """How one key is read and checked."""
 
-    kind: type                      # str, int or float: the TOML type (env strings are converted)
+    kind: type                      # str, int, float or bool: the TOML type (env strings are converted)
     must_be: str                    # completes "<key> must be ...", e.g. "an integer >= 1"
     check: Callable[[Any], bool] = lambda value: True  # may raise ValueError with details
     normalize: Callable[[Any], Any] | None = None      # applied before check, e.g. str.lower
@@ -168,6 +168,11 @@ def seconds(default: float | None, *, positive: bool = False, optional: bool = F
                                   optional=optional))
 
 
+def seconds_or_off(default: float, lo: float) -> Any:
+    """0 (off: someone else's default applies) or a number of seconds >= lo."""
+    return _setting(float(default), Rule(float, f"0 or a number of seconds >= {lo:g}", lambda v: v == 0 or v >= lo))
+
+
 def choice(default: str, options: Sequence[str]) -> Any:
     must_be = "one of " + ", ".join(repr(o) for o in options)
     return _setting(default, Rule(str, must_be, lambda v: v in options, normalize=str.lower))
@@ -175,6 +180,10 @@ def choice(default: str, options: Sequence[str]) -> Any:
 
 def text(default: Any, must_be: str = "a string", check: Callable[[Any], bool] | None = None) -> Any:
     return _setting(default, Rule(str, must_be, check or (lambda v: True)))
+
+
+def flag(default: bool) -> Any:
+    return _setting(default, Rule(bool, "true or false"))
 
 
 def existing_file() -> Any:
@@ -232,9 +241,10 @@ class ProxyConfig:
     shutdown_timeout: float = seconds(30)
     workers: int = integer(1, 1)
     server_version: str = text("", "a string without NUL characters", _no_nul)
-    max_packet_size: int = integer(67108864, 1024, 1 << 30)
+    max_packet_size: int | None = integer(None, 1024, 1 << 30, optional=True)  # None: the server's
     tls_cert: str = existing_file()
     tls_key: str = existing_file()
+    require_tls: bool = flag(False)
 
     @property
     def listen_address(self) -> ListenAddress:
@@ -249,6 +259,9 @@ class BackendConfig:
     port: int = integer(3306, 1, 65535)
     unix_socket: str = text("")
     connect_timeout: float = seconds(5, positive=True)
+    # TCP keepalive and TCP_USER_TIMEOUT of backend sockets (backend_adapter.dead_peer_detection); 0 = the OS's
+    dead_connection_timeout: float = seconds_or_off(30, 1)
+    probe_interval: float = seconds(5, positive=True)
     max_connections: int = integer(100, 1)
     charset: str = text("utf8mb4", "a character set name such as 'utf8mb4'",
                         lambda v: bool(_CHARSET.fullmatch(v)))
@@ -675,6 +688,10 @@ def _check_value(label: str, key: str, rule: Rule, value: Any, ctx: _Context) ->
 
 def _convert(rule: Rule, value: Any, *, from_env: bool) -> Any:
     """`value` as rule.kind (env strings parsed, ints accepted as seconds), or _INVALID."""
+    if rule.kind is bool:  # TOML true/false; from the environment also 1/0, yes/no, on/off
+        if from_env and isinstance(value, str):
+            value = _ENV_BOOLEANS.get(value.strip().lower(), _INVALID)
+        return value if isinstance(value, bool) else _INVALID
     if from_env and isinstance(value, str) and rule.kind is not str:
         try:
             value = rule.kind(value.strip())
@@ -689,6 +706,10 @@ def _convert(rule: Rule, value: Any, *, from_env: bool) -> Any:
             return _INVALID
         return value if math.isfinite(value) else _INVALID
     return value if isinstance(value, rule.kind) else _INVALID
+
+
+_ENV_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True,
+                 "false": False, "0": False, "no": False, "off": False}
 
 
 def _show(rule: Rule, value: Any) -> str:
@@ -820,6 +841,9 @@ def _check_pair(label_a: str, a: str, label_b: str, b: str, ctx: _Context) -> No
 def _check_tls(cfg: Config, ctx: _Context) -> None:
     proxy, backend = cfg.proxy, cfg.backend
     _check_pair("proxy.tls_cert", proxy.tls_cert, "proxy.tls_key", proxy.tls_key, ctx)
+    if proxy.require_tls and not (proxy.tls_cert and proxy.tls_key):
+        ctx.error("proxy.require_tls = true needs proxy.tls_cert and proxy.tls_key (the certificate and key "
+                  "the proxy offers TLS with); set both, or set require_tls = false")
     _check_pair("backend.ssl_cert", backend.ssl_cert, "backend.ssl_key", backend.ssl_key, ctx)
     if backend.ssl_mode in ("verify_ca", "verify_identity") and not backend.ssl_ca:
         ctx.error(f"backend.ssl_ca is required when backend.ssl_mode is {backend.ssl_mode!r}")

@@ -16,7 +16,7 @@ __all__ = [
     "CLIENT_REMEMBER_OPTIONS", "COM_RESET_CONNECTION",
     "SERVER_QUERY_WAS_SLOW", "SERVER_PS_OUT_PARAMS",
     "SERVER_STATUS_IN_TRANS_READONLY", "SERVER_SESSION_STATE_CHANGED",
-    "SESSION_TRACK", "ER_MALFORMED_PACKET", "sqlstate_for",
+    "SESSION_TRACK", "ER_MALFORMED_PACKET", "ER_SECURE_TRANSPORT_REQUIRED", "sqlstate_for",
 ]
 
 # Capability bits PyMySQL stops short of (it ends at DEPRECATE_EOF = 1 << 24).
@@ -49,6 +49,7 @@ class SESSION_TRACK:
 
 # MySQL 5.7+/MariaDB 10.1+ error numbers that PyMySQL's ER list lacks.
 ER_MALFORMED_PACKET = 1835
+ER_SECURE_TRANSPORT_REQUIRED = 3159  # MySQL's; MariaDB 10.11 answers such a login with 1045
 
 # SQLSTATE for the error numbers the proxy itself sends; HY000 otherwise.
 _SQLSTATE = {

@@ -11,6 +11,18 @@ from __future__ import annotations
 
 from .constants import ER, ER_MALFORMED_PACKET, sqlstate_for
 
+ER_CONNECTION_KILLED = 1927  # MariaDB: KILL of the connection itself
+ER_CLIENT_INTERACTION_TIMEOUT = 4031  # MySQL 8: closed for inactivity (wait_timeout)
+
+# Errors after which the server closes the connection (it sends them, then hangs up):
+# a backend that answered one is closed, never released to the pool.
+CONNECTION_ENDING_ERRORS = frozenset((
+    ER.SERVER_SHUTDOWN, ER.ABORTING_CONNECTION, ER.NEW_ABORTING_CONNECTION, ER.NET_PACKET_TOO_LARGE,
+    ER.NET_READ_ERROR_FROM_PIPE, ER.NET_FCNTL_ERROR, ER.NET_PACKETS_OUT_OF_ORDER, ER.NET_UNCOMPRESS_ERROR,
+    ER.NET_READ_ERROR, ER.NET_READ_INTERRUPTED, ER.NET_ERROR_ON_WRITE, ER.NET_WRITE_INTERRUPTED,
+    ER.HANDSHAKE_ERROR, ER_CONNECTION_KILLED, ER_CLIENT_INTERACTION_TIMEOUT,
+))
+
 
 class ProtocolError(Exception):
     """Bytes that do not follow the MySQL protocol."""

@@ -5,8 +5,9 @@
 #   GET <metrics path>  Prometheus exposition of the proxy's collector
 #                       (OpenMetrics when the scraper asks for it in Accept)
 #   GET /healthz        200 "ok" while the process serves: the liveness probe
-#   GET /readyz         200 when Proxy.ready() says so, else 503 with the
-#                       reason: the readiness probe
+#   GET /readyz         200 when Proxy.readiness() says so (the server answered
+#                       within backend.probe_interval: see health.py), else 503
+#                       with the reason: the readiness probe
 # HEAD works on all three; another method on them gets 405, another path 404.
 #
 # How it works: one request per connection ("Connection: close" on every
@@ -105,8 +106,8 @@ class HttpEndpoint:
         return Response(200, b"ok\n")
 
     def readyz(self, request: Request) -> Response:
-        ready, reason = self.proxy.ready()
-        return Response(200 if ready else 503, (reason + "\n").encode("utf-8", "replace"))
+        readiness = self.proxy.readiness()
+        return Response(200 if readiness.ready else 503, (readiness.reason + "\n").encode("utf-8", "replace"))
 
     def respond(self, request: Request) -> Response:
         route = self.routes.get(request.path)

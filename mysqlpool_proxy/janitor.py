@@ -7,6 +7,11 @@ Each tick (at most a second apart, and at least four times per idle_timeout):
 * backends held by idle clients (in a transaction, pinned, or in session
   mode) are pinged before the server's wait_timeout would close them under
   the client;
+* a client that has read nothing of a result for the server's
+  net_write_timeout (its own, if it set one) gets its backend closed: the
+  server aborts such a connection, but a backend paused for that client
+  (flow control) would never see the close, and would hold its pool slot for
+  as long as the client stays connected;
 * `[pool] idle_transaction_timeout`: a client idle inside a transaction has
   it rolled back; its next statement gets an error saying so, and the
   backend goes back to the pool;
@@ -28,7 +33,7 @@ import os
 from typing import TYPE_CHECKING
 
 from .backend import BackendState
-from .reasons import ClientCloseReason
+from .reasons import BackendCloseReason, ClientCloseReason
 
 if TYPE_CHECKING:
     from .proxy import Proxy
@@ -38,6 +43,7 @@ __all__ = ["run_janitor", "tick"]
 log = logging.getLogger("mysqlpool.janitor")
 
 MAX_INTERVAL = 1.0
+STALL_MARGIN = 1.0  # seconds past net_write_timeout before a stalled client's backend is closed
 RECYCLING_SUMMARY_EVERY = 60.0  # seconds between the log lines summing up closed backends
 
 
@@ -78,12 +84,30 @@ def _check_held_backends(proxy: Proxy, pool, now: float, idle_timeout: float) ->
     trx_timeout = proxy.config.pool.idle_transaction_timeout
     for backend in list(pool.busy):
         client = backend.client
-        if client is None or backend.state is not BackendState.RESERVED or client.state is not ClientState.READY:
+        if client is None:
+            continue
+        if backend.state is BackendState.BUSY and client.write_stalled_at is not None:
+            _close_if_stalled(proxy, client, backend, now)
+            continue
+        if backend.state is not BackendState.RESERVED or client.state is not ClientState.READY:
             continue
         if trx_timeout > 0 and client.in_transaction and now - client.last_active >= trx_timeout:
             client.roll_back_idle_transaction(trx_timeout)
         elif now - backend.last_used >= idle_timeout:
             client.keepalive_backend()
+
+
+def _close_if_stalled(proxy: Proxy, client, backend, now: float) -> None:
+    """The server gives a client net_write_timeout to read a result, then aborts the connection. The
+    backend, paused for this client, would never see that: close it, as the server has. The client
+    gets what was relayed, then the close (2013 when it reads again), as on a direct connection."""
+    own = client.session.variables.get(b"net_write_timeout")
+    limit = float(own) if own else proxy.server_info.net_write_timeout
+    stalled = now - client.write_stalled_at
+    if stalled >= limit + STALL_MARGIN:
+        log.info("client #%d read nothing of its result for %.0fs (net_write_timeout %gs): closing its backend "
+                 "thread %d", client.id, stalled, limit, backend.thread_id)
+        backend.close(BackendCloseReason.CLIENT_STALLED)
 
 
 def _close_idle_clients(proxy: Proxy, now: float, timeout: float) -> None:

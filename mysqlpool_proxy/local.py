@@ -20,16 +20,15 @@ import logging
 from typing import TYPE_CHECKING
 
 from .backend import BackendState
-from .constants import COMMAND, COM_RESET_CONNECTION, ER
+from .constants import COMMAND, COM_RESET_CONNECTION, ER, SERVER_STATUS
 from .errors import ProtocolError, ProxyError
 from .protocol import handshake as hs
-from .protocol.framing import Packet
-from .protocol.framing import encode_packet, next_seq
-from .protocol.packets import make_ok, parse_change_user
-from .protocol.session_track import make_state_changes
-from .protocol.sql import SqlEffects
+from .protocol.framing import Packet, encode_packet
+from .protocol.packets import parse_change_user
+from .protocol.sql import KillStatement, replace_spans, statements_with_kill
+from .protocol.transaction import NoopCommand
 from .reasons import ClientCloseReason
-from .session import Pins
+from .session import Pins, names_variables
 
 if TYPE_CHECKING:
     from .client import ClientConnection
@@ -41,6 +40,7 @@ __all__ = ["LocalCommands"]
 log = logging.getLogger("mysqlpool.client")
 
 ER_CONNECTION_KILLED = 1927
+AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
 SET_OPTION_MULTI_ON = 0
 SET_OPTION_MULTI_OFF = 1
 
@@ -69,32 +69,69 @@ class LocalCommands:
             target = int.from_bytes(pkt.payload[1:5], "little")
             self._run(client, self._kill(client, pkt.last_seq, "connection", target))
 
-    def intercept_query(self, client: ClientConnection, pkt: Packet, effects: SqlEffects) -> bool:
-        """SQL the proxy must answer itself; True if it did."""
-        if effects.kill is not None:
-            kind, target = effects.kill
-            self._run(client, self._kill(client, pkt.last_seq, kind, target))
-            return True
-        return False
+    def kill_statements(self, client: ClientConnection, pkt: Packet) -> Packet | None:
+        """A query with KILL statements: they take the proxy's connection ids, so the proxy carries
+        them out. A lone KILL is answered here (None). In a multi-statement query each KILL is
+        replaced by a statement with its outcome (`DO 0`: an OK; or SIGNAL with the server's error,
+        which stops the statements after it), so that every other statement runs and returns its
+        result as directly; the packet to relay is returned."""
+        payload = pkt.payload
+        count, kills = statements_with_kill(payload[1:], client.quoting)
+        if not kills:
+            return pkt
+        if count == 1:
+            self._run(client, self._kill(client, pkt.last_seq, kills[0].kind, kills[0].target))
+            return None
+        text = replace_spans(payload[1:], [(k.start, k.end, self._kill_in_query(client, k)) for k in kills])
+        return Packet(pkt.seq, pkt.seq, b"\x03" + text, encode_packet(b"\x03" + text, pkt.seq))
+
+    def _kill_in_query(self, client: ClientConnection, kill: KillStatement) -> bytes:
+        """Carry out one KILL of a multi-statement query now; the statement that stands in for it."""
+        proxy = self.proxy
+        target = proxy.clients.get(kill.target)
+        if target is None or target.user is None:
+            return _signal(ER.NO_SUCH_THREAD, "HY000", f"Unknown thread id: {kill.target}")
+        if target.user.name != client.user.name:
+            return _signal(ER.KILL_DENIED_ERROR, "HY000", f"You are not owner of thread {kill.target}")
+        if target is client:
+            if kill.kind == "query":
+                return b"DO 0"  # the statement running is this query itself
+            client.killed = True  # closed once its answer has gone out
+            return _signal(ER_CONNECTION_KILLED, "70100", "Connection was killed")
+        if kill.kind == "query":
+            proxy.spawn(proxy.kill_running_query(target))
+        else:
+            proxy.spawn(proxy.kill_client(target))
+        return b"DO 0"
 
     def set_names(self, client: ClientConnection, pkt: Packet, charset: bytes, collation: bytes | None) -> bool:
         """Answer `SET NAMES` without a backend when the collation table says what it sets."""
         resolved = self.proxy.server_info.resolve_names(charset, collation)
         if resolved is None:
             return False
-        cs, coll = resolved
-        variables = client.session.variables
-        changed = []
-        for name, value in ((b"character_set_client", cs), (b"character_set_connection", cs),
-                            (b"character_set_results", cs), (b"collation_connection", coll)):
-            if variables.get(name) != value:
-                variables[name] = value
-                changed.append((name, value))
+        names, is_default = resolved
+        session = client.session
+        session.variables.update(names_variables(names))
+        # The collation goes behind character_set_client and _results too (session.py).
+        session.client_collation = session.results_collation = None if is_default else names
+        cs = names.charset
         client.pool.stats.queries["query"] += 1
-        state = make_state_changes(changed) if changed else None
-        from .client import STICKY_STATUS
-        ok = make_ok(client.capabilities, client.status & STICKY_STATUS, session_state=state)
-        client.transport.write(encode_packet(ok, next_seq(pkt.last_seq)))
+        # What the server's trackers report for SET NAMES, whether or not a value changed.
+        client.send_ok(pkt.last_seq, variables=[(b"character_set_connection", cs), (b"character_set_client", cs),
+                                                (b"character_set_results", cs)])
+        return True
+
+    def noop_transaction(self, client: ClientConnection, pkt: Packet, noop: NoopCommand) -> bool:
+        """COMMIT / ROLLBACK with no transaction open, or autocommit set to the value it has: OK at once,
+        with no backend (every pool sends ROLLBACK when a connection is returned to it)."""
+        if noop is not NoopCommand.END:
+            on = noop is NoopCommand.AUTOCOMMIT_ON
+            if on != bool(client.status & AUTOCOMMIT):
+                return False  # a real change: the server's session must have it
+        client.pool.stats.queries["query"] += 1
+        client.queries += 1  # the diagnostics a server would show now are this statement's, not the last one's
+        client.send_ok(pkt.last_seq, variables=None if noop is NoopCommand.END else [
+            (b"autocommit", b"ON" if noop is NoopCommand.AUTOCOMMIT_ON else b"OFF")])
         return True
 
     def _run(self, client: ClientConnection, coro) -> None:
@@ -135,7 +172,8 @@ class LocalCommands:
         client.session = proxy.initial_session(client.charset, client.capabilities, client.session.schema,
                                                multi_statements=client.session.multi_statements)
         client.pins = Pins()
-        client.status = proxy.server_info.initial_status
+        client.reset_transaction(proxy.server_info.initial_status)
+        client.trackers = proxy.server_info.trackers
         if backend is not None and not backend.closed:
             backend.client = None
             if had_state or proxy.session_mode:
@@ -155,15 +193,14 @@ class LocalCommands:
             client.close(ClientCloseReason.PROTOCOL_ERROR)
             return
         client.set_state(ClientState.LOCAL)
+        client.bound_input_for_login()
         client.change_user = hs.ChangeUserAuth(self.proxy.lookup_credentials, client.peer, client.scramble,
                                                client.capabilities)
         self._change_user_events(client, client.change_user.start(request, seq=pkt.last_seq))
 
     def change_user_packet(self, client: ClientConnection, pkt) -> None:
-        if not isinstance(pkt, Packet):
-            client.close(ClientCloseReason.PROTOCOL_ERROR)
-            return
-        self._change_user_events(client, client.change_user.receive(pkt))
+        auth = client.change_user
+        self._change_user_events(client, auth.receive(pkt) if isinstance(pkt, Packet) else auth.oversized(pkt))
 
     def _change_user_events(self, client: ClientConnection, events: list) -> None:
         for event in events:
@@ -172,7 +209,8 @@ class LocalCommands:
             elif isinstance(event, hs.Failed):
                 client.change_user = None
                 log.info("client #%d: change user failed: %s", client.id, event.message)
-                client.close(ClientCloseReason.AUTH_FAILED)
+                client.close(ClientCloseReason.PROTOCOL_ERROR if event.errno == ER.NET_PACKET_TOO_LARGE
+                             else ClientCloseReason.AUTH_FAILED)
                 return
             elif isinstance(event, hs.Verified):
                 client._task = self.proxy.loop.create_task(self._complete_change_user(client, event))
@@ -197,7 +235,8 @@ class LocalCommands:
             client.program = event.program or client.program
             client.session = proxy.initial_session(client.charset, client.capabilities, event.database)
             client.pins = Pins()
-            client.status = proxy.server_info.initial_status
+            client.reset_transaction(proxy.server_info.initial_status)
+            client.trackers = proxy.server_info.trackers
             error = None
             if event.database and not proxy.schema_known(entry, event.database):
                 error = await proxy.check_schema(client, event.database)
@@ -212,6 +251,7 @@ class LocalCommands:
             return
         from .client import STICKY_STATUS
         client.transport.write(auth.accept(client.status & STICKY_STATUS))
+        client.bound_input_for_commands()
         client.set_state(ClientState.READY)
         client._process_input()
 
@@ -236,6 +276,11 @@ class LocalCommands:
             return
         await proxy.kill_client(target)
         client.send_ok(last_seq)
+
+
+def _signal(errno: int, sqlstate: str, message: str) -> bytes:
+    """A statement that fails with exactly this error (MariaDB and MySQL allow SIGNAL outside stored programs)."""
+    return f"SIGNAL SQLSTATE '{sqlstate}' SET MYSQL_ERRNO = {errno}, MESSAGE_TEXT = '{message}'".encode()
 
 
 def backend_busy(client: ClientConnection) -> bool:

@@ -31,6 +31,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from . import __version__
 from .client import ClientState
+from .health import Cause
 from .pool import WAIT_BUCKETS
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 from .session import PinReason
@@ -105,11 +106,19 @@ class ProxyCollector:
                                  labels=["version", "mode"])
         info.add_metric([__version__, proxy.config.pool.mode], 1)
         yield info
-        ready, _reason = proxy.ready()
+        readiness = proxy.readiness()  # once: the gauges below and /readyz come from the same decision
         yield GaugeMetricFamily(
             "mysqlpool_ready",
-            "1 if the proxy takes new clients (listening, not shutting down, backend reachable), else 0; "
-            "the reason is on /readyz.", value=1 if ready else 0)
+            "1 if /readyz answers 200: the proxy runs, the server accepts every pool's login and answered "
+            "within backend.probe_interval; else 0 (mysqlpool_not_ready says why, /readyz in words).",
+            value=1 if readiness.ready else 0)
+        not_ready = GaugeMetricFamily(
+            "mysqlpool_not_ready",
+            "1 for the reason the proxy is not ready now (the one /readyz gives), 0 for the others; all 0 "
+            "when ready.", labels=["reason"])
+        for cause in Cause:
+            not_ready.add_metric([cause.value], 1 if readiness.cause is cause else 0)
+        yield not_ready
 
     @staticmethod
     def _client_metrics(proxy: Proxy, census: ClientCensus) -> Iterator[Metric]:

@@ -1,14 +1,18 @@
 """Backend pools: one per backend user, hard-capped, with a FIFO of waiting clients.
 
-A pool holds backend connections in two collections, `idle` (LIFO: the most
-recently used is reused first, so the others can age out) and `busy`
-(owned by a client or by the pool itself), plus a count of connections
-being opened. Its size is the sum of the three and never exceeds `max_size`;
-all pools together never exceed `[backend] max_connections` (the
-`BackendLimiter`).
+A pool holds backend connections in collections: `idle` (LIFO: the most
+recently used is reused first, so the others can age out), `busy` (owned by
+a client or by the pool itself, `pinging` among them), `opening` (the key of
+each connect in flight) and `closing` (closed backends whose sockets are not
+closed yet: the server still counts them). A backend changes collection only
+in `_move`. Every size is the length of a collection: the pool's size is the
+sum of the four and never exceeds `max_size`; all pools together never
+exceed `[backend] max_connections` (the `BackendLimiter`, whose use is the
+sum of its pools' sizes). Whether the pool runs, is paused or is shut down is
+its `state` (PoolState), a separate thing from any collection.
 
 Backends differ by `key`: the capability bits that change what goes over the
-wire (CLIENT_FOUND_ROWS, CLIENT_LOCAL_FILES). A client only gets a backend
+wire (CLIENT_FOUND_ROWS, CLIENT_LOCAL_FILES, CLIENT_PS_MULTI_RESULTS). A client only gets a backend
 with its key; at the cap, an idle backend of another key is closed to make
 room (`RECLAIMED`).
 
@@ -38,6 +42,7 @@ clients wait for the backends it has.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 from collections import Counter, deque
@@ -52,22 +57,36 @@ from .constants import CLIENT, CR, ER
 from .reasons import BackendCloseReason
 from .session import SessionState
 
-__all__ = ["Pool", "BackendLimiter", "CheckoutTimeout", "QueueFull", "PoolStats", "WAIT_BUCKETS"]
+__all__ = ["Pool", "PoolState", "BackendLimiter", "CheckoutTimeout", "QueueFull", "PoolStats", "WAIT_BUCKETS"]
 
 log = logging.getLogger("mysqlpool.pool")
 
 # Wire-semantic capability bits a backend must share with its client.
-KEY_BITS = CLIENT.FOUND_ROWS | CLIENT.LOCAL_FILES
+KEY_BITS = CLIENT.FOUND_ROWS | CLIENT.LOCAL_FILES | CLIENT.PS_MULTI_RESULTS
 
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 5.0
-EARLY_DEATH = 1.0  # seconds: a backend the server closes sooner counts as a failed connect
+EARLY_DEATH = 1.0  # seconds: a backend the server closes sooner makes the pool back off before opening more
 CAPACITY_HOLD = 60.0  # seconds the pool stays at its size after the server said "too many connections"
 CAPACITY_ERRORS = (1040, 1203, 1226)  # ER_CON_COUNT_ERROR, ER_TOO_MANY_USER_CONNECTIONS (both numbers)
 RECENT = 8  # idle backends (most recently used first) searched for one already in a client's state
 EXPIRY_LEAD = 2.0  # seconds before an idle backend's lifetime ends that its min_idle replacement opens
+
+
+class PoolState(enum.Enum):
+    RUNNING = "running"
+    PAUSED = "paused"  # checkouts wait; backends close as they come free
+    CLOSED = "closed"  # shut down: waiters refused, backends close as they come free
+
+
+class Place(enum.Enum):
+    """Which of the pool's collections holds a backend."""
+    NONE = "none"  # not yet in the pool, or its socket is closed
+    IDLE = "idle"
+    BUSY = "busy"
+    CLOSING = "closing"
 
 
 class CheckoutTimeout(Exception):
@@ -113,12 +132,15 @@ class PoolStats:
 class BackendLimiter:
     """The global cap on backend connections, shared by all pools."""
 
-    __slots__ = ("max", "used", "pools")
+    __slots__ = ("max", "pools")
 
     def __init__(self, max_connections: int):
         self.max = max_connections
-        self.used = 0
         self.pools: list[Pool] = []
+
+    @property
+    def used(self) -> int:
+        return sum(pool.size for pool in self.pools)
 
     def available(self) -> int:
         return self.max - self.used
@@ -151,6 +173,7 @@ class Waiter:
     key: int
     deliver: Callable[[BackendConnection | None, Exception | None], None]
     enqueued_at: float
+    no_schema: bool = False  # a client with no schema: only a backend with none will do
     timer: asyncio.TimerHandle | None = None
     done: bool = False
 
@@ -187,11 +210,12 @@ class Pool:
         self._on_opened = on_opened
         self._next_id = next_backend_id
         self._opener = opener
+        self.state = PoolState.RUNNING
         self.idle: list[BackendConnection] = []
         self.busy: set[BackendConnection] = set()
-        self.connecting = 0
-        self.closing = 0  # closed backends whose sockets are not closed yet (still count)
-        self.connecting_keys: Counter = Counter()
+        self.pinging: set[BackendConnection] = set()  # busy: idle backends taken out for a keepalive ping
+        self.opening: list[int] = []  # the key of each backend being opened
+        self.closing: set[BackendConnection] = set()  # closed, socket still open (the server counts them)
         self.waiters: deque[Waiter] = deque()
         self.stats = PoolStats()
         self.last_error: str = ""
@@ -199,19 +223,48 @@ class Pool:
         self._failures = 0
         self._backoff_until = 0.0
         self._backoff_timer: asyncio.TimerHandle | None = None
-        self.paused = False
-        self.closing = False
         self._serving = False
         self.generation = 0  # bumped when the config changes how backends connect
         self.statement_cache_size = 256  # per backend; set from [pool] prepared_statement_cache_size
-        self._pinging = 0  # idle backends taken out for a keepalive ping
         self._exhausted = False  # logged once per episode of clients waiting at the cap
         self._closes_logged: Counter = Counter()  # stats.closed as of the last recycling summary
         self.share: Callable[[int], int] = lambda total: total  # this worker's part of a server limit
         limiter.pools.append(self)
 
     def __repr__(self) -> str:
-        return f"<Pool {self.name} idle={len(self.idle)} busy={len(self.busy)} connecting={self.connecting}>"
+        return f"<Pool {self.name} {self.state.value} idle={len(self.idle)} busy={len(self.busy)} " \
+               f"connecting={self.connecting} closing={len(self.closing)}>"
+
+    @property
+    def paused(self) -> bool:
+        return self.state is PoolState.PAUSED
+
+    @property
+    def shut_down(self) -> bool:
+        return self.state is PoolState.CLOSED
+
+    @property
+    def connecting(self) -> int:
+        return len(self.opening)
+
+    def _move(self, backend: BackendConnection, src: Place, dst: Place, index: int = -1) -> None:
+        """The one place a backend changes collection. `index`: its position in `idle`, if known."""
+        if src is Place.IDLE:
+            if index >= 0:
+                del self.idle[index]
+            else:
+                self.idle.remove(backend)
+        elif src is Place.BUSY:
+            self.busy.remove(backend)
+            self.pinging.discard(backend)
+        elif src is Place.CLOSING:
+            self.closing.remove(backend)
+        if dst is Place.IDLE:
+            self.idle.append(backend)
+        elif dst is Place.BUSY:
+            self.busy.add(backend)
+        elif dst is Place.CLOSING:
+            self.closing.add(backend)
 
     @property
     def max_size(self) -> int:
@@ -228,17 +281,24 @@ class Pool:
         return cap
 
     def learn_limits(self, max_user_connections: int, max_connections: int) -> None:
-        """Keep the pool below what the server allows this account (called for each new backend)."""
+        """Keep the pool below what the server allows this account now (called for each new backend,
+        so a limit raised again lifts the cap as a lowered one sets it; 0 is no limit)."""
         limits = [(n, what) for n, what in ((max_user_connections, "the account's max_user_connections"),
                                             (max_connections, "the server's max_connections")) if n > 0]
-        if not limits:
-            return
-        limit, what = min(limits)
-        cap = self.share(max(1, limit - 1))
-        if cap < self.configured_max_size and cap != self.server_cap:
-            log.warning("pool %s: max_size %d is at or above %s (%d); using %d so the server never refuses it",
+        cap = None
+        if limits:
+            limit, what = min(limits)
+            cap = self.share(max(1, limit - 1))
+            if cap >= self.configured_max_size:
+                cap = None
+            elif cap != self.server_cap:
+                level = logging.WARNING if self.server_cap is None or cap < self.server_cap else logging.INFO
+                log.log(level, "pool %s: max_size %d is at or above %s (%d); using %d so the server never refuses it",
                         self.name, self.configured_max_size, what, limit, cap)
-        self.server_cap = cap if cap < self.configured_max_size else None
+        if cap is None and self.server_cap is not None:
+            log.info("pool %s: the server's connection limits no longer cap it; back to max_size %d",
+                     self.name, self.configured_max_size)
+        self.server_cap = cap
 
     @property
     def failing(self) -> bool:
@@ -247,30 +307,32 @@ class Pool:
 
     @property
     def size(self) -> int:
-        return len(self.idle) + len(self.busy) + self.connecting + self.closing
+        return len(self.idle) + len(self.busy) + len(self.opening) + len(self.closing)
 
     # -- checkout ---------------------------------------------------------------
 
-    def try_acquire(self, key: int, state: SessionState | None = None) -> BackendConnection | None:
+    def try_acquire(self, key: int, state: SessionState | None = None, no_schema: bool = False) -> BackendConnection | None:
         """An idle backend right now, without waiting; None if there is none or others wait first.
         Among the most recently used, one already in `state` is preferred (no sync needed)."""
         if self.waiters or self.paused:
             return None
-        backend = self._take_idle(key, state)
+        backend = self._take_idle(key, state, no_schema)
         if backend is not None:
             self.stats.checkouts += 1
             self.stats.observe_wait(0.0)
         return backend
 
-    def _take_idle(self, key: int, state: SessionState | None = None) -> BackendConnection | None:
-        """LIFO among backends of `key`. Among the few most recent, one already in `state` wins
-        (no sync); for a state with no schema, one with no schema beats one with a schema (a
-        schema cannot be unselected, so that one would have to be exchanged)."""
+    def _take_idle(self, key: int, state: SessionState | None = None, no_schema: bool = False) -> BackendConnection | None:
+        """LIFO among the idle backends usable with `key`; for a client with no schema (`no_schema`, or
+        `state` without one) only backends with none, since a schema cannot be unselected. Among the
+        few most recent, one already in `state` wins (no sync)."""
+        if state is not None and state.schema is None:
+            no_schema = True
         idle = self.idle
         chosen = -1
         for i in range(len(idle) - 1, max(-1, len(idle) - 1 - RECENT), -1):
             b = idle[i]
-            if b.key != key:
+            if not _usable(b, key, no_schema):
                 continue
             if state is None or b.session.same_as(state):
                 chosen = i
@@ -279,29 +341,18 @@ class Pool:
                 chosen = i
         else:
             if chosen < 0:
-                chosen = self._older_of_key(key)
-            if state is not None and state.schema is None and chosen >= 0 and idle[chosen].session.schema:
-                schemaless = next((i for i in range(len(idle) - 1, -1, -1)
-                                   if idle[i].key == key and idle[i].session.schema is None), -1)
-                if schemaless >= 0:
-                    chosen = schemaless
+                chosen = next((i for i in range(len(idle) - 1 - RECENT, -1, -1) if _usable(idle[i], key, no_schema)),
+                              -1)
         if chosen < 0:
             return None
-        backend = idle.pop(chosen)
+        backend = idle[chosen]
+        self._move(backend, Place.IDLE, Place.BUSY, chosen)
         backend.set_state(BackendState.RESERVED)
-        self.busy.add(backend)
         return backend
 
-    def _older_of_key(self, key: int) -> int:
-        idle = self.idle
-        for i in range(len(idle) - 1 - RECENT, -1, -1):
-            if idle[i].key == key:
-                return i
-        return -1
-
-    async def acquire(self, key: int, timeout: float) -> BackendConnection:
-        """Wait (FIFO, up to `timeout`) for a backend with `key`."""
-        backend = self.try_acquire(key)
+    async def acquire(self, key: int, timeout: float, no_schema: bool = False) -> BackendConnection:
+        """Wait (FIFO, up to `timeout`) for a backend with `key` (and no schema selected, if asked)."""
+        backend = self.try_acquire(key, no_schema=no_schema)
         if backend is not None:
             return backend
         future = self.loop.create_future()
@@ -315,7 +366,7 @@ class Pool:
             else:
                 future.set_result(backend)
 
-        waiter = self.enqueue(key, timeout, deliver)
+        waiter = self.enqueue(key, timeout, deliver, no_schema)
         try:
             return await future
         except asyncio.CancelledError:
@@ -325,12 +376,14 @@ class Pool:
             raise
 
     def enqueue(self, key: int, timeout: float,
-                deliver: Callable[[BackendConnection | None, Exception | None], None]) -> Waiter:
+                deliver: Callable[[BackendConnection | None, Exception | None], None],
+                no_schema: bool = False) -> Waiter:
         """Queue a checkout (FIFO, up to `timeout`); `deliver` gets the backend or the error.
-        Raises QueueFull at once when `max_waiting_clients` already wait."""
+        `no_schema`: only a backend with no schema selected will do. Raises QueueFull at once
+        when `max_waiting_clients` already wait."""
         if len(self.waiters) >= self.max_waiting:
             raise QueueFull(f"{len(self.waiters)} clients are already waiting")
-        waiter = Waiter(key, deliver, self.loop.time())
+        waiter = Waiter(key, deliver, self.loop.time(), no_schema)
         waiter.timer = self.loop.call_later(timeout, self._expire_waiter, waiter)
         self.waiters.append(waiter)
         if not self._exhausted and self.size >= self.max_size:
@@ -388,7 +441,7 @@ class Pool:
 
     def serve_waiters(self) -> None:
         """Give idle backends to waiters in order; open more if allowed and needed."""
-        if self.paused or self.closing or self._serving:
+        if self.state is not PoolState.RUNNING or self._serving:
             return
         self._serving = True
         try:
@@ -403,7 +456,7 @@ class Pool:
             if w.done:
                 waiters.popleft()
                 continue
-            backend = self._take_idle(w.key)
+            backend = self._take_idle(w.key, no_schema=w.no_schema)
             if backend is None:
                 break
             waiters.popleft()
@@ -422,10 +475,11 @@ class Pool:
             self._take_soft_pinned()
             return
         pending = Counter(w.key for w in self.waiters if not w.done)
+        head = self.waiters[0]  # the first waiter may need an idle backend exchanged
         for key, count in pending.items():
-            missing = count - self.connecting_keys[key]
+            missing = count - self.opening.count(key)
             while missing > 0 and self.connecting < self.max_connecting:
-                if not self._make_room(key):
+                if not self._make_room(key, head.no_schema and key == head.key):
                     return
                 self._start_open(key)
                 missing -= 1
@@ -435,9 +489,8 @@ class Pool:
         if backend is None or backend.last_owner != owner or backend.state is not BackendState.IDLE \
                 or backend.pool is not self or self.waiters or self.paused:
             return None
-        self.idle.remove(backend)
+        self._move(backend, Place.IDLE, Place.BUSY)
         backend.set_state(BackendState.RESERVED)
-        self.busy.add(backend)
         self.stats.checkouts += 1
         self.stats.observe_wait(0.0)
         return backend
@@ -452,10 +505,11 @@ class Pool:
                     return True
         return False
 
-    def _make_room(self, key: int) -> bool:
-        """True if one more backend may be opened now (closing another if needed)."""
+    def _make_room(self, key: int, no_schema: bool = False) -> bool:
+        """True if one more backend may be opened now (closing an idle one the waiters cannot use
+        if needed: another key's, or one with a schema for a client with none)."""
         if self.size >= self.max_size:
-            other = next((b for b in self.idle if b.key != key), None)
+            other = next((b for b in self.idle if not _usable(b, key, no_schema)), None)
             if other is None:
                 self._take_soft_pinned()
                 return False
@@ -467,34 +521,29 @@ class Pool:
     # -- opening ----------------------------------------------------------------
 
     def _start_open(self, key: int) -> None:
-        self._reserve_slot(key)
+        self.opening.append(key)
         self.loop.create_task(self._open(key))
-
-    def _reserve_slot(self, key: int) -> None:
-        self.connecting += 1
-        self.connecting_keys[key] += 1
-        self.limiter.used += 1
 
     async def open_now(self, key: int = 0, *, want_collations: bool = False) -> bool:
         """Open one backend now if the caps allow (used at start to learn the server)."""
-        if self.size >= self.max_size or self.limiter.available() <= 0:
+        if self.size >= self.max_size or self.limiter.available() <= 0 or self.shut_down:
             return False
-        self._reserve_slot(key)
+        self.opening.append(key)
         return await self._open(key, want_collations)
 
     def params_for(self, key: int) -> BackendParams:
-        return replace(self.params, found_rows=bool(key & CLIENT.FOUND_ROWS), local_files=bool(key & CLIENT.LOCAL_FILES))
+        return replace(self.params, found_rows=bool(key & CLIENT.FOUND_ROWS), local_files=bool(key & CLIENT.LOCAL_FILES),
+                       ps_multi_results=bool(key & CLIENT.PS_MULTI_RESULTS))
 
     async def _open(self, key: int, want_collations: bool = False) -> bool:
         try:
             opened = await self._opener(self.params_for(key), want_collations=want_collations)
         except Exception as exc:  # every connect failure is handled the same way: back off
-            self._opening_done(key)
-            self.limiter.used -= 1
+            self.opening.remove(key)
             self._connect_failed(exc)
             self.limiter.released()
             return False
-        self._opening_done(key)
+        self.opening.remove(key)
         self._failures = 0
         self.stats.connects += 1
         self.learn_limits(opened.max_user_connections, opened.max_connections)
@@ -503,21 +552,17 @@ class Pool:
             backend_id=self._next_id(), pool=self, key=key, thread_id=opened.thread_id, session=session,
             created_at=self.loop.time(), lifetime=self.max_lifetime, loop=self.loop,
         )
-        self.busy.add(backend)
+        self._move(backend, Place.NONE, Place.BUSY)
         backend.attach(opened.transport, opened.stream_owner)
-        if backend.closed or self.closing:
+        if backend.closed:
+            return False
+        if self.shut_down:
             backend.close(BackendCloseReason.SHUTDOWN)
             return False
         self.release(backend)
         if self.waiters:
             self.serve_waiters()  # more waiters than the opens in flight: open more
         return True
-
-    def _opening_done(self, key: int) -> None:
-        self.connecting -= 1
-        self.connecting_keys[key] -= 1
-        if not self.connecting_keys[key]:
-            del self.connecting_keys[key]
 
     def _connect_failed(self, exc: Exception) -> None:
         code, message = _describe_error(exc)
@@ -526,11 +571,15 @@ class Pool:
             self._hold_capacity(message)
         self._failures += 1
         delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (self._failures - 1)) * random.uniform(0.5, 1.0)
-        self._backoff_until = self.loop.time() + delay
         if message != self.last_error or self._failures in (1, 10) or self._failures % 100 == 0:
             log.warning("pool %s: backend connect failed (%s); attempt %d, retrying in %.2fs",
                         self.name, message, self._failures, delay)
         self.last_error, self.last_error_code = message, code
+        self._back_off(delay)
+
+    def _back_off(self, delay: float) -> None:
+        """Open no backend for `delay` seconds (one timer; a longer backoff already running stays)."""
+        self._backoff_until = max(self._backoff_until, self.loop.time() + delay)
         if self._backoff_timer is None:
             self._backoff_timer = self.loop.call_later(delay, self._backoff_over)
 
@@ -557,8 +606,10 @@ class Pool:
         """Take back a clean backend (state RESERVED, no client state on it)."""
         if backend.closed:
             return
-        backend.client = None
-        backend.resume_reading()  # its last client may have paused it; the next one must not inherit that
+        backend.detach()  # its last client may have paused it or been paused by it: nobody inherits that
+        if backend.unsent:
+            backend.close(BackendCloseReason.DIRTY)  # the rest of a command would reach the next client's
+            return
         now = self.loop.time()
         backend.last_used = now
         retire = self._retire_reason(backend, now)
@@ -567,18 +618,23 @@ class Pool:
             return
         if not self.paused:
             for w in self.waiters:
-                if w.key == backend.key and not w.done:
+                if w.done or w.key != backend.key:
+                    continue
+                if _usable(backend, w.key, w.no_schema):
                     self.waiters.remove(w)
                     self._hand(w, backend)
-                    return
+                else:
+                    # The first in line needs a backend with no schema: exchange this one for a new
+                    # one, which is theirs when it opens (a schema cannot be unselected).
+                    backend.close(BackendCloseReason.RECLAIMED)
+                return
         if self.limiter.available() <= 0 and self.limiter.others_waiting(self):
             # At the global cap another pool's clients wait: this slot is theirs.
             backend.close(BackendCloseReason.RECLAIMED)
             return
-        self.busy.discard(backend)
+        self._move(backend, Place.BUSY, Place.IDLE)
         backend.set_state(BackendState.IDLE)
         backend.idle_since = now
-        self.idle.append(backend)
         if self.waiters:
             self.serve_waiters()
         elif self._exhausted:
@@ -586,9 +642,9 @@ class Pool:
             log.info("pool %s: no client waits any more", self.name)
 
     def _retire_reason(self, backend: BackendConnection, now: float) -> BackendCloseReason | None:
-        if self.closing:
+        if self.state is PoolState.CLOSED:
             return BackendCloseReason.SHUTDOWN
-        if self.paused:
+        if self.state is PoolState.PAUSED:
             return BackendCloseReason.PAUSED
         if backend.generation != self.generation:
             return BackendCloseReason.RELOAD
@@ -604,16 +660,16 @@ class Pool:
 
     def pause(self) -> None:
         """New checkouts wait; idle backends close now and busy ones when released."""
-        if self.paused:
+        if self.state is not PoolState.RUNNING:
             return
-        self.paused = True
+        self.state = PoolState.PAUSED
         log.info("pool %s paused: %d backends in use will close as their transactions end", self.name, len(self.busy))
         self.close_idle(BackendCloseReason.PAUSED)
 
     def resume(self) -> None:
-        if not self.paused:
+        if self.state is not PoolState.PAUSED:
             return
-        self.paused = False
+        self.state = PoolState.RUNNING
         log.info("pool %s resumed: %d clients waiting", self.name, len(self.waiters))
         self.serve_waiters()
         self.ensure_min_idle()
@@ -637,25 +693,18 @@ class Pool:
 
     def on_backend_closed(self, backend: BackendConnection, previous: BackendState) -> None:
         """Bookkeeping for a backend that closed, whoever closed it and why."""
-        if previous is BackendState.IDLE:
-            try:
-                self.idle.remove(backend)
-            except ValueError:
-                pass
-        else:
-            self.busy.discard(backend)
-        self.closing += 1  # until its socket is closed: see on_backend_gone
+        self._move(backend, Place.IDLE if previous is BackendState.IDLE else Place.BUSY, Place.CLOSING)
         reason = backend.close_reason or BackendCloseReason.ERROR
         self.stats.closed[reason.value] += 1
         if reason is BackendCloseReason.SERVER_GONE and self.loop.time() - backend.created_at < EARLY_DEATH:
-            # Dying right after opening is a connect failure: back off, don't storm.
-            self._connect_failed(ConnectionError("the server closed a new connection at once"))
+            # Closed right after opening (a DBA's KILL, say): back off before opening more, don't
+            # storm. Not a connect failure: the server did answer (the health probe checks it still does).
+            self._back_off(BACKOFF_BASE * random.uniform(0.5, 1.0))
         log.debug("pool %s: backend #%d (thread %d) closed: %s", self.name, backend.id, backend.thread_id, reason.value)
 
     def on_backend_gone(self, backend: BackendConnection) -> None:
         """A closed backend's socket is closed too: its slot may be used again."""
-        self.closing -= 1
-        self.limiter.used -= 1
+        self._move(backend, Place.CLOSING, Place.NONE)
         if self.waiters:
             self.serve_waiters()
         self.limiter.released()
@@ -679,10 +728,9 @@ class Pool:
         self.ensure_min_idle()
 
     def _keepalive(self, backend: BackendConnection) -> None:
-        self.idle.remove(backend)
+        self._move(backend, Place.IDLE, Place.BUSY)
+        self.pinging.add(backend)
         backend.set_state(BackendState.RESERVED)
-        self.busy.add(backend)
-        self._pinging += 1
         self.loop.create_task(self._ping_then_release(backend))
 
     async def _ping_then_release(self, backend: BackendConnection) -> None:
@@ -692,13 +740,37 @@ class Pool:
             result = await backend.run_internal(b"\x0e", Expect.SIMPLE, self.params.connect_timeout)
         except BackendGone:
             return
-        finally:
-            self._pinging -= 1
         if result.error is not None:
             backend.close(BackendCloseReason.PING_FAILED)
             return
         backend.last_used = self.loop.time()
         self.release(backend)
+
+    async def ping_idle(self) -> bool | None:
+        """Ping the most recently used idle backend for the health probe. A probe is not use: the
+        backend's idle time still runs toward idle_timeout. True: the server answered; False: no
+        answer within connect_timeout (the backend is closed); None: no backend idle, or the
+        server closed it meanwhile (which says nothing about the server now)."""
+        from .backend import BackendGone
+        from .protocol.response import Expect
+        if not self.idle or self.state is not PoolState.RUNNING:
+            return None
+        backend = self.idle[-1]
+        idle_since = backend.idle_since
+        self._move(backend, Place.IDLE, Place.BUSY, len(self.idle) - 1)
+        self.pinging.add(backend)
+        backend.set_state(BackendState.RESERVED)
+        try:
+            result = await backend.run_internal(b"\x0e", Expect.SIMPLE, self.params.connect_timeout)
+        except BackendGone as gone:
+            return False if gone.reason is BackendCloseReason.ERROR else None
+        if result.error is not None:
+            backend.close(BackendCloseReason.PING_FAILED)
+            return True  # an error, but an answer
+        self.release(backend)
+        if backend.state is BackendState.IDLE:
+            backend.idle_since = idle_since
+        return True
 
     def log_recycling(self) -> None:
         """One line summing up the backends closed since the last call (the janitor calls it)."""
@@ -712,10 +784,10 @@ class Pool:
 
     def ensure_min_idle(self) -> None:
         """Keep min_idle backends ready, counting ones about to expire as already gone."""
-        if not self.min_idle or self.paused or self.closing or self.loop.time() < self._backoff_until:
+        if not self.min_idle or self.state is not PoolState.RUNNING or self.loop.time() < self._backoff_until:
             return
         soon = self.loop.time() + EXPIRY_LEAD
-        ready = sum(1 for b in self.idle if b.expires_at > soon) + self._pinging
+        ready = sum(1 for b in self.idle if b.expires_at > soon) + len(self.pinging)
         while (ready + self.connecting < self.min_idle and self.size < self.max_size
                and self.limiter.available() > 0 and self.connecting < self.max_connecting):
             self._start_open(0)
@@ -726,7 +798,7 @@ class Pool:
 
     def close(self) -> None:
         """Stop: refuse waiters, close idle backends now; busy ones close at release."""
-        self.closing = True
+        self.state = PoolState.CLOSED
         waiters = list(self.waiters)
         self.waiters.clear()
         for w in waiters:
@@ -740,6 +812,11 @@ class Pool:
         if self._backoff_timer is not None:
             self._backoff_timer.cancel()
             self._backoff_timer = None
+
+
+def _usable(backend: BackendConnection, key: int, no_schema: bool) -> bool:
+    """Can a client with `key` (and no schema, if `no_schema`) use this backend?"""
+    return backend.key == key and not (no_schema and backend.session.schema is not None)
 
 
 def _describe_error(exc: Exception) -> tuple[int, str]:

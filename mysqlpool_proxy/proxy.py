@@ -5,13 +5,18 @@
 * one `Pool` per backend user (proxy users that map to the same backend
   user share it), and the global `BackendLimiter`;
 * the user table the handshake authenticates against;
-* `ServerInfo`, learned from the first backend connection: the version
-  string clients are greeted with, the collation table and the server's
-  default status. Clients are not greeted before it is known (they wait up
-  to checkout_timeout), so what they see is always the real server's;
+* `ServerInfo` (server_info.py), learned from the first backend connection:
+  the version string clients are greeted with, the collation table and the
+  server's default status. Clients are not greeted before it is known (they
+  wait up to checkout_timeout), so what they see is always the real
+  server's. Every new backend then tells what a new session gets now, up or
+  down: its account's wait_timeout (the idle timeout follows), the
+  max_allowed_packet, the trackers;
 * the registry of connected clients (by proxy connection id);
 * the janitor: one periodic task for all pools (idle timeout, lifetime,
   min_idle), never one per client;
+* readiness (`HealthMonitor`, health.py): what the server did lately, and
+  the background probe that finds out when nothing else does;
 * the proxy's own commands on backends: state sync steps, resets, KILL.
 """
 
@@ -35,17 +40,20 @@ from .constants import CLIENT, ER, SERVER_STATUS
 from .errors import ProxyError
 from .admin import start_admin_server, stop_admin_server
 from .http import start_http_server, stop_http_server
+from .health import HealthMonitor, Readiness
 from .janitor import run_janitor
 from .proxy_backends import BackendCommandsMixin
 from .proxy_operations import OperationsMixin, credentials_of, ssl_settings
 from .local import LocalCommands
 from .pool import KEY_BITS, BackendLimiter, Pool
 from .protocol import auth
+from .protocol.session_track import Trackers
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from .session import PinReason, SessionState, SyncKind, SyncStep
+from .server_info import ServerInfo, WaitTimeouts
+from .session import PinReason, SessionState, SyncKind, SyncStep, names_variables
 from .workers import WorkerSlot, share
 
-__all__ = ["Proxy", "ProxyState", "ServerInfo", "UserEntry"]
+__all__ = ["Proxy", "ProxyState", "ServerInfo", "UserEntry", "WaitTimeouts"]
 
 log = logging.getLogger("mysqlpool.proxy")
 
@@ -58,6 +66,7 @@ OFFERED_CAPABILITIES = (
 )
 
 SCHEMA_CACHE_SIZE = 1024
+DEFAULT_MAX_PACKET = 64 << 20  # before the server's max_allowed_packet is known
 
 
 class ProxyState(enum.Enum):
@@ -65,36 +74,6 @@ class ProxyState(enum.Enum):
     RUNNING = "running"
     DRAINING = "draining"
     STOPPED = "stopped"
-
-
-@dataclass(slots=True)
-class ServerInfo:
-    version: str
-    advertised_version: bytes
-    capabilities: int
-    client_capabilities: int
-    charset_id: int
-    collations: dict[int, tuple[str, str, bool]]
-    initial_status: int
-    charset_vars: dict[bytes, bytes]
-    min_wait_timeout: float
-
-    def charset_names(self) -> dict[int, str]:
-        return {i: cs for i, (cs, _name, _default) in self.collations.items()}
-
-    def collation(self, collation_id: int) -> tuple[bytes, bytes] | None:
-        found = self.collations.get(collation_id)
-        return None if found is None else (found[0].encode(), found[1].encode())
-
-    def resolve_names(self, charset: bytes, collation: bytes | None) -> tuple[bytes, bytes] | None:
-        """What `SET NAMES charset [COLLATE collation]` sets, or None to let the server decide."""
-        cs = charset.decode("ascii", "replace")
-        for _, (cset, name, is_default) in self.collations.items():
-            if cset != cs:
-                continue
-            if collation is None and is_default or collation is not None and name.encode() == collation:
-                return cset.encode(), name.encode()
-        return None
 
 
 @dataclass(slots=True)
@@ -147,6 +126,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         self._known_schemas: dict[str, set[bytes]] = {}
         self._refusal_log: dict[RefusalReason, tuple[float, int]] = {}
         self._build_users(config)
+        self.health = HealthMonitor(self, opener)
 
     # -- construction --------------------------------------------------------------
 
@@ -164,6 +144,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
             host=b.host, port=b.port, unix_socket=b.unix_socket, user=user.backend_user or user.name,
             password=user.backend_password or "", charset=b.charset, connect_timeout=b.connect_timeout,
             ssl=self._backend_ssl, found_rows=False, local_files=False,
+            dead_connection_timeout=b.dead_connection_timeout,
         )
 
     def _build_users(self, config: Config) -> None:
@@ -185,10 +166,10 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
             name=name, params=self._params(user), max_size=self.share(max_size),
             min_idle=share(p.min_idle, self.worker.index, self.worker.count) if self.worker else p.min_idle,
             max_lifetime=p.max_lifetime, max_waiting=p.max_waiting_clients, max_connecting=p.max_connecting,
-            limiter=self.limiter, loop=self.loop, on_opened=self._backend_opened,
+            limiter=self.limiter, loop=self.loop, on_opened=lambda opened: self._backend_opened(name, opened),
             next_backend_id=lambda: next(self._backend_ids), opener=self._opener,
         )
-        pool.statement_cache_size = p.prepared_statement_cache_size
+        pool.statement_cache_size = self.statement_cache_size()
         pool.share = self.share
         return pool
 
@@ -198,20 +179,61 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
             return total
         return max(1, share(total, self.worker.index, self.worker.count))
 
+    def statement_cache_size(self) -> int:
+        """Prepared statements cached per backend: [pool] prepared_statement_cache_size, at most the
+        server's max_prepared_stmt_count shared by every backend the proxy may open, so that the
+        proxy's caches alone never reach it (which would refuse other prepares with 1461)."""
+        configured = self.config.pool.prepared_statement_cache_size
+        limit = self.server_info.max_prepared_stmt_count if self.server_info is not None else 0
+        if not limit:
+            return configured
+        return max(1, min(configured, limit // self.config.backend.max_connections))
+
+    @property
+    def max_packet_size(self) -> int:
+        """The largest packet a client may send: [proxy] max_packet_size, at most the server's
+        max_allowed_packet (which the server would answer with 1153 and a hang-up)."""
+        configured = self.config.proxy.max_packet_size
+        server = self.server_info.max_allowed_packet if self.server_info is not None else 0
+        limits = [n for n in (configured, server) if n]
+        return min(limits) if limits else DEFAULT_MAX_PACKET
+
     @property
     def session_mode(self) -> bool:
         return self.config.pool.mode == "session"
 
     # -- the server's identity ---------------------------------------------------------
 
-    def _backend_opened(self, opened: Opened) -> SessionState:
-        """Called for every new backend: learn the server, return the backend's session state."""
-        info = self.server_info
-        if info is None or opened.collations is not None:
+    def _backend_opened(self, pool: str, opened: Opened) -> SessionState:
+        """Called for every new backend of `pool`: learn the server, return the backend's session state."""
+        if self.server_info is None or opened.collations is not None:
             self._learn_server(opened)
-        elif opened.wait_timeout < info.min_wait_timeout:
-            info.min_wait_timeout = opened.wait_timeout
-        return SessionState(None, dict(opened.charset_vars), True)
+        elif self.server_info.learn_globals(opened.server_globals, self.loop.time(), self.pools):
+            for each in self.pools.values():
+                each.statement_cache_size = self.statement_cache_size()
+        self._learn_wait_timeout(pool, opened.wait_timeout)
+        # The handshake's collation (aiomysql sends no SET NAMES) is behind character_set_client and _results.
+        variables = opened.charset_vars
+        names = self.server_info.resolve_names(variables[b"character_set_client"], variables[b"collation_connection"])
+        hidden = None if names is None or names[1] else names[0]
+        return SessionState(None, dict(variables), True, client_collation=hidden, results_collation=hidden)
+
+    def _learn_wait_timeout(self, pool: str, wait_timeout: float) -> None:
+        """Follow the wait_timeout a pool's new backends get, both ways; one log line when it changes."""
+        timeouts = self.server_info.wait_timeouts
+        smallest = timeouts.smallest(self.pools)
+        previous = timeouts.learned(pool, self.loop.time(), wait_timeout)
+        if previous == wait_timeout:
+            return
+        configured = self.config.pool.idle_timeout
+        if previous is not None:
+            log.info("pool %s: the server's wait_timeout for new connections is now %gs (was %gs; connections made "
+                     "before keep theirs); idle backends are closed or pinged after %gs",
+                     pool, wait_timeout, previous, self.idle_timeout())
+        if configured and configured >= wait_timeout and (smallest is None or wait_timeout < smallest):
+            log.warning("pool.idle_timeout %gs is not below the server's wait_timeout %gs: the server will close idle "
+                        "connections first (set idle_timeout below it, or leave it unset to derive it)",
+                        configured, wait_timeout)
 
     def _learn_server(self, opened: Opened) -> None:
         version = self.config.proxy.server_version or opened.server_version
@@ -228,17 +250,17 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
             collations=collations,
             initial_status=opened.status & (SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT),
             charset_vars=dict(opened.charset_vars),
-            min_wait_timeout=min(opened.wait_timeout, previous.min_wait_timeout if previous else opened.wait_timeout),
+            trackers=Trackers.from_settings(opened.server_globals),
+            max_allowed_packet=int(opened.server_globals.get(b"max_allowed_packet", b"0")),
+            net_write_timeout=float(opened.server_globals.get(b"net_write_timeout", b"60")),
+            max_prepared_stmt_count=int(opened.server_globals.get(b"max_prepared_stmt_count", b"0")),
+            wait_timeouts=previous.wait_timeouts if previous else WaitTimeouts(),
         )
         if previous is None:
             log.info("backend server %s (wait_timeout %.0fs, max_connections %d, max_user_connections %d)",
                      opened.server_version, opened.wait_timeout, opened.max_connections, opened.max_user_connections)
-        configured = self.config.pool.idle_timeout
-        if configured and configured >= opened.wait_timeout and (previous is None
-                                                                 or previous.min_wait_timeout > opened.wait_timeout):
-            log.warning("pool.idle_timeout %gs is not below the server's wait_timeout %gs: the server will close idle "
-                        "connections first (set idle_timeout below it, or leave it unset to derive it)",
-                        configured, opened.wait_timeout)
+        for pool in self.pools.values():
+            pool.statement_cache_size = self.statement_cache_size()
         self.server_known.set()
 
     async def _learn_server_task(self) -> None:
@@ -313,16 +335,18 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
 
     def initial_session(self, charset_id: int, capabilities: int, schema: bytes | None,
                         multi_statements: bool | None = None) -> SessionState:
+        """A fresh session, as the server gives it to a connection with this handshake collation
+        (COM_CHANGE_USER's and COM_RESET_CONNECTION's too): all four character set variables,
+        and that collation behind character_set_client and character_set_results."""
         info = self.server_info
-        found = info.collation(charset_id)
-        if found is None:
-            variables = dict(info.charset_vars)
-        else:
-            cs, coll = found
-            variables = {b"character_set_client": cs, b"character_set_connection": cs,
-                         b"character_set_results": cs, b"collation_connection": coll}
         multi = bool(capabilities & CLIENT.MULTI_STATEMENTS) if multi_statements is None else multi_statements
-        return SessionState(schema or None, variables, multi)
+        found = info.names(charset_id)
+        if found is None:
+            return SessionState(schema or None, dict(info.charset_vars), multi)
+        names, is_default = found
+        hidden = None if is_default else names
+        return SessionState(schema or None, names_variables(names), multi, client_collation=hidden,
+                            results_collation=hidden)
 
     # -- pins (for metrics) ----------------------------------------------------------
 
@@ -365,13 +389,14 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
     # -- lifecycle -----------------------------------------------------------------------
 
     def idle_timeout(self) -> float:
+        """[pool] idle_timeout, or one derived below the smallest wait_timeout an open backend may have
+        (WaitTimeouts): idle backends are closed, and held ones pinged, before the server ends them."""
         configured = self.config.pool.idle_timeout
         if configured:
             return configured
-        info = self.server_info
-        if info is None:
+        wt = self.server_info.wait_timeouts.smallest(self.pools) if self.server_info is not None else None
+        if wt is None:
             return 60.0
-        wt = info.min_wait_timeout
         return max(0.5, min(wt * 0.9, wt - 1.0))
 
     async def start(self) -> None:
@@ -389,22 +414,20 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         if self.config.admin.enabled:
             self._admin_server = await start_admin_server(self, self.config.admin.listen_address)
         self.state = ProxyState.RUNNING
-        self._spawn(self._learn_server_task())
-        self._spawn(run_janitor(self))
+        self.spawn(self._learn_server_task())
+        self.spawn(run_janitor(self))
+        self.health.start()
         log.info("mysqlpool-proxy %s listening on %s (mode %s, pools: %s)", __version__, self.listen_description(),
                  self.config.pool.mode, ", ".join(f"{p.name} max {p.max_size}" for p in self.pools.values()))
         log.info("effective configuration (secrets masked): %s", json.dumps(self.config.redacted(), sort_keys=True))
 
+    def readiness(self) -> Readiness:
+        """Ready to take clients: running, and the server answers the proxy now (see health.py)."""
+        return self.health.readiness()
+
     def ready(self) -> tuple[bool, str]:
-        """Ready to take clients: listening, not shutting down, and the backend reachable."""
-        if self.state is not ProxyState.RUNNING:
-            return False, f"proxy is {self.state.value}"
-        if self.server_info is None:
-            return False, f"backend not reached yet ({self.describe_backend_problem()})"
-        for pool in self.pools.values():
-            if pool.idle or pool.busy or not pool.last_error or not pool.failing:
-                return True, "ok"
-        return False, f"backend unreachable ({self.describe_backend_problem()})"
+        result = self.health.readiness()
+        return result.ready, result.reason
 
     def listen_description(self) -> str:
         socks = [s.getsockname() for srv in self._servers for s in srv.sockets]
@@ -419,7 +442,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
                     return name[1]
         return 0
 
-    def _spawn(self, coro) -> asyncio.Task:
+    def spawn(self, coro) -> asyncio.Task:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

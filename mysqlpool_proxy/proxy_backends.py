@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .backend import BackendConnection, BackendGone, BackendState
 from .backend_adapter import TRACKERS_SQL, run_side_query
-from .constants import COM_RESET_CONNECTION
+from .constants import COM_RESET_CONNECTION, ER
 from .errors import ProxyError
 from .protocol.response import Expect
 from .protocol.sql import without_schema
@@ -82,6 +82,12 @@ class BackendCommandsMixin:
             await self.run_sync_step(backend, step, timeout)
         backend.session = target
         result = await backend.run_internal(b"\x16" + sql, Expect.PREPARE, timeout)
+        if result.error is not None and result.error.errno == ER.MAX_PREPARED_STMT_COUNT_REACHED \
+                and backend.statements is not None:
+            dropped = backend.statements.evict_idle()  # the server is at max_prepared_stmt_count: make room
+            if dropped:
+                backend.close_server_statements(dropped)
+                result = await backend.run_internal(b"\x16" + sql, Expect.PREPARE, timeout)
         if result.error is not None:
             err = result.error
             raise ProxyError(err.errno, err.message.decode("utf-8", "replace"), err.sqlstate)
@@ -149,7 +155,7 @@ class BackendCommandsMixin:
                 log.warning("backend thread %d did not answer after KILL QUERY; closing it", backend.thread_id)
                 backend.close(BackendCloseReason.ERROR)
 
-        self._spawn(kill())
+        self.spawn(kill())
 
     async def kill_client(self, target: ClientConnection) -> None:
         backend = target.backend

@@ -92,7 +92,7 @@ class OperationsMixin:
                                  if self.worker else p.min_idle,
                                  max_lifetime=p.max_lifetime, max_waiting=p.max_waiting_clients,
                                  max_connecting=p.max_connecting)
-                pool.statement_cache_size = p.prepared_statement_cache_size
+                pool.statement_cache_size = self.statement_cache_size()
             users[user.name.encode()] = UserEntry(user.name, user, credentials_of(user), pool)
         for name, pool in self.pools.items():
             if name not in sizes:

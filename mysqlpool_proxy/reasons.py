@@ -25,6 +25,8 @@ class BackendCloseReason(enum.Enum):
     PAUSED = "paused"  # the pool is paused (PAUSE): backends close as their transactions end
     RELOAD = "reload"  # the config changed how backends connect: old ones close as they come free
     ERROR = "error"  # protocol error, timeout or unexpected data
+    ENDED_BY_SERVER = "ended_by_server"  # it answered with an error after which the server hangs up
+    CLIENT_STALLED = "client_stalled"  # its client read nothing of a result for the server's net_write_timeout
     SHUTDOWN = "shutdown"  # the proxy is stopping or the pool was removed
 
 

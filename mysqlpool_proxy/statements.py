@@ -8,7 +8,10 @@ whichever backend serves the client next: if that backend lacks it, the
 proxy prepares it there first (hidden from the client) and checks that the
 counts agree. Server statements are shared by every client whose statement
 has the same key, and closed on the server when evicted from the LRU, so the
-server's max_prepared_stmt_count is never reached.
+server's max_prepared_stmt_count is not reached by the proxy alone (the cache is
+sized from it); when the server still refuses a prepare with 1461 (other
+clients of the server), the backend's idle statements are closed and the
+prepare is tried once more.
 
 The key is the SQL plus the session state that changes what it means when
 prepared: the schema (unqualified table names), sql_mode (quoting, parsing)
@@ -109,13 +112,23 @@ class StatementCache:
     def pop(self, key: tuple) -> ServerStatement | None:
         return self._entries.pop(key, None)
 
+    def evict_idle(self) -> list[ServerStatement]:
+        """Drop every statement no cursor or long data lives on; returns them, to be closed."""
+        dropped = [stmt for stmt in self._entries.values() if not stmt.busy]
+        for key in [k for k, stmt in self._entries.items() if not stmt.busy]:
+            del self._entries[key]
+        return dropped
+
     def clear(self) -> None:
         self._entries.clear()
 
 
 def backend_statement_packet(stmt: ClientStatement, server: ServerStatement, pkt: Packet) -> bytes:
     """The client's COM_STMT_* packet as the backend must see it: its statement id, and for
-    COM_STMT_EXECUTE the parameter types the server statement needs but has not seen."""
+    COM_STMT_EXECUTE the parameter types the server statement needs but has not seen.
+
+    An execute has been checked with parse_execute when it arrived (client_statements.py),
+    against the same parameter count: parsing it again here cannot fail."""
     payload = with_statement_id(pkt.payload, server.server_id)
     if payload[0] == COMMAND.COM_STMT_EXECUTE and stmt.params:
         header = parse_execute(payload, stmt.params)

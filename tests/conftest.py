@@ -3,13 +3,15 @@
 # options; do not change its globals, use mariadb_factory for that);
 # `mariadb_factory(**server_options)` starts a dedicated server for one test
 # and closes it afterwards. With MYSQL_TEST_URL set, both hand out an
-# ExternalServer instead (see tests/support/mariadb.py).
+# ExternalServer instead (see tests/support/mariadb.py). `tls_files` is a
+# throwaway self-signed certificate and key (tests/support/tls.py).
 # Proxy-specific fixtures live elsewhere: do not import mysqlpool_proxy here.
 from __future__ import annotations
 
 import pytest
 
 from tests.support.mariadb import close_all, start_server
+from tests.support.tls import self_signed
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -39,3 +41,9 @@ def mariadb_factory():
 
     yield factory
     close_all(reversed(servers))
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory):
+    """A self-signed certificate and key for localhost (TlsFiles: cert, which is also the CA, and key)."""
+    return self_signed(tmp_path_factory.mktemp("tls"))

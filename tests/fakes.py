@@ -551,6 +551,14 @@ GLOBALS: dict[bytes, bytes] = {
 _BOOLEAN_VARS = {b"autocommit", b"foreign_key_checks", b"unique_checks", b"session_track_schema",
                  b"session_track_state_change"}
 # What the proxy's SETUP_SQL leaves on every backend it opens.
+# The globals the proxy's setup query reads (backend_adapter.SERVER_GLOBALS), as a MariaDB 10.11 has them.
+SERVER_GLOBALS = {
+    b"session_track_system_variables": b"autocommit,character_set_client,character_set_connection,"
+                                       b"character_set_results,time_zone",
+    b"session_track_schema": b"1", b"session_track_state_change": b"0", b"session_track_transaction_info": b"OFF",
+    b"max_allowed_packet": b"16777216", b"max_prepared_stmt_count": b"16382", b"net_write_timeout": b"60",
+}
+
 SETUP_TRACKERS = {b"session_track_system_variables": b"*", b"session_track_schema": b"ON",
                   b"session_track_state_change": b"ON", b"session_track_transaction_info": b"CHARACTERISTICS"}
 
@@ -657,8 +665,9 @@ class FakeMySQLServer:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, transport: FakeTransport, *, thread_id: int = 1,
                  params: Any = None, latency: float = 0.0, chunk_size: int | None = None, auto: bool = True,
-                 schemas: set[str] | None = None, version: str = SERVER_VERSION):
+                 schemas: set[str] | None = None, version: str = SERVER_VERSION, quit_delay: float = 0.0):
         self.loop = loop
+        self.quit_delay = quit_delay  # seconds before the server closes its end after COM_QUIT (a slow close)
         self.transport = transport
         self.thread_id = thread_id
         self.params = params
@@ -690,6 +699,7 @@ class FakeMySQLServer:
         self.statements: dict[int, _Stmt] = {}
         self._stmt_ids = itertools.count(1)
         self.resets = 0
+        self.savepoints: set[str] = set()  # live until the transaction ends, as on MariaDB
 
     def __repr__(self) -> str:
         return f"<FakeMySQLServer thread={self.thread_id}{' closed' if self.closed else ''}>"
@@ -743,6 +753,10 @@ class FakeMySQLServer:
         self.closed = True
         self.closed_by = "server"
         self.transport.peer_close()
+
+    def _quit(self) -> None:
+        self.close()
+        self.closed_by = "proxy"  # it closes because the proxy said COM_QUIT
 
     def _transport_closed(self) -> None:
         if not self.closed:
@@ -825,8 +839,10 @@ class FakeMySQLServer:
             self._reset()
             packets = [self._ok()]
         elif code == COMMAND.COM_QUIT:
-            self.close()
-            self.closed_by = "proxy"  # it closes because the proxy said COM_QUIT
+            if self.quit_delay:
+                self.loop.call_later(self.quit_delay, self._quit)
+            else:
+                self._quit()
             return
         elif code == COMMAND.COM_STMT_PREPARE:
             packets = self._prepare(arg.decode("latin-1"))
@@ -898,6 +914,7 @@ class FakeMySQLServer:
             changes["trx_state"] = (b"T" if explicit else b"I") + b"_______"
 
     def _end_trx(self, changes: dict) -> None:
+        self.savepoints.clear()
         if self.in_trans:
             self.in_trans = False
             changes["trx_state"] = b"________"
@@ -932,6 +949,7 @@ class FakeMySQLServer:
         self.resets += 1
         self.variables = dict(GLOBALS)
         self.in_trans = False
+        self.savepoints.clear()
         self.user_vars.clear()
         self.temp_tables.clear()
         self.locks.clear()
@@ -988,6 +1006,17 @@ class FakeMySQLServer:
                 changes["trx_chars"] = self.trx_characteristics
         elif first in ("commit", "rollback") and not any(t.is_word("to") for t in toks):
             self._end_trx(changes)
+        elif first in ("savepoint", "rollback", "release"):
+            # MariaDB: a savepoint lives while a transaction is open, or with autocommit off (even
+            # before any table: no IN_TRANS then); ROLLBACK TO / RELEASE of an unknown one is 1305.
+            name = str(toks[-1].value).lower()
+            if first == "savepoint":
+                if self.in_trans or not self.autocommit:
+                    self.savepoints.add(name)
+            elif name not in self.savepoints:
+                raise _SqlError(1305, f"SAVEPOINT {toks[-1].value} does not exist", "42000")
+            elif first == "release":
+                self.savepoints.discard(name)
         elif first == "set":
             self._set(toks[1:], changes)
         elif first == "use" and len(toks) > 1:
@@ -1020,8 +1049,8 @@ class FakeMySQLServer:
             raise _SqlError(1064, f"You have an error in your SQL syntax near '{text[:40]}' "
                             "(fake server: script it with on())", "42000")
         else:
-            if not self.autocommit and first not in ("lock", "unlock"):
-                self._begin(changes, explicit=False)
+            if not self.autocommit and first not in ("lock", "unlock", "do"):
+                self._begin(changes, explicit=False)  # the statement touched a table
             affected = 1 if first in ("insert", "update", "delete", "replace") else 0
             return [self._ok(affected, more=more, changes=self._tracked(changes))], 0.0
         return [self._ok(more=more, changes=self._tracked(changes))], 0.0
@@ -1044,14 +1073,6 @@ class FakeMySQLServer:
     def _set(self, toks: list[_Tok], changes: dict) -> None:
         if toks and toks[0].is_word("global"):
             return  # global values are not session state
-        if toks and toks[0].is_word("names"):
-            cs = str(toks[1].value).encode() if toks[1].kind != "str" else toks[1].value
-            for name in (b"character_set_client", b"character_set_results", b"character_set_connection"):
-                self._set_var(name, cs.lower(), changes)
-            if len(toks) > 3 and toks[2].is_word("collate"):
-                coll = toks[3].value if toks[3].kind == "str" else str(toks[3].value).encode()
-                self._set_var(b"collation_connection", coll.lower(), changes)
-            return
         if toks and toks[0].is_word("session", "local") and len(toks) > 1 and toks[1].is_word("transaction"):
             toks = toks[1:]
         if toks and toks[0].is_word("transaction"):
@@ -1061,6 +1082,9 @@ class FakeMySQLServer:
             return
         scope = "session"
         for part in _split_top(toks, ","):
+            if part and part[0].is_word("names"):  # SET NAMES cs [COLLATE coll], other = value, ...
+                self._set_names(part, changes)
+                continue
             if part and part[0].is_word("session", "local", "global"):
                 scope = "global" if part[0].value == "global" else "session"
                 part = part[1:]
@@ -1084,6 +1108,14 @@ class FakeMySQLServer:
             if value is _DEFAULT:
                 value = GLOBALS.get(bname)
             self._set_var(bname, value, changes)
+
+    def _set_names(self, toks: list[_Tok], changes: dict) -> None:
+        cs = str(toks[1].value).encode() if toks[1].kind != "str" else toks[1].value
+        for name in (b"character_set_client", b"character_set_results", b"character_set_connection"):
+            self._set_var(name, cs.lower(), changes)
+        if len(toks) > 3 and toks[2].is_word("collate"):
+            coll = toks[3].value if toks[3].kind == "str" else str(toks[3].value).encode()
+            self._set_var(b"collation_connection", coll.lower(), changes)
 
     def _value(self, toks: list[_Tok]):
         if len(toks) == 2 and toks[0].is_op("-") and toks[1].kind == "num":
@@ -1398,6 +1430,7 @@ class FakeOpener:
             charset_vars={k: v[k] for k in (b"character_set_client", b"character_set_connection",
                                             b"character_set_results", b"collation_connection")},
             collations=dict(COLLATIONS) if want_collations else None,
+            server_globals=dict(SERVER_GLOBALS),
         )
 
     def server_for(self, backend) -> FakeMySQLServer:
@@ -1500,9 +1533,11 @@ class Response:
         return self
 
 
+# As PyMySQL asks (no PS_MULTI_RESULTS, which is part of the pool key: such a client shares the
+# backends the proxy opens at start, which have the key 0).
 DEFAULT_CLIENT_CAPS = (
     CLIENT.LONG_PASSWORD | CLIENT.LONG_FLAG | CLIENT.PROTOCOL_41 | CLIENT.TRANSACTIONS | CLIENT.SECURE_CONNECTION
-    | CLIENT.MULTI_STATEMENTS | CLIENT.MULTI_RESULTS | CLIENT.PS_MULTI_RESULTS | CLIENT.PLUGIN_AUTH
+    | CLIENT.MULTI_STATEMENTS | CLIENT.MULTI_RESULTS | CLIENT.PLUGIN_AUTH
     | CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT.SESSION_TRACK
 )
 

@@ -11,13 +11,19 @@ sequence ids, no re-encoding). A logical packet larger than `max_size` is not
 buffered: its frames are skipped as they arrive and a single `Oversized`
 marker is returned in its place, so one oversized packet costs a client an
 error, not its connection, and costs the proxy no memory.
+
+A *strict* decoder (a client that has not authenticated yet) does not read
+an oversized packet to its end: the marker comes as soon as a header shows
+the packet is too large, and every byte after it is dropped, because the
+caller answers with an error and closes. So a client that announces 60 MiB
+costs the proxy one read, not 60 MiB of reading.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import LocalProtocolError
+from ..errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = ["MAX_FRAME", "HEADER_SIZE", "Packet", "Oversized", "PacketDecoder", "FrameScanner", "encode_packet", "frame_header"]
 
@@ -37,7 +43,10 @@ class Packet:
 
 @dataclass(slots=True)
 class Oversized:
-    """Stands in for a logical packet larger than the decoder's limit (already skipped)."""
+    """Stands in for a logical packet larger than the decoder's limit (already skipped).
+
+    From a strict decoder: `last_seq` is the header that crossed the limit and
+    `size` what the headers announced up to it."""
 
     seq: int
     last_seq: int
@@ -73,13 +82,13 @@ def next_seq(packet_seq: int) -> int:
 class PacketDecoder:
     """Incremental decoder of logical packets from a byte stream."""
 
-    __slots__ = ("_buf", "max_size", "_skip", "_skip_total", "_skip_seq", "_skip_last", "_skip_more")
+    __slots__ = ("_buf", "max_size", "strict", "_refused", "_skip", "_skip_total", "_skip_seq", "_skip_last",
+                 "_skip_more")
 
-    def __init__(self, max_size: int = 1 << 30):
-        if max_size < 1:
-            raise LocalProtocolError("max_size must be positive")
+    def __init__(self, max_size: int = 1 << 30, *, strict: bool = False):
         self._buf = bytearray()
-        self.max_size = max_size
+        self.limit(max_size, strict=strict)
+        self._refused = False  # strict, and an oversized packet came: all input is dropped
         # State while skipping an oversized logical packet.
         self._skip = 0  # bytes of the current frame still to drop
         self._skip_total = -1  # -1: not skipping
@@ -87,8 +96,16 @@ class PacketDecoder:
         self._skip_last = 0
         self._skip_more = False  # another frame follows the current one
 
+    def limit(self, max_size: int, *, strict: bool = False) -> None:
+        """Set the largest logical packet, and whether one larger ends the stream (strict: see above)."""
+        if max_size < 1:
+            raise LocalProtocolError("max_size must be positive")
+        self.max_size = max_size
+        self.strict = strict
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        self._buf += data
+        if not self._refused:
+            self._buf += data
 
     @property
     def buffered(self) -> int:
@@ -114,6 +131,8 @@ class PacketDecoder:
             length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
             total += length
             if total > self.max_size:
+                if self.strict:
+                    return self._refuse(pos, total)
                 return self._start_skip(pos, total)
             end = pos + HEADER_SIZE + length
             if len(buf) < end:
@@ -143,6 +162,14 @@ class PacketDecoder:
         return Packet(seq, last_seq, payload, raw)
 
     # -- oversized packets -------------------------------------------------
+
+    def _refuse(self, frame_pos: int, total_so_far: int) -> Oversized:
+        """Strict: report the packet at once and drop all input from here on."""
+        buf = self._buf
+        marker = Oversized(buf[3], buf[frame_pos + 3], total_so_far)
+        self._refused = True
+        buf.clear()
+        return marker
 
     def _start_skip(self, frame_pos: int, total_so_far: int) -> Oversized | None:
         """Drop everything of an oversized packet that has arrived; keep skipping later."""
@@ -208,17 +235,19 @@ class FrameScanner:
     """Finds the end of a stream of packets that ends with an empty packet.
 
     Used for LOCAL INFILE data, which is relayed as it arrives and can be any
-    size: only headers are read. `feed(data)` returns the offset just past
+    size: only headers are read. Given the first sequence id, it checks that
+    frames follow in order (RemoteProtocolError otherwise). `feed(data)` returns the offset just past
     the terminating empty packet, or -1 if it has not arrived yet. An empty
     frame that follows a full 16 MiB frame is a continuation, not the end.
     """
 
-    __slots__ = ("_skip", "_head", "_after_full")
+    __slots__ = ("_skip", "_head", "_after_full", "_seq")
 
-    def __init__(self) -> None:
+    def __init__(self, first_seq: int | None = None) -> None:
         self._skip = 0
         self._head = b""
         self._after_full = False
+        self._seq = first_seq  # the sequence id the next frame must have (None: not checked)
 
     def feed(self, data) -> int:
         n = len(data)
@@ -242,6 +271,10 @@ class FrameScanner:
                 header = data[pos:pos + HEADER_SIZE]
                 pos += HEADER_SIZE
             length = header[0] | header[1] << 8 | header[2] << 16
+            if self._seq is not None:
+                if header[3] != self._seq:
+                    raise RemoteProtocolError(f"packet out of order: sequence id {header[3]}, expected {self._seq}")
+                self._seq = (self._seq + 1) & 0xFF
             if length == 0 and not self._after_full:
                 return pos
             self._after_full = length == MAX_FRAME

@@ -10,6 +10,13 @@
 framed with the right sequence ids. `Verified` means the password checked
 out; the caller may still refuse (e.g. unknown schema) before OK is sent.
 
+Before a client has authenticated, what it may send is bounded: its
+decoder is strict with MAX_LOGIN_PACKET, and `oversized(marker)` answers a
+larger packet as the server does (1153, then the caller closes). With
+`tls_required`, a HandshakeResponse that did not come over TLS is refused
+with MySQL's 3159 before its credentials are looked at (so every login is,
+if TLS is required but not available).
+
 The authenticator is shared with COM_CHANGE_USER (`ChangeUserAuth`), which
 runs the same plugin negotiation against the handshake's original scramble.
 Plugins: mysql_native_password always; caching_sha2_password fast path when
@@ -24,10 +31,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Callable
 
-from ..constants import CLIENT, ER, SERVER_STATUS, sqlstate_for
+from ..constants import CLIENT, ER, ER_SECURE_TRANSPORT_REQUIRED, SERVER_STATUS, sqlstate_for
 from ..errors import RemoteProtocolError
 from . import auth
-from .framing import Packet, encode_packet, next_seq
+from .framing import Oversized, Packet, encode_packet, next_seq
 from .packets import (
     ChangeUser, HandshakeResponse, HandshakeV10, is_ssl_request, make_auth_more_data, make_auth_switch, make_err,
     make_handshake_v10, make_ok, parse_handshake_response,
@@ -35,11 +42,17 @@ from .packets import (
 
 __all__ = [
     "HandshakeState", "Send", "StartTLS", "Verified", "Failed", "ServerHandshake", "ChangeUserAuth",
-    "make_scramble", "access_denied_message",
+    "make_scramble", "access_denied_message", "MAX_LOGIN_PACKET", "INSECURE_TRANSPORT_MESSAGE",
 ]
 
 ER_NET_PACKETS_OUT_OF_ORDER = 1156
 FAST_AUTH_SUCCESS = b"\x03"
+# The largest packet of a login (HandshakeResponse, auth data, COM_CHANGE_USER's auth
+# exchange): up to 64 KiB of connect attributes (the clients' own limit) plus ample
+# room for user, schema, plugin and auth data, which take a few hundred bytes.
+MAX_LOGIN_PACKET = (64 + 16) * 1024
+INSECURE_TRANSPORT_MESSAGE = (
+    "Connections using insecure transport are prohibited while --require_secure_transport=ON.")
 
 CredentialsLookup = Callable[[bytes], "auth.Credentials | None"]
 
@@ -177,6 +190,13 @@ class _AuthExchange:
         outcome, data = self._auth.finish(bytes(payload))
         return self._after(outcome, data)
 
+    def oversized(self, packet: Oversized) -> list:
+        """A login packet larger than the decoder allows: the server's 1153; the caller closes."""
+        self._seq = packet.last_seq
+        return self._fail(Failed(ER.NET_PACKET_TOO_LARGE, (
+            f"Got a packet bigger than 'max_allowed_packet' bytes (a login packet may have at most "
+            f"{MAX_LOGIN_PACKET} bytes)")))
+
     def accept(self, status: int) -> bytes:
         """Send OK: the client is in. Only after Verified."""
         if self.state is not HandshakeState.VERIFIED:
@@ -192,7 +212,7 @@ class _AuthExchange:
 class ServerHandshake(_AuthExchange):
     """One client's connection phase."""
 
-    __slots__ = ("server_caps", "_greeting", "_response", "tls_available", "tls")
+    __slots__ = ("server_caps", "_greeting", "_response", "tls_available", "tls_required", "tls")
 
     def __init__(
         self,
@@ -204,9 +224,11 @@ class ServerHandshake(_AuthExchange):
         lookup: CredentialsLookup,
         client_host: str,
         tls_available: bool = False,
+        tls_required: bool = False,
         scramble: bytes | None = None,
     ):
         self.tls_available = tls_available
+        self.tls_required = tls_required
         self.server_caps = capabilities | (CLIENT.SSL if tls_available else 0)
         self._auth = _Authenticator(lookup, client_host, scramble or make_scramble())
         self._greeting = HandshakeV10(
@@ -248,6 +270,8 @@ class ServerHandshake(_AuthExchange):
         resp = parse_handshake_response(payload)
         self._response = resp
         self.capabilities = resp.capabilities & self.server_caps
+        if self.tls_required and not self.tls:
+            return self._fail(Failed(ER_SECURE_TRANSPORT_REQUIRED, INSECURE_TRANSPORT_MESSAGE))
         outcome, data = self._auth.start(resp.user, resp.auth_plugin, resp.auth_response)
         return self._after(outcome, data)
 

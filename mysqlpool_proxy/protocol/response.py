@@ -31,10 +31,14 @@ must see whole: the caller holds those bytes and feeds them again, joined
 with what arrives next. Bytes after the end of a response (consumed <
 len(data) with `done`) do not belong to it.
 
-With `strip_session_track`, OK packets carrying the session-track format are
-re-encoded for a client that did not negotiate CLIENT_SESSION_TRACK; the
-replacements for the current `feed` are listed in `rewrites` as
-(start, end, new_packet_bytes).
+The proxy's backends have every session tracker on; a client must see only
+what its own trackers would report. With `strip_session_track`, an OK
+packet's session-state block is dropped for a client that did not negotiate
+CLIENT_SESSION_TRACK; with `trackers`, the block keeps only the entries those
+trackers report (and goes when none is left). An EOF's
+SERVER_SESSION_STATE_CHANGED bit stays only for a client tracking state
+changes. The replacements for the current `feed` are listed in `rewrites` as
+(start, end, new_packet_bytes); packets that need none cost nothing more.
 """
 
 from __future__ import annotations
@@ -44,8 +48,8 @@ import enum
 from ..constants import CLIENT, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS
 from ..errors import LocalProtocolError, RemoteProtocolError
 from .framing import HEADER_SIZE, MAX_FRAME, frame_header
-from .packets import ErrPacket, parse_err, parse_ok, strip_session_track
-from .session_track import StateChanges, parse_state_changes
+from .packets import ErrPacket, make_eof, make_ok, parse_err, parse_ok, strip_session_track
+from .session_track import StateChanges, Trackers, parse_state_changes
 from .wire import Reader
 
 __all__ = ["Expect", "Phase", "ResponseTracker"]
@@ -103,14 +107,15 @@ class ResponseTracker:
     __slots__ = (
         "expect", "phase", "binary", "strip_session_track", "_left", "_skip", "_continuation",
         "status", "warnings", "affected_rows", "last_insert_id", "error", "changes", "result_sets",
-        "prepare_ok", "infile_name", "rewrites", "_prep_columns", "ok_count", "prepare_id", "rows",
-        "eof_state_pending",
+        "prepare_ok", "infile_name", "infile_seq", "rewrites", "_prep_columns", "ok_count", "prepare_id", "rows",
+        "eof_state_pending", "trackers",
     )
 
     def __init__(self) -> None:
         self.phase = Phase.DONE
         self.expect = Expect.SIMPLE
         self.strip_session_track = False
+        self.trackers: Trackers | None = None
         self.binary = False
         self.prepare_id: int | None = None
         self.status = 0
@@ -129,6 +134,7 @@ class ResponseTracker:
         self.result_sets = 0
         self.prepare_ok: tuple[int, int, int, int] | None = None
         self.infile_name: bytes | None = None
+        self.infile_seq = 0  # sequence id of the LOCAL INFILE request: the client's data follows it
         self._prep_columns = 0
         self.ok_count = 0
         self.rows = 0
@@ -137,14 +143,16 @@ class ResponseTracker:
         self.eof_state_pending = False
 
     def begin(self, expect: Expect, *, binary: bool = False, strip_session_track: bool = False,
-              prepare_id: int | None = None) -> None:
-        """Start tracking a response. `prepare_id`: rewrite a prepare-OK's statement id to this one."""
+              trackers: Trackers | None = None, prepare_id: int | None = None) -> None:
+        """Start tracking a response. `prepare_id`: rewrite a prepare-OK's statement id to this one;
+        `trackers`: the client's, whose reports are all it may see (None: relay them as they are)."""
         if self.phase not in (Phase.DONE,):
             raise LocalProtocolError(f"begin() while a response is in phase {self.phase.name}")
         self._reset_result()
         self.expect = expect
         self.binary = binary
         self.strip_session_track = strip_session_track
+        self.trackers = trackers
         self.prepare_id = prepare_id
         self.phase = _START_PHASE[expect]
 
@@ -174,6 +182,10 @@ class ResponseTracker:
             self._skip -= take
             pos = take
         phase = self.phase
+        if phase is Phase.INFILE and n:
+            # The server answers before the client's file has ended: it gave up on the transfer
+            # (an error, e.g. packets out of order). What it sends is the command's response.
+            phase = self.phase = Phase.FIRST
         while pos < n:
             if phase is Phase.DONE or phase is Phase.INFILE:
                 return pos
@@ -258,6 +270,7 @@ class ResponseTracker:
             self._on_ok(data, pos, body, end)
         elif first == 0xFB:
             self.infile_name = bytes(data[body + 1:end])
+            self.infile_seq = data[pos + 3]
             self.phase = Phase.INFILE
         else:
             count = Reader(data, body, end).lenenc_int()
@@ -292,10 +305,26 @@ class ResponseTracker:
                 self.changes = changes
             else:
                 self.changes.merge(changes)
-        if self.strip_session_track and len(payload) > 7:
-            new = strip_session_track(payload, BACKEND_CAPS)
-            self.rewrites.append((pos, end, frame_header(len(new), data[pos + 3]) + new))
+            if self.trackers is not None:
+                # A statement that changes the client's trackers is reported as they are after it.
+                self.trackers = self.trackers.updated(changes.variables)
+        if ok.session_state is not None:
+            new = self._client_ok(payload, ok)
+            if new is not None:
+                self.rewrites.append((pos, end, frame_header(len(new), data[pos + 3]) + new))
         self.phase = Phase.FIRST if ok.status & MORE_RESULTS else Phase.DONE
+
+    def _client_ok(self, payload: bytes, ok) -> bytes | None:
+        """The OK with a session-state block as the client may see it (None: as it is)."""
+        if self.strip_session_track:
+            return strip_session_track(payload, BACKEND_CAPS)
+        if self.trackers is None:
+            return None
+        block = self.trackers.filter(ok.session_state)
+        if block == ok.session_state:
+            return None
+        return make_ok(BACKEND_CAPS, ok.status, ok.affected_rows, ok.last_insert_id, ok.warnings, ok.info,
+                       header=payload[0], session_state=block or None)
 
     def _on_eof(self, data, body: int, end: int, final: bool) -> None:
         if end - body < 5 or data[body] != 0xFE:
@@ -303,6 +332,10 @@ class ResponseTracker:
         self.warnings = data[body + 1] | data[body + 2] << 8
         self.status = data[body + 3] | data[body + 4] << 8
         self.eof_state_pending = bool(self.status & SERVER_SESSION_STATE_CHANGED)
+        if self.eof_state_pending and self.trackers is not None and not self.trackers.state_change:
+            # Only the proxy's state-change tracker set it: a client without one never sees it.
+            new = make_eof(self.status & ~SERVER_SESSION_STATE_CHANGED, self.warnings) + bytes(data[body + 5:end])
+            self.rewrites.append((body - HEADER_SIZE, end, frame_header(len(new), data[body - 1]) + new))
         if final:
             self.phase = Phase.FIRST if self.status & MORE_RESULTS and self.expect is Expect.RESULT else Phase.DONE
 

@@ -115,7 +115,21 @@ def encode_reply(reply: Reply | ProxyError, status: int, first_seq: int, capabil
     return encode_packet(make_err(reply.errno, reply.sqlstate, reply.message, capabilities), first_seq)
 
 
-_SELECT = re.compile(r"select\s+(.+?)(?:\s+limit\s+1)?", re.I | re.S)
+# Linear: the item list is taken whole, and a trailing LIMIT 1 cut off with string
+# methods (a lazy group before an optional tail, or a search for `\s+limit`, rescans
+# a run of spaces from each of its positions: quadratic).
+_SELECT = re.compile(r"select\s+(.+)", re.I | re.S)
+
+
+def _without_limit_1(listed: str) -> str:
+    body = listed.rstrip()
+    if not body.endswith("1"):
+        return listed
+    head = body[:-1].rstrip()
+    if len(head) == len(body) - 1 or not head.lower().endswith("limit"):
+        return listed
+    before = head[:-5]
+    return before if before and before[-1].isspace() else listed
 
 
 def select_reply(sql: str, known: Mapping[str, object]) -> Rows | None:
@@ -125,7 +139,7 @@ def select_reply(sql: str, known: Mapping[str, object]) -> Rows | None:
     match = _SELECT.fullmatch(sql.strip())
     if match is None:
         return None
-    items = [item.strip() for item in match.group(1).split(",")]
+    items = [item.strip() for item in _without_limit_1(match.group(1)).split(",")]
     keys = [re.sub(r"\s+", "", item).lower() for item in items]
     if not all(key in known for key in keys):
         return None

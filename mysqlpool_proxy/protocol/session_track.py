@@ -9,17 +9,24 @@ character set), the new default schema, whether other state changed
 the pending transaction characteristics and the transaction state string.
 
 Unknown entry types are skipped (the protocol allows new ones).
+
+The proxy turns every tracker on for its backends, but a client must see
+only what its own trackers would report on a direct connection (`Trackers`,
+from its session_track_* settings): `Trackers.filter` keeps those entries of
+a block, `Trackers.report` builds the block of an answer the proxy gives
+itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..constants import SESSION_TRACK
 from ..errors import RemoteProtocolError
 from .wire import Reader, lenenc_bytes
 
-__all__ = ["StateChanges", "parse_state_changes", "make_state_changes"]
+__all__ = ["StateChanges", "Trackers", "TRACKER_VARIABLES", "parse_state_changes", "make_state_changes"]
 
 
 @dataclass(slots=True)
@@ -89,3 +96,87 @@ def make_state_changes(variables: list[tuple[bytes, bytes]], state_change: bool 
     if state_change:
         parts.append(bytes((SESSION_TRACK.STATE_CHANGE,)) + lenenc_bytes(b"1"))
     return b"".join(parts)
+
+
+# The variables that say which trackers a session has on.
+TRACKER_VARIABLES = (b"session_track_system_variables", b"session_track_schema", b"session_track_state_change",
+                     b"session_track_transaction_info")
+_TRANSACTION_INFO = {b"off": 0, b"state": 1, b"characteristics": 2}
+_TRUE = (b"1", b"on", b"true")
+
+
+@dataclass(frozen=True, slots=True)
+class Trackers:
+    """Which session trackers a connection has on: what its OK packets may report."""
+
+    variables: frozenset[bytes] | None  # names tracked; None: all ('*')
+    schema: bool
+    state_change: bool
+    transaction_info: int  # 0 off, 1 state, 2 characteristics (and state)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[bytes, bytes | None]) -> Trackers:
+        """From the values of TRACKER_VARIABLES (as the server shows them)."""
+        names = (settings.get(TRACKER_VARIABLES[0]) or b"").lower()
+        variables = None if names.strip() == b"*" else frozenset(
+            n.strip() for n in names.split(b",") if n.strip())
+        return cls(
+            variables=variables,
+            schema=(settings.get(TRACKER_VARIABLES[1]) or b"").lower() in _TRUE,
+            state_change=(settings.get(TRACKER_VARIABLES[2]) or b"").lower() in _TRUE,
+            transaction_info=_TRANSACTION_INFO.get((settings.get(TRACKER_VARIABLES[3]) or b"off").lower(), 0),
+        )
+
+    def updated(self, variables: list[tuple[bytes, bytes]]) -> Trackers:
+        """These trackers after a statement that set `variables` (those of TRACKER_VARIABLES count)."""
+        settings = {name: value for name, value in variables if name in TRACKER_VARIABLES}
+        if not settings:
+            return self
+        current = {
+            TRACKER_VARIABLES[0]: b"*" if self.variables is None else b",".join(sorted(self.variables)),
+            TRACKER_VARIABLES[1]: b"1" if self.schema else b"0",
+            TRACKER_VARIABLES[2]: b"1" if self.state_change else b"0",
+            TRACKER_VARIABLES[3]: (b"off", b"state", b"characteristics")[self.transaction_info],
+        }
+        return Trackers.from_settings(current | settings)
+
+    def _keeps(self, kind: int, data: bytes) -> bool:
+        if kind == SESSION_TRACK.SYSTEM_VARIABLES:
+            if self.variables is None:
+                return True
+            name = Reader(data).lenenc_bytes().lower()
+            return name in self.variables
+        if kind == SESSION_TRACK.SCHEMA:
+            return self.schema
+        if kind == SESSION_TRACK.STATE_CHANGE:
+            return self.state_change
+        if kind == SESSION_TRACK.TRANSACTION_CHARACTERISTICS:
+            return self.transaction_info >= 2
+        if kind == SESSION_TRACK.TRANSACTION_STATE:
+            return self.transaction_info >= 1
+        return True  # GTIDs and kinds the proxy never turns on: the client's own doing
+
+    def filter(self, block: bytes) -> bytes:
+        """The entries of a state-change block that these trackers report ("" for none)."""
+        r = Reader(block)
+        kept = []
+        start = 0
+        while not r.at_end():
+            kind = r.int1()
+            data = r.lenenc_bytes()
+            end = r.pos
+            if self._keeps(kind, data):
+                kept.append(block[start:end])
+            start = end
+        return b"".join(kept) if len(kept) != 0 else b""
+
+    def report(self, variables: list[tuple[bytes, bytes]], state_change: bool = True) -> bytes | None:
+        """The block a server with these trackers sends for a statement that set `variables`."""
+        parts = []
+        for name, value in variables:
+            if self.variables is None or name in self.variables:
+                data = lenenc_bytes(name) + lenenc_bytes(value)
+                parts.append(bytes((SESSION_TRACK.SYSTEM_VARIABLES,)) + lenenc_bytes(data))
+        if state_change and self.state_change:
+            parts.append(bytes((SESSION_TRACK.STATE_CHANGE,)) + lenenc_bytes(b"1"))
+        return b"".join(parts) or None

@@ -9,10 +9,16 @@ prepared statements exist so that it can tell when they are all gone.
 
 `analyze(sql)` answers those questions for one query text (possibly several
 statements). Most statements are boring; a single regex search decides that
-(`INTERESTING`) and only the rest are tokenised. The tokenizer understands
+(`INTERESTING`) and only the rest are tokenised. The lexer understands
 quotes, backquotes, comments and executable comments well enough that a
 keyword inside a string or comment is not mistaken for one outside; when in
 doubt an effect is assumed (an extra pin is safe, a missed one is not).
+
+Everything here runs on the event loop, on whatever text a client sends, so
+the work is linear in the length of the text, whatever it is: the lexer
+never looks at a byte twice (see `_lex`), the analysis steps once per token,
+and a text too large for that to be quick is assumed to do anything
+(`unknown_effects`: it pins).
 """
 
 from __future__ import annotations
@@ -20,41 +26,29 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["SqlEffects", "analyze", "session_only", "parse_set_names", "replace_connection_id", "without_schema",
-           "INTERESTING"]
+__all__ = ["NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "KillStatement", "statements_with_kill", "replace_spans", "SqlEffects", "analyze", "unknown_effects", "session_only", "parse_set_names", "replace_connection_id",
+           "without_schema", "INTERESTING"]
 
 # A statement containing none of these words cannot change pinned session
-# state. (String patterns below are "unrolled loops", so long literals, such as
-# a 20 MiB escaped BLOB, are skipped by the regex engine in long C-level runs
-# rather than one character per step.)
+# state: @ temporary lock last_insert_id prepare deallocate drop diagnostics
+# handler kill connection_id session_track null backup export errors identity
+# row_count found_rows warnings, and xa as a whole word. They are grouped by
+# first letter, and xa's word boundary is checked after its "x", so that every
+# alternative starts with a literal: the regex engine then skips at C speed
+# the positions where none can start (a leading \b once cost it that, and the
+# search was the better part of analyze() for a short SELECT).
 _TRIGGER_WORDS = (
-    rb"@|temporary|lock|prepare|deallocate|handler|\bxa\b|kill|connection_id|session_track|null|drop|backup"
-    rb"|export|last_insert_id|identity|row_count|found_rows|warnings|errors|diagnostics"
+    rb"@|t(?:emporary)|l(?:ock|ast_insert_id)|p(?:repare)|d(?:eallocate|rop|iagnostics)|h(?:andler)|k(?:ill)"
+    rb"|c(?:onnection_id)|s(?:ession_track)|n(?:ull)|b(?:ackup)|e(?:xport|rrors)|i(?:dentity)|r(?:ow_count)"
+    rb"|f(?:ound_rows)|w(?:arnings)|x(?<!\wx)a\b"
 )
 INTERESTING = re.compile(_TRIGGER_WORDS, re.I)
 # The same, for text already lower-cased: a case-sensitive search is several
 # times faster, and this check runs for every query.
 _INTERESTING_LOWER = re.compile(_TRIGGER_WORDS)
 
-_TOKEN = re.compile(
-    rb"""
-     (?P<ws>\s+)
-    |(?P<comment>--(?:[ \t\r\n][^\n]*|$)|\#[^\n]*|/\*(?!!|M!).*?\*/)
-    |(?P<xopen>/\*M?!\d*)
-    |(?P<xclose>\*/)
-    |(?P<sysvar>@@(?:[A-Za-z_$\x80-\xff][\w$\x80-\xff]*\.)?[A-Za-z_$\x80-\xff][\w$\x80-\xff]*)
-    |(?P<uvar>@(?:`[^`]*(?:``[^`]*)*`|'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"
-                 |[\w$.\x80-\xff]+))
-    |(?P<str>'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*")
-    |(?P<qid>`[^`]*(?:``[^`]*)*`)
-    |(?P<word>[A-Za-z_$\x80-\xff][\w$\x80-\xff]*)
-    |(?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)
-    |(?P<op>:=|.)
-    """,
-    re.S | re.X,
-)
-
 WORD, STR, QID, UVAR, SYSVAR, NUM, OP = "word", "str", "qid", "uvar", "sysvar", "num", "op"
+OPEN = "open"  # a literal or comment that runs to the end of the text (the server rejects it)
 
 
 @dataclass(slots=True)
@@ -98,38 +92,156 @@ class SqlEffects:
 NO_EFFECTS = SqlEffects()
 
 
-def tokenize(sql: bytes) -> list[tuple[str, bytes]]:
+# -- the lexer ----------------------------------------------------------------------------
+#
+# One pass, left to right, that never looks at a byte again. At each position
+# one anchored match of _NEXT says what starts there; every alternative of it
+# looks at no more than the bytes it takes (and a few after). A quote or a
+# comment opener is then run to its end by one C-level step: an anchored match
+# of the literal's body (a pattern that always succeeds, so never backtracks)
+# or bytes.find. A literal or comment that never ends runs to the end of the
+# text (a literal as one OPEN token): the server rejects that statement (1064)
+# after running the ones before it, which are seen. (A single regex with an
+# alternative for each whole literal, as this once was, tries an unterminated
+# literal again from every later quote: quadratic.)
+
+_IDENT = rb"[A-Za-z_$\x80-\xff][\w$\x80-\xff]*"
+_NEXT = re.compile(
+    rb"(?P<ws>\s+)"
+    rb"|(?P<word>" + _IDENT + rb")"
+    rb"|(?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)"
+    rb"|(?P<sysvar>@@(?:" + _IDENT + rb"\.)?" + _IDENT + rb")"
+    rb"|(?P<uvar>@[\w$.\x80-\xff]+)"
+    rb"|(?P<quote>@?['\"`])"
+    rb"|(?P<xopen>/\*M?!\d*)"  # an executable comment's opener: what follows is code
+    rb"|(?P<comment>/\*|--(?=[ \t\r\n]|\Z)|\#)"
+    rb"|(?P<xclose>\*/)"  # the end of an executable comment, when one is open; else "*" then "/"
+    rb"|(?P<op>:=|.)",
+    re.S,
+)
+# A literal's body after its opening quote, up to (not including) its closing
+# quote: escapes (backslash, doubled quote) included, possessive throughout.
+_ESCAPED_BODY = {
+    0x27: rb"[^'\\]*+(?:(?:\\.|'')[^'\\]*+)*+",
+    0x22: rb'[^"\\]*+(?:(?:\\.|"")[^"\\]*+)*+',
+}
+_PLAIN_BODY = {  # no backslash escapes: only a doubled quote
+    0x27: rb"[^']*+(?:''[^']*+)*+",
+    0x22: rb'[^"]*+(?:""[^"]*+)*+',
+    0x60: rb"[^`]*+(?:``[^`]*+)*+",
+}
+
+# How the server reads quotes, from the client's sql_mode: NO_BACKSLASH_ESCAPES (a
+# backslash is an ordinary character in literals) and ANSI_QUOTES ("x" is an
+# identifier). A text is cut into statements as the server cuts it, or an effect
+# hidden behind a quote the server reads differently would be missed.
+NO_BACKSLASH_ESCAPES = 1
+ANSI_QUOTES = 2
+
+
+def _bodies(mode: int) -> dict:
+    escaped = _PLAIN_BODY if mode & NO_BACKSLASH_ESCAPES else _ESCAPED_BODY
+    double = _PLAIN_BODY[0x22] if mode & ANSI_QUOTES else escaped[0x22]
+    return {0x27: re.compile(escaped[0x27], re.S).match, 0x22: re.compile(double, re.S).match,
+            0x60: re.compile(_PLAIN_BODY[0x60], re.S).match}
+
+
+_BODY_BY_MODE = [_bodies(mode) for mode in range(4)]
+
+
+def _lex(sql: bytes, mode: int = 0) -> tuple[list[tuple[str, int, int]], int]:
+    """The significant tokens of `sql` as (kind, start, end), and how many bytes the
+    lexer looked at to find them (at most a small multiple of len(sql): for tests).
+    `mode`: NO_BACKSLASH_ESCAPES | ANSI_QUOTES, from the client's sql_mode."""
+    body = _BODY_BY_MODE[mode]
+    quoted_names = (0x60, 0x22) if mode & ANSI_QUOTES else (0x60,)
     tokens = []
-    for m in _TOKEN.finditer(sql):
+    append = tokens.append
+    match = _NEXT.match
+    n = len(sql)
+    pos = looked = 0
+    executable = False  # inside /*! ... */
+    while pos < n:
+        m = match(sql, pos)
         kind = m.lastgroup
-        if kind in ("ws", "comment", "xopen", "xclose"):
+        end = m.end()
+        if kind == "ws":
+            looked += end - pos + 1
+            pos = end
             continue
-        text = m.group()
-        if kind == "word":
+        if kind == "quote":
+            q = sql[end - 1]
+            close = body[q](sql, end).end()
+            if close < n and sql[close] == q:
+                end = close + 1
+                kind = UVAR if sql[pos] == 0x40 else QID if q in quoted_names else STR
+            else:
+                end = n
+                kind = OPEN
+        elif kind == "comment":
+            if sql[pos] == 0x2F:  # /* ... */
+                close = sql.find(b"*/", end)
+                end = n if close < 0 else close + 2
+            else:  # -- or #: to the end of the line
+                close = sql.find(b"\n", end)
+                end = n if close < 0 else close
+            looked += end - pos
+            pos = end
+            continue
+        elif kind == "xopen" or (kind == "xclose" and executable):
+            executable = kind == "xopen"
+            looked += end - pos + 1
+            pos = end
+            continue
+        elif kind == "xclose":
+            kind = OP
+            end = pos + 1
+        looked += end - pos + 1
+        append((kind, pos, end))
+        pos = end
+    return tokens, looked
+
+
+def tokenize(sql: bytes, mode: int = 0) -> list[tuple[str, bytes]]:
+    """(kind, value) of each significant token: words lower-cased, literals unquoted,
+    variables by name. `mode`: as for _lex."""
+    escapes = not mode & NO_BACKSLASH_ESCAPES
+    tokens = []
+    for kind, start, end in _lex(sql, mode)[0]:
+        text = sql[start:end]
+        if kind == WORD:
             tokens.append((WORD, text.lower()))
-        elif kind == "str":
-            tokens.append((STR, _unquote(text)))
-        elif kind == "qid":
-            tokens.append((QID, text[1:-1].replace(b"``", b"`")))
-        elif kind == "uvar":
-            tokens.append((UVAR, _var_name(text[1:])))
-        elif kind == "sysvar":
+        elif kind == STR:
+            tokens.append((STR, _unquote(text, escapes)))
+        elif kind == QID:
+            q = text[:1]
+            tokens.append((QID, text[1:-1].replace(q + q, q)))
+        elif kind == UVAR:
+            tokens.append((UVAR, _var_name(text[1:], escapes)))
+        elif kind == SYSVAR:
             tokens.append((SYSVAR, text[2:].lower()))
         else:
             tokens.append((kind, text))
     return tokens
 
 
-def _unquote(text: bytes) -> bytes:
+def _unquote(text: bytes, escapes: bool = True) -> bytes:
     q = text[:1]
     body = text[1:-1].replace(q + q, q)
-    return re.sub(rb"\\(.)", lambda m: m.group(1), body)
+    return _ESCAPE.sub(_escaped, body) if escapes and b"\\" in body else body
 
 
-def _var_name(text: bytes) -> bytes:
+_ESCAPE = re.compile(rb"\\(.)")
+
+
+def _escaped(m: re.Match) -> bytes:
+    return m.group(1)
+
+
+def _var_name(text: bytes, escapes: bool = True) -> bytes:
     """A user variable's name, lower-cased: user variable names are case-insensitive."""
     if text[:1] in (b"`", b"'", b'"'):
-        name = _unquote(text) if text[:1] != b"`" else text[1:-1].replace(b"``", b"`")
+        name = _unquote(text, escapes) if text[:1] != b"`" else text[1:-1].replace(b"``", b"`")
         return name.lower()
     return text.lower()
 
@@ -148,86 +260,111 @@ def split_statements(tokens: list) -> list[list]:
     return out
 
 
-def analyze(sql: bytes) -> SqlEffects:
-    """The session-state effects of a query text (NO_EFFECTS, shared, when it has none)."""
+def analyze(sql: bytes, mode: int = 0) -> SqlEffects:
+    """The session-state effects of a query text (NO_EFFECTS, shared, when it has none).
+    `mode`: NO_BACKSLASH_ESCAPES | ANSI_QUOTES, from the client's sql_mode."""
     if len(sql) > SKELETON_ABOVE:
-        sql = skeleton(sql)
+        bones = skeleton(sql, ANALYZE_UP_TO, mode)
+        if bones is None:
+            return NO_EFFECTS if _INTERESTING_LOWER.search(sql.lower()) is None else unknown_effects()
+        sql = bones
     if _INTERESTING_LOWER.search(sql.lower()) is None:
         return NO_EFFECTS
     effects = SqlEffects()
-    for stmt in split_statements(tokenize(sql)):
+    for stmt in split_statements(tokenize(sql, mode)):
         _analyze_statement(stmt, effects)
+    if len(effects.user_vars_written) > 1:
+        effects.user_vars_written = list(dict.fromkeys(effects.user_vars_written))
+    if len(effects.sysvars_untracked) > 1:
+        effects.sysvars_untracked = list(dict.fromkeys(effects.sysvars_untracked))
     return effects
 
 
-# Queries larger than this (bulk inserts with big literals) are reduced to a
-# skeleton first: long literals emptied, so that neither the INTERESTING
-# search nor the tokenizer walks megabytes of escaped data on the event loop.
+def unknown_effects() -> SqlEffects:
+    """What a text too large to analyze is assumed to do: anything. It writes user
+    variables and takes a named lock whose names cannot be known, which pins the
+    client until its session is reset, and reads and sets its own LAST_INSERT_ID()
+    and diagnostics. (A CONNECTION_ID() in it is not rewritten.)"""
+    return SqlEffects(user_var_write=True, user_var_unknown=True, named_locks_taken=[None], reads_insert_id=True,
+                      sets_insert_id=True, reads_diagnostics=True, calc_found_rows=True)
+
+
+# Queries larger than SKELETON_ABOVE (bulk inserts with big literals) are
+# reduced to a skeleton first: literals longer than KEEP_LITERALS_UP_TO
+# emptied, so that neither the INTERESTING search nor the lexer walks
+# megabytes of escaped data on the event loop. A skeleton still larger than
+# ANALYZE_UP_TO (hundreds of thousands of tokens: the lexer and the analysis
+# step once per token, in Python) is not analyzed: it is assumed to do
+# anything (unknown_effects), when it mentions any trigger word at all.
 SKELETON_ABOVE = 64 * 1024
+ANALYZE_UP_TO = 256 * 1024
 KEEP_LITERALS_UP_TO = 256
-_SPECIAL = re.compile(rb"['\"`#]|/\*|--")
+# What the skeleton must step over as the lexer does: the openers of
+# literals, comments and executable comments (whose content is code).
+_SPECIAL = re.compile(rb"['\"`#]|/\*(?:M?!)?|--(?=[ \t\r\n]|\Z)|\*/")
 
 
-def skeleton(sql: bytes) -> bytes:
-    """`sql` with string literals longer than KEEP_LITERALS_UP_TO bytes emptied.
+def skeleton(sql: bytes, limit: int | None = None, mode: int = 0) -> bytes | None:
+    """`sql` with literals and comments longer than KEEP_LITERALS_UP_TO bytes
+    emptied (None as soon as it would be longer than `limit`).
 
-    Literals are skipped with bytes.find (C speed); Python only steps once per
-    quote character inside a literal, not once per byte. Comments are kept as
-    they are (they are short), so quotes inside them do not start literals.
+    It steps over literals and comments as the lexer does, with the lexer's
+    C-level steps; Python steps once per literal or comment, never once per
+    byte. An executable comment's opener and closer alone are stepped over
+    (what is between is code). A user variable's name (@'...') and a
+    backquoted identifier are kept whatever their length.
     """
     out = []
-    pos = 0
+    kept = pos = 0
     n = len(sql)
+    executable = False  # inside /*! ... */
     while True:
         m = _SPECIAL.search(sql, pos)
         if m is None:
+            if limit is not None and kept + n - pos > limit:
+                return None
             out.append(sql[pos:])
             return b"".join(out)
-        start = m.start()
-        token = m.group()
-        if token in (b"'", b'"', b"`"):
-            end = _literal_end(sql, start, token[0])
-            if end - start > KEEP_LITERALS_UP_TO and token != b"`":
-                out.append(sql[pos:start] + token + token)
-            else:
-                out.append(sql[pos:end])
-            pos = end
-        else:
-            if token == b"/*":
-                end = sql.find(b"*/", start + 2)
-                end = n if end < 0 else end + 2
-            else:  # "--" or "#": to the end of the line
-                end = sql.find(b"\n", start)
-                end = n if end < 0 else end + 1
-            out.append(sql[pos:end])
-            pos = end
+        start, end = m.span()
+        q = sql[start]
+        long, short_form = False, b""
+        if q in b"'\"`":
+            close = _BODY_BY_MODE[mode][q](sql, end).end()
+            closed = close < n and sql[close] == q
+            end = close + 1 if closed else n
+            long = end - start > KEEP_LITERALS_UP_TO and q != 0x60 and (start == 0 or sql[start - 1] != 0x40)
+            short_form = sql[start:start + 1] * (2 if closed else 1)  # '' (or ' alone: still never closed)
+        elif q == 0x2A:  # */
+            if not executable:
+                end = start + 1  # "*", then maybe the "/*" of a comment
+            executable = False
+        elif end - start > 2:  # /*! or /*M!
+            executable = True
+        elif q == 0x2F:  # /* ... */
+            close = sql.find(b"*/", end)
+            end = n if close < 0 else close + 2
+            long = end - start > KEEP_LITERALS_UP_TO
+            short_form = b"/**/" if close >= 0 else b"/*"
+        else:  # -- or #: to the end of the line
+            close = sql.find(b"\n", end)
+            end = n if close < 0 else close
+            long = end - start > KEEP_LITERALS_UP_TO
+            short_form = b"#"
+        kept += start - pos + len(short_form) if long else end - pos
+        if limit is not None and kept > limit:
+            return None
+        out.append(sql[pos:start] + short_form if long else sql[pos:end])
+        pos = end
 
 
-def _literal_end(sql: bytes, start: int, quote: int) -> int:
-    """Index just past the literal opened at `start` (backslash and doubled-quote escapes)."""
-    q = bytes((quote,))
-    i = start + 1
-    n = len(sql)
-    while True:
-        j = sql.find(q, i)
-        if j < 0:
-            return n
-        backslashes = 0
-        k = j - 1
-        while k > start and sql[k] == 0x5C:  # "\\"
-            backslashes += 1
-            k -= 1
-        if backslashes % 2 and quote != 0x60:
-            i = j + 1  # an escaped quote
-        elif j + 1 < n and sql[j + 1] == quote:
-            i = j + 2  # a doubled quote
-        else:
-            return j + 1
+def session_only(sql: bytes, mode: int = 0) -> bool:
+    """True if every statement is a SET of system variables or a USE: all the trackers report in full.
 
-
-def session_only(sql: bytes) -> bool:
-    """True if every statement is a SET of system variables or a USE: all the trackers report in full."""
-    stmts = split_statements(tokenize(sql))
+    False for a text longer than SKELETON_ABOVE, unread: saying False is always
+    safe (a state change is then not explained away, and pins)."""
+    if len(sql) > SKELETON_ABOVE:
+        return False
+    stmts = split_statements(tokenize(sql, mode))
     if not stmts:
         return False
     for stmt in stmts:
@@ -244,16 +381,22 @@ def session_only(sql: bytes) -> bool:
     return True
 
 
+# Matched against the text stripped of surrounding whitespace and of one
+# final ";": no two runs of whitespace meet, so a mismatch never backtracks
+# far (`\s*;?\s*` at the end once tried every split of a long run of spaces).
 _SET_NAMES = re.compile(
-    rb"\s*set\s+names\s+(?P<cs>'[^']*'|\"[^\"]*\"|`[^`]*`|[A-Za-z0-9_]+)"
-    rb"(?:\s+collate\s+(?P<coll>'[^']*'|\"[^\"]*\"|`[^`]*`|[A-Za-z0-9_]+))?\s*;?\s*",
+    rb"set\s+names\s+(?P<cs>'[^']*'|\"[^\"]*\"|`[^`]*`|[A-Za-z0-9_]+)"
+    rb"(?:\s+collate\s+(?P<coll>'[^']*'|\"[^\"]*\"|`[^`]*`|[A-Za-z0-9_]+))?",
     re.I,
 )
 
 
 def parse_set_names(sql: bytes) -> tuple[bytes, bytes | None] | None:
     """`SET NAMES cs [COLLATE coll]` alone -> (cs, coll) in lower case; anything else -> None."""
-    m = _SET_NAMES.fullmatch(sql)
+    text = sql.strip()
+    if text.endswith(b";"):
+        text = text[:-1].rstrip()
+    m = _SET_NAMES.fullmatch(text)
     if m is None:
         return None
     cs = m.group("cs").strip(b"'\"`").lower()
@@ -282,14 +425,15 @@ def _name_at(stmt, i: int) -> bytes | None:
 
 
 def _analyze_statement(stmt: list, fx: SqlEffects) -> None:
+    _scan_expressions(stmt, fx)
+    stmt = _inner_statement(stmt)
     w = _words(stmt, 4)
     first = w[0]
-    _scan_expressions(stmt, fx)
     if first == b"set":
         _analyze_set(stmt, fx)
     elif first == b"create" and b"temporary" in w:
         i = w.index(b"temporary") + 2  # CREATE [OR REPLACE] TEMPORARY TABLE
-        while _words(stmt[i:], 1)[:1] in ([b"if"], [b"not"], [b"exists"]):
+        while i < len(stmt) and stmt[i] in _IF_NOT_EXISTS:
             i += 1
         name = _name_at(stmt, i)
         if name is not None:
@@ -327,6 +471,19 @@ def _analyze_statement(stmt: list, fx: SqlEffects) -> None:
                 _user_var_written(fx, (kind, val))
 
 
+_IF_NOT_EXISTS = ((WORD, b"if"), (WORD, b"not"), (WORD, b"exists"))
+_SET_STATEMENT = [(WORD, b"set"), (WORD, b"statement")]
+
+
+def _inner_statement(stmt: list) -> list:
+    """The statement that SET STATEMENT v=x [, ...] FOR stmt runs ([] if none): its settings
+    last for that one statement, and its effects stay. Nested ones are unwrapped in one pass."""
+    start = 0
+    while stmt[start:start + 2] == _SET_STATEMENT:
+        start = _after_for(stmt, start)
+    return stmt[start:] if start else stmt
+
+
 def _has_sequence(stmt, words: tuple[bytes, ...]) -> bool:
     vals = [v for k, v in stmt if k == WORD]
     n = len(words)
@@ -336,42 +493,42 @@ def _has_sequence(stmt, words: tuple[bytes, ...]) -> bool:
 def _scan_expressions(stmt: list, fx: SqlEffects) -> None:
     """Effects that can hide in any statement: `@v :=`, `INTO @v`, lock functions, CONNECTION_ID()."""
     prev = (None, b"")
-    for i, (kind, val) in enumerate(stmt):
-        if kind == OP and val == b":=":
-            _user_var_written(fx, prev)
-        elif kind == UVAR and prev == (WORD, b"into"):
-            _user_var_written(fx, (kind, val))
-        elif kind == UVAR and prev == (OP, b","):
-            # `INTO @a, @b`: scan back for INTO in this list
-            if _into_list(stmt, i):
-                _user_var_written(fx, (kind, val))
-        elif kind == WORD and i + 1 < len(stmt) and stmt[i + 1] == (OP, b"("):
-            _lock_function(val, stmt, i + 2, fx)
-        elif kind == SYSVAR:
-            name = val.rsplit(b".", 1)[-1]
-            if name in (b"identity", b"last_insert_id"):
-                fx.reads_insert_id = True
-            elif name in (b"warning_count", b"error_count"):
-                fx.reads_diagnostics = True
-        elif kind == WORD and val == b"sql_calc_found_rows":
-            fx.calc_found_rows = True
-        prev = (kind, val)
+    into_list = False  # prev is a variable of an `INTO @a, @b` list, or a comma after one
+    last = len(stmt) - 1
+    for i, tok in enumerate(stmt):
+        kind, val = tok
+        if kind == UVAR:
+            into_list = prev == (WORD, b"into") or (into_list and prev == (OP, b","))
+            if into_list:
+                _user_var_written(fx, tok)
+        elif kind == OP:
+            if val == b":=":
+                _user_var_written(fx, prev)
+            into_list = into_list and val == b"," and prev[0] == UVAR
+        else:
+            into_list = False
+            if kind == WORD:
+                if i < last and stmt[i + 1] == (OP, b"("):
+                    _lock_function(val, stmt, i + 2, fx)
+                elif val == b"sql_calc_found_rows":
+                    fx.calc_found_rows = True
+            elif kind == SYSVAR:
+                name = val.rsplit(b".", 1)[-1]
+                if name in (b"identity", b"last_insert_id"):
+                    fx.reads_insert_id = True
+                elif name in (b"warning_count", b"error_count"):
+                    fx.reads_diagnostics = True
+        prev = tok
 
 
 def _user_var_written(fx: SqlEffects, target: tuple) -> None:
+    """Record a write of `target`; analyze() drops repeated names at the end (not here: a
+    text may name thousands)."""
     fx.user_var_write = True
     if target[0] == UVAR:
-        if target[1] not in fx.user_vars_written:
-            fx.user_vars_written.append(target[1])
+        fx.user_vars_written.append(target[1])
     else:
         fx.user_var_unknown = True
-
-
-def _into_list(stmt: list, i: int) -> bool:
-    j = i - 1
-    while j >= 1 and stmt[j] == (OP, b",") and stmt[j - 1][0] == UVAR:
-        j -= 2
-    return j >= 0 and stmt[j] == (WORD, b"into")
 
 
 def _lock_function(name: bytes, stmt: list, arg: int, fx: SqlEffects) -> None:
@@ -405,11 +562,7 @@ def _analyze_set(stmt: list, fx: SqlEffects) -> None:
     if w[1] == b"transaction" or (w[1] in _SCOPE_WORDS and w[2] == b"transaction"):
         return
     if w[1] == b"statement":
-        # SET STATEMENT v=x FOR stmt: the settings last for one statement, but stmt's own effects stay.
-        inner = _after_for(stmt)
-        if inner:
-            _analyze_statement(inner, fx)
-        return
+        return  # SET STATEMENT v=x FOR stmt: the settings last for one statement (see _inner_statement)
     for target, value, unscoped in _assignments(stmt[1:]):
         kind, name, scope = target
         if kind == UVAR:
@@ -420,18 +573,20 @@ def _analyze_set(stmt: list, fx: SqlEffects) -> None:
                 fx.session_tracking_changed = True  # pins anyway
             if value == [(WORD, b"null")]:
                 fx.sysvars_set_null.append(name)
-            elif unscoped and not tracking and name not in fx.sysvars_untracked:
+            elif unscoped and not tracking:
                 fx.sysvars_untracked.append(name)
 
 
-def _after_for(stmt: list) -> list:
+def _after_for(stmt: list, start: int) -> int:
+    """The index after the first FOR outside parentheses from `start` (len(stmt) if none)."""
     depth = 0
-    for i, tok in enumerate(stmt):
+    for i in range(start, len(stmt)):
+        tok = stmt[i]
         if tok[0] == OP and tok[1] in (b"(", b")"):
             depth += 1 if tok[1] == b"(" else -1
         elif depth == 0 and tok == (WORD, b"for"):
-            return stmt[i + 1:]
-    return []
+            return i + 1
+    return len(stmt)
 
 
 def _assignments(tokens: list):
@@ -514,30 +669,69 @@ def _analyze_handler(stmt: list, fx: SqlEffects) -> None:
 
 
 def _analyze_kill(stmt: list, fx: SqlEffects) -> None:
-    # KILL [HARD|SOFT] [CONNECTION|QUERY] id ; KILL QUERY ID id is not a connection id
+    kill = _kill_target(stmt)
+    if kill is not None:
+        fx.kill = kill
+
+
+def _kill_target(stmt: list) -> tuple[str, int] | None:
+    """("connection" | "query", id) of `KILL [HARD|SOFT] [CONNECTION|QUERY] id`; None for any other
+    form (KILL QUERY ID n takes a query id, KILL USER a user name: the server's business)."""
     words = [v for k, v in stmt if k == WORD]
     nums = [v for k, v in stmt if k == NUM]
-    if len(nums) != 1 or b"user" in words or (b"query" in words and b"id" in words):
-        return
-    kind = "query" if b"query" in words else "connection"
+    if not words or words[0] != b"kill" or len(nums) != 1 or b"user" in words or (b"query" in words and b"id" in words):
+        return None
     try:
-        fx.kill = (kind, int(nums[0]))
+        target = int(nums[0])
     except ValueError:
-        return
+        return None
+    return ("query" if b"query" in words else "connection"), target
 
 
-def _spans(sql: bytes):
+@dataclass(frozen=True, slots=True)
+class KillStatement:
+    kind: str  # "connection" | "query"
+    target: int  # a connection id as the client knows them (the proxy's)
+    start: int  # where the statement is in the text (without its ";")
+    end: int
+
+
+def statements_with_kill(sql: bytes, mode: int = 0) -> tuple[int, list[KillStatement]]:
+    """How many statements the text has, and where the KILL statements among them are."""
+    count, kills, current = 0, [], []
+    for token in _lex(sql, mode)[0] + [(OP, len(sql), len(sql))]:
+        kind, start, end = token
+        if kind == OP and (end == start or sql[start:end] == b";"):
+            if current:
+                count += 1
+                stmt = [(k, sql[a:b].lower()) for k, a, b in current]
+                kill = _kill_target(stmt) if stmt[0] == (WORD, b"kill") else None
+                if kill is not None:
+                    kills.append(KillStatement(kill[0], kill[1], current[0][1], current[-1][2]))
+            current = []
+        else:
+            current.append(token)
+    return count, kills
+
+
+def replace_spans(sql: bytes, replacements: list[tuple[int, int, bytes]]) -> bytes:
+    """`sql` with each (start, end) span, in order, replaced by its bytes."""
+    out, pos = [], 0
+    for start, end, new in replacements:
+        out += [sql[pos:start], new]
+        pos = end
+    out.append(sql[pos:])
+    return b"".join(out)
+
+
+def _spans(sql: bytes, mode: int = 0) -> list[tuple[str, bytes, int, int]]:
     """(kind, lower-cased text, start, end) of every significant token."""
-    for m in _TOKEN.finditer(sql):
-        kind = m.lastgroup
-        if kind in ("ws", "comment", "xopen", "xclose"):
-            continue
-        yield kind, m.group().lower(), m.start(), m.end()
+    return [(kind, sql[start:end].lower(), start, end) for kind, start, end in _lex(sql, mode)[0]]
 
 
-def replace_connection_id(sql: bytes, connection_id: int) -> bytes:
+def replace_connection_id(sql: bytes, connection_id: int, mode: int = 0) -> bytes:
     """CONNECTION_ID() calls replaced by the proxy's id for this client."""
-    return _replace_calls(sql, (b"connection_id",), b"%d" % connection_id)
+    return _replace_calls(sql, (b"connection_id",), b"%d" % connection_id, mode)
 
 
 def without_schema(sql: bytes) -> bytes:
@@ -549,14 +743,17 @@ def without_schema(sql: bytes) -> bytes:
     return _replace_calls(sql, (b"database", b"schema"), b"CAST(NULL AS CHAR(64))")
 
 
-def _replace_calls(sql: bytes, names: tuple[bytes, ...], literal: bytes) -> bytes:
+def _replace_calls(sql: bytes, names: tuple[bytes, ...], literal: bytes, mode: int = 0) -> bytes:
     """Calls `name()` (no arguments) replaced by `literal`.
 
     Where the call is a whole select item without an alias, the item gets the
     alias a server would have shown (the call as written), so that clients
     reading columns by name see no difference.
     """
-    tokens = list(_spans(sql))
+    lowered = sql.lower()
+    if not any(name in lowered for name in names):
+        return sql
+    tokens = _spans(sql, mode)
     out, pos = [], 0
     for i, (kind, text, start, _end) in enumerate(tokens):
         if kind != "word" or text not in names:

@@ -18,17 +18,42 @@ When new_params_bound_flag is 0 the server reuses the types bound by an
 earlier execute of the same server statement. A statement re-prepared on
 another backend has none, so the proxy puts the client's last types back
 (`with_types`). Cursor flags live in `flags` (CURSOR_TYPE_READ_ONLY = 1).
+
+`parse_execute` refuses what MariaDB refuses before reading the values, with
+MariaDB's own error (ExecuteRefused): a packet shorter than the fixed part,
+1835; one that ends before the new-params-bound flag, 1210; a flag other
+than 0 or 1, or types cut short, 1835. The values themselves are the
+server's to check (1210). The client side checks each execute this way once,
+before taking a backend, so that rewriting it later cannot fail.
+
+Types live on the server statement, which the proxy shares between clients:
+an execute that binds none, of a statement whose client never bound any,
+would run with another client's types. MariaDB refuses it (1210) unless all
+its parameters are NULL (`nulls_only`), and so does the proxy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..constants import ER, ER_MALFORMED_PACKET
 from ..errors import RemoteProtocolError
 
-__all__ = ["ExecuteHeader", "parse_execute", "with_statement_id", "with_types", "CURSOR_TYPE_READ_ONLY"]
+__all__ = ["ExecuteHeader", "ExecuteRefused", "parse_execute", "nulls_only", "with_statement_id", "with_types",
+           "CURSOR_TYPE_READ_ONLY", "EXECUTE_FIXED_SIZE", "MALFORMED", "WRONG_ARGUMENTS"]
 
 CURSOR_TYPE_READ_ONLY = 0x01
+EXECUTE_FIXED_SIZE = 10  # 0x17 stmt_id(4) flags(1) iteration_count(4)
+MALFORMED = "Malformed communication packet"
+WRONG_ARGUMENTS = "Incorrect arguments to mysqld_stmt_execute"
+
+
+class ExecuteRefused(RemoteProtocolError):
+    """A COM_STMT_EXECUTE that MariaDB refuses: `errno` and the message are its own."""
+
+    def __init__(self, errno: int, message: str):
+        super().__init__(message)
+        self.errno = errno
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,23 +77,34 @@ def with_statement_id(payload: bytes, stmt_id: int) -> bytes:
 
 
 def parse_execute(payload, params: int) -> ExecuteHeader:
-    if len(payload) < 10:
-        raise RemoteProtocolError("COM_STMT_EXECUTE too short")
+    """The fixed part of an execute of a statement with `params` parameters (ExecuteRefused
+    when MariaDB would refuse it before reading the values)."""
+    if len(payload) < EXECUTE_FIXED_SIZE:
+        raise ExecuteRefused(ER_MALFORMED_PACKET, MALFORMED)
     stmt_id = int.from_bytes(payload[1:5], "little")
     flags = payload[5]
     if params == 0:
         return ExecuteHeader(stmt_id, flags, False, None, -1)
-    flag_offset = 10 + (params + 7) // 8
+    flag_offset = EXECUTE_FIXED_SIZE + (params + 7) // 8
     if len(payload) <= flag_offset:
-        raise RemoteProtocolError("COM_STMT_EXECUTE ends before its new-params-bound flag")
-    bound = payload[flag_offset] == 1
+        raise ExecuteRefused(ER.WRONG_ARGUMENTS, WRONG_ARGUMENTS)
+    flag = payload[flag_offset]
+    if flag > 1:
+        raise ExecuteRefused(ER_MALFORMED_PACKET, MALFORMED)
     types = None
-    if bound:
+    if flag:
         end = flag_offset + 1 + 2 * params
         if len(payload) < end:
-            raise RemoteProtocolError("COM_STMT_EXECUTE ends inside its parameter types")
+            raise ExecuteRefused(ER_MALFORMED_PACKET, MALFORMED)
         types = bytes(payload[flag_offset + 1:end])
-    return ExecuteHeader(stmt_id, flags, bound, types, flag_offset)
+    return ExecuteHeader(stmt_id, flags, flag == 1, types, flag_offset)
+
+
+def nulls_only(payload, params: int) -> bool:
+    """Are all `params` parameters of this execute (parsed by parse_execute) NULL?"""
+    bitmap = int.from_bytes(payload[EXECUTE_FIXED_SIZE:EXECUTE_FIXED_SIZE + (params + 7) // 8], "little")
+    every = (1 << params) - 1
+    return bitmap & every == every
 
 
 def with_types(payload: bytes, header: ExecuteHeader, types: bytes) -> bytes:

@@ -6,12 +6,15 @@
 # temporary table, one idle. Every command is run: SHOW POOLS/CLIENTS/
 # SERVERS/STATS/CONFIG/VERSION, HELP, PAUSE/RESUME (a new transaction waits,
 # then goes on), KILL CLIENT (the client's next query fails), RELOAD (of an
-# edited and of a broken config file), SHUTDOWN WAIT, and a wrong password.
+# edited and of a broken config file), SHUTDOWN WAIT, and a wrong password;
+# idle unauthenticated sockets that must not lock the operator out, and an
+# oversized login packet.
 from __future__ import annotations
 
 import os
 import pty
 import select
+import socket
 import subprocess
 import threading
 import time
@@ -20,7 +23,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from mysqlpool_proxy.admin import COMMANDS, VERSION_COMMENT, start_admin_server, stop_admin_server
+from mysqlpool_proxy.admin import COMMANDS, MAX_LOGINS, VERSION_COMMENT, start_admin_server, stop_admin_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mariadb_cli")]
 
@@ -180,6 +183,42 @@ def test_wrong_password_is_refused_with_1045(console):
     with pytest.raises(pymysql.err.OperationalError) as info:
         pymysql.connect(host="127.0.0.1", port=console.port, user="app", password="app-secret", connect_timeout=10)
     assert info.value.args[0] == 1045
+
+
+def test_idle_unauthenticated_connections_do_not_lock_the_operator_out(console):
+    idle = [socket.create_connection(("127.0.0.1", console.port), timeout=WAIT) for _ in range(MAX_LOGINS + 4)]
+    try:
+        for sock in idle:
+            assert sock.recv(1)  # greeted, then silent
+        started = time.monotonic()
+        assert [row[0] for row in console.rows("SHOW POOLS")] == ["app"]
+        conn = console.pymysql()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SHOW POOLS")
+                assert [row[0] for row in cur.fetchall()] == ["app"]
+        finally:
+            conn.close()
+        assert time.monotonic() - started < WAIT
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_an_oversized_login_packet_gets_1153_and_a_close(console):
+    with socket.create_connection(("127.0.0.1", console.port), timeout=WAIT) as sock:
+        sock.recv(65536)  # the greeting
+        answer = b""
+        try:
+            sock.sendall(b"\xff\xff\xff\x01" + bytes(65536))  # the start of a 60 MiB packet
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # closed already; its answer is still there to read
+        try:
+            while data := sock.recv(65536):
+                answer += data
+        except ConnectionResetError:
+            pass  # (closed with our bytes unread: a reset after the answer)
+    assert answer[3] == 2 and answer[4] == 0xFF and int.from_bytes(answer[5:7], "little") == 1153
 
 
 def test_pymysql_on_the_admin_port(console):

@@ -153,3 +153,22 @@ def test_a_failed_state_sync_does_not_keep_the_backend(proxy_factory, app_server
     assert err.value.args[0] == 1049
     assert proxy.pool_stats()["busy"] == 1  # only `hold`'s transaction holds one
     assert scalar(other, "SELECT 2") == 2
+
+
+@pytest.mark.parametrize("sql_mode, query", [
+    ("NO_BACKSLASH_ESCAPES", "SELECT 'a\\'; SET @hidden = 1; SELECT '\\'"),
+    ("ANSI_QUOTES", 'SELECT 1 AS "a\\"; SET @hidden = 1; SELECT 1 AS "\\"'),
+])
+def test_user_variables_stay_private_whatever_the_sql_mode_does_to_quotes(one_backend, sql_mode, query):
+    """The proxy cuts a query into statements as the server does under the client's sql_mode; read
+    with the default quoting, the SET here would hide inside a string and its variable would be left
+    on the backend for the next client."""
+    a = one_backend.connect(client_flag=CLIENT.MULTI_STATEMENTS)
+    b = one_backend.connect()
+    with a.cursor() as cur:
+        cur.execute(f"SET SESSION sql_mode = '{sql_mode}'")
+        cur.execute(query)
+        while cur.nextset():
+            pass
+    assert scalar(b, "SELECT @hidden") is None  # never another client's
+    assert scalar(a, "SELECT @hidden") == 1  # still its own, on whatever backend

@@ -136,3 +136,57 @@ def test_backend_killed_inside_transaction_ends_that_client(proxy, app_server):
     assert err.value.args[0] in (2013, 2006)
     fresh = proxy.connect()
     assert scalar(fresh, "SELECT 3") == 3
+
+
+def results_of(conn, sql):
+    """Every result of a multi-statement query: a list of rows per result set, an int for an OK's
+    affected rows; an error stops it and is raised."""
+    out = []
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        while True:
+            out.append(cur.fetchall() if cur.description else cur.rowcount)
+            if not cur.nextset():
+                return out
+
+
+def multi(proxy, **kwargs):
+    from pymysql.constants import CLIENT
+    return proxy.connect(client_flag=CLIENT.MULTI_STATEMENTS, **kwargs)
+
+
+def test_kill_inside_a_multi_statement_query_runs_every_other_statement(two_users):
+    """KILL takes the proxy's ids, so the proxy carries it out; the other statements of the query still
+    run, in order, and every result comes back, as directly."""
+    app = multi(two_users)
+    victim, victim2 = two_users.connect(), two_users.connect()
+    assert results_of(app, f"SELECT 42; KILL {victim.thread_id()}") == [((42,),), 0]
+    assert results_of(app, f"KILL {victim2.thread_id()}; SELECT 43") == [0, ((43,),)]
+    for gone in (victim, victim2):
+        with pytest.raises(pymysql.err.OperationalError):
+            scalar(gone, "SELECT 1")
+    with app.cursor() as cur:  # a failing KILL stops the query there, with the server's error
+        with pytest.raises(pymysql.err.OperationalError) as err:
+            cur.execute("SELECT 1; KILL 999999; SELECT 2")
+            while cur.nextset():
+                pass
+        assert err.value.args == (1094, "Unknown thread id: 999999")
+    other = two_users.connect(user=OTHER_USER, password=OTHER_PASSWORD)
+    with app.cursor() as cur:
+        with pytest.raises(pymysql.err.OperationalError) as err:
+            cur.execute(f"KILL QUERY {other.thread_id()}; SELECT 2")
+        assert err.value.args[0] == 1095
+    assert results_of(app, "SELECT 5") == [((5,),)]  # still usable
+    assert scalar(other, "SELECT 1") == 1
+
+
+def test_a_client_that_kills_itself_in_a_multi_statement_query_is_closed(proxy):
+    app = multi(proxy)
+    with app.cursor() as cur:
+        with pytest.raises(pymysql.err.OperationalError) as err:
+            cur.execute(f"SELECT 1; KILL {app.thread_id()}; SELECT 2")
+            assert cur.fetchall() == ((1,),)
+            cur.nextset()
+        assert err.value.args[0] == 1927
+    with pytest.raises(pymysql.err.OperationalError):
+        scalar(app, "SELECT 3")

@@ -16,7 +16,7 @@ from mysqlpool_proxy.constants import CLIENT
 from mysqlpool_proxy.protocol.framing import (
     FrameScanner, Oversized, Packet, PacketDecoder, encode_packet,
 )
-from mysqlpool_proxy.protocol.handshake import Send, ServerHandshake, StartTLS, Verified
+from mysqlpool_proxy.protocol.handshake import MAX_LOGIN_PACKET, Send, ServerHandshake, StartTLS, Verified
 from mysqlpool_proxy.protocol.response import Expect, Phase, ResponseTracker
 from mysqlpool_proxy.protocol.wire import lenenc_bytes, lenenc_int
 
@@ -99,8 +99,8 @@ class Driver:
 class Decoding(Driver):
     """PacketDecoder, drained after every chunk, as the client/backend loops do."""
 
-    def __init__(self, max_size: int = 1 << 30):
-        self.decoder = PacketDecoder(max_size)
+    def __init__(self, max_size: int = 1 << 30, *, strict: bool = False):
+        self.decoder = PacketDecoder(max_size, strict=strict)
         self.items: list[Packet | Oversized] = []
 
     def feed(self, chunk: bytes) -> None:
@@ -365,7 +365,7 @@ class HandshakePeer:
 
     def __init__(self, hs: ServerHandshake, *, bytewise: bool = False, status: int = 2):
         self.hs = hs
-        self.decoder = PacketDecoder()
+        self.decoder = PacketDecoder(MAX_LOGIN_PACKET, strict=True)  # as for a client not yet logged in
         self.bytewise = bytewise
         self.status = status
         self.events: list = []
@@ -379,8 +379,7 @@ class HandshakePeer:
         for piece in pieces:
             self.decoder.feed(piece)
             while (pkt := self.decoder.next_packet()) is not None:
-                assert isinstance(pkt, Packet)
-                for ev in self.hs.receive(pkt):
+                for ev in self.hs.receive(pkt) if isinstance(pkt, Packet) else self.hs.oversized(pkt):
                     self.events.append(ev)
                     if isinstance(ev, Send):
                         out += ev.data

@@ -2,7 +2,8 @@
 # empty frame after an exactly-0xFFFFFF payload), PacketDecoder (several
 # packets per chunk, byte-by-byte, 16 MiB + N payloads rejoined with `raw`
 # equal to the bytes fed, oversized packets skipped frame by frame and
-# reported once as Oversized) and FrameScanner (the empty terminator packet,
+# reported once as Oversized, or refused at their header by a strict decoder,
+# which then drops everything) and FrameScanner (the empty terminator packet,
 # not an empty continuation frame), each fed whole, bytewise and in chunks.
 from __future__ import annotations
 
@@ -236,6 +237,60 @@ def test_two_oversized_packets_in_a_row():
     data = a + b + after
     items, left = feed_whole_and_bytewise(lambda: Decoding(100), data, hot=frame_offsets(data), **BIG)
     assert items[:2] == [ma, mb] and items[2].payload == b"\x03SELECT 1" and left == 0
+
+
+# -- PacketDecoder: strict (a client not yet authenticated) -------------------
+
+
+@pytest.mark.parametrize("prefix,max_size,marker", [
+    (lambda: frame_header(101, 9) + b"x" * 50, 100, Oversized(9, 9, 101)),
+    # 60 MiB on its way: refused at its first (16 MiB) header, whatever follows
+    (lambda: frame_header(M, 9) + b"x" * 1000, 80 * 1024, Oversized(9, 9, M)),
+    # only the second frame's header crosses the limit
+    (lambda: frame_header(M, 9) + payload_of(M) + frame_header(7, 10) + b"xy", M + 6, Oversized(9, 10, M + 7)),
+], ids=["one-frame", "60MiB", "second-frame"])
+def test_strict_refuses_at_the_header_and_drops_all_after(prefix, max_size, marker):
+    head = prefix()
+    data = head + encode_packet(b"\x03SELECT 1", 0)
+
+    def check(result):
+        assert result == ([marker], 0)  # nothing kept: not the rest, not the next command
+
+    kw = BIG if len(head) > M else {}
+    feed_whole_and_bytewise(lambda: Decoding(max_size, strict=True), data, check, hot=frame_offsets(head)[:2], **kw)
+
+
+def test_strict_takes_packets_up_to_the_limit():
+    data = encode_packet(b"q" * 100, 1) + encode_packet(b"r", 2)
+    items, left = feed_whole_and_bytewise(lambda: Decoding(100, strict=True), data)
+    assert [p.payload for p in items] == [b"q" * 100, b"r"] and left == 0
+
+
+def test_strict_holds_at_most_one_packet_below_the_limit():
+    d = PacketDecoder(1000, strict=True)
+    d.feed(frame_header(1000, 1) + b"x" * 999)
+    assert d.next_packet() is None and d.buffered == 1003
+    d.feed(b"x" + frame_header(5000, 2) + b"y" * 100_000)
+    assert isinstance(d.next_packet(), Packet)
+    assert d.next_packet() == Oversized(2, 2, 5000)
+    assert d.buffered == 0
+    d.feed(b"z" * 100_000)
+    assert d.buffered == 0 and d.next_packet() is None
+
+
+def test_limit_relaxes_after_login():
+    d = PacketDecoder(100, strict=True)
+    d.limit(1000)
+    assert not d.strict and d.max_size == 1000
+    d.feed(encode_packet(b"x" * 500, 0) + encode_packet(b"y" * 1001, 0) + encode_packet(b"z", 0))
+    assert len(d.next_packet().payload) == 500
+    assert d.next_packet() == Oversized(0, 0, 1001)  # skipped, not refused: the client goes on
+    assert d.next_packet().payload == b"z"
+
+
+def test_limit_must_be_positive():
+    with pytest.raises(LocalProtocolError):
+        PacketDecoder(10).limit(0)
 
 
 # -- FrameScanner --------------------------------------------------------------

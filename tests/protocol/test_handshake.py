@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from mysqlpool_proxy.constants import CLIENT, SERVER_STATUS
 from mysqlpool_proxy.errors import ProtocolError
 from mysqlpool_proxy.protocol import auth
-from mysqlpool_proxy.protocol.framing import Packet, PacketDecoder, encode_packet
+from mysqlpool_proxy.protocol.framing import MAX_FRAME, Oversized, Packet, PacketDecoder, encode_packet, frame_header
 from mysqlpool_proxy.protocol.handshake import (
-    ChangeUserAuth, Failed, HandshakeState, Send, ServerHandshake, StartTLS, Verified, access_denied_message,
+    INSECURE_TRANSPORT_MESSAGE, MAX_LOGIN_PACKET, ChangeUserAuth, Failed, HandshakeState, Send, ServerHandshake,
+    StartTLS, Verified, access_denied_message,
 )
 from mysqlpool_proxy.protocol.packets import (
     ErrPacket, parse_change_user, parse_err, parse_handshake_v10, parse_ok,
@@ -43,10 +44,11 @@ USERS = {
 }
 
 
-def make_hs(*, tls: bool = False, scramble: bytes | None = SCRAMBLE, caps: int = PROXY_CAPS) -> ServerHandshake:
+def make_hs(*, tls: bool = False, scramble: bytes | None = SCRAMBLE, caps: int = PROXY_CAPS,
+            tls_required: bool = False) -> ServerHandshake:
     return ServerHandshake(
         connection_id=42, server_version=b"5.5.5-10.11.6-MariaDB-mysqlpool", capabilities=caps, charset=45,
-        lookup=USERS.get, client_host=HOST, tls_available=tls, scramble=scramble,
+        lookup=USERS.get, client_host=HOST, tls_available=tls, tls_required=tls_required, scramble=scramble,
     )
 
 
@@ -352,6 +354,65 @@ def test_second_ssl_request_refused():
     assert hs.state is HandshakeState.FAILED
 
 
+@BYTEWISE
+def test_tls_required_refuses_a_plain_login_before_checking_it(bytewise):
+    for token in (native(b"secret"), native(b"wrong")):  # no password oracle: the same answer either way
+        peer = HandshakePeer(make_hs(tls=True, tls_required=True), bytewise=bytewise)
+        assert parse_handshake_v10(only_packet(peer.greeting()).payload).capabilities & CLIENT.SSL
+        out = peer.receive(encode_packet(handshake_response(b"app", token), 1))
+        assert_err(out, 2, 3159, "HY000", INSECURE_TRANSPORT_MESSAGE)
+        assert peer.events[-1] == Failed(3159, INSECURE_TRANSPORT_MESSAGE) and peer.hs.state is HandshakeState.FAILED
+
+
+@BYTEWISE
+def test_tls_required_lets_a_tls_login_in(bytewise):
+    peer = HandshakePeer(make_hs(tls=True, tls_required=True), bytewise=bytewise)
+    assert peer.receive(encode_packet(ssl_request(), 1)) == b""
+    resp = handshake_response(b"app", native(b"secret"), caps=BASIC_CLIENT_FLAGS | CLIENT.SSL)
+    ok = only_packet(peer.receive(encode_packet(resp, 2)))
+    assert ok.seq == 3 and ok.payload[0] == 0 and isinstance(peer.events[-1], Verified)
+
+
+def test_tls_required_without_tls_refuses_every_login():
+    peer = HandshakePeer(make_hs(tls=False, tls_required=True))
+    assert not parse_handshake_v10(only_packet(peer.greeting()).payload).capabilities & CLIENT.SSL
+    assert_err(peer.receive(encode_packet(handshake_response(b"app", native(b"secret")), 1)),
+               2, 3159, "HY000", INSECURE_TRANSPORT_MESSAGE)
+
+
+# -- what a client may send before it has logged in ------------------------------------------
+
+TOO_BIG = ("Got a packet bigger than 'max_allowed_packet' bytes (a login packet may have at most "
+           f"{MAX_LOGIN_PACKET} bytes)")
+
+
+@BYTEWISE
+@pytest.mark.parametrize("announced", [MAX_LOGIN_PACKET + 1, MAX_FRAME])
+def test_oversized_login_packet_gets_1153_at_its_header(bytewise, announced):
+    """As MariaDB answers an oversized first packet (1153, 08S01), but without reading it all."""
+    peer = HandshakePeer(make_hs(), bytewise=bytewise)
+    out = peer.receive(frame_header(announced, 1) + b"\0" * 100)
+    assert_err(out, 2, 1153, "08S01", TOO_BIG)
+    assert peer.events[-1] == Failed(1153, TOO_BIG) and peer.hs.state is HandshakeState.FAILED
+    assert peer.decoder.buffered == 0
+    assert peer.receive(b"\0" * 10_000) == b""  # the rest is dropped unread
+
+
+def test_oversized_auth_switch_response():
+    peer = HandshakePeer(make_hs())
+    switch_request(peer.receive(encode_packet(handshake_response(b"app", b"x", plugin=b"dialog"), 1)), seq=2)
+    assert_err(peer.receive(frame_header(MAX_LOGIN_PACKET + 1, 3)), 4, 1153, "08S01", TOO_BIG)
+
+
+def test_login_with_64_kib_of_connect_attributes():
+    attrs = {b"k%02d" % i: b"v" * 1017 for i in range(64)}  # 64 x 1024 bytes: the clients' own limit
+    resp = handshake_response(b"app", native(b"secret"), caps=BASIC_CLIENT_FLAGS, attrs=attrs)
+    assert 64 * 1024 < len(resp) < MAX_LOGIN_PACKET
+    peer = HandshakePeer(make_hs())
+    assert only_packet(peer.receive(encode_packet(resp, 1))).payload[0] == 0
+    assert peer.events[-1].connect_attrs == attrs
+
+
 # -- sequence ids and malformed packets ------------------------------------------------------
 
 
@@ -517,6 +578,14 @@ def test_change_user_receive_out_of_order_or_unexpected():
     assert events[-1].errno == 1156
     cu2, _ = change(b"app", native(b"secret"))  # already verified: nothing more is expected
     assert cu2.receive(pkt(b"x", 1))[-1].errno == 1156
+
+
+def test_change_user_oversized_auth_data():
+    cu, events = change(b"legacy", sha2(b"secret"), plugin=SHA2)
+    switch_request(sends(events)[0], seq=1)
+    events = cu.oversized(Oversized(2, 2, MAX_LOGIN_PACKET + 1))
+    assert_err(sends(events)[0], 3, 1153, "08S01", TOO_BIG)
+    assert events[-1] == Failed(1153, TOO_BIG) and cu.state is HandshakeState.FAILED
 
 
 def test_change_user_from_mysql_connector():

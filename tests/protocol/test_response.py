@@ -157,13 +157,26 @@ def test_infile_turn():
     feed_whole_and_bytewise(make, after + NEXT, check)
 
 
-def test_infile_phase_consumes_nothing_more():
+def test_infile_request_ends_the_feed():
     t = ResponseTracker()
     t.begin(Expect.RESULT)
     request = CAPTURES["infile_request"].reply
     assert t.feed(request + b"\x01\x00\x00\x02x") == len(request)
-    assert t.phase is Phase.INFILE
-    assert t.feed(b"\x01\x00\x00\x02x") == 0
+    assert t.phase is Phase.INFILE and t.infile_seq == request[3]
+
+
+def test_bytes_from_the_server_during_infile_are_its_early_response():
+    # The server gave up on the transfer (e.g. the client's packets were out of order): its ERR
+    # ends the command, fed whole or byte by byte.
+    def make():
+        t = ResponseTracker()
+        t.begin(Expect.RESULT)
+        t.feed(CAPTURES["infile_request"].reply)
+        return Relaying(t)
+
+    err = encode_packet(make_err(1156, "08S01", "Got packets out of order"), 3)
+    r = feed_whole_and_bytewise(make, err)
+    assert r.out == err and r.phase is Phase.DONE and r.error.errno == 1156
 
 
 # -- strip_session_track ------------------------------------------------------------------------

@@ -370,3 +370,27 @@ NULL_SCHEMA = b"CAST(NULL AS CHAR(64))"
 ])
 def test_without_schema(sql, expected):
     assert without_schema(sql) == expected
+
+
+def test_statements_with_kill_finds_each_kill_and_its_span():
+    from mysqlpool_proxy.protocol.sql import KillStatement, replace_spans, statements_with_kill
+    sql = b"SELECT 'KILL 1'; kill query 7 ;/* KILL 8 */ KILL CONNECTION 9; KILL QUERY ID 10; SELECT 2"
+    count, kills = statements_with_kill(sql)
+    assert count == 5
+    assert [(k.kind, k.target) for k in kills] == [("query", 7), ("connection", 9)]
+    assert [sql[k.start:k.end] for k in kills] == [b"kill query 7", b"KILL CONNECTION 9"]
+    assert replace_spans(sql, [(k.start, k.end, b"DO 0") for k in kills]) == \
+        b"SELECT 'KILL 1'; DO 0 ;/* KILL 8 */ DO 0; KILL QUERY ID 10; SELECT 2"
+    assert statements_with_kill(b"KILL 3") == (1, [KillStatement("connection", 3, 0, 6)])
+    assert statements_with_kill(b"") == (0, [])
+
+
+def test_statements_are_cut_as_the_clients_sql_mode_reads_quotes():
+    from mysqlpool_proxy.protocol.sql import ANSI_QUOTES, NO_BACKSLASH_ESCAPES
+    nbe = b"SELECT 'a\\'; SET @x = 1; SELECT '\\'"  # with NO_BACKSLASH_ESCAPES: three statements
+    assert not analyze(nbe).user_var_write
+    assert analyze(nbe, NO_BACKSLASH_ESCAPES).user_vars_written == [b"x"]
+    ansi = b'SELECT "a\\"; SET @y = 1; SELECT "\\"'  # with ANSI_QUOTES "..." is an identifier
+    assert not analyze(ansi).user_var_write
+    assert analyze(ansi, ANSI_QUOTES).user_vars_written == [b"y"]
+    assert analyze(b"SELECT 'it''s'; SET @z = 2", NO_BACKSLASH_ESCAPES).user_vars_written == [b"z"]

@@ -1,3 +1,4 @@
-# Test support code (no tests here): throwaway MariaDB servers (mariadb.py)
-# and TCP helpers (net.py). Import the modules directly, e.g.
+# Test support code (no tests here): throwaway MariaDB servers (mariadb.py),
+# TCP helpers (net.py) and a fault-injecting TCP relay (faults.py). Import the
+# modules directly, e.g.
 # `from tests.support.mariadb import MariaDBServer`.

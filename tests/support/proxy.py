@@ -1,8 +1,8 @@
 # Runs a real mysqlpool-proxy for tests: its own event loop (uvloop, as in
-# production) on a background thread, so blocking drivers (PyMySQL,
-# MySQLdb, mysql-connector) can talk to it from the test thread, and tests
-# can read the proxy's state through `call()`, which runs a function on the
-# proxy's loop and returns its result. The config goes through a real TOML
+# production, or the stock asyncio loop with uvloop=False) on a background
+# thread, so blocking drivers (PyMySQL, MySQLdb, mysql-connector) can talk
+# to it from the test thread, and tests can read the proxy's state through
+# `call()`, which runs a function on the proxy's loop and returns its result. The config goes through a real TOML
 # file and load_config, exactly as the CLI would read it.
 from __future__ import annotations
 
@@ -58,8 +58,9 @@ def render_config(server, *, users: list[dict] | None = None, **sections: dict) 
 class ProxyThread:
     """A started proxy on its own loop thread. Use as a context manager or call stop()."""
 
-    def __init__(self, config_path: Path):
+    def __init__(self, config_path: Path, *, uvloop: bool = True):
         self.config = load_config(str(config_path))
+        self.uvloop = uvloop
         self.loop = asyncio.new_event_loop()
         self.proxy: Proxy | None = None
         self._thread = threading.Thread(target=self._run, name="mysqlpool-proxy", daemon=True)
@@ -67,8 +68,9 @@ class ProxyThread:
 
     def _run(self) -> None:
         try:
-            import uvloop
-            self.loop = uvloop.new_event_loop()
+            if self.uvloop:
+                import uvloop
+                self.loop = uvloop.new_event_loop()
         except ImportError:
             pass
         asyncio.set_event_loop(self.loop)

@@ -21,7 +21,7 @@ from mysqlpool_proxy.client import ClientState
 from mysqlpool_proxy.config import AdminConfig, load_config
 from mysqlpool_proxy.constants import CLIENT
 from mysqlpool_proxy.protocol import auth
-from mysqlpool_proxy.protocol.framing import encode_packet
+from mysqlpool_proxy.protocol.framing import MAX_FRAME, encode_packet, frame_header
 from mysqlpool_proxy.protocol.packets import parse_err, parse_handshake_v10, parse_ok
 from mysqlpool_proxy.protocol.wire import int1, int4, lenenc_bytes
 from mysqlpool_proxy.proxy import Proxy
@@ -250,10 +250,24 @@ async def test_malformed_handshake_responses_close_the_connection(proxy_maker):
 
 
 @virtual_time
-async def test_oversized_packet_before_login_closes(proxy_maker):
+async def test_oversized_packet_before_login_gets_1153_at_its_header(proxy_maker):
     client = AdminClient(proxy_maker())
-    client.send(b"x" * (admin.MAX_PACKET + 1), 1)
-    assert client.closed
+    client.transport.feed(frame_header(MAX_FRAME, 1) + bytes(64 * 1024))  # 60 MiB announced
+    err = client.take()
+    assert err[3] == 2 and parse_err(err[4:]).errno == 1153
+    assert client.closed and client.conn.decoder.buffered == 0
+
+
+@virtual_time
+async def test_a_login_with_64_kib_of_connect_attributes(proxy_maker):
+    client = AdminClient(proxy_maker())
+    token = auth.client_scramble_native(ADMIN_PASSWORD.encode(), client.greeting.scramble)
+    attrs = b"".join(lenenc_bytes(b"k%02d" % i) + lenenc_bytes(b"v" * 1017) for i in range(64))
+    payload = (int4(CAPS | CLIENT.CONNECT_ATTRS) + int4(1 << 24) + int1(45) + b"\0" * 23 + b"admin\0"
+               + lenenc_bytes(token) + auth.NATIVE + b"\0" + lenenc_bytes(attrs))
+    assert len(payload) > admin.MAX_PACKET
+    client.send(payload, 1)
+    assert client.take()[4] == 0x00
 
 
 @virtual_time
@@ -269,17 +283,44 @@ async def test_login_must_finish_in_time(proxy_maker):
 
 
 @virtual_time
-async def test_connections_are_capped(proxy_maker):
+async def test_operators_logged_in_are_capped(proxy_maker):
     proxy = proxy_maker()
     connections: set = set()
-    clients = [AdminClient(proxy, connections) for _ in range(admin.MAX_CONNECTIONS)]
-    assert all(c.greeting is not None for c in clients)
+    operators = [await logged_in(proxy, connections=connections) for _ in range(admin.MAX_CONNECTIONS)]
     extra = AdminClient(proxy, connections)
     assert extra.greeting is None and extra.closed
     assert parse_err(extra.transport.data[4:]).errno == 1040
-    clients[0].transport.peer_close()
+    operators[0].transport.peer_close()
     await settle()
-    assert AdminClient(proxy, connections).greeting is not None
+    assert (await logged_in(proxy, connections=connections)).greeting is not None
+
+
+@virtual_time
+async def test_idle_unauthenticated_connections_never_lock_the_operator_out(proxy_maker):
+    proxy = proxy_maker()
+    connections: set = set()
+    idle = []
+    for _ in range(3 * admin.MAX_LOGINS):
+        idle.append(AdminClient(proxy, connections))
+        await advance(0.01)
+    assert all(c.greeting is not None for c in idle)
+    # Each newcomer beyond MAX_LOGINS closed the oldest one still logging in.
+    assert [c.closed for c in idle] == [True] * (2 * admin.MAX_LOGINS) + [False] * admin.MAX_LOGINS
+    operator = await logged_in(proxy, connections=connections)
+    assert operator.rows("SHOW POOLS")
+    assert sum(not c.closed for c in idle) == admin.MAX_LOGINS - 1
+
+
+@virtual_time
+async def test_a_login_finishing_beyond_the_operator_cap_gets_1040(proxy_maker):
+    proxy = proxy_maker()
+    connections: set = set()
+    for _ in range(admin.MAX_CONNECTIONS - 1):
+        await logged_in(proxy, connections=connections)
+    first, second = AdminClient(proxy, connections), AdminClient(proxy, connections)
+    assert first.login()[0] == 0x00
+    reply = second.login()
+    assert parse_err(reply).errno == 1040 and second.closed
 
 
 # -- commands -------------------------------------------------------------------------------

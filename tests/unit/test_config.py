@@ -59,12 +59,12 @@ def test_defaults(tmp_path):
 def test_defaults_are_the_documented_ones():
     assert dataclasses.asdict(ProxyConfig()) == {
         "listen": "127.0.0.1:6033", "max_client_connections": 10000, "client_idle_timeout": 0,
-        "shutdown_timeout": 30, "workers": 1, "server_version": "", "max_packet_size": 67108864,
-        "tls_cert": "", "tls_key": ""}
+        "shutdown_timeout": 30, "workers": 1, "server_version": "", "max_packet_size": None,
+        "tls_cert": "", "tls_key": "", "require_tls": False}
     assert dataclasses.asdict(BackendConfig()) == {
         "host": "127.0.0.1", "port": 3306, "unix_socket": "", "connect_timeout": 5,
-        "max_connections": 100, "charset": "utf8mb4", "ssl_mode": "disabled", "ssl_ca": "",
-        "ssl_cert": "", "ssl_key": ""}
+        "dead_connection_timeout": 30, "probe_interval": 5, "max_connections": 100, "charset": "utf8mb4",
+        "ssl_mode": "disabled", "ssl_ca": "", "ssl_cert": "", "ssl_key": ""}
     assert dataclasses.asdict(PoolConfig()) == {
         "mode": "transaction", "max_size": 10, "min_idle": 0, "max_lifetime": 3600,
         "idle_timeout": None, "checkout_timeout": 10, "max_waiting_clients": 1000,
@@ -143,6 +143,8 @@ BAD_VALUES = [
     ("[backend]\nport = 65536", "backend.port must be an integer from 1 to 65535, got 65536"),
     ('[backend]\nport = "3306"', "backend.port must be an integer from 1 to 65535, got '3306'"),
     ("[backend]\nconnect_timeout = 0", "backend.connect_timeout must be a number of seconds > 0, got 0"),
+    ("[backend]\ndead_connection_timeout = 0.5",
+     "backend.dead_connection_timeout must be 0 or a number of seconds >= 1, got 0.5"),
     ("[backend]\nmax_connections = 0", "backend.max_connections must be an integer >= 1, got 0"),
     ('[backend]\ncharset = "utf-8"', "backend.charset must be a character set name"),
     ('[backend]\nssl_mode = "on"', "backend.ssl_mode must be one of 'disabled', 'preferred', 'required', "
@@ -167,6 +169,11 @@ BAD_VALUES = [
     ("[pool]\nidle_transaction_timeout = nan", "pool.idle_transaction_timeout must be a number of seconds >= 0, got nan"),
     ("[pool]\nresult_buffer_bytes = 65535", "pool.result_buffer_bytes must be an integer >= 65536, got 65535"),
     ("[pool]\nprepared_statement_cache_size = 0", "pool.prepared_statement_cache_size must be an integer >= 1, got 0"),
+    ("[proxy]\nrequire_tls = true", "proxy.require_tls = true needs proxy.tls_cert and proxy.tls_key"),
+    ('[proxy]\nrequire_tls = true\ntls_cert = "cert.pem"', "proxy.require_tls = true needs proxy.tls_cert and "
+                                                        "proxy.tls_key"),
+    ('[proxy]\nrequire_tls = "yes"', "proxy.require_tls must be true or false, got 'yes'"),
+    ("[proxy]\nrequire_tls = 1", "proxy.require_tls must be true or false, got 1"),
     # [[users]]
     ('[[users]]\npassword = "pw"', "users[0].name is required"),
     ('[[users]]\nname = ""\npassword = "pw"', "users[0].name must be a non-empty string, got ''"),
@@ -357,6 +364,8 @@ def test_environment_only_needs_a_user():
                                                  "got 'soon' (from MYSQLPOOL_PROXY_SHUTDOWN_TIMEOUT)"),
     ("MYSQLPOOL_BACKEND_PORT", "", "backend.port must be an integer from 1 to 65535, got '' (from MYSQLPOOL_BACKEND_PORT)"),
     ("MYSQLPOOL_USERS_0_MAX_SIZE", "x", "users[0].max_size must be an integer >= 1, got 'x' (from MYSQLPOOL_USERS_0_MAX_SIZE)"),
+    ("MYSQLPOOL_PROXY_REQUIRE_TLS", "maybe", "proxy.require_tls must be true or false, got 'maybe' "
+                                             "(from MYSQLPOOL_PROXY_REQUIRE_TLS)"),
     ("MYSQLPOOL_POOL_MAX_SIZ", "5", "unknown environment variable MYSQLPOOL_POOL_MAX_SIZ (did you mean MYSQLPOOL_POOL_MAX_SIZE?)"),
     ("MYSQLPOOL_USERS_0_PASWORD", "x", "unknown environment variable MYSQLPOOL_USERS_0_PASWORD (did you mean MYSQLPOOL_USERS_0_PASSWORD?)"),
     ("MYSQLPOOL_USERS_X_NAME", "x", "unknown environment variable MYSQLPOOL_USERS_X_NAME"),
@@ -368,6 +377,22 @@ def test_bad_env_value_names_variable_and_file(tmp_path, var, value, message):
     with pytest.raises(ConfigError) as info:
         load_config(path, {var: value})
     assert f"config error in {path}: {message}" in str(info.value)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("true", True), ("1", True), ("on", True), ("Yes", True), ("false", False), (" 0 ", False), ("off", False),
+])
+def test_require_tls_from_env(tmp_path, text, expected):
+    (tmp_path / "cert.pem").write_text("x")
+    cfg = load(tmp_path, '[proxy]\ntls_cert = "cert.pem"\ntls_key = "cert.pem"\n' + USER,
+               {"MYSQLPOOL_PROXY_REQUIRE_TLS": text})
+    assert cfg.proxy.require_tls is expected
+
+
+def test_require_tls_with_a_certificate_and_key(tmp_path):
+    (tmp_path / "cert.pem").write_text("x")
+    cfg = load(tmp_path, '[proxy]\ntls_cert = "cert.pem"\ntls_key = "cert.pem"\nrequire_tls = true\n' + USER)
+    assert cfg.proxy.require_tls is True
 
 
 def test_env_users_by_index(tmp_path):

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mysqlpool_proxy import http
 from mysqlpool_proxy.config import ListenAddress, load_config
+from mysqlpool_proxy.health import READY
 from mysqlpool_proxy.http import start_http_server, stop_http_server
 from mysqlpool_proxy.proxy import Proxy, ProxyState
 
@@ -83,11 +84,11 @@ def test_healthz_says_ok():
     with_endpoint(body)
 
 
-def test_readyz_follows_proxy_ready(monkeypatch):
+def test_readyz_follows_proxy_readiness(monkeypatch):
     async def body(ep: Endpoint):
         status, _, text = await ep.get("/readyz")
         assert (status, text) == (503, b"proxy is starting\n")
-        monkeypatch.setattr(ep.proxy, "ready", lambda: (True, "ok"))
+        monkeypatch.setattr(ep.proxy, "readiness", lambda: READY)
         assert (await ep.get("/readyz"))[0] == 200
     with_endpoint(body)
 

@@ -16,6 +16,7 @@ from mysqlpool_proxy import __version__
 from mysqlpool_proxy.client import ClientState
 from mysqlpool_proxy.config import load_config
 from mysqlpool_proxy.constants import SERVER_STATUS
+from mysqlpool_proxy.health import READY, Cause, Readiness
 from mysqlpool_proxy.metrics import CLIENT_STATE_LABEL, build_registry, cumulative_buckets, multiplexing_ratio
 from mysqlpool_proxy.pool import WAIT_BUCKETS
 from mysqlpool_proxy.proxy import Proxy, ProxyState
@@ -33,6 +34,7 @@ EXPECTED_FAMILIES = {
     # family name as the parser reports it (counters without _total) -> type
     "mysqlpool_info": "gauge",
     "mysqlpool_ready": "gauge",
+    "mysqlpool_not_ready": "gauge",
     "mysqlpool_client_connections": "gauge",
     "mysqlpool_client_connections_max": "gauge",
     "mysqlpool_client_connections_accepted": "counter",
@@ -93,7 +95,7 @@ def add_client(proxy: Proxy, state: ClientState, pool: str | None = "app", *, st
     client = proxy.new_client()
     client.state = state
     client.pool = proxy.pools[pool] if pool else None
-    client.status = status
+    client.learn_status(status)
     client.backend = object() if holds_backend else None
     return client
 
@@ -125,10 +127,27 @@ def test_info_carries_version_and_mode(loop):
     assert samples(families, "mysqlpool_info") == {(("mode", "session"), ("version", __version__)): 1.0}
 
 
-def test_ready_follows_proxy_ready(proxy, monkeypatch):
-    assert value(scrape(proxy), "mysqlpool_ready") == 0  # STARTING
-    monkeypatch.setattr(proxy, "ready", lambda: (True, "ok"))
-    assert value(scrape(proxy), "mysqlpool_ready") == 1
+def test_ready_and_its_reason_follow_proxy_readiness(proxy, monkeypatch):
+    families = scrape(proxy)  # never started: STARTING
+    assert value(families, "mysqlpool_ready") == 0
+    assert {labels: v for labels, v in samples(families, "mysqlpool_not_ready").items() if v} == {
+        (("reason", "starting"),): 1}
+    refused = Readiness(Cause.LOGIN_REFUSED, "backend login refused for pool 'app': 1045 Access denied")
+    monkeypatch.setattr(proxy, "readiness", lambda: refused)
+    families = scrape(proxy)
+    assert value(families, "mysqlpool_ready") == 0
+    assert {labels: v for labels, v in samples(families, "mysqlpool_not_ready").items() if v} == {
+        (("reason", "backend_login_refused"),): 1}
+    monkeypatch.setattr(proxy, "readiness", lambda: READY)
+    families = scrape(proxy)
+    assert value(families, "mysqlpool_ready") == 1
+    assert set(samples(families, "mysqlpool_not_ready").values()) == {0}
+
+
+def test_every_not_ready_reason_is_exported(proxy):
+    families = scrape(proxy)
+    assert {dict(labels)["reason"] for labels in samples(families, "mysqlpool_not_ready")} == {
+        c.value for c in Cause}
 
 
 # -- clients ----------------------------------------------------------------------------
@@ -177,7 +196,7 @@ def test_backend_connections_per_pool_and_state(proxy):
     app = proxy.pools["app"]
     app.idle.extend([object(), object()])
     app.busy.update({object(), object(), object()})
-    app.connecting = 1
+    app.opening.append(0)
     families = scrape(proxy)
     assert samples(families, "mysqlpool_backend_connections") == {
         (("pool", "app"), ("state", "idle")): 2, (("pool", "app"), ("state", "in_use")): 3,

@@ -261,16 +261,24 @@ async def test_a_waiter_that_outlives_an_outage_is_told_the_connect_error():
 
 
 @virtual_time
-async def test_a_backend_the_server_closes_at_once_counts_as_a_failed_connect():
+async def test_a_backend_the_server_closes_at_once_makes_the_pool_back_off_but_is_no_connect_failure():
     opener = fake_opener()
     loop = asyncio.get_running_loop()
-    opener.configure = lambda server: loop.call_later(0.1, server.close)
+    opener.configure = lambda server: loop.call_later(0.1, server.close)  # a DBA killing new connections
     pool = make_pool(opener)
     backend = await pool.acquire(0, 10)
     pool.release(backend)
-    await advance(0.2)
+    await advance(0.1)
     assert backend.closed and backend.close_reason is BackendCloseReason.SERVER_GONE
-    assert sum(pool.stats.connect_errors.values()) == 1
+    # The server answered (it let the connection in): no connect error, the pool is not failing...
+    assert sum(pool.stats.connect_errors.values()) == 0
+    assert not pool.failing and pool.last_error == ""
+    # ...but the next open waits out a short backoff, so a server that keeps doing it is not stormed.
+    waiting = loop.create_task(pool.acquire(0, 10))
+    await settle()
+    assert len(opener.attempts) == 1
+    await advance(0.1)
+    assert len(opener.attempts) == 2 and waiting.done()
 
 
 # -- lifetime, idle timeout, min_idle ----------------------------------------------------------

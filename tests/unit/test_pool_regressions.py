@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 
 from mysqlpool_proxy.pool import BackendLimiter
-from tests.fakes import advance, fake_opener, virtual_time
+from mysqlpool_proxy.reasons import BackendCloseReason
+from tests.fakes import advance, fake_opener, settle, virtual_time
 from tests.unit.test_pool import make_pool, now
 
 
@@ -97,3 +98,55 @@ async def test_pinging_the_min_idle_backends_opens_no_extra_ones():
         await advance(0.5)
     assert len(opener.servers) == 2
     assert sum(pool.stats.closed.values()) == 0
+
+
+@virtual_time
+async def test_a_backend_still_closing_does_not_make_the_pool_act_shut_down():
+    # Diagnosis: Pool.closing was both the number of closed backends whose
+    # sockets were still open (`self.closing = 0`, `+= 1`) and the shutdown
+    # flag (`self.closing = False`, set True by close()). While any backend
+    # was closing (one round trip after COM_QUIT; seconds with a distant
+    # server), every healthy backend released was closed as `shutdown` and
+    # waiters were not served; after close(), a late socket close made the
+    # pool forget it was shut down. Each now has its own name: `closing` is a
+    # collection, the shutdown is `state`.
+    opener = fake_opener(quit_delay=1.0)
+    pool = make_pool(opener, max_size=2)
+    first, second = await pool.acquire(0, 10), await pool.acquire(0, 10)
+    first.close(BackendCloseReason.MAX_LIFETIME)
+    assert pool.closing == {first} and pool.size == 2  # the server still counts it
+    waiter = asyncio.create_task(pool.acquire(0, 10))
+    await settle()
+    pool.release(second)
+    assert await waiter is second  # served while another backend is still closing
+    pool.release(second)
+    assert pool.idle == [second]
+    assert "shutdown" not in pool.stats.closed
+    await advance(1.5)  # the server closes its end of the first
+    assert pool.closing == set() and pool.size == 1
+    held = await pool.acquire(0, 10)
+    pool.close()
+    assert pool.shut_down
+    await advance(5)  # no socket close afterwards makes it forget
+    assert pool.shut_down
+    pool.release(held)
+    assert held.closed and pool.stats.closed["shutdown"] == 1
+    await advance(5)
+    assert pool.size == 0 and pool.limiter.used == 0
+
+
+@virtual_time
+async def test_pool_sizes_are_the_lengths_of_its_collections():
+    opener = fake_opener(delay=0.5, quit_delay=1.0)
+    limiter = BackendLimiter(10)
+    pool = make_pool(opener, max_size=3, limiter=limiter)
+    tasks = [asyncio.create_task(pool.acquire(0, 10)) for _ in range(3)]
+    await advance(0.1)
+    assert pool.connecting == len(pool.opening) == 3 and pool.size == 3 == limiter.used
+    backends = [await t for t in tasks]
+    assert pool.opening == [] and pool.busy == set(backends) and pool.size == 3
+    backends[0].close(BackendCloseReason.ERROR)
+    pool.release(backends[1])
+    assert (len(pool.idle), len(pool.busy), len(pool.closing)) == (1, 1, 1) and limiter.used == 3
+    await advance(2)
+    assert pool.size == 2 == limiter.used

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from mysqlpool_proxy.protocol.session_track import StateChanges, parse_state_changes
 from mysqlpool_proxy.backend import BackendState
 from mysqlpool_proxy.backend_adapter import TRACKERS_SQL
 from mysqlpool_proxy.constants import CR, SERVER_STATUS
@@ -77,10 +78,9 @@ async def test_a_response_in_1_byte_chunks_is_relayed_intact():
     r = await client.query("SELECT id, v FROM t")
     assert len(r.rows) == 30 and r.rows[2] == ("3", "vvv") and r.rows[-1] == ("99", None)
     assert r.raw == opener.servers[0].replies[-1]
-    r = await client.query("SELECT 1; SET @a = 1; SELECT 2, 3")  # several results, each ending mid-chunk
+    r = await client.query("SELECT 1; DO 1; SELECT 2, 3")  # several results, each ending mid-chunk
     assert [x.kind for x in r.results] == ["rows", "ok", "rows"]
-    # (the proxy then reads @a back with a hidden SELECT, so this is not the last reply)
-    assert r.raw in opener.servers[0].replies
+    assert r.raw == opener.servers[0].replies[-1]
     await proxy.stop(0)
 
 
@@ -173,9 +173,13 @@ def test_ok_packets_lose_the_session_state_block_only_for_clients_without_sessio
         assert r.raw[4:] == b"\x00\x00\x00" + ok.status.to_bytes(2, "little") + b"\x00\x00"  # re-encoded, exactly
         assert len(r.raw) == int.from_bytes(r.raw[:3], "little") + 4
         assert plain.conn.session.variables[b"sql_mode"] == b"ANSI"  # the proxy still learned it
+        # A tracking client sees what its own trackers (the server's defaults) report, not the proxy's:
+        # sql_mode is not in the default list, and state changes are not tracked by default.
         r = await tracking.query("SET SESSION sql_mode='ANSI'")
-        assert r.ok.status & SESSION_STATE_CHANGED and b"sql_mode" in r.ok.session_state
-        assert r.raw == opener.servers[0].replies[-1]
+        assert r.ok.session_state is None and not r.ok.status & SESSION_STATE_CHANGED
+        r = await tracking.query("SET time_zone = '+00:00'")
+        assert r.ok.status & SESSION_STATE_CHANGED
+        assert parse_state_changes(r.ok.session_state) == StateChanges(variables=[(b"time_zone", b"+00:00")])
         await proxy.stop(0)
 
     scenario()
@@ -324,7 +328,8 @@ async def test_clients_with_other_character_sets_get_the_fewest_sets_charsets_be
     server = opener.servers[0]
     unicode_ci = await connected(proxy, charset=224)  # utf8mb4 too, but not its default collation
     r = await unicode_ci.query("SELECT @@collation_connection, @@character_set_results")
-    assert server.queries[-2] == "SET @@session.`collation_connection`='utf8mb4_unicode_ci'"
+    # SET NAMES: only it puts the collation behind character_set_client and _results too (session.py).
+    assert server.queries[-2] == "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci'"
     assert r.rows == [("utf8mb4_unicode_ci", "utf8mb4")]
     latin = await connected(proxy, charset=8)
     r = await latin.query("SELECT @@collation_connection, @@character_set_client")
@@ -335,7 +340,31 @@ async def test_clients_with_other_character_sets_get_the_fewest_sets_charsets_be
     assert r.rows == [("latin1_swedish_ci", "latin1")]
     # Back from latin1: were the collation set before character_set_connection, the server would reset it.
     r = await unicode_ci.query("SELECT @@collation_connection, @@character_set_connection")
+    assert server.queries[-2] == "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci'"
     assert r.rows == [("utf8mb4_unicode_ci", "utf8mb4")]
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_set_names_collate_answered_by_the_proxy_follows_the_client_with_its_hidden_collations():
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 1})
+    server = opener.servers[0]
+    a, b = await connected(proxy), await connected(proxy)
+    (await a.query("SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci")).expect_ok()
+    assert not server.queries  # answered without a backend
+    await a.query("SELECT 1")
+    assert server.queries[-2] == "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci'"
+    await b.query("SELECT 2")  # the handshake's utf8mb4_general_ci: a plain SET of each gives it back
+    assert server.queries[-2] == ("SET @@session.`character_set_client`='utf8mb4', "
+                                  "@@session.`character_set_results`='utf8mb4', "
+                                  "@@session.`collation_connection`='utf8mb4_general_ci'")
+    (await a.reset_connection()).expect_ok()  # back to its handshake's collation: b's state
+    await a.query("SELECT 3")
+    assert server.queries[-1] == "SELECT 3"
+    (await b.query("SET NAMES utf8mb4")).expect_ok()  # the default collation: nothing to sync
+    await b.query("SELECT 4")
+    assert server.queries[-1] == "SELECT 4" and len(opener.servers) == 1
     await proxy.stop(0)
 
 

@@ -1,9 +1,10 @@
 # Session state and pins (mysqlpool_proxy/session.py), two ways.
 #
 # Pure: sync_plan (fewest steps, charsets before collation, DEFAULT for what
-# the client does not have, SyncImpossible), sql_literal quoting (also as a
-# hypothesis property), apply_changes, and Pins fed with analyze()d SQL and
-# tracker reports.
+# the client does not have, SET NAMES for the collations the variables do not
+# show, SyncImpossible), sql_literal quoting (also as a hypothesis property),
+# apply_changes and capture.py's read-back of those collations, and Pins fed
+# with analyze()d SQL and tracker reports.
 #
 # End to end: every row of README.md's "Pinning" table, checked where it
 # matters, through a real Proxy with a FakeClient and fake MariaDB backends
@@ -18,12 +19,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mysqlpool_proxy.capture import CHARSET_VARIABLES, Capture
+from mysqlpool_proxy.protocol.rows import Column
 from mysqlpool_proxy.protocol.session_track import StateChanges
 from mysqlpool_proxy.protocol.sql import analyze
 from mysqlpool_proxy.reasons import BackendCloseReason
 from mysqlpool_proxy.session import (
-    PROXY_OWNED, PinReason, Pins, SessionState, SyncImpossible, SyncKind, SyncStep, apply_changes, sql_literal,
-    sync_plan,
+    PROXY_OWNED, Collation, PinReason, Pins, SessionState, SyncImpossible, SyncKind, SyncStep, apply_changes,
+    sql_literal, sync_plan,
 )
 from tests.fakes import FakeClient, Ok, Rows, fake_opener, settle, start_proxy, virtual_time
 
@@ -82,6 +85,131 @@ def test_variables_the_client_does_not_have_go_back_to_default():
 def test_null_values_and_odd_names():
     (step,) = sync_plan(state(), SessionState(None, {**UTF8, b"character_set_results": None, b"we`ird": b"1"}, True))
     assert step.arg == b"SET @@session.`character_set_results`=NULL, @@session.`we``ird`=1"
+
+
+# -- the collations behind character_set_client and character_set_results -----------------------
+#
+# Facts from MariaDB 10.11 (column charsetnr of SELECT 'a'; COLLATION(?) of a prepared statement's string
+# parameter): a handshake with 224, or SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci, gives 224 behind both;
+# SET NAMES utf8mb4, SET CHARACTER SET, SET character_set_client/_results = cs give the charset's default;
+# SET collation_connection and character_set_connection touch neither; COM_RESET_CONNECTION and
+# COM_CHANGE_USER give the handshake's collation again. The variables show none of it.
+
+UNICODE = Collation(b"utf8mb4", b"utf8mb4_unicode_ci")
+
+
+def names_state(client=UNICODE, results=UNICODE, **variables) -> SessionState:
+    """utf8mb4 with utf8mb4_unicode_ci, as SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci leaves it."""
+    s = state(**{"collation_connection": "utf8mb4_unicode_ci", **variables})
+    s.client_collation, s.results_collation = client, results
+    return s
+
+
+def test_a_client_with_a_collation_behind_its_character_sets_gets_set_names():
+    (step,) = sync_plan(state(), names_state())
+    assert step == SyncStep(SyncKind.SET, b"SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci'")
+
+
+def test_the_same_collations_cost_nothing():
+    assert sync_plan(names_state(), names_state()) == []
+    assert names_state().same_as(names_state()) and names_state().key() == names_state().key()
+    assert not names_state().same_as(state(collation_connection="utf8mb4_unicode_ci"))
+
+
+def test_back_to_the_defaults_with_a_plain_set_of_each_variable_that_had_another():
+    # Same variables: only the hidden collations differ.
+    (step,) = sync_plan(names_state(), state(collation_connection="utf8mb4_unicode_ci"))
+    assert step.arg == (b"SET @@session.`character_set_client`='utf8mb4', "
+                        b"@@session.`character_set_results`='utf8mb4'")
+    (step,) = sync_plan(names_state(results=None), state(collation_connection="utf8mb4_unicode_ci"))
+    assert step.arg == b"SET @@session.`character_set_client`='utf8mb4'"
+
+
+def test_set_names_first_then_what_differs_from_what_it_set():
+    # SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci, then SET character_set_results = utf8mb4 (its default).
+    (step,) = sync_plan(state(), names_state(results=None))
+    assert step.arg == (b"SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci', "
+                        b"@@session.`character_set_results`='utf8mb4'")
+    # ... then SET character_set_client = utf8mb4 instead.
+    (step,) = sync_plan(state(), names_state(client=None))
+    assert step.arg == (b"SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci', "
+                        b"@@session.`character_set_client`='utf8mb4'")
+    # ... then SET character_set_results = NULL, collation_connection, other variables, user variables.
+    client = names_state(results=None, character_set_results=None, character_set_connection="latin1",
+                         collation_connection="latin1_bin", time_zone="+01:00")
+    client.user_vars[b"a"] = b"1"
+    (step,) = sync_plan(SessionState(None, dict(LATIN1), True), client)
+    assert step.arg == (b"SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci', "
+                        b"@@session.`character_set_connection`='latin1', @@session.`character_set_results`=NULL, "
+                        b"@@session.`collation_connection`='latin1_bin', @@session.`time_zone`='+01:00', @`a`=1")
+
+
+def test_a_collation_recorded_for_another_charset_than_its_variable_shows_is_not_there():
+    # Something set the variable without knowing the collation behind it (a plain SET gives the default).
+    stale = state(character_set_client="latin1")
+    stale.client_collation = UNICODE
+    assert stale.hidden_collations() == (None, None)
+    (step,) = sync_plan(stale, state())
+    assert step.arg == b"SET @@session.`character_set_client`='utf8mb4'"
+
+
+def test_a_reported_character_set_variable_has_its_default_collation_until_read_back():
+    s = names_state()
+    apply_changes(s, StateChanges(variables=[(b"character_set_client", b"utf8mb4")]), None)
+    assert (s.client_collation, s.results_collation) == (None, UNICODE)
+    apply_changes(s, StateChanges(variables=[(b"collation_connection", b"utf8mb4_bin")]), None)
+    assert s.results_collation == UNICODE
+    apply_changes(s, None, analyze(b"SET @@character_set_results = NULL"))
+    assert s.results_collation is None
+
+
+# The collation table as ServerInfo has it (id -> charset, name, is its charset's default).
+COLLATIONS = {45: ("utf8mb4", "utf8mb4_general_ci", True), 224: ("utf8mb4", "utf8mb4_unicode_ci", False),
+              8: ("latin1", "latin1_swedish_ci", True), 63: ("binary", "binary", True)}
+
+
+def read_back(s: SessionState, reported: list, results_column_charset: int, values: dict) -> None:
+    """What client.py does after a statement whose report named character set variables."""
+    apply_changes(s, StateChanges(variables=reported), None)
+    capture = Capture(collations=COLLATIONS)
+    capture.add_sysvars(CHARSET_VARIABLES)
+    columns = [Column(b"LAST_INSERT_ID()", 8, 63)] + [Column(b"@@" + n, 253, results_column_charset)
+                                                      for n in CHARSET_VARIABLES]
+    capture.apply(columns, [b"0"] + [values[n] for n in CHARSET_VARIABLES], s)
+
+
+NAMES_REPORT = [(b"character_set_client", b"utf8mb4"), (b"character_set_results", b"utf8mb4"),
+                (b"character_set_connection", b"utf8mb4")]
+
+
+def test_set_names_collate_read_back_from_the_columns_collation():
+    s = state()
+    read_back(s, NAMES_REPORT, 224, {**UTF8, b"collation_connection": b"utf8mb4_unicode_ci"})
+    assert s.hidden_collations() == (UNICODE, UNICODE)
+    assert s.same_as(names_state())
+
+
+def test_set_character_set_reports_the_same_but_reads_back_the_default():
+    # SET CHARACTER SET utf8mb4 with a utf8mb4_unicode_ci default schema: the same report, the same
+    # variables as SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci; the columns say 45.
+    s = names_state()
+    read_back(s, NAMES_REPORT, 45, {**UTF8, b"collation_connection": b"utf8mb4_unicode_ci"})
+    assert s.hidden_collations() == (None, None)
+
+
+def test_setting_one_variable_leaves_the_collation_behind_the_other():
+    s = names_state()
+    read_back(s, [(b"character_set_client", b"utf8mb4")], 224,
+              {**UTF8, b"collation_connection": b"utf8mb4_unicode_ci"})
+    assert s.hidden_collations() == (None, UNICODE)
+    s = names_state()
+    read_back(s, [(b"character_set_results", b"latin1")], 8,
+              {**UTF8, b"character_set_results": b"latin1", b"collation_connection": b"utf8mb4_unicode_ci"})
+    assert s.hidden_collations() == (UNICODE, None)
+    s = names_state()
+    read_back(s, [(b"character_set_results", b"")], 33,  # NULL: the columns keep their own collation
+              {**UTF8, b"character_set_results": None, b"collation_connection": b"utf8mb4_unicode_ci"})
+    assert s.hidden_collations() == (UNICODE, None)
 
 
 def test_a_schema_is_selected_but_never_unselected():
