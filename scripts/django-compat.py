@@ -95,7 +95,7 @@ def run_both(args, labels: list[str], tests_dir: Path, workdir: Path):
                    verbosity=args.verbosity, timeout=args.timeout, echo=args.echo)
     runs = {}
     server_options = dict(option.split("=", 1) for option in args.server_option) if args.server_option else None
-    server = suite.start_backend(server_options)
+    server = suite.start_backend(server_options, log)
     try:
         server_version = server.server_version()
         if args.only in (None, "direct"):
