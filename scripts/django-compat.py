@@ -43,7 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Django test processes per run (default 2; each holds up to one backend per "
                              "database alias, so keep parallel*2 <= --max-size)")
     parser.add_argument("--max-size", type=int, default=4, help="the proxy's pool max_size (default 4)")
-    parser.add_argument("--pool-mode", default="transaction", choices=["transaction", "session"])
+    parser.add_argument("--pool-mode", default="transaction", choices=["transaction", "session"],
+                        help="the proxy's pool.mode (session mode holds a backend per Django connection: "
+                             "it needs --max-size of at least 2 * (parallel + 1))")
     parser.add_argument("--failfast", action="store_true", help="stop each run at its first failing test")
     parser.add_argument("-v", "--verbosity", type=int, default=1, help="Django's verbosity (0-3)")
     parser.add_argument("--echo", action="store_true", help="show Django's output while it runs")
