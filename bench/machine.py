@@ -1,6 +1,6 @@
 # What the figures were measured on: cores, CPU model, memory, kernel, and
 # the versions of everything in the path (Python, uvloop, drivers, MariaDB,
-# sysbench, the proxy and its git commit). Every field is best effort.
+# sysbench, HAProxy, the proxy and its git commit). Every field is best effort.
 """Describe the machine and software a benchmark ran on."""
 
 from __future__ import annotations
@@ -92,6 +92,8 @@ def one_line(m: dict) -> str:
     ]
     if m.get("sysbench"):
         parts.append(str(m["sysbench"]))
+    if m.get("haproxy"):
+        parts.append(str(m["haproxy"]))
     commit = m.get("git_commit")
     if commit:
         where = "" if m.get("proxy_source", "working tree") == "working tree" else f" ({m['proxy_source']})"

@@ -32,7 +32,7 @@ def _plt():
 def _point_table(rows: list[dict], tool: str) -> dict[int, dict[str, dict]]:
     """clients -> leg -> metric -> value, for one load generator."""
     out: dict[int, dict[str, dict]] = {}
-    pattern = re.compile(rf"^point select, {re.escape(tool)}, (\d+) clients(, proxy workers = (\d+))?$")
+    pattern = re.compile(rf"^point select, {re.escape(tool)}, (\d+) clients?(, proxy workers = (\d+))?$")
     for r in rows:
         m = pattern.match(r["workload"])
         if not m or not r.get("available", True):

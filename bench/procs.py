@@ -1,7 +1,12 @@
 # The processes of a benchmark run: the private MariaDB server (through
 # tests/support/mariadb.py), the proxy (the real CLI, `python -m
 # mysqlpool_proxy -c <generated toml>`, logging to a file), and the
-# Python load generator (bench/loadgen.py, a process of its own).
+# Python load generator (bench/loadgen.py, a process of its own). The floor
+# legs' relay and HAProxy (bench/floor.py) share the start/stop helpers.
+#
+# CPU is booked per kind of process (server, proxy, relay, haproxy,
+# loadgen, harness, kernel threads, and everyone else's: "foreign"), from
+# psutil snapshots taken before and after each leg.
 #
 # Memory is read with psutil: the RSS of a process plus all its children
 # (a proxy with [proxy] workers = N may run several processes), sampled in
@@ -19,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +92,7 @@ def tree_size(pid: int) -> int:
 
 
 def _category(proc, me_pid: int) -> str:
-    """What one of this run's own processes is: server, proxy, load generator or the harness."""
+    """What one of this run's own processes is: server, proxy, bare relay, HAProxy, load generator or harness."""
     if proc.pid == me_pid:
         return "harness"
     try:
@@ -98,6 +104,10 @@ def _category(proc, me_pid: int) -> str:
         return "server"
     if "mysqlpool_proxy" in cmdline or "mysqlpool-proxy" in cmdline:
         return "proxy"
+    if name.startswith("haproxy"):
+        return "haproxy"
+    if "bench.relay" in cmdline:
+        return "relay"
     return "loadgen"
 
 
@@ -130,7 +140,7 @@ def cpu_snapshot() -> dict:
             category = "foreign"
         procs[pid] = (info["create_time"], t.user + t.system, category)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"procs": procs, "reaped": children.ru_utime + children.ru_stime, "reaped_proxy": _REAPED["proxy"]}
+    return {"procs": procs, "reaped": children.ru_utime + children.ru_stime, "reaped_by": dict(_REAPED)}
 
 
 def cpu_used(before: dict, after: dict) -> dict[str, float]:
@@ -141,10 +151,13 @@ def cpu_used(before: dict, after: dict) -> dict[str, float]:
         delta = cpu - old[1] if old is not None and old[0] == created else cpu
         used[category] = used.get(category, 0.0) + max(0.0, delta)
     reaped = max(0.0, after["reaped"] - before["reaped"])
-    reaped_proxy = min(reaped, max(0.0, after.get("reaped_proxy", 0.0) - before.get("reaped_proxy", 0.0)))
-    used["loadgen"] = used.get("loadgen", 0.0) + reaped - reaped_proxy
-    if reaped_proxy:
-        used["proxy"] = used.get("proxy", 0.0) + reaped_proxy
+    # Of the reaped children's CPU, what belonged to proxies, relays or HAProxy this process stopped.
+    for category, total in after.get("reaped_by", {}).items():
+        share = min(reaped, max(0.0, total - before.get("reaped_by", {}).get(category, 0.0)))
+        if share:
+            used[category] = used.get(category, 0.0) + share
+            reaped -= share
+    used["loadgen"] = used.get("loadgen", 0.0) + reaped
     return used
 
 
@@ -224,10 +237,10 @@ class ProxyStartError(RuntimeError):
     pass
 
 
-_LIVE: set = set()  # proxies started and not yet stopped: stopped at exit whatever happens
-# CPU seconds of proxies this process stopped (and so reaped): RUSAGE_CHILDREN counts them
-# too, and cpu_used() moves them from "loadgen" back to "proxy".
-_REAPED = {"proxy": 0.0}
+LIVE: set = set()  # proxies, relays, HAProxies started and not yet stopped: stopped at exit whatever happens
+# CPU seconds of the proxies, relays and HAProxies this process stopped (and so reaped), by
+# category: RUSAGE_CHILDREN counts them too, and cpu_used() moves them from "loadgen" back.
+_REAPED = {"proxy": 0.0, "relay": 0.0, "haproxy": 0.0}
 
 
 def tree_cpu(pid: int) -> float:
@@ -249,9 +262,49 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def stop_process(proc: subprocess.Popen, category: str, sig: int, timeout: float) -> None:
+    """Stop a process started in its own session (its group is killed if `sig` is not enough);
+    its CPU so far is booked to `category` (see _REAPED)."""
+    _REAPED[category] += tree_cpu(proc.pid)
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def wait_for_login(port: int, proc: subprocess.Popen, timeout: float, what: str, log_path: Path,
+                   log_tail: Callable[[int], str]) -> None:
+    """Wait until a real login and query through `port` succeed (ProxyStartError if `proc`
+    exits first or `timeout` passes)."""
+    import pymysql
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ProxyStartError(f"{what} exited with {proc.returncode}:\n{log_tail(30)}")
+        try:
+            conn = pymysql.connect(host="127.0.0.1", port=port, user=BENCH_USER, password=BENCH_PASSWORD,
+                                   database=BENCH_DB, connect_timeout=2, autocommit=True)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT 1")
+                    cur.fetchall()
+            finally:
+                conn.close()
+            return
+        except pymysql.err.MySQLError as exc:
+            last = exc
+            time.sleep(0.1)
+    raise ProxyStartError(f"{what} did not answer in {timeout:.0f}s (last error: {last}); "
+                          f"log {log_path}:\n{log_tail(12)}")
+
+
 @atexit.register
 def _stop_live_proxies() -> None:
-    for p in list(_LIVE):
+    for p in list(LIVE):
         try:
             p.stop(timeout=5)
         except Exception:  # noqa: BLE001 - best effort at exit
@@ -352,7 +405,7 @@ class ProxyProcess:
             )
         finally:
             log.close()
-        _LIVE.add(self)
+        LIVE.add(self)
         try:
             self._wait_ready(timeout)
         except BaseException:
@@ -361,29 +414,7 @@ class ProxyProcess:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        """Ready = a real login and query through the proxy succeed."""
-        import pymysql
-
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ProxyStartError(f"the proxy exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                conn = pymysql.connect(host="127.0.0.1", port=self.port, user=BENCH_USER, password=BENCH_PASSWORD,
-                                       database=BENCH_DB, connect_timeout=2, autocommit=True)
-                try:
-                    with conn.cursor() as cur:
-                        cur.execute("SELECT 1")
-                        cur.fetchall()
-                finally:
-                    conn.close()
-                return
-            except pymysql.err.MySQLError as exc:
-                last = exc
-                time.sleep(0.1)
-        raise ProxyStartError(f"the proxy did not answer in {timeout:.0f}s (last error: {last}); "
-                              f"log {self.log_path}:\n{self.log_tail(12)}")
+        wait_for_login(self.port, self.proc, timeout, "the proxy", self.log_path, self.log_tail)
 
     @property
     def pid(self) -> int:
@@ -421,17 +452,11 @@ class ProxyProcess:
             return ""
 
     def stop(self, timeout: float = 15.0) -> None:
-        _LIVE.discard(self)
+        LIVE.discard(self)
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        _REAPED["proxy"] += tree_cpu(proc.pid)
-        proc.send_signal(signal.SIGINT)  # drains quickly (1 s at most)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop_process(proc, "proxy", signal.SIGINT, timeout)  # SIGINT: drains quickly (1 s at most)
 
     def __enter__(self) -> ProxyProcess:
         return self

@@ -7,6 +7,13 @@
 #   ratio_min   proxy / direct >= value    (throughput-like metrics)
 #   delta_max   proxy - direct <= value    (added latency, in the row's unit)
 #   proxy_max   proxy <= value             (a bound on the proxy alone)
+#
+# The floor tables (render_floor) put the bare relay and HAProxy legs beside
+# direct and proxy for the same load: each leg's throughput, latency and CPU
+# per operation (from the per-leg CPU accounting in results.json "noise"),
+# then the proxy's CPU over the relay's and HAProxy's, mariadbd's CPU through
+# the proxy over through the relay, and throughput against HAProxy, each
+# against the issue's target where it sets one (a load's "targets").
 """Result rows, target evaluation and table rendering."""
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ from typing import Any
 
 from bench.stats import median
 
-__all__ = ["Target", "Row", "fmt_value", "render_markdown", "render_text", "summary_counts"]
+__all__ = ["Target", "Row", "FloorLeg", "fmt_value", "render_markdown", "render_text", "summary_counts",
+           "render_cpu_table", "render_floor", "floor_legs", "floor_comparisons", "judge"]
 
 KINDS = ("ratio_min", "delta_max", "proxy_max")
 
@@ -206,27 +214,151 @@ def summary_counts(rows: list[Row]) -> dict[str, int]:
     return counts
 
 
-CPU_CATEGORIES = ("server", "proxy", "loadgen", "harness", "kernel")
+CPU_CATEGORIES = ("server", "middle", "loadgen", "harness", "kernel")
+
+
+def middle_category(leg: str) -> str:
+    """The CPU category of the process between client and server in a leg: the proxy (also for
+    "proxy_2w" and, idle, for "direct"), the bare relay or HAProxy."""
+    return leg if leg in ("relay", "haproxy") else "proxy"
 
 
 def render_cpu_table(legs: list[dict]) -> str:
-    """Where the CPU went: median cores per process kind for each workload and leg (direct/proxy),
-    and CPU microseconds per operation (query, request or row) of the server and the proxy."""
+    """Where the CPU went: median cores per process kind for each workload and leg, and CPU
+    microseconds per operation (query, request or row) of the server and of the leg's middle
+    process (the proxy, the bare relay or HAProxy)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for leg in legs:
         groups.setdefault((leg["workload"], leg["leg"]), []).append(leg)
     if not groups:
         return ""
-    out = ["| Workload | Leg | mariadbd | proxy | load generator | harness | kernel threads | other processes "
-           "| mariadbd µs/op | proxy µs/op |",
+    out = ["| Workload | Leg | mariadbd | proxy or relay | load generator | harness | kernel threads "
+           "| other processes | mariadbd µs/op | proxy or relay µs/op |",
            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for (workload, leg), items in groups.items():
-        cells = [median([i.get("cores", {}).get(c, 0.0) for i in items]) for c in CPU_CATEGORIES]
+        middle = middle_category(leg)
+        kinds = [middle if c == "middle" else c for c in CPU_CATEGORIES]
+        cells = [median([i.get("cores", {}).get(c, 0.0) for i in items]) for c in kinds]
         cells.append(median([i.get("foreign_cores", 0.0) for i in items]))
         text = [f"{c:.2f}" for c in cells]
-        for who in ("server", "proxy"):
+        for who in ("server", middle):
             per_op = median([i["us_per_op"].get(who, 0.0) for i in items if "us_per_op" in i])
-            idle_proxy = who == "proxy" and (leg == "direct" or not per_op)  # a proxy may idle meanwhile
-            text.append("—" if per_op is None or idle_proxy else f"{per_op:.3g}")
+            idle_middle = who == middle and (leg == "direct" or not per_op)  # a proxy may idle meanwhile
+            text.append("—" if per_op is None or idle_middle else f"{per_op:.3g}")
         out.append(f"| {_cell(workload)} | {_cell(leg)} | " + " | ".join(text) + " |")
     return "\n".join(out) + "\n"
+
+
+# -- the floor: direct, bare relay, HAProxy and proxy side by side ----------------------------------
+
+FLOOR_LEG_NAMES = {"direct": "direct", "relay": "bare relay", "haproxy": "HAProxy", "proxy": "proxy"}
+
+# The comparisons under the floor table: (key, what, numerator (leg, figure), denominator or None).
+# A load's "targets" maps a key to ("max" | "min", limit) (the performance issue's targets).
+FLOOR_COMPARISONS = (
+    ("proxy_cpu_vs_relay", "proxy CPU / bare relay CPU, per operation", ("proxy", "middle_us"),
+     ("relay", "middle_us")),
+    ("proxy_cpu_vs_haproxy", "proxy CPU / HAProxy CPU, per operation", ("proxy", "middle_us"),
+     ("haproxy", "middle_us")),
+    ("server_cpu_vs_relay", "mariadbd CPU per operation, through the proxy / through the bare relay",
+     ("proxy", "server_us"), ("relay", "server_us")),
+    ("throughput_vs_haproxy", "throughput, proxy / HAProxy", ("proxy", "throughput"), ("haproxy", "throughput")),
+    ("throughput_vs_direct", "throughput, proxy / direct", ("proxy", "throughput"), ("direct", "throughput")),
+    ("proxy_us", "proxy CPU per operation (µs)", ("proxy", "middle_us"), None),
+)
+SHOWN_ONLY_WITH_A_TARGET = frozenset({"throughput_vs_direct", "proxy_us"})
+
+
+@dataclass
+class FloorLeg:
+    """One leg of a floor load, as medians over its rounds."""
+
+    leg: str
+    rounds: int
+    throughput: float | None
+    latency_avg_ms: float | None
+    latency_p99_ms: float | None
+    middle_us: float | None  # CPU µs per operation of the proxy, the relay or HAProxy (None for direct)
+    server_us: float | None  # CPU µs per operation of mariadbd
+
+
+def floor_legs(load: dict, noise: list[dict]) -> dict[str, FloorLeg]:
+    """The legs of one floor load: medians of its samples, CPU per operation from the noise entries
+    the harness recorded for the same workload and leg."""
+    out = {}
+    for leg in FLOOR_LEG_NAMES:
+        samples = load["legs"].get(leg)
+        if samples is None:
+            continue
+        entries = [n for n in noise if n["workload"] == load["workload"] and n["leg"] == leg and "us_per_op" in n]
+        middle = None if leg == "direct" else median([n["us_per_op"].get(middle_category(leg)) for n in entries])
+        out[leg] = FloorLeg(leg, len(samples), median([s.get("qps") for s in samples]),
+                            median([s.get("avg_ms") for s in samples]), median([s.get("p99_ms") for s in samples]),
+                            middle, median([n["us_per_op"].get("server") for n in entries]))
+    return out
+
+
+def _floor_figure(legs: dict[str, FloorLeg], ref: tuple[str, str] | None) -> float | None:
+    if ref is None:
+        return 1.0
+    leg = legs.get(ref[0])
+    return None if leg is None else getattr(leg, ref[1])
+
+
+def floor_comparisons(load: dict, legs: dict[str, FloorLeg]) -> list[tuple[str, str, float | None, tuple | None]]:
+    """(key, what, value, target) for each comparison the load's legs allow (a leg left out: none)."""
+    targets = load.get("targets", {})
+    out = []
+    for key, what, num, den in FLOOR_COMPARISONS:
+        if num[0] not in legs or (den is not None and den[0] not in legs):
+            continue
+        if key in SHOWN_ONLY_WITH_A_TARGET and key not in targets:
+            continue  # the figure is in the legs table already
+        a, b = _floor_figure(legs, num), _floor_figure(legs, den)
+        value = None if a is None or not b else a / b
+        target = targets.get(key)
+        out.append((key, what, value, tuple(target) if target else None))
+    return out
+
+
+def judge(value: float | None, target: tuple | None) -> tuple[str, str]:
+    """(the target as text, the verdict) of a value against ("max" | "min", limit)."""
+    if target is None:
+        return "—", "—"
+    kind, limit = target
+    text = f"≤ {limit:g}" if kind == "max" else f"≥ {limit:g}"
+    if value is None:
+        return text, "n/a"
+    met = value <= limit if kind == "max" else value >= limit
+    if met:
+        return text, f"yes ({value:.3g} vs {limit:g})"
+    off = (value - limit) / limit * 100 if kind == "max" else (limit - value) / limit * 100
+    return text, f"**no** ({value:.3g} vs {limit:g}: {off:.0f}% {'over' if kind == 'max' else 'short'})"
+
+
+def render_floor(floor: list[dict], noise: list[dict]) -> str:
+    """The floor tables: each leg's throughput, latency and CPU per operation, then the proxy
+    against the bare relay and HAProxy (with the issue's targets where it sets one)."""
+    if not floor:
+        return ""
+    out = ["| Load | Leg | Throughput | × direct | Latency avg | Latency p99 | proxy/relay/HAProxy CPU µs/op "
+           "| mariadbd CPU µs/op |",
+           "|---|---|--:|--:|--:|--:|--:|--:|"]
+    comparisons = ["| Load | Comparison | Value | Target | Met? |", "|---|---|--:|---|---|"]
+    for load in floor:
+        legs = floor_legs(load, noise)
+        direct = legs.get("direct")
+        unit = load.get("unit", "q/s")
+        for leg in legs.values():
+            ratio = (leg.throughput / direct.throughput if direct and direct.throughput and leg.throughput
+                     else None)
+            cells = [load["load"], FLOOR_LEG_NAMES[leg.leg], fmt_value(leg.throughput, unit), fmt_ratio(ratio),
+                     fmt_value(leg.latency_avg_ms, "ms"), fmt_value(leg.latency_p99_ms, "ms"),
+                     "—" if leg.middle_us is None else f"{leg.middle_us:.3g}",
+                     "n/a" if leg.server_us is None else f"{leg.server_us:.3g}"]
+            out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        for key, what, value, target in floor_comparisons(load, legs):
+            text, verdict = judge(value, target)
+            shown = fmt_value(value) if key == "proxy_us" else fmt_ratio(value)
+            comparisons.append("| " + " | ".join(_cell(c) for c in (load["load"], what, shown, text, verdict)) + " |")
+    return "\n".join(out) + "\n\n" + "\n".join(comparisons) + "\n"

@@ -1,13 +1,16 @@
 # THE benchmark command (bench/run.sh installs what it needs, then runs this):
 #
-#   .venv/bin/python -m bench.run [--quick] [--only WORKLOAD[,WORKLOAD...]] [--rounds N] [--out DIR]
+#   .venv/bin/python -m bench.run [--quick] [--only WORKLOAD[,WORKLOAD...]] [--rounds N] [--out DIR] [--no-floor]
 #
 # Starts a private MariaDB (tests/support/mariadb.py, a free port on
 # 127.0.0.1, its own datadir) and the proxy (the real CLI, one process per
 # configuration), runs each workload directly against the server and
-# through the proxy in alternation, and writes to bench/results/<timestamp>/:
+# through the proxy in alternation (the sysbench point selects and
+# connect-per-request also through the floor legs: a bare uvloop relay and
+# HAProxy, bench/floor.py), and writes to bench/results/<timestamp>/:
 #   results.json   machine, settings, every row with all its samples, raw data
-#   results.md     the table: workload, metric, direct, proxy, ratio, target, met?
+#   results.md     the table: workload, metric, direct, proxy, ratio, target, met?;
+#                  the floor tables; where the CPU went
 #   *.png          plots (bench/plots.py)
 #   run.log, proxy/*.log, proxy/*.toml
 #
@@ -34,7 +37,8 @@ if str(REPO) not in sys.path:
 
 from bench import machine as machine_info  # noqa: E402
 from bench import sysbench as sb  # noqa: E402
-from bench.report import Row, render_cpu_table, render_markdown, render_text, summary_counts  # noqa: E402
+from bench.floor import find_haproxy, haproxy_version  # noqa: E402
+from bench.report import Row, render_cpu_table, render_floor, render_markdown, render_text, summary_counts  # noqa: E402
 from bench.workloads import NOISY_CORES, WORKLOADS, Bench, Settings, server_options  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -62,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"run only these (comma-separated, repeatable): {', '.join(WORKLOADS)}")
     ap.add_argument("--rounds", type=int, help="direct/proxy rounds per measurement (default 3, --quick 2; at least 2)")
     ap.add_argument("--workers", type=int, help="[proxy] workers for the extra point-select leg (default 2)")
+    ap.add_argument("--no-floor", action="store_true",
+                    help="leave out the floor legs (the bare uvloop relay and HAProxy)")
     ap.add_argument("--out", type=Path, help="results folder (default bench/results/<timestamp>)")
     ap.add_argument("--proxy-source", default="worktree", metavar="REF",
                     help="what proxy code to measure: 'worktree' (default: mysqlpool_proxy/ as it is at the start, "
@@ -93,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.rounds = max(2, opts.rounds)
     if opts.workers is not None:
         settings.workers = opts.workers
+    settings.floor = not opts.no_floor
     stamp = time.strftime("%Y%m%d-%H%M%S") + ("-quick" if opts.quick else "")
     out = opts.out or RESULTS / stamp
     out.mkdir(parents=True, exist_ok=True)
@@ -100,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     sysbench = sb.find_sysbench()
     if not sysbench:
         log("sysbench not found: the sysbench rows are skipped (bench/run.sh installs it with apt-get)")
+    haproxy = find_haproxy() if settings.floor else None
+    if settings.floor and not haproxy:
+        log("haproxy not found: the HAProxy legs are skipped (bench/run.sh installs it with apt-get)")
     log(f"results go to {out}; workloads: {', '.join(selected)}")
 
     from bench.procs import snapshot_proxy_source, start_server
@@ -116,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     server = start_server(server_options(settings))
     machine = machine_info.describe(server.server_version(), sb.sysbench_version(sysbench))
     machine.update(proxy_source=source["source"], git_commit=source["commit"],
-                   proxy_source_modified=source["modified"], proxy_version=source["version"])
+                   proxy_source_modified=source["modified"], proxy_version=source["version"],
+                   haproxy=haproxy_version(haproxy) if haproxy else None)
     log(f"machine: {machine_info.one_line(machine)}")
-    bench = Bench(settings, server, out, sysbench, log=log, proxy_source=out / "proxy_src")
+    bench = Bench(settings, server, out, sysbench, log=log, proxy_source=out / "proxy_src", haproxy=haproxy)
     if opts.wait_quiet > 0:
         bench.quiet_gate = lambda: wait_quiet(ROUND_WAIT_LIMIT, log, ROUND_WINDOW, verbose=False)
     try:
@@ -150,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": summary_counts(bench.rows),
         "failures": bench.failures,
         "noise": bench.noise,
+        "floor": bench.floor,
         "loadavg_at_start": load_at_start,
         "raw": bench.raw,
         "series": bench.series,
@@ -199,7 +211,8 @@ def run_workload(bench: Bench, name: str, selected: list[str]) -> None:
         bench.point_sysbench(workers=s.workers if "workers" in selected else 0)
     elif name == "workers":
         if "point_sysbench" not in selected:  # else it ran as a third leg of point_sysbench
-            bench.point_sysbench(clients=tuple(n for n in s.point_clients if n >= 32) or (32,), workers=s.workers)
+            bench.point_sysbench(clients=tuple(n for n in s.point_clients if n >= 32) or (32,), workers=s.workers,
+                                 floor=False)
     elif name == "point_python":
         bench.point_python()
     elif name == "connect":
@@ -227,6 +240,10 @@ def render_results_md(results: dict, rows: list[Row]) -> str:
     counts = results["targets"]
     lines.append(f"Targets: {counts['met']} met, {counts['missed']} missed, {counts['unknown']} not evaluated.")
     lines += ["", noise_summary(results.get("noise", []), results.get("loadavg_at_start"))]
+    floor = render_floor(results.get("floor", []), results.get("noise", []))
+    if floor:
+        intro = FLOOR_INTRO if m.get("haproxy") else FLOOR_INTRO + " HAProxy was not installed: no HAProxy legs."
+        lines += ["", "## The floor: a bare relay and HAProxy beside the proxy", "", intro, "", floor]
     cpu = render_cpu_table(results.get("noise", []))
     if cpu:
         lines += ["", "## Where the CPU went", "",
@@ -237,6 +254,13 @@ def render_results_md(results: dict, rows: list[Row]) -> str:
         for f in results["failures"]:
             lines.append(f"- {f['workload']} / {f['what']}: {first_lines(f['error'])}")
     return "\n".join(lines) + "\n"
+
+
+FLOOR_INTRO = (
+    "The same load, in the same alternation, through a bare uvloop byte relay (bench/relay.py: one backend "
+    "connection per client, no parsing) and through HAProxy in TCP mode (one thread). The relay is what any "
+    "Python proxy pays to move the bytes; the proxy's CPU above it is its own work. Medians over the rounds; "
+    "CPU per operation (query or connection) of the process in the middle and of mariadbd.")
 
 
 def first_lines(text: str, n: int = 4) -> str:

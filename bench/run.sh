@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# THE benchmark command: bench/run.sh [--quick] [--only WORKLOAD[,...]] [--rounds N] [--out DIR]
+# THE benchmark command: bench/run.sh [--quick] [--only WORKLOAD[,...]] [--rounds N] [--out DIR] [--no-floor]
 #
 # Makes sure the machine can run it, then runs `python -m bench.run "$@"`:
-#   1. system packages: sysbench and mariadbd (mariadb-server), the mariadb
-#      client; installed with apt-get when running as root, otherwise named
-#      with the command to install them (without sysbench the sysbench rows
-#      are skipped and the Python load generator's rows remain);
+#   1. system packages: sysbench, haproxy (the C floor leg), mariadbd
+#      (mariadb-server), the mariadb client; installed with apt-get when
+#      running as root, otherwise named with the command to install them
+#      (without sysbench the sysbench rows are skipped and the Python load
+#      generator's rows remain; without haproxy its legs are skipped);
 #   2. .venv in the repo with `pip install -e '.[bench]'` (matplotlib,
 #      psutil) when those are missing.
 # Results: bench/results/<timestamp>/ (results.md, results.json, *.png).
@@ -31,6 +32,7 @@ have_program() {
 
 missing_packages() {
     have_program sysbench || echo sysbench
+    have_program haproxy || echo haproxy
     have_program mariadbd || echo mariadb-server
     have_program mariadb-install-db || echo mariadb-server
     have_program mariadb || echo mariadb-client
@@ -51,9 +53,9 @@ ensure_packages() {
     fi
     case " $missing " in
         *" mariadb-server "*)
-            die "mariadbd is missing; install it (as root): apt-get install -y mariadb-server mariadb-client sysbench" ;;
+            die "mariadbd is missing; install it (as root): apt-get install -y mariadb-server mariadb-client sysbench haproxy" ;;
     esac
-    log "missing: $missing (install as root: apt-get install -y $missing); sysbench rows will be skipped"
+    log "missing: $missing (install as root: apt-get install -y $missing); their rows or legs will be skipped"
 }
 
 ensure_venv() {

@@ -2,7 +2,10 @@
 # private server and through the proxy in alternation (direct, proxy,
 # direct, proxy, ...; with a third "proxy, 2 workers" leg where asked), so
 # slow drifts of the machine hit both sides alike; the table shows medians
-# and results.json keeps every sample.
+# and results.json keeps every sample. The sysbench point selects (at 1, 8
+# and 32 clients) and connect-per-request also run through the floor legs,
+# a bare uvloop relay and HAProxy (bench/floor.py), in the same alternation:
+# direct, relay, HAProxy, proxy.
 #
 # Pool sizes (documented in docs/performance.md):
 #   point selects     max_size 32: one backend per client at 8 and 32
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import sysbench as sb
+from bench.floor import FLOOR_LEGS, FloorProcess
 from bench.procs import (
     BENCH_DB, BENCH_PASSWORD, BENCH_USER, IdleLoadgen, ProxyProcess, ProxyStartError, RssSampler,
     cpu_snapshot, cpu_used, run_loadgen, run_loadgens, tree_rss,
@@ -40,6 +44,10 @@ POINT_8_ADDED_MS = Target("delta_max", 0.15, "ms")
 CONNECT_RATIO = Target("ratio_min", 1.0)
 IDLE_KIB = Target("proxy_max", 10, "KiB")
 LARGE_RATIO = Target("ratio_min", 0.8)
+# The floor targets (issue 13), as ("max" | "min", limit) per comparison of bench/report.py.
+POINT_FLOOR_TARGETS = {"proxy_cpu_vs_relay": ("max", 1.3), "server_cpu_vs_relay": ("max", 1.1)}
+POINT_FLOOR_THROUGHPUT = {"throughput_vs_haproxy": ("min", 0.9)}  # at 8 and 32 clients
+CONNECT_FLOOR_TARGETS = {"proxy_us": ("max", 100), "throughput_vs_direct": ("min", 1.0)}
 
 # A leg during which other processes used more than this many cores (on
 # average) is flagged in the log and in results.md.
@@ -57,7 +65,9 @@ class Settings:
     connect_seconds: float = 10.0
     mixed_seconds: float = 20.0
     warmup_seconds: float = 3.0
-    point_clients: tuple[int, ...] = (8, 32, 128)
+    point_clients: tuple[int, ...] = (1, 8, 32, 128)
+    floor: bool = True  # the bare relay and HAProxy legs
+    floor_clients: tuple[int, ...] = (1, 8, 32)
     pool_cap: int = 32
     table_size: int = 100_000
     loadgen_procs: int = 1
@@ -100,6 +110,8 @@ class Bench:
     log: Callable[[str], None] = print
     quiet_gate: Callable[[], Any] | None = None  # called before each round (bench/run.py --wait-quiet)
     proxy_source: Path | None = None  # the snapshot of mysqlpool_proxy/ the proxies run
+    haproxy: str | None = None  # the haproxy binary (no HAProxy leg without it)
+    floor: list[dict[str, Any]] = field(default_factory=list)  # the floor loads (bench/report.py render_floor)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -116,6 +128,30 @@ class Bench:
         p = ProxyProcess(self.server.port, self.workdir / "proxy", name=name, pool=pool, proxy=proxy or {},
                          backend=backend, source_dir=self.proxy_source)
         return p.start()
+
+    def start_floor(self, workload: str) -> dict[str, FloorProcess]:
+        """The floor legs' processes (bare relay, HAProxy) in front of the server; a leg that cannot
+        start is recorded as a failure and left out (HAProxy when it is not installed, silently)."""
+        started: dict[str, FloorProcess] = {}
+        if not self.settings.floor:
+            return started
+        for kind in FLOOR_LEGS:
+            if kind == "haproxy" and not self.haproxy:
+                continue  # not installed: bench/run.py said so, and results.md says so
+            try:
+                started[kind] = FloorProcess(kind, self.server.port, self.workdir / "proxy",
+                                             haproxy=self.haproxy).start()
+            except ProxyStartError as exc:
+                self.fail(workload, kind, exc)
+        return started
+
+    def add_floor(self, load: str, workload: str, samples: dict[str, list[dict]], targets: dict,
+                  unit: str = "q/s") -> None:
+        """Record one floor load: its legs' samples (qps, avg_ms, p99_ms) and the targets; CPU per
+        operation comes from the noise entries of `workload` (the alternation's name)."""
+        legs = {k: [{"qps": r.get("qps"), "avg_ms": r.get("avg_ms"), "p99_ms": r.get("p99_ms")} for r in v]
+                for k, v in samples.items() if k in ("direct", *FLOOR_LEGS, "proxy")}
+        self.floor.append({"load": load, "workload": workload, "unit": unit, "legs": legs, "targets": targets})
 
     def alternate(self, workload: str, legs: dict[str, Callable[[], Any]], rounds: int | None = None
                   ) -> dict[str, list[Any]]:
@@ -203,7 +239,7 @@ class Bench:
 
     # -- point selects: sysbench -----------------------------------------------------------------
 
-    def point_sysbench(self, clients: tuple[int, ...] | None = None, workers: int = 0) -> None:
+    def point_sysbench(self, clients: tuple[int, ...] | None = None, workers: int = 0, floor: bool = True) -> None:
         s = self.settings
         if not self.sysbench:
             self.rows.append(Row("point select, sysbench", "throughput", "q/s", available=False,
@@ -214,36 +250,47 @@ class Bench:
         pool = {"max_size": s.pool_cap}
         main = self.proxy("point", pool=pool)
         multi, multi_note = None, ""
-        if workers > 1:
-            multi, multi_note = self.start_workers_proxy(pool, workers)
+        floor_procs: dict[str, FloorProcess] = {}
         try:
+            if workers > 1:
+                multi, multi_note = self.start_workers_proxy(pool, workers)
+            if floor and set(clients) & set(s.floor_clients):
+                floor_procs = self.start_floor(name)
+
+            def run(port: int, n: int) -> sb.SysbenchResult:
+                return self.sysbench_run("oltp_point_select", port, n, s.point_seconds)
             legs_for = {}
             for n in clients:
-                legs = {"direct": (lambda n=n: self.sysbench_run("oltp_point_select", self.server.port, n,
-                                                                  s.point_seconds)),
-                        "proxy": (lambda n=n: self.sysbench_run("oltp_point_select", main.port, n,
-                                                                 s.point_seconds))}
+                legs = {"direct": lambda n=n: run(self.server.port, n)}
+                if n in s.floor_clients:
+                    legs.update({kind: (lambda n=n, port=f.port: run(port, n)) for kind, f in floor_procs.items()})
+                legs["proxy"] = lambda n=n: run(main.port, n)
                 if multi is not None and n >= 32:
-                    legs[f"proxy_{workers}w"] = (lambda n=n: self.sysbench_run("oltp_point_select", multi.port, n,
-                                                                                s.point_seconds))
+                    legs[f"proxy_{workers}w"] = lambda n=n: run(multi.port, n)
                 legs_for[n] = legs
             self.log(f"  warm-up ({s.warmup_seconds:g}s each)")
-            for port in (self.server.port, main.port, *([multi.port] if multi else [])):
+            ports = [self.server.port, *(f.port for f in floor_procs.values()), main.port,
+                     *([multi.port] if multi else [])]
+            for port in ports:
                 try:
                     self.sysbench_run("oltp_point_select", port, 8, s.warmup_seconds)
                 except sb.SysbenchError as exc:
                     self.fail(name, f"warm-up on port {port}", exc)
             for n, legs in legs_for.items():
-                samples = self.alternate(f"{name} {n} clients", legs)
+                workload = f"{name} {clients_label(n)}"
+                samples = self.alternate(workload, legs)
                 self.raw.setdefault(name, {})[str(n)] = {k: [r.to_json() for r in v] for k, v in samples.items()}
-                self.point_rows("sysbench", n, {k: [_sb_point(r) for r in v] for k, v in samples.items()},
-                                targets=True)
+                points = {k: [_sb_point(r) for r in v] for k, v in samples.items()}
+                self.point_rows("sysbench", n, points, targets=True)
+                if set(points) & set(FLOOR_LEGS):
+                    targets = {**POINT_FLOOR_TARGETS, **(POINT_FLOOR_THROUGHPUT if n in (8, 32) else {})}
+                    self.add_floor(f"point select, {clients_label(n)}", workload, points, targets)
             if workers > 1:
                 self.worker_rows(clients, workers, multi_note, "sysbench")
         finally:
-            main.stop()
-            if multi is not None:
-                multi.stop()
+            for p in (main, multi, *floor_procs.values()):
+                if p is not None:
+                    p.stop()
 
     def start_workers_proxy(self, pool: dict, workers: int) -> tuple[ProxyProcess | None, str]:
         try:
@@ -268,7 +315,7 @@ class Bench:
         for n in clients:
             if n < 32:
                 continue
-            label = f"point select, {tool}, {n} clients, proxy workers = {workers}"
+            label = f"point select, {tool}, {clients_label(n)}, proxy workers = {workers}"
             raw = self.raw.get(f"point_{tool}", {}).get(str(n), {})
             direct = [_sb_point_json(r)["qps"] for r in raw.get("direct", [])]
             multi = [_sb_point_json(r)["qps"] for r in raw.get(name, [])]
@@ -290,7 +337,7 @@ class Bench:
                 _merge_loadgen(run_loadgens("point", port, 1, 8, s.warmup_seconds, timeout=120,
                                             table_size=s.table_size))
             for n in s.point_clients:
-                samples = self.alternate(f"point_python {n} clients",
+                samples = self.alternate(f"point_python {clients_label(n)}",
                                          {"direct": lambda n=n: leg(self.server.port, n),
                                           "proxy": lambda n=n: leg(main.port, n)})
                 self.raw.setdefault("point_python", {})[str(n)] = samples
@@ -304,7 +351,7 @@ class Bench:
             main.stop()
 
     def point_rows(self, tool: str, n: int, samples: dict[str, list[dict]], targets: bool) -> None:
-        label = f"point select, {tool}, {n} clients"
+        label = f"point select, {tool}, {clients_label(n)}"
         d, p = samples.get("direct", []), samples.get("proxy", [])
 
         def col(rows, key):
@@ -322,15 +369,23 @@ class Bench:
         s = self.settings
         n = s.connect_clients
         main = self.proxy("connect", pool={"max_size": n})
+        floor_procs: dict[str, FloorProcess] = {}
         try:
             if self.sysbench:
+                floor_procs = self.start_floor("connect")
                 script = str(sb.CONNECT_SCRIPT)
-                samples = self.alternate("connect sysbench", {
-                    "direct": lambda: _sb_point(self.sysbench_run(script, self.server.port, n, s.connect_seconds)),
-                    "proxy": lambda: _sb_point(self.sysbench_run(script, main.port, n, s.connect_seconds)),
-                })
+
+                def run(port: int) -> dict:
+                    return _sb_point(self.sysbench_run(script, port, n, s.connect_seconds))
+                legs = {"direct": lambda: run(self.server.port)}
+                legs.update({kind: (lambda port=f.port: run(port)) for kind, f in floor_procs.items()})
+                legs["proxy"] = lambda: run(main.port)
+                samples = self.alternate("connect sysbench", legs)
                 self.raw["connect_sysbench"] = samples
                 self.connect_rows(f"connect per request, sysbench (C client), {n} workers", samples, True)
+                if floor_procs:
+                    self.add_floor(f"connect per request, {n} workers", "connect sysbench", samples,
+                                   CONNECT_FLOOR_TARGETS, unit="req/s")
 
             def leg(port: int) -> dict:
                 return _merge_loadgen(run_loadgens("connect", port, s.connect_procs, n, s.connect_seconds,
@@ -344,7 +399,8 @@ class Bench:
                         self.fail("connect", f"python {k}", f"{r['errors']} errors: {r.get('error_samples')}")
             self.connect_rows(f"connect per request, Python/aiomysql, {n} workers", samples, not self.sysbench)
         finally:
-            main.stop()
+            for p in (main, *floor_procs.values()):
+                p.stop()
 
     def connect_rows(self, label: str, samples: dict[str, list[dict]], targets: bool) -> None:
         d, p = samples.get("direct", []), samples.get("proxy", [])
@@ -540,6 +596,10 @@ class Bench:
 
 
 # -- small helpers --------------------------------------------------------------------------------
+
+def clients_label(n: int) -> str:
+    return "1 client" if n == 1 else f"{n} clients"
+
 
 def _ops_of(sample: Any) -> int | None:
     """Operations a leg did (queries, requests, rows), if its result says."""

@@ -45,7 +45,7 @@ from .protocol.resultset import (
     CHARSET_UTF8MB4, Ok, Reply, Rows, columns as cols, encode_reply, field_list_end, select_reply,
 )
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from .session import PinReason
+from .core.pins import PinReason
 
 if TYPE_CHECKING:
     from .proxy import Proxy
@@ -142,14 +142,16 @@ def show_stats(conn: AdminConnection, args: list) -> Rows:
 
 
 def show_config(conn: AdminConnection, args: list) -> Rows:
-    """The effective config, secrets masked: one row per section.key (users[N].key for users)."""
-    rows = []
-    for section, values in conn.proxy.config.redacted().items():
+    """The effective config, secrets masked: one row per section.key (users[N].key for users), with
+    where it came from (file, env, cli or default)."""
+    config, rows = conn.proxy.config, []
+    for section, values in config.redacted().items():
         tables = [(f"{section}[{i}]", t) for i, t in enumerate(values)] if isinstance(values, list) \
             else [(section, values)]
         for prefix, table in tables:
-            rows += [(f"{prefix}.{key}", value) for key, value in table.items()]
-    return Rows(cols("key value"), rows)
+            rows += [(f"{prefix}.{key}", value, config.origin(f"{prefix}.{key}").kind)
+                     for key, value in table.items()]
+    return Rows(cols("key value source"), rows)
 
 
 def show_version(conn: AdminConnection, args: list) -> Rows:
@@ -223,7 +225,8 @@ COMMANDS: dict[str, AdminCommand] = {c.name: c for c in (
     AdminCommand("SHOW CLIENTS", "", show_clients, "client connections: who, state, times, backend held, pins"),
     AdminCommand("SHOW SERVERS", "", show_servers, "backend connections: thread id, state, ages, client holding it"),
     AdminCommand("SHOW STATS", "", show_stats, "counters per pool, and proxy-wide (pool NULL)"),
-    AdminCommand("SHOW CONFIG", "", show_config, "the effective configuration, secrets masked"),
+    AdminCommand("SHOW CONFIG", "", show_config, "the effective configuration, secrets masked, and the "
+                 "source of each setting"),
     AdminCommand("SHOW VERSION", "", show_version, "the proxy's version and the backend server's"),
     AdminCommand("RELOAD", "", reload_config, "re-read the config file (kept as it is if the new one is invalid)"),
     AdminCommand("PAUSE", "[pool]", pools_action("pause"), "new checkouts wait, idle backends close (all or one)"),

@@ -6,6 +6,11 @@ finish their current transaction up to [proxy] shutdown_timeout, then
 close), SIGINT does the same but faster, a second signal stops at once.
 SIGHUP re-reads the config: users, pool sizes and timeouts change without
 dropping a client; a bad new config is refused and the old one stays.
+
+What stops the start (startup.py: a listener that cannot bind, a backend
+host that does not exist) is logged as one line per problem, naming the key,
+and run() returns 2; with several workers the binds are tried before any
+worker is forked.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import logging
 import signal
 
 from .config import Config, ConfigError
+from .logs import log_event
 from .proxy import Proxy
+from .startup import StartupError, StartupProblem, check
 from .workers import WorkerSlot, supervise
 from .workers import validate as validate_workers
 
@@ -24,6 +31,7 @@ __all__ = ["run", "serve"]
 log = logging.getLogger("mysqlpool.app")
 
 FAST_SHUTDOWN = 1.0
+EXIT_CONFIG_ERROR = 2  # as for a bad config: what to change is in the log
 
 
 def _install_uvloop() -> bool:
@@ -60,7 +68,11 @@ async def serve(config: Config, worker: WorkerSlot | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    await proxy.start()
+    try:
+        await proxy.start()
+    except StartupError:
+        await proxy.stop(0)  # close what did start
+        raise
     signalled = asyncio.ensure_future(stop.wait())
     requested = asyncio.ensure_future(proxy.shutdown_requested.wait())
     await asyncio.wait((signalled, requested), return_when=asyncio.FIRST_COMPLETED)
@@ -93,15 +105,28 @@ def _raise_open_files_limit(config: Config) -> None:
 
 def run(config: Config) -> int:
     _raise_open_files_limit(config)
-    if config.proxy.workers > 1:
+    several = config.proxy.workers > 1
+    if several:
         try:
             validate_workers(config)
         except ConfigError as exc:
             log.error("%s", exc)
-            return 2
+            return EXIT_CONFIG_ERROR
+    problems, warnings = check(config, binds=several)  # one process binds for real, in Proxy.start()
+    for problem in warnings:
+        log_event(log, "warning", problem.line, **problem.fields())
+    if problems:
+        return report_startup_problems(problems)
+    if several:
         log.info("starting %d workers sharing %s", config.proxy.workers, config.proxy.listen)
         return supervise(config, run_worker)
     return run_worker(config, None)
+
+
+def report_startup_problems(problems: tuple[StartupProblem, ...] | list[StartupProblem]) -> int:
+    for problem in problems:
+        log_event(log, "error", problem.line, **problem.fields())
+    return EXIT_CONFIG_ERROR
 
 
 def run_worker(config: Config, worker: WorkerSlot | None) -> int:
@@ -111,3 +136,8 @@ def run_worker(config: Config, worker: WorkerSlot | None) -> int:
         return asyncio.run(serve(config, worker))
     except KeyboardInterrupt:
         return 130
+    except StartupError as exc:
+        return report_startup_problems(exc.problems)
+    except Exception:  # a bug: its traceback goes in the log line (inside the JSON object in JSON mode)
+        log.exception("stopped by an unexpected error")
+        return 1

@@ -37,8 +37,8 @@ from .protocol.packets import ErrPacket
 from .protocol.response import Expect, Phase, ResponseTracker
 from .protocol.session_track import StateChanges, Trackers
 from .reasons import BackendCloseReason
-from .session import SessionState
-from .statements import StatementCache
+from .core.session import SessionState
+from .core.statements import StatementCache
 
 if TYPE_CHECKING:
     from .pool import Pool

@@ -47,12 +47,13 @@ from .protocol.session_track import Trackers
 from .protocol.sql import ANSI_QUOTES, NO_BACKSLASH_ESCAPES, SqlEffects, analyze, parse_set_names, replace_connection_id, session_only
 from .protocol.transaction import NOOP_MAX_LENGTH, leaves_transaction_open, noop_transaction_command
 from .reasons import BackendCloseReason, ClientCloseReason
-from .session import Pins, PinReason, SessionState, apply_changes
-from .capture import CHARSET_VARIABLES, Capture
-from .statements import ClientStatement, backend_statement_packet
+from .core.pins import Pins, PinReason
+from .core.session import SessionState, apply_changes
+from .core.capture import CHARSET_VARIABLES, Capture
+from .core.statements import ClientStatement, backend_statement_packet
 from .client_checkout import CheckoutMixin
 from .client_handshake import HandshakeMixin
-from .client_state import ClientState, IN_TRANS, AUTOCOMMIT, STICKY_STATUS, HANDSHAKE_TIMEOUT, MAX_QUEUED_INPUT, ER_LOST_BACKEND, NO_REPLY_CODES, STMT_ID_COMMANDS
+from .client_state import ClientState, IN_TRANS, AUTOCOMMIT, STICKY_STATUS, MAX_QUEUED_INPUT, ER_LOST_BACKEND, NO_REPLY_CODES, STMT_ID_COMMANDS
 from .client_statements import StatementsMixin
 from .client_tasks import TasksMixin
 
@@ -150,8 +151,7 @@ class ClientConnection(HandshakeMixin, CheckoutMixin, StatementsMixin, TasksMixi
         if refusal is not None:
             self._refuse_at_accept(refusal)
             return
-        self._timer = self.proxy.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
-        try:
+        try:  # (the handshake timer starts with the greeting: _greet)
             if self.proxy.server_info is not None:
                 self._greet()
             else:

@@ -8,6 +8,14 @@ SET/COM_INIT_DB/COM_SET_OPTION that sync session state, a hidden re-prepare,
 the client's LAST_INSERT_ID() or neutral diagnostics. A backend found dead
 on the way is replaced silently unless the client's transaction or pinned
 state was on it.
+
+A waiting client can be handed its error before its deadline, when the proxy
+knows no backend can be had (the server refuses the proxy's login, or has
+been down longer than checkout_timeout: see proxy_refusals.py) and the pool's
+next attempt failed. A wait that runs out, or a full queue, while the pool's
+connects fail gets the connect error (2003, or the backend login's) rather
+than 1040: the pool was short because the server could not be reached, not
+because it was busy.
 """
 
 from __future__ import annotations
@@ -19,11 +27,11 @@ from .backend import BackendConnection, BackendGone, BackendState
 from .client_state import ClientState, ER_LOST_BACKEND, NEUTRAL_DIAGNOSTICS
 from .constants import ER
 from .errors import ProxyError
-from .pool import CheckoutTimeout, QueueFull
+from .pool import CAPACITY_ERRORS, CheckoutTimeout, QueueFull
 from .protocol.framing import Packet
 from .protocol.response import Expect
 from .reasons import BackendCloseReason, RefusalReason
-from .session import SyncImpossible, sync_plan
+from .core.session import SyncImpossible, sync_plan
 
 __all__ = ["CheckoutMixin"]
 
@@ -131,12 +139,20 @@ class CheckoutMixin:
         remaining = max(0.0, deadline - self.proxy.loop.time())
         try:
             return await self.pool.acquire(self.key, remaining, self.session.schema is None)
-        except (QueueFull, CheckoutTimeout) as exc:
+        except (QueueFull, CheckoutTimeout, ProxyError) as exc:
             raise self._refused_checkout(exc) from None
 
     def _refused_checkout(self, exc: Exception) -> ProxyError:
-        """The 1040 a client gets when the pool's queue is full or its wait ran out (counted, logged)."""
+        """The error a client gets for want of a backend (counted, logged): the proxy's, when it knew
+        the server could not be had (`exc` is then a ProxyError) or the pool's connects fail; else
+        the 1040 of a full queue or of a wait that ran out."""
         pool = self.pool
+        if not isinstance(exc, ProxyError) and pool.failing and pool.last_error_code not in CAPACITY_ERRORS \
+                and not pool.shut_down:
+            exc = self.proxy.describe_backend_problem(pool)
+        if isinstance(exc, ProxyError):
+            self.proxy.backend_refused(self, exc)
+            return exc
         if isinstance(exc, QueueFull):
             self.proxy.refused(RefusalReason.QUEUE_FULL, f"pool {pool.name}: {len(pool.waiters)} clients waiting")
             return ProxyError(ER.CON_COUNT_ERROR, (

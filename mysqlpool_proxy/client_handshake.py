@@ -2,7 +2,16 @@
 
 The sans-IO machine in protocol/handshake.py does the protocol; this drives
 it from the client connection, and defers the greeting until the server's
-identity is known (clients then wait up to checkout_timeout).
+identity is known (clients then wait up to checkout_timeout, and are told
+sooner when the proxy knows the server is down or refuses its login: see
+proxy_refusals.py). The handshake timer (HANDSHAKE_TIMEOUT) starts with the
+greeting, so it never cuts that wait short. Once a client's credentials are
+good it counts against max_client_connections (proxy_refusals.py); before
+that, the oldest of too many connections logging in makes room for a new one
+(`evict_from_login`). If its pool is known to get no backend
+(Proxy.backend_known_down), its login waits for one, as for a schema check,
+and is refused with the cause if there is none, as a server that is down
+would refuse it.
 
 Until a client has authenticated, its decoder is strict with
 MAX_LOGIN_PACKET: a larger packet gets the server's 1153 and a close as soon
@@ -26,14 +35,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .client_state import ClientState, HANDSHAKE_TIMEOUT, STICKY_STATUS
+from .client_state import ClientState, HANDSHAKE_TIMEOUT, MAX_LOGGING_IN, STICKY_STATUS
 from .constants import ER
 from .errors import ProxyError
 from .protocol.framing import Oversized, encode_packet
 from .protocol.packets import make_err
 from .reasons import ClientCloseReason, RefusalReason
 from .protocol import handshake as hs
-from .session import Pins
+from .core.pins import Pins
 
 __all__ = ["HandshakeMixin"]
 
@@ -48,19 +57,38 @@ class HandshakeMixin:
     __slots__ = ()
 
     async def _greet_when_server_known(self) -> None:
+        """Greet once the server's identity is known, waiting up to checkout_timeout (the proxy may
+        refuse the client sooner: refuse_before_greeting)."""
+        proxy = self.proxy
+        error = None
         try:
-            await asyncio.wait_for(self.proxy.server_known.wait(), self.proxy.config.pool.checkout_timeout)
+            await asyncio.wait_for(proxy.server_known.wait(), proxy.config.pool.checkout_timeout)
         except asyncio.TimeoutError:
-            detail = self.proxy.describe_backend_problem()
-            err = ProxyError(ER.CON_COUNT_ERROR, f"mysqlpool-proxy: the backend server is unavailable ({detail})")
-            self.transport.write(encode_packet(make_err(err.errno, err.sqlstate, err.message), 0))
-            self.close(ClientCloseReason.BACKEND_UNAVAILABLE)
-            return
+            error = proxy.describe_backend_problem()
         finally:
             self._task = None
-        if self.state is ClientState.GREETING:
+        if error is not None:
+            self.refuse_before_greeting(error)
+        elif self.state is ClientState.GREETING:
             self._greet()
             self._process_input()  # whatever a client sent before its greeting (reading paused on it)
+
+    def refuse_before_greeting(self, error: ProxyError) -> None:
+        """The server cannot be had: say why instead of the greeting, and close."""
+        if self.state is not ClientState.GREETING:
+            return
+        self.proxy.backend_refused(self, error)
+        self.transport.write(encode_packet(make_err(error.errno, error.sqlstate, error.message), 0))
+        self.close(ClientCloseReason.BACKEND_UNAVAILABLE)
+
+    def evict_from_login(self) -> None:
+        """Too many connections are logging in: this one, the oldest, makes room (told why if it has
+        not been greeted yet; after the greeting a stray packet would only confuse it)."""
+        if self.state is ClientState.GREETING:
+            self.transport.write(encode_packet(make_err(ER.CON_COUNT_ERROR, "08004", (
+                f"Too many connections: mysqlpool-proxy had {MAX_LOGGING_IN} connections logging in at once "
+                "and closed the oldest")), 0))
+        self.close(ClientCloseReason.LOGIN_EVICTED)
 
     def _greet(self) -> None:
         info = self.proxy.server_info
@@ -72,6 +100,7 @@ class HandshakeMixin:
         )
         self.scramble = self.handshake.scramble
         self.set_state(ClientState.HANDSHAKE)
+        self._timer = self.proxy.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
         self.transport.write(self.handshake.greeting())
 
     def _on_unix_socket(self) -> bool:
@@ -92,7 +121,7 @@ class HandshakeMixin:
 
     def _handshake_timeout(self) -> None:
         self._timer = None
-        if self.state in (ClientState.GREETING, ClientState.HANDSHAKE):
+        if self.state is ClientState.HANDSHAKE:
             self.close(ClientCloseReason.HANDSHAKE_TIMEOUT)
 
     def _handshake_packet(self, pkt) -> None:
@@ -184,12 +213,22 @@ class HandshakeMixin:
         self.pins = Pins()
         self.status = self.proxy.server_info.initial_status
         self.trackers = self.proxy.server_info.trackers
-        if event.database and not self.proxy.schema_known(entry, event.database):
+        refusal = self.proxy.client_verified(self)
+        if refusal is not None:
+            self._reject(refusal, ClientCloseReason.MAX_CLIENTS)
+            return
+        schema = event.database if event.database and not self.proxy.schema_known(entry, event.database) else None
+        if schema is not None or self.proxy.backend_known_down(self.pool):
             self.set_state(ClientState.READY)
             self.set_state(ClientState.LOCAL)
-            self._task = self.proxy.loop.create_task(self._validate_schema_then_accept(event.database))
+            self._task = self.proxy.loop.create_task(self._validate_schema_then_accept(schema))
             return
         self._accept()
+
+    def _reject(self, error: ProxyError, reason: ClientCloseReason) -> None:
+        """Refuse the login (credentials good) with `error`, and close."""
+        self.transport.write(self.handshake.reject(error.errno, error.message))
+        self.close(reason)
 
     def _accept(self) -> None:
         if self._timer is not None:
@@ -202,7 +241,8 @@ class HandshakeMixin:
             self.set_state(ClientState.READY)
         self.proxy.client_authenticated(self)
 
-    async def _validate_schema_then_accept(self, schema: bytes) -> None:
+    async def _validate_schema_then_accept(self, schema: bytes | None) -> None:
+        """Check the schema on a backend (None: only get one, the pool being known down), then accept."""
         try:
             error = await self.proxy.check_schema(self, schema)
         finally:
@@ -210,8 +250,9 @@ class HandshakeMixin:
         if self.state is ClientState.CLOSED:
             return
         if error is not None:
-            self.transport.write(self.handshake.reject(error.errno, error.message))
-            self.close(ClientCloseReason.AUTH_FAILED)
+            schema_refused = error.errno in (ER.BAD_DB_ERROR, ER.DBACCESS_DENIED_ERROR)
+            self._reject(error, ClientCloseReason.AUTH_FAILED if schema_refused
+                         else ClientCloseReason.BACKEND_UNAVAILABLE)
             return
         self._accept()
         self.set_state(ClientState.READY)

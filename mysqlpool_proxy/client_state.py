@@ -11,7 +11,7 @@ import enum
 
 from .constants import COMMAND, CR, SERVER_STATUS
 
-__all__ = ["ClientState", "IN_TRANS", "AUTOCOMMIT", "CURSOR_EXISTS", "LAST_ROW_SENT", "STICKY_STATUS", "HANDSHAKE_TIMEOUT", "MAX_QUEUED_INPUT", "ER_LOST_BACKEND", "ER_UNKNOWN_STMT_HANDLER", "NEUTRAL_DIAGNOSTICS", "ER_STMT_HAS_NO_OPEN_CURSOR", "ER_IDLE_TRANSACTION", "NO_REPLY_CODES", "STMT_ID_COMMANDS"]
+__all__ = ["ClientState", "IN_TRANS", "AUTOCOMMIT", "CURSOR_EXISTS", "LAST_ROW_SENT", "STICKY_STATUS", "HANDSHAKE_TIMEOUT", "MAX_LOGGING_IN", "MAX_QUEUED_INPUT", "ER_LOST_BACKEND", "ER_UNKNOWN_STMT_HANDLER", "NEUTRAL_DIAGNOSTICS", "ER_STMT_HAS_NO_OPEN_CURSOR", "ER_IDLE_TRANSACTION", "NO_REPLY_CODES", "STMT_ID_COMMANDS"]
 
 IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
@@ -20,7 +20,11 @@ LAST_ROW_SENT = SERVER_STATUS.SERVER_STATUS_LAST_ROW_SENT
 # Status bits that describe the session rather than one response.
 STICKY_STATUS = IN_TRANS | AUTOCOMMIT | SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES | 0x2000 | 0x8000
 
+# Seconds from the greeting to the end of the login (the server's 10 s connect_timeout). A client
+# waiting to be greeted (the server's identity unknown yet) waits up to checkout_timeout instead.
 HANDSHAKE_TIMEOUT = 10.0
+# Connections logging in at once, per process; one more closes the oldest of them (proxy_refusals.py).
+MAX_LOGGING_IN = 1024
 # Bytes of pipelined input a busy client may queue before the proxy stops reading it.
 MAX_QUEUED_INPUT = 1 << 20
 

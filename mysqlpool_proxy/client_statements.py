@@ -23,7 +23,7 @@ from .protocol.sql import analyze
 from .protocol.stmt import (
     EXECUTE_FIXED_SIZE, MALFORMED, WRONG_ARGUMENTS, ExecuteRefused, nulls_only, parse_execute,
 )
-from .statements import ClientStatement, ServerStatement, statement_key
+from .core.statements import ClientStatement, ServerStatement, statement_key
 
 __all__ = ["StatementsMixin"]
 

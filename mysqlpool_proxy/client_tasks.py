@@ -19,10 +19,10 @@ from .client_state import ClientState, ER_IDLE_TRANSACTION
 from .errors import ProtocolError, ProxyError
 from .protocol.response import Expect
 from .reasons import BackendCloseReason, ClientCloseReason
-from .capture import CHARSET_VARIABLES, Capture
+from .core.capture import CHARSET_VARIABLES, Capture
 from .protocol.rows import parse_text_result
 from .protocol.session_track import Trackers
-from .session import apply_changes
+from .core.session import apply_changes
 
 __all__ = ["TasksMixin"]
 

@@ -12,9 +12,14 @@
 #     and a check. SCHEMA maps section -> key -> Rule for anyone who needs it.
 #   * load_config() runs a short pipeline over plain dicts:
 #       read TOML -> split into sections and [[users]], rejecting unknown keys
-#       -> overlay MYSQLPOOL_* variables (env wins) -> resolve X_env / X_file
+#       -> overlay MYSQLPOOL_* variables (env wins), then the command line's
+#       settings (Override: they win over both) -> resolve X_env / X_file
 #       secrets -> check each key against its Rule -> build the dataclasses
-#       -> cross-key checks (CHECKS), which may also add warnings.
+#       -> cross-key checks (CHECKS), which may also add warnings; they also
+#       load the TLS files, so a certificate that cannot be used is a config error.
+#   * Provenance: Config.origins says, for every setting that is not at its
+#     default, where it came from (Origin: the file, an environment variable or a
+#     command-line option) and whether it replaced a value the file sets.
 #     Problems are collected rather than raised one at a time, so a single run
 #     of --check-config reports everything that is wrong; ConfigError carries
 #     one line per problem, each starting "config error in <file>: ".
@@ -29,17 +34,18 @@ import ipaddress
 import math
 import os
 import re
+import ssl
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
-from mysqlpool_proxy.logs import LEVELS as LOG_LEVELS, FORMATS as LOG_FORMATS, redact
+from mysqlpool_proxy.logs import LEVELS as LOG_LEVELS, FORMATS as LOG_FORMATS, REDACTED, redact
 
 __all__ = [
     "ConfigError", "Config", "ProxyConfig", "BackendConfig", "PoolConfig", "UserConfig",
     "AdminConfig", "MetricsConfig", "LogConfig", "ListenAddress", "Rule", "SCHEMA", "SECTIONS",
-    "load_config", "parse_listen", "env_var_name",
+    "Origin", "Override", "load_config", "peek_log_format", "parse_listen", "env_var_name",
     "ENV_PREFIX", "ENV_CONFIG_PATH", "ENV_SOURCE", "DEFAULT_CONFIG_PATH", "SSL_MODES", "POOL_MODES",
 ]
 
@@ -386,6 +392,46 @@ def _allowed_keys(section: str) -> list[str]:
 ALLOWED_KEYS: dict[str, list[str]] = {name: _allowed_keys(name) for name in SECTIONS}
 
 
+# --------------------------------------------------------------------------
+# Provenance: where each setting came from
+# --------------------------------------------------------------------------
+
+DEFAULT, FILE, ENV, CLI = "default", "file", "env", "cli"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where one setting's value came from."""
+
+    kind: str = DEFAULT          # DEFAULT, FILE, ENV or CLI (a command-line option)
+    name: str = ""               # the config file, the environment variable or the option
+    replaced: str | None = None  # ENV/CLI: the value the file gives it, which lost (repr; secrets masked)
+
+    def describe(self, source: str) -> str:
+        """For messages: "set in FILE", "set by the environment variable X", "the default; ..."."""
+        if self.kind == FILE:
+            return f"set in {self.name}"
+        instead = f", instead of {self.replaced} in {source}" if self.replaced is not None else ""
+        if self.kind == ENV:
+            return f"set by the environment variable {self.name}{instead}"
+        if self.kind == CLI:
+            return f"set by {self.name}{instead}"
+        return "the default" if source == ENV_SOURCE else f"the default: not set in {source}"
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A setting from the command line, which wins over the file and the environment.
+
+    `key` is "section.key" or "users[N].key" (N counting from 0); `value` is text,
+    converted like an environment variable's; `given_by` names the option in messages.
+    """
+
+    key: str
+    value: str
+    given_by: str
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole, validated configuration."""
@@ -399,12 +445,31 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     source: str = ENV_SOURCE
     warnings: tuple[str, ...] = ()
+    # "section.key" / "users[N].key" -> where it came from; settings left at their default are absent
+    origins: Mapping[str, Origin] = field(default_factory=dict, compare=False)
+    overrides: tuple[Override, ...] = ()  # the command line's settings, applied again by a reload
 
     def user(self, name: str) -> UserConfig | None:
         return next((u for u in self.users if u.name == name), None)
 
     def pool_max_size(self, user_cfg: UserConfig) -> int:
         return user_cfg.max_size if user_cfg.max_size is not None else self.pool.max_size
+
+    def origin(self, key: str) -> Origin:
+        """Where the setting `key` ("proxy.listen", "users[0].password") came from."""
+        return self.origins.get(key, Origin())
+
+    def value(self, key: str) -> Any:
+        """The value of the setting `key` ("proxy.listen", "users[0].name")."""
+        label, _, name = key.rpartition(".")
+        section, _, index = label.partition("[")
+        table = self.users[int(index.rstrip("]"))] if index else getattr(self, section)
+        return getattr(table, name)
+
+    def describe(self, key: str, value: Any) -> str:
+        """`key = value (where it came from)` for messages; a secret's value is masked."""
+        shown = REDACTED if _is_secret(key) and value is not None else repr(value)
+        return f"{key} = {shown} ({self.origin(key).describe(self.source)})"
 
     def redacted(self) -> dict[str, Any]:
         """The effective config as nested dicts, every secret replaced by "***"."""
@@ -415,6 +480,13 @@ class Config:
             else:
                 out[name] = _redacted_table(getattr(self, name))
         return out
+
+
+def _is_secret(key: str) -> bool:
+    """Is the setting "section.key" / "users[N].key" a secret?"""
+    label, _, name = key.rpartition(".")
+    rule = SCHEMA.get(label.split("[")[0], {}).get(name)
+    return rule is not None and rule.secret
 
 
 def _redacted_table(obj: Any) -> dict[str, Any]:
@@ -436,9 +508,17 @@ class _Context:
     source: str
     base_dir: str | None
     environ: Mapping[str, str]
-    origins: dict[tuple[str, str], str] = field(default_factory=dict)  # (table, key) -> env var
+    # (table, key) -> the environment variable or option that set it (key as given: password_file...)
+    origins: dict[tuple[str, str], Origin] = field(default_factory=dict)
+    # (table, key) -> the value the file gives it (key as given), before anything overrides it
+    file_values: dict[tuple[str, str], Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    def given_by(self, table: str, key: str) -> str | None:
+        """The environment variable or command-line option that set `key`, or None."""
+        origin = self.origins.get((table, key))
+        return origin.name if origin is not None else None
 
     def error(self, message: str) -> None:
         self.errors.append(message)
@@ -469,26 +549,44 @@ class _Raw:
                 yield name, name, self.sections.setdefault(name, {})
 
 
-def load_config(path: str | None, environ: Mapping[str, str] = os.environ) -> Config:
+def load_config(path: str | None, environ: Mapping[str, str] = os.environ,
+                overrides: Sequence[Override] = ()) -> Config:
     """Load, check and return the configuration.
 
     `path` is a TOML file (None: environment only). MYSQLPOOL_* variables in
-    `environ` override the file. Raises ConfigError naming every problem.
+    `environ` override the file, and `overrides` (the command line's settings)
+    override both. Raises ConfigError naming every problem.
     """
     source = os.fspath(path) if path is not None else ENV_SOURCE
     base_dir = os.path.dirname(os.path.abspath(source)) if path is not None else None
     ctx = _Context(source, base_dir, environ)
     raw = _split_document(_read_toml(source, ctx) if path is not None else {}, ctx)
+    ctx.file_values = {(label, key): value for label, _, table in raw.tables() for key, value in table.items()}
     _apply_environment(raw, ctx)
+    _apply_overrides(raw, overrides, ctx)
     ctx.raise_errors()
     checked = {label: (section, _check_table(label, section, table, ctx))
                for label, section, table in raw.tables()}
     ctx.raise_errors()
     config = _assemble(checked, ctx.source)
+    config = replace(config, origins=_origins(ctx), overrides=tuple(overrides))
     for check in CHECKS:
         check(config, ctx)
     ctx.raise_errors()
     return replace(config, warnings=tuple(ctx.warnings))
+
+
+def peek_log_format(path: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """[log] format, read as far as a config that may not load allows (to report its errors in it)."""
+    value = environ.get(env_var_name("log", "format"))
+    if value is None and path is not None:
+        try:
+            with open(path, "rb") as fh:
+                value = tomllib.load(fh).get("log", {}).get("format")
+        except (OSError, tomllib.TOMLDecodeError, AttributeError):
+            value = None
+    value = value.strip().lower() if isinstance(value, str) else ""
+    return value if value in LOG_FORMATS else "text"
 
 
 def _read_toml(path: str, ctx: _Context) -> dict[str, Any]:
@@ -605,7 +703,27 @@ def _apply_environment(raw: _Raw, ctx: _Context) -> None:
             continue  # a gap, already reported
         label = section if index is None else f"users[{index}]"
         table = raw.users[index] if index is not None else raw.sections.setdefault(section, {})
-        _set_from_env(label, section, table, key, var, ctx)
+        _overlay(label, section, table, key, ctx.environ[var], Origin(ENV, var), ctx)
+
+
+_OVERRIDE_KEY = re.compile(r"(?:([a-z]+)|users\[(0|[1-9][0-9]*)\])\.([a-z_]+)")
+
+
+def _apply_overrides(raw: _Raw, overrides: Sequence[Override], ctx: _Context) -> None:
+    """Overlay the command line's settings on `raw` (they win over the file and the environment)."""
+    for override in overrides:
+        match = _OVERRIDE_KEY.fullmatch(override.key)
+        section = (match[1] or ARRAY_SECTION) if match else ""
+        if not match or section not in SECTIONS or match[3] not in ALLOWED_KEYS[section] \
+                or (section == ARRAY_SECTION) != (match[2] is not None):
+            raise ValueError(f"no setting {override.key!r} (given by {override.given_by})")
+        if match[2] is None:
+            label, table = section, raw.sections.setdefault(section, {})
+        else:
+            index = int(match[2])
+            raw.users.extend({} for _ in range(len(raw.users), index + 1))
+            label, table = f"users[{index}]", raw.users[index]
+        _overlay(label, section, table, match[3], override.value, Origin(CLI, override.given_by), ctx)
 
 
 def _add_env_users(raw: _Raw, user_vars: list[tuple[str, int]], ctx: _Context) -> None:
@@ -624,22 +742,45 @@ def _add_env_users(raw: _Raw, user_vars: list[tuple[str, int]], ctx: _Context) -
     raw.users.extend({} for _ in new)
 
 
-def _set_from_env(label: str, section: str, table: dict[str, Any], key: str, var: str,
-                  ctx: _Context) -> None:
+def _overlay(label: str, section: str, table: dict[str, Any], key: str, value: str, origin: Origin,
+             ctx: _Context) -> None:
+    """Set `key` of one table from an environment variable or an option, remembering `origin`."""
     base = _indirect_base(section, key)
+    origin = replace(origin, replaced=_replaced(label, section, base or key, ctx))
     if base is not None:
         for variant in _variants(base):
             other = ctx.origins.get((label, variant))
             if variant != key and other is not None:
-                ctx.error(f"{other} and {var} both set {label}.{base}; set only one")
-            table.pop(variant, None)  # env replaces the file's password / _env / _file
+                if other.kind == origin.kind:
+                    ctx.error(f"{other.name} and {origin.name} both set {label}.{base}; set only one")
+                del ctx.origins[(label, variant)]  # the command line wins over the environment
+            table.pop(variant, None)  # replaces the file's password / _env / _file
+    ctx.origins[(label, key)] = origin
     rule = SCHEMA[section].get(key)
-    value = ctx.environ[var]
     if rule is not None and rule.optional and not rule.indirect and value.strip().lower() in ("", "none"):
         table.pop(key, None)  # "unset": back to the default
         return
     table[key] = value
-    ctx.origins[(label, key)] = var
+
+
+def _replaced(label: str, section: str, base: str, ctx: _Context) -> str | None:
+    """What the file says for `base` (or one of its _env/_file forms), for the record; None if nothing."""
+    rule = SCHEMA[section][base]
+    for variant in _variants(base) if rule.indirect else (base,):
+        if (label, variant) in ctx.file_values:
+            return REDACTED if rule.secret else repr(ctx.file_values[(label, variant)])
+    return None
+
+
+def _origins(ctx: _Context) -> dict[str, Origin]:
+    """"table.key" -> Origin for every setting the file, the environment or the command line gave."""
+    found = {f"{label}.{_base_key(label, key)}": Origin(FILE, ctx.source) for label, key in ctx.file_values}
+    found.update((f"{label}.{_base_key(label, key)}", origin) for (label, key), origin in ctx.origins.items())
+    return found
+
+
+def _base_key(label: str, key: str) -> str:
+    return _indirect_base(label.split("[")[0], key) or key
 
 
 def _indirect_base(section: str, key: str) -> str | None:
@@ -668,7 +809,7 @@ def _check_table(label: str, section: str, table: dict[str, Any], ctx: _Context)
 
 
 def _check_value(label: str, key: str, rule: Rule, value: Any, ctx: _Context) -> Any:
-    var = ctx.origins.get((label, key))
+    var = ctx.given_by(label, key)
     converted = _convert(rule, value, from_env=var is not None)
     detail = ""
     try:
@@ -746,7 +887,7 @@ def _resolve_indirect(label: str, section: str, table: dict[str, Any], ctx: _Con
 
 
 def _read_indirect(label: str, name: str, where: Any, ctx: _Context) -> str | None:
-    var = ctx.origins.get((label, name))
+    var = ctx.given_by(label, name)
     origin = f" (from {var})" if var else ""
     if not isinstance(where, str) or not where:
         what = "an environment variable name" if name.endswith("_env") else "a file path"
@@ -852,15 +993,83 @@ def _check_tls(cfg: Config, ctx: _Context) -> None:
                  "so they are not used")
 
 
+def _check_tls_files(cfg: Config, ctx: _Context) -> None:
+    """Load every TLS file the proxy will use, so that one it cannot use is refused now."""
+    proxy, backend = cfg.proxy, cfg.backend
+    if proxy.tls_cert and proxy.tls_key:
+        _check_key_pair(cfg, ctx, "proxy.tls_cert", proxy.tls_cert, "proxy.tls_key", proxy.tls_key)
+    if backend.ssl_mode == "disabled":
+        return
+    if backend.ssl_ca:
+        _check_pem(cfg, ctx, "backend.ssl_ca", backend.ssl_ca, "CA certificate")
+    if backend.ssl_cert and backend.ssl_key:
+        _check_key_pair(cfg, ctx, "backend.ssl_cert", backend.ssl_cert, "backend.ssl_key", backend.ssl_key)
+
+
+def _check_key_pair(cfg: Config, ctx: _Context, cert_key: str, cert: str, key_key: str, key: str) -> None:
+    if not (_check_pem(cfg, ctx, cert_key, cert, "certificate") and _readable(cfg, ctx, key_key, key)):
+        return
+    with open(key, "rb") as fh:
+        encrypted = b"ENCRYPTED" in fh.read(1 << 20)
+    if encrypted:
+        ctx.error(f"{cfg.describe(key_key, key)}: the key is encrypted with a passphrase, which the proxy "
+                  f"cannot ask for; store it decrypted (openssl pkey -in KEY -out NEW_KEY) and readable only "
+                  f"by the proxy's user")
+        return
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except ssl.SSLError as e:
+        if "KEY_VALUES_MISMATCH" in str(e) or "key values mismatch" in str(e):
+            problem = (f"this key does not belong to the certificate in {cert_key} ({cert!r}); "
+                       f"give the key the certificate was made for")
+        else:
+            problem = (f"not a PEM private key ({_ssl_reason(e)}); give the key file "
+                       f"('-----BEGIN PRIVATE KEY-----')")
+        ctx.error(f"{cfg.describe(key_key, key)}: {problem}")
+
+
+def _check_pem(cfg: Config, ctx: _Context, name: str, path: str, what: str) -> bool:
+    """Is `path` readable and does it hold at least one PEM certificate?"""
+    if not _readable(cfg, ctx, name, path):
+        return False
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except ssl.SSLError as e:
+        ctx.error(f"{cfg.describe(name, path)}: not a PEM {what} ({_ssl_reason(e)}); give a file that "
+                  f"holds one ('-----BEGIN CERTIFICATE-----')")
+        return False
+    return True
+
+
+def _readable(cfg: Config, ctx: _Context, name: str, path: str) -> bool:
+    try:
+        with open(path, "rb"):
+            return True
+    except OSError as e:
+        ctx.error(f"{cfg.describe(name, path)}: cannot read it ({e.strerror or e}); make it readable by the "
+                  f"user the proxy runs as (uid {os.geteuid()})")
+        return False
+
+
+def _ssl_reason(error: ssl.SSLError) -> str:
+    """OpenSSL's reason, e.g. "no certificate or crl found" (without _ssl.c's line number)."""
+    reason = error.reason or re.sub(r"^\[\w+\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(error.strerror or error))
+    return reason.replace("_", " ").lower()
+
+
 def _check_admin(cfg: Config, ctx: _Context) -> None:
     admin = cfg.admin
     if admin.password is not None and admin.password_hash is not None:
         ctx.error("admin.password and admin.password_hash are both set; set only one")
     if admin.password == "":
         ctx.error('admin.password must not be empty (to turn the console off, set admin.listen = "")')
-    elif admin.listen and not admin.enabled:
-        ctx.warn("the admin console is off: admin.listen is set but no admin.password or "
+    elif admin.listen and not admin.enabled and (admin.listen, admin.user) != _ADMIN_DEFAULTS:
+        # Only when the console was asked for: left at its defaults, it is simply off.
+        ctx.warn("the admin console is off: admin.listen or admin.user is set but no admin.password or "
                  "admin.password_hash is given")
+
+
+_ADMIN_DEFAULTS = (AdminConfig().listen, AdminConfig().user)
 
 
 def _check_listeners(cfg: Config, ctx: _Context) -> None:
@@ -879,5 +1088,5 @@ def _check_listeners(cfg: Config, ctx: _Context) -> None:
 
 
 CHECKS: tuple[Callable[[Config, _Context], None], ...] = (
-    _check_users, _check_pool, _check_tls, _check_admin, _check_listeners,
+    _check_users, _check_pool, _check_tls, _check_tls_files, _check_admin, _check_listeners,
 )

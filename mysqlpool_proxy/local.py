@@ -28,7 +28,8 @@ from .protocol.packets import parse_change_user
 from .protocol.sql import KillStatement, replace_spans, statements_with_kill
 from .protocol.transaction import NoopCommand
 from .reasons import ClientCloseReason
-from .session import Pins, names_variables
+from .core.pins import Pins
+from .core.session import names_variables
 
 if TYPE_CHECKING:
     from .client import ClientConnection

@@ -34,7 +34,7 @@ from .client import ClientState
 from .health import Cause
 from .pool import WAIT_BUCKETS
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from .session import PinReason
+from .core.pins import PinReason
 
 if TYPE_CHECKING:
     from .client import ClientConnection

@@ -21,10 +21,19 @@ served. Each waiter has a deadline; a waiter past it is dropped and told
 (CheckoutTimeout), never served late. When the queue already holds
 `max_waiting_clients`, the newcomer is refused at once (QueueFull).
 Backends are opened in the background, at most `max_connecting` at a time,
-and each one that arrives goes to the first waiter that can use it. Connect
-failures back off exponentially, with jitter, up to a cap; waiting clients
-keep waiting (up to their deadline) and are never shown the connect error
-directly: the timeout message says what the last error was.
+and each one that arrives goes to the first waiter that can use it.
+
+Connect failures back off exponentially, with jitter: up to BACKOFF_CAP
+between attempts while no client waits, WAITING_BACKOFF_CAP while some do,
+and one attempt at a time until one succeeds. A client that starts waiting
+brings the next attempt forward (`_retry_soon_for`): to within
+WAITING_BACKOFF_CAP of the last failure (so at once after a long backoff),
+and into the first half of its own wait. So no client times out without an
+attempt made while it waited, and the attempts still come at a pace set by
+time, not by how many clients arrive. Each failure is reported to
+`on_connect_failed`, with the time the attempt started: the proxy decides
+which of the clients that were waiting by then need not wait any longer,
+and hands them their error with `refuse_waiters`.
 
 Release never hands back a dirty backend: the caller resets or closes it
 first. A backend past `max_lifetime` is closed at release instead of reused.
@@ -44,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, replace
@@ -55,7 +65,7 @@ from .backend import BackendConnection, BackendState
 from .backend_adapter import BackendParams, Opened, open_backend
 from .constants import CLIENT, CR, ER
 from .reasons import BackendCloseReason
-from .session import SessionState
+from .core.session import SessionState
 
 __all__ = ["Pool", "PoolState", "BackendLimiter", "CheckoutTimeout", "QueueFull", "PoolStats", "WAIT_BUCKETS"]
 
@@ -67,7 +77,8 @@ KEY_BITS = CLIENT.FOUND_ROWS | CLIENT.LOCAL_FILES | CLIENT.PS_MULTI_RESULTS
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 BACKOFF_BASE = 0.1
-BACKOFF_CAP = 5.0
+BACKOFF_CAP = 5.0  # seconds between connect attempts, at most, while no client waits
+WAITING_BACKOFF_CAP = 1.0  # the same while clients wait
 EARLY_DEATH = 1.0  # seconds: a backend the server closes sooner makes the pool back off before opening more
 CAPACITY_HOLD = 60.0  # seconds the pool stays at its size after the server said "too many connections"
 CAPACITY_ERRORS = (1040, 1203, 1226)  # ER_CON_COUNT_ERROR, ER_TOO_MANY_USER_CONNECTIONS (both numbers)
@@ -221,6 +232,9 @@ class Pool:
         self.last_error: str = ""
         self.last_error_code: int = 0
         self._failures = 0
+        self._failed_at = float("-inf")  # when the last connect attempt failed
+        # Told of each failed connect (the pool, when the attempt started); set by the proxy.
+        self.on_connect_failed: Callable[[Pool, float], None] = lambda pool, started: None
         self._backoff_until = 0.0
         self._backoff_timer: asyncio.TimerHandle | None = None
         self._serving = False
@@ -306,6 +320,11 @@ class Pool:
         return self._failures > 0
 
     @property
+    def failures(self) -> int:
+        """Connect attempts failed in a row."""
+        return self._failures
+
+    @property
     def size(self) -> int:
         return len(self.idle) + len(self.busy) + len(self.opening) + len(self.closing)
 
@@ -386,6 +405,7 @@ class Pool:
         waiter = Waiter(key, deliver, self.loop.time(), no_schema)
         waiter.timer = self.loop.call_later(timeout, self._expire_waiter, waiter)
         self.waiters.append(waiter)
+        self._retry_soon_for(timeout)
         if not self._exhausted and self.size >= self.max_size:
             self._exhausted = True
             log.warning("pool %s exhausted: all %d backend connections in use; clients wait (up to %gs)",
@@ -476,9 +496,10 @@ class Pool:
             return
         pending = Counter(w.key for w in self.waiters if not w.done)
         head = self.waiters[0]  # the first waiter may need an idle backend exchanged
+        at_once = 1 if self._failures else self.max_connecting  # while failing, one attempt at a time
         for key, count in pending.items():
             missing = count - self.opening.count(key)
-            while missing > 0 and self.connecting < self.max_connecting:
+            while missing > 0 and self.connecting < at_once:
                 if not self._make_room(key, head.no_schema and key == head.key):
                     return
                 self._start_open(key)
@@ -536,15 +557,16 @@ class Pool:
                        ps_multi_results=bool(key & CLIENT.PS_MULTI_RESULTS))
 
     async def _open(self, key: int, want_collations: bool = False) -> bool:
+        started = self.loop.time()
         try:
             opened = await self._opener(self.params_for(key), want_collations=want_collations)
         except Exception as exc:  # every connect failure is handled the same way: back off
             self.opening.remove(key)
-            self._connect_failed(exc)
+            self._connect_failed(exc, started)
             self.limiter.released()
             return False
         self.opening.remove(key)
-        self._failures = 0
+        self._end_failures()
         self.stats.connects += 1
         self.learn_limits(opened.max_user_connections, opened.max_connections)
         session = self._on_opened(opened)
@@ -564,24 +586,75 @@ class Pool:
             self.serve_waiters()  # more waiters than the opens in flight: open more
         return True
 
-    def _connect_failed(self, exc: Exception) -> None:
+    def _connect_failed(self, exc: Exception, started: float) -> None:
         code, message = _describe_error(exc)
         self.stats.connect_errors[code] += 1
         if code in CAPACITY_ERRORS:
             self._hold_capacity(message)
         self._failures += 1
-        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (self._failures - 1)) * random.uniform(0.5, 1.0)
+        self._failed_at = self.loop.time()
+        delay = self._backoff_delay()
         if message != self.last_error or self._failures in (1, 10) or self._failures % 100 == 0:
             log.warning("pool %s: backend connect failed (%s); attempt %d, retrying in %.2fs",
                         self.name, message, self._failures, delay)
         self.last_error, self.last_error_code = message, code
         self._back_off(delay)
+        self.on_connect_failed(self, started)
+
+    def _backoff_delay(self) -> float:
+        """Exponential in the failures so far, capped lower while clients wait; with jitter."""
+        cap = WAITING_BACKOFF_CAP if self.waiters else BACKOFF_CAP
+        return min(cap, BACKOFF_BASE * 2 ** min(self._failures - 1, 16)) * random.uniform(0.5, 1.0)
 
     def _back_off(self, delay: float) -> None:
         """Open no backend for `delay` seconds (one timer; a longer backoff already running stays)."""
         self._backoff_until = max(self._backoff_until, self.loop.time() + delay)
         if self._backoff_timer is None:
             self._backoff_timer = self.loop.call_later(delay, self._backoff_over)
+
+    def _retry_soon_for(self, timeout: float) -> None:
+        """A client starts waiting `timeout` while the pool backs off after a failure: the next
+        attempt comes within WAITING_BACKOFF_CAP of that failure (at once if it was longer ago),
+        and within the first half of this client's wait."""
+        if not self._failures or self._backoff_until <= self.loop.time():
+            return
+        now = self.loop.time()
+        soon = self._failed_at + WAITING_BACKOFF_CAP * random.uniform(0.5, 1.0)
+        at = max(now, min(soon, now + timeout / 2))
+        if at >= self._backoff_until:
+            return
+        self._backoff_until = at  # at == now: the enqueue's serve_waiters() opens one at once
+        if self._backoff_timer is not None:
+            self._backoff_timer.cancel()
+            self._backoff_timer = None
+        if at > now:
+            self._backoff_timer = self.loop.call_at(at, self._backoff_over)
+
+    def _end_failures(self) -> None:
+        """A connect succeeded, or the way to connect changed: the failures say nothing about the
+        next attempt any more, and their backoff is over (its timer finds nothing left to wait for)."""
+        if self._failures:
+            self._failures = 0
+            self._backoff_until = min(self._backoff_until, self.loop.time())
+
+    def refuse_waiters(self, exc: Exception, arrived_after: float, arrived_by: float) -> int:
+        """Hand `exc` to the clients that started waiting after `arrived_after` and by `arrived_by`
+        (the proxy knows they would wait for nothing); returns how many."""
+        told, kept = [], []
+        for w in self.waiters:
+            if not w.done:
+                (told if arrived_after < w.enqueued_at <= arrived_by else kept).append(w)
+        if not told:
+            return 0
+        self.waiters.clear()
+        self.waiters.extend(kept)
+        for w in told:
+            w.done = True
+            if w.timer is not None:
+                w.timer.cancel()
+                w.timer = None
+            w.deliver(None, exc)
+        return len(told)
 
     def _hold_capacity(self, message: str) -> None:
         current = len(self.idle) + len(self.busy)
@@ -681,6 +754,7 @@ class Pool:
             self.params = params
             self.generation += 1
             self.close_idle(BackendCloseReason.RELOAD)
+            self._end_failures()  # (a refused login, say, was the old password's)
         self.configured_max_size = max_size
         self.min_idle = min_idle
         self.max_lifetime = max_lifetime
@@ -823,9 +897,20 @@ def _describe_error(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
         code = exc.args[0]
         text = exc.args[1] if len(exc.args) > 1 else ""
+        if code == CR.CR_CONN_HOST_ERROR and isinstance(exc.__cause__, OSError):
+            text += f" ({_os_reason(exc.__cause__)})"  # aiomysql's own message leaves it out
         return code, f"{code} {text}".strip()
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return CR.CR_CONN_HOST_ERROR, "connect timeout"
     if isinstance(exc, OSError):
         return CR.CR_CONN_HOST_ERROR, f"{exc.strerror or exc}"
     return ER.UNKNOWN_ERROR, f"{type(exc).__name__}: {exc}"
+
+
+def _os_reason(exc: OSError) -> str:
+    """Why a connect failed, as MySQL's client says it: `111 "Connection refused"`, or "timed out"."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if exc.errno:
+        return f'{exc.errno} "{os.strerror(exc.errno)}"'
+    return str(exc)

@@ -12,7 +12,9 @@
   server's. Every new backend then tells what a new session gets now, up or
   down: its account's wait_timeout (the idle timeout follows), the
   max_allowed_packet, the trackers;
-* the registry of connected clients (by proxy connection id);
+* the registry of connected clients (by proxy connection id), and those
+  still logging in (`logging_in`, oldest first); who is let in, and what a
+  client is told when it can get no backend, are proxy_refusals.py's;
 * the janitor: one periodic task for all pools (idle timeout, lifetime,
   min_idle), never one per client;
 * readiness (`HealthMonitor`, health.py): what the server did lately, and
@@ -44,13 +46,16 @@ from .health import HealthMonitor, Readiness
 from .janitor import run_janitor
 from .proxy_backends import BackendCommandsMixin
 from .proxy_operations import OperationsMixin, credentials_of, ssl_settings
+from .proxy_refusals import RefusalsMixin
 from .local import LocalCommands
 from .pool import KEY_BITS, BackendLimiter, Pool
 from .protocol import auth
 from .protocol.session_track import Trackers
 from .reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from .server_info import ServerInfo, WaitTimeouts
-from .session import PinReason, SessionState, SyncKind, SyncStep, names_variables
+from .core.server_info import ServerInfo, WaitTimeouts
+from .core.pins import PinReason
+from .core.session import SessionState, SyncKind, SyncStep, names_variables
+from .startup import listener_errors
 from .workers import WorkerSlot, share
 
 __all__ = ["Proxy", "ProxyState", "ServerInfo", "UserEntry", "WaitTimeouts"]
@@ -95,7 +100,7 @@ class ProxyStats:
         self.bytes_out = 0
 
 
-class Proxy(BackendCommandsMixin, OperationsMixin):
+class Proxy(BackendCommandsMixin, OperationsMixin, RefusalsMixin):
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop | None = None, *, opener=open_backend,
                  worker: WorkerSlot | None = None):
         self.config = config
@@ -108,6 +113,8 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         self.pools: dict[str, Pool] = {}
         self.users: dict[bytes, UserEntry] = {}
         self.clients: dict[int, ClientConnection] = {}
+        self.logging_in: dict[int, ClientConnection] = {}  # the clients not logged in yet, oldest first
+        self.started_at = self.loop.time()
         self.server_info: ServerInfo | None = None
         self.server_known = asyncio.Event()
         # Set by request_shutdown() (admin SHUTDOWN); app.serve() waits for it beside the signals.
@@ -124,7 +131,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         self._admin_server: asyncio.AbstractServer | None = None  # the admin console: serves while draining
         self._tasks: set[asyncio.Task] = set()
         self._known_schemas: dict[str, set[bytes]] = {}
-        self._refusal_log: dict[RefusalReason, tuple[float, int]] = {}
+        self._refusal_log: dict[object, tuple[float, int]] = {}  # what _log_limited() logged: when, and left out since
         self._build_users(config)
         self.health = HealthMonitor(self, opener)
 
@@ -171,6 +178,7 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         )
         pool.statement_cache_size = self.statement_cache_size()
         pool.share = self.share
+        pool.on_connect_failed = self._backend_failed
         return pool
 
     def share(self, total: int) -> int:
@@ -264,19 +272,21 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         self.server_known.set()
 
     async def _learn_server_task(self) -> None:
-        """Open the first backend (with the collation table) until it works."""
-        pool = next(iter(self.pools.values()))
+        """Open a backend (with the collation table) until one works, in each pool in turn (one
+        whose login the server refuses must not keep the server unlearned)."""
         delay = 0.1
-        while self.server_info is None or not self.server_info.collations:
-            if await pool.open_now(want_collations=True):
+        for attempt in itertools.count():
+            if self.server_info is not None and self.server_info.collations:
+                return
+            pools = self._user_pools()
+            if await pools[attempt % len(pools)].open_now(want_collations=True):
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    def describe_backend_problem(self) -> str:
-        errors = [p.last_error for p in self.pools.values() if p.last_error]
-        where = self.config.backend.unix_socket or f"{self.config.backend.host}:{self.config.backend.port}"
-        return f"{where}: {errors[0]}" if errors else f"{where}: not reachable yet"
+    def _user_pools(self) -> list[Pool]:
+        """The pools some user maps to, in config order (a pool left by a reload only finishes its clients)."""
+        return list({id(e.pool): e.pool for e in self.users.values()}.values())
 
     # -- clients ---------------------------------------------------------------------
 
@@ -291,35 +301,12 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         self.clients[client.id] = client
         return client
 
-    def admit(self, client: ClientConnection) -> ProxyError | None:
-        if self.state is not ProxyState.RUNNING:
-            self.refused(RefusalReason.SHUTTING_DOWN)
-            return ProxyError(ER.SERVER_SHUTDOWN, "mysqlpool-proxy is shutting down")
-        limit = self.share(self.config.proxy.max_client_connections)
-        if len(self.clients) > limit:
-            self.refused(RefusalReason.MAX_CLIENTS)
-            return ProxyError(ER.CON_COUNT_ERROR, (
-                f"Too many connections: mysqlpool-proxy already serves max_client_connections ({limit}) clients"))
-        self.stats.accepted += 1
-        return None
-
-    def refused(self, reason: RefusalReason, detail: str = "") -> None:
-        """Count a refusal; log it, at most once a second per reason (with how many since)."""
-        self.stats.refused[reason.value] += 1
-        now = self.loop.time()
-        last, unlogged = self._refusal_log.get(reason, (0.0, 0))
-        if now - last >= 1.0:
-            more = f" (and {unlogged} more since the last report)" if unlogged else ""
-            log.warning("refused a client: %s%s%s", reason.value, f": {detail}" if detail else "", more)
-            self._refusal_log[reason] = (now, 0)
-        else:
-            self._refusal_log[reason] = (last, unlogged + 1)
-
     def client_authenticated(self, client: ClientConnection) -> None:
         log.debug("client #%d %s@%s authenticated", client.id, client.user.name, client.peer)
 
     def client_closed(self, client: ClientConnection, reason: ClientCloseReason) -> None:
         self.clients.pop(client.id, None)
+        self.logging_in.pop(client.id, None)
         self.stats.client_closed[reason.value] += 1
 
     def lookup_credentials(self, user: bytes) -> auth.Credentials | None:
@@ -363,23 +350,30 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
     def schema_known(self, entry: UserEntry, schema: bytes) -> bool:
         return schema in self._known_schemas.get(entry.pool.name, ())
 
-    async def check_schema(self, client: ClientConnection, schema: bytes) -> ProxyError | None:
-        """COM_INIT_DB on a backend: does the schema exist for this user? (cached when it does)"""
+    async def check_schema(self, client: ClientConnection, schema: bytes | None) -> ProxyError | None:
+        """COM_INIT_DB on a backend: does the schema exist for this user? (cached when it does)
+        With `schema` None, only whether a backend can be had (a login while the pool is known down)."""
         pool = client.pool
-        try:
-            backend = await client._acquire(self.loop.time() + self.config.pool.checkout_timeout)
-        except ProxyError as err:
-            return err
-        try:
-            step = SyncStep(SyncKind.INIT_DB, schema)
-            await self.run_sync_step(backend, step, self.config.backend.connect_timeout)
-        except ProxyError as err:
-            return err
-        except BackendGone:
-            return ProxyError(ER.CON_COUNT_ERROR, "mysqlpool-proxy: lost the backend while checking the schema")
-        finally:
-            if not backend.closed:
-                pool.release(backend)
+        deadline = self.loop.time() + self.config.pool.checkout_timeout
+        while True:
+            try:
+                backend = await client._acquire(deadline)
+            except ProxyError as err:
+                return err
+            try:
+                if schema is not None:
+                    await self.run_sync_step(backend, SyncStep(SyncKind.INIT_DB, schema),
+                                             self.config.backend.connect_timeout)
+                break
+            except ProxyError as err:
+                return err
+            except BackendGone:
+                continue  # a dead pooled backend (the server restarted, say): take another
+            finally:
+                if not backend.closed:
+                    pool.release(backend)
+        if schema is None:
+            return None
         known = self._known_schemas.setdefault(pool.name, set())
         if len(known) >= SCHEMA_CACHE_SIZE:
             known.clear()
@@ -400,19 +394,24 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         return max(0.5, min(wt * 0.9, wt - 1.0))
 
     async def start(self) -> None:
-        addr = self.config.proxy.listen_address
-        if addr.unix_path:
-            server = await self.loop.create_unix_server(self.new_client, addr.unix_path)
-        else:
-            server = await self.loop.create_server(
-                self.new_client, addr.host or None, addr.port, reuse_address=True,
-                reuse_port=self.config.proxy.workers > 1, backlog=1024)
+        """Listen (a listener that cannot: StartupError naming its key), then start the background tasks."""
+        config, worker = self.config, self.worker.index if self.worker else None
+        addr = config.proxy.listen_address
+        with listener_errors(config, "proxy.listen", addr):
+            if addr.unix_path:
+                server = await self.loop.create_unix_server(self.new_client, addr.unix_path)
+            else:
+                server = await self.loop.create_server(
+                    self.new_client, addr.host or None, addr.port, reuse_address=True,
+                    reuse_port=config.proxy.workers > 1, backlog=1024)
         self._servers.append(server)
-        if self.config.metrics.enabled:
-            self._http_server = await start_http_server(self, self.config.metrics.listen_address,
-                                                        self.config.metrics.path)
-        if self.config.admin.enabled:
-            self._admin_server = await start_admin_server(self, self.config.admin.listen_address)
+        if config.metrics.enabled:
+            with listener_errors(config, "metrics.listen", config.metrics.listen_address, worker):
+                self._http_server = await start_http_server(self, config.metrics.listen_address,
+                                                            config.metrics.path)
+        if config.admin.enabled:
+            with listener_errors(config, "admin.listen", config.admin.listen_address, worker):
+                self._admin_server = await start_admin_server(self, config.admin.listen_address)
         self.state = ProxyState.RUNNING
         self.spawn(self._learn_server_task())
         self.spawn(run_janitor(self))
@@ -453,6 +452,11 @@ class Proxy(BackendCommandsMixin, OperationsMixin):
         [proxy] shutdown_timeout), as on SIGTERM; without, at once."""
         self.shutdown_timeout = self.config.proxy.shutdown_timeout if wait else 0.0
         self.shutdown_requested.set()
+
+    @property
+    def accepting(self) -> bool:
+        """New clients are let in (running, not draining)."""
+        return self.state is ProxyState.RUNNING
 
     @property
     def running(self) -> bool:

@@ -20,8 +20,8 @@ from .errors import ProxyError
 from .protocol.response import Expect
 from .protocol.sql import without_schema
 from .reasons import BackendCloseReason, ClientCloseReason
-from .session import SessionState, SyncKind, SyncStep, apply_changes, sync_plan
-from .statements import ServerStatement, prepared_state
+from .core.session import SessionState, SyncKind, SyncStep, apply_changes, sync_plan
+from .core.statements import ServerStatement, prepared_state
 
 if TYPE_CHECKING:
     from .client import ClientConnection

@@ -70,7 +70,7 @@ class OperationsMixin:
     def reload_from_source(self) -> list[str]:
         """Re-read the config from where it came from (SIGHUP, admin RELOAD); ConfigError keeps the old one."""
         source = self.config.source
-        new = load_config(None if source == ENV_SOURCE else source)
+        new = load_config(None if source == ENV_SOURCE else source, overrides=self.config.overrides)
         return self.reload(new)
 
     def _reload_users(self, new: Config) -> None:

@@ -41,7 +41,8 @@ class ClientCloseReason(enum.Enum):
     IDLE_TIMEOUT = "idle_timeout"  # [proxy] client_idle_timeout
     KILLED = "killed"  # KILL from another client or the admin console
     SHUTDOWN = "shutdown"
-    BACKEND_UNAVAILABLE = "backend_unavailable"  # never learned the server's identity to greet with
+    BACKEND_UNAVAILABLE = "backend_unavailable"  # refused at login: the server is down or refuses the proxy's login
+    LOGIN_EVICTED = "login_evicted"  # the oldest of too many connections logging in at once
 
 
 class RefusalReason(enum.Enum):
@@ -52,4 +53,6 @@ class RefusalReason(enum.Enum):
     QUEUE_FULL = "queue_full"
     AUTH_FAILED = "auth_failed"
     SHUTTING_DOWN = "shutting_down"
+    BACKEND_UNREACHABLE = "backend_unreachable"  # no backend: the server cannot be reached
+    BACKEND_LOGIN_REFUSED = "backend_login_refused"  # no backend: the server refuses the proxy's login
 

@@ -1613,12 +1613,22 @@ class FakeClient:
     # -- connection phase ---------------------------------------------------------------
 
     async def connect(self) -> FakeClient:
+        await self.open()
+        return await self.log_in()
+
+    async def open(self) -> FakeClient:
+        """Connect and read the greeting (OperationalError: an ERR came instead)."""
         self.conn.connection_made(self.transport)
         pkt = await self.packet()
         if pkt.payload[:1] == b"\xff":
             err = parse_err(pkt.payload)
             raise pymysql.err.OperationalError(err.errno, err.message.decode())
-        self.greeting = g = parse_handshake_v10(pkt.payload)
+        self.greeting = parse_handshake_v10(pkt.payload)
+        return self
+
+    async def log_in(self) -> FakeClient:
+        """Answer the greeting, and read the outcome (OperationalError: the login was refused)."""
+        g = self.greeting
         caps = self.wanted & (g.capabilities | CLIENT.LONG_PASSWORD)
         self.capabilities = caps
         token = auth.client_scramble_native(self.password.encode(), g.scramble) if self.password else b""

@@ -150,7 +150,8 @@ def test_show_stats(console, app_clients):
 
 def test_show_config_masks_secrets(console):
     result = console.run("SHOW CONFIG")
-    config = dict(line.split("\t") for line in result.stdout.splitlines())
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    config = {key: value for key, value, _source in rows}
     assert config["admin.password"] == "***" and config["users[0].password"] == "***"
     assert config["users[0].name"] == "app" and config["pool.max_size"] == "3"
     assert config["admin.listen"] == "127.0.0.1:0" and config["admin.password_hash"] == "NULL"

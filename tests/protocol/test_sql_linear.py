@@ -286,7 +286,7 @@ def test_a_text_too_big_to_analyse_is_assumed_to_do_anything():
 
 
 def test_unknown_effects_pin():
-    from mysqlpool_proxy.session import Pins
+    from mysqlpool_proxy.core.pins import Pins
 
     pins = Pins()
     pins.apply_sql(unknown_effects(), succeeded=False)  # even when it failed: it may have run in part

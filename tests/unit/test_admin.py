@@ -388,13 +388,27 @@ async def test_show_stats_rows(proxy_maker):
 async def test_show_config_masks_secrets(proxy_maker, config_path):
     client = await logged_in(proxy_maker())
     result = client.query("SHOW CONFIG")
-    config = dict(result.rows)
+    config = {key: value for key, value, _source in result.rows}
     assert config["pool.max_size"] == "4" and config["admin.user"] == "admin"
     assert config["admin.password"] == "***" and config["admin.password_hash"] is None
     assert config["users[0].name"] == "app" and config["users[0].password"] == "***"
     assert config["users[1].backend_password"] == "***" and config["users[1].max_size"] == "2"
     assert config["proxy.shutdown_timeout"] == "7"
     assert b"adminpw" not in client.transport.data and b"secret" not in client.transport.data
+
+
+@virtual_time
+async def test_show_config_says_where_each_setting_came_from(proxy_maker, monkeypatch):
+    monkeypatch.setenv("MYSQLPOOL_PROXY_SHUTDOWN_TIMEOUT", "9")  # the file says 7
+    monkeypatch.setenv("MYSQLPOOL_POOL_MIN_IDLE", "1")  # the file says nothing
+    client = await logged_in(proxy_maker())
+    result = client.query("SHOW CONFIG")
+    assert [d[0] for d in result.description] == ["key", "value", "source"]
+    rows = {key: (value, source) for key, value, source in result.rows}
+    assert rows["proxy.shutdown_timeout"] == ("9", "env") and rows["pool.min_idle"] == ("1", "env")
+    assert rows["pool.max_size"] == ("4", "file") and rows["users[1].max_size"] == ("2", "file")
+    assert rows["users[0].password"] == ("***", "file") and rows["admin.user"] == ("admin", "default")
+    assert rows["pool.checkout_timeout"] == ("10", "default")
 
 
 @virtual_time

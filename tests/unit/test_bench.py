@@ -1,6 +1,7 @@
 # The benchmark harness's pure parts (bench/): sysbench output parsing, the
-# latency histogram, ratio/target evaluation, table rendering, the option
-# and config plumbing. Nothing here runs a load or looks at a clock, and no
+# latency histogram, ratio/target evaluation, table rendering (the floor
+# tables too), the option and config plumbing, and the bare relay's
+# protocol on stand-in transports. Nothing here runs a load or looks at a clock, and no
 # test asserts a timing; matplotlib and psutil (the [bench] extra) are not
 # needed.
 from __future__ import annotations
@@ -11,13 +12,18 @@ import tomllib
 
 import pytest
 
+from bench import relay
 from bench import sysbench as sb
+from bench.floor import FloorProcess, haproxy_config, haproxy_maxconn
 from bench.plots import _point_table
 from bench.procs import ProxyProcess, cpu_used, loadgen_command, render_proxy_config
-from bench.report import Row, Target, fmt_value, render_cpu_table, render_markdown, render_text, summary_counts
-from bench.run import noise_summary, parse_only, render_results_md
+from bench.report import (
+    Row, Target, floor_comparisons, floor_legs, fmt_value, judge, render_cpu_table, render_floor, render_markdown,
+    render_text, summary_counts,
+)
+from bench.run import build_parser, noise_summary, parse_only, render_results_md
 from bench.stats import LatencyHistogram, median, percentile
-from bench.workloads import WORKLOADS, Settings, _merge_loadgen, server_options
+from bench.workloads import WORKLOADS, Settings, _merge_loadgen, clients_label, server_options
 from mysqlpool_proxy.config import load_config
 
 POINT_SELECT_OUTPUT = """\
@@ -323,10 +329,13 @@ def test_cpu_used_by_category():
     assert used["foreign"] == pytest.approx(1.5 + 0.25 + 1.0)
     assert used["server"] == pytest.approx(2.0) and used["proxy"] == pytest.approx(0.5)
     assert used["loadgen"] == pytest.approx(1.5)  # children reaped meanwhile (sysbench, load generators)
-    # A proxy started and stopped within the window is reaped too: its CPU goes back to "proxy".
-    before["reaped_proxy"], after["reaped_proxy"] = 10.0, 10.75
+    # A proxy (or relay, or HAProxy) started and stopped within the window is reaped too: its CPU
+    # goes back to its own category.
+    before["reaped_by"] = {"proxy": 10.0, "relay": 1.0}
+    after["reaped_by"] = {"proxy": 10.75, "relay": 1.5, "haproxy": 0.0}
     used = cpu_used(before, after)
-    assert used["proxy"] == pytest.approx(0.5 + 0.75) and used["loadgen"] == pytest.approx(0.75)
+    assert used["proxy"] == pytest.approx(0.5 + 0.75) and used["relay"] == pytest.approx(0.5)
+    assert used["loadgen"] == pytest.approx(0.25) and "haproxy" not in used
 
 
 def test_cpu_table():
@@ -338,7 +347,7 @@ def test_cpu_table():
              "us_per_op": {"server": 25.0, "proxy": 55.5}},
             {"workload": "idle", "leg": "proxy", "cores": {"proxy": 0.5}, "foreign_cores": 0.0}]
     table = render_cpu_table(legs).splitlines()
-    assert table[0].startswith("| Workload | Leg | mariadbd | proxy |")
+    assert table[0].startswith("| Workload | Leg | mariadbd | proxy or relay |")
     assert table[2] == "| point 8 | direct | 1.10 | 0.00 | 0.60 | 0.00 | 0.00 | 0.10 | 25 | — |"
     assert table[3] == "| point 8 | proxy | 0.40 | 1.00 | 0.00 | 0.00 | 0.00 | 0.00 | 25 | 55.5 |"
     assert table[4] == "| idle | proxy | 0.00 | 0.50 | 0.00 | 0.00 | 0.00 | 0.00 | — | — |"
@@ -357,7 +366,8 @@ def test_parse_only():
 def test_settings():
     full, quick = Settings(), Settings.quick_settings()
     assert full.rounds >= 2 and quick.rounds >= 2
-    assert full.point_clients == (8, 32, 128) and full.idle_count == 10_000 and full.large_rows == 1_000_000
+    assert full.point_clients == (1, 8, 32, 128) and full.idle_count == 10_000 and full.large_rows == 1_000_000
+    assert full.floor and set(full.floor_clients) == {1, 8, 32} <= set(full.point_clients)
     assert full.mixed_clients == 64 and full.mixed_pool == 8
     assert quick.point_seconds < full.point_seconds
     assert server_options(full)["max_connections"] > full.idle_direct_count
@@ -417,3 +427,213 @@ def test_proxy_env_puts_the_snapshot_first(monkeypatch, tmp_path):
     env = proxy_env(tmp_path)
     assert "MYSQLPOOL_POOL_MAX_SIZE" not in env
     assert env["PYTHONPATH"].split(":") == [str(tmp_path), "/elsewhere"]
+
+
+# -- the floor: bare relay and HAProxy legs ---------------------------------------------------------
+
+def _floor_load(workload="point_sysbench 8 clients", targets=None):
+    legs = {
+        "direct": [{"qps": 1000.0, "avg_ms": 0.20, "p99_ms": 0.5}, {"qps": 1100.0, "avg_ms": 0.18, "p99_ms": 0.4}],
+        "relay": [{"qps": 500.0, "avg_ms": 0.40, "p99_ms": 0.9}],
+        "haproxy": [{"qps": 450.0, "avg_ms": 0.45, "p99_ms": 1.0}],
+        "proxy": [{"qps": 300.0, "avg_ms": 0.70, "p99_ms": 1.5}],
+    }
+    return {"load": "point select, 8 clients", "workload": workload, "unit": "q/s", "legs": legs,
+            "targets": targets if targets is not None else {"proxy_cpu_vs_relay": ("max", 1.3),
+                                                            "server_cpu_vs_relay": ("max", 1.1),
+                                                            "throughput_vs_haproxy": ("min", 0.9)}}
+
+
+def _noise(workload, leg, per_op):
+    return {"workload": workload, "leg": leg, "round": 1, "foreign_cores": 0.0, "cores": {}, "us_per_op": per_op}
+
+
+FLOOR_NOISE = [
+    _noise("point_sysbench 8 clients", "direct", {"server": 30.0, "proxy": 0.1}),
+    _noise("point_sysbench 8 clients", "relay", {"server": 40.0, "relay": 25.0, "proxy": 0.1}),
+    _noise("point_sysbench 8 clients", "haproxy", {"server": 41.0, "haproxy": 20.0}),
+    _noise("point_sysbench 8 clients", "proxy", {"server": 50.0, "proxy": 60.0, "relay": 0.01}),
+    _noise("point_sysbench 8 clients", "proxy", {"server": 54.0, "proxy": 64.0}),
+    _noise("point_sysbench 32 clients", "proxy", {"server": 99.0, "proxy": 99.0}),  # another load
+]
+
+
+def test_floor_legs_take_medians_and_the_middle_process_cpu():
+    legs = floor_legs(_floor_load(), FLOOR_NOISE)
+    assert list(legs) == ["direct", "relay", "haproxy", "proxy"]
+    assert legs["direct"].throughput == 1050.0 and legs["direct"].middle_us is None
+    assert legs["direct"].server_us == 30.0 and legs["direct"].rounds == 2
+    assert (legs["relay"].middle_us, legs["relay"].server_us) == (25.0, 40.0)  # the relay's own CPU, not the proxy's
+    assert legs["haproxy"].middle_us == 20.0
+    assert (legs["proxy"].middle_us, legs["proxy"].server_us) == (62.0, 52.0)
+    assert legs["proxy"].latency_avg_ms == 0.70 and legs["proxy"].latency_p99_ms == 1.5
+
+
+def test_floor_comparisons_against_the_targets():
+    load = _floor_load()
+    got = {what: (value, target) for _, what, value, target in floor_comparisons(load, floor_legs(load, FLOOR_NOISE))}
+    assert got["proxy CPU / bare relay CPU, per operation"] == (pytest.approx(62 / 25), ("max", 1.3))
+    assert got["proxy CPU / HAProxy CPU, per operation"] == (pytest.approx(62 / 20), None)
+    assert got["mariadbd CPU per operation, through the proxy / through the bare relay"] == (
+        pytest.approx(52 / 40), ("max", 1.1))
+    assert got["throughput, proxy / HAProxy"] == (pytest.approx(300 / 450), ("min", 0.9))
+    assert "proxy CPU per operation (µs)" not in got  # no target: the legs table shows it
+    # Connect-per-request: an absolute bound on the proxy's CPU, and proxy / direct.
+    load = _floor_load("connect sysbench", {"proxy_us": ("max", 100), "throughput_vs_direct": ("min", 1.0)})
+    noise = [{**n, "workload": "connect sysbench"} for n in FLOOR_NOISE if n["workload"] == "point_sysbench 8 clients"]
+    got = {what: (value, target) for _, what, value, target in floor_comparisons(load, floor_legs(load, noise))}
+    assert got["proxy CPU per operation (µs)"] == (pytest.approx(62.0), ("max", 100))
+    assert got["throughput, proxy / direct"] == (pytest.approx(300 / 1050), ("min", 1.0))
+
+
+def test_floor_comparisons_skip_a_missing_leg():
+    load = _floor_load()
+    del load["legs"]["haproxy"]
+    whats = [what for _, what, _, _ in floor_comparisons(load, floor_legs(load, FLOOR_NOISE))]
+    assert "throughput, proxy / HAProxy" not in whats and "proxy CPU / HAProxy CPU, per operation" not in whats
+    assert "proxy CPU / bare relay CPU, per operation" in whats
+
+
+def test_judge():
+    assert judge(1.2, ("max", 1.3)) == ("≤ 1.3", "yes (1.2 vs 1.3)")
+    assert judge(2.6, ("max", 1.3)) == ("≤ 1.3", "**no** (2.6 vs 1.3: 100% over)")
+    assert judge(0.45, ("min", 0.9)) == ("≥ 0.9", "**no** (0.45 vs 0.9: 50% short)")
+    assert judge(None, ("min", 0.9)) == ("≥ 0.9", "n/a")
+    assert judge(3.0, None) == ("—", "—")
+
+
+def test_render_floor():
+    text = render_floor([_floor_load()], FLOOR_NOISE)
+    lines = text.splitlines()
+    assert lines[0].startswith("| Load | Leg | Throughput | × direct |")
+    assert "| point select, 8 clients | direct | 1,050 q/s | 1.00 | 0.190 ms | 0.450 ms | — | 30 |" in lines
+    assert "| point select, 8 clients | bare relay | 500 q/s | 0.48 | 0.400 ms | 0.900 ms | 25 | 40 |" in lines
+    assert "| point select, 8 clients | HAProxy | 450 q/s | 0.43 | 0.450 ms | 1.00 ms | 20 | 41 |" in lines
+    assert "| point select, 8 clients | proxy | 300 q/s | 0.29 | 0.700 ms | 1.50 ms | 62 | 52 |" in lines
+    assert ("| point select, 8 clients | proxy CPU / bare relay CPU, per operation | 2.48 | ≤ 1.3 "
+            "| **no** (2.48 vs 1.3: 91% over) |") in lines
+    assert render_floor([], FLOOR_NOISE) == ""
+    connect = _floor_load("connect sysbench", {"proxy_us": ("max", 100)})
+    text = render_floor([connect], [{**n, "workload": "connect sysbench"} for n in FLOOR_NOISE[:4]])
+    assert "| point select, 8 clients | proxy CPU per operation (µs) | 60.0 | ≤ 100 | yes (60 vs 100) |" in text
+
+
+def test_results_md_has_the_floor_section():
+    results = {"started": "2026-01-01T00:00:00", "duration_s": 10.0, "command": "python -m bench.run",
+               "machine": {"cores": 2}, "targets": {"met": 0, "missed": 0, "unknown": 0}, "failures": [],
+               "noise": FLOOR_NOISE, "floor": [_floor_load()]}
+    md = render_results_md(results, [])
+    assert "## The floor" in md and "| point select, 8 clients | bare relay |" in md
+    assert "HAProxy was not installed" in md
+    assert "HAProxy was not installed" not in render_results_md(
+        {**results, "machine": {"cores": 2, "haproxy": "HAProxy version 2.6.12"}}, [])
+    assert "## The floor" not in render_results_md({**results, "floor": []}, [])
+
+
+def test_cpu_table_shows_the_relay_and_haproxy_as_the_middle_process():
+    table = render_cpu_table([
+        {"workload": "w", "leg": "relay", "cores": {"server": 0.6, "relay": 0.5, "proxy": 0.01},
+         "foreign_cores": 0.0, "us_per_op": {"server": 40.0, "relay": 25.0, "proxy": 0.1}},
+        {"workload": "w", "leg": "haproxy", "cores": {"server": 0.6, "haproxy": 0.4}, "foreign_cores": 0.0,
+         "us_per_op": {"server": 41.0, "haproxy": 20.0}},
+    ]).splitlines()
+    assert table[2] == "| w | relay | 0.60 | 0.50 | 0.00 | 0.00 | 0.00 | 0.00 | 40 | 25 |"
+    assert table[3] == "| w | haproxy | 0.60 | 0.40 | 0.00 | 0.00 | 0.00 | 0.00 | 41 | 20 |"
+
+
+def test_haproxy_config_is_one_thread_tcp_mode():
+    text = haproxy_config(7000, 4000, maxconn=2000)
+    lines = [line.strip() for line in text.splitlines()]
+    assert "nbthread 1" in lines and "mode tcp" in lines and "maxconn 2000" in lines
+    assert "bind 127.0.0.1:7000" in lines and "server db 127.0.0.1:4000" in lines
+    assert not any(line.startswith(("mode http", "option http")) for line in lines)
+
+
+def test_haproxy_maxconn_fits_the_open_files_limit():
+    assert haproxy_maxconn(20_000) == 4096
+    assert haproxy_maxconn(4096) == 1998  # two descriptors per connection, and some to spare
+    assert haproxy_maxconn(-1) == 4096  # unlimited
+    assert haproxy_maxconn(100) == 256  # HAProxy says so itself if even that is too many
+
+
+def test_floor_process_commands(tmp_path):
+    relay = FloorProcess("relay", 4000, tmp_path, port=7000)
+    assert relay.command()[1:] == ["-m", "bench.relay", "--listen", "127.0.0.1:7000", "--backend", "127.0.0.1:4000"]
+    haproxy = FloorProcess("haproxy", 4000, tmp_path, haproxy="/usr/sbin/haproxy", port=7001)
+    assert haproxy.command() == ["/usr/sbin/haproxy", "-db", "-f", str(tmp_path / "haproxy.cfg")]
+    with pytest.raises(ValueError):
+        FloorProcess("nginx", 4000, tmp_path).command()
+
+
+def test_clients_label_and_the_plots_read_one_client():
+    assert clients_label(1) == "1 client" and clients_label(8) == "8 clients"
+    rows = [{"workload": "point select, sysbench, 1 client", "metric": "throughput", "direct": 10, "proxy": 5}]
+    assert _point_table(rows, "sysbench") == {1: {"direct": {"throughput": 10}, "proxy": {"throughput": 5}}}
+
+
+def test_no_floor_option():
+    assert build_parser().parse_args(["--no-floor"]).no_floor is True
+    assert build_parser().parse_args([]).no_floor is False
+
+
+# -- the bare relay, on fake transports ----------------------------------------------------------
+
+class _Transport:
+    """Just what relay.Side uses of a transport: writes, reading paused or not, closing."""
+
+    def __init__(self):
+        self.written, self.reading, self.closed = [], True, False
+
+    def write(self, data):
+        self.written.append(data)
+
+    def pause_reading(self):
+        self.reading = False
+
+    def resume_reading(self):
+        self.reading = True
+
+    def close(self):
+        self.closed = True
+
+
+def _relayed_pair():
+    client, server = relay.Side(), relay.Side()
+    client.peer, server.peer = server, client
+    client.connection_made(_Transport())
+    server.connection_made(_Transport())
+    return client, server
+
+
+def test_relay_moves_bytes_both_ways_untouched():
+    client, server = _relayed_pair()
+    server.data_received(b"\x0a\x00\x00\x00greeting")
+    client.data_received(b"\x01\x00\x00\x00\x0e")
+    assert client.transport.written == [b"\x0a\x00\x00\x00greeting"]
+    assert server.transport.written == [b"\x01\x00\x00\x00\x0e"]
+
+
+def test_relay_flow_control_both_ways():
+    client, server = _relayed_pair()
+    client.pause_writing()  # the client reads slowly: stop reading the server
+    assert not server.transport.reading and client.transport.reading
+    client.resume_writing()
+    assert server.transport.reading
+    server.pause_writing()  # the server reads slowly: stop reading the client
+    assert not client.transport.reading
+    server.resume_writing()
+    assert client.transport.reading
+
+
+def test_relay_closes_the_other_side():
+    client, server = _relayed_pair()
+    assert client.eof_received() is False  # half-close: close this side
+    client.connection_lost(None)
+    assert server.transport.closed
+    lone = relay.Side()  # a side whose peer never connected
+    lone.connection_lost(None)
+
+
+def test_relay_address():
+    assert relay.address("127.0.0.1:3307") == ("127.0.0.1", 3307)
+    assert relay.address(":3307") == ("127.0.0.1", 3307)

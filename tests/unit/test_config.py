@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from mysqlpool_proxy.config import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "config.example.toml"
+EXAMPLE = REPO / "mysqlpool_proxy" / "config.example.toml"  # package data; a link at the top
 USER = '[[users]]\nname = "app"\npassword = "pw"\n'
 HASH = "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"  # mysql_native_password of "password"
 ADMIN_OFF_WARNING = "the admin console is off"
@@ -50,7 +51,7 @@ def test_defaults(tmp_path):
     user = cfg.users[0]
     assert (user.backend_user, user.backend_password, user.max_size) == ("app", "pw", None)
     assert cfg.source == path
-    assert len(cfg.warnings) == 1 and ADMIN_OFF_WARNING in cfg.warnings[0]
+    assert cfg.warnings == ()  # the admin console left at its defaults is simply off
     assert not cfg.admin.enabled and cfg.metrics.enabled
     assert cfg.user("app") is user and cfg.user("nobody") is None
     assert cfg.pool_max_size(user) == 10
@@ -84,9 +85,14 @@ def test_durations_are_floats_and_sizes_ints(tmp_path):
     assert isinstance(cfg.pool.max_size, int)
 
 
-def test_values_are_accepted_and_normalised(tmp_path):
-    (tmp_path / "cert.pem").write_text("x")
-    (tmp_path / "key.pem").write_text("x")
+@pytest.fixture
+def pem_files(tmp_path, tls_files):
+    """A real certificate and key as cert.pem and key.pem beside the config (they are loaded)."""
+    shutil.copy(tls_files.cert, tmp_path / "cert.pem")
+    shutil.copy(tls_files.key, tmp_path / "key.pem")
+
+
+def test_values_are_accepted_and_normalised(tmp_path, pem_files):
     cfg = load(tmp_path, f"""
 [proxy]
 listen = "unix:/tmp/proxy.sock"
@@ -382,16 +388,14 @@ def test_bad_env_value_names_variable_and_file(tmp_path, var, value, message):
 @pytest.mark.parametrize("text, expected", [
     ("true", True), ("1", True), ("on", True), ("Yes", True), ("false", False), (" 0 ", False), ("off", False),
 ])
-def test_require_tls_from_env(tmp_path, text, expected):
-    (tmp_path / "cert.pem").write_text("x")
-    cfg = load(tmp_path, '[proxy]\ntls_cert = "cert.pem"\ntls_key = "cert.pem"\n' + USER,
+def test_require_tls_from_env(tmp_path, pem_files, text, expected):
+    cfg = load(tmp_path, '[proxy]\ntls_cert = "cert.pem"\ntls_key = "key.pem"\n' + USER,
                {"MYSQLPOOL_PROXY_REQUIRE_TLS": text})
     assert cfg.proxy.require_tls is expected
 
 
-def test_require_tls_with_a_certificate_and_key(tmp_path):
-    (tmp_path / "cert.pem").write_text("x")
-    cfg = load(tmp_path, '[proxy]\ntls_cert = "cert.pem"\ntls_key = "cert.pem"\nrequire_tls = true\n' + USER)
+def test_require_tls_with_a_certificate_and_key(tmp_path, pem_files):
+    cfg = load(tmp_path, '[proxy]\ntls_cert = "cert.pem"\ntls_key = "key.pem"\nrequire_tls = true\n' + USER)
     assert cfg.proxy.require_tls is True
 
 
@@ -443,7 +447,13 @@ def test_warnings(tmp_path):
     assert "ssl_mode is 'disabled'" in text
     assert "the pool of users[0] ('app') may grow to 10 connections but backend.max_connections is 5" in text
     assert "pool.min_idle (3) x 2 users = 6 idle connections" in text
-    assert ADMIN_OFF_WARNING in text
+    assert ADMIN_OFF_WARNING not in text  # not asked for
+
+
+@pytest.mark.parametrize("admin", ['listen = "127.0.0.1:7034"', 'user = "ops"'])
+def test_an_admin_console_asked_for_without_a_password_is_a_warning(tmp_path, admin):
+    cfg = load(tmp_path, f"[admin]\n{admin}\n" + USER)
+    assert len(cfg.warnings) == 1 and ADMIN_OFF_WARNING in cfg.warnings[0]
 
 
 def test_listeners_on_port_zero_may_repeat(tmp_path):
@@ -510,7 +520,7 @@ def test_example_loads_cleanly():
     assert (cfg.proxy, cfg.backend, cfg.pool) == (ProxyConfig(), BackendConfig(), PoolConfig())
     assert (cfg.admin, cfg.metrics, cfg.log) == (AdminConfig(), MetricsConfig(), LogConfig())
     assert cfg.users == (UserConfig(name="app", password="s3cret"),)
-    assert len(cfg.warnings) == 1 and ADMIN_OFF_WARNING in cfg.warnings[0]
+    assert cfg.warnings == ()  # it starts without a warning
 
 
 def documented_keys(text: str) -> dict[str, set[str]]:

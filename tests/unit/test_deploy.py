@@ -28,7 +28,7 @@ import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mysqlpool_proxy import cli, http
+from mysqlpool_proxy import __version__, cli, http
 from mysqlpool_proxy.config import (
     DEFAULT_CONFIG_PATH, AdminConfig, MetricsConfig, ProxyConfig, load_config, parse_listen,
 )
@@ -191,12 +191,68 @@ def test_the_parser_handles_continuations_flags_and_exec_form():
 # Dockerfile
 # ==========================================================================
 
-def test_multi_stage_build_on_python_slim(stages):
+PINNED = re.compile(r"python:3\.11-slim-bookworm@(sha256:[0-9a-f]{64})")
+
+
+def test_multi_stage_build_on_python_slim_pinned_by_digest(stages, final):
     assert len(stages) >= 2
-    builder, final_stage = stages[0], stages[-1]
+    builder = stages[0]
     assert builder.name == "builder"
-    assert builder.image == final_stage.image == "python:3.11-slim"
+    assert builder.image == final.image and PINNED.fullmatch(final.image), final.image
     assert "pip wheel" in builder.text() and "build-essential" in builder.text()
+    labels = labels_of(final)
+    assert labels["org.opencontainers.image.base.digest"] == PINNED.fullmatch(final.image)[1]
+
+
+def labels_of(stage: Stage) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for ins in stage.all("LABEL"):
+        labels.update(word.split("=", 1) for word in ins.words())
+    return labels
+
+
+def args_of(stage: Stage) -> dict[str, str]:
+    return dict(word.split("=", 1) for ins in stage.all("ARG") for word in ins.words())
+
+
+def test_oci_labels(final):
+    labels, args = labels_of(final), args_of(final)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    oci = "org.opencontainers.image."
+    assert labels[oci + "title"] == project["name"]
+    assert labels[oci + "licenses"] == project["license"]
+    assert labels[oci + "description"] == project["description"]
+    assert labels[oci + "source"] == project["urls"]["Homepage"]
+    for name, arg in (("version", "VERSION"), ("revision", "REVISION"), ("created", "CREATED")):
+        assert labels[oci + name] == "${" + arg + "}" and arg in args  # given with --build-arg
+    assert args["VERSION"] == __version__
+
+
+def test_dependencies_are_a_layer_built_before_the_source_is_copied(stages, final):
+    steps = stages[0].instructions
+    deps = next(i for i, ins in enumerate(steps)
+                if ins.keyword == "RUN" and "pip wheel" in ins.args and "--requirement" in ins.args)
+    source = next(i for i, ins in enumerate(steps) if ins.keyword == "COPY" and "mysqlpool_proxy" in ins.words())
+    assert [ins.words()[:-1] for ins in steps[:deps] if ins.keyword == "COPY"] == [["pyproject.toml"]]
+    assert deps < source
+    # ... and installed in the final stage in a RUN of its own, before the project's wheel
+    installs = [ins for ins in final.all("RUN") if "pip install" in ins.args]
+    assert len(installs) == 2 and "--no-deps" not in installs[0].args and "--no-deps" in installs[1].args
+
+
+def test_the_dependency_list_the_builder_extracts_is_pyprojects(stages, tmp_path):
+    run = next(ins for ins in stages[0].all("RUN") if "tomllib" in ins.args)
+    extract = run.args.split("&&")[0].replace("/tmp/requirements.txt", str(tmp_path / "req.txt"))
+    subprocess.run(["sh", "-c", extract.replace("python ", f"{sys.executable} ", 1)], cwd=ROOT, check=True,
+                   timeout=30)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert (tmp_path / "req.txt").read_text().splitlines() == project["dependencies"]
+
+
+def test_the_builder_copies_what_the_package_build_reads(stages):
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    copied = {word for ins in stages[0].all("COPY") for word in ins.words()[:-1]}
+    assert {"pyproject.toml", project["readme"], *project["license-files"], "mysqlpool_proxy"} <= copied
 
 
 def test_final_stage_installs_only_the_builders_wheels(final):

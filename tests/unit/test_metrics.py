@@ -21,7 +21,7 @@ from mysqlpool_proxy.metrics import CLIENT_STATE_LABEL, build_registry, cumulati
 from mysqlpool_proxy.pool import WAIT_BUCKETS
 from mysqlpool_proxy.proxy import Proxy, ProxyState
 from mysqlpool_proxy.reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from mysqlpool_proxy.session import PinReason
+from mysqlpool_proxy.core.pins import PinReason
 
 IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 
@@ -180,6 +180,7 @@ def test_refusals_list_every_reason_even_at_zero(proxy):
     assert refused == {
         (("reason", "max_clients"),): 0, (("reason", "checkout_timeout"),): 0, (("reason", "queue_full"),): 2,
         (("reason", "auth_failed"),): 1, (("reason", "shutting_down"),): 0,
+        (("reason", "backend_unreachable"),): 0, (("reason", "backend_login_refused"),): 0,
     }
 
 

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 
 import pytest
 
 from mysqlpool_proxy.backend import BackendState
 from mysqlpool_proxy.backend_adapter import BackendParams
 from mysqlpool_proxy.constants import CLIENT
-from mysqlpool_proxy.pool import BACKOFF_BASE, BACKOFF_CAP, BackendLimiter, CheckoutTimeout, Pool, QueueFull
+from mysqlpool_proxy.pool import (
+    BACKOFF_BASE, BACKOFF_CAP, WAITING_BACKOFF_CAP, BackendLimiter, CheckoutTimeout, Pool, QueueFull,
+)
 from mysqlpool_proxy.protocol.framing import encode_packet
 from mysqlpool_proxy.protocol.packets import make_err
 from mysqlpool_proxy.reasons import BackendCloseReason
-from mysqlpool_proxy.session import SessionState
+from mysqlpool_proxy.core.session import SessionState
 from tests.fakes import advance, fake_opener, settle, virtual_time
 
 PARAMS = BackendParams(host="db.example", port=3306, unix_socket="", user="app", password="pw", charset="utf8mb4",
@@ -226,11 +229,28 @@ async def test_connect_failures_back_off_exponentially_then_recover():
     assert times[0] == t0
     gaps = [b - a for a, b in zip(times, times[1:])]
     for n, gap in enumerate(gaps, start=1):  # after the n-th failure
-        full = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (n - 1))
+        full = min(WAITING_BACKOFF_CAP, BACKOFF_BASE * 2 ** (n - 1))  # a client waits all along
         assert full * 0.5 <= gap <= full, (n, gap)
-    assert gaps[-1] <= BACKOFF_CAP  # capped (0.1 * 2**7 would be 12.8 s)
+    assert gaps[-1] <= WAITING_BACKOFF_CAP  # capped (0.1 * 2**7 would be 12.8 s)
     assert pool.stats.connect_errors[2003] == 8
     assert pool.stats.connects == 1
+
+
+@virtual_time
+async def test_with_no_client_waiting_the_backoff_grows_to_its_higher_cap():
+    opener = fake_opener()
+    opener.go_down()
+    pool = make_pool(opener, min_idle=1)  # the pool itself keeps trying, for min_idle
+    pool.ensure_min_idle()
+    await advance(60)
+    gaps = [b.at - a.at for a, b in zip(opener.attempts, opener.attempts[1:])]
+    for n, gap in enumerate(gaps, start=1):
+        full = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (n - 1))
+        assert full * 0.5 <= gap <= full, (n, gap)
+    assert max(gaps) > WAITING_BACKOFF_CAP
+    opener.come_up()
+    await advance(BACKOFF_CAP)
+    assert len(pool.idle) == 1
 
 
 @virtual_time
@@ -258,6 +278,96 @@ async def test_a_waiter_that_outlives_an_outage_is_told_the_connect_error():
     assert err.value.waited == 3
     assert "last connect error: 2003 Can't connect to MySQL server" in str(err.value)
     assert pool.size == 0 and pool.limiter.used == 0
+
+
+async def long_outage(opener, pool, seconds: float = 60.0) -> None:
+    """The server is down for `seconds` with no client waiting (the pool tries for min_idle), up to
+    just after a failed attempt: the pool's backoff has grown to seconds."""
+    opener.go_down()
+    pool.ensure_min_idle()
+    await advance(seconds)
+    attempts = len(opener.attempts)
+    while len(opener.attempts) == attempts:
+        await advance(0.01)
+
+
+@virtual_time
+async def test_a_client_that_starts_waiting_long_after_the_last_failure_gets_an_attempt_at_once():
+    opener = fake_opener()
+    pool = make_pool(opener, min_idle=1)
+    await long_outage(opener, pool)
+    await advance(WAITING_BACKOFF_CAP + 0.01)  # the backoff still has seconds to run
+    assert pool._backoff_until > now() + 1
+    opener.come_up()  # the server is back; the pool does not know it yet
+    t0 = now()
+    backend = await pool.acquire(0, 2.0)  # a checkout_timeout below BACKOFF_CAP
+    assert now() == t0 and opener.attempts[-1].ok
+
+
+@virtual_time
+async def test_a_client_that_starts_waiting_right_after_a_failure_gets_an_attempt_in_the_first_half_of_its_wait():
+    opener = fake_opener()
+    pool = make_pool(opener, min_idle=1)
+    await long_outage(opener, pool)  # just after a failure
+    assert pool._backoff_until > now() + 1
+    before = len(opener.attempts)
+    t0 = now()
+    waiting = asyncio.create_task(pool.acquire(0, 0.4))
+    await advance(0.2)
+    assert [a.at for a in opener.attempts[before:]] and all(t0 < a.at <= t0 + 0.2 for a in opener.attempts[before:])
+    with pytest.raises(CheckoutTimeout):
+        await waiting
+
+
+@virtual_time
+async def test_no_client_times_out_without_an_attempt_made_while_it_waited():
+    opener = fake_opener()
+    pool = make_pool(opener, min_idle=1)
+    await long_outage(opener, pool, 30.0)
+    rng = random.Random(7)
+    for _ in range(200):
+        await advance(rng.uniform(0, 3 * BACKOFF_CAP))  # clients now and then, with short checkout_timeouts
+        timeout = rng.choice([0.05, 0.3, 1.0, 2.0, 4.0])
+        t0 = now()
+        with pytest.raises(CheckoutTimeout):
+            await pool.acquire(0, timeout)
+        assert any(t0 <= a.at < t0 + timeout for a in opener.attempts), (t0, timeout)
+
+
+@virtual_time
+async def test_while_the_server_is_down_attempts_are_one_at_a_time_and_paced_by_time_not_by_clients():
+    opener = fake_opener(delay=0.05)
+    pool = make_pool(opener, max_size=10, max_connecting=4, max_waiting=10_000)
+    opener.go_down()
+    waiters = [asyncio.create_task(pool.acquire(0, 20.0))]
+    await advance(0.1)  # the first attempts (in parallel: the pool did not know yet) failed
+    opener.max_in_flight, before = 0, len(opener.attempts)
+    for _ in range(2000):  # 200 clients a second for 10 s, each waiting up to 5 s
+        waiters.append(asyncio.create_task(pool.acquire(0, 5.0)))
+        await advance(0.005)
+    assert opener.max_in_flight == 1
+    # After the first few failures (their backoff grows from BACKOFF_BASE), at most one attempt per
+    # WAITING_BACKOFF_CAP * 0.5 (the jitter's low end) after each failure.
+    attempts = len(opener.attempts) - before
+    assert attempts <= 10 / (WAITING_BACKOFF_CAP * 0.5 + 0.05) + 5, attempts
+    opener.come_up()
+    await advance(WAITING_BACKOFF_CAP)
+    assert opener.max_in_flight > 1  # once the server answers, the pool opens in parallel again
+    for task in waiters:
+        if not task.done() or task.exception() is None:
+            pool.release(await task)
+
+
+@virtual_time
+async def test_a_backoff_after_a_thousand_failures_is_still_capped():
+    opener = fake_opener()
+    opener.go_down()
+    pool = make_pool(opener)
+    for _ in range(1100):  # 0.1 * 2 ** 1100 would not fit in a float
+        assert await pool.open_now() is False
+    assert pool.failures == 1100 and pool._backoff_until - now() <= BACKOFF_CAP
+    opener.come_up()
+    assert await pool.open_now() is True and not pool.failing
 
 
 @virtual_time

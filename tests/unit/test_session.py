@@ -19,15 +19,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mysqlpool_proxy.capture import CHARSET_VARIABLES, Capture
+from mysqlpool_proxy.core.capture import CHARSET_VARIABLES, Capture
 from mysqlpool_proxy.protocol.rows import Column
 from mysqlpool_proxy.protocol.session_track import StateChanges
 from mysqlpool_proxy.protocol.sql import analyze
 from mysqlpool_proxy.reasons import BackendCloseReason
-from mysqlpool_proxy.session import (
-    PROXY_OWNED, Collation, PinReason, Pins, SessionState, SyncImpossible, SyncKind, SyncStep, apply_changes,
-    sql_literal, sync_plan,
+from mysqlpool_proxy.core.session import (
+    PROXY_OWNED, Collation, SessionState, SyncImpossible, SyncKind, SyncStep, apply_changes, sql_literal,
+    sync_plan,
 )
+from mysqlpool_proxy.core.pins import PinReason, Pins
 from tests.fakes import FakeClient, Ok, Rows, fake_opener, settle, start_proxy, virtual_time
 
 UTF8 = {b"character_set_client": b"utf8mb4", b"character_set_connection": b"utf8mb4",

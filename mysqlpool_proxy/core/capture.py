@@ -28,8 +28,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .protocol.rows import Column, sql_literal_for
-from .protocol.session_track import TRACKER_VARIABLES
+from ..protocol.rows import Column, sql_literal_for
+from ..protocol.session_track import TRACKER_VARIABLES
 from .session import CHARACTER_SET_CLIENT, CHARACTER_SET_RESULTS, PROXY_OWNED, Collation, SessionState
 
 __all__ = ["Capture", "CHARSET_VARIABLES"]

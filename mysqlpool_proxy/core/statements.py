@@ -23,10 +23,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from .constants import COMMAND
-from .protocol.framing import Packet, encode_packet
-from .protocol.stmt import parse_execute, with_statement_id, with_types
-from .protocol.sql import NO_EFFECTS, SqlEffects
+from ..constants import COMMAND
+from ..protocol.framing import Packet, encode_packet
+from ..protocol.stmt import parse_execute, with_statement_id, with_types
+from ..protocol.sql import NO_EFFECTS, SqlEffects
 from .session import SessionState
 
 __all__ = ["ClientStatement", "ServerStatement", "StatementCache", "statement_key", "backend_statement_packet",

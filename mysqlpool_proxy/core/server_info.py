@@ -18,13 +18,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from .protocol.session_track import Trackers
+
+from ..protocol.session_track import Trackers
 from .session import Collation
 
-if TYPE_CHECKING:
-    from .pool import Pool
 
 __all__ = ["ServerInfo", "WaitTimeouts"]
 

@@ -1,0 +1,193 @@
+"""Clients the proxy turns away, and what it tells them: admission, and a backend that cannot be had.
+
+Admission. Only clients that logged in (credentials verified) count against
+[proxy] max_client_connections (`admit` refuses a new connection when they
+are all there; `client_verified`, when they filled up while it logged in).
+Connections still logging in (`Proxy.logging_in`, oldest first: from accept
+to verified credentials) are bounded apart: at most MAX_LOGGING_IN at once
+per process, each with HANDSHAKE_TIMEOUT from its greeting, and one more
+closes the oldest of them (`_evict_oldest_login`), so idle or slow
+unauthenticated sockets can never lock applications out. MariaDB counts
+handshakes in max_connections and keeps one more connection for an
+administrator; here the admin console has its own listener and bounds.
+
+A backend that cannot be had. A client that needs a new backend while its
+pool's connects fail waits up to checkout_timeout, as a short outage (a
+restart) may end within it. It waits only for the pool's next attempt, and
+gets the error as soon as that fails, when the proxy knows there is nothing
+to wait for (`_refusing_since`): the pool holds no backend, its last connect
+attempt failed, and either the server refused the proxy's own login (which
+does not fix itself) or the server has not answered the proxy for longer
+than checkout_timeout (then only clients that arrived after that: the
+others keep their full wait). Readiness (health.py) holds what the server
+did lately: the refused logins and when the server last answered are read
+from it. The pool makes that next attempt soon for a new waiter (pool.py
+`_retry_soon_for`), and reports each failure with the time the attempt
+started (`_backend_failed`): only clients that were waiting by then are
+told, so none is refused on an attempt older than its arrival, and one that
+arrives just after the server is back is served. What they are told is
+`describe_backend_problem`'s: the server's login error naming the proxy's
+account and the config keys, or 2003 with what the proxy tried.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from .client_state import MAX_LOGGING_IN, ClientState
+from .constants import CR, ER
+from .errors import ProxyError
+from .health import LOGIN_ERRORS
+from .pool import CAPACITY_ERRORS
+from .reasons import RefusalReason
+
+if TYPE_CHECKING:
+    from .client import ClientConnection
+    from .pool import Pool
+
+__all__ = ["RefusalsMixin"]
+
+log = logging.getLogger("mysqlpool.proxy")
+
+
+class RefusalsMixin:
+    """Methods of Proxy (its state: logging_in, started_at, _refusal_log)."""
+
+    # -- admission ---------------------------------------------------------------------
+
+    def admit(self, client: ClientConnection) -> ProxyError | None:
+        """A new connection: refused while shutting down, or when max_client_connections clients are
+        logged in already; it logs in in the meantime (see the module comment)."""
+        if not self.accepting:
+            self.refused(RefusalReason.SHUTTING_DOWN)
+            return ProxyError(ER.SERVER_SHUTDOWN, "mysqlpool-proxy is shutting down")
+        self.logging_in[client.id] = client
+        if self.logged_in() >= self.client_limit():
+            return self._too_many_clients()
+        if len(self.logging_in) > MAX_LOGGING_IN:
+            self._evict_oldest_login(client)
+        self.stats.accepted += 1
+        return None
+
+    def client_verified(self, client: ClientConnection) -> ProxyError | None:
+        """Its credentials are good: from now on it counts against max_client_connections."""
+        self.logging_in.pop(client.id, None)
+        if self.logged_in() > self.client_limit():
+            return self._too_many_clients()
+        return None
+
+    def logged_in(self) -> int:
+        return len(self.clients) - len(self.logging_in)
+
+    def client_limit(self) -> int:
+        return self.share(self.config.proxy.max_client_connections)
+
+    def _too_many_clients(self) -> ProxyError:
+        self.refused(RefusalReason.MAX_CLIENTS)
+        return ProxyError(ER.CON_COUNT_ERROR, (
+            f"Too many connections: mysqlpool-proxy already serves max_client_connections ({self.client_limit()}) "
+            "clients"))
+
+    def _evict_oldest_login(self, newcomer: ClientConnection) -> None:
+        oldest = next(iter(self.logging_in.values()))
+        self._log_limited("login_evicted", "%d connections logging in at once: closed the oldest, from %s, to make "
+                          "room for one from %s", MAX_LOGGING_IN, oldest.peer, newcomer.peer)
+        oldest.evict_from_login()
+
+    def refused(self, reason: RefusalReason, detail: str = "") -> None:
+        """Count a refusal; log it, at most once a second per reason (with how many since)."""
+        self.stats.refused[reason.value] += 1
+        self._log_limited(reason, "refused a client: %s%s", reason.value, f": {detail}" if detail else "")
+
+    def _log_limited(self, key, message: str, *args) -> None:
+        """A warning, at most once a second per `key` (with how many were left out since)."""
+        now = self.loop.time()
+        last, unlogged = self._refusal_log.get(key, (float("-inf"), 0))
+        if now - last >= 1.0:
+            more = f" (and {unlogged} more since the last report)" if unlogged else ""
+            log.warning(message + "%s", *args, more)
+            self._refusal_log[key] = (now, 0)
+        else:
+            self._refusal_log[key] = (last, unlogged + 1)
+
+    # -- a backend that cannot be had ------------------------------------------------------
+
+    def backend_known_down(self, pool: Pool) -> bool:
+        """Would a client of `pool` arriving now be refused at the next failed attempt?"""
+        since = self._refusing_since(pool)
+        return since is not None and self.loop.time() > since
+
+    def _refusing_since(self, pool: Pool) -> float | None:
+        """Clients of `pool` that came after this time need not wait for a new backend past the
+        next failed attempt (None: all wait their checkout_timeout)."""
+        if not pool.failing or pool.idle or pool.busy:
+            return None
+        if any(name == pool.name for name, _ in self.health.evidence().login_refusals):
+            return float("-inf")
+        if pool.last_error_code in CAPACITY_ERRORS:
+            return None  # the server answers; it is full: clients wait for the backends there are
+        return self._server_silent_since() + self.config.pool.checkout_timeout
+
+    def _server_silent_since(self) -> float:
+        """When the server last answered the proxy (readiness's evidence), or the start if never."""
+        self.health.readiness()  # brings the evidence up to now
+        last = self.health.last_answer
+        return self.started_at if last is None else last
+
+    def _backend_failed(self, pool: Pool, started: float) -> None:
+        """A connect attempt of `pool`, started at `started`, failed: tell the clients waiting
+        since before it that now need not wait."""
+        since = self._refusing_since(pool)
+        if since is not None and pool.waiters:
+            pool.refuse_waiters(self.describe_backend_problem(pool), arrived_after=since, arrived_by=started)
+        if self.server_info is None:  # clients wait for it to be greeted: their user is not known yet
+            times = [self._refusing_since(p) for p in self._user_pools()]
+            if None in times:
+                return  # told only when every pool would refuse them
+            since = max(times)
+            waiting = [c for c in self.logging_in.values()
+                       if c.state is ClientState.GREETING and since < c.connected_at <= started]
+            error = self.describe_backend_problem() if waiting else None
+            for client in waiting:
+                client.refuse_before_greeting(error)
+
+    def describe_backend_problem(self, pool: Pool | None = None) -> ProxyError:
+        """What a client is told when it gets no backend because new connections to the server fail:
+        the server's own login error, naming the proxy's backend account and the config keys, when
+        the server refuses it; 1040 when the server says it is full; else 2003 (2002 through a Unix
+        socket) saying what the proxy tried and the last error. Without a pool: the first failing one."""
+        if pool is None:
+            pools = self._user_pools()
+            pool = next((p for p in pools if p.failing), pools[0])
+        if pool.failing and pool.last_error_code in LOGIN_ERRORS:
+            users = ", ".join(f"'{e.name}'" for e in self.users.values() if e.pool is pool)
+            return ProxyError(pool.last_error_code, (
+                f"mysqlpool-proxy cannot log in to the server with its backend account '{pool.name}' "
+                f"(users[] {users}): {pool.last_error}; check users[].backend_user and "
+                f"users[].backend_password (by default the user's name and password) in the proxy's config"))
+        if pool.failing and pool.last_error_code in CAPACITY_ERRORS:
+            return ProxyError(ER.CON_COUNT_ERROR, (
+                f"Too many connections: the server refused mysqlpool-proxy a connection for pool '{pool.name}' "
+                f"({pool.last_error})"))
+        n = pool.failures
+        tried = f"{n} connect attempt{'s' if n != 1 else ''} as '{pool.name}' failed, the last with " \
+                f"{pool.last_error}" if n else f"no connection as '{pool.name}' yet"
+        silent = self.loop.time() - self._server_silent_since()
+        silence = f"since the start, {silent:.1f}s ago" if self.health.last_answer is None else f"for {silent:.1f}s"
+        detail = f"mysqlpool-proxy: {tried}; no answer from the server {silence}"
+        b = self.config.backend
+        if b.unix_socket:
+            return ProxyError(CR.CR_CONNECTION_ERROR,
+                              f"Can't connect to local MySQL server through socket '{b.unix_socket}' ({detail})")
+        return ProxyError(CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server on '{b.host}:{b.port}' ({detail})")
+
+    def backend_refused(self, client: ClientConnection, error: ProxyError) -> None:
+        """Count and log a client refused for want of a backend (describe_backend_problem's error)."""
+        if error.errno in LOGIN_ERRORS:
+            reason = RefusalReason.BACKEND_LOGIN_REFUSED
+        elif error.errno in (CR.CR_CONN_HOST_ERROR, CR.CR_CONNECTION_ERROR):
+            reason = RefusalReason.BACKEND_UNREACHABLE
+        else:
+            reason = RefusalReason.CHECKOUT_TIMEOUT
+        self.refused(reason, f"client #{client.id} from {client.peer}: {error.message}")
