@@ -5,7 +5,7 @@
 #
 # runs test_fuzz with FUZZ_SESSIONS mutated client sessions (default 20,000: about 10
 # minutes on a 2-core machine) against a real proxy in front of a private MariaDB, with
-# bystander clients on the same pool. It is the test CI runs (2,000 sessions, a random
+# bystander clients on the same pool. It is the test CI runs (2,500 sessions, a random
 # seed); only the environment differs. The run stops starting sessions after 10 failed
 # ones and prints the first ones in full: the mutated packets, what was owed and what came.
 #

@@ -14,7 +14,8 @@
 #                           own connections).
 #   Bystander               a well-behaved client running a fixed workload (PyMySQL text
 #                           protocol, or mysql-connector prepared statements), with
-#                           transactions whose effects it checks against what it alone did.
+#                           transactions whose effects it checks against what it alone did,
+#                           and (text protocol) a look at its own session state.
 from __future__ import annotations
 
 import random
@@ -79,6 +80,18 @@ def prepare_server(server) -> None:
         server.execute(grant)
 
 
+# What a bystander's session must read whatever backend serves it: another client's schema, character
+# set, sql_mode or time zone left on a backend would show here.
+SESSION_PROBE = ("SELECT DATABASE(), @@character_set_client, @@character_set_connection, @@character_set_results, "
+                 "@@collation_connection, @@sql_mode, @@time_zone, @@autocommit")
+
+
+def bystander_session(server) -> tuple:
+    """SESSION_PROBE's row for a bystander (PyMySQL, utf8mb4, autocommit on), from the server's defaults."""
+    (sql_mode, time_zone), = server.execute("SELECT @@GLOBAL.sql_mode, @@GLOBAL.time_zone")
+    return (BYSTANDER_DB, "utf8mb4", "utf8mb4", "utf8mb4", "utf8mb4_general_ci", sql_mode, time_zone, 1)
+
+
 def proxy_sections(max_size: int) -> dict:
     return {"pool": {"max_size": max_size}}
 
@@ -92,9 +105,10 @@ class Bystander(threading.Thread):
 
     driver = "?"
 
-    def __init__(self, host: str, port: int, owner: int, seed: int):
+    def __init__(self, host: str, port: int, owner: int, seed: int, session: tuple):
         super().__init__(name=f"bystander-{owner}", daemon=True)
         self.host, self.port, self.owner = host, port, owner
+        self.session = session  # what SESSION_PROBE must read on each of its connections
         self.rng = random.Random(seed)
         self.errors: list[tuple[float, str]] = []  # (time.monotonic(), what went wrong)
         self.operations = 0
@@ -174,8 +188,11 @@ class TextBystander(Bystander):
 
     def step(self) -> None:
         k = self.rng.randrange(1, 1000)
-        op = self.rng.randrange(5)
-        if op == 0:
+        op = self.rng.randrange(6)
+        if op == 5:
+            self.check("its session (schema, character set, sql_mode, time zone, autocommit)",
+                       self.query(SESSION_PROBE), (self.session,))
+        elif op == 0:
             self.check("SELECT expressions", self.query("SELECT %s + 1, CONCAT('x', %s), REPEAT('ab', %s)",
                                                         (k, k, k % 40)), ((k + 1, f"x{k}", "ab" * (k % 40)),))
         elif op == 1:

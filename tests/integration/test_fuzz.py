@@ -10,8 +10,8 @@
 # reads (lying headers included). The test asserts, for FUZZ_SESSIONS sessions:
 #
 #   1. no bystander (PyMySQL text protocol, mysql-connector binary protocol, transactions
-#      checked against what each committed) ever sees an error, a stall over 15 s, or a
-#      wrong result;
+#      checked against what each committed, its own session state) ever sees an error, a
+#      stall over 15 s, or a wrong result;
 #   2. every fuzzed connection gets whatever it is owed, an answer or a close, within 15 s,
 #      answers stay in step with commands (a sentinel SELECT at the end gets its own row),
 #      no client is ever sent an internal error, and each new connection logs in;
@@ -25,7 +25,7 @@
 # failure there is a bug of the fuzzer's model (tests/fuzz/replay.py), not of the proxy.
 #
 #   FUZZ_SEED      the seed (default: random, printed); session i is random.Random(f"{seed}:{i}")
-#   FUZZ_SESSIONS  sessions to run (default 2000: about a minute on 2 cores; scripts/fuzz.sh runs more)
+#   FUZZ_SESSIONS  sessions to run (default 2500: about a minute on 2 cores; scripts/fuzz.sh runs more)
 #   FUZZ_SESSION   run only this session of FUZZ_SEED (to replay a failure; its transcript is printed)
 #   FUZZ_WORKERS   fuzzed sessions at a time (default 2)
 #   FUZZ_MAX_FAILURES  failed sessions after which no more are started (default 10)
@@ -52,11 +52,11 @@ from tests.fuzz.corpus import load_corpus
 from tests.fuzz.mutate import plan_for
 from tests.fuzz.replay import Login, Outcome, replay
 from tests.fuzz.workload import BYSTANDER_KINDS, BYSTANDER_USER, FUZZ_PASSWORD, FUZZ_USER, PROXY_USERS, \
-    SERVER_OPTIONS, prepare_server
+    SERVER_OPTIONS, bystander_session, prepare_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SESSIONS = int(os.environ.get("FUZZ_SESSIONS", "2000"))
+SESSIONS = int(os.environ.get("FUZZ_SESSIONS", "2500"))
 ENV_SEED = os.environ.get("FUZZ_SEED")
 ONLY = os.environ.get("FUZZ_SESSION")
 WORKERS = int(os.environ.get("FUZZ_WORKERS", "2"))
@@ -276,7 +276,9 @@ def test_fuzz(fuzzed, fuzz_server):
     print(f"\n[fuzz] FUZZ_SEED={seed}, {len(indices)} sessions, {WORKERS} at a time", flush=True)
     corpus = load_corpus()
     kinds = itertools.cycle(BYSTANDER_KINDS)
-    bystanders = [next(kinds)(proxy.host, proxy.port, owner=n + 1, seed=seed + n) for n in range(BYSTANDERS)]
+    session = bystander_session(fuzz_server)
+    bystanders = [next(kinds)(proxy.host, proxy.port, owner=n + 1, seed=seed + n, session=session)
+                  for n in range(BYSTANDERS)]
     checks = Checks()
     with LogWatch() as watch:
         for b in bystanders:
