@@ -305,9 +305,23 @@ class BackendConnection(asyncio.Protocol):
 
     # -- the proxy's own commands -----------------------------------------------
 
-    def run_internal(self, payload: bytes, expect: Expect, timeout: float, *, collect: bool = False) -> asyncio.Future:
-        """Send one command of the proxy's own; the future gets an InternalResult or BackendGone.
-        With `collect`, the result carries the raw response (only for small ones: the proxy's own queries)."""
+    async def run_internal(self, payload: bytes, expect: Expect, timeout: float, *,
+                           collect: bool = False) -> InternalResult:
+        """Run one command of the proxy's own: its InternalResult, or BackendGone.
+        With `collect`, the result carries the raw response (only for small ones: the proxy's own queries).
+
+        A caller cancelled while it waits never learns what the command did (it may have run, its
+        result not yet read back into the backend's session, its statement not recorded): the
+        backend's state is unknown, so it is closed."""
+        future = self._send_internal(payload, expect, timeout, collect)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self.close(BackendCloseReason.DIRTY)
+            raise
+
+    def _send_internal(self, payload: bytes, expect: Expect, timeout: float,
+                       collect: bool) -> asyncio.Future[InternalResult]:
         self.set_state(BackendState.INTERNAL)
         self._collected = [] if collect else None
         fut = self.loop.create_future()

@@ -263,7 +263,10 @@ class ClientSession:
         if fx is not None:
             capture.user_vars = list(fx.user_vars_written)
             capture.insert_id = fx.sets_insert_id
-            capture.add_sysvars(fx.sysvars_untracked)
+            if ok or response.ok_count or response.result_sets:
+                # A statement that failed alone set no system variable (SET checks every assignment
+                # before it makes any); reading back one that does not exist would fail for good.
+                capture.add_sysvars(fx.sysvars_untracked)
             capture.trackers = fx.session_tracking_changed and ok
         changes = response.changes
         if changes is not None and any(name in CHARSET_VARIABLES for name, _ in changes.variables):

@@ -8,6 +8,8 @@
 # backends dying under idle and busy clients.
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from mysqlpool_proxy.protocol.session_track import StateChanges, parse_state_changes
@@ -463,4 +465,69 @@ async def test_a_backend_that_dies_mid_response_closes_the_client():
     await settle()
     assert client.closed  # half a result set cannot be finished or taken back
     assert proxy.stats.client_closed["backend_lost"] == 1
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_client_that_leaves_as_its_backend_is_synced_never_leaves_it_with_the_wrong_state_on_record():
+    # The sync SET's reply is read (the backend is at b's state) in the same loop iteration as b
+    # leaves, before the checkout task that would record it runs again: the backend is closed, not
+    # pooled as if it were still at a's state.
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 1})
+    pool = proxy.pools["app"]
+    a, b = await connected(proxy), await connected(proxy)
+    await a.query("SET SESSION time_zone = '+02:00'")
+    backend = pool.idle[0]
+    server = opener.server_for(backend)
+    server.auto = False
+    b.send_query("SELECT @@time_zone")  # b's session is the default: the backend must be synced
+    await settle()
+    assert server.queries[-1].startswith("SET") and "time_zone" in server.queries[-1]
+    server.flush()  # the SET's reply is read...
+    b.conn.close(ClientCloseReason.DISCONNECTED)  # ...and b leaves before its task goes on
+    server.auto = True
+    await settle()
+    assert backend.closed and pool.stats.closed["dirty"] == 1
+    assert (await a.query("SELECT @@time_zone")).value == "+02:00"
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_client_that_leaves_while_its_schema_is_checked_at_login_leaves_no_backend_behind():
+    opener = fake_opener()
+    proxy = await start_proxy(opener, pool={"max_size": 1})
+    pool = proxy.pools["app"]
+    warm = await connected(proxy)
+    await warm.query("SELECT 1")
+    backend = pool.idle[0]
+    server = opener.server_for(backend)
+    server.auto = False
+    late = FakeClient(proxy, database="other")
+    connecting = asyncio.ensure_future(late.connect())
+    await settle()
+    assert server.command_names[-1] == "init_db"
+    server.flush()
+    late.conn.close(ClientCloseReason.DISCONNECTED)
+    server.auto = True
+    await settle()
+    connecting.cancel()
+    assert backend.closed and not pool.busy and not pool.idle
+    assert (await warm.query("SELECT DATABASE()")).value is None  # not the schema the check selected
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_set_of_an_unknown_variable_fails_and_changes_nothing():
+    # SET checks every assignment before it makes any: after its error there is nothing to read
+    # back (reading @@bogus back would fail too and leave the client pinned for good).
+    opener = fake_opener()
+    proxy = await start_proxy(opener)
+    client = await connected(proxy)
+    r = await client.query("SET @@bogus_variable = 1")
+    assert r.error.errno == 1193
+    server = opener.servers[0]
+    assert server.queries[-1] == "SET @@bogus_variable = 1"  # no hidden read-back
+    assert client.conn.backend is None and not client.conn.session.pins.reasons()
+    assert (await client.query("SELECT 1")).value == "1"
     await proxy.stop(0)
