@@ -258,7 +258,7 @@ class ClientConnection(asyncio.Protocol):
             self._infile_data(data)
             return
         decoder = self.decoder
-        if state is ClientState.READY and not decoder.buffered:
+        if state is ClientState.READY and decoder.at_boundary:
             # Fast path: exactly one whole packet, as a command usually arrives.
             n = len(data)
             if n > 4 and (data[0] | data[1] << 8 | data[2] << 16) == n - 4 < min(MAX_FRAME, decoder.max_size):

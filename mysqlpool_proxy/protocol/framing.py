@@ -111,6 +111,11 @@ class PacketDecoder:
     def buffered(self) -> int:
         return len(self._buf)
 
+    @property
+    def at_boundary(self) -> bool:
+        """Nothing buffered and no oversized packet being skipped: the next byte starts a packet."""
+        return not self._buf and self._skip_total < 0 and not self._refused
+
     def take_buffer(self) -> bytes:
         """Hand over all unparsed bytes (e.g. when switching to raw relay)."""
         data = bytes(self._buf)

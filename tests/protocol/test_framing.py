@@ -332,3 +332,16 @@ def test_scanner_payload_bytes_that_look_like_headers_are_skipped():
     # A payload full of zeros must not be mistaken for empty packets.
     body = encode_packet(b"\x00" * 64, 2) + encode_packet(b"\x00\x00\x00\x00", 3) + encode_packet(b"", 4)
     assert feed_whole_and_bytewise(Scanning, body + b"\x00" * 8) == len(body)
+
+
+def test_at_boundary_only_when_the_next_byte_starts_a_packet():
+    big, after, marker = oversized_case(300, 100, seq=0)
+    d = PacketDecoder(100)
+    assert d.at_boundary
+    d.feed(big[:150])
+    assert not d.at_boundary and d.next_packet() is None
+    assert d.buffered == 0 and not d.at_boundary  # nothing kept, but still inside the oversized packet
+    d.feed(big[150:])
+    assert d.next_packet() == marker and d.at_boundary
+    d.feed(after[:3])
+    assert not d.at_boundary

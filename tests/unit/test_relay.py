@@ -16,6 +16,7 @@ from mysqlpool_proxy.protocol.session_track import StateChanges, parse_state_cha
 from mysqlpool_proxy.core.states import BackendState
 from mysqlpool_proxy.backend.adapter import TRACKERS_SQL
 from mysqlpool_proxy.constants import CR, SERVER_STATUS
+from mysqlpool_proxy.protocol.framing import encode_packet
 from mysqlpool_proxy.protocol.packets import parse_err
 from mysqlpool_proxy.reasons import BackendCloseReason, ClientCloseReason
 from tests.fakes import ConnectionClosed, FakeClient, Rows, advance, fake_opener, settle, start_proxy, virtual_time
@@ -530,4 +531,28 @@ async def test_a_set_of_an_unknown_variable_fails_and_changes_nothing():
     assert server.queries[-1] == "SET @@bogus_variable = 1"  # no hidden read-back
     assert client.conn.backend is None and not client.conn.session.pins.reasons()
     assert (await client.query("SELECT 1")).value == "1"
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_the_rest_of_an_oversized_packet_is_skipped_even_when_it_arrives_shaped_like_a_command():
+    # The rest of an oversized packet arrives in a read of its own that happens to be exactly one
+    # whole packet: it is still the oversized packet's payload, never a command.
+    opener = fake_opener()
+    proxy = await start_proxy(opener, proxy={"max_packet_size": 1024})
+    client = await connected(proxy)
+    inner = encode_packet(b"\x03SELECT 666", 0)
+    payload = b"\x03SELECT '" + b"x" * (2000 - 10 - len(inner)) + inner + b"'"
+    assert len(payload) == 2000
+    whole = encode_packet(payload, 0)
+    split = len(whole) - len(inner) - 1
+    client.transport.feed(whole[:split])
+    await settle()
+    client.transport.feed(whole[split:-1])  # exactly `inner`
+    await settle()
+    client.transport.feed(whole[-1:])
+    r = await client.response()
+    assert r.error.errno == 1153
+    assert (await client.query("SELECT 1")).value == "1"
+    assert all("666" not in q for server in opener.servers for q in server.queries)
     await proxy.stop(0)
