@@ -58,6 +58,11 @@ async def run(client: ClientConnection, backend: BackendConnection, command: Com
             session.learn_status(result.status)
             columns, rows = parse_text_result(result.data)
             insert_id = capture.apply(columns, rows[0], session.state)
+            if capture.unreplayable:
+                log.info("client #%d: user variable(s) %s hold bytes not valid in their character set: "
+                         "the client stays on its backend", client.id,
+                         ", ".join("@" + name.decode("utf-8", "replace") for name in capture.unreplayable))
+                _pin(client, user_variables=True)
             if capture.tracker_settings:
                 session.trackers = Trackers.from_settings(capture.tracker_settings)
             if insert_id is not None:
@@ -70,12 +75,22 @@ async def run(client: ClientConnection, backend: BackendConnection, command: Com
     except ProxyError as err:
         # The state could not be read back: keep the backend that has it.
         log.warning("client #%d: reading back session state failed (%s); it stays on its backend", client.id, err)
-        pins = session.pins
-        pins.user_variables = pins.user_variables or bool(capture.user_vars)
-        pins.unknown_state = pins.unknown_state or bool(capture.sysvars)
+        _pin(client, user_variables=bool(capture.user_vars), unknown_state=bool(capture.sysvars))
     except (BackendGone, ProtocolError):
         pass
     client.back_to_ready(backend)
+
+
+def _pin(client: ClientConnection, *, user_variables: bool = False, unknown_state: bool = False) -> None:
+    """State read back that cannot follow the client: it stays on its backend (the new pins counted)."""
+    pins = client.session.pins
+    before = pins.reasons()
+    pins.user_variables = pins.user_variables or user_variables
+    pins.unknown_state = pins.unknown_state or unknown_state
+    assert client.pool is not None
+    for reason in pins.reasons():
+        if reason not in before:
+            client.pool.stats.pins[reason.value] += 1
 
 
 def keepalive(client: ClientConnection) -> None:

@@ -32,7 +32,7 @@ from ..protocol.rows import Column, sql_literal_for
 from ..protocol.session_track import TRACKER_VARIABLES
 from .session import CHARACTER_SET_CLIENT, CHARACTER_SET_RESULTS, PROXY_OWNED, Collation, SessionState
 
-__all__ = ["Capture", "CHARSET_VARIABLES"]
+__all__ = ["Capture", "CHARSET_VARIABLES", "well_formed"]
 
 CHARSET_VARIABLES = (b"character_set_client", b"character_set_connection", b"character_set_results",
                      b"collation_connection")
@@ -53,6 +53,10 @@ class Capture:
     # The server's collation table (id -> charset, name, is its charset's default): with it, reading
     # character_set_results back also reads the collation behind it.
     collations: Mapping[int, tuple[str, str, bool]] | None = None
+    # User variables read back whose bytes the server would refuse to take back as `_cs X'..'`
+    # (1300: not well formed in their charset, as a string literal sent in another charset than
+    # the connection's leaves them): they cannot follow the client to another backend.
+    unreplayable: list[bytes] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.user_vars or self.sysvars or self.insert_id or self.trackers)
@@ -76,7 +80,11 @@ class Capture:
         """Record the answer in `state`; returns LAST_INSERT_ID() when it was asked for."""
         pos = 1
         for name in self.user_vars:
-            literal = user_var_literal(columns[pos], *row[pos:pos + _PER_USER_VAR])
+            value, hexed, charset, collation = row[pos:pos + _PER_USER_VAR]
+            literal = user_var_literal(columns[pos], value, hexed, charset, collation)
+            if hexed is not None and charset is not None and columns[pos].type in _STRING_TYPES \
+                    and not well_formed(bytes.fromhex(hexed.decode()), charset):
+                self.unreplayable.append(name)
             if literal is None:
                 state.user_vars.pop(name, None)
             else:
@@ -125,6 +133,29 @@ def user_var_literal(column: Column, value: bytes | None, hexed: bytes | None, c
     if charset == b"binary":
         return b"X'" + hexed + b"'"
     return b"_" + charset + b" X'" + hexed + b"'" + (b" COLLATE " + collation if collation else b"")
+
+
+# How Python decodes what MariaDB checks when it takes `_cs X'..'`: multi-byte charsets only (a
+# single-byte one takes any byte). Where Python is stricter, a variable only stays on its backend.
+_CODECS = {
+    b"utf8mb4": "utf-8", b"utf8mb3": "utf-8", b"utf8": "utf-8", b"utf16": "utf-16-be", b"utf16le": "utf-16-le",
+    b"utf32": "utf-32-be", b"big5": "big5", b"gbk": "gbk", b"gb2312": "gb2312", b"sjis": "shift_jis",
+    b"cp932": "cp932", b"ujis": "euc_jp", b"eucjpms": "euc_jp", b"euckr": "euc_kr",
+}
+
+
+def well_formed(data: bytes, charset: bytes) -> bool:
+    """Would the server take these bytes back as a `_charset X'..'` literal?"""
+    if charset == b"ucs2":
+        return len(data) % 2 == 0
+    codec = _CODECS.get(charset)
+    if codec is None:
+        return True
+    try:
+        text = data.decode(codec, "surrogatepass" if codec == "utf-8" else "strict")
+    except UnicodeDecodeError:
+        return False
+    return charset == b"utf8mb4" or codec != "utf-8" or all(ord(ch) <= 0xFFFF for ch in text)
 
 
 # Column types in which user variables holding strings come back (VARCHAR, VAR_STRING, STRING, BLOB kinds).

@@ -167,6 +167,21 @@ def test_user_variables_follow_their_client(two_backends):
     other.rollback()
 
 
+def test_a_user_variable_holding_bytes_its_charset_refuses_keeps_working(two_backends):
+    # A string literal sent in another charset than the connection's (latin1 bytes to a utf8mb4
+    # connection, as legacy apps do) leaves a variable the server would refuse to take back as
+    # `_utf8mb4 X'..'` (1300): the client stays on its backend rather than fail every statement.
+    a = two_backends.connect(charset="utf8mb4")
+    with a.cursor() as cur:
+        cur.execute(b"SET @legacy = 'caf\xe9', @fine = 'ok'")
+    other = hold_a_backend(two_backends)
+    with a.cursor() as cur:
+        cur.execute("SELECT HEX(@legacy), @fine")
+        assert cur.fetchone() == ("636166E9", "ok")
+    assert two_backends.pool_stats()["pins"].get("user_variable", 0) == 1
+    other.rollback()
+
+
 def test_last_insert_id_is_each_clients_own(two_backends):
     a, b = two_backends.connect(), two_backends.connect()
     with a.cursor() as cur:

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mysqlpool_proxy.core.capture import CHARSET_VARIABLES, Capture
+from mysqlpool_proxy.core.capture import CHARSET_VARIABLES, Capture, well_formed
 from mysqlpool_proxy.protocol.rows import Column
 from mysqlpool_proxy.protocol.session_track import StateChanges
 from mysqlpool_proxy.protocol.sql import analyze
@@ -575,3 +575,32 @@ async def test_a_client_without_a_schema_never_runs_on_a_backend_that_has_one():
     assert r.value == "appdb"  # and the new backend gets the schema for the other client
     assert opener.servers[-1].command_names[:1] == ["query"] and opener.servers[-1].schema == b"appdb"
     await proxy.stop(0)
+
+
+@pytest.mark.parametrize(("data", "charset", "taken"), [
+    (b"caf\xc3\xa9", b"utf8mb4", True),
+    (b"caf\xe9", b"utf8mb4", False),  # latin1 bytes: `_utf8mb4 X'636166E9'` gets 1300
+    (b"\xed\xa0\x80", b"utf8mb4", True),  # MariaDB takes an encoded surrogate
+    (b"\xc0\xaf", b"utf8mb4", False),  # over-long
+    (b"\xf0\x9f\x98\x80", b"utf8mb4", True),
+    (b"\xf0\x9f\x98\x80", b"utf8mb3", False),  # four bytes: not utf8mb3
+    (b"\x81", b"sjis", False),
+    (b"\x81\x40", b"sjis", True),
+    (b"\xd8\x00", b"ucs2", True),
+    (b"\xd8\x00", b"utf16", False),
+    (b"\x81", b"latin1", True),  # a single-byte charset takes any byte
+    (b"\x80", b"ascii", True),
+])
+def test_well_formed_is_what_the_server_takes_back(data, charset, taken):
+    assert well_formed(data, charset) is taken
+
+
+def test_a_user_variable_the_server_would_refuse_back_is_named_unreplayable():
+    capture = Capture(user_vars=[b"legacy", b"fine"])
+    string = Column(b"@v", 253, 45)
+    columns = [Column(b"LAST_INSERT_ID()", 8, 63)] + [string] * 8
+    s = SessionState()
+    capture.apply(columns, [b"0", b"caf?", b"636166E9", b"utf8mb4", b"utf8mb4_general_ci",
+                            b"ok", b"6F6B", b"utf8mb4", b"utf8mb4_general_ci"], s)
+    assert capture.unreplayable == [b"legacy"]
+    assert set(s.user_vars) == {b"legacy", b"fine"}
