@@ -179,6 +179,10 @@ class ConnectionPhase:
     def _verified(self, event: hs.Verified) -> None:
         client = self.client
         proxy = client.proxy
+        refusal = self._charset_refusal(event)
+        if refusal is not None:
+            self._reject(refusal, ClientCloseReason.AUTH_FAILED)
+            return
         client.logged_in(event, event.capabilities)
         refusal = proxy.client_verified(client)
         if refusal is not None:
@@ -192,6 +196,16 @@ class ConnectionPhase:
             client.run_task(self._validate_schema_then_accept(schema))
             return
         self._accept()
+
+    def _charset_refusal(self, event: hs.Verified) -> ProxyError | None:
+        """The server's refusal of a login whose character set no client may use (ucs2, utf16...)."""
+        info = self.client.proxy.server_info
+        unusable = info.unusable_client_charset(event.charset & 0xFF) if info is not None and event.charset else None
+        if unusable is None:
+            return None
+        log.info("client #%d: login with character set %s refused (no client may use it)", self.client.id, unusable)
+        return ProxyError(ER.WRONG_VALUE_FOR_VAR,
+                          f"Variable 'character_set_client' can't be set to the value of '{unusable}'", "42000")
 
     def _reject(self, error: ProxyError, reason: ClientCloseReason) -> None:
         """Refuse the login (credentials good) with `error`, and close."""
@@ -313,6 +327,13 @@ class ConnectionPhase:
                              else ClientCloseReason.AUTH_FAILED)
                 return
             elif isinstance(event, hs.Verified):
+                refusal = self._charset_refusal(event)
+                if refusal is not None:
+                    assert self.change_user is not None
+                    client.write(self.change_user.reject(refusal.errno, refusal.message))
+                    self.change_user = None
+                    client.close(ClientCloseReason.AUTH_FAILED)
+                    return
                 client.run_task(self._complete_change_user(event))
 
     async def _complete_change_user(self, event: hs.Verified) -> None:

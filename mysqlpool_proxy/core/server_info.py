@@ -24,7 +24,11 @@ from ..protocol.session_track import Trackers
 from .session import Collation
 
 
-__all__ = ["ServerInfo", "WaitTimeouts"]
+__all__ = ["ServerInfo", "WaitTimeouts", "NOT_CLIENT_CHARSETS"]
+
+# Character sets whose characters are never one byte: the server's parser cannot read statements in
+# them, so no client may use one (1231 at login, COM_CHANGE_USER and SET NAMES).
+NOT_CLIENT_CHARSETS = frozenset((b"ucs2", b"utf16", b"utf16le", b"utf32"))
 
 log = logging.getLogger("mysqlpool.proxy")
 
@@ -94,9 +98,17 @@ class ServerInfo:
         found = self.collations.get(collation_id)
         return None if found is None else (Collation(found[0].encode(), found[1].encode()), found[2])
 
+    def unusable_client_charset(self, collation_id: int) -> str | None:
+        """The charset of a handshake's collation id if it cannot be a client's (the server refuses the
+        login with 1231), else None."""
+        found = self.collations.get(collation_id)
+        return found[0] if found is not None and found[0].encode() in NOT_CLIENT_CHARSETS else None
+
     def resolve_names(self, charset: bytes, collation: bytes | None) -> tuple[Collation, bool] | None:
         """What `SET NAMES charset [COLLATE collation]` sets (the collation, and whether it is the
-        charset's default), or None to let the server decide."""
+        charset's default), or None to let the server decide (and refuse what it refuses)."""
+        if charset.lower() in NOT_CLIENT_CHARSETS:
+            return None
         cs = charset.decode("ascii", "replace")
         for _, (cset, name, is_default) in self.collations.items():
             if cset != cs:

@@ -11,7 +11,8 @@ SERVER_VERSION = "5.5.5-10.11.19-MariaDB"
 
 # id -> (charset, collation, is the charset's default)
 COLLATIONS = {45: ("utf8mb4", "utf8mb4_general_ci", True), 8: ("latin1", "latin1_swedish_ci", True),
-              224: ("utf8mb4", "utf8mb4_unicode_ci", False)}
+              224: ("utf8mb4", "utf8mb4_unicode_ci", False), 35: ("ucs2", "ucs2_general_ci", True),
+              54: ("utf16", "utf16_general_ci", True)}
 DEFAULT_COLLATION = {b"utf8mb4": b"utf8mb4_general_ci", b"latin1": b"latin1_swedish_ci",
                      b"utf8mb3": b"utf8mb3_general_ci", b"utf8": b"utf8mb3_general_ci", b"binary": b"binary",
                      b"ascii": b"ascii_general_ci"}

@@ -107,3 +107,41 @@ def test_prepare_and_close_one_at_a_time_never_meets_max_prepared_stmt_count(pro
         cur.close()  # COM_STMT_CLOSE
     conn.close()
     hog.close()
+
+
+def login_error(host, port, collation_id: int):
+    """The error of a PyMySQL login announcing `collation_id` in its handshake (None: it logged in)."""
+    import pymysql.connections as connections
+    from pymysql.charset import Charset
+
+    real = connections.charset_by_name
+    connections.charset_by_name = lambda name: Charset(collation_id, "utf8mb4", "utf8mb4_general_ci", False)
+    try:
+        connect(host, port).close()
+        return None
+    except pymysql.err.OperationalError as exc:
+        return exc.args
+    finally:
+        connections.charset_by_name = real
+
+
+@pytest.mark.parametrize("collation_id", [35, 54, 56, 60, 101])  # ucs2, utf16, utf16le, utf32, utf16_unicode_ci
+def test_a_login_in_a_character_set_no_client_may_use_is_refused_as_directly(proxy, app_server, collation_id):
+    direct = login_error(app_server.host, app_server.port, collation_id)
+    assert direct is not None and direct[0] == 1231
+    assert login_error(proxy.host, proxy.port, collation_id) == direct
+
+
+@pytest.mark.parametrize("statement", ["SET NAMES ucs2", "SET NAMES utf32 COLLATE utf32_bin",
+                                       "SET character_set_client = utf16"])
+def test_set_names_to_a_character_set_no_client_may_use_fails_as_directly_and_changes_nothing(
+        proxy, app_server, statement):
+    errors = []
+    for host, port in ((app_server.host, app_server.port), (proxy.host, proxy.port)):
+        with connect(host, port) as conn, conn.cursor() as cur:
+            with pytest.raises(pymysql.err.OperationalError) as info:
+                cur.execute(statement)
+            errors.append(info.value.args)
+            cur.execute("SELECT @@character_set_client, @@collation_connection")
+            assert cur.fetchone() == ("utf8mb4", "utf8mb4_general_ci")
+    assert errors[0][0] == 1231 and errors[1] == errors[0]

@@ -180,3 +180,31 @@ async def test_without_require_tls_plain_logins_go_on(tls_files):
     client = await FakeClient(proxy).connect()
     assert (await client.query("SELECT 1")).value == "1"
     await proxy.stop(0)
+
+
+@pytest.mark.parametrize(("charset", "name"), [(35, "ucs2"), (54, "utf16")])
+@virtual_time
+async def test_a_login_in_a_character_set_no_client_may_use_gets_the_servers_1231(charset, name):
+    # The server's parser reads no statement in ucs2/utf16/utf16le/utf32: it refuses such a login.
+    # Taking it would leave a session no backend can ever be brought to (SET NAMES fails there too).
+    proxy = await start_proxy()
+    client = FakeClient(proxy, charset=charset)
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        await client.connect()
+    assert info.value.args == (1231, f"Variable 'character_set_client' can't be set to the value of '{name}'")
+    await settle()
+    assert client.transport.closing and not proxy.clients
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_change_user_to_a_character_set_no_client_may_use_gets_1231():
+    proxy = await start_proxy()
+    client = await FakeClient(proxy).connect()
+    token = auth.client_scramble_native(b"pw", client.greeting.scramble)
+    client.send(change_user(b"app", token, charset=35))
+    err = parse_err((await client.packet()).payload)
+    assert (err.errno, err.sqlstate) == (1231, "42000")
+    await settle()
+    assert client.transport.closing and not proxy.clients
+    await proxy.stop(0)
