@@ -40,6 +40,7 @@ class ClientCloseReason(enum.Enum):
     BACKEND_LOST = "backend_lost"  # its backend died while holding its transaction or pinned state
     IDLE_TIMEOUT = "idle_timeout"  # [proxy] client_idle_timeout
     KILLED = "killed"  # KILL from another client or the admin console
+    RELEASED = "released"  # COMMIT / ROLLBACK ... RELEASE (or completion_type = RELEASE): the server hangs up
     SHUTDOWN = "shutdown"
     BACKEND_UNAVAILABLE = "backend_unavailable"  # refused at login: the server is down or refuses the proxy's login
     LOGIN_EVICTED = "login_evicted"  # the oldest of too many connections logging in at once

@@ -586,8 +586,8 @@ class ClientConnection(asyncio.Protocol):
         backend.close(BackendCloseReason.ENDED_BY_SERVER)
         if self.state is ClientState.CLOSED:
             return
-        if self.session.killed:
-            self.close(ClientCloseReason.KILLED)
+        if self.session.ending is not None:
+            self.close(self.session.ending)
             return
         if self.state is ClientState.INFILE or self.session.holds_state():
             self.close(ClientCloseReason.BACKEND_LOST)

@@ -113,6 +113,8 @@ def noop_transaction(client: ClientConnection, pkt: Packet, noop: NoopCommand) -
     """COMMIT / ROLLBACK with no transaction open, or autocommit set to the value it has: OK at once,
     with no backend (every pool sends ROLLBACK when a connection is returned to it)."""
     session = client.session
+    if noop is NoopCommand.END and session.releases_on_end():
+        return False  # completion_type = RELEASE: the server hangs up after it, whether or not a transaction is open
     if noop is not NoopCommand.END:
         on = noop is NoopCommand.AUTOCOMMIT_ON
         if on != bool(session.status & AUTOCOMMIT):
@@ -195,7 +197,7 @@ def _kill_in_query(client: ClientConnection, kill: KillStatement) -> bytes:
     if target is client:
         if kill.kind == "query":
             return b"DO 0"  # the statement running is this query itself
-        client.session.killed = True  # closed once its answer has gone out
+        client.session.ending = ClientCloseReason.KILLED  # closed once its answer has gone out
         return _signal(ER_CONNECTION_KILLED, "70100", "Connection was killed")
     spawn = client.proxy.spawn
     spawn(kill_running_query(target) if kill.kind == "query" else kill_client(target))

@@ -6,7 +6,8 @@ pins it (Pins), the server status it was last told, whether a transaction is
 open, the session trackers it would have on a direct connection, its
 prepared statements (the client's ids), its LAST_INSERT_ID(), the number of
 statements it ran (for diagnostics ownership), an error owed to its next
-command, and whether it killed itself.
+command, and whether it ended its own connection (a KILL of itself, COMMIT
+RELEASE): `ending`, the reason it is closed once its answer is out.
 
 `Command` is the command in flight. `ClientSession.finish(command,
 response)` is the decision after each response: it records what the
@@ -31,8 +32,9 @@ from ..errors import CONNECTION_ENDING_ERRORS, ProxyError
 from ..protocol.command import CommandSpec
 from ..protocol.response import ResponseTracker
 from ..protocol.session_track import StateChanges, Trackers
-from ..protocol.sql import ANSI_QUOTES, NO_BACKSLASH_ESCAPES, SqlEffects, analyze, session_only
+from ..protocol.sql import ANSI_QUOTES, NO_BACKSLASH_ESCAPES, SqlEffects, analyze, releases_connection, session_only
 from ..protocol.transaction import leaves_transaction_open
+from ..reasons import ClientCloseReason
 from .capture import CHARSET_VARIABLES, Capture
 from .pins import PinReason, Pins
 from .session import SessionState, apply_changes
@@ -100,7 +102,7 @@ class ClientSession:
     """What follows a client from backend to backend (see the module comment)."""
 
     __slots__ = ("state", "pins", "status", "trx_open", "trackers", "statements", "_next_stmt_id",
-                 "last_insert_id", "queries", "pending_error", "killed")
+                 "last_insert_id", "queries", "pending_error", "ending")
 
     def __init__(self, state: SessionState, status: int, trackers: Trackers | None) -> None:
         self.state = state
@@ -113,7 +115,9 @@ class ClientSession:
         self.last_insert_id = 0  # its LAST_INSERT_ID(), whatever backend it ran on
         self.queries = 0  # statements sent; (client id, queries) names the diagnostics a backend holds
         self.pending_error: ProxyError | None = None  # owed to its next command (see followups.py)
-        self.killed = False  # it KILLed itself in a multi-statement query: closed once the answer is out
+        # It ended its own connection (KILLed itself in a multi-statement query, COMMIT RELEASE):
+        # closed, for this reason, once the answer is out.
+        self.ending: ClientCloseReason | None = None
 
     def restart(self, state: SessionState, status: int, trackers: Trackers | None) -> None:
         """A fresh session (COM_RESET_CONNECTION, COM_CHANGE_USER): state, pins, status, trackers."""
@@ -179,6 +183,10 @@ class ClientSession:
         if not ok and response.error is not None and response.error.errno in CONNECTION_ENDING_ERRORS:
             outcome.ends_backend = True
             return outcome
+        if ok and self._releases_connection(cmd):
+            self.ending = ClientCloseReason.RELEASED  # the server hangs up after this OK, as on the client
+            outcome.ends_backend = True
+            return outcome
         if response.last_insert_id:
             self.last_insert_id = response.last_insert_id
         # Warnings and SQL_CALC_FOUND_ROWS are read by the next statement (SHOW WARNINGS,
@@ -190,6 +198,18 @@ class ClientSession:
         self.pins.diagnostics = diagnostics
         outcome.follow_up = self._follow_up_for(cmd, response, ok, collations)
         return outcome
+
+    def _releases_connection(self, cmd: Command) -> bool:
+        """COMMIT / ROLLBACK ... RELEASE, or a plain one with completion_type = RELEASE."""
+        if cmd.spec.code != COMMAND.COM_QUERY:
+            return False
+        if cmd.effects is not None and cmd.effects.releases_connection:
+            return True
+        return self.releases_on_end() and releases_connection(cmd.sql, self.quoting)
+
+    def releases_on_end(self) -> bool:
+        """completion_type = RELEASE: every COMMIT and ROLLBACK ends the connection."""
+        return self.state.variables.get(b"completion_type", b"").upper() in (b"RELEASE", b"2")
 
     def _track_transaction(self, cmd: Command, ok: bool, some_ran: bool) -> None:
         """Is a transaction open after this command? (The flag, and with autocommit off the statements.)"""

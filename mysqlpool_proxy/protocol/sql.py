@@ -27,19 +27,19 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = ["NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "KillStatement", "statements_with_kill", "replace_spans", "SqlEffects", "analyze", "unknown_effects", "session_only", "parse_set_names", "replace_connection_id",
-           "without_schema", "INTERESTING"]
+           "without_schema", "INTERESTING", "releases_connection"]
 
 # A statement containing none of these words cannot change pinned session
 # state: @ temporary lock last_insert_id prepare deallocate drop diagnostics
 # handler kill connection_id session_track null backup export errors identity
-# row_count found_rows warnings, and xa as a whole word. They are grouped by
+# row_count release found_rows warnings, and xa as a whole word. They are grouped by
 # first letter, and xa's word boundary is checked after its "x", so that every
 # alternative starts with a literal: the regex engine then skips at C speed
 # the positions where none can start (a leading \b once cost it that, and the
 # search was the better part of analyze() for a short SELECT).
 _TRIGGER_WORDS = (
     rb"@|t(?:emporary)|l(?:ock|ast_insert_id)|p(?:repare)|d(?:eallocate|rop|iagnostics)|h(?:andler)|k(?:ill)"
-    rb"|c(?:onnection_id)|s(?:ession_track)|n(?:ull)|b(?:ackup)|e(?:xport|rrors)|i(?:dentity)|r(?:ow_count)"
+    rb"|c(?:onnection_id)|s(?:ession_track)|n(?:ull)|b(?:ackup)|e(?:xport|rrors)|i(?:dentity)|r(?:ow_count|elease)"
     rb"|f(?:ound_rows)|w(?:arnings)|x(?<!\wx)a\b"
 )
 INTERESTING = re.compile(_TRIGGER_WORDS, re.I)
@@ -78,6 +78,7 @@ class SqlEffects:
     sets_insert_id: bool = False  # LAST_INSERT_ID(expr)
     reads_diagnostics: bool = False  # ROW_COUNT(), FOUND_ROWS(), SHOW WARNINGS/ERRORS, GET DIAGNOSTICS, ...
     calc_found_rows: bool = False  # SQL_CALC_FOUND_ROWS: the next FOUND_ROWS() reads this statement
+    releases_connection: bool = False  # COMMIT / ROLLBACK ... RELEASE: the server hangs up after its OK
     # System variables set in ways the trackers do not report (MariaDB: `SET @@x = ...`
     # without a scope): the proxy reads them back after the statement.
     sysvars_untracked: list[bytes] = field(default_factory=list)
@@ -461,6 +462,8 @@ def _analyze_statement(stmt: list, fx: SqlEffects) -> None:
         fx.backup_stage = w[2] or b"?"
     elif first == b"kill":
         _analyze_kill(stmt, fx)
+    elif first in (b"commit", b"rollback"):
+        fx.releases_connection = fx.releases_connection or _ends_connection(stmt, False)
     elif first == b"show" and (b"warnings" in w or b"errors" in w or _has_sequence(stmt, (b"warnings",))
                                or _has_sequence(stmt, (b"errors",))):
         fx.reads_diagnostics = True
@@ -482,6 +485,24 @@ def _inner_statement(stmt: list) -> list:
     while stmt[start:start + 2] == _SET_STATEMENT:
         start = _after_for(stmt, start)
     return stmt[start:] if start else stmt
+
+
+def releases_connection(sql: bytes, mode: int = 0) -> bool:
+    """With completion_type = RELEASE: does a statement of `sql` end the transaction and the
+    connection (COMMIT or ROLLBACK, not `NO RELEASE`, not `AND CHAIN`, not `TO SAVEPOINT`)?"""
+    return any(_ends_connection(stmt, True) for stmt in split_statements(tokenize(sql, mode)))
+
+
+def _ends_connection(stmt: list, by_default: bool) -> bool:
+    """COMMIT / ROLLBACK [WORK] [AND [NO] CHAIN] [[NO] RELEASE]: does it release the connection?
+    (`by_default`: completion_type is RELEASE, so one with neither RELEASE nor NO RELEASE does.)"""
+    words = [value for kind, value in stmt if kind == WORD]
+    if len(words) != len(stmt) or words[:1] not in ([b"commit"], [b"rollback"]) or b"to" in words:
+        return False
+    if words[-1:] == [b"release"]:
+        return words[-2:-1] != [b"no"]
+    chained = b"chain" in words and words[words.index(b"chain") - 1] != b"no"
+    return by_default and not chained
 
 
 def _has_sequence(stmt, words: tuple[bytes, ...]) -> bool:

@@ -126,3 +126,38 @@ def test_autocommit_off_client_holds_its_backend_until_it_ends_the_transaction(o
     assert pool_busy() == 1
     app.rollback()
     assert pool_busy() == 0
+
+
+def lost(conn, sql="SELECT 1") -> int | None:
+    """The error number `sql` gets on `conn` (None: it ran)."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+        return None
+    except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+        return exc.args[0] if exc.args else -1
+
+
+@pytest.mark.parametrize("ending", [["COMMIT RELEASE"], ["ROLLBACK WORK RELEASE"],
+                                    ["SET completion_type = 2", "COMMIT"]])
+def test_commit_release_ends_the_connection_as_directly_and_no_one_else_notices(
+        one_backend, app_server, ending):
+    # The server hangs up after the OK of a COMMIT ... RELEASE: the client is disconnected, as on
+    # a direct connection, and the backend is closed, never handed to another client.
+    outcomes = []
+    for connect in (lambda: app_server.connect(database="appdb", autocommit=False),
+                    lambda: one_backend.connect(autocommit=False)):
+        conn = connect()
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO trx VALUES (1)")
+            for sql in ending:
+                cur.execute(sql)
+        outcomes.append(lost(conn))
+        assert app_server.execute("SELECT COUNT(*) FROM appdb.trx")[0][0] == (1 if "COMMIT" in ending[-1] else 0)
+        app_server.execute("DELETE FROM appdb.trx")
+    direct, through_proxy = outcomes
+    assert direct in (2006, 2013) and through_proxy in (2006, 2013)
+    others = bystanders(one_backend, 2)
+    for _ in range(20):
+        churn(others)
+    assert one_backend.pool_stats()["closed"].get("ended_by_server", 0) == 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from mysqlpool_proxy.protocol.sql import (
-    SqlEffects, analyze, parse_set_names, replace_connection_id, session_only, without_schema,
+    SqlEffects, analyze, parse_set_names, releases_connection, replace_connection_id, session_only, without_schema,
 )
 
 
@@ -394,3 +394,22 @@ def test_statements_are_cut_as_the_clients_sql_mode_reads_quotes():
     assert not analyze(ansi).user_var_write
     assert analyze(ansi, ANSI_QUOTES).user_vars_written == [b"y"]
     assert analyze(b"SELECT 'it''s'; SET @z = 2", NO_BACKSLASH_ESCAPES).user_vars_written == [b"z"]
+
+
+@pytest.mark.parametrize(("sql", "releases", "with_completion_release"), [
+    (b"COMMIT RELEASE", True, True),
+    (b"rollback work release", True, True),
+    (b"COMMIT AND NO CHAIN RELEASE", True, True),
+    (b"COMMIT NO RELEASE", False, False),
+    (b"COMMIT", False, True),
+    (b"ROLLBACK WORK", False, True),
+    (b"COMMIT AND CHAIN", False, False),
+    (b"COMMIT AND NO CHAIN", False, True),
+    (b"ROLLBACK TO SAVEPOINT s1", False, False),
+    (b"SELECT 'COMMIT RELEASE'", False, False),
+    (b"SELECT RELEASE_LOCK('x')", False, False),
+    (b"INSERT INTO t VALUES (1); COMMIT RELEASE", True, True),
+])
+def test_commit_or_rollback_that_releases_the_connection(sql, releases, with_completion_release):
+    assert analyze(sql).releases_connection is releases
+    assert releases_connection(sql) is with_completion_release

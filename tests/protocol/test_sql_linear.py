@@ -119,7 +119,7 @@ def test_issue_16_texts_at_64_kib():
 WELL_FORMED = [
     b"SELECT", b"SET", b"SESSION", b"GLOBAL", b"INTO", b"FROM", b"t", b"db.t", b"LOCK", b"UNLOCK", b"TABLES",
     b"CREATE", b"TEMPORARY", b"TABLE", b"DROP", b"PREPARE", b"DEALLOCATE", b"HANDLER", b"OPEN", b"CLOSE", b"XA",
-    b"START", b"COMMIT", b"KILL", b"STATEMENT", b"FOR", b"NULL", b"GET_LOCK", b"RELEASE_LOCK", b"CONNECTION_ID",
+    b"START", b"COMMIT", b"RELEASE", b"KILL", b"STATEMENT", b"FOR", b"NULL", b"GET_LOCK", b"RELEASE_LOCK", b"CONNECTION_ID",
     b"LAST_INSERT_ID", b"ROW_COUNT", b"SQL_CALC_FOUND_ROWS", b"DATABASE", b"@x", b"@`q``x`", b"@'s\\'x'", b"@\"d\"",
     b"@@session.sql_mode", b"@@identity", b"@@x", b":=", b"=", b",", b"(", b")", b";", b".", b"1", b"2.5e3", b"'s'",
     b"'it''s'", b"'a\\'b\\\\'", b'"d""q"', b"`q`", b"`a``b`", b"-- c\n", b"# c\n", b"/* c ' */", b"/*!40101 SET @y=1 */",
@@ -165,7 +165,8 @@ def test_python_steps_are_bounded_by_the_length(text):
 # later statement can only add to them. (Releases and KILL are left out: a
 # valid statement after the broken one may release what an earlier one took.)
 TAKEN = ("user_var_write", "user_var_unknown", "session_tracking_changed", "lock_tables", "xa_started",
-         "reads_connection_id", "reads_insert_id", "sets_insert_id", "reads_diagnostics", "calc_found_rows")
+         "reads_connection_id", "reads_insert_id", "sets_insert_id", "reads_diagnostics", "calc_found_rows",
+         "releases_connection")
 TAKEN_LISTS = ("sysvars_set_null", "temp_tables_created", "named_locks_taken", "sql_prepared", "handlers_opened",
                "user_vars_written", "sysvars_untracked")
 
