@@ -19,6 +19,7 @@ import asyncio
 import logging
 import signal
 
+from .client.constants import MAX_LOGGING_IN
 from .config import Config, ConfigError
 from .logs import log_event
 from .ops import operations
@@ -99,13 +100,15 @@ def _raise_open_files_limit(config: Config) -> None:
     except ImportError:
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = config.proxy.max_client_connections + config.backend.max_connections + 64
+    # Connections still logging in are not clients yet (MAX_LOGGING_IN more at most); 64 for the
+    # listeners, the admin console, metrics scrapes and side connections (KILL QUERY, probes).
+    wanted = config.proxy.max_client_connections + MAX_LOGGING_IN + config.backend.max_connections + 64
     target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
     if soft != resource.RLIM_INFINITY and soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     if target < wanted:
         log.warning("the open-files limit (%d) is below what max_client_connections + backend.max_connections "
-                    "need (%d): raise it (ulimit -n) or clients beyond it will be refused by the kernel",
+                    "and the connections logging in need (%d): raise it (ulimit -n) or clients beyond it will be refused by the kernel",
                     target, wanted)
 
 

@@ -309,3 +309,21 @@ def test_json_mode_check_config_ok_is_json_too(tmp_path):
     result = run("--check-config", "-c", str(path), cwd=tmp_path)
     assert (result.returncode, result.stderr) == (0, "")
     assert json.loads(result.stdout) == {"msg": "config OK", "config": str(path)}
+
+
+def test_the_open_files_limit_is_raised_for_clients_backends_and_connections_logging_in(tmp_path, monkeypatch):
+    import resource
+
+    from mysqlpool_proxy import app
+    from mysqlpool_proxy.client.constants import MAX_LOGGING_IN
+    from mysqlpool_proxy.config import load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text('[proxy]\nmax_client_connections = 500\n[backend]\nmax_connections = 20\n'
+                    '[pool]\nmax_size = 10\n[[users]]\nname = "app"\npassword = "pw"\n')
+    config = load_config(str(path))
+    set_to = []
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 1 << 20))
+    monkeypatch.setattr(resource, "setrlimit", lambda which, limits: set_to.append(limits))
+    app._raise_open_files_limit(config)
+    assert set_to == [(500 + MAX_LOGGING_IN + 20 + 64, 1 << 20)]
