@@ -2,7 +2,7 @@
 
 Waiting costs no task: the client takes a place in the pool's FIFO
 (`wait_for_backend`, through its lease) and goes on in a loop callback when
-it is handed a backend or refused (`_handed`). A task runs only when the
+it is handed a backend or refused (`handed`). A task runs only when the
 backend must first be prepared (`start`): a ping of a backend idle past
 ping_after, the SET / COM_INIT_DB / COM_SET_OPTION that sync session state,
 a hidden re-prepare, the client's LAST_INSERT_ID() or neutral diagnostics.

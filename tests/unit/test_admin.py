@@ -1,4 +1,4 @@
-# The admin console (mysqlpool_proxy/admin.py) over an in-memory transport:
+# The admin console (mysqlpool_proxy/ops/admin.py) over an in-memory transport:
 # an AdminConnection of a Proxy built from a real TOML file on a fresh
 # VirtualClockLoop and never started (its pools exist, nothing connects),
 # driven by `AdminClient`, which logs in as a MySQL client would and reads

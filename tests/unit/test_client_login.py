@@ -1,11 +1,11 @@
-# A client connection before it has logged in (client_handshake.py): what it
+# A client connection before it has logged in (client/phase.py): what it
 # may send (one login packet of at most MAX_LOGIN_PACKET; a larger one gets
 # the server's 1153 at its header, nothing of it is kept, and the connection
 # closes), bytes sent before the greeting, COM_CHANGE_USER's auth exchange
 # bounded the same way (and working, with a switch or a command right
 # behind it), and [proxy] require_tls (3159 over TCP, Unix-socket
 # clients let in). Real Proxy, FakeClient, fake backends, virtual clock; TLS
-# itself needs real sockets: tests/integration/test_client_tls.py.
+# itself needs real sockets: tests/integration/test_client_handshake.py.
 from __future__ import annotations
 
 import asyncio

@@ -404,7 +404,7 @@ def test_dockerignore_keeps_what_the_dockerfile_copies(stages):
             for source in copy.words()[:-1]:
                 assert (ROOT / source).exists(), source
                 assert not dockerignore_excludes(source, rules), source
-    for needed in ("mysqlpool_proxy/proxy.py", "mysqlpool_proxy/protocol/__init__.py", "README.md"):
+    for needed in ("mysqlpool_proxy/proxy/proxy.py", "mysqlpool_proxy/protocol/__init__.py", "README.md"):
         assert not dockerignore_excludes(needed, rules), needed
 
 

@@ -1,4 +1,4 @@
-# Session state and pins (mysqlpool_proxy/session.py), two ways.
+# Session state and pins (mysqlpool_proxy/core/session.py and core/pins.py), two ways.
 #
 # Pure: sync_plan (fewest steps, charsets before collation, DEFAULT for what
 # the client does not have, SET NAMES for the collations the variables do not
