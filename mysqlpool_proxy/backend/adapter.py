@@ -4,7 +4,11 @@ aiomysql is the proxy's MySQL client: it dials, negotiates TLS, runs every
 authentication plugin the server may ask for, and runs the proxy's own setup
 query (session trackers on, limits read). After that the proxy relays raw
 packets, so it takes the asyncio transport away from aiomysql's stream
-reader and gives it to its own Protocol.
+reader and gives it to its own Protocol. Until the Protocol is set, the
+transport still feeds aiomysql's reader: a server that closes the connection
+right after the setup (a DBA's KILL, a restart) leaves its EOF, and maybe an
+ERR packet, there. `Handoff.leftover()` hands both to the new Protocol, so a
+backend killed in that window is never pooled as if it were alive.
 
 This is the only module that touches aiomysql's private attributes
 (`Connection._reader`, `Connection._writer`); pyproject pins aiomysql to a
@@ -30,7 +34,7 @@ from dataclasses import dataclass, field
 import aiomysql
 import pymysql
 
-from ..constants import CLIENT
+from ..constants import CLIENT, CR
 
 __all__ = [
     "BackendParams", "Opened", "open_backend", "SETUP_SQL", "make_ssl_context", "run_side_query",
@@ -78,14 +82,32 @@ class BackendParams:
     dead_connection_timeout: float = 0.0  # seconds; 0 = the OS's keepalive and retransmission defaults
 
 
+class Handoff:
+    """aiomysql's stream pair of a transport being taken over. The writer is kept until the
+    transport is closed (a StreamWriter closes its transport when garbage-collected, Python 3.11+);
+    the reader holds what arrived before the new Protocol was set."""
+
+    __slots__ = ("_reader", "_writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self._reader = reader
+        self._writer = writer
+
+    def leftover(self) -> tuple[bytes, bool]:
+        """Bytes the server sent after the setup, and whether it closed its end: call it once the
+        transport's protocol is the new one, so nothing more goes to the reader."""
+        reader = self._reader
+        data = bytes(reader._buffer)
+        reader._buffer.clear()
+        return data, reader.at_eof() or reader.exception() is not None
+
+
 @dataclass(slots=True)
 class Opened:
     """A freshly authenticated backend, its transport no longer aiomysql's."""
 
     transport: asyncio.Transport
-    # aiomysql's StreamWriter: it closes the transport when garbage-collected
-    # (Python 3.11+), so the backend keeps it until the transport is closed.
-    stream_owner: object
+    handoff: Handoff | None  # None: the transport was never aiomysql's (tests' fakes)
     thread_id: int
     server_version: str
     server_capabilities: int
@@ -192,10 +214,10 @@ async def open_backend(p: BackendParams, *, want_collations: bool = False) -> Op
     except BaseException:
         conn.close()
         raise
-    transport, writer = _take_transport(conn)
+    transport, handoff = _take_transport(conn)
     opened = Opened(
         transport=transport,
-        stream_owner=writer,
+        handoff=handoff,
         thread_id=int(row[0]),
         server_version=conn.get_server_info(),
         server_capabilities=conn.server_capabilities,
@@ -231,17 +253,15 @@ async def _setup(conn: aiomysql.Connection, want_collations: bool):
     return row, collations
 
 
-def _take_transport(conn: aiomysql.Connection) -> tuple[asyncio.Transport, asyncio.StreamWriter]:
+def _take_transport(conn: aiomysql.Connection) -> tuple[asyncio.Transport, Handoff]:
     reader, writer = conn._reader, conn._writer
     if reader is None or writer is None:
-        raise pymysql.err.InterfaceError(0, "backend connection closed during setup")
-    if len(reader._buffer):
-        raise pymysql.err.InternalError(0, "unexpected bytes after backend setup")
+        raise pymysql.err.OperationalError(CR.CR_SERVER_LOST, "Lost connection to server during backend setup")
     transport = writer.transport
     # Detach: aiomysql must neither read nor close this transport again.
     conn._reader = None
     conn._writer = None
-    return transport, writer
+    return transport, Handoff(reader, writer)
 
 
 async def run_side_query(p: BackendParams, sql: str) -> None:

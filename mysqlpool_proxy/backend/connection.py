@@ -26,7 +26,7 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import TYPE_CHECKING, Iterable, Protocol
 
 from ..errors import ProtocolError
 from ..protocol.framing import encode_packet
@@ -37,6 +37,9 @@ from ..core.states import BackendState, IllegalTransition
 from ..reasons import BackendCloseReason
 from ..core.session import SessionState
 from ..core.statements import ServerStatement, StatementCache
+
+if TYPE_CHECKING:
+    from .adapter import Handoff
 
 __all__ = ["BackendConnection", "InternalResult", "BackendGone", "Holder", "Owner"]
 
@@ -99,7 +102,7 @@ class BackendConnection(asyncio.Protocol):
     __slots__ = (
         "id", "pool", "key", "transport", "thread_id", "state", "session", "tracker", "holder", "created_at",
         "expires_at", "idle_since", "last_used", "close_reason", "_held", "_future", "_timer", "_reading_paused",
-        "commands", "loop", "_stream_owner", "generation", "statements", "last_insert_id", "last_owner",
+        "commands", "loop", "_handoff", "generation", "statements", "last_insert_id", "last_owner",
         "_collected", "_slot_held", "_paused_client", "_retry_on", "fresh",
     )
 
@@ -127,7 +130,7 @@ class BackendConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._reading_paused = False
         self.commands = 0
-        self._stream_owner = None
+        self._handoff: Handoff | None = None  # kept until the transport is closed (see adapter.Handoff)
         self.generation = pool.generation
         self.statements: StatementCache | None = None  # created at the first prepared statement
         self.last_insert_id = 0  # what LAST_INSERT_ID() returns on this connection now
@@ -157,13 +160,24 @@ class BackendConnection(asyncio.Protocol):
         """Bytes written to it that the server has not taken yet (it answered before reading them all)."""
         return self.transport.get_write_buffer_size() if self.transport is not None else 0
 
-    def attach(self, transport: asyncio.Transport, stream_owner: object = None) -> None:
+    def attach(self, transport: asyncio.Transport, handoff: Handoff | None = None) -> None:
+        """Take the transport over from the client library that opened it. What the server sent or
+        did in between (an ERR, its EOF: a KILL right after the setup) is handled as if it came now."""
         self.transport = transport
-        self._stream_owner = stream_owner
+        self._handoff = handoff
         transport.set_protocol(self)
         if transport.is_closing():
             self._lost(BackendCloseReason.SERVER_GONE)
             self._gone()
+            return
+        if handoff is None:
+            return
+        data, eof = handoff.leftover()
+        if data:
+            self.data_received(data)
+        if eof and not self.closed:
+            self._lost(BackendCloseReason.SERVER_GONE)
+            transport.close()  # its connection_lost frees the pool slot
 
     # -- asyncio.Protocol ------------------------------------------------------
 

@@ -577,7 +577,7 @@ class Pool:
             created_at=self.loop.time(), lifetime=self.max_lifetime, loop=self.loop,
         )
         self._move(backend, Place.NONE, Place.BUSY)
-        backend.attach(opened.transport, opened.stream_owner)
+        backend.attach(opened.transport, opened.handoff)
         if backend.closed:
             return False
         if self.shut_down:

@@ -120,7 +120,7 @@ class FakeOpener:
         self.servers.append(server)
         v = server.variables
         return Opened(
-            transport=transport, stream_owner=None, thread_id=server.thread_id, server_version=server.version,
+            transport=transport, handoff=None, thread_id=server.thread_id, server_version=server.version,
             server_capabilities=SERVER_CAPABILITIES, status=AUTOCOMMIT, wait_timeout=self.wait_timeout,
             max_user_connections=0, max_connections=self.max_connections,
             charset_vars={k: v[k] for k in (b"character_set_client", b"character_set_connection",

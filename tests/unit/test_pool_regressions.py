@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
+from mysqlpool_proxy.backend.adapter import Handoff
 from mysqlpool_proxy.backend.pool import BackendLimiter
+from mysqlpool_proxy.protocol.framing import encode_packet
 from mysqlpool_proxy.reasons import BackendCloseReason
 from tests.fakes import advance, fake_opener, settle, virtual_time
 from tests.unit.test_pool import make_pool, now
@@ -150,3 +152,59 @@ async def test_pool_sizes_are_the_lengths_of_its_collections():
     assert (len(pool.idle), len(pool.busy), len(pool.closing)) == (1, 1, 1) and limiter.used == 3
     await advance(2)
     assert pool.size == 2 == limiter.used
+
+
+def _handed_over_with(data: bytes, eof: bool):
+    """An opener whose backends arrive as from aiomysql: what the server sent after the setup, and
+    maybe its EOF, still in aiomysql's stream reader when the proxy's Protocol takes the transport."""
+    inner = fake_opener()
+
+    async def opener(params, **kwargs):
+        opened = await inner(params, **kwargs)
+        reader = asyncio.StreamReader()
+        if data:
+            reader.feed_data(data)
+        if eof:
+            reader.feed_eof()
+        opened.handoff = Handoff(reader, writer=None)
+        return opened
+
+    opener.servers = inner.servers
+    return opener
+
+
+@virtual_time
+async def test_a_backend_killed_right_after_its_setup_is_never_pooled():
+    # Diagnosis (CI: /readyz went 503 while a DBA killed every new backend): the server's EOF came
+    # after aiomysql's setup query but before the transport was handed to BackendConnection. It
+    # went to aiomysql's stream reader, which keeps a half-closed transport open, so the proxy's
+    # Protocol never saw it: the dead backend sat idle in the pool and the health probe's ping on
+    # it waited connect_timeout for an answer that could not come.
+    pool = make_pool(_handed_over_with(b"", eof=True), max_size=2)
+    assert await pool.open_now() is False
+    assert pool.idle == [] and pool.stats.connects == 1
+    await settle()
+    assert pool.size == 0 and pool.limiter.used == 0
+    assert pool.stats.closed["server_gone"] == 1
+
+
+@virtual_time
+async def test_a_backend_whose_server_spoke_right_after_its_setup_is_never_pooled():
+    # The same window, with an ERR packet before the EOF (a server that says why it closes):
+    # it used to fail the open as "unexpected bytes", an error with no code that the health
+    # probe took for an unreachable server.
+    err = encode_packet(b"\xff" + (1927).to_bytes(2, "little") + b"#70100Connection was killed", 0)
+    pool = make_pool(_handed_over_with(err, eof=False), max_size=2)
+    assert await pool.open_now() is False
+    assert pool.idle == [] and pool.stats.connects == 1 and not pool.stats.connect_errors
+    await advance(5)
+    assert pool.size == 0
+
+
+@virtual_time
+async def test_a_backend_handed_over_cleanly_is_pooled():
+    pool = make_pool(_handed_over_with(b"", eof=False), max_size=2)
+    assert await pool.open_now() is True
+    assert len(pool.idle) == 1
+    backend = await pool.acquire(0, 10)
+    assert not backend.closed
