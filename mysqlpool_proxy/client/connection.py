@@ -165,6 +165,20 @@ class ClientConnection(asyncio.Protocol):
         self.flow.attach(transport)
         transport.set_write_buffer_limits(high=self.proxy.config.pool.result_buffer_bytes)
 
+    def expected_packet_seq(self) -> int:
+        """The sequence id the client's next packet must have: 0 for a command, the next one for
+        LOCAL INFILE data or COM_CHANGE_USER's auth data (what compression renumbers by)."""
+        state = self.state
+        if state is ClientState.INFILE and self._infile is not None:
+            return self._infile.expected_seq
+        if state is ClientState.LOCAL:
+            return self.phase.expected_seq()
+        return 0
+
+    def take_unread_input(self) -> bytes:
+        """Bytes read but not parsed yet (the framing below changes: TLS, compression)."""
+        return self.decoder.take_buffer()
+
     def on_unix_socket(self) -> bool:
         """Secure as it is, as for the server's require_secure_transport (no TCP peer address)."""
         assert self.transport is not None

@@ -39,7 +39,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from ..constants import ER
+from ..constants import CLIENT, ER
 from ..core.client_session import STICKY_STATUS
 from ..core.states import ClientState
 from ..errors import ProtocolError, ProxyError
@@ -47,6 +47,7 @@ from ..protocol import handshake as hs
 from ..protocol.framing import Oversized, Packet, encode_packet
 from ..protocol.packets import make_err, parse_change_user
 from ..reasons import ClientCloseReason, RefusalReason
+from .compression import start_compression
 from .constants import HANDSHAKE_TIMEOUT, MAX_LOGGING_IN
 from .flow import Paused
 from .lease import reset_then_release
@@ -219,6 +220,8 @@ class ConnectionPhase:
         assert self.handshake is not None
         client.write(self.handshake.accept(client.session.status & STICKY_STATUS))
         self.handshake = None
+        if client.capabilities & CLIENT.COMPRESS:
+            start_compression(client, client.proxy.loop)
         client.bound_input_for_commands()
         if client.state is ClientState.HANDSHAKE:
             client.set_state(ClientState.READY)
@@ -295,6 +298,11 @@ class ConnectionPhase:
         """COM_CHANGE_USER asked the client for auth data: its next packet is that, nothing else."""
         auth = self.change_user
         return auth is not None and auth.state is hs.HandshakeState.AUTH_SWITCH_SENT
+
+    def expected_seq(self) -> int:
+        """The sequence id of the client's next packet while COM_CHANGE_USER asks it for auth data."""
+        auth = self.change_user
+        return auth.expected_seq if auth is not None else 0
 
     def start_change_user(self, pkt: Packet) -> None:
         client = self.client

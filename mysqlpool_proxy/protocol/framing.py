@@ -254,6 +254,11 @@ class FrameScanner:
         self._after_full = False
         self._seq = first_seq  # the sequence id the next frame must have (None: not checked)
 
+    @property
+    def expected_seq(self) -> int:
+        """The sequence id the next frame must have (0 when not checked)."""
+        return self._seq if self._seq is not None else 0
+
     def feed(self, data) -> int:
         n = len(data)
         pos = 0

@@ -163,6 +163,11 @@ class _AuthExchange:
 
     __slots__ = ("state", "capabilities", "_auth", "_seq")
 
+    @property
+    def expected_seq(self) -> int:
+        """The sequence id the client's next packet must have."""
+        return next_seq(self._seq)
+
     def _send(self, payload: bytes) -> Send:
         self._seq = next_seq(self._seq)
         return Send(encode_packet(payload, self._seq))

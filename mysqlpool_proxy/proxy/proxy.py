@@ -65,8 +65,12 @@ OFFERED_CAPABILITIES = (
     CLIENT.LONG_PASSWORD | CLIENT.FOUND_ROWS | CLIENT.LONG_FLAG | CLIENT.CONNECT_WITH_DB | CLIENT.LOCAL_FILES
     | CLIENT.PROTOCOL_41 | CLIENT.INTERACTIVE | CLIENT.TRANSACTIONS | CLIENT.SECURE_CONNECTION
     | CLIENT.MULTI_STATEMENTS | CLIENT.MULTI_RESULTS | CLIENT.PS_MULTI_RESULTS | CLIENT.PLUGIN_AUTH
-    | CLIENT.CONNECT_ATTRS | CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT.SESSION_TRACK
+    | CLIENT.CONNECT_ATTRS | CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT.SESSION_TRACK | CLIENT.COMPRESS
 )
+
+# Offered whatever the server has: the proxy does these itself (session tracking it emulates;
+# compression it does on the client's side only, backends stay uncompressed).
+CLIENT_SIDE_CAPABILITIES = CLIENT.SESSION_TRACK | CLIENT.COMPRESS
 
 SCHEMA_CACHE_SIZE = 1024
 DEFAULT_MAX_PACKET = 64 << 20  # before the server's max_allowed_packet is known
@@ -250,7 +254,7 @@ class Proxy:
             version=opened.server_version,
             advertised_version=version.encode(),
             capabilities=opened.server_capabilities,
-            client_capabilities=OFFERED_CAPABILITIES & (opened.server_capabilities | CLIENT.SESSION_TRACK),
+            client_capabilities=OFFERED_CAPABILITIES & (opened.server_capabilities | CLIENT_SIDE_CAPABILITIES),
             charset_id=charset_id if charset_id < 256 else 45,
             collations=collations,
             initial_status=opened.status & (SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT),

@@ -268,12 +268,13 @@ class RawConnection:
     # -- login ----------------------------------------------------------------------------------
 
     def login(self, user: str, password: str, database: str | None, flags: int, charset: int,
-              deadline: float) -> None:
+              deadline: float, *, speaks: int = 0) -> None:
+        """Log in; `speaks`: flags of UNSUPPORTED_FLAGS the caller handles itself after the login."""
         seq, greeting = self.recv_packet(deadline)
         if greeting[:1] == b"\xff":
             raise LoginFailed(error_answer(greeting, seq, 1).describe())
         self._read_greeting(greeting)
-        flags = (flags & ~UNSUPPORTED_FLAGS & self.server_caps) | CLIENT.PROTOCOL_41 | CLIENT.SECURE_CONNECTION
+        flags = (flags & ~(UNSUPPORTED_FLAGS & ~speaks) & self.server_caps) | CLIENT.PROTOCOL_41 | CLIENT.SECURE_CONNECTION
         flags = flags | CLIENT.CONNECT_WITH_DB if database else flags & ~CLIENT.CONNECT_WITH_DB
         self.caps = flags
         plugin = self.plugin if self.plugin in (b"mysql_native_password", b"caching_sha2_password") \

@@ -1,0 +1,165 @@
+"""The compressed protocol (CLIENT_COMPRESS, zlib), sans-IO: frames in, payload bytes out, and back.
+
+A client that negotiated CLIENT_COMPRESS wraps everything after the login's OK
+in compressed frames: a 7-byte header (3 bytes: the length of what follows;
+1 byte: the compressed sequence id; 3 bytes: the length before compression,
+0 when the payload is stored as it is) and the payload. Frames are a layer
+below MySQL packets: one frame may hold several packets or part of one, and
+the packets inside keep their own sequence ids. The compressed sequence id
+restarts with each command the client sends; the answer's frames continue
+from the last id received.
+
+`FrameDecoder` yields the payload of one frame at a time, so the caller can
+stop (flow control) with the rest still compressed: at most one frame
+(16 MiB) is ever inflated at once, whatever the compression ratio.
+`FrameEncoder` wraps outgoing bytes; payloads under MIN_COMPRESS_LENGTH, or
+that do not shrink, go stored, as the server does.
+
+Inside compressed frames the packets' own sequence ids mean nothing: libmariadb
+writes 0 in every one, MySQL continues the compressed ids, and neither checks
+them when reading. The proxy relays to uncompressed backends, which do check,
+so `InnerFrames` cuts the inflated stream at each packet frame and numbers it
+as an uncompressed client would: a continuation of a 16 MiB frame follows its
+predecessor, any other frame gets what its reader expects next (0 for a
+command, the next id for LOCAL INFILE data or an authentication reply), asked
+for when the frame is reached, so earlier frames have been taken into account.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Callable
+
+from ..errors import ProtocolError
+
+__all__ = ["FrameDecoder", "FrameEncoder", "InnerFrames", "HEADER_SIZE", "MAX_FRAME", "MIN_COMPRESS_LENGTH"]
+
+HEADER_SIZE = 7
+MAX_FRAME = (1 << 24) - 1  # the most a 3-byte length says, before and after compression
+MIN_COMPRESS_LENGTH = 50  # smaller payloads are stored (the server's MIN_COMPRESS_LENGTH)
+LEVEL = 1  # zlib's fastest: any level inflates the same; the proxy's CPU is the scarce part
+
+
+class FrameDecoder:
+    """Compressed frames from a byte stream; `next_payload()` inflates one at a time."""
+
+    __slots__ = ("_buf", "_pos", "last_seq")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+        self.last_seq = -1  # the compressed sequence id of the last frame taken (-1: none yet)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if self._pos:
+            del self._buf[:self._pos]
+            self._pos = 0
+        self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
+
+    def next_payload(self) -> bytes | None:
+        """The next whole frame's payload (inflated), or None until more bytes arrive.
+        Raises ProtocolError for a frame that does not inflate to the length its header says."""
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos < HEADER_SIZE:
+            return None
+        length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+        end = pos + HEADER_SIZE + length
+        if len(buf) < end:
+            return None
+        seq = buf[pos + 3]
+        inflated_length = buf[pos + 4] | buf[pos + 5] << 8 | buf[pos + 6] << 16
+        body = bytes(buf[pos + HEADER_SIZE:end])
+        self._pos = end
+        self.last_seq = seq
+        return body if inflated_length == 0 else _inflate(body, inflated_length)
+
+
+def _inflate(body: bytes, length: int) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(body, length)
+    except zlib.error as exc:
+        raise ProtocolError(f"compressed frame does not inflate: {exc}") from None
+    if len(out) != length or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
+        raise ProtocolError(f"compressed frame inflates to other than the {length} bytes its header says")
+    return out
+
+
+class FrameEncoder:
+    """Wraps outgoing bytes in compressed frames, numbering them from `seq`."""
+
+    __slots__ = ("seq",)
+
+    def __init__(self) -> None:
+        self.seq = 0  # the next frame's compressed sequence id
+
+    def answer(self, received_seq: int) -> None:
+        """The client sent a frame with this id: what the proxy sends next continues from it."""
+        self.seq = (received_seq + 1) & 0xFF
+
+    def frames(self, data: bytes | bytearray | memoryview) -> bytes:
+        view = memoryview(data)
+        out = []
+        for start in range(0, len(view), MAX_FRAME):
+            out.append(self._frame(view[start:start + MAX_FRAME]))
+        return b"".join(out)
+
+    def _frame(self, chunk: memoryview) -> bytes:
+        seq = self.seq
+        self.seq = (seq + 1) & 0xFF
+        n = len(chunk)
+        if n >= MIN_COMPRESS_LENGTH:
+            packed = zlib.compress(chunk, LEVEL)
+            if len(packed) < n:
+                return _header(len(packed), seq, n) + packed
+        return _header(n, seq, 0) + chunk.tobytes()
+
+
+def _header(length: int, seq: int, inflated_length: int) -> bytes:
+    return length.to_bytes(3, "little") + bytes((seq,)) + inflated_length.to_bytes(3, "little")
+
+
+class InnerFrames:
+    """The packet frames inside inflated payloads, one piece at a time, each header renumbered."""
+
+    __slots__ = ("_buf", "_pos", "_body_left", "_seq", "_after_full")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+        self._body_left = 0  # bytes of the current frame's body still to hand out
+        self._seq = 0  # the id given to the last frame
+        self._after_full = False  # the last frame was 16 MiB: the next continues its packet
+
+    def feed(self, payload: bytes) -> None:
+        if self._pos:
+            del self._buf[:self._pos]
+            self._pos = 0
+        self._buf += payload
+
+    def next_piece(self, expected_seq: Callable[[], int]) -> bytes | None:
+        """The next bytes to hand on: a frame's header (renumbered) with as much of its body as is
+        here, or more of a body; None until more is fed. `expected_seq()` is asked at each frame
+        that starts a packet."""
+        buf, pos = self._buf, self._pos
+        available = len(buf) - pos
+        if self._body_left:
+            if not available:
+                return None
+            take = min(self._body_left, available)
+            self._body_left -= take
+            self._pos = pos + take
+            return bytes(buf[pos:pos + take])
+        if available < 4:
+            return None
+        length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+        self._seq = (self._seq + 1) & 0xFF if self._after_full else expected_seq()
+        self._after_full = length == MAX_FRAME
+        take = min(length, available - 4)
+        self._body_left = length - take
+        self._pos = pos + 4 + take
+        return bytes(buf[pos:pos + 3]) + bytes((self._seq,)) + bytes(buf[pos + 4:pos + 4 + take])
