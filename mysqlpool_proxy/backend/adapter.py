@@ -11,8 +11,10 @@ ERR packet, there. `Handoff.leftover()` hands both to the new Protocol, so a
 backend killed in that window is never pooled as if it were alive.
 
 This is the only module that touches aiomysql's private attributes
-(`Connection._reader`, `Connection._writer`); pyproject pins aiomysql to a
-version range, and tests/integration exercise the handoff.
+(`Connection._reader`, `Connection._writer`), and the buffer of the asyncio
+StreamReader aiomysql read with (`_buffer`: what the server sent after the
+setup); pyproject pins aiomysql to a version range, and tests/integration
+exercise the handoff.
 
 Every TCP connection it opens (pooled backends and the side connections for
 KILL) watches for a dead peer: a network that silently drops packets (no FIN,

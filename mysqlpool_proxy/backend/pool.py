@@ -99,6 +99,7 @@ class Place(enum.Enum):
     NONE = "none"  # not yet in the pool, or its socket is closed
     IDLE = "idle"
     BUSY = "busy"
+    PINGING = "pinging"  # in busy too: an idle backend the pool itself took out for a ping
     CLOSING = "closing"
 
 
@@ -270,7 +271,7 @@ class Pool:
                 del self.idle[index]
             else:
                 self.idle.remove(backend)
-        elif src is Place.BUSY:
+        elif src is Place.BUSY or src is Place.PINGING:
             self.busy.remove(backend)
             self.pinging.discard(backend)
         elif src is Place.CLOSING:
@@ -279,6 +280,9 @@ class Pool:
             self.idle.append(backend)
         elif dst is Place.BUSY:
             self.busy.add(backend)
+        elif dst is Place.PINGING:
+            self.busy.add(backend)
+            self.pinging.add(backend)
         elif dst is Place.CLOSING:
             self.closing.add(backend)
 
@@ -804,8 +808,7 @@ class Pool:
         self.ensure_min_idle()
 
     def _keepalive(self, backend: BackendConnection) -> None:
-        self._move(backend, Place.IDLE, Place.BUSY)
-        self.pinging.add(backend)
+        self._move(backend, Place.IDLE, Place.PINGING)
         backend.set_state(BackendState.RESERVED)
         self.loop.create_task(self._ping_then_release(backend))
 
@@ -829,8 +832,7 @@ class Pool:
             return None
         backend = self.idle[-1]
         idle_since = backend.idle_since
-        self._move(backend, Place.IDLE, Place.BUSY, len(self.idle) - 1)
-        self.pinging.add(backend)
+        self._move(backend, Place.IDLE, Place.PINGING, len(self.idle) - 1)
         backend.set_state(BackendState.RESERVED)
         try:
             result = await backend.run_internal(b"\x0e", Expect.SIMPLE, self.params.connect_timeout)

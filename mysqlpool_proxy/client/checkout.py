@@ -37,21 +37,21 @@ from ..reasons import BackendCloseReason, RefusalReason
 from .constants import ER_LOST_BACKEND, NEUTRAL_DIAGNOSTICS
 
 if TYPE_CHECKING:
-    from .connection import ClientConnection
+    from .host import Client
 
 __all__ = ["wait_for_backend", "start", "acquire", "needs_preparation", "identity_differs"]
 
 log = logging.getLogger("mysqlpool.client")
 
 
-def identity_differs(client: ClientConnection, backend: BackendConnection, fx: SqlEffects) -> bool:
+def identity_differs(client: Client, backend: BackendConnection, fx: SqlEffects) -> bool:
     """Would this statement read another LAST_INSERT_ID() or diagnostics than this client's own?"""
     if fx.reads_insert_id and backend.last_insert_id != client.session.last_insert_id:
         return True
     return fx.reads_diagnostics and backend.last_owner != (client.id, client.session.queries)
 
 
-def needs_preparation(client: ClientConnection, backend: BackendConnection) -> bool:
+def needs_preparation(client: Client, backend: BackendConnection) -> bool:
     """Must something run on `backend` before the command in flight (sync, re-prepare, ping)?"""
     command = client.command
     assert command is not None
@@ -64,14 +64,14 @@ def needs_preparation(client: ClientConnection, backend: BackendConnection) -> b
     return client.proxy.loop.time() - backend.last_used > client.proxy.config.pool.ping_after
 
 
-def start(client: ClientConnection, pkt: Packet, deadline: float | None = None) -> None:
+def start(client: Client, pkt: Packet, deadline: float | None = None) -> None:
     """Prepare a backend for the command in flight (a task), then send it."""
     if client.state is not ClientState.CHECKOUT:
         client.set_state(ClientState.CHECKOUT)
     client.run_task(_checkout(client, pkt, deadline))
 
 
-def wait_for_backend(client: ClientConnection, pkt: Packet) -> None:
+def wait_for_backend(client: Client, pkt: Packet) -> None:
     """No idle backend for a client that holds none: queue for one, without a task."""
     pool = client.pool
     assert pool is not None
@@ -84,7 +84,7 @@ def wait_for_backend(client: ClientConnection, pkt: Packet) -> None:
         client.send_error(pkt.last_seq, _refused(client, exc))
 
 
-def handed(client: ClientConnection, backend: BackendConnection | None, exc: Exception | None) -> None:
+def handed(client: Client, backend: BackendConnection | None, exc: Exception | None) -> None:
     """The pool answered the client's wait (in a loop callback, not inside whatever released the backend)."""
     waiting = client.lease.handed()
     if client.state is not ClientState.CHECKOUT or waiting is None:  # closed while it waited
@@ -108,7 +108,7 @@ def handed(client: ClientConnection, backend: BackendConnection | None, exc: Exc
         client.process_input()
 
 
-async def _checkout(client: ClientConnection, pkt: Packet, deadline: float | None) -> None:
+async def _checkout(client: Client, pkt: Packet, deadline: float | None) -> None:
     try:
         backend = await _prepared_backend(client, deadline)
     except ProxyError as err:
@@ -134,7 +134,7 @@ async def _checkout(client: ClientConnection, pkt: Packet, deadline: float | Non
         client.process_input()
 
 
-async def _prepared_backend(client: ClientConnection, deadline: float | None) -> BackendConnection:
+async def _prepared_backend(client: Client, deadline: float | None) -> BackendConnection:
     """A backend in this client's session state; retries silently past dead ones."""
     proxy = client.proxy
     if deadline is None:
@@ -158,7 +158,7 @@ async def _prepared_backend(client: ClientConnection, deadline: float | None) ->
             continue  # a dead pooled backend: quietly take another
 
 
-async def acquire(client: ClientConnection, deadline: float) -> BackendConnection:
+async def acquire(client: Client, deadline: float) -> BackendConnection:
     """A backend of the client's pool (FIFO), waiting up to `deadline`; ProxyError when refused."""
     pool = client.pool
     assert pool is not None
@@ -169,7 +169,7 @@ async def acquire(client: ClientConnection, deadline: float) -> BackendConnectio
         raise _refused(client, exc) from None
 
 
-def _refused(client: ClientConnection, exc: Exception) -> ProxyError:
+def _refused(client: Client, exc: Exception) -> ProxyError:
     """The error a client gets for want of a backend (counted, logged): the proxy's, when it knew
     the server could not be had (`exc` is then a ProxyError) or the pool's connects fail; else
     the 1040 of a full queue or of a wait that ran out."""
@@ -194,7 +194,7 @@ def _refused(client: ClientConnection, exc: Exception) -> ProxyError:
         f"waiting {exc.waited:.1f}s ({exc}); try again later"))
 
 
-async def _bring_to_state(client: ClientConnection, backend: BackendConnection, deadline: float) -> None:
+async def _bring_to_state(client: Client, backend: BackendConnection, deadline: float) -> None:
     proxy = client.proxy
     timeout = max(0.5, min(proxy.config.backend.connect_timeout, deadline - proxy.loop.time()))
     if proxy.loop.time() - backend.last_used > proxy.config.pool.ping_after:
@@ -220,7 +220,7 @@ async def _bring_to_state(client: ClientConnection, backend: BackendConnection, 
     await _bring_identity(client, backend, timeout)
 
 
-async def _bring_identity(client: ClientConnection, backend: BackendConnection, timeout: float) -> None:
+async def _bring_identity(client: Client, backend: BackendConnection, timeout: float) -> None:
     """Before a statement that reads LAST_INSERT_ID() or the last statement's diagnostics: give the
     backend this client's insert id; and if the diagnostics there are not this client's own, replace
     them by the proxy's own neutral ones (never another client's)."""

@@ -30,7 +30,7 @@ from ..reasons import BackendCloseReason, ClientCloseReason
 from .constants import ER_IDLE_TRANSACTION
 
 if TYPE_CHECKING:
-    from .connection import ClientConnection
+    from .host import Client
 
 __all__ = ["run", "keepalive", "roll_back_idle_transaction"]
 
@@ -41,7 +41,7 @@ FLUSH_TRACKERS = b"SET SESSION session_track_schema = ON"
 log = logging.getLogger("mysqlpool.client")
 
 
-async def run(client: ClientConnection, backend: BackendConnection, command: Command, follow_up: FollowUp) -> None:
+async def run(client: Client, backend: BackendConnection, command: Command, follow_up: FollowUp) -> None:
     """Hidden statements on the client's behalf after its response: fetch the tracker report an EOF could
     not carry, read back state, settle the status. Then the client goes on."""
     session = client.session
@@ -81,7 +81,7 @@ async def run(client: ClientConnection, backend: BackendConnection, command: Com
     client.back_to_ready(backend)
 
 
-def _pin(client: ClientConnection, *, user_variables: bool = False, unknown_state: bool = False) -> None:
+def _pin(client: Client, *, user_variables: bool = False, unknown_state: bool = False) -> None:
     """State read back that cannot follow the client: it stays on its backend (the new pins counted)."""
     pins = client.session.pins
     before = pins.reasons()
@@ -93,7 +93,7 @@ def _pin(client: ClientConnection, *, user_variables: bool = False, unknown_stat
             client.pool.stats.pins[reason.value] += 1
 
 
-def keepalive(client: ClientConnection) -> None:
+def keepalive(client: Client) -> None:
     """Ping the backend this idle client holds, before the server's wait_timeout ends it."""
     backend = client.backend
     assert backend is not None
@@ -101,7 +101,7 @@ def keepalive(client: ClientConnection) -> None:
     client.run_task(_keepalive(client, backend))
 
 
-async def _keepalive(client: ClientConnection, backend: BackendConnection) -> None:
+async def _keepalive(client: Client, backend: BackendConnection) -> None:
     try:
         await commands.ping(backend, client.proxy.config.backend.connect_timeout)
     except BackendGone:
@@ -109,7 +109,7 @@ async def _keepalive(client: ClientConnection, backend: BackendConnection) -> No
     client.back_to_ready()
 
 
-def roll_back_idle_transaction(client: ClientConnection, timeout: float) -> None:
+def roll_back_idle_transaction(client: Client, timeout: float) -> None:
     """[pool] idle_transaction_timeout: roll back, tell the client at its next statement, free the backend."""
     backend = client.backend
     assert backend is not None
@@ -118,7 +118,7 @@ def roll_back_idle_transaction(client: ClientConnection, timeout: float) -> None
     client.run_task(_roll_back(client, backend, timeout))
 
 
-async def _roll_back(client: ClientConnection, backend: BackendConnection, timeout: float) -> None:
+async def _roll_back(client: Client, backend: BackendConnection, timeout: float) -> None:
     err = ProxyError(ER_IDLE_TRANSACTION, (
         f"mysqlpool-proxy rolled back this connection's transaction: it was idle longer than "
         f"idle_transaction_timeout ({timeout:g}s)"), "40000")

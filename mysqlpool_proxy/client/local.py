@@ -39,7 +39,7 @@ from .constants import ER_CONNECTION_KILLED
 from .lease import reset_then_release
 
 if TYPE_CHECKING:
-    from .connection import ClientConnection
+    from .host import Client
 
 __all__ = ["handle", "kill_statements", "set_names", "noop_transaction", "kill_client", "kill_running_query"]
 
@@ -50,7 +50,7 @@ SET_OPTION_MULTI_ON = 0
 SET_OPTION_MULTI_OFF = 1
 
 
-def handle(client: ClientConnection, spec: CommandSpec, pkt: Packet) -> None:
+def handle(client: Client, spec: CommandSpec, pkt: Packet) -> None:
     code = spec.code
     assert client.pool is not None
     client.pool.stats.queries[spec.name] += 1
@@ -72,13 +72,13 @@ def handle(client: ClientConnection, spec: CommandSpec, pkt: Packet) -> None:
         _run(client, _kill(client, pkt.last_seq, "connection", target))
 
 
-def _run(client: ClientConnection, coro: Coroutine[Any, Any, None]) -> None:
+def _run(client: Client, coro: Coroutine[Any, Any, None]) -> None:
     """Answer asynchronously, in the LOCAL state; the client's next commands wait."""
     client.set_state(ClientState.LOCAL)
     client.run_task(_then_ready(client, coro))
 
 
-async def _then_ready(client: ClientConnection, coro: Coroutine[Any, Any, None]) -> None:
+async def _then_ready(client: Client, coro: Coroutine[Any, Any, None]) -> None:
     try:
         await coro
     except asyncio.CancelledError:
@@ -89,7 +89,7 @@ async def _then_ready(client: ClientConnection, coro: Coroutine[Any, Any, None])
 # -- answered at once --------------------------------------------------------------------
 
 
-def set_names(client: ClientConnection, pkt: Packet, charset: bytes, collation: bytes | None) -> bool:
+def set_names(client: Client, pkt: Packet, charset: bytes, collation: bytes | None) -> bool:
     """Answer `SET NAMES` without a backend when the collation table says what it sets."""
     info = client.proxy.server_info
     assert info is not None and client.pool is not None
@@ -109,7 +109,7 @@ def set_names(client: ClientConnection, pkt: Packet, charset: bytes, collation: 
     return True
 
 
-def noop_transaction(client: ClientConnection, pkt: Packet, noop: NoopCommand) -> bool:
+def noop_transaction(client: Client, pkt: Packet, noop: NoopCommand) -> bool:
     """COMMIT / ROLLBACK with no transaction open, or autocommit set to the value it has: OK at once,
     with no backend (every pool sends ROLLBACK when a connection is returned to it)."""
     session = client.session
@@ -127,7 +127,7 @@ def noop_transaction(client: ClientConnection, pkt: Packet, noop: NoopCommand) -
     return True
 
 
-def _set_option(client: ClientConnection, pkt: Packet) -> None:
+def _set_option(client: Client, pkt: Packet) -> None:
     payload = pkt.payload
     option = int.from_bytes(payload[1:3], "little") if len(payload) >= 3 else -1
     if option not in (SET_OPTION_MULTI_ON, SET_OPTION_MULTI_OFF):
@@ -140,7 +140,7 @@ def _set_option(client: ClientConnection, pkt: Packet) -> None:
 # -- COM_RESET_CONNECTION ----------------------------------------------------------------
 
 
-async def _reset_connection(client: ClientConnection, pkt: Packet) -> None:
+async def _reset_connection(client: Client, pkt: Packet) -> None:
     proxy = client.proxy
     info = proxy.server_info
     assert info is not None
@@ -162,7 +162,7 @@ async def _reset_connection(client: ClientConnection, pkt: Packet) -> None:
 # -- KILL --------------------------------------------------------------------------------
 
 
-def kill_statements(client: ClientConnection, pkt: Packet) -> Packet | None:
+def kill_statements(client: Client, pkt: Packet) -> Packet | None:
     """A query with KILL statements: they take the proxy's connection ids, so the proxy carries them
     out. A lone KILL is answered here (None). In a multi-statement query each KILL is replaced by a
     statement with its outcome (`DO 0`: an OK; or SIGNAL with the server's error, which stops the
@@ -179,7 +179,7 @@ def kill_statements(client: ClientConnection, pkt: Packet) -> Packet | None:
     return Packet(pkt.seq, pkt.seq, b"\x03" + text, encode_packet(b"\x03" + text, pkt.seq))
 
 
-def _target(client: ClientConnection, target_id: int) -> tuple[ClientConnection | None, ProxyError | None]:
+def _target(client: Client, target_id: int) -> tuple[Client | None, ProxyError | None]:
     target = client.proxy.client_by_id(target_id)
     if target is None or target.user is None:
         return None, ProxyError(ER.NO_SUCH_THREAD, f"Unknown thread id: {target_id}")
@@ -188,7 +188,7 @@ def _target(client: ClientConnection, target_id: int) -> tuple[ClientConnection 
     return target, None
 
 
-def _kill_in_query(client: ClientConnection, kill: KillStatement) -> bytes:
+def _kill_in_query(client: Client, kill: KillStatement) -> bytes:
     """Carry out one KILL of a multi-statement query now; the statement that stands in for it."""
     target, error = _target(client, kill.target)
     if target is None:
@@ -204,7 +204,7 @@ def _kill_in_query(client: ClientConnection, kill: KillStatement) -> bytes:
     return b"DO 0"
 
 
-async def _kill(client: ClientConnection, last_seq: int, kind: str, target_id: int) -> None:
+async def _kill(client: Client, last_seq: int, kind: str, target_id: int) -> None:
     target, error = _target(client, target_id)
     if target is None:
         assert error is not None
@@ -222,14 +222,14 @@ async def _kill(client: ClientConnection, last_seq: int, kind: str, target_id: i
     client.send_ok(last_seq)
 
 
-async def kill_running_query(target: ClientConnection) -> None:
+async def kill_running_query(target: Client) -> None:
     """KILL QUERY of a client: the statement it runs now, on whatever backend serves it."""
     backend = target.backend
     if backend is not None and backend.state is BackendState.BUSY:
         await commands.kill_query(backend)
 
 
-async def kill_client(target: ClientConnection) -> None:
+async def kill_client(target: Client) -> None:
     """KILL of a client: its running statement is killed on the server with its backend, and it is closed."""
     backend = target.backend
     if backend is not None and backend.state is BackendState.BUSY:

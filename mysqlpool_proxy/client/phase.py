@@ -53,7 +53,7 @@ from .flow import Paused
 from .lease import reset_then_release
 
 if TYPE_CHECKING:
-    from .connection import ClientConnection
+    from .host import Client
 
 __all__ = ["ConnectionPhase"]
 
@@ -63,7 +63,7 @@ log = logging.getLogger("mysqlpool.client")
 class ConnectionPhase:
     __slots__ = ("client", "handshake", "change_user", "scramble", "_timer")
 
-    def __init__(self, client: ClientConnection) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
         self.handshake: hs.ServerHandshake | None = None
         self.change_user: hs.ChangeUserAuth | None = None

@@ -27,14 +27,14 @@ from ..protocol.stmt import EXECUTE_FIXED_SIZE, MALFORMED, WRONG_ARGUMENTS, Exec
 from .constants import ER_STMT_HAS_NO_OPEN_CURSOR, ER_UNKNOWN_STMT_HANDLER
 
 if TYPE_CHECKING:
-    from .connection import ClientConnection
+    from .host import Client
 
 __all__ = ["lookup", "backend_packet", "no_reply_done", "cache_prepared", "mark_busy"]
 
 LONG_DATA_HEADER = 7  # 0x18 stmt_id(4) param_id(2): MariaDB ignores a shorter COM_STMT_SEND_LONG_DATA
 
 
-def lookup(client: ClientConnection, code: int, pkt: Packet) -> ClientStatement | None:
+def lookup(client: Client, code: int, pkt: Packet) -> ClientStatement | None:
     """The client's statement the command names; None when the command was answered here (or dropped)."""
     payload = pkt.payload
     if code == COMMAND.COM_STMT_EXECUTE and len(payload) < EXECUTE_FIXED_SIZE:
@@ -71,7 +71,7 @@ def lookup(client: ClientConnection, code: int, pkt: Packet) -> ClientStatement 
     return stmt
 
 
-def _execute_refused(client: ClientConnection, stmt: ClientStatement, payload: bytes) -> ProxyError | None:
+def _execute_refused(client: Client, stmt: ClientStatement, payload: bytes) -> ProxyError | None:
     """The server's error for an execute it refuses before running it (None: it runs)."""
     try:
         header = parse_execute(payload, stmt.params)
@@ -83,7 +83,7 @@ def _execute_refused(client: ClientConnection, stmt: ClientStatement, payload: b
     return None
 
 
-def _drop_server_statement(client: ClientConnection, stmt: ClientStatement) -> None:
+def _drop_server_statement(client: Client, stmt: ClientStatement) -> None:
     """A closed statement with a cursor or long data on the held backend: close it there too."""
     pins = client.session.pins
     if stmt.id not in pins.cursors and stmt.id not in pins.long_data:
@@ -105,7 +105,7 @@ def backend_packet(stmt: ClientStatement, server: ServerStatement, pkt: Packet) 
     return backend_statement_packet(stmt, server, pkt)
 
 
-def no_reply_done(client: ClientConnection, backend: BackendConnection) -> None:
+def no_reply_done(client: Client, backend: BackendConnection) -> None:
     """COM_STMT_CLOSE or COM_STMT_SEND_LONG_DATA went to `backend` (the server answers neither)."""
     command = client.command
     assert command is not None and client.pool is not None

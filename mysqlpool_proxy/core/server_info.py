@@ -16,21 +16,41 @@ idle timeout is derived below the smallest).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 from ..protocol.session_track import Trackers
 from .session import Collation
 
 
-__all__ = ["ServerInfo", "WaitTimeouts", "NOT_CLIENT_CHARSETS"]
+__all__ = ["ServerInfo", "WaitTimeouts", "NOT_CLIENT_CHARSETS", "PoolView"]
 
 # Character sets whose characters are never one byte: the server's parser cannot read statements in
 # them, so no client may use one (1231 at login, COM_CHANGE_USER and SET NAMES).
 NOT_CLIENT_CHARSETS = frozenset((b"ucs2", b"utf16", b"utf16le", b"utf32"))
 
 log = logging.getLogger("mysqlpool.proxy")
+
+
+class OpenBackend(Protocol):
+    @property
+    def created_at(self) -> float: ...
+
+
+class PoolView(Protocol):
+    """What this module reads of a backend pool (backend/pool.py's Pool is one): its size, and when
+    each of its open backends was created."""
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def idle(self) -> Iterable[OpenBackend]: ...
+
+    @property
+    def busy(self) -> Iterable[OpenBackend]: ...
 
 
 class WaitTimeouts:
@@ -56,7 +76,7 @@ class WaitTimeouts:
         history = self._by_pool.get(pool)
         return history[-1][1] if history else None
 
-    def smallest(self, pools: Mapping[str, Pool]) -> float | None:
+    def smallest(self, pools: Mapping[str, PoolView]) -> float | None:
         """The smallest wait_timeout an open backend may have. A pool without backends does not count
         (its next one learns the value then); when none has any, what new ones get."""
         values = []
@@ -117,7 +137,7 @@ class ServerInfo:
                 return Collation(cset.encode(), name.encode()), is_default
         return None
 
-    def learn_globals(self, settings: Mapping[bytes, bytes], now: float, pools: Mapping[str, Pool]) -> bool:
+    def learn_globals(self, settings: Mapping[bytes, bytes], now: float, pools: Mapping[str, PoolView]) -> bool:
         """What a new session gets now, as a new backend tells it (SERVER_GLOBALS in backend_adapter.py):
         a SET GLOBAL changes it for new connections only. True if max_prepared_stmt_count changed (a limit
         over all connections at once, which the statement caches are sized from)."""
@@ -130,7 +150,7 @@ class ServerInfo:
         self.max_prepared_stmt_count = statements
         return True
 
-    def _learn_max_allowed_packet(self, packet: int, now: float, pools: Mapping[str, Pool]) -> None:
+    def _learn_max_allowed_packet(self, packet: int, now: float, pools: Mapping[str, PoolView]) -> None:
         if not packet or packet == self.max_allowed_packet:
             self.packet_raised_at = None
             return

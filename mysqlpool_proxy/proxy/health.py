@@ -46,8 +46,9 @@ import asyncio
 import enum
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Protocol
 
 import pymysql
 
@@ -58,9 +59,11 @@ from ..protocol.framing import encode_packet
 if TYPE_CHECKING:
     from ..backend.adapter import Opened
     from ..backend.pool import Pool
-    from .proxy import Proxy
+    from ..config import Config
+    from ..core.server_info import ServerInfo
+    from .users import UserEntry
 
-__all__ = ["Cause", "Readiness", "Evidence", "Failure", "HealthMonitor", "decide", "LOGIN_ERRORS"]
+__all__ = ["Cause", "Readiness", "Evidence", "Failure", "HealthMonitor", "HealthContext", "decide", "LOGIN_ERRORS"]
 
 log = logging.getLogger("mysqlpool.health")
 
@@ -162,10 +165,41 @@ class Outcome(enum.Enum):
     INCONCLUSIVE = "inconclusive"
 
 
+class TrafficStats(Protocol):
+    bytes_out: int
+
+
+class HealthContext(Protocol):
+    """What the monitor reads of the proxy (proxy.py's Proxy is one; proxy.py imports this module)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def state(self) -> enum.Enum: ...  # a ProxyState
+
+    @property
+    def server_info(self) -> ServerInfo | None: ...
+
+    @property
+    def stats(self) -> TrafficStats: ...
+
+    @property
+    def pools(self) -> Mapping[str, Pool]: ...
+
+    @property
+    def users(self) -> Mapping[bytes, UserEntry]: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
+
+
 class HealthMonitor:
     """The proxy's readiness state and its probe. Proxy.start() starts it; Proxy.ready() asks it."""
 
-    def __init__(self, proxy: Proxy, opener: Callable[..., Awaitable[Opened]],
+    def __init__(self, proxy: HealthContext, opener: Callable[..., Awaitable[Opened]],
                  uniform: Callable[[float, float], float] = random.uniform):
         self.proxy = proxy
         self.loop = proxy.loop

@@ -33,7 +33,9 @@ account and the config keys, or 2003 with what the proxy tried.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..client.constants import MAX_LOGGING_IN
 from ..client.context import ClientHandle
@@ -45,12 +47,54 @@ from ..backend.pool import CAPACITY_ERRORS
 from ..reasons import RefusalReason
 
 if TYPE_CHECKING:
-    from ..backend.pool import Pool
-    from .proxy import Proxy
+    import asyncio
 
-__all__ = ["Refusals"]
+    from ..backend.pool import Pool
+    from ..config import Config
+    from ..core.server_info import ServerInfo
+    from .health import HealthMonitor
+    from .users import UserEntry
+
+__all__ = ["Refusals", "RefusalsContext"]
 
 log = logging.getLogger("mysqlpool.proxy")
+
+
+class AdmissionStats(Protocol):
+    accepted: int
+    refused: Counter[str]
+
+
+class RefusalsContext(Protocol):
+    """What refusals read of the proxy (proxy.py's Proxy is one; proxy.py imports this module)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def accepting(self) -> bool: ...
+
+    @property
+    def stats(self) -> AdmissionStats: ...
+
+    @property
+    def clients(self) -> Mapping[int, object]: ...
+
+    @property
+    def server_info(self) -> ServerInfo | None: ...
+
+    @property
+    def health(self) -> HealthMonitor: ...
+
+    @property
+    def users(self) -> Mapping[bytes, UserEntry]: ...
+
+    def user_pools(self) -> list[Pool]: ...
+
+    def share(self, total: int) -> int: ...
 
 
 class Refusals:
@@ -58,7 +102,7 @@ class Refusals:
 
     __slots__ = ("proxy", "logging_in", "started_at", "_logged")
 
-    def __init__(self, proxy: Proxy) -> None:
+    def __init__(self, proxy: RefusalsContext) -> None:
         self.proxy = proxy
         self.logging_in: dict[int, Any] = {}  # the clients not logged in yet, oldest first
         self.started_at = proxy.loop.time()
