@@ -35,7 +35,8 @@ __all__ = ["CompressedTransport", "Decompressor", "start_compression"]
 class Compressible(Protocol):
     """What compression needs of a client connection (ClientConnection)."""
 
-    transport: asyncio.Transport | None
+    @property
+    def transport(self) -> asyncio.Transport | None: ...
 
     def use_transport(self, transport: asyncio.Transport) -> None: ...
     def take_unread_input(self) -> bytes: ...

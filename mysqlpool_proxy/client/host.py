@@ -12,7 +12,6 @@ is read-only to them: they change a client's state through its methods, its
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
@@ -22,6 +21,7 @@ from ..core.states import ClientState
 from ..errors import ProxyError
 from ..protocol import handshake as hs
 from ..protocol.framing import Oversized, Packet, PacketDecoder
+from .compression import Compressible
 from .context import ClientContext, ClientHandle, UserLike
 from .flow import FlowControl
 from .lease import BackendLease
@@ -35,7 +35,7 @@ class ChangeUser(Protocol):
     def start_change_user(self, pkt: Packet) -> None: ...
 
 
-class Client(ClientHandle, Protocol):
+class Client(ClientHandle, Compressible, Protocol):
     """One client connection: its parts, identity and state, and what may be asked of it."""
 
     # -- its parts and state
@@ -61,9 +61,6 @@ class Client(ClientHandle, Protocol):
     def decoder(self) -> PacketDecoder: ...
 
     @property
-    def transport(self) -> asyncio.Transport | None: ...
-
-    @property
     def command(self) -> Command | None: ...
 
     @property
@@ -87,8 +84,6 @@ class Client(ClientHandle, Protocol):
 
     def run_task(self, coro: Coroutine[Any, Any, Any]) -> None: ...
 
-    def use_transport(self, transport: asyncio.Transport) -> None: ...
-
     def on_unix_socket(self) -> bool: ...
 
     def logged_in(self, event: hs.Verified, capabilities: int) -> None: ...
@@ -108,8 +103,6 @@ class Client(ClientHandle, Protocol):
     def keeps_backend(self, backend: BackendConnection) -> bool: ...
 
     def back_to_ready(self, backend: BackendConnection | None = None) -> None: ...
-
-    def write(self, data: bytes) -> None: ...
 
     def send_error(self, last_seq: int, err: ProxyError) -> None: ...
 
