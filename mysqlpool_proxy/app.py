@@ -85,6 +85,7 @@ async def serve(config: Config, worker: WorkerSlot | None = None) -> int:
     for waiter in (signalled, requested):
         waiter.cancel()
     if proxy.shutdown_requested.is_set() and not stop.is_set():
+        assert proxy.shutdown_timeout is not None  # request_shutdown() sets it before the event
         timeout["value"] = proxy.shutdown_timeout
         log.info("shutdown requested from the admin console (waiting up to %.0fs for clients)", timeout["value"])
     await proxy.stop(timeout["value"])

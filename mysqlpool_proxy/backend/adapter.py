@@ -97,8 +97,9 @@ class Handoff:
         """Bytes the server sent after the setup, and whether it closed its end: call it once the
         transport's protocol is the new one, so nothing more goes to the reader."""
         reader = self._reader
-        data = bytes(reader._buffer)
-        reader._buffer.clear()
+        buffer: bytearray = reader._buffer  # type: ignore[attr-defined]  # private: this module's one reach
+        data = bytes(buffer)
+        buffer.clear()
         return data, reader.at_eof() or reader.exception() is not None
 
 

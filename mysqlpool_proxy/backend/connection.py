@@ -39,7 +39,7 @@ from ..core.session import SessionState
 from ..core.statements import ServerStatement, StatementCache
 
 if TYPE_CHECKING:
-    from .adapter import Handoff
+    from .adapter import BackendParams, Handoff
 
 __all__ = ["BackendConnection", "InternalResult", "BackendGone", "Holder", "Owner"]
 
@@ -72,13 +72,17 @@ class Owner(Protocol):
     statement_cache_size: int
 
     @property
-    def params(self) -> object: ...
+    def params(self) -> BackendParams: ...
 
     def on_backend_closed(self, backend: BackendConnection, previous: BackendState) -> None: ...
 
     def on_backend_gone(self, backend: BackendConnection) -> None: ...
 
     def release(self, backend: BackendConnection) -> None: ...
+
+    def give_back(self, backend: BackendConnection) -> None: ...
+
+    def expired(self, backend: BackendConnection, now: float) -> bool: ...
 
 
 class BackendGone(Exception):
@@ -253,6 +257,7 @@ class BackendConnection(asyncio.Protocol):
         self.commands += 1
         self._retry_on = retry_on
         self.tracker.begin(expect, binary=binary, strip_session_track=strip, trackers=trackers, prepare_id=prepare_id)
+        assert self.transport is not None  # attach() comes before any command
         self.transport.write(raw)
 
     def statement_cache(self) -> StatementCache:
@@ -265,11 +270,13 @@ class BackendConnection(asyncio.Protocol):
 
     def close_server_statements(self, stmts: Iterable[ServerStatement]) -> None:
         """COM_STMT_CLOSE (no reply) for server statements evicted or dropped."""
+        assert self.transport is not None  # attach() comes before any command
         for stmt in stmts:
             self.transport.write(encode_packet(b"\x19" + stmt.server_id.to_bytes(4, "little"), 0))
 
     def write(self, raw: bytes) -> None:
         """Bytes with no response of their own (COM_STMT_CLOSE, LOCAL INFILE data)."""
+        assert self.transport is not None  # attach() comes before any command
         self.transport.write(raw)
 
     def infile_sent(self) -> None:
@@ -342,6 +349,7 @@ class BackendConnection(asyncio.Protocol):
         self._future = fut
         self.tracker.begin(expect)
         self._timer = self.loop.call_later(timeout, self._internal_timeout)
+        assert self.transport is not None  # attach() comes before any command
         self.transport.write(encode_packet(payload, 0))
         return fut
 

@@ -642,7 +642,8 @@ class Pool:
     def refuse_waiters(self, exc: Exception, arrived_after: float, arrived_by: float) -> int:
         """Hand `exc` to the clients that started waiting after `arrived_after` and by `arrived_by`
         (the proxy knows they would wait for nothing); returns how many."""
-        told, kept = [], []
+        told: list[Waiter] = []
+        kept: list[Waiter] = []
         for w in self.waiters:
             if not w.done:
                 (told if arrived_after < w.enqueued_at <= arrived_by else kept).append(w)

@@ -103,7 +103,7 @@ class ClientConnection(asyncio.Protocol):
 
     def set_state(self, new: ClientState) -> None:
         """The one place the state changes (core/states.py has the table)."""
-        if new not in self.state.allowed:  # type: ignore[attr-defined]
+        if new not in self.state.allowed:
             raise IllegalTransition(self, self.state, new)
         self.state = new
 

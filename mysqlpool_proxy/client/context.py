@@ -65,8 +65,10 @@ class ClientContext(Protocol):
     loop: asyncio.AbstractEventLoop
     server_info: ServerInfo | None
     server_known: asyncio.Event
-    stats: ProxyStatsLike
     tls_context: ssl.SSLContext | None
+
+    @property
+    def stats(self) -> ProxyStatsLike: ...  # read-only here: the proxy's own ProxyStats
 
     @property
     def max_packet_size(self) -> int: ...

@@ -16,8 +16,9 @@ idle timeout is derived below the smallest).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 from ..protocol.session_track import Trackers
@@ -31,6 +32,24 @@ __all__ = ["ServerInfo", "WaitTimeouts", "NOT_CLIENT_CHARSETS"]
 NOT_CLIENT_CHARSETS = frozenset((b"ucs2", b"utf16", b"utf16le", b"utf32"))
 
 log = logging.getLogger("mysqlpool.proxy")
+
+
+class BackendLike(Protocol):
+    """What is read of an open backend (backend.connection.BackendConnection): when it connected."""
+
+    @property
+    def created_at(self) -> float: ...
+
+
+class PoolLike(Protocol):
+    """What is read of a pool (backend.pool.Pool): how many backends it has, and its open ones."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def idle(self) -> Collection[BackendLike]: ...
+    @property
+    def busy(self) -> Collection[BackendLike]: ...
 
 
 class WaitTimeouts:
@@ -56,10 +75,10 @@ class WaitTimeouts:
         history = self._by_pool.get(pool)
         return history[-1][1] if history else None
 
-    def smallest(self, pools: Mapping[str, Pool]) -> float | None:
+    def smallest(self, pools: Mapping[str, PoolLike]) -> float | None:
         """The smallest wait_timeout an open backend may have. A pool without backends does not count
         (its next one learns the value then); when none has any, what new ones get."""
-        values = []
+        values: list[float] = []
         for name, history in self._by_pool.items():
             pool = pools.get(name)
             if pool is None or not pool.size:
@@ -117,7 +136,7 @@ class ServerInfo:
                 return Collation(cset.encode(), name.encode()), is_default
         return None
 
-    def learn_globals(self, settings: Mapping[bytes, bytes], now: float, pools: Mapping[str, Pool]) -> bool:
+    def learn_globals(self, settings: Mapping[bytes, bytes], now: float, pools: Mapping[str, PoolLike]) -> bool:
         """What a new session gets now, as a new backend tells it (SERVER_GLOBALS in backend_adapter.py):
         a SET GLOBAL changes it for new connections only. True if max_prepared_stmt_count changed (a limit
         over all connections at once, which the statement caches are sized from)."""
@@ -130,7 +149,7 @@ class ServerInfo:
         self.max_prepared_stmt_count = statements
         return True
 
-    def _learn_max_allowed_packet(self, packet: int, now: float, pools: Mapping[str, Pool]) -> None:
+    def _learn_max_allowed_packet(self, packet: int, now: float, pools: Mapping[str, PoolLike]) -> None:
         if not packet or packet == self.max_allowed_packet:
             self.packet_raised_at = None
             return

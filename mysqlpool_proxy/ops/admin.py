@@ -40,9 +40,9 @@ from ..constants import CLIENT, COMMAND, ER, SERVER_STATUS
 from ..errors import ProtocolError, ProxyError
 from ..protocol import auth
 from ..protocol import handshake as hs
-from ..protocol.framing import Oversized, PacketDecoder, next_seq
+from ..protocol.framing import Oversized, Packet, PacketDecoder, next_seq
 from ..protocol.resultset import (
-    CHARSET_UTF8MB4, Ok, Reply, Rows, columns as cols, encode_reply, field_list_end, select_reply,
+    CHARSET_UTF8MB4, Ok, Reply, Rows, Value, columns as cols, encode_reply, field_list_end, select_reply,
 )
 from ..reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 from ..client.local import kill_client
@@ -126,7 +126,7 @@ def show_stats(conn: AdminConnection, args: list) -> Rows:
     rows: list[tuple] = []
     for pool in conn.proxy.pools.values():
         s = pool.stats
-        stats = [("connects", s.connects), ("connect_errors", sum(s.connect_errors.values()))]
+        stats: list[tuple[str, float]] = [("connects", s.connects), ("connect_errors", sum(s.connect_errors.values()))]
         stats += [(f"connect_errors.{code}", n) for code, n in sorted(s.connect_errors.items())]
         stats += [(f"closed.{r.value}", s.closed[r.value]) for r in BackendCloseReason]
         stats += [(f"queries.{name}", n) for name, n in sorted(s.queries.items())]
@@ -214,7 +214,7 @@ def shutdown(conn: AdminConnection, args: list) -> Ok:
 class AdminCommand:
     name: str  # its words, upper case
     args: str  # "" or one of "[pool]" (optional), "<id>" (required), "[WAIT]", "[topic...]" (any words)
-    handler: Callable[[AdminConnection, list], Reply | Awaitable[Reply]]
+    handler: Callable[[AdminConnection, list], Reply | Awaitable[Reply | None]]
     description: str
 
     @property
@@ -243,7 +243,7 @@ COMMANDS: dict[str, AdminCommand] = {c.name: c for c in (
 # -- what clients send on their own ------------------------------------------------------------
 
 
-def session_values(conn: AdminConnection) -> dict[str, object]:
+def session_values(conn: AdminConnection) -> dict[str, Value]:
     """What `SELECT @@version_comment`, `SELECT DATABASE(), USER()` and the like answer."""
     return {
         "@@version_comment": VERSION_COMMENT, "@@version": SERVER_VERSION, "version()": SERVER_VERSION,
@@ -264,7 +264,7 @@ CLIENT_QUERIES: list[tuple[re.Pattern, Callable[[AdminConnection, re.Match], Rep
 ]
 
 
-def run_query(conn: AdminConnection, sql: str) -> Reply | Awaitable[Reply]:
+def run_query(conn: AdminConnection, sql: str) -> Reply | Awaitable[Reply | None]:
     """Answer one COM_QUERY: an admin command, a client's own query, or ProxyError."""
     text = re.sub(r"[\s;]+$", "", sql).strip()
     if not text:
@@ -313,7 +313,8 @@ class AdminConnection(asyncio.Protocol):
         self._task: asyncio.Task | None = None  # an asynchronous command in flight
         self._writing_paused = False
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
+    # (narrower than BaseProtocol's BaseTransport: a listening server's transports are asyncio.Transport)
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else "localhost"
@@ -366,6 +367,7 @@ class AdminConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        assert self.transport is not None  # (set by connection_made)
         self.transport.pause_reading()
 
     def resume_writing(self) -> None:
@@ -402,6 +404,7 @@ class AdminConnection(asyncio.Protocol):
     def _resume(self) -> None:
         if self.closed or self._task is not None or self._writing_paused:
             return
+        assert self.transport is not None  # (set by connection_made)
         self.transport.resume_reading()
         self._process()
 
@@ -425,7 +428,8 @@ class AdminConnection(asyncio.Protocol):
                 self.close()
                 return
 
-    def _handshake_packet(self, pkt) -> None:
+    def _handshake_packet(self, pkt: Packet | Oversized) -> None:
+        assert self.handshake is not None  # (until logged in)
         events = self.handshake.oversized(pkt) if isinstance(pkt, Oversized) else self.handshake.receive(pkt)
         for event in events:
             if isinstance(event, hs.Send):
@@ -438,6 +442,7 @@ class AdminConnection(asyncio.Protocol):
                 self._logged_in(event)
 
     def _logged_in(self, event: hs.Verified) -> None:
+        assert self.handshake is not None and self._timer is not None  # (set by connection_made)
         self._timer.cancel()
         if self._operators() >= MAX_CONNECTIONS:  # others logged in while this one was logging in
             self._write(self.handshake.reject(TOO_MANY.errno, TOO_MANY.message))
@@ -475,13 +480,14 @@ class AdminConnection(asyncio.Protocol):
 
     def _query(self, sql: str, seq: int) -> None:
         try:
-            reply = run_query(self, sql)
+            reply: Reply | Awaitable[Reply | None] | ProxyError = run_query(self, sql)
         except ProxyError as err:
             reply = err
         except Exception:
             log.exception("admin %s@%s: %r failed", self.user, self.peer, sql[:200])
             reply = INTERNAL_ERROR
         if inspect.isawaitable(reply):
+            assert self.transport is not None  # (set by connection_made)
             self.transport.pause_reading()
             action = asyncio.ensure_future(reply, loop=self.proxy.loop)  # runs to its end even if we go
             self._task = self.proxy.loop.create_task(self._finish(action, seq))

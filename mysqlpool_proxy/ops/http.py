@@ -254,6 +254,6 @@ async def stop_http_server(server: asyncio.AbstractServer, timeout: float = STOP
         log.warning("HTTP connections still open after %.1fs at shutdown", timeout)
 
 
-def _describe(server: asyncio.AbstractServer) -> str:
+def _describe(server: asyncio.Server) -> str:
     names = [s.getsockname() for s in server.sockets]
     return ", ".join(f"{n[0]}:{n[1]}" if isinstance(n, tuple) else str(n) for n in names)

@@ -251,6 +251,7 @@ class ClientCensus:
 def _pinned(holders: list[ClientConnection], session_mode: bool) -> Counter:
     pinned: Counter = Counter()
     for client in holders:
+        assert client.pool is not None  # (a client holding a backend has logged in)
         name = client.pool.name
         for reason in client.pinned_reasons():
             pinned[(name, reason.value)] += 1
@@ -291,7 +292,8 @@ def _checkout_wait(pools: list[Pool]) -> Metric:
 
 def cumulative_buckets(per_bucket: list[int]) -> list[tuple[str, float]]:
     """PoolStats.wait_buckets (one count per WAIT_BUCKETS bound, then overflow) as Prometheus `le` buckets."""
-    out, running = [], 0
+    out: list[tuple[str, float]] = []
+    running = 0
     for bound, count in zip((*WAIT_BUCKETS, float("inf")), per_bucket):
         running += count
         out.append(("+Inf" if bound == float("inf") else repr(bound), running))

@@ -67,7 +67,7 @@ log = logging.getLogger("mysqlpool.health")
 # The server refuses the proxy's own login: retrying the same credentials will not help.
 LOGIN_ERRORS = frozenset((
     ER.DBACCESS_DENIED_ERROR, ER.ACCESS_DENIED_ERROR, ER.HOST_IS_BLOCKED, ER.HOST_NOT_PRIVILEGED,
-    ER.NOT_SUPPORTED_AUTH_MODE, ER.MUST_CHANGE_PASSWORD_LOGIN,
+    ER.NOT_SUPPORTED_AUTH_MODE, ER.MUST_CHANGE_PASSWORD_LOGIN,  # type: ignore[attr-defined]  # (not in types-PyMySQL)
     1698,  # ER_ACCESS_DENIED_NO_PASSWORD_ERROR
     4151,  # ER_ACCOUNT_HAS_BEEN_LOCKED (MariaDB)
     CR.CR_AUTH_PLUGIN_CANNOT_LOAD,
@@ -263,7 +263,7 @@ class HealthMonitor:
         if self.proxy.state.value != RUNNING:
             return False
         now = self.loop.time()
-        if readiness.ready and self._round_ended > float("-inf"):  # (the first round runs at start)
+        if readiness.ready and self.last_answer is not None and self._round_ended > float("-inf"):  # (first: at start)
             return now >= self.last_answer + self.interval / 2 * self._jitter
         return now >= self._round_ended + self.interval / 4 * self._jitter
 

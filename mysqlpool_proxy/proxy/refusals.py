@@ -155,7 +155,7 @@ class Refusals:
             times = [self._refusing_since(p) for p in self.proxy.user_pools()]
             if None in times:
                 return  # told only when every pool would refuse them
-            since = max(times)
+            since = max(t for t in times if t is not None)
             waiting = [c for c in self.logging_in.values()
                        if c.state is ClientState.GREETING and since < c.connected_at <= started]
             error = self.describe_backend_problem() if waiting else None
