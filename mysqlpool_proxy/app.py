@@ -26,8 +26,7 @@ from .ops import operations
 from .ops.services import start_services
 from .proxy.proxy import Proxy
 from .startup import StartupError, StartupProblem, check
-from .workers import WorkerSlot, supervise
-from .workers import validate as validate_workers
+from .workers import WorkerSlot, supervise, validate as validate_workers
 
 __all__ = ["run", "serve"]
 
@@ -109,7 +108,8 @@ def _raise_open_files_limit(config: Config) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     if target < wanted:
         log.warning("the open-files limit (%d) is below what max_client_connections + backend.max_connections "
-                    "and the connections logging in need (%d): raise it (ulimit -n) or clients beyond it will be refused by the kernel",
+                    "and the connections logging in need (%d): raise it (ulimit -n) or clients beyond it will be "
+                    "refused by the kernel",
                     target, wanted)
 
 

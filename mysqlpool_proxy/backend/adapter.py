@@ -250,7 +250,8 @@ async def _setup(conn: aiomysql.Connection, want_collations: bool):
         collations = None
         if want_collations:
             await cur.execute(COLLATIONS_SQL)
-            collations = {int(i): (cs, name, (dflt or "").lower() == "yes") for i, cs, name, dflt in await cur.fetchall()}
+            collations = {int(i): (cs, name, (dflt or "").lower() == "yes")
+                          for i, cs, name, dflt in await cur.fetchall()}
     return row, collations
 
 

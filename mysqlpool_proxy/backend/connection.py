@@ -25,18 +25,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from ..core.session import SessionState
+from ..core.statements import ServerStatement, StatementCache
+from ..core.states import BackendState, IllegalTransition
 from ..errors import ProtocolError
 from ..protocol.framing import encode_packet
 from ..protocol.packets import ErrPacket
 from ..protocol.response import Expect, Phase, ResponseTracker
 from ..protocol.session_track import StateChanges, Trackers
-from ..core.states import BackendState, IllegalTransition
 from ..reasons import BackendCloseReason
-from ..core.session import SessionState
-from ..core.statements import ServerStatement, StatementCache
 
 if TYPE_CHECKING:
     from .adapter import BackendParams, Handoff

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Coroutine, Protocol
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import Config
 from ..core.server_info import ServerInfo

@@ -90,7 +90,7 @@ class ConnectionPhase:
         proxy = client.proxy
         try:
             await asyncio.wait_for(proxy.server_known.wait(), proxy.config.pool.checkout_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.refuse_before_greeting(proxy.describe_backend_problem())
             return
         if client.state is ClientState.GREETING:

@@ -20,10 +20,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-
 from ..protocol.session_track import Trackers
 from .session import Collation
-
 
 __all__ = ["ServerInfo", "WaitTimeouts", "NOT_CLIENT_CHARSETS"]
 
@@ -129,10 +127,10 @@ class ServerInfo:
         if charset.lower() in NOT_CLIENT_CHARSETS:
             return None
         cs = charset.decode("ascii", "replace")
-        for _, (cset, name, is_default) in self.collations.items():
+        for cset, name, is_default in self.collations.values():
             if cset != cs:
                 continue
-            if collation is None and is_default or collation is not None and name.encode() == collation:
+            if (collation is None and is_default) or (collation is not None and name.encode() == collation):
                 return Collation(cset.encode(), name.encode()), is_default
         return None
 

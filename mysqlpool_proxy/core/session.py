@@ -208,10 +208,8 @@ def set_clause(have: dict[bytes, bytes | None], want: dict[bytes, bytes | None],
         # Setting character_set_connection resets collation_connection to its default: set it again after.
         names.append(b"collation_connection")
     names.sort(key=lambda n: (0 if n in _FIRST else 1 if n in _SECOND else 2, _FIRST.index(n) if n in _FIRST else 0))
-    parts = []
-    for n in names:
-        parts.append(b"@@session.`" + n.replace(b"`", b"``") + b"`="
-                     + (b"DEFAULT" if n not in want else sql_literal(want[n])))
+    parts = [b"@@session.`" + n.replace(b"`", b"``") + b"`="
+             + (b"DEFAULT" if n not in want else sql_literal(want[n])) for n in names]
     return b", ".join(parts)
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 from ..constants import COMMAND
 from ..protocol.framing import Packet, encode_packet
-from ..protocol.stmt import parse_execute, with_statement_id, with_types
 from ..protocol.sql import NO_EFFECTS, SqlEffects
+from ..protocol.stmt import parse_execute, with_statement_id, with_types
 from .session import SessionState
 
 __all__ = ["ClientStatement", "ServerStatement", "StatementCache", "statement_key", "backend_statement_packet",

@@ -30,24 +30,32 @@ import itertools
 import logging
 import re
 import weakref
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..core.states import BackendState
+from ..client.local import kill_client
 from ..config import ConfigError, ListenAddress, parse_listen
 from ..constants import CLIENT, COMMAND, ER, SERVER_STATUS
+from ..core.pins import PinReason
+from ..core.states import BackendState
 from ..errors import ProtocolError, ProxyError
-from ..protocol import auth
-from ..protocol import handshake as hs
+from ..protocol import auth, handshake as hs
 from ..protocol.framing import Oversized, Packet, PacketDecoder, next_seq
 from ..protocol.resultset import (
-    CHARSET_UTF8MB4, Ok, Reply, Rows, Value, columns as cols, encode_reply, field_list_end, select_reply,
+    CHARSET_UTF8MB4,
+    Ok,
+    Reply,
+    Rows,
+    Value,
+    columns as cols,
+    encode_reply,
+    field_list_end,
+    select_reply,
 )
 from ..reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from ..client.local import kill_client
 from . import operations
-from ..core.pins import PinReason
 
 if TYPE_CHECKING:
     from ..proxy.proxy import Proxy
@@ -497,7 +505,7 @@ class AdminConnection(asyncio.Protocol):
     async def _finish(self, action: asyncio.Future, seq: int) -> None:
         try:
             reply = await asyncio.wait_for(action, ACTION_TIMEOUT) or Ok()
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             reply = ProxyError(ER.UNKNOWN_ERROR, f"mysqlpool-proxy admin: no result within {ACTION_TIMEOUT:.0f}s")
         except Exception as exc:
             if not isinstance(exc, ProxyError):
@@ -541,5 +549,5 @@ async def stop_admin_server(server: asyncio.AbstractServer) -> None:
         conn.close()
     try:
         await asyncio.wait_for(server.wait_closed(), STOP_TIMEOUT)
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         log.warning("admin console still closing after %.0fs", STOP_TIMEOUT)

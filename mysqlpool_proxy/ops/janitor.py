@@ -32,8 +32,8 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from ..core.states import BackendState
 from ..client import followups
+from ..core.states import BackendState
 from ..reasons import BackendCloseReason, ClientCloseReason
 
 if TYPE_CHECKING:

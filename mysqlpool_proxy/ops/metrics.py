@@ -30,15 +30,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import CollectorRegistry
 
 from .. import __version__
+from ..backend.pool import WAIT_BUCKETS
+from ..core.pins import PinReason
 from ..core.states import ClientState
 from ..proxy.health import Cause
-from ..backend.pool import WAIT_BUCKETS
 from ..reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from ..core.pins import PinReason
 
 if TYPE_CHECKING:
-    from ..client.connection import ClientConnection
     from ..backend.pool import Pool
+    from ..client.connection import ClientConnection
     from ..proxy.proxy import Proxy
 
 __all__ = ["ProxyCollector", "ClientCensus", "build_registry", "CLIENT_STATE_LABEL", "multiplexing_ratio"]

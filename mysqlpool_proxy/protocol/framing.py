@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from ..errors import LocalProtocolError, RemoteProtocolError
 from .wire import BytesLike
 
-__all__ = ["MAX_FRAME", "HEADER_SIZE", "Packet", "Oversized", "PacketDecoder", "FrameScanner", "encode_packet", "frame_header"]
+__all__ = ["MAX_FRAME", "HEADER_SIZE", "Packet", "Oversized", "PacketDecoder", "FrameScanner", "encode_packet",
+           "frame_header"]
 
 MAX_FRAME = 0xFFFFFF
 HEADER_SIZE = 4

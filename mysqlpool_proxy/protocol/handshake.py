@@ -28,16 +28,24 @@ from __future__ import annotations
 
 import enum
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..constants import CLIENT, ER, ER_SECURE_TRANSPORT_REQUIRED, SERVER_STATUS, sqlstate_for
 from ..errors import RemoteProtocolError
 from . import auth
 from .framing import Oversized, Packet, encode_packet, next_seq
 from .packets import (
-    ChangeUser, HandshakeResponse, HandshakeV10, is_ssl_request, make_auth_more_data, make_auth_switch, make_err,
-    make_handshake_v10, make_ok, parse_handshake_response,
+    ChangeUser,
+    HandshakeResponse,
+    HandshakeV10,
+    is_ssl_request,
+    make_auth_more_data,
+    make_auth_switch,
+    make_err,
+    make_handshake_v10,
+    make_ok,
+    parse_handshake_response,
 )
 from .wire import BytesLike
 
@@ -289,7 +297,8 @@ class ServerHandshake(_AuthExchange):
     def _verified(self) -> Verified:
         resp = self._response
         assert resp is not None  # VERIFIED follows a HandshakeResponse
-        return Verified(resp.user, resp.database, self.capabilities, resp.charset, resp.connect_attrs, self._auth.plugin)
+        return Verified(resp.user, resp.database, self.capabilities, resp.charset, resp.connect_attrs,
+                        self._auth.plugin)
 
 
 class ChangeUserAuth(_AuthExchange):

@@ -291,10 +291,7 @@ def parse_change_user(payload: BytesLike, capabilities: int) -> ChangeUser:
     if r.int1() != 0x11:
         raise RemoteProtocolError("not a COM_CHANGE_USER packet")
     user = r.nul_bytes()
-    if capabilities & CLIENT.SECURE_CONNECTION:
-        auth = r.fixed(r.int1())
-    else:
-        auth = r.nul_bytes()
+    auth = r.fixed(r.int1()) if capabilities & CLIENT.SECURE_CONNECTION else r.nul_bytes()
     database = r.nul_bytes() if not r.at_end() else b""
     charset = r.int2() if r.remaining >= 2 else None
     plugin = r.nul_bytes() if capabilities & CLIENT.PLUGIN_AUTH and not r.at_end() else None

@@ -196,7 +196,8 @@ class ResponseTracker:
                     return pos  # hold: need the header and first byte
             length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
             end = pos + HEADER_SIZE + length
-            if self._continuation or phase in _SKIPPED or (phase is Phase.ROWS and not self._row_end(data, pos, length)):
+            if (self._continuation or phase in _SKIPPED
+                    or (phase is Phase.ROWS and not self._row_end(data, pos, length))):
                 # A row, a definition or a continuation frame: look no further.
                 self._continuation = length == MAX_FRAME
                 if not self._continuation and not self._count_skipped(phase):

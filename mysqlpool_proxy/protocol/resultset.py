@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence, Union
 
 from pymysql.constants import FIELD_TYPE, FLAG
 
@@ -104,7 +104,7 @@ class Ok:
     then: Callable[[], None] | None = None
 
 
-Reply = Union[Rows, Ok]
+Reply = Rows | Ok
 
 
 def encode_reply(reply: Reply | ProxyError, status: int, first_seq: int, capabilities: int) -> bytes:

@@ -46,13 +46,14 @@ import asyncio
 import enum
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import pymysql
 
-from ..constants import CR, ER
 from ..backend.pool import CAPACITY_ERRORS
+from ..constants import CR, ER
 from ..protocol.framing import encode_packet
 
 if TYPE_CHECKING:
@@ -330,9 +331,8 @@ class HealthMonitor:
         for pool in self._pools():
             unchecked = pool.stats.connects == 0 and not pool.connecting
             if (unchecked or _login_refused(pool)) and not pool.paused and pool.size < pool.max_size \
-                    and pool.limiter.available() > 0:
-                if await self._open_in(pool):
-                    self._answered(self.loop.time())
+                    and pool.limiter.available() > 0 and await self._open_in(pool):
+                self._answered(self.loop.time())
 
     async def _open_in(self, pool: Pool) -> bool | None:
         """Pool.open_now(), bounded: None if it took too long (it goes on by itself; a backend it
@@ -341,7 +341,7 @@ class HealthMonitor:
         task = self.proxy.spawn(pool.open_now())
         try:
             return await asyncio.wait_for(asyncio.shield(task), self._open_bound())
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             return None
 
     def _open_bound(self) -> float:
@@ -358,7 +358,7 @@ class HealthMonitor:
             return Outcome.INCONCLUSIVE
         try:
             opened = await asyncio.wait_for(self._opener(pool.params_for(0)), self._open_bound())
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             return self._failed(Cause.UNREACHABLE, "connect timeout")
         except Exception as exc:  # every connect failure is classified the same way
             return self._classify(*_describe(exc))

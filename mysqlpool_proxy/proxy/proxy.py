@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 import itertools
+import json
 import logging
 import ssl
 from collections import Counter
@@ -161,8 +161,8 @@ class Proxy:
                              max_lifetime=p.max_lifetime, max_waiting=pool.max_waiting,
                              max_connecting=pool.max_connecting)
             return
-        pool.reconfigure(self._params(user), max_size=self.share(max_size),
-                         min_idle=share(p.min_idle, self.worker.index, self.worker.count) if self.worker else p.min_idle,
+        min_idle = share(p.min_idle, self.worker.index, self.worker.count) if self.worker else p.min_idle
+        pool.reconfigure(self._params(user), max_size=self.share(max_size), min_idle=min_idle,
                          max_lifetime=p.max_lifetime, max_waiting=p.max_waiting_clients,
                          max_connecting=p.max_connecting)
         pool.statement_cache_size = self.statement_cache_size()

@@ -35,14 +35,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..backend.pool import CAPACITY_ERRORS
 from ..client.constants import MAX_LOGGING_IN
 from ..client.context import ClientHandle
-from ..core.states import ClientState
 from ..constants import CR, ER
+from ..core.states import ClientState
 from ..errors import ProxyError
-from .health import LOGIN_ERRORS
-from ..backend.pool import CAPACITY_ERRORS
 from ..reasons import RefusalReason
+from .health import LOGIN_ERRORS
 
 if TYPE_CHECKING:
     from ..backend.pool import Pool
@@ -184,7 +184,8 @@ class Refusals:
         tried = f"{n} connect attempt{'s' if n != 1 else ''} as '{pool.name}' failed, the last with " \
                 f"{pool.last_error}" if n else f"no connection as '{pool.name}' yet"
         silent = self.proxy.loop.time() - self._server_silent_since()
-        silence = f"since the start, {silent:.1f}s ago" if self.proxy.health.last_answer is None else f"for {silent:.1f}s"
+        silence = (f"since the start, {silent:.1f}s ago" if self.proxy.health.last_answer is None
+                   else f"for {silent:.1f}s")
         detail = f"mysqlpool-proxy: {tried}; no answer from the server {silence}"
         b = self.proxy.config.backend
         if b.unix_socket:
