@@ -26,8 +26,7 @@ from .ops import operations
 from .ops.services import start_services
 from .proxy.proxy import Proxy
 from .startup import StartupError, StartupProblem, check
-from .workers import WorkerSlot, supervise
-from .workers import validate as validate_workers
+from .workers import WorkerSlot, supervise, validate as validate_workers
 
 __all__ = ["run", "serve"]
 
@@ -85,6 +84,7 @@ async def serve(config: Config, worker: WorkerSlot | None = None) -> int:
     for waiter in (signalled, requested):
         waiter.cancel()
     if proxy.shutdown_requested.is_set() and not stop.is_set():
+        assert proxy.shutdown_timeout is not None  # request_shutdown() sets it before the event
         timeout["value"] = proxy.shutdown_timeout
         log.info("shutdown requested from the admin console (waiting up to %.0fs for clients)", timeout["value"])
     await proxy.stop(timeout["value"])
@@ -108,7 +108,8 @@ def _raise_open_files_limit(config: Config) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     if target < wanted:
         log.warning("the open-files limit (%d) is below what max_client_connections + backend.max_connections "
-                    "and the connections logging in need (%d): raise it (ulimit -n) or clients beyond it will be refused by the kernel",
+                    "and the connections logging in need (%d): raise it (ulimit -n) or clients beyond it will be "
+                    "refused by the kernel",
                     target, wanted)
 
 

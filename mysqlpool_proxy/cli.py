@@ -25,8 +25,18 @@ from typing import Any
 
 from mysqlpool_proxy import __version__
 from mysqlpool_proxy.config import (
-    DEFAULT_CONFIG_PATH, ENV, ENV_CONFIG_PATH, AdminConfig, Config, ConfigError, MetricsConfig, Override,
-    ProxyConfig, env_var_name, load_config, peek_log_format,
+    DEFAULT_CONFIG_PATH,
+    ENV,
+    ENV_CONFIG_PATH,
+    AdminConfig,
+    Config,
+    ConfigError,
+    MetricsConfig,
+    Override,
+    ProxyConfig,
+    env_var_name,
+    load_config,
+    peek_log_format,
 )
 from mysqlpool_proxy.logs import FORMATS, LEVELS, log_event, setup_logging
 
@@ -266,10 +276,7 @@ def _log_environment_settings(logger: logging.Logger, config: Config) -> None:
         else:
             parts.append(f"{shown} ({origin.name})")
     count = f"{len(from_env)} setting{'s' if len(from_env) > 1 else ''} from the environment"
-    if overriding:
-        head = f"{count}, {len(overriding)} overriding {config.source}: "
-    else:
-        head = f"{count}: "
+    head = f"{count}, {len(overriding)} overriding {config.source}: " if overriding else f"{count}: "
     # A list of objects, not {key: variable}: the log's secret masking would hide "users[0].password"'s variable.
     log_event(logger, "warning" if overriding else "info", head + ", ".join(parts),
               from_env=[{"key": key, "env": origin.name} for key, origin in from_env.items()],

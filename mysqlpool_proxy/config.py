@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
-from mysqlpool_proxy.logs import LEVELS as LOG_LEVELS, FORMATS as LOG_FORMATS, REDACTED, redact
+from mysqlpool_proxy.logs import FORMATS as LOG_FORMATS, LEVELS as LOG_LEVELS, REDACTED, redact
 
 __all__ = [
     "ConfigError", "Config", "ProxyConfig", "BackendConfig", "PoolConfig", "UserConfig",

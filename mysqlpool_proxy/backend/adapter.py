@@ -99,8 +99,9 @@ class Handoff:
         """Bytes the server sent after the setup, and whether it closed its end: call it once the
         transport's protocol is the new one, so nothing more goes to the reader."""
         reader = self._reader
-        data = bytes(reader._buffer)
-        reader._buffer.clear()
+        buffer: bytearray = reader._buffer  # type: ignore[attr-defined]  # private: this module's one reach
+        data = bytes(buffer)
+        buffer.clear()
         return data, reader.at_eof() or reader.exception() is not None
 
 
@@ -251,7 +252,8 @@ async def _setup(conn: aiomysql.Connection, want_collations: bool):
         collations = None
         if want_collations:
             await cur.execute(COLLATIONS_SQL)
-            collations = {int(i): (cs, name, (dflt or "").lower() == "yes") for i, cs, name, dflt in await cur.fetchall()}
+            collations = {int(i): (cs, name, (dflt or "").lower() == "yes")
+                          for i, cs, name, dflt in await cur.fetchall()}
     return row, collations
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable, Coroutine
+from collections.abc import Callable, Coroutine
 
 from ..constants import COM_RESET_CONNECTION, ER
 from ..core.session import SyncKind, SyncStep, apply_changes, sync_plan
-from ..core.states import BackendState
 from ..core.statements import ClientStatement, ServerStatement, prepared_state
+from ..core.states import BackendState
 from ..errors import ProxyError
 from ..protocol.response import Expect
 from ..protocol.sql import without_schema

@@ -25,21 +25,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from ..core.session import SessionState
+from ..core.statements import ServerStatement, StatementCache
+from ..core.states import BackendState, IllegalTransition
 from ..errors import ProtocolError
 from ..protocol.framing import encode_packet
 from ..protocol.packets import ErrPacket
 from ..protocol.response import Expect, Phase, ResponseTracker
 from ..protocol.session_track import StateChanges, Trackers
-from ..core.states import BackendState, IllegalTransition
 from ..reasons import BackendCloseReason
-from ..core.session import SessionState
-from ..core.statements import ServerStatement, StatementCache
 
 if TYPE_CHECKING:
-    from .adapter import Handoff
+    from .adapter import BackendParams, Handoff
 
 __all__ = ["BackendConnection", "InternalResult", "BackendGone", "Holder", "Owner"]
 
@@ -72,13 +73,17 @@ class Owner(Protocol):
     statement_cache_size: int
 
     @property
-    def params(self) -> object: ...
+    def params(self) -> BackendParams: ...
 
     def on_backend_closed(self, backend: BackendConnection, previous: BackendState) -> None: ...
 
     def on_backend_gone(self, backend: BackendConnection) -> None: ...
 
     def release(self, backend: BackendConnection) -> None: ...
+
+    def give_back(self, backend: BackendConnection) -> None: ...
+
+    def expired(self, backend: BackendConnection, now: float) -> bool: ...
 
 
 class BackendGone(Exception):
@@ -253,6 +258,7 @@ class BackendConnection(asyncio.Protocol):
         self.commands += 1
         self._retry_on = retry_on
         self.tracker.begin(expect, binary=binary, strip_session_track=strip, trackers=trackers, prepare_id=prepare_id)
+        assert self.transport is not None  # attach() comes before any command
         self.transport.write(raw)
 
     def statement_cache(self) -> StatementCache:
@@ -265,11 +271,13 @@ class BackendConnection(asyncio.Protocol):
 
     def close_server_statements(self, stmts: Iterable[ServerStatement]) -> None:
         """COM_STMT_CLOSE (no reply) for server statements evicted or dropped."""
+        assert self.transport is not None  # attach() comes before any command
         for stmt in stmts:
             self.transport.write(encode_packet(b"\x19" + stmt.server_id.to_bytes(4, "little"), 0))
 
     def write(self, raw: bytes) -> None:
         """Bytes with no response of their own (COM_STMT_CLOSE, LOCAL INFILE data)."""
+        assert self.transport is not None  # attach() comes before any command
         self.transport.write(raw)
 
     def infile_sent(self) -> None:
@@ -342,6 +350,7 @@ class BackendConnection(asyncio.Protocol):
         self._future = fut
         self.tracker.begin(expect)
         self._timer = self.loop.call_later(timeout, self._internal_timeout)
+        assert self.transport is not None  # attach() comes before any command
         self.transport.write(encode_packet(payload, 0))
         return fut
 

@@ -56,18 +56,18 @@ import logging
 import os
 import random
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Awaitable, Callable
 
 import pymysql
 
+from ..constants import CLIENT, CR, ER
+from ..core.session import SessionState
 from ..core.states import BackendState
 from ..protocol.response import Expect
-from .connection import BackendConnection, BackendGone
-from .adapter import BackendParams, Opened, open_backend
-from ..constants import CLIENT, CR, ER
 from ..reasons import BackendCloseReason
-from ..core.session import SessionState
+from .adapter import BackendParams, Opened, open_backend
+from .connection import BackendConnection, BackendGone
 
 __all__ = ["Pool", "PoolState", "BackendLimiter", "CheckoutTimeout", "QueueFull", "PoolStats", "WAIT_BUCKETS"]
 
@@ -336,7 +336,8 @@ class Pool:
 
     # -- checkout ---------------------------------------------------------------
 
-    def try_acquire(self, key: int, state: SessionState | None = None, no_schema: bool = False) -> BackendConnection | None:
+    def try_acquire(self, key: int, state: SessionState | None = None,
+                    no_schema: bool = False) -> BackendConnection | None:
         """An idle backend right now, without waiting; None if there is none or others wait first.
         Among the most recently used, one already in `state` is preferred (no sync needed)."""
         if self.waiters or self.paused:
@@ -347,7 +348,8 @@ class Pool:
             self.stats.observe_wait(0.0)
         return backend
 
-    def _take_idle(self, key: int, state: SessionState | None = None, no_schema: bool = False) -> BackendConnection | None:
+    def _take_idle(self, key: int, state: SessionState | None = None,
+                   no_schema: bool = False) -> BackendConnection | None:
         """LIFO among the idle backends usable with `key`; for a client with no schema (`no_schema`, or
         `state` without one) only backends with none, since a schema cannot be unselected. Among the
         few most recent, one already in `state` wins (no sync)."""
@@ -559,8 +561,8 @@ class Pool:
         return await self._open(key, want_collations)
 
     def params_for(self, key: int) -> BackendParams:
-        return replace(self.params, found_rows=bool(key & CLIENT.FOUND_ROWS), local_files=bool(key & CLIENT.LOCAL_FILES),
-                       ps_multi_results=bool(key & CLIENT.PS_MULTI_RESULTS))
+        return replace(self.params, found_rows=bool(key & CLIENT.FOUND_ROWS),
+                       local_files=bool(key & CLIENT.LOCAL_FILES), ps_multi_results=bool(key & CLIENT.PS_MULTI_RESULTS))
 
     async def _open(self, key: int, want_collations: bool = False) -> bool:
         started = self.loop.time()
@@ -646,7 +648,8 @@ class Pool:
     def refuse_waiters(self, exc: Exception, arrived_after: float, arrived_by: float) -> int:
         """Hand `exc` to the clients that started waiting after `arrived_after` and by `arrived_by`
         (the proxy knows they would wait for nothing); returns how many."""
-        told, kept = [], []
+        told: list[Waiter] = []
+        kept: list[Waiter] = []
         for w in self.waiters:
             if not w.done:
                 (told if arrived_after < w.enqueued_at <= arrived_by else kept).append(w)

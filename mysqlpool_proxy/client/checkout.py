@@ -154,7 +154,8 @@ async def _prepared_backend(client: Client, deadline: float | None) -> BackendCo
         except BackendGone:
             if client.session.holds_state():
                 lease.drop()
-                raise ProxyError(ER_LOST_BACKEND, "Lost connection to backend; the transaction was rolled back")
+                raise ProxyError(ER_LOST_BACKEND,
+                                 "Lost connection to backend; the transaction was rolled back") from None
             continue  # a dead pooled backend: quietly take another
 
 

@@ -7,9 +7,9 @@ objects around the client's transport, and nothing else of the client knows:
   * `Decompressor` becomes the socket's protocol: it inflates frames one at a
     time (protocol/compression.py) and hands the client's data_received one
     packet frame at a time, numbered as an uncompressed client would number it
-    (the ids inside compressed frames mean nothing; backends check them). While the client has its reading paused it stops, with the
-    rest still compressed, so flow control bounds what is inflated, whatever
-    the ratio;
+    (the ids inside compressed frames mean nothing; backends check them).
+    While the client has its reading paused it stops, with the rest still
+    compressed, so flow control bounds what is inflated, whatever the ratio;
   * `CompressedTransport` becomes the client's transport: every write is
     wrapped in frames numbered after the last frame the client sent.
 

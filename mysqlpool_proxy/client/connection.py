@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Coroutine
+from collections.abc import Coroutine
+from typing import Any
 
 from ..backend import commands
 from ..backend.connection import BackendConnection
@@ -103,7 +104,7 @@ class ClientConnection(asyncio.Protocol):
 
     def set_state(self, new: ClientState) -> None:
         """The one place the state changes (core/states.py has the table)."""
-        if new not in self.state.allowed:  # type: ignore[attr-defined]
+        if new not in self.state.allowed:
             raise IllegalTransition(self, self.state, new)
         self.state = new
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Coroutine, Protocol
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import Config
 from ..core.server_info import ServerInfo
@@ -65,8 +66,10 @@ class ClientContext(Protocol):
     loop: asyncio.AbstractEventLoop
     server_info: ServerInfo | None
     server_known: asyncio.Event
-    stats: ProxyStatsLike
     tls_context: ssl.SSLContext | None
+
+    @property
+    def stats(self) -> ProxyStatsLike: ...  # read-only here: the proxy's own ProxyStats
 
     @property
     def max_packet_size(self) -> int: ...

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 from ..backend import commands
 from ..backend.connection import BackendConnection, BackendGone
 from ..core.client_session import Command, FollowUp
+from ..core.session import apply_changes
 from ..core.states import ClientState
 from ..errors import ProtocolError, ProxyError
 from ..protocol.response import Expect
 from ..protocol.rows import parse_text_result
 from ..protocol.session_track import Trackers
-from ..core.session import apply_changes
 from ..reasons import BackendCloseReason, ClientCloseReason
 from .constants import ER_IDLE_TRANSACTION
 

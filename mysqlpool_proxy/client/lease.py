@@ -15,7 +15,8 @@ happens to a backend the client no longer needs is decided here only:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from ..backend.commands import reset
 from ..backend.connection import BackendConnection

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Coroutine
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from ..backend import commands
 from ..constants import COM_RESET_CONNECTION, COMMAND, ER, SERVER_STATUS

@@ -91,7 +91,7 @@ class ConnectionPhase:
         proxy = client.proxy
         try:
             await asyncio.wait_for(proxy.server_known.wait(), proxy.config.pool.checkout_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.refuse_before_greeting(proxy.describe_backend_problem())
             return
         if client.state is ClientState.GREETING:
@@ -254,6 +254,7 @@ class ConnectionPhase:
         # on the transport; the callback, queued after it, runs before the socket is read again.
         client.run_task(self._upgrade_to_tls())
         if leftover:
+            assert client.transport is not None  # the SSLRequest came over it
             loop.call_soon(self._hand_to_tls, client.transport, leftover)
 
     def _hand_to_tls(self, transport: asyncio.Transport, data: bytes) -> None:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from ..backend.connection import BackendConnection
 from ..constants import COMMAND, ER, ER_MALFORMED_PACKET
 from ..core.client_session import NO_REPLY_CODES
-from ..core.states import BackendState
 from ..core.statements import ClientStatement, ServerStatement, backend_statement_packet
+from ..core.states import BackendState
 from ..errors import ProxyError
 from ..protocol.framing import Packet
 from ..protocol.stmt import EXECUTE_FIXED_SIZE, MALFORMED, WRONG_ARGUMENTS, ExecuteRefused, nulls_only, parse_execute

@@ -25,14 +25,17 @@ the same backend, for state it must carry to the client's next backend:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..protocol.rows import Column, sql_literal_for
 from ..protocol.session_track import TRACKER_VARIABLES
 from .session import CHARACTER_SET_CLIENT, CHARACTER_SET_RESULTS, PROXY_OWNED, Collation, SessionState
 
-__all__ = ["Capture", "CHARSET_VARIABLES", "well_formed"]
+__all__ = ["Capture", "CHARSET_VARIABLES", "CollationTable", "well_formed"]
+
+# The server's collation table: id -> (charset, collation, is the charset's default)
+CollationTable = Mapping[int, tuple[str, str, bool]]
 
 CHARSET_VARIABLES = (b"character_set_client", b"character_set_connection", b"character_set_results",
                      b"collation_connection")
@@ -52,7 +55,7 @@ class Capture:
     tracker_settings: dict[bytes, bytes | None] = field(default_factory=dict)
     # The server's collation table (id -> charset, name, is its charset's default): with it, reading
     # character_set_results back also reads the collation behind it.
-    collations: Mapping[int, tuple[str, str, bool]] | None = None
+    collations: CollationTable | None = None
     # User variables read back whose bytes the server would refuse to take back as `_cs X'..'`
     # (1300: not well formed in their charset, as a string literal sent in another charset than
     # the connection's leaves them): they cannot follow the client to another backend.
@@ -61,7 +64,7 @@ class Capture:
     def __bool__(self) -> bool:
         return bool(self.user_vars or self.sysvars or self.insert_id or self.trackers)
 
-    def add_sysvars(self, names) -> None:
+    def add_sysvars(self, names: Iterable[bytes]) -> None:
         for name in names:
             if name not in self.sysvars and name not in PROXY_OWNED:
                 self.sysvars.append(name)
@@ -110,9 +113,9 @@ class Capture:
         became one that is not the charset's default, SET NAMES ... COLLATE put it there, and behind
         character_set_client too."""
         charset = state.variables.get(CHARACTER_SET_RESULTS)
-        found = self.collations.get(column.charset) if charset is not None else None
+        found = self.collations.get(column.charset) if charset is not None and self.collations is not None else None
         learned = None
-        if found is not None and found[0].encode() == charset and not found[2]:
+        if found is not None and charset is not None and found[0].encode() == charset and not found[2]:
             learned = Collation(charset, found[1].encode())
         client, results = state.hidden_collations()
         if (learned is not None and learned != results and client is None

@@ -35,7 +35,7 @@ from ..protocol.session_track import StateChanges, Trackers
 from ..protocol.sql import ANSI_QUOTES, NO_BACKSLASH_ESCAPES, SqlEffects, analyze, releases_connection, session_only
 from ..protocol.transaction import leaves_transaction_open
 from ..reasons import ClientCloseReason
-from .capture import CHARSET_VARIABLES, Capture
+from .capture import CHARSET_VARIABLES, Capture, CollationTable
 from .pins import PinReason, Pins
 from .session import SessionState, apply_changes
 from .statements import ClientStatement, statement_key
@@ -168,7 +168,7 @@ class ClientSession:
 
     # -- after a response ---------------------------------------------------------------
 
-    def finish(self, cmd: Command, response: ResponseTracker, collations: dict) -> Outcome:
+    def finish(self, cmd: Command, response: ResponseTracker, collations: CollationTable) -> Outcome:
         """Record what the response to `cmd` says; what the connection must do about it."""
         ok = response.error is None
         was_open = self.trx_open
@@ -209,7 +209,7 @@ class ClientSession:
 
     def releases_on_end(self) -> bool:
         """completion_type = RELEASE: every COMMIT and ROLLBACK ends the connection."""
-        return self.state.variables.get(b"completion_type", b"").upper() in (b"RELEASE", b"2")
+        return (self.state.variables.get(b"completion_type") or b"").upper() in (b"RELEASE", b"2")
 
     def _track_transaction(self, cmd: Command, ok: bool, some_ran: bool) -> None:
         """Is a transaction open after this command? (The flag, and with autocommit off the statements.)"""
@@ -276,7 +276,8 @@ class ClientSession:
                      or self.state_change_explained(cmd, changes))
         self.pins.apply_tracker(changes, explained)
 
-    def _follow_up_for(self, cmd: Command, response: ResponseTracker, ok: bool, collations: dict) -> FollowUp | None:
+    def _follow_up_for(self, cmd: Command, response: ResponseTracker, ok: bool,
+                       collations: CollationTable) -> FollowUp | None:
         """What must run on the backend, hidden, before it may go (None: nothing)."""
         capture = Capture(collations=collations)
         fx = cmd.effects

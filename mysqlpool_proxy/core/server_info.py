@@ -20,10 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-
 from ..protocol.session_track import Trackers
 from .session import Collation
-
 
 __all__ = ["ServerInfo", "WaitTimeouts", "NOT_CLIENT_CHARSETS", "PoolView"]
 
@@ -79,7 +77,7 @@ class WaitTimeouts:
     def smallest(self, pools: Mapping[str, PoolView]) -> float | None:
         """The smallest wait_timeout an open backend may have. A pool without backends does not count
         (its next one learns the value then); when none has any, what new ones get."""
-        values = []
+        values: list[float] = []
         for name, history in self._by_pool.items():
             pool = pools.get(name)
             if pool is None or not pool.size:
@@ -130,10 +128,10 @@ class ServerInfo:
         if charset.lower() in NOT_CLIENT_CHARSETS:
             return None
         cs = charset.decode("ascii", "replace")
-        for _, (cset, name, is_default) in self.collations.items():
+        for cset, name, is_default in self.collations.values():
             if cset != cs:
                 continue
-            if collation is None and is_default or collation is not None and name.encode() == collation:
+            if (collation is None and is_default) or (collation is not None and name.encode() == collation):
                 return Collation(cset.encode(), name.encode()), is_default
         return None
 

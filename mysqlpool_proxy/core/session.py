@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -82,7 +82,7 @@ class SessionState:
                 and self.client_collation == other.client_collation
                 and self.results_collation == other.results_collation)
 
-    def key(self) -> tuple:
+    def key(self) -> tuple[Hashable, ...]:
         """Hashable identity: backends with the same key need no sync for each other."""
         return (self.schema, self.multi_statements, frozenset(self.variables.items()),
                 frozenset(self.user_vars.items()) if self.user_vars else None,
@@ -208,11 +208,8 @@ def set_clause(have: dict[bytes, bytes | None], want: dict[bytes, bytes | None],
         # Setting character_set_connection resets collation_connection to its default: set it again after.
         names.append(b"collation_connection")
     names.sort(key=lambda n: (0 if n in _FIRST else 1 if n in _SECOND else 2, _FIRST.index(n) if n in _FIRST else 0))
-    parts = []
-    for n in names:
-        value = want.get(n, _MISSING)
-        parts.append(b"@@session.`" + n.replace(b"`", b"``") + b"`="
-                     + (b"DEFAULT" if value is _MISSING else sql_literal(value)))
+    parts = [b"@@session.`" + n.replace(b"`", b"``") + b"`="
+             + (b"DEFAULT" if n not in want else sql_literal(want[n])) for n in names]
     return b", ".join(parts)
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 from ..constants import COMMAND
 from ..protocol.framing import Packet, encode_packet
-from ..protocol.stmt import parse_execute, with_statement_id, with_types
 from ..protocol.sql import NO_EFFECTS, SqlEffects
+from ..protocol.stmt import parse_execute, with_statement_id, with_types
 from .session import SessionState
 
 __all__ = ["ClientStatement", "ServerStatement", "StatementCache", "statement_key", "backend_statement_packet",
@@ -35,7 +35,11 @@ __all__ = ["ClientStatement", "ServerStatement", "StatementCache", "statement_ke
 _KEY_VARIABLES = (b"sql_mode", b"character_set_client", b"character_set_connection", b"collation_connection")
 
 
-def statement_key(session: SessionState, sql: bytes) -> tuple:
+# (schema, the values of _KEY_VARIABLES, sql): what a server-side statement can be shared by
+StatementKey = tuple[bytes | None, ...]
+
+
+def statement_key(session: SessionState, sql: bytes) -> StatementKey:
     variables = session.variables
     return (session.schema, *(variables.get(name) for name in _KEY_VARIABLES), sql)
 
@@ -44,7 +48,7 @@ def statement_key(session: SessionState, sql: bytes) -> tuple:
 class ClientStatement:
     id: int
     sql: bytes
-    key: tuple
+    key: StatementKey
     params: int
     columns: int
     effects: SqlEffects = field(default_factory=lambda: NO_EFFECTS)  # what executing it does to session state
@@ -80,21 +84,21 @@ class StatementCache:
 
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self._entries: OrderedDict[tuple, ServerStatement] = OrderedDict()
+        self._entries: OrderedDict[StatementKey, ServerStatement] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def __contains__(self, key: tuple) -> bool:
+    def __contains__(self, key: StatementKey) -> bool:
         return key in self._entries
 
-    def get(self, key: tuple) -> ServerStatement | None:
+    def get(self, key: StatementKey) -> ServerStatement | None:
         stmt = self._entries.get(key)
         if stmt is not None:
             self._entries.move_to_end(key)
         return stmt
 
-    def put(self, key: tuple, stmt: ServerStatement) -> list[ServerStatement]:
+    def put(self, key: StatementKey, stmt: ServerStatement) -> list[ServerStatement]:
         """Add (or replace) a statement; returns the server statements to close."""
         dropped = []
         old = self._entries.pop(key, None)
@@ -109,7 +113,7 @@ class StatementCache:
                     dropped.append(self._entries.pop(k))
         return dropped
 
-    def pop(self, key: tuple) -> ServerStatement | None:
+    def pop(self, key: StatementKey) -> ServerStatement | None:
         return self._entries.pop(key, None)
 
     def evict_idle(self) -> list[ServerStatement]:

@@ -52,6 +52,8 @@ class ClientState(enum.Enum):
     INFILE = "infile"
     CLOSED = "closed"
 
+    allowed: tuple[ClientState, ...]  # its row of CLIENT_MOVES (set below)
+
 
 class BackendState(enum.Enum):
     IDLE = "idle"
@@ -59,6 +61,8 @@ class BackendState(enum.Enum):
     BUSY = "busy"
     INTERNAL = "internal"
     CLOSED = "closed"
+
+    allowed: tuple[BackendState, ...]  # its row of BACKEND_MOVES (set below)
 
 
 _C, _B = ClientState, BackendState
@@ -83,6 +87,7 @@ BACKEND_MOVES: dict[BackendState, tuple[BackendState, ...]] = {
 
 # Each member carries its row (a tuple of a few members: membership is tested by
 # identity, no hashing, on the hot path).
-for _moves in (CLIENT_MOVES, BACKEND_MOVES):
-    for _state, _row in _moves.items():
-        _state.allowed = _row  # type: ignore[attr-defined]
+for _client_state, _client_row in CLIENT_MOVES.items():
+    _client_state.allowed = _client_row
+for _backend_state, _backend_row in BACKEND_MOVES.items():
+    _backend_state.allowed = _backend_row

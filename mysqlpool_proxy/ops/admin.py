@@ -30,24 +30,32 @@ import itertools
 import logging
 import re
 import weakref
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..core.states import BackendState
+from ..client.local import kill_client
 from ..config import ConfigError, ListenAddress, parse_listen
 from ..constants import CLIENT, COMMAND, ER, SERVER_STATUS
+from ..core.pins import PinReason
+from ..core.states import BackendState
 from ..errors import ProtocolError, ProxyError
-from ..protocol import auth
-from ..protocol import handshake as hs
-from ..protocol.framing import Oversized, PacketDecoder, next_seq
+from ..protocol import auth, handshake as hs
+from ..protocol.framing import Oversized, Packet, PacketDecoder, next_seq
 from ..protocol.resultset import (
-    CHARSET_UTF8MB4, Ok, Reply, Rows, columns as cols, encode_reply, field_list_end, select_reply,
+    CHARSET_UTF8MB4,
+    Ok,
+    Reply,
+    Rows,
+    Value,
+    columns as cols,
+    encode_reply,
+    field_list_end,
+    select_reply,
 )
 from ..reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from ..client.local import kill_client
 from . import operations
-from ..core.pins import PinReason
 
 if TYPE_CHECKING:
     from ..proxy.proxy import Proxy
@@ -126,7 +134,7 @@ def show_stats(conn: AdminConnection, args: list) -> Rows:
     rows: list[tuple] = []
     for pool in conn.proxy.pools.values():
         s = pool.stats
-        stats = [("connects", s.connects), ("connect_errors", sum(s.connect_errors.values()))]
+        stats: list[tuple[str, float]] = [("connects", s.connects), ("connect_errors", sum(s.connect_errors.values()))]
         stats += [(f"connect_errors.{code}", n) for code, n in sorted(s.connect_errors.items())]
         stats += [(f"closed.{r.value}", s.closed[r.value]) for r in BackendCloseReason]
         stats += [(f"queries.{name}", n) for name, n in sorted(s.queries.items())]
@@ -214,7 +222,7 @@ def shutdown(conn: AdminConnection, args: list) -> Ok:
 class AdminCommand:
     name: str  # its words, upper case
     args: str  # "" or one of "[pool]" (optional), "<id>" (required), "[WAIT]", "[topic...]" (any words)
-    handler: Callable[[AdminConnection, list], Reply | Awaitable[Reply]]
+    handler: Callable[[AdminConnection, list], Reply | Awaitable[Reply | None]]
     description: str
 
     @property
@@ -243,7 +251,7 @@ COMMANDS: dict[str, AdminCommand] = {c.name: c for c in (
 # -- what clients send on their own ------------------------------------------------------------
 
 
-def session_values(conn: AdminConnection) -> dict[str, object]:
+def session_values(conn: AdminConnection) -> dict[str, Value]:
     """What `SELECT @@version_comment`, `SELECT DATABASE(), USER()` and the like answer."""
     return {
         "@@version_comment": VERSION_COMMENT, "@@version": SERVER_VERSION, "version()": SERVER_VERSION,
@@ -264,7 +272,7 @@ CLIENT_QUERIES: list[tuple[re.Pattern, Callable[[AdminConnection, re.Match], Rep
 ]
 
 
-def run_query(conn: AdminConnection, sql: str) -> Reply | Awaitable[Reply]:
+def run_query(conn: AdminConnection, sql: str) -> Reply | Awaitable[Reply | None]:
     """Answer one COM_QUERY: an admin command, a client's own query, or ProxyError."""
     text = re.sub(r"[\s;]+$", "", sql).strip()
     if not text:
@@ -313,7 +321,8 @@ class AdminConnection(asyncio.Protocol):
         self._task: asyncio.Task | None = None  # an asynchronous command in flight
         self._writing_paused = False
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
+    # (narrower than BaseProtocol's BaseTransport: a listening server's transports are asyncio.Transport)
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else "localhost"
@@ -366,6 +375,7 @@ class AdminConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        assert self.transport is not None  # (set by connection_made)
         self.transport.pause_reading()
 
     def resume_writing(self) -> None:
@@ -402,6 +412,7 @@ class AdminConnection(asyncio.Protocol):
     def _resume(self) -> None:
         if self.closed or self._task is not None or self._writing_paused:
             return
+        assert self.transport is not None  # (set by connection_made)
         self.transport.resume_reading()
         self._process()
 
@@ -425,7 +436,8 @@ class AdminConnection(asyncio.Protocol):
                 self.close()
                 return
 
-    def _handshake_packet(self, pkt) -> None:
+    def _handshake_packet(self, pkt: Packet | Oversized) -> None:
+        assert self.handshake is not None  # (until logged in)
         events = self.handshake.oversized(pkt) if isinstance(pkt, Oversized) else self.handshake.receive(pkt)
         for event in events:
             if isinstance(event, hs.Send):
@@ -438,6 +450,7 @@ class AdminConnection(asyncio.Protocol):
                 self._logged_in(event)
 
     def _logged_in(self, event: hs.Verified) -> None:
+        assert self.handshake is not None and self._timer is not None  # (set by connection_made)
         self._timer.cancel()
         if self._operators() >= MAX_CONNECTIONS:  # others logged in while this one was logging in
             self._write(self.handshake.reject(TOO_MANY.errno, TOO_MANY.message))
@@ -475,13 +488,14 @@ class AdminConnection(asyncio.Protocol):
 
     def _query(self, sql: str, seq: int) -> None:
         try:
-            reply = run_query(self, sql)
+            reply: Reply | Awaitable[Reply | None] | ProxyError = run_query(self, sql)
         except ProxyError as err:
             reply = err
         except Exception:
             log.exception("admin %s@%s: %r failed", self.user, self.peer, sql[:200])
             reply = INTERNAL_ERROR
         if inspect.isawaitable(reply):
+            assert self.transport is not None  # (set by connection_made)
             self.transport.pause_reading()
             action = asyncio.ensure_future(reply, loop=self.proxy.loop)  # runs to its end even if we go
             self._task = self.proxy.loop.create_task(self._finish(action, seq))
@@ -491,7 +505,7 @@ class AdminConnection(asyncio.Protocol):
     async def _finish(self, action: asyncio.Future, seq: int) -> None:
         try:
             reply = await asyncio.wait_for(action, ACTION_TIMEOUT) or Ok()
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             reply = ProxyError(ER.UNKNOWN_ERROR, f"mysqlpool-proxy admin: no result within {ACTION_TIMEOUT:.0f}s")
         except Exception as exc:
             if not isinstance(exc, ProxyError):
@@ -535,5 +549,5 @@ async def stop_admin_server(server: asyncio.AbstractServer) -> None:
         conn.close()
     try:
         await asyncio.wait_for(server.wait_closed(), STOP_TIMEOUT)
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         log.warning("admin console still closing after %.0fs", STOP_TIMEOUT)

@@ -131,7 +131,7 @@ class HttpEndpoint:
                 await _send(writer, response, head_only=method == "HEAD")
                 if response.status >= 400:
                     await _drain_input(reader, writer)
-        except (ConnectionError, asyncio.TimeoutError, TimeoutError):
+        except (ConnectionError, TimeoutError):
             writer.transport.abort()
         finally:
             self.open_connections -= 1
@@ -146,7 +146,7 @@ class HttpEndpoint:
             request = parse_head(head)
         except asyncio.IncompleteReadError:
             return None, ""
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             return Response(408, b"request timeout\n"), "GET"
         except asyncio.LimitOverrunError:
             return Response(431, b"request head too large\n"), "GET"
@@ -215,7 +215,7 @@ async def _drain_input(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             return
         try:
             chunk = await asyncio.wait_for(reader.read(65536), remaining)
-        except (asyncio.TimeoutError, TimeoutError, asyncio.LimitOverrunError):
+        except (TimeoutError, asyncio.LimitOverrunError):
             return
         if not chunk:
             return
@@ -226,7 +226,7 @@ async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
     try:
         await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
-    except (ConnectionError, asyncio.TimeoutError, TimeoutError):
+    except (ConnectionError, TimeoutError):
         writer.transport.abort()
 
 
@@ -250,10 +250,10 @@ async def stop_http_server(server: asyncio.AbstractServer, timeout: float = STOP
     server.close()
     try:
         await asyncio.wait_for(server.wait_closed(), timeout)
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         log.warning("HTTP connections still open after %.1fs at shutdown", timeout)
 
 
-def _describe(server: asyncio.AbstractServer) -> str:
+def _describe(server: asyncio.Server) -> str:
     names = [s.getsockname() for s in server.sockets]
     return ", ".join(f"{n[0]}:{n[1]}" if isinstance(n, tuple) else str(n) for n in names)

@@ -32,8 +32,8 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from ..core.states import BackendState
 from ..client import followups
+from ..core.states import BackendState
 from ..reasons import BackendCloseReason, ClientCloseReason
 
 if TYPE_CHECKING:
@@ -103,6 +103,7 @@ def _close_if_stalled(proxy: Proxy, client, backend, now: float) -> None:
     backend, paused for this client, would never see that: close it, as the server has. The client
     gets what was relayed, then the close (2013 when it reads again), as on a direct connection."""
     own = client.session.state.variables.get(b"net_write_timeout")
+    assert proxy.server_info is not None  # (a client is relayed results once the server is known)
     limit = float(own) if own else proxy.server_info.net_write_timeout
     stalled = now - client.write_stalled_at
     if stalled >= limit + STALL_MARGIN:

@@ -30,15 +30,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import CollectorRegistry
 
 from .. import __version__
+from ..backend.pool import WAIT_BUCKETS
+from ..core.pins import PinReason
 from ..core.states import ClientState
 from ..proxy.health import Cause
-from ..backend.pool import WAIT_BUCKETS
 from ..reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from ..core.pins import PinReason
 
 if TYPE_CHECKING:
-    from ..client.connection import ClientConnection
     from ..backend.pool import Pool
+    from ..client.connection import ClientConnection
     from ..proxy.proxy import Proxy
 
 __all__ = ["ProxyCollector", "ClientCensus", "build_registry", "CLIENT_STATE_LABEL", "multiplexing_ratio"]
@@ -251,6 +251,7 @@ class ClientCensus:
 def _pinned(holders: list[ClientConnection], session_mode: bool) -> Counter:
     pinned: Counter = Counter()
     for client in holders:
+        assert client.pool is not None  # (a client holding a backend has logged in)
         name = client.pool.name
         for reason in client.pinned_reasons():
             pinned[(name, reason.value)] += 1
@@ -291,7 +292,8 @@ def _checkout_wait(pools: list[Pool]) -> Metric:
 
 def cumulative_buckets(per_bucket: list[int]) -> list[tuple[str, float]]:
     """PoolStats.wait_buckets (one count per WAIT_BUCKETS bound, then overflow) as Prometheus `le` buckets."""
-    out, running = [], 0
+    out: list[tuple[str, float]] = []
+    running = 0
     for bound, count in zip((*WAIT_BUCKETS, float("inf")), per_bucket):
         running += count
         out.append(("+Inf" if bound == float("inf") else repr(bound), running))

@@ -72,7 +72,7 @@ _RESTART_KEYS = (
 
 
 def _keep_restart_only_settings(running: Config, new: Config) -> Config:
-    changed = {}
+    changed: dict[str, dict[str, object]] = {}
     for section, key in _RESTART_KEYS:
         value = getattr(getattr(running, section), key)
         if getattr(getattr(new, section), key) != value:

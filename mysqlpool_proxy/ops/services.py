@@ -51,9 +51,11 @@ async def start_services(proxy: Proxy) -> Services:
     services = Services()
     try:
         if config.metrics.enabled:
+            assert config.metrics.listen_address is not None  # (enabled: it listens)
             with listener_errors(config, "metrics.listen", config.metrics.listen_address, worker):
                 services.http = await start_http_server(proxy, config.metrics.listen_address, config.metrics.path)
         if config.admin.enabled:
+            assert config.admin.listen_address is not None  # (enabled: it listens)
             with listener_errors(config, "admin.listen", config.admin.listen_address, worker):
                 services.admin = await start_admin_server(proxy, config.admin.listen_address)
     except BaseException:

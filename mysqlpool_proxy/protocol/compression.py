@@ -28,7 +28,7 @@ for when the frame is reached, so earlier frames have been taken into account.
 from __future__ import annotations
 
 import zlib
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import ProtocolError
 
@@ -103,10 +103,7 @@ class FrameEncoder:
 
     def frames(self, data: bytes | bytearray | memoryview) -> bytes:
         view = memoryview(data)
-        out = []
-        for start in range(0, len(view), MAX_FRAME):
-            out.append(self._frame(view[start:start + MAX_FRAME]))
-        return b"".join(out)
+        return b"".join([self._frame(view[start:start + MAX_FRAME]) for start in range(0, len(view), MAX_FRAME)])
 
     def _frame(self, chunk: memoryview) -> bytes:
         seq = self.seq

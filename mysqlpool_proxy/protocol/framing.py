@@ -24,8 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import LocalProtocolError, RemoteProtocolError
+from .wire import BytesLike
 
-__all__ = ["MAX_FRAME", "HEADER_SIZE", "Packet", "Oversized", "PacketDecoder", "FrameScanner", "encode_packet", "frame_header"]
+__all__ = ["MAX_FRAME", "HEADER_SIZE", "Packet", "Oversized", "PacketDecoder", "FrameScanner", "encode_packet",
+           "frame_header"]
 
 MAX_FRAME = 0xFFFFFF
 HEADER_SIZE = 4
@@ -259,7 +261,7 @@ class FrameScanner:
         """The sequence id the next frame must have (0 when not checked)."""
         return self._seq if self._seq is not None else 0
 
-    def feed(self, data) -> int:
+    def feed(self, data: BytesLike) -> int:
         n = len(data)
         pos = 0
         if self._skip:
@@ -268,10 +270,11 @@ class FrameScanner:
         while pos < n:
             if self._head:
                 need = HEADER_SIZE - len(self._head)
-                header = self._head + bytes(data[pos:pos + need])
-                if len(header) < HEADER_SIZE:
-                    self._head = header
+                head = self._head + bytes(data[pos:pos + need])
+                if len(head) < HEADER_SIZE:
+                    self._head = head
                     return -1
+                header: BytesLike = head
                 self._head = b""
                 pos += need
             elif n - pos < HEADER_SIZE:

@@ -28,17 +28,26 @@ from __future__ import annotations
 
 import enum
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..constants import CLIENT, ER, ER_SECURE_TRANSPORT_REQUIRED, SERVER_STATUS, sqlstate_for
 from ..errors import RemoteProtocolError
 from . import auth
 from .framing import Oversized, Packet, encode_packet, next_seq
 from .packets import (
-    ChangeUser, HandshakeResponse, HandshakeV10, is_ssl_request, make_auth_more_data, make_auth_switch, make_err,
-    make_handshake_v10, make_ok, parse_handshake_response,
+    ChangeUser,
+    HandshakeResponse,
+    HandshakeV10,
+    is_ssl_request,
+    make_auth_more_data,
+    make_auth_switch,
+    make_err,
+    make_handshake_v10,
+    make_ok,
+    parse_handshake_response,
 )
+from .wire import BytesLike
 
 __all__ = [
     "HandshakeState", "Send", "StartTLS", "Verified", "Failed", "ServerHandshake", "ChangeUserAuth",
@@ -97,6 +106,9 @@ class Verified:
 class Failed:
     errno: int
     message: str
+
+
+Event = Send | StartTLS | Verified | Failed
 
 
 # Random bytes below 188 (2 x 94) map evenly onto 33..126; the others are dropped.
@@ -162,6 +174,10 @@ class _AuthExchange:
     """Sequence ids, OK/ERR endings and the Verified event, common to both exchanges."""
 
     __slots__ = ("state", "capabilities", "_auth", "_seq")
+    state: HandshakeState
+    capabilities: int
+    _auth: _Authenticator
+    _seq: int
 
     @property
     def expected_seq(self) -> int:
@@ -172,30 +188,33 @@ class _AuthExchange:
         self._seq = next_seq(self._seq)
         return Send(encode_packet(payload, self._seq))
 
-    def _fail(self, failure: Failed) -> list:
+    def _fail(self, failure: Failed) -> list[Event]:
+        return [self._err(failure), failure]
+
+    def _err(self, failure: Failed) -> Send:
         self.state = HandshakeState.FAILED
         caps = self.capabilities or CLIENT.PROTOCOL_41
-        return [self._send(make_err(failure.errno, sqlstate_for(failure.errno), failure.message, caps)), failure]
+        return self._send(make_err(failure.errno, sqlstate_for(failure.errno), failure.message, caps))
 
     def _verified(self) -> Verified:
         raise NotImplementedError
 
-    def _after(self, outcome: str, data: bytes) -> list:
+    def _after(self, outcome: str, data: bytes) -> list[Event]:
         if outcome == "switch":
             self.state = HandshakeState.AUTH_SWITCH_SENT
             return [self._send(data)]
         if outcome == "denied":
             return self._fail(self._auth.denied(data))
         self.state = HandshakeState.VERIFIED
-        events: list = [self._send(data)] if data else []
+        events: list[Event] = [self._send(data)] if data else []
         events.append(self._verified())
         return events
 
-    def _on_auth_data(self, payload) -> list:
+    def _on_auth_data(self, payload: BytesLike) -> list[Event]:
         outcome, data = self._auth.finish(bytes(payload))
         return self._after(outcome, data)
 
-    def oversized(self, packet: Oversized) -> list:
+    def oversized(self, packet: Oversized) -> list[Event]:
         """A login packet larger than the decoder allows: the server's 1153; the caller closes."""
         self._seq = packet.last_seq
         return self._fail(Failed(ER.NET_PACKET_TOO_LARGE, (
@@ -211,7 +230,7 @@ class _AuthExchange:
 
     def reject(self, errno: int, message: str) -> bytes:
         """Send ERR instead of OK (e.g. the requested schema does not exist)."""
-        return self._fail(Failed(errno, message))[0].data
+        return self._err(Failed(errno, message)).data
 
 
 class ServerHandshake(_AuthExchange):
@@ -253,7 +272,7 @@ class ServerHandshake(_AuthExchange):
     def greeting(self) -> bytes:
         return encode_packet(make_handshake_v10(self._greeting), 0)
 
-    def receive(self, packet: Packet) -> list:
+    def receive(self, packet: Packet) -> list[Event]:
         if packet.seq != next_seq(self._seq):
             return self._fail(Failed(ER_NET_PACKETS_OUT_OF_ORDER, "Got packets out of order"))
         self._seq = packet.seq
@@ -266,7 +285,7 @@ class ServerHandshake(_AuthExchange):
             return self._fail(Failed(ER.HANDSHAKE_ERROR, "Bad handshake"))
         return self._fail(Failed(ER.HANDSHAKE_ERROR, f"Bad handshake: unexpected packet in state {self.state.value}"))
 
-    def _on_response(self, payload) -> list:
+    def _on_response(self, payload: BytesLike) -> list[Event]:
         if is_ssl_request(payload):
             if not self.tls_available or self.tls:
                 return self._fail(Failed(ER.HANDSHAKE_ERROR, "Bad handshake: TLS is not enabled on this proxy"))
@@ -282,7 +301,9 @@ class ServerHandshake(_AuthExchange):
 
     def _verified(self) -> Verified:
         resp = self._response
-        return Verified(resp.user, resp.database, self.capabilities, resp.charset, resp.connect_attrs, self._auth.plugin)
+        assert resp is not None  # VERIFIED follows a HandshakeResponse
+        return Verified(resp.user, resp.database, self.capabilities, resp.charset, resp.connect_attrs,
+                        self._auth.plugin)
 
 
 class ChangeUserAuth(_AuthExchange):
@@ -301,13 +322,13 @@ class ChangeUserAuth(_AuthExchange):
         self._seq = 0
         self._request: ChangeUser | None = None
 
-    def start(self, request: ChangeUser, seq: int = 0) -> list:
+    def start(self, request: ChangeUser, seq: int = 0) -> list[Event]:
         self._seq = seq
         self._request = request
         outcome, data = self._auth.start(request.user, request.auth_plugin, request.auth_response)
         return self._after(outcome, data)
 
-    def receive(self, packet: Packet) -> list:
+    def receive(self, packet: Packet) -> list[Event]:
         if self.state is not HandshakeState.AUTH_SWITCH_SENT or packet.seq != next_seq(self._seq):
             return self._fail(Failed(ER_NET_PACKETS_OUT_OF_ORDER, "Got packets out of order"))
         self._seq = packet.seq
@@ -315,4 +336,5 @@ class ChangeUserAuth(_AuthExchange):
 
     def _verified(self) -> Verified:
         req = self._request
+        assert req is not None  # VERIFIED follows start()
         return Verified(req.user, req.database, self.capabilities, req.charset, req.connect_attrs, self._auth.plugin)

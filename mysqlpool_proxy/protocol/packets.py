@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ..constants import CLIENT, SERVER_SESSION_STATE_CHANGED
 from ..errors import RemoteProtocolError
-from .wire import Reader, int1, int2, int4, lenenc_bytes, lenenc_int
+from .wire import BytesLike, Reader, int1, int2, int4, lenenc_bytes, lenenc_int
 
 __all__ = [
     "OkPacket", "ErrPacket", "EofPacket", "HandshakeV10", "HandshakeResponse", "ChangeUser",
@@ -61,12 +61,12 @@ class EofPacket:
     status: int
 
 
-def is_eof(payload: bytes | memoryview) -> bool:
+def is_eof(payload: BytesLike) -> bool:
     """0xFE starts an EOF packet only when the payload is short (else it is a lenenc int)."""
     return len(payload) < 9 and len(payload) > 0 and payload[0] == EOF_HEADER
 
 
-def parse_ok(payload, capabilities: int) -> OkPacket:
+def parse_ok(payload: BytesLike, capabilities: int) -> OkPacket:
     r = Reader(payload)
     header = r.int1()
     if header not in (OK_HEADER, EOF_HEADER):
@@ -90,7 +90,7 @@ def parse_ok(payload, capabilities: int) -> OkPacket:
     return OkPacket(affected, insert_id, status, warnings, info, state)
 
 
-def parse_err(payload, capabilities: int = CLIENT.PROTOCOL_41) -> ErrPacket:
+def parse_err(payload: BytesLike, capabilities: int = CLIENT.PROTOCOL_41) -> ErrPacket:
     r = Reader(payload)
     if r.int1() != ERR_HEADER:
         raise RemoteProtocolError("not an ERR packet")
@@ -102,7 +102,7 @@ def parse_err(payload, capabilities: int = CLIENT.PROTOCOL_41) -> ErrPacket:
     return ErrPacket(errno, sqlstate, r.rest())
 
 
-def parse_eof(payload) -> EofPacket:
+def parse_eof(payload: BytesLike) -> EofPacket:
     r = Reader(payload)
     if r.int1() != EOF_HEADER:
         raise RemoteProtocolError("not an EOF packet")
@@ -147,7 +147,7 @@ def make_eof(status: int, warnings: int = 0) -> bytes:
     return b"\xfe" + int2(warnings) + int2(status)
 
 
-def strip_session_track(payload, capabilities: int) -> bytes:
+def strip_session_track(payload: BytesLike, capabilities: int) -> bytes:
     """Re-encode an OK sent with CLIENT_SESSION_TRACK for a client without it.
 
     The session-state block is dropped (with its status bit); the info string
@@ -189,7 +189,7 @@ def make_handshake_v10(hs: HandshakeV10) -> bytes:
     return b"".join(parts)
 
 
-def parse_handshake_v10(payload) -> HandshakeV10:
+def parse_handshake_v10(payload: BytesLike) -> HandshakeV10:
     r = Reader(payload)
     if r.int1() != 10:
         raise RemoteProtocolError("unsupported handshake protocol version")
@@ -225,7 +225,7 @@ class HandshakeResponse:
 SSL_REQUEST_SIZE = 32
 
 
-def is_ssl_request(payload) -> bool:
+def is_ssl_request(payload: BytesLike) -> bool:
     """An SSLRequest is the first 32 bytes of a HandshakeResponse41 with CLIENT_SSL set."""
     if len(payload) != SSL_REQUEST_SIZE:
         return False
@@ -233,7 +233,7 @@ def is_ssl_request(payload) -> bool:
     return bool(caps & CLIENT.SSL)
 
 
-def parse_handshake_response(payload) -> HandshakeResponse:
+def parse_handshake_response(payload: BytesLike) -> HandshakeResponse:
     r = Reader(payload)
     if len(payload) < 4:
         raise RemoteProtocolError("handshake response too short")
@@ -286,15 +286,12 @@ class ChangeUser:
     connect_attrs: dict[bytes, bytes]
 
 
-def parse_change_user(payload, capabilities: int) -> ChangeUser:
+def parse_change_user(payload: BytesLike, capabilities: int) -> ChangeUser:
     r = Reader(payload)
     if r.int1() != 0x11:
         raise RemoteProtocolError("not a COM_CHANGE_USER packet")
     user = r.nul_bytes()
-    if capabilities & CLIENT.SECURE_CONNECTION:
-        auth = r.fixed(r.int1())
-    else:
-        auth = r.nul_bytes()
+    auth = r.fixed(r.int1()) if capabilities & CLIENT.SECURE_CONNECTION else r.nul_bytes()
     database = r.nul_bytes() if not r.at_end() else b""
     charset = r.int2() if r.remaining >= 2 else None
     plugin = r.nul_bytes() if capabilities & CLIENT.PLUGIN_AUTH and not r.at_end() else None

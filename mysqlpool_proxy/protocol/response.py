@@ -48,9 +48,9 @@ import enum
 from ..constants import CLIENT, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS
 from ..errors import LocalProtocolError, RemoteProtocolError
 from .framing import HEADER_SIZE, MAX_FRAME, frame_header
-from .packets import ErrPacket, make_eof, make_ok, parse_err, parse_ok, strip_session_track
+from .packets import ErrPacket, OkPacket, make_eof, make_ok, parse_err, parse_ok, strip_session_track
 from .session_track import StateChanges, Trackers, parse_state_changes
-from .wire import Reader
+from .wire import BytesLike, Reader
 
 __all__ = ["Expect", "Phase", "ResponseTracker"]
 
@@ -172,7 +172,7 @@ class ResponseTracker:
 
     # -- the walk ------------------------------------------------------------
 
-    def feed(self, data) -> int:
+    def feed(self, data: BytesLike) -> int:
         if self.rewrites:
             self.rewrites = []
         n = len(data)
@@ -196,7 +196,8 @@ class ResponseTracker:
                     return pos  # hold: need the header and first byte
             length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
             end = pos + HEADER_SIZE + length
-            if self._continuation or phase in _SKIPPED or (phase is Phase.ROWS and not self._row_end(data, pos, length)):
+            if (self._continuation or phase in _SKIPPED
+                    or (phase is Phase.ROWS and not self._row_end(data, pos, length))):
                 # A row, a definition or a continuation frame: look no further.
                 self._continuation = length == MAX_FRAME
                 if not self._continuation and not self._count_skipped(phase):
@@ -216,7 +217,7 @@ class ResponseTracker:
             pos = end
         return pos
 
-    def _row_end(self, data, pos: int, length: int) -> bool:
+    def _row_end(self, data: BytesLike, pos: int, length: int) -> bool:
         """In ROWS: is this packet the EOF or ERR that ends the rows?"""
         if length == 0:
             return False
@@ -239,7 +240,7 @@ class ResponseTracker:
 
     # -- inspected packets --------------------------------------------------
 
-    def _inspect(self, data, pos: int, end: int) -> None:
+    def _inspect(self, data: BytesLike, pos: int, end: int) -> None:
         body = pos + HEADER_SIZE
         phase = self.phase
         first = data[body] if end > body else -1
@@ -263,7 +264,7 @@ class ResponseTracker:
         else:
             raise RemoteProtocolError(f"unexpected packet 0x{first & 0xFF:02x} in phase {phase.name}")
 
-    def _on_first(self, data, pos: int, body: int, end: int, first: int) -> None:
+    def _on_first(self, data: BytesLike, pos: int, body: int, end: int, first: int) -> None:
         if self.expect is Expect.PREPARE:
             self._on_prepare_ok(data, pos, body, end)
         elif first == 0x00:
@@ -280,7 +281,7 @@ class ResponseTracker:
             self._left = count
             self.phase = Phase.COLUMNS
 
-    def _on_single(self, data, pos: int, body: int, end: int, first: int) -> None:
+    def _on_single(self, data: BytesLike, pos: int, body: int, end: int, first: int) -> None:
         if first == 0x00:
             self._on_ok(data, pos, body, end)
             self.phase = Phase.DONE
@@ -289,7 +290,7 @@ class ResponseTracker:
         else:
             raise RemoteProtocolError(f"unexpected reply header 0x{first & 0xFF:02x}")
 
-    def _on_ok(self, data, pos: int, body: int, end: int) -> None:
+    def _on_ok(self, data: BytesLike, pos: int, body: int, end: int) -> None:
         payload = bytes(data[body:end])
         ok = parse_ok(payload, BACKEND_CAPS)
         self.ok_count += 1
@@ -314,11 +315,11 @@ class ResponseTracker:
                 self.rewrites.append((pos, end, frame_header(len(new), data[pos + 3]) + new))
         self.phase = Phase.FIRST if ok.status & MORE_RESULTS else Phase.DONE
 
-    def _client_ok(self, payload: bytes, ok) -> bytes | None:
+    def _client_ok(self, payload: bytes, ok: OkPacket) -> bytes | None:
         """The OK with a session-state block as the client may see it (None: as it is)."""
         if self.strip_session_track:
             return strip_session_track(payload, BACKEND_CAPS)
-        if self.trackers is None:
+        if self.trackers is None or ok.session_state is None:
             return None
         block = self.trackers.filter(ok.session_state)
         if block == ok.session_state:
@@ -326,7 +327,7 @@ class ResponseTracker:
         return make_ok(BACKEND_CAPS, ok.status, ok.affected_rows, ok.last_insert_id, ok.warnings, ok.info,
                        header=payload[0], session_state=block or None)
 
-    def _on_eof(self, data, body: int, end: int, final: bool) -> None:
+    def _on_eof(self, data: BytesLike, body: int, end: int, final: bool) -> None:
         if end - body < 5 or data[body] != 0xFE:
             raise RemoteProtocolError("expected an EOF packet")
         self.warnings = data[body + 1] | data[body + 2] << 8
@@ -339,7 +340,7 @@ class ResponseTracker:
         if final:
             self.phase = Phase.FIRST if self.status & MORE_RESULTS and self.expect is Expect.RESULT else Phase.DONE
 
-    def _on_definitions_eof(self, data, body: int, end: int, first: int) -> None:
+    def _on_definitions_eof(self, data: BytesLike, body: int, end: int, first: int) -> None:
         self._on_eof(data, body, end, final=False)
         phase = self.phase
         if phase is Phase.COLUMNS_EOF:
@@ -352,7 +353,7 @@ class ResponseTracker:
         else:
             self.phase = Phase.DONE
 
-    def _on_prepare_ok(self, data, pos: int, body: int, end: int) -> None:
+    def _on_prepare_ok(self, data: BytesLike, pos: int, body: int, end: int) -> None:
         r = Reader(data, body, end)
         if r.int1() != 0x00:
             raise RemoteProtocolError("expected a prepare-OK packet")

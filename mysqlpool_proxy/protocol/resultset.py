@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence, Union
 
 from pymysql.constants import FIELD_TYPE, FLAG
 
@@ -84,12 +84,16 @@ def columns(spec: str) -> list[Column]:
     return out
 
 
+# What a cell may hold: text (str, or bytes as they are), a number, or SQL NULL.
+Value = str | bytes | int | float | None
+
+
 @dataclass(slots=True)
 class Rows:
     """A reply that is a result set."""
 
     columns: list[Column]
-    rows: list[tuple]
+    rows: Sequence[tuple[Value, ...]]
 
 
 @dataclass(slots=True)
@@ -100,7 +104,7 @@ class Ok:
     then: Callable[[], None] | None = None
 
 
-Reply = Union[Rows, Ok]
+Reply = Rows | Ok
 
 
 def encode_reply(reply: Reply | ProxyError, status: int, first_seq: int, capabilities: int) -> bytes:
@@ -132,7 +136,7 @@ def _without_limit_1(listed: str) -> str:
     return before if before and before[-1].isspace() else listed
 
 
-def select_reply(sql: str, known: Mapping[str, object]) -> Rows | None:
+def select_reply(sql: str, known: Mapping[str, Value]) -> Rows | None:
     """The one-row answer to `SELECT item[, item...] [LIMIT 1]` when every item (compared in lower
     case without spaces: "@@version_comment", "database()") is in `known`; None otherwise.
     Columns are named as the client wrote the items, like the server does."""
@@ -173,7 +177,7 @@ def column_definition(name: str | bytes, type: int = FIELD_TYPE.VAR_STRING, char
     ))
 
 
-def text_value(value) -> bytes | None:
+def text_value(value: Value) -> bytes | None:
     """A Python value as the text protocol carries it; None stays None (SQL NULL)."""
     if value is None:
         return None
@@ -194,7 +198,7 @@ def _float_text(value: float) -> str:
     return "0" if text in ("", "-0") else text
 
 
-def text_row(values: Iterable) -> bytes:
+def text_row(values: Iterable[Value]) -> bytes:
     """A ProtocolText::ResultsetRow payload: each value a lenenc string, 0xFB for NULL."""
     return _row_payload([text_value(v) for v in values])
 
@@ -203,7 +207,8 @@ def _row_payload(encoded: Iterable[bytes | None]) -> bytes:
     return b"".join(b"\xfb" if data is None else lenenc_bytes(data) for data in encoded)
 
 
-def result_set(columns: Sequence[Column | str], rows: Iterable[Sequence], status: int, first_seq: int = 1) -> bytes:
+def result_set(columns: Sequence[Column | str], rows: Iterable[Sequence[Value]], status: int,
+               first_seq: int = 1) -> bytes:
     """A whole text result set, framed from sequence id `first_seq`; EOFs carry `status`."""
     cols = [Column(c) if isinstance(c, str) else c for c in columns]
     row_payloads = []

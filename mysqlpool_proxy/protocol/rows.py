@@ -11,6 +11,7 @@ literal of the same type.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..constants import FIELD_TYPE
@@ -35,7 +36,7 @@ class Column:
     charset: int
 
 
-def _packets(data: bytes):
+def _packets(data: bytes) -> Iterator[bytes]:
     pos = 0
     while pos + HEADER_SIZE <= len(data):
         length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16

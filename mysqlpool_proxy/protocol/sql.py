@@ -24,9 +24,12 @@ and a text too large for that to be quick is assumed to do anything
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
-__all__ = ["NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "KillStatement", "statements_with_kill", "replace_spans", "SqlEffects", "analyze", "unknown_effects", "session_only", "parse_set_names", "replace_connection_id",
+__all__ = ["NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "KillStatement", "statements_with_kill", "replace_spans",
+           "SqlEffects", "analyze", "unknown_effects", "session_only", "parse_set_names", "replace_connection_id",
            "without_schema", "INTERESTING", "releases_connection"]
 
 # A statement containing none of these words cannot change pinned session
@@ -49,6 +52,7 @@ _INTERESTING_LOWER = re.compile(_TRIGGER_WORDS)
 
 WORD, STR, QID, UVAR, SYSVAR, NUM, OP = "word", "str", "qid", "uvar", "sysvar", "num", "op"
 OPEN = "open"  # a literal or comment that runs to the end of the text (the server rejects it)
+Token = tuple[str, bytes]  # (kind, value), as tokenize() makes them
 
 
 @dataclass(slots=True)
@@ -140,11 +144,18 @@ NO_BACKSLASH_ESCAPES = 1
 ANSI_QUOTES = 2
 
 
-def _bodies(mode: int) -> dict:
+# A literal body's `match`: its pattern matches the empty string too, so it never returns None.
+_BodyMatch = Callable[[bytes, int], "re.Match[bytes]"]
+
+
+def _body_match(pattern: bytes) -> _BodyMatch:
+    return cast(_BodyMatch, re.compile(pattern, re.S).match)
+
+
+def _bodies(mode: int) -> dict[int, _BodyMatch]:
     escaped = _PLAIN_BODY if mode & NO_BACKSLASH_ESCAPES else _ESCAPED_BODY
     double = _PLAIN_BODY[0x22] if mode & ANSI_QUOTES else escaped[0x22]
-    return {0x27: re.compile(escaped[0x27], re.S).match, 0x22: re.compile(double, re.S).match,
-            0x60: re.compile(_PLAIN_BODY[0x60], re.S).match}
+    return {0x27: _body_match(escaped[0x27]), 0x22: _body_match(double), 0x60: _body_match(_PLAIN_BODY[0x60])}
 
 
 _BODY_BY_MODE = [_bodies(mode) for mode in range(4)]
@@ -156,7 +167,7 @@ def _lex(sql: bytes, mode: int = 0) -> tuple[list[tuple[str, int, int]], int]:
     `mode`: NO_BACKSLASH_ESCAPES | ANSI_QUOTES, from the client's sql_mode."""
     body = _BODY_BY_MODE[mode]
     quoted_names = (0x60, 0x22) if mode & ANSI_QUOTES else (0x60,)
-    tokens = []
+    tokens: list[tuple[str, int, int]] = []
     append = tokens.append
     match = _NEXT.match
     n = len(sql)
@@ -164,6 +175,7 @@ def _lex(sql: bytes, mode: int = 0) -> tuple[list[tuple[str, int, int]], int]:
     executable = False  # inside /*! ... */
     while pos < n:
         m = match(sql, pos)
+        assert m is not None and m.lastgroup is not None  # its last alternative matches any byte
         kind = m.lastgroup
         end = m.end()
         if kind == "ws":
@@ -203,7 +215,7 @@ def _lex(sql: bytes, mode: int = 0) -> tuple[list[tuple[str, int, int]], int]:
     return tokens, looked
 
 
-def tokenize(sql: bytes, mode: int = 0) -> list[tuple[str, bytes]]:
+def tokenize(sql: bytes, mode: int = 0) -> list[Token]:
     """(kind, value) of each significant token: words lower-cased, literals unquoted,
     variables by name. `mode`: as for _lex."""
     escapes = not mode & NO_BACKSLASH_ESCAPES
@@ -235,8 +247,9 @@ def _unquote(text: bytes, escapes: bool = True) -> bytes:
 _ESCAPE = re.compile(rb"\\(.)")
 
 
-def _escaped(m: re.Match) -> bytes:
-    return m.group(1)
+def _escaped(m: re.Match[bytes]) -> bytes:
+    escaped: bytes = m.group(1)  # the pattern's one group always takes part
+    return escaped
 
 
 def _var_name(text: bytes, escapes: bool = True) -> bytes:
@@ -247,8 +260,9 @@ def _var_name(text: bytes, escapes: bool = True) -> bytes:
     return text.lower()
 
 
-def split_statements(tokens: list) -> list[list]:
-    out, cur = [], []
+def split_statements(tokens: list[Token]) -> list[list[Token]]:
+    out: list[list[Token]] = []
+    cur: list[Token] = []
     for tok in tokens:
         if tok == (OP, b";"):
             if cur:
@@ -407,13 +421,13 @@ def parse_set_names(sql: bytes) -> tuple[bytes, bytes | None] | None:
     return cs, (coll.strip(b"'\"`").lower() if coll else None)
 
 
-def _words(stmt, n: int) -> list[bytes]:
+def _words(stmt: list[Token], n: int) -> list[bytes]:
     """The first n tokens as lower-case words ("" for non-words and past the end)."""
     words = [v if k == WORD else b"" for k, v in stmt[:n]]
     return words + [b""] * (n - len(words))
 
 
-def _name_at(stmt, i: int) -> bytes | None:
+def _name_at(stmt: list[Token], i: int) -> bytes | None:
     """A (possibly qualified) table name starting at token i; the last part, lower-cased."""
     name = None
     while i < len(stmt) and stmt[i][0] in (WORD, QID):
@@ -425,7 +439,7 @@ def _name_at(stmt, i: int) -> bytes | None:
     return name
 
 
-def _analyze_statement(stmt: list, fx: SqlEffects) -> None:
+def _analyze_statement(stmt: list[Token], fx: SqlEffects) -> None:
     _scan_expressions(stmt, fx)
     stmt = _inner_statement(stmt)
     w = _words(stmt, 4)
@@ -478,7 +492,7 @@ _IF_NOT_EXISTS = ((WORD, b"if"), (WORD, b"not"), (WORD, b"exists"))
 _SET_STATEMENT = [(WORD, b"set"), (WORD, b"statement")]
 
 
-def _inner_statement(stmt: list) -> list:
+def _inner_statement(stmt: list[Token]) -> list[Token]:
     """The statement that SET STATEMENT v=x [, ...] FOR stmt runs ([] if none): its settings
     last for that one statement, and its effects stay. Nested ones are unwrapped in one pass."""
     start = 0
@@ -493,7 +507,7 @@ def releases_connection(sql: bytes, mode: int = 0) -> bool:
     return any(_ends_connection(stmt, True) for stmt in split_statements(tokenize(sql, mode)))
 
 
-def _ends_connection(stmt: list, by_default: bool) -> bool:
+def _ends_connection(stmt: list[Token], by_default: bool) -> bool:
     """COMMIT / ROLLBACK [WORK] [AND [NO] CHAIN] [[NO] RELEASE]: does it release the connection?
     (`by_default`: completion_type is RELEASE, so one with neither RELEASE nor NO RELEASE does.)"""
     words = [value for kind, value in stmt if kind == WORD]
@@ -505,15 +519,15 @@ def _ends_connection(stmt: list, by_default: bool) -> bool:
     return by_default and not chained
 
 
-def _has_sequence(stmt, words: tuple[bytes, ...]) -> bool:
+def _has_sequence(stmt: list[Token], words: tuple[bytes, ...]) -> bool:
     vals = [v for k, v in stmt if k == WORD]
     n = len(words)
     return any(tuple(vals[i:i + n]) == words for i in range(len(vals) - n + 1))
 
 
-def _scan_expressions(stmt: list, fx: SqlEffects) -> None:
+def _scan_expressions(stmt: list[Token], fx: SqlEffects) -> None:
     """Effects that can hide in any statement: `@v :=`, `INTO @v`, lock functions, CONNECTION_ID()."""
-    prev = (None, b"")
+    prev: tuple[str | None, bytes] = (None, b"")
     into_list = False  # prev is a variable of an `INTO @a, @b` list, or a comma after one
     last = len(stmt) - 1
     for i, tok in enumerate(stmt):
@@ -542,7 +556,7 @@ def _scan_expressions(stmt: list, fx: SqlEffects) -> None:
         prev = tok
 
 
-def _user_var_written(fx: SqlEffects, target: tuple) -> None:
+def _user_var_written(fx: SqlEffects, target: tuple[str | None, bytes]) -> None:
     """Record a write of `target`; analyze() drops repeated names at the end (not here: a
     text may name thousands)."""
     fx.user_var_write = True
@@ -552,7 +566,7 @@ def _user_var_written(fx: SqlEffects, target: tuple) -> None:
         fx.user_var_unknown = True
 
 
-def _lock_function(name: bytes, stmt: list, arg: int, fx: SqlEffects) -> None:
+def _lock_function(name: bytes, stmt: list[Token], arg: int, fx: SqlEffects) -> None:
     literal = stmt[arg][1] if arg < len(stmt) and stmt[arg][0] == STR else None
     if name == b"get_lock":
         fx.named_locks_taken.append(literal)
@@ -575,7 +589,7 @@ _SCOPE_WORDS = {b"session": "session", b"local": "session", b"global": "global",
                 b"persist_only": "global"}
 
 
-def _analyze_set(stmt: list, fx: SqlEffects) -> None:
+def _analyze_set(stmt: list[Token], fx: SqlEffects) -> None:
     """SET assignment[, assignment]...: user variables, NULL-valued system variables."""
     w = _words(stmt, 3)
     if w[1] in (b"names", b"password", b"role", b"default", b"character", b"charset"):
@@ -598,7 +612,7 @@ def _analyze_set(stmt: list, fx: SqlEffects) -> None:
                 fx.sysvars_untracked.append(name)
 
 
-def _after_for(stmt: list, start: int) -> int:
+def _after_for(stmt: list[Token], start: int) -> int:
     """The index after the first FOR outside parentheses from `start` (len(stmt) if none)."""
     depth = 0
     for i in range(start, len(stmt)):
@@ -610,11 +624,13 @@ def _after_for(stmt: list, start: int) -> int:
     return len(stmt)
 
 
-def _assignments(tokens: list):
+def _assignments(tokens: list[Token]) -> Iterator[tuple[tuple[str, bytes, str], list[Token], bool]]:
     """Yield ((kind, name, scope), value_tokens, unscoped_sysvar) for `a = x, b = y` (top-level commas only).
 
     `unscoped_sysvar` is True for the `@@name` form, which MariaDB's trackers do not report."""
-    parts, cur, depth = [], [], 0
+    parts: list[list[Token]] = []
+    cur: list[Token] = []
+    depth = 0
     for tok in tokens:
         if tok[0] == OP and tok[1] in (b"(", b")"):
             depth += 1 if tok[1] == b"(" else -1
@@ -647,7 +663,7 @@ def _assignments(tokens: list):
             yield (SYSVAR, target[1].lower(), scope), part[eq + 1:], False
 
 
-def _analyze_drop(stmt: list, fx: SqlEffects) -> None:
+def _analyze_drop(stmt: list[Token], fx: SqlEffects) -> None:
     w = _words(stmt, 3)
     i = 1
     if w[1] == b"temporary":
@@ -669,7 +685,7 @@ def _analyze_drop(stmt: list, fx: SqlEffects) -> None:
         i += 1
 
 
-def _analyze_handler(stmt: list, fx: SqlEffects) -> None:
+def _analyze_handler(stmt: list[Token], fx: SqlEffects) -> None:
     # HANDLER tbl OPEN [[AS] alias] / HANDLER name CLOSE: later statements use the alias if given.
     name = _name_at(stmt, 1)
     if name is None:
@@ -689,13 +705,13 @@ def _analyze_handler(stmt: list, fx: SqlEffects) -> None:
         fx.handlers_closed.append(name)
 
 
-def _analyze_kill(stmt: list, fx: SqlEffects) -> None:
+def _analyze_kill(stmt: list[Token], fx: SqlEffects) -> None:
     kill = _kill_target(stmt)
     if kill is not None:
         fx.kill = kill
 
 
-def _kill_target(stmt: list) -> tuple[str, int] | None:
+def _kill_target(stmt: list[Token]) -> tuple[str, int] | None:
     """("connection" | "query", id) of `KILL [HARD|SOFT] [CONNECTION|QUERY] id`; None for any other
     form (KILL QUERY ID n takes a query id, KILL USER a user name: the server's business)."""
     words = [v for k, v in stmt if k == WORD]
@@ -719,7 +735,9 @@ class KillStatement:
 
 def statements_with_kill(sql: bytes, mode: int = 0) -> tuple[int, list[KillStatement]]:
     """How many statements the text has, and where the KILL statements among them are."""
-    count, kills, current = 0, [], []
+    count = 0
+    kills: list[KillStatement] = []
+    current: list[tuple[str, int, int]] = []
     for token in _lex(sql, mode)[0] + [(OP, len(sql), len(sql))]:
         kind, start, end = token
         if kind == OP and (end == start or sql[start:end] == b";"):

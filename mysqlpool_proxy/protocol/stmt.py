@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from ..constants import ER, ER_MALFORMED_PACKET
 from ..errors import RemoteProtocolError
+from .wire import BytesLike
 
 __all__ = ["ExecuteHeader", "ExecuteRefused", "parse_execute", "nulls_only", "with_statement_id", "with_types",
            "CURSOR_TYPE_READ_ONLY", "EXECUTE_FIXED_SIZE", "MALFORMED", "WRONG_ARGUMENTS"]
@@ -65,7 +66,7 @@ class ExecuteHeader:
     flag_offset: int  # where the new-params-bound flag sits (-1 when there are no parameters)
 
 
-def statement_id(payload) -> int:
+def statement_id(payload: BytesLike) -> int:
     if len(payload) < 5:
         raise RemoteProtocolError("statement command too short for a statement id")
     return int.from_bytes(payload[1:5], "little")
@@ -76,7 +77,7 @@ def with_statement_id(payload: bytes, stmt_id: int) -> bytes:
     return payload[:1] + stmt_id.to_bytes(4, "little") + payload[5:]
 
 
-def parse_execute(payload, params: int) -> ExecuteHeader:
+def parse_execute(payload: BytesLike, params: int) -> ExecuteHeader:
     """The fixed part of an execute of a statement with `params` parameters (ExecuteRefused
     when MariaDB would refuse it before reading the values)."""
     if len(payload) < EXECUTE_FIXED_SIZE:
@@ -100,7 +101,7 @@ def parse_execute(payload, params: int) -> ExecuteHeader:
     return ExecuteHeader(stmt_id, flags, flag == 1, types, flag_offset)
 
 
-def nulls_only(payload, params: int) -> bool:
+def nulls_only(payload: BytesLike, params: int) -> bool:
     """Are all `params` parameters of this execute (parsed by parse_execute) NULL?"""
     bitmap = int.from_bytes(payload[EXECUTE_FIXED_SIZE:EXECUTE_FIXED_SIZE + (params + 7) // 8], "little")
     every = (1 << params) - 1

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import re
 
-from .sql import WORD, split_statements, tokenize
+from .sql import WORD, Token, split_statements, tokenize
 
 __all__ = ["NoopCommand", "noop_transaction_command", "leaves_transaction_open"]
 
@@ -67,7 +67,7 @@ def leaves_transaction_open(sql: bytes, ran_under_autocommit: bool, quoting: int
     return not _ends_transaction(statements[-1])
 
 
-def _ends_transaction(stmt: list) -> bool:
+def _ends_transaction(stmt: list[Token]) -> bool:
     words = [value for kind, value in stmt if kind == WORD]
     if len(words) != len(stmt) or not words or words[0] not in (b"commit", b"rollback"):
         return False

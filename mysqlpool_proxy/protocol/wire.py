@@ -12,7 +12,10 @@ import struct
 
 from ..errors import RemoteProtocolError
 
-__all__ = ["Reader", "int1", "int2", "int3", "int4", "int8", "lenenc_int", "lenenc_bytes", "NULL_LENGTH"]
+__all__ = ["BytesLike", "Reader", "int1", "int2", "int3", "int4", "int8", "lenenc_int", "lenenc_bytes", "NULL_LENGTH"]
+
+# What a payload may arrive as: a packet's bytes, a decoder's buffer, or a view into either.
+BytesLike = bytes | bytearray | memoryview
 
 # A length-encoded integer whose first byte is 0xFB means SQL NULL (in rows).
 NULL_LENGTH = None
@@ -27,7 +30,7 @@ class Reader:
 
     __slots__ = ("data", "pos", "end")
 
-    def __init__(self, data: bytes | bytearray | memoryview, pos: int = 0, end: int | None = None):
+    def __init__(self, data: BytesLike, pos: int = 0, end: int | None = None):
         self.data = data
         self.pos = pos
         self.end = len(data) if end is None else end
@@ -52,7 +55,8 @@ class Reader:
 
     def int2(self) -> int:
         start = self._take(2)
-        return _I2.unpack_from(self.data, start)[0]
+        value: int = _I2.unpack_from(self.data, start)[0]
+        return value
 
     def int3(self) -> int:
         start = self._take(3)
@@ -61,11 +65,13 @@ class Reader:
 
     def int4(self) -> int:
         start = self._take(4)
-        return _I4.unpack_from(self.data, start)[0]
+        value: int = _I4.unpack_from(self.data, start)[0]
+        return value
 
     def int8(self) -> int:
         start = self._take(8)
-        return _I8.unpack_from(self.data, start)[0]
+        value: int = _I8.unpack_from(self.data, start)[0]
+        return value
 
     def lenenc_int(self) -> int | None:
         """A length-encoded integer; None for the NULL marker 0xFB."""

@@ -46,14 +46,14 @@ import asyncio
 import enum
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pymysql
 
-from ..constants import CR, ER
 from ..backend.pool import CAPACITY_ERRORS
+from ..constants import CR, ER
 from ..protocol.framing import encode_packet
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ log = logging.getLogger("mysqlpool.health")
 # The server refuses the proxy's own login: retrying the same credentials will not help.
 LOGIN_ERRORS = frozenset((
     ER.DBACCESS_DENIED_ERROR, ER.ACCESS_DENIED_ERROR, ER.HOST_IS_BLOCKED, ER.HOST_NOT_PRIVILEGED,
-    ER.NOT_SUPPORTED_AUTH_MODE, ER.MUST_CHANGE_PASSWORD_LOGIN,
+    ER.NOT_SUPPORTED_AUTH_MODE, ER.MUST_CHANGE_PASSWORD_LOGIN,  # type: ignore[attr-defined]  # (not in types-PyMySQL)
     1698,  # ER_ACCESS_DENIED_NO_PASSWORD_ERROR
     4151,  # ER_ACCOUNT_HAS_BEEN_LOCKED (MariaDB)
     CR.CR_AUTH_PLUGIN_CANNOT_LOAD,
@@ -297,7 +297,7 @@ class HealthMonitor:
         if self.proxy.state.value != RUNNING:
             return False
         now = self.loop.time()
-        if readiness.ready and self._round_ended > float("-inf"):  # (the first round runs at start)
+        if readiness.ready and self.last_answer is not None and self._round_ended > float("-inf"):  # (first: at start)
             return now >= self.last_answer + self.interval / 2 * self._jitter
         return now >= self._round_ended + self.interval / 4 * self._jitter
 
@@ -364,9 +364,8 @@ class HealthMonitor:
         for pool in self._pools():
             unchecked = pool.stats.connects == 0 and not pool.connecting
             if (unchecked or _login_refused(pool)) and not pool.paused and pool.size < pool.max_size \
-                    and pool.limiter.available() > 0:
-                if await self._open_in(pool):
-                    self._answered(self.loop.time())
+                    and pool.limiter.available() > 0 and await self._open_in(pool):
+                self._answered(self.loop.time())
 
     async def _open_in(self, pool: Pool) -> bool | None:
         """Pool.open_now(), bounded: None if it took too long (it goes on by itself; a backend it
@@ -375,7 +374,7 @@ class HealthMonitor:
         task = self.proxy.spawn(pool.open_now())
         try:
             return await asyncio.wait_for(asyncio.shield(task), self._open_bound())
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             return None
 
     def _open_bound(self) -> float:
@@ -392,7 +391,7 @@ class HealthMonitor:
             return Outcome.INCONCLUSIVE
         try:
             opened = await asyncio.wait_for(self._opener(pool.params_for(0)), self._open_bound())
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             return self._failed(Cause.UNREACHABLE, "connect timeout")
         except Exception as exc:  # every connect failure is classified the same way
             return self._classify(*_describe(exc))

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 import itertools
+import json
 import logging
 import ssl
 from collections import Counter
@@ -40,7 +40,7 @@ from ..backend.adapter import BackendParams, Opened, make_ssl_context, open_back
 from ..backend.connection import BackendGone
 from ..backend.pool import KEY_BITS, BackendLimiter, Pool
 from ..client.connection import ClientConnection
-from ..client.context import ClientHandle
+from ..client.context import ClientHandle, UserLike
 from ..config import Config, UserConfig
 from ..constants import CLIENT, SERVER_STATUS
 from ..core.server_info import ServerInfo, WaitTimeouts
@@ -88,8 +88,8 @@ class ProxyStats:
 
     def __init__(self) -> None:
         self.accepted = 0
-        self.refused: Counter = Counter()
-        self.client_closed: Counter = Counter()
+        self.refused: Counter[str] = Counter()
+        self.client_closed: Counter[str] = Counter()
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -118,7 +118,7 @@ class Proxy:
         step = worker.count if worker else 1
         self._client_ids = itertools.count(1 + (worker.index if worker else 0), step)
         self._backend_ids = itertools.count(1)
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task] = set()
         self._known_schemas: dict[str, set[bytes]] = {}
         self.users = build_users(config, self.pools, self._make_pool, self._reconfigure_pool)
@@ -165,8 +165,8 @@ class Proxy:
                              max_lifetime=p.max_lifetime, max_waiting=pool.max_waiting,
                              max_connecting=pool.max_connecting)
             return
-        pool.reconfigure(self._params(user), max_size=self.share(max_size),
-                         min_idle=share(p.min_idle, self.worker.index, self.worker.count) if self.worker else p.min_idle,
+        min_idle = share(p.min_idle, self.worker.index, self.worker.count) if self.worker else p.min_idle
+        pool.reconfigure(self._params(user), max_size=self.share(max_size), min_idle=min_idle,
                          max_lifetime=p.max_lifetime, max_waiting=p.max_waiting_clients,
                          max_connecting=p.max_connecting)
         pool.statement_cache_size = self.statement_cache_size()
@@ -223,12 +223,14 @@ class Proxy:
         self._learn_wait_timeout(pool, opened.wait_timeout)
         # The handshake's collation (aiomysql sends no SET NAMES) is behind character_set_client and _results.
         variables = opened.charset_vars
+        assert self.server_info is not None  # (learned above)
         names = self.server_info.resolve_names(variables[b"character_set_client"], variables[b"collation_connection"])
         hidden = None if names is None or names[1] else names[0]
         return SessionState(None, dict(variables), True, client_collation=hidden, results_collation=hidden)
 
     def _learn_wait_timeout(self, pool: str, wait_timeout: float) -> None:
         """Follow the wait_timeout a pool's new backends get, both ways; one log line when it changes."""
+        assert self.server_info is not None  # (learned from the backend before)
         timeouts = self.server_info.wait_timeouts
         smallest = timeouts.smallest(self.pools)
         previous = timeouts.learned(pool, self.loop.time(), wait_timeout)
@@ -354,6 +356,7 @@ class Proxy:
         (COM_CHANGE_USER's and COM_RESET_CONNECTION's too): all four character set variables,
         and that collation behind character_set_client and character_set_results."""
         info = self.server_info
+        assert info is not None  # (clients are greeted once the server is known)
         multi = bool(capabilities & CLIENT.MULTI_STATEMENTS) if multi_statements is None else multi_statements
         found = info.names(charset_id)
         if found is None:
@@ -365,13 +368,14 @@ class Proxy:
 
     # -- schemas ---------------------------------------------------------------------
 
-    def schema_known(self, entry: UserEntry, schema: bytes) -> bool:  # type: ignore[override]
+    def schema_known(self, entry: UserLike, schema: bytes) -> bool:
         return schema in self._known_schemas.get(entry.pool.name, ())
 
     async def check_schema(self, client: ClientHandle, schema: bytes | None) -> ProxyError | None:
         """COM_INIT_DB on a backend: does the schema exist for this user? (cached when it does)
         With `schema` None, only whether a backend can be had (a login while the pool is known down)."""
         pool = client.pool
+        assert pool is not None  # (the client has logged in)
         deadline = self.loop.time() + self.config.pool.checkout_timeout
         while True:
             try:

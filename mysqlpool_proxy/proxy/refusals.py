@@ -37,14 +37,14 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..backend.pool import CAPACITY_ERRORS
 from ..client.constants import MAX_LOGGING_IN
 from ..client.context import ClientHandle
-from ..core.states import ClientState
 from ..constants import CR, ER
+from ..core.states import ClientState
 from ..errors import ProxyError
-from .health import LOGIN_ERRORS
-from ..backend.pool import CAPACITY_ERRORS
 from ..reasons import RefusalReason
+from .health import LOGIN_ERRORS
 
 if TYPE_CHECKING:
     import asyncio
@@ -199,7 +199,7 @@ class Refusals:
             times = [self._refusing_since(p) for p in self.proxy.user_pools()]
             if None in times:
                 return  # told only when every pool would refuse them
-            since = max(times)
+            since = max(t for t in times if t is not None)
             waiting = [c for c in self.logging_in.values()
                        if c.state is ClientState.GREETING and since < c.connected_at <= started]
             error = self.describe_backend_problem() if waiting else None
@@ -228,7 +228,8 @@ class Refusals:
         tried = f"{n} connect attempt{'s' if n != 1 else ''} as '{pool.name}' failed, the last with " \
                 f"{pool.last_error}" if n else f"no connection as '{pool.name}' yet"
         silent = self.proxy.loop.time() - self._server_silent_since()
-        silence = f"since the start, {silent:.1f}s ago" if self.proxy.health.last_answer is None else f"for {silent:.1f}s"
+        silence = (f"since the start, {silent:.1f}s ago" if self.proxy.health.last_answer is None
+                   else f"for {silent:.1f}s")
         detail = f"mysqlpool-proxy: {tried}; no answer from the server {silence}"
         b = self.proxy.config.backend
         if b.unix_socket:

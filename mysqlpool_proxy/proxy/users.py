@@ -9,8 +9,8 @@ clients finish, nobody new arrives).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..backend.pool import Pool
 from ..config import Config, UserConfig
