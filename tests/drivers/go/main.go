@@ -514,6 +514,46 @@ func multiStatements(t target) (any, error) {
 	return map[string]any{"sets": sets, "after": after}, err
 }
 
+// interpolateParams: the driver escapes the arguments into the SQL itself and
+// sends COM_QUERY, the setting many Go applications use to save round trips.
+func interpolatedParams(t target) (any, error) {
+	db, err := sql.Open("mysql", t.dsn("interpolateParams=true"))
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	when := time.Date(2024, 2, 29, 13, 45, 6, 123456000, time.UTC)
+	rows, err := db.QueryContext(ctx, "SELECT ?, ?, ?, ?, ?, HEX(?)",
+		42, "12345678.9012", "it's 🐬 \\ \"quoted\"", nil, when, []byte{0, '\'', 0xff})
+	if err != nil {
+		return nil, err
+	}
+	return rowsAsStrings(rows)
+}
+
+// Closing a result after a few of its 100,000 rows: the driver reads the rest
+// off the wire, and the connection goes on.
+func earlyClose(db *sql.DB) (any, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	rows, err := conn.QueryContext(ctx, "SELECT seq, REPEAT('y', 50) FROM seq_1_to_100000")
+	if err != nil {
+		return nil, err
+	}
+	read := 0
+	for read < 10 && rows.Next() {
+		read++
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	after, err := one(conn, "SELECT 'usable'")
+	return map[string]any{"read": read, "after": after}, err
+}
+
 func main() {
 	if len(os.Args) != 2 {
 		fmt.Fprintln(os.Stderr, "usage: drivers-go mysql://user:password@host:port/database")
@@ -550,6 +590,8 @@ func main() {
 		{"session_variable", func() (any, error) { return sessionVariable(db) }},
 		{"last_insert_id", func() (any, error) { return lastInsertID(db) }},
 		{"multi_statements", func() (any, error) { return multiStatements(t) }},
+		{"interpolated_params", func() (any, error) { return interpolatedParams(t) }},
+		{"early_close", func() (any, error) { return earlyClose(db) }},
 	}
 	for _, c := range cases {
 		result, err := c.run()

@@ -298,6 +298,53 @@ public class Drivers {
         return out;
     }
 
+    // executeBatch: Connector/J sends the rows as one COM_STMT_BULK_EXECUTE
+    // (useBulkStmts), or pipelines the executions (useBatchMultiSend).
+    static Object batch(String options) throws Exception {
+        try (Connection b = connect(options)) {
+            exec(b, "DELETE FROM " + P + "kv");
+            int[] counts;
+            try (PreparedStatement ps = b.prepareStatement("INSERT INTO " + P + "kv (id, v) VALUES (?, ?)")) {
+                for (int i = 1; i <= 200; i++) {
+                    ps.setInt(1, i);
+                    ps.setString(2, "row " + i + " 🐬");
+                    ps.addBatch();
+                }
+                counts = ps.executeBatch();
+            }
+            Map<String, Object> out = new TreeMap<>();
+            out.put("batches", counts.length);
+            out.put("rows", query(b, "SELECT COUNT(*), SUM(id), MAX(v) FROM " + P + "kv"));
+            return out;
+        }
+    }
+
+    // Session characteristics through JDBC's setters, read back by the connector and by SQL.
+    static Object isolationAndReadOnly() throws Exception {
+        try (Connection c = connect("")) {
+            c.setTransactionIsolation(Connection.TRANSACTION_SERIALIZABLE);
+            c.setReadOnly(true);
+            Map<String, Object> out = new TreeMap<>();
+            out.put("driver", c.getTransactionIsolation());
+            out.put("sql", query(c, "SELECT @@tx_isolation, @@tx_read_only"));
+            c.setReadOnly(false);
+            c.setTransactionIsolation(Connection.TRANSACTION_READ_COMMITTED);
+            out.put("after", query(c, "SELECT @@tx_isolation, @@tx_read_only"));
+            return out;
+        }
+    }
+
+    // The compressed protocol (useCompression): a 4 MiB blob both ways and 10,000 rows; isValid() is a COM_PING.
+    static Object compressed() throws Exception {
+        try (Connection c = connect("useCompression=true")) {
+            Map<String, Object> out = new TreeMap<>();
+            out.put("valid", c.isValid(5));
+            out.put("blob", largePacket(c));
+            out.put("rows", largeResult(c));
+            return out;
+        }
+    }
+
     static Object multiStatements() throws Exception {
         try (Connection c = connect("allowMultiQueries=true"); Statement s = c.createStatement()) {
             List<Object> sets = new ArrayList<>();
@@ -391,6 +438,11 @@ public class Drivers {
         cases.put("session_variable", () -> sessionVariable(conn));
         cases.put("last_insert_id", () -> lastInsertId(conn));
         cases.put("multi_statements", Drivers::multiStatements);
+        cases.put("compressed", Drivers::compressed);
+        cases.put("isolation_and_read_only", Drivers::isolationAndReadOnly);
+        cases.put("batch_bulk", () -> batch(""));
+        cases.put("batch_pipelined", () -> batch("useBulkStmts=false"));
+        cases.put("batch_text_rewritten", () -> batch("useServerPrepStmts=false&rewriteBatchedStatements=true"));
         for (Map.Entry<String, Case> e : cases.entrySet()) {
             try {
                 emit(e.getKey(), e.getValue().run(), null);

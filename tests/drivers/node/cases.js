@@ -228,6 +228,43 @@ async function multiStatements(base) {
   }
 }
 
+// The compressed protocol: a 5 MiB parameter of a prepared statement (many
+// compressed frames), a 6 MiB text result, 10,000 rows.
+async function compressed(base) {
+  const conn = await mysql.createConnection({ ...base, compress: true });
+  try {
+    const blob = crypto.createHash('sha512').update('seed').digest().toString('hex').repeat(40000);  // 5 MiB of text
+    const [[echo]] = await conn.execute({ sql: 'SELECT LENGTH(?), MD5(?)', rowsAsArray: true }, [blob, blob]);
+    const [[big]] = await conn.query({ sql: "SELECT REPEAT('ab', 3000000)", rowsAsArray: true });
+    return {
+      echoed: echo.map(String),
+      local_md5: crypto.createHash('md5').update(blob).digest('hex'),
+      big: [big[0].length, crypto.createHash('md5').update(big[0]).digest('hex')],
+      rows: (await largeResult(conn)).rows,
+    };
+  } finally {
+    await conn.end();
+  }
+}
+
+// COM_PING, COM_RESET_CONNECTION and COM_CHANGE_USER through mysql2's own calls.
+async function pingResetChangeUser(base) {
+  const conn = await mysql.createConnection(base);
+  try {
+    await conn.ping();
+    await conn.query("SET @kept = 'before reset'");
+    const before = await one(conn, 'SELECT @kept');
+    await conn.reset();
+    const afterReset = await one(conn, 'SELECT @kept');
+    await conn.query("SET @kept = 'before change user'");
+    await conn.changeUser({ user: base.user, password: base.password, database: base.database });
+    return { before, afterReset, afterChangeUser: await one(conn, 'SELECT @kept'),
+             user: await one(conn, 'SELECT CURRENT_USER()') };
+  } finally {
+    await conn.end();
+  }
+}
+
 async function main() {
   if (process.argv.length !== 3) {
     console.error('usage: node cases.js mysql://user:password@host:port/database');
@@ -264,6 +301,8 @@ async function main() {
     ['session_variable', () => sessionVariable(conn)],
     ['last_insert_id', () => lastInsertId(conn)],
     ['multi_statements', () => multiStatements(base)],
+    ['compressed', () => compressed(base)],
+    ['ping_reset_change_user', () => pingResetChangeUser(base)],
   ];
   for (const [name, run] of cases) {
     try {

@@ -296,6 +296,24 @@ function multi_statements(mysqli $m) {
     return ['sets' => $sets, 'after' => one($m, "SELECT 'in sync'")];
 }
 
+// A persistent connection ("p:" host), as PHP-FPM applications use them:
+// reopened from mysqli's cache, which resets it with COM_CHANGE_USER.
+function persistent_connection(array $t) {
+    $persistent = ['host' => 'p:' . $t['host']] + $t;
+    $first = my($persistent);
+    $first_id = one($first, 'SELECT CONNECTION_ID()');
+    $first->query("SET @left_behind = 'x'");
+    $first->close();
+    $second = my($persistent);
+    try {
+        return ['same_connection' => one($second, 'SELECT CONNECTION_ID()') === $first_id,
+                'variable_after_reuse' => one($second, 'SELECT @left_behind'),
+                'query' => one($second, "SELECT CONCAT('still ', 'usable')")];
+    } finally {
+        $second->close();
+    }
+}
+
 // ---- PDO
 
 function pdo(array $t, array $options = []): PDO {
@@ -412,6 +430,7 @@ function main(array $argv): void {
         'session_variable' => fn() => session_variable($m),
         'last_insert_id' => fn() => last_insert_id($m),
         'multi_statements' => fn() => multi_statements($m),
+        'persistent_connection' => fn() => persistent_connection($t),
         'pdo_connect_tls_preferred' => fn() => pdo_connect($t, true),
         'pdo_connect_plain' => fn() => pdo_connect($t, false),
         'pdo_prepared_types' => fn() => pdo_prepared_types($pdo()),
