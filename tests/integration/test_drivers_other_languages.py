@@ -7,8 +7,9 @@
 # through a proxy in transaction
 # mode with max_size 4, offering TLS too (Connector/J, mysql2 and mysqlnd
 # refuse to go on without TLS once asked for it, so their "TLS preferred"
-# case passing means TLS was used; go-sql-driver's "preferred" would fall
-# back silently). A test fails when a case passes
+# case passing means TLS was used; go-sql-driver's "preferred" falls back
+# silently, so Go also connects with a tls.Config that counts handshakes).
+# A test fails when a case passes
 # directly but not through the proxy, or gives another result; both lines are
 # printed. A case that fails directly as well means the program or the
 # machine is broken, and fails the test too, saying so.
@@ -32,6 +33,7 @@ import pytest
 
 from tests.support.mariadb import start_server
 from tests.support.proxy import APP_DB, APP_PASSWORD, APP_USER, prepare_app_account
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -193,4 +195,12 @@ def test_driver_gives_through_the_proxy_what_it_gets_directly(program, tls_serve
         problems.append(f"a run exited non-zero:\n{direct.describe()}\n{proxied.describe()}")
     if problems:
         pytest.fail(f"{program.language}: " + "\n".join(problems), pytrace=False)
+    # Once the program has exited, the proxy holds nothing for it.
+    wait_until(lambda: pooling_proxy.client_count() == 0 and pool_settled(pooling_proxy.pool_stats()), 10,
+               lambda: f"clients and backends released after the {program.language} run "
+                       f"(clients {pooling_proxy.client_count()}, pool {pooling_proxy.pool_stats()})")
+
+
+def pool_settled(stats: dict) -> bool:
+    return stats["busy"] == 0 and stats["waiting"] == 0 and stats["idle"] <= 4
 

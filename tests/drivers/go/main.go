@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
@@ -123,6 +124,31 @@ func connectCase(t target, tls string) (any, error) {
 	}
 	defer db.Close()
 	return one(db, "SELECT CONCAT('connected as ', CURRENT_USER())")
+}
+
+// tlsConfigCase connects with a registered tls.Config (TLS required) whose
+// VerifyConnection hook records that a handshake happened: "preferred" would
+// fall back to plain TCP without saying so.
+func tlsConfigCase(t target) (any, error) {
+	handshakes := 0
+	err := mysql.RegisterTLSConfig("probe", &tls.Config{
+		InsecureSkipVerify: true,
+		VerifyConnection: func(tls.ConnectionState) error {
+			handshakes++
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("mysql", t.dsn("tls=probe"))
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	who, err := one(db, "SELECT CONCAT('connected as ', CURRENT_USER())")
+	return map[string]any{"who": who, "handshakes": handshakes}, err
 }
 
 func simpleQuery(db *sql.DB) (any, error) {
@@ -575,6 +601,7 @@ func main() {
 	}{
 		{"connect_tls_preferred", func() (any, error) { return connectCase(t, "preferred") }},
 		{"connect_plain", func() (any, error) { return connectCase(t, "false") }},
+		{"connect_tls_config", func() (any, error) { return tlsConfigCase(t) }},
 		{"simple_query", func() (any, error) { return simpleQuery(db) }},
 		{"prepared_types", func() (any, error) { return preparedTypes(db) }},
 		{"multi_row", func() (any, error) { return multiRow(db) }},

@@ -296,6 +296,39 @@ function multi_statements(mysqli $m) {
     return ['sets' => $sets, 'after' => one($m, "SELECT 'in sync'")];
 }
 
+// A server-side cursor: mysqlnd fetches each row with a COM_STMT_FETCH, and a
+// COM_STMT_RESET, re-execution and a second cursor on the same statement follow.
+function server_cursor(mysqli $m, array $t) {
+    $st = $m->stmt_init();
+    $st->prepare('SELECT seq, CONCAT(?, seq) FROM seq_1_to_1000 WHERE seq > ?');
+    $st->attr_set(MYSQLI_STMT_ATTR_CURSOR_TYPE, MYSQLI_CURSOR_TYPE_READ_ONLY);
+    $prefix = 'r';
+    $above = 0;
+    $st->bind_param('si', $prefix, $above);
+    $st->execute();
+    $st->bind_result($n, $label);
+    $count = $sum = 0;
+    while ($st->fetch()) {
+        $count++;
+        $sum += $n;
+        if ($count === 500) {  // another connection works while the cursor is open
+            $other = my($t);
+            $other_sum = one($other, 'SELECT SUM(seq) FROM seq_1_to_100');
+            $other->close();
+        }
+    }
+    $st->reset();
+    $above = 990;
+    $st->execute();
+    $tail = [];
+    while ($st->fetch()) {
+        $tail[] = $label;
+    }
+    $st->close();
+    return ['rows' => $count, 'sum' => $sum, 'other' => $other_sum ?? null, 'tail' => $tail,
+            'after' => one($m, "SELECT 'usable'")];
+}
+
 // A persistent connection ("p:" host), as PHP-FPM applications use them:
 // reopened from mysqli's cache, which resets it with COM_CHANGE_USER.
 function persistent_connection(array $t) {
@@ -430,6 +463,7 @@ function main(array $argv): void {
         'session_variable' => fn() => session_variable($m),
         'last_insert_id' => fn() => last_insert_id($m),
         'multi_statements' => fn() => multi_statements($m),
+        'server_cursor' => fn() => server_cursor($m, $t),
         'persistent_connection' => fn() => persistent_connection($t),
         'pdo_connect_tls_preferred' => fn() => pdo_connect($t, true),
         'pdo_connect_plain' => fn() => pdo_connect($t, false),
