@@ -118,9 +118,23 @@ def php_program(out: Path) -> Program:  # nothing to build
 BUILDERS = {"go": go_program, "java": java_program, "node": node_program, "php": php_program}
 
 
-@pytest.fixture(scope="session", params=sorted(BUILDERS))
-def program(request, tmp_path_factory) -> Program:
-    return BUILDERS[request.param](tmp_path_factory.mktemp(f"drivers-{request.param}"))
+class Programs:
+    """Each language's program, built on first use, once per session. Built
+    inside the test, so a missing toolchain is that test's failure."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory):
+        self.tmp_path_factory = tmp_path_factory
+        self.built: dict[str, Program] = {}
+
+    def get(self, language: str) -> Program:
+        if language not in self.built:
+            self.built[language] = BUILDERS[language](self.tmp_path_factory.mktemp(f"drivers-{language}"))
+        return self.built[language]
+
+
+@pytest.fixture(scope="session")
+def programs(tmp_path_factory) -> Programs:
+    return Programs(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +201,9 @@ def differences(direct: Run, proxied: Run) -> list[str]:
     return problems
 
 
-def test_driver_gives_through_the_proxy_what_it_gets_directly(program, tls_server, pooling_proxy):
+@pytest.mark.parametrize("language", sorted(BUILDERS))
+def test_driver_gives_through_the_proxy_what_it_gets_directly(language, programs, tls_server, pooling_proxy):
+    program = programs.get(language)
     direct = run_cases(program, tls_server, "direct")
     proxied = run_cases(program, pooling_proxy, "through the proxy")
     problems = differences(direct, proxied)
