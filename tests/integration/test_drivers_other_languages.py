@@ -1,25 +1,27 @@
 # Non-Python drivers through the proxy: Go (go-sql-driver/mysql), Java (MariaDB
 # Connector/J), Node (mysql2) and PHP (mysqli and PDO over mysqlnd). Each is a
 # small program in tests/drivers/<lang>/ that runs the same cases (listed in
-# tests/drivers/README.md) against the mysql:// URL on its command line and
-# prints one JSON object per case: {"case", "ok", "result", "error"}. Each
-# program runs once straight to a private MariaDB that offers TLS and once
-# through a proxy in transaction
-# mode with max_size 4, offering TLS too (Connector/J, mysql2 and mysqlnd
-# refuse to go on without TLS once asked for it, so their "TLS preferred"
-# case passing means TLS was used; go-sql-driver's "preferred" falls back
-# silently, so Go also connects with a tls.Config that counts handshakes).
-# A test fails when a case passes
-# directly but not through the proxy, or gives another result; both lines are
-# printed. A case that fails directly as well means the program or the
-# machine is broken, and fails the test too, saying so.
+# tests/drivers/README.md), plus a few of its own, against the mysql:// URL on
+# its command line, and prints one JSON object per case:
+# {"case", "ok", "result", "error"}.
+#
+# Each program runs once straight to a private MariaDB that offers TLS, and
+# once through a proxy in transaction mode with max_size 4 that offers TLS
+# too. Connector/J, mysql2 and mysqlnd refuse to go on without TLS once asked
+# for it, so their "TLS preferred" case passing means TLS was used;
+# go-sql-driver's "preferred" falls back silently, so Go also connects with a
+# tls.Config that counts handshakes. A test fails when a case passes directly
+# but not through the proxy, or gives another result, printing both lines. A
+# case that fails directly as well means the program or the machine is
+# broken: that fails the test too, saying so. Once the program has exited,
+# the proxy must hold no client and no busy backend for it.
 #
 # The toolchains are Debian packages (golang-go with
 # golang-github-go-sql-driver-mysql-dev, default-jdk-headless with
 # libmariadb-java, nodejs, php-cli with php-mysql) and mysql2 from npm
 # (`npm ci` in tests/drivers/node); ./scripts/test.sh installs them all. A
-# missing one fails the test, naming what to install. Each program is
-# compiled once per session, into a temporary folder.
+# missing one fails that language's test, naming what to install. Each
+# program is compiled once per session, into a temporary folder.
 from __future__ import annotations
 
 import json
