@@ -6,11 +6,16 @@
 #   1. system packages: mariadbd + mariadb-install-db (mariadb-server), the
 #      mariadb client, nft (nftables: the fault relay's blackhole), and what
 #      building mysqlclient needs (gcc, libc6-dev, pkg-config, libmariadb-dev,
-#      python3-dev); installed with apt-get when
+#      python3-dev), and the other languages' drivers that
+#      tests/integration/test_drivers_other_languages.py runs (Go with
+#      go-sql-driver/mysql, a JDK with MariaDB Connector/J, Node.js and npm,
+#      PHP with mysqli and PDO); installed with apt-get when
 #      running as root, otherwise listed with the command to install them;
 #   2. .venv in the repo (python3 -m venv) with `pip install -e '.[test]'`,
 #      skipped when a stamp shows pyproject.toml is unchanged;
-#   3. exec .venv/bin/python -m pytest "$@".
+#   3. `npm ci` in tests/drivers/node (mysql2, pinned by its package-lock.json)
+#      when its node_modules is missing or older than the lock file;
+#   4. exec .venv/bin/python -m pytest "$@".
 # The tests start their own private mariadbd servers; nothing else is needed.
 # Env: PYTHON (interpreter for the venv, default python3),
 #      MYSQL_TEST_URL (use an existing test server instead of private ones).
@@ -22,6 +27,9 @@ STAMP="$VENV/.test-deps.stamp"
 PYTHON="${PYTHON:-python3}"
 SBIN_DIRS=(/usr/sbin /usr/local/sbin /usr/local/mysql/bin)
 APT_UPDATED=0
+GO_MYSQL_DRIVER=/usr/share/gocode/src/github.com/go-sql-driver/mysql
+MARIADB_JAR=/usr/share/java/mariadb-java-client.jar
+NODE_DRIVERS="$REPO_ROOT/tests/drivers/node"
 
 log() { printf '[test.sh] %s\n' "$*" >&2; }
 die() { printf '[test.sh] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -48,6 +56,11 @@ sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Pyt
 EOF
 }
 
+php_has_mysql_drivers() {
+    have_program php || return 1
+    php -r 'exit(extension_loaded("mysqli") && extension_loaded("pdo_mysql") ? 0 : 1);' >/dev/null 2>&1
+}
+
 python_can_make_venv() {
     "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1
 }
@@ -64,6 +77,15 @@ missing_system_packages() {
     have_mariadb_client_lib || echo libmariadb-dev
     python_has_headers || echo python3-dev
     [[ -x "$VENV/bin/python" ]] || python_can_make_venv || echo python3-venv
+    # tests/integration/test_drivers_other_languages.py
+    have_program go || echo golang-go
+    [[ -d "$GO_MYSQL_DRIVER" ]] || echo golang-github-go-sql-driver-mysql-dev
+    have_program javac || echo default-jdk-headless
+    [[ -e "$MARIADB_JAR" ]] || echo libmariadb-java
+    have_program node || echo nodejs
+    have_program npm || echo npm  # nodejs from other sources ships its own npm
+    have_program php || echo php-cli
+    php_has_mysql_drivers || echo php-mysql
 }
 
 apt_install() {
@@ -124,10 +146,23 @@ ensure_python_deps() {
     printf '%s\n' "$want" >"$STAMP"
 }
 
+# npm ci writes node_modules/.package-lock.json: newer than the committed lock
+# file means the installed packages are the locked ones.
+ensure_node_drivers() {
+    local installed="$NODE_DRIVERS/node_modules/.package-lock.json"
+    if [[ -f "$installed" && ! "$NODE_DRIVERS/package-lock.json" -nt "$installed" ]]; then
+        return 0
+    fi
+    log "npm ci in $NODE_DRIVERS"
+    (cd "$NODE_DRIVERS" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+        || die "npm ci in $NODE_DRIVERS failed (see the output above)"
+}
+
 main() {
     ensure_system_packages
     ensure_venv
     ensure_python_deps
+    ensure_node_drivers
     # Relative pytest paths are taken from the caller's cwd when it is inside
     # the repo, else from the repo root.
     case "$PWD/" in
