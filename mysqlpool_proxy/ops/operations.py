@@ -15,6 +15,7 @@ import logging
 
 from ..backend.pool import Pool
 from ..config import ENV_SOURCE, Config, load_config
+from ..events import EventKind, record
 from ..proxy.proxy import Proxy
 
 log = logging.getLogger("mysqlpool.proxy")
@@ -54,6 +55,8 @@ def reload(proxy: Proxy, new: Config) -> list[str]:
     log.info("configuration reloaded from %s (%d users, pools: %s)%s", new.source, len(new.users),
              ", ".join(f"{p.name} max {p.max_size}" for p in proxy.pools.values()),
              f"; restart needed for: {', '.join(needs_restart)}" if needs_restart else "")
+    record(EventKind.RELOAD, f"configuration reloaded from {new.source}"
+           + (f"; restart needed for: {', '.join(needs_restart)}" if needs_restart else ""))
     return needs_restart
 
 

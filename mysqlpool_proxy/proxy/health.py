@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 import pymysql
 
 from ..constants import CR, ER
+from ..events import EventKind, record
 from ..backend.pool import CAPACITY_ERRORS
 from ..protocol.framing import encode_packet
 
@@ -216,6 +217,8 @@ class HealthMonitor:
 
     @staticmethod
     def _log_change(result: Readiness) -> None:
+        record(EventKind.READY if result.ready else EventKind.NOT_READY,
+               "the backend answers" if result.ready else result.reason)
         if result.ready:
             log.info("ready: the backend answers")
         elif result.cause in (Cause.STARTING, Cause.DRAINING, Cause.STOPPED):
