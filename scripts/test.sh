@@ -6,7 +6,8 @@
 #   1. system packages: mariadbd + mariadb-install-db (mariadb-server), the
 #      mariadb client, nft (nftables: the fault relay's blackhole), and what
 #      building mysqlclient needs (gcc, libc6-dev, pkg-config, libmariadb-dev,
-#      python3-dev); installed with apt-get when
+#      python3-dev), and chromium (the status page's headless browser test);
+#      installed with apt-get when
 #      running as root, otherwise listed with the command to install them;
 #   2. .venv in the repo (python3 -m venv) with `pip install -e '.[test]'`,
 #      skipped when a stamp shows pyproject.toml is unchanged;
@@ -58,6 +59,7 @@ missing_system_packages() {
     have_program mariadb-install-db || echo mariadb-server
     have_program mariadb || echo mariadb-client
     have_program nft || echo nftables  # the fault relay's blackhole (tests/support/faults.py)
+    have_program chromium || echo chromium  # the status page's browser test (tests/integration/test_status_page.py)
     have_program gcc || echo gcc
     [[ -e /usr/include/stdio.h ]] || echo libc6-dev
     have_program pkg-config || echo pkg-config

@@ -177,7 +177,7 @@ def test_query_strings_are_ignored():
 
 def test_unknown_path_is_404_and_other_methods_405():
     async def body(ep: Endpoint):
-        assert (await ep.get("/"))[0] == 404
+        assert (await ep.get("/nope"))[0] == 404
         assert (await ep.get("/metricsx"))[0] == 404
         status, headers, _ = await ep.get("/metrics", method="POST")
         assert status == 405 and headers["allow"] == "GET, HEAD"
