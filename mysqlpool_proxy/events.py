@@ -36,6 +36,7 @@ class EventKind(str, enum.Enum):
     CONNECT_FAILED = "connect_failed"  # a backend connect failed (as often as it is logged)
     CAPACITY_HOLD = "capacity_hold"  # the server refused a connection: the pool holds its size
     RELOAD = "reload"
+    RELOAD_FAILED = "reload_failed"  # the new config was refused; the running one stays
     PAUSE = "pause"
     RESUME = "resume"
     SHUTDOWN = "shutdown"

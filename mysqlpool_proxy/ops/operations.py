@@ -14,7 +14,7 @@ import dataclasses
 import logging
 
 from ..backend.pool import Pool
-from ..config import ENV_SOURCE, Config, load_config
+from ..config import ENV_SOURCE, Config, ConfigError, load_config
 from ..events import EventKind, record
 from ..proxy.proxy import Proxy
 
@@ -63,7 +63,11 @@ def reload(proxy: Proxy, new: Config) -> list[str]:
 def reload_from_source(proxy: Proxy) -> list[str]:
     """Re-read the config from where it came from (SIGHUP, admin RELOAD); ConfigError keeps the old one."""
     source = proxy.config.source
-    new = load_config(None if source == ENV_SOURCE else source, overrides=proxy.config.overrides)
+    try:
+        new = load_config(None if source == ENV_SOURCE else source, overrides=proxy.config.overrides)
+    except ConfigError as err:
+        record(EventKind.RELOAD_FAILED, "reload refused, config unchanged: " + "; ".join(err.problems))
+        raise
     return reload(proxy, new)
 
 

@@ -7,18 +7,20 @@
 # logs pause, resume, exhaustion, connect failures and readiness.
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 
 import pytest
 
 from mysqlpool_proxy import events
-from mysqlpool_proxy.config import AdminConfig
+from mysqlpool_proxy.config import AdminConfig, ConfigError, load_config
 from mysqlpool_proxy.events import EVENTS, EventKind, EventLog
 from mysqlpool_proxy.ops import admin, operations, snapshots, status
 from mysqlpool_proxy.ops.status import status_data, status_html, status_json
 from tests.fakes import FakeClient, advance, fake_opener, settle, start_proxy, virtual_time
-from tests.unit.test_admin import ADMIN_PASSWORD, logged_in
+from mysqlpool_proxy.proxy.proxy import Proxy
+from tests.unit.test_admin import ADMIN_PASSWORD, CONFIG, logged_in
 
 
 @pytest.fixture(autouse=True)
@@ -126,6 +128,21 @@ async def test_pause_resume_and_readiness_are_events():
     assert kinds[-1] == ("start", None)
     await proxy.stop(0)
     assert EVENTS.recent(1)[0].kind is EventKind.SHUTDOWN
+
+
+@virtual_time
+async def test_reloads_are_events_and_so_is_a_refused_one(tmp_path):
+    path = tmp_path / "proxy.toml"
+    path.write_text(CONFIG)
+    proxy = Proxy(load_config(str(path)), asyncio.get_running_loop())
+    path.write_text(CONFIG.replace("max_size = 4", "max_size = 6"))
+    operations.reload_from_source(proxy)
+    path.write_text(CONFIG.replace("max_size = 4", "max_size = -1"))
+    with pytest.raises(ConfigError):
+        operations.reload_from_source(proxy)
+    refused, reloaded = EVENTS.recent(2)
+    assert (reloaded.kind, reloaded.message) == (EventKind.RELOAD, f"configuration reloaded from {path}")
+    assert refused.kind is EventKind.RELOAD_FAILED and "max_size" in refused.message
 
 
 @virtual_time
