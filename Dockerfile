@@ -108,7 +108,7 @@ ENV MYSQLPOOL_PROXY_LISTEN=0.0.0.0:6033 \
     MYSQLPOOL_METRICS_LISTEN=0.0.0.0:9106
 
 # 6033: MySQL clients; 6034: admin console (loopback unless MYSQLPOOL_ADMIN_LISTEN
-# says otherwise); 9106: /metrics, /healthz, /readyz.
+# says otherwise); 9106: /metrics, /healthz, /readyz, /status.
 EXPOSE 6033 6034 9106
 
 USER 10001:10001

@@ -9,7 +9,8 @@
 #      python3-dev), and the other languages' drivers that
 #      tests/integration/test_drivers_other_languages.py runs (Go with
 #      go-sql-driver/mysql, a JDK with MariaDB Connector/J, Node.js and npm,
-#      PHP with mysqli and PDO); installed with apt-get when
+#      PHP with mysqli and PDO), and chromium (the status page's headless
+#      browser test); installed with apt-get when
 #      running as root, otherwise listed with the command to install them;
 #   2. .venv in the repo (python3 -m venv) with `pip install -e '.[test]'`,
 #      skipped when a stamp shows pyproject.toml is unchanged;
@@ -71,6 +72,7 @@ missing_system_packages() {
     have_program mariadb-install-db || echo mariadb-server
     have_program mariadb || echo mariadb-client
     have_program nft || echo nftables  # the fault relay's blackhole (tests/support/faults.py)
+    have_program chromium || echo chromium  # the status page's browser test (tests/integration/test_status_page.py)
     have_program gcc || echo gcc
     [[ -e /usr/include/stdio.h ]] || echo libc6-dev
     have_program pkg-config || echo pkg-config

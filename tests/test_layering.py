@@ -259,8 +259,9 @@ def test_private_api_checkers_see_what_is_there():
 
 # The layers, lowest first: a module may import its own rank and lower ones. Top-level modules get a
 # rank of their own choosing, said here:
-# * base: `mysqlpool_proxy` itself (only __version__), constants, errors, reasons, logs: vocabulary
-#   every layer uses (errors imports constants; nothing here imports anything else of the package);
+# * base: `mysqlpool_proxy` itself (only __version__), constants, errors, reasons, logs, events (the
+#   ring of recent events backend/ and proxy/ record into and ops/ shows): vocabulary every layer uses
+#   (errors imports constants; nothing here imports anything else of the package);
 # * settings: config (the schema and loader), workers (the supervisor and `share()` of caps) and
 #   startup (bind and host checks): they import only config and logs, and proxy/ and ops/ use them
 #   (`share`, `WorkerSlot`, `listener_errors`), so they sit below everything that runs, as in
@@ -268,7 +269,7 @@ def test_private_api_checkers_see_what_is_there():
 #   constants; nor may core/: config imports ssl, and the I/O ban follows imports);
 # * top: app, cli, __main__: they start everything.
 RANKS: list[tuple[str, set[str]]] = [
-    ("base", {"mysqlpool_proxy", "constants", "errors", "reasons", "logs"}),
+    ("base", {"mysqlpool_proxy", "constants", "errors", "reasons", "logs", "events"}),
     ("settings", {"config", "workers", "startup"}),
     ("protocol", {"protocol"}),
     ("core", {"core"}),

@@ -64,6 +64,7 @@ import pymysql
 from ..constants import CLIENT, CR, ER
 from ..core.session import SessionState
 from ..core.states import BackendState
+from ..events import EventKind, record
 from ..protocol.response import Expect
 from ..reasons import BackendCloseReason
 from .adapter import BackendParams, Opened, open_backend
@@ -418,6 +419,7 @@ class Pool:
             self._exhausted = True
             log.warning("pool %s exhausted: all %d backend connections in use; clients wait (up to %gs)",
                         self.name, self.max_size, timeout)
+            record(EventKind.POOL_EXHAUSTED, f"all {self.max_size} backend connections in use; clients wait", self.name)
         self.serve_waiters()
         return waiter
 
@@ -605,6 +607,7 @@ class Pool:
         if message != self.last_error or self._failures in (1, 10) or self._failures % 100 == 0:
             log.warning("pool %s: backend connect failed (%s); attempt %d, retrying in %.2fs",
                         self.name, message, self._failures, delay)
+            record(EventKind.CONNECT_FAILED, f"backend connect failed ({message}); attempt {self._failures}", self.name)
         self.last_error, self.last_error_code = message, code
         self._back_off(delay)
         self.on_connect_failed(self, started)
@@ -670,6 +673,7 @@ class Pool:
         if self._capacity_cap is None:
             log.warning("pool %s: the server refused a new connection (%s); holding the pool at %d connections "
                         "for %.0fs, clients wait for those", self.name, message, max(1, current), CAPACITY_HOLD)
+            record(EventKind.CAPACITY_HOLD, f"the server refused a new connection ({message})", self.name)
         self._capacity_cap = max(1, current)
         self._capacity_until = self.loop.time() + CAPACITY_HOLD
 
@@ -722,6 +726,7 @@ class Pool:
         elif self._exhausted:
             self._exhausted = False
             log.info("pool %s: no client waits any more", self.name)
+            record(EventKind.POOL_RECOVERED, "no client waits any more", self.name)
 
     def _retire_reason(self, backend: BackendConnection, now: float) -> BackendCloseReason | None:
         if self.state is PoolState.CLOSED:
@@ -746,6 +751,7 @@ class Pool:
             return
         self.state = PoolState.PAUSED
         log.info("pool %s paused: %d backends in use will close as their transactions end", self.name, len(self.busy))
+        record(EventKind.PAUSE, f"paused: {len(self.busy)} backends in use close as their transactions end", self.name)
         self.close_idle(BackendCloseReason.PAUSED)
 
     def resume(self) -> None:
@@ -753,6 +759,7 @@ class Pool:
             return
         self.state = PoolState.RUNNING
         log.info("pool %s resumed: %d clients waiting", self.name, len(self.waiters))
+        record(EventKind.RESUME, f"resumed: {len(self.waiters)} clients waiting", self.name)
         self.serve_waiters()
         self.ensure_min_idle()
 

@@ -39,7 +39,6 @@ from ..client.local import kill_client
 from ..config import ConfigError, ListenAddress, parse_listen
 from ..constants import CLIENT, COMMAND, ER, SERVER_STATUS
 from ..core.pins import PinReason
-from ..core.states import BackendState
 from ..errors import ProtocolError, ProxyError
 from ..protocol import auth, handshake as hs
 from ..protocol.framing import Oversized, Packet, PacketDecoder, next_seq
@@ -55,7 +54,7 @@ from ..protocol.resultset import (
     select_reply,
 )
 from ..reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from . import operations
+from . import operations, snapshots
 
 if TYPE_CHECKING:
     from ..proxy.proxy import Proxy
@@ -85,48 +84,21 @@ TOO_MANY = ProxyError(ER.CON_COUNT_ERROR, f"Too many connections: the mysqlpool-
 
 # -- SHOW ---------------------------------------------------------------------------------
 
-POOL_COLUMNS = cols("pool max_size:i configured_max_size:i idle:i in_use:i connecting:i waiting:i paused:i "
-                    "checkouts:i avg_wait_seconds:f last_error")
-CLIENT_COLUMNS = cols("id:i user pool address program state schema connected_seconds:f idle_seconds:f queries:i "
-                      "backend_id:i pinned")
-SERVER_COLUMNS = cols("id:i pool thread_id:i state age_seconds:f idle_seconds:f client_id:i commands:i "
-                      "expires_in_seconds:f")
+POOL_COLUMNS = cols(snapshots.POOLS.spec)
+CLIENT_COLUMNS = cols(snapshots.CLIENTS.spec)
+SERVER_COLUMNS = cols(snapshots.SERVERS.spec)
 
 
 def show_pools(conn: AdminConnection, args: list) -> Rows:
-    rows = []
-    for pool in conn.proxy.pools.values():
-        s = pool.stats
-        avg_wait = s.wait_sum / s.wait_count if s.wait_count else 0.0
-        rows.append((pool.name, pool.max_size, pool.configured_max_size, len(pool.idle), len(pool.busy),
-                     pool.connecting, len(pool.waiters), pool.paused, s.checkouts, avg_wait, pool.last_error))
-    return Rows(POOL_COLUMNS, rows)
+    return Rows(POOL_COLUMNS, snapshots.pool_rows(conn.proxy))
 
 
 def show_clients(conn: AdminConnection, args: list) -> Rows:
-    now = conn.proxy.loop.time()
-    rows = []
-    for c in sorted(conn.proxy.clients.values(), key=lambda c: c.id):
-        schema = c.session.state.schema.decode("utf-8", "replace") if c.session.state.schema else None
-        mode = ["session_mode"] if conn.proxy.session_mode and c.backend else []  # pinned_reasons() omits it
-        rows.append((
-            c.id, c.user.name if c.user else None, c.pool.name if c.pool else None, c.peer, c.program,
-            c.state.value, schema,
-            round(now - c.connected_at, 3), round(now - c.last_active, 3), c.session.queries,
-            c.backend.id if c.backend else None, ",".join(mode + [r.value for r in c.pinned_reasons()]),
-        ))
-    return Rows(CLIENT_COLUMNS, rows)
+    return Rows(CLIENT_COLUMNS, snapshots.client_rows(conn.proxy))
 
 
 def show_servers(conn: AdminConnection, args: list) -> Rows:
-    now = conn.proxy.loop.time()
-    rows = []
-    for pool in conn.proxy.pools.values():
-        for b in sorted([*pool.idle, *pool.busy], key=lambda b: b.id):
-            idle = round(now - b.idle_since, 3) if b.state is BackendState.IDLE else None
-            rows.append((b.id, pool.name, b.thread_id, b.state.value, round(now - b.created_at, 3), idle,
-                         getattr(b.holder, "id", None), b.commands, round(b.expires_at - now, 3)))
-    return Rows(SERVER_COLUMNS, rows)
+    return Rows(SERVER_COLUMNS, snapshots.server_rows(conn.proxy))
 
 
 def show_stats(conn: AdminConnection, args: list) -> Rows:

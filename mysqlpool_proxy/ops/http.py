@@ -8,7 +8,11 @@
 #   GET /readyz         200 when Proxy.readiness() says so (the server answered
 #                       within backend.probe_interval: see health.py), else 503
 #                       with the reason: the readiness probe
-# HEAD works on all three; another method on them gets 405, another path 404.
+#   GET /status, GET /  the status page (status.py): pools, clients, servers
+#                       and recent events as HTML, refreshing itself
+#   GET /status.json    the same data as JSON
+# HEAD works on all of them; another method gets 405, another path 404.
+# (A metrics path set to one of the status paths wins over the page.)
 #
 # How it works: one request per connection ("Connection: close" on every
 # answer). Everything is bounded: the request line and headers together may
@@ -33,18 +37,21 @@ from prometheus_client.exposition import choose_encoder
 
 from ..config import ListenAddress, parse_listen
 from .metrics import build_registry
+from .status import HTML_HEADERS, status_html, status_json
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
     from ..proxy.proxy import Proxy
 
-__all__ = ["start_http_server", "stop_http_server", "HEALTH_PATH", "READY_PATH"]
+__all__ = ["start_http_server", "stop_http_server", "HEALTH_PATH", "READY_PATH", "STATUS_PATH", "STATUS_JSON_PATH"]
 
 log = logging.getLogger("mysqlpool.http")
 
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
+STATUS_PATH = "/status"
+STATUS_JSON_PATH = "/status.json"
 
 MAX_HEAD_BYTES = 8192  # request line + headers
 MAX_HEADERS = 64
@@ -57,6 +64,8 @@ LINGER_BYTES = 1 << 20  # at most this much of it
 STOP_TIMEOUT = 5.0  # seconds stop_http_server() waits for open connections
 
 TEXT = "text/plain; charset=utf-8"
+HTML = "text/html; charset=utf-8"
+JSON = "application/json"
 ALLOWED_METHODS = ("GET", "HEAD")
 REASONS = {
     200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
@@ -94,7 +103,8 @@ class HttpEndpoint:
         self.metrics_path = metrics_path
         self.registry = registry or build_registry(proxy)
         self.open_connections = 0
-        self.routes = {metrics_path: self.metrics, HEALTH_PATH: self.healthz, READY_PATH: self.readyz}
+        self.routes = {"/": self.status, STATUS_PATH: self.status, STATUS_JSON_PATH: self.status_json,
+                       HEALTH_PATH: self.healthz, READY_PATH: self.readyz, metrics_path: self.metrics}
 
     # -- routes ------------------------------------------------------------------------
 
@@ -108,6 +118,12 @@ class HttpEndpoint:
     def readyz(self, request: Request) -> Response:
         readiness = self.proxy.readiness()
         return Response(200 if readiness.ready else 503, (readiness.reason + "\n").encode("utf-8", "replace"))
+
+    def status(self, request: Request) -> Response:
+        return Response(200, status_html(self.proxy), HTML, dict(HTML_HEADERS))
+
+    def status_json(self, request: Request) -> Response:
+        return Response(200, status_json(self.proxy), JSON)
 
     def respond(self, request: Request) -> Response:
         route = self.routes.get(request.path)
@@ -240,8 +256,8 @@ async def start_http_server(proxy: Proxy, listen_address: ListenAddress | str,
     else:
         server = await asyncio.start_server(endpoint.handle, address.host or None, address.port,
                                             limit=MAX_HEAD_BYTES, reuse_address=True)
-    log.info("metrics on http://%s%s, health on %s and %s", _describe(server), metrics_path,
-             HEALTH_PATH, READY_PATH)
+    log.info("metrics on http://%s%s, health on %s and %s, status page on %s", _describe(server), metrics_path,
+             HEALTH_PATH, READY_PATH, STATUS_PATH)
     return server
 
 

@@ -14,7 +14,8 @@ import dataclasses
 import logging
 
 from ..backend.pool import Pool
-from ..config import ENV_SOURCE, Config, load_config
+from ..config import ENV_SOURCE, Config, ConfigError, load_config
+from ..events import EventKind, record
 from ..proxy.proxy import Proxy
 
 log = logging.getLogger("mysqlpool.proxy")
@@ -54,13 +55,19 @@ def reload(proxy: Proxy, new: Config) -> list[str]:
     log.info("configuration reloaded from %s (%d users, pools: %s)%s", new.source, len(new.users),
              ", ".join(f"{p.name} max {p.max_size}" for p in proxy.pools.values()),
              f"; restart needed for: {', '.join(needs_restart)}" if needs_restart else "")
+    record(EventKind.RELOAD, f"configuration reloaded from {new.source}"
+           + (f"; restart needed for: {', '.join(needs_restart)}" if needs_restart else ""))
     return needs_restart
 
 
 def reload_from_source(proxy: Proxy) -> list[str]:
     """Re-read the config from where it came from (SIGHUP, admin RELOAD); ConfigError keeps the old one."""
     source = proxy.config.source
-    new = load_config(None if source == ENV_SOURCE else source, overrides=proxy.config.overrides)
+    try:
+        new = load_config(None if source == ENV_SOURCE else source, overrides=proxy.config.overrides)
+    except ConfigError as err:
+        record(EventKind.RELOAD_FAILED, "reload refused, config unchanged: " + "; ".join(err.problems))
+        raise
     return reload(proxy, new)
 
 

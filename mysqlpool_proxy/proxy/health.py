@@ -54,6 +54,7 @@ import pymysql
 
 from ..backend.pool import CAPACITY_ERRORS
 from ..constants import CR, ER
+from ..events import EventKind, record
 from ..protocol.framing import encode_packet
 
 if TYPE_CHECKING:
@@ -250,6 +251,8 @@ class HealthMonitor:
 
     @staticmethod
     def _log_change(result: Readiness) -> None:
+        record(EventKind.READY if result.ready else EventKind.NOT_READY,
+               "the backend answers" if result.ready else result.reason)
         if result.ready:
             log.info("ready: the backend answers")
         elif result.cause in (Cause.STARTING, Cause.DRAINING, Cause.STOPPED):

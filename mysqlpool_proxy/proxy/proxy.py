@@ -47,6 +47,7 @@ from ..core.server_info import ServerInfo, WaitTimeouts
 from ..core.session import SessionState, SyncKind, SyncStep, names_variables
 from ..core.states import ClientState
 from ..errors import ProxyError
+from ..events import EventKind, record
 from ..protocol import auth
 from ..protocol.session_track import Trackers
 from ..reasons import BackendCloseReason, ClientCloseReason, RefusalReason
@@ -433,6 +434,7 @@ class Proxy:
         self.health.start()
         log.info("mysqlpool-proxy %s listening on %s (mode %s, pools: %s)", __version__, self.listen_description(),
                  self.config.pool.mode, ", ".join(f"{p.name} max {p.max_size}" for p in self.pools.values()))
+        record(EventKind.START, f"mysqlpool-proxy {__version__} listening on {self.listen_description()}")
         log.info("effective configuration (secrets masked): %s", json.dumps(self.config.redacted(), sort_keys=True))
 
     def readiness(self) -> Readiness:
@@ -486,6 +488,7 @@ class Proxy:
         for server in self._servers:
             server.close()
         timeout = self.config.proxy.shutdown_timeout if timeout is None else timeout
+        record(EventKind.SHUTDOWN, f"shutting down: {len(self.clients)} clients, waiting up to {timeout:g}s")
         deadline = self.loop.time() + timeout
         while self.loop.time() < deadline:
             for client in list(self.clients.values()):

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import urllib.error
 import urllib.request
@@ -169,6 +170,22 @@ def test_a_configured_metrics_path_replaces_the_default():
     with_endpoint(body, metrics_path="/internal/prom")
 
 
+def test_the_status_page_and_its_json():
+    async def body(ep: Endpoint):
+        status, headers, page = await ep.get("/status")
+        assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+        assert "script-src 'sha256-" in headers["content-security-policy"]
+        assert b"<td>app</td>" in page and b"proxy is starting" in page
+        assert (await ep.get("/"))[0] == 200
+        status, headers, data = await ep.get("/status.json")
+        assert status == 200 and headers["content-type"] == "application/json"
+        assert json.loads(data)["pools"][0]["pool"] == "app"
+        status, headers, empty = await ep.get("/status.json", method="HEAD")
+        assert (status, empty) == (200, b"") and int(headers["content-length"]) > 0
+        assert (await ep.get("/status", method="POST"))[0] == 405
+    with_endpoint(body)
+
+
 def test_query_strings_are_ignored():
     async def body(ep: Endpoint):
         assert (await ep.get("/healthz?verbose=1"))[0] == 200
@@ -177,7 +194,7 @@ def test_query_strings_are_ignored():
 
 def test_unknown_path_is_404_and_other_methods_405():
     async def body(ep: Endpoint):
-        assert (await ep.get("/"))[0] == 404
+        assert (await ep.get("/nope"))[0] == 404
         assert (await ep.get("/metricsx"))[0] == 404
         status, headers, _ = await ep.get("/metrics", method="POST")
         assert status == 405 and headers["allow"] == "GET, HEAD"
