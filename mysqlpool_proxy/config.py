@@ -47,7 +47,8 @@ from mysqlpool_proxy.logs import LEVELS as LOG_LEVELS, FORMATS as LOG_FORMATS, R
 __all__ = [
     "ConfigError", "Config", "ProxyConfig", "BackendConfig", "PoolConfig", "UserConfig",
     "AdminConfig", "MetricsConfig", "LogConfig", "ListenAddress", "Rule", "SCHEMA", "SECTIONS",
-    "Origin", "Override", "load_config", "set_setting", "setting_default", "peek_log_format", "parse_listen", "env_var_name",
+    "Origin", "Override", "load_config", "set_setting", "setting_default", "peek_log_format", "parse_listen",
+    "env_var_name",
     "ENV_PREFIX", "ENV_CONFIG_PATH", "ENV_SOURCE", "DEFAULT_CONFIG_PATH", "SSL_MODES", "POOL_MODES",
 ]
 

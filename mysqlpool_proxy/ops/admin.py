@@ -248,10 +248,12 @@ def _reload_status(change: operations.Change) -> str:
 
 def set_command(conn: AdminConnection, args: list) -> Ok:
     """SET section.key = value (a setting), else a driver's SET: OK, nothing changes."""
-    match = _SETTING.fullmatch(" ".join(args))
+    match = _SETTING.fullmatch(args[0])
     if match is None:
         return Ok()  # SET NAMES, SET SESSION ..., SET @x = 1: what drivers send on their own
-    key, value = match["key"].lower(), match["value"].strip().strip("`'\"")
+    key, value = match["key"].lower(), match["value"].strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"`":
+        value = value[1:-1]
     if "." not in key and "[" not in key:
         if not any(key in rules for rules in SETTINGS.values()):
             return Ok()  # SET autocommit = 1, SET character_set_results = NULL, ...
@@ -273,8 +275,10 @@ def set_command(conn: AdminConnection, args: list) -> Ok:
     return Ok(f"{key} = {shown_after} (was {shown_before}){warnings}")
 
 
-_SETTING = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*(?:\[[0-9]+\])?(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\s*:?=\s*(?P<value>.*)",
-                      re.S)
+# [GLOBAL|SESSION|...] name[.name] = value, where name may be users[N]: a setting if it has a section
+_SETTING = re.compile(r"(?:(?:global|session|local|persist)\s+)?"
+                      r"(?P<key>[A-Za-z_][A-Za-z0-9_]*(?:\[[0-9]+\])?(?:\.[A-Za-z_][A-Za-z0-9_]*)?)"
+                      r"\s*:?=\s*(?P<value>.*)", re.S | re.I)
 
 
 def _not_settable(conn: AdminConnection, errno: int, what: str, key: str = "") -> ProxyError:
@@ -334,7 +338,8 @@ async def _closed(conn: AdminConnection, pools: list) -> Ok:
     except operations.WaitTimeout as left:
         raise ProxyError(ER.UNKNOWN_ERROR, f"WAIT_CLOSE: server connections still open after {timeout:g}s "
                          f"(proxy.shutdown_timeout): {left}") from None
-    return Ok(f"closed: {n} server connection{'s' if n != 1 else ''} opened before the last reload")
+    return Ok(f"closed: {n} server connection{'s' if n != 1 else ''} opened before the last RELOAD or SET "
+              "changed how they connect")
 
 
 def kill_client_command(conn: AdminConnection, args: list) -> Awaitable[None]:
@@ -361,6 +366,7 @@ class AdminCommand:
     args: str  # "" or one of "[pool]" (optional), "<id>" (required), "[WAIT]", "[topic...]" (any words)
     handler: Callable[[AdminConnection, list], Reply | Awaitable[Reply]]
     description: str
+    raw: bool = False  # the handler gets the text after the name as typed, one argument, and logs itself
 
     @property
     def usage(self) -> str:
@@ -379,8 +385,8 @@ COMMANDS: dict[str, AdminCommand] = {c.name: c for c in (
     AdminCommand("SHOW VERSION", "", show_version, "the proxy's version and the backend server's"),
     AdminCommand("RELOAD", "", reload_config, "re-read the config file (kept as it is if the new one is invalid); "
                  "a row per changed setting, applied or needing a restart"),
-    AdminCommand("SET", "<section.key> = <value...>", set_command, "change a setting live, as a RELOAD would, "
-                 "until the next RELOAD"),
+    AdminCommand("SET", "<section.key> = <value>", set_command, "change a setting live, as a RELOAD would, "
+                 "until the next RELOAD", raw=True),
     AdminCommand("PAUSE", "[pool]", pause_command, "new checkouts wait, backends close as released; answers "
                  "when none is left"),
     AdminCommand("RESUME", "[pool]", resume_command, "end a PAUSE (all pools or one)"),
@@ -426,6 +432,8 @@ def run_query(conn: AdminConnection, sql: str) -> Reply | Awaitable[Reply]:
     for n in (2, 1):
         command = COMMANDS.get(" ".join(words[:n]).upper())
         if command is not None and len(words) >= n:
+            if command.raw:  # the rest as typed, one argument
+                return command.handler(conn, [text.split(None, n)[n] if len(words) > n else ""])
             args = [w.strip("`'\"") for w in words[n:]]
             required = command.args.count("<")
             if not required <= len(args) <= required + command.args.count("[") and "..." not in command.args:

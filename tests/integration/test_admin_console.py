@@ -392,11 +392,35 @@ def test_set_pool_max_size_shows_in_show_config_and_in_behaviour(console, app_se
     first.cursor().execute("COMMIT")
     result = console.run("SET proxy.listen = '127.0.0.1:1'", check=False)
     assert error_line(result).startswith("ERROR 1238 (HY000) at line 1: proxy.listen needs a restart")
-    assert "SET can change proxy.{max_client_connections, " in result.stderr and "settings of backend, pool" in result.stderr
+    assert "SET can change proxy.{max_client_connections, " in result.stderr
+    assert "settings of backend, pool" in result.stderr
     assert console.run("SET NAMES utf8mb4; SET autocommit = 1").returncode == 0  # driver chatter: OK
     assert console.table("SHOW POOLS")[0]["max_size"] == "2"
     first.close()
     second.close()
+
+
+def test_wait_close_answers_once_the_connections_a_set_retired_are_closed(console, app_server, caplog):
+    caplog.set_level("INFO", logger="mysqlpool.admin")
+    in_trx = console.proxy.connect()
+    with in_trx.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("SELECT 1")
+    (held,) = [row for row in console.table("SHOW SERVERS") if row["client_id"] != "NULL"]
+    assert admin_command(console, "SET backend.connect_timeout = 4") == b"backend.connect_timeout = 4.0 (was 5.0)"
+    wait_close = InThread(lambda: admin_command(console, "WAIT_CLOSE app"))
+    # The console logs each command it runs (the proxy runs in this process, on its own thread).
+    wait_until(lambda: "WAIT_CLOSE app" in caplog.text, WAIT, "the console to run WAIT_CLOSE")
+    assert console.table("SHOW POOLS")[0]["in_use"] == "1" and not wait_close.done.is_set()
+    with in_trx.cursor() as cur:
+        cur.execute("SELECT 2")  # still on the old connection
+        cur.execute("COMMIT")
+    assert wait_close.wait() == (b"closed: 1 server connection opened before the last RELOAD or SET changed how "
+                                 b"they connect")
+    threads = {row[0] for row in app_server.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'app'")}
+    assert int(held["thread_id"]) not in threads
+    in_trx.cursor().execute("SELECT 3")  # on a new one
+    in_trx.close()
 
 
 def test_show_activity_of_a_running_statement_and_a_transaction(console):

@@ -581,7 +581,7 @@ async def test_set_changes_a_setting_as_a_reload_would_and_show_config_says_admi
     client.query("set users[1].max_size=1")
     assert proxy.pools["reporting"].configured_max_size == 1
     assert config_rows(client)["users[1].max_size"]["source"] == "admin"
-    client.query("SET pool.checkout_timeout = '2.5'")
+    client.query("SET GLOBAL pool.checkout_timeout = '2.5';")
     assert proxy.config.pool.checkout_timeout == 2.5
     client.query("SET pool.idle_timeout = 30")
     assert info(client.query("SET pool.idle_timeout = none")) == b"pool.idle_timeout = None (was 30.0)"
@@ -642,20 +642,23 @@ async def test_driver_chatter_set_is_answered_ok_and_changes_nothing(proxy_maker
     for sql in ("SET NAMES utf8mb4", "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_general_ci'", "SET autocommit=1",
                 "set autocommit = 0", "SET character_set_results = NULL", "SET @@session.autocommit = 1",
                 "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", "SET @x := 1",
-                "SET sql_mode = 'STRICT_TRANS_TABLES'", "SET time_zone = '+00:00'"):
+                "SET sql_mode = 'STRICT_TRANS_TABLES'", "SET time_zone = '+00:00'", "SET SESSION sql_mode = ''",
+                "SET GLOBAL max_allowed_packet = 1024"):
         result = client.query(sql)
         assert result.field_count == 0 and result.message in (b"", b"\x00"), sql
     assert proxy.config is before
 
 
 @virtual_time
-async def test_set_of_a_secret_is_never_echoed(proxy_maker):
+async def test_set_of_a_secret_is_never_echoed_nor_logged(proxy_maker, caplog):
     proxy = proxy_maker()
     client = await logged_in(proxy)
-    assert info(client.query("SET users[0].password = 'n3w-pw'")) == b"users[0].password = *** (was ***)"
-    assert proxy.config.users[0].password == "n3w-pw"
+    caplog.set_level("DEBUG")
+    assert info(client.query("SET users[0].password = 'n3w  pw'")) == b"users[0].password = *** (was ***)"
+    assert proxy.config.users[0].password == "n3w  pw"  # as typed, inside its quotes
     assert config_rows(client)["users[0].password"]["value"] == "***"
-    assert b"n3w-pw" not in client.transport.data
+    assert b"n3w" not in client.transport.data and "n3w" not in caplog.text
+    assert "the admin console (admin@10.1.2.3) set users[0].password: *** -> ***" in caplog.text
 
 
 @virtual_time
@@ -726,7 +729,8 @@ async def test_wait_close_waits_for_the_backends_a_reload_retired():
     await in_trx.query("BEGIN")
     other = await FakeClient(proxy).connect()
     await other.query("SELECT 1")  # an idle backend too
-    assert info(await answer(console, "WAIT_CLOSE")) == b"closed: 0 server connections opened before the last reload"
+    none = b"closed: 0 server connections opened before the last RELOAD or SET changed how they connect"
+    assert info(await answer(console, "WAIT_CLOSE")) == none
     config = proxy.config
     operations.reload(proxy, dataclasses.replace(config, backend=dataclasses.replace(config.backend,
                                                                                      connect_timeout=3.0)))
@@ -736,7 +740,8 @@ async def test_wait_close_waits_for_the_backends_a_reload_retired():
     assert console.take() == b"" and held in app.busy
     await in_trx.query("COMMIT")
     await advance(3)
-    assert info(console.parse(console.take())) == b"closed: 1 server connection opened before the last reload"
+    assert info(console.parse(console.take())) == (b"closed: 1 server connection opened before the last RELOAD or "
+                                                   b"SET changed how they connect")
     assert held.closed and held not in app.busy and held not in app.closing
 
 
