@@ -295,9 +295,10 @@ def _not_settable(conn: AdminConnection, errno: int, what: str, key: str = "") -
                       f"{others} (SHOW CONFIG: changeable = 1)", "HY000")
 
 
-def _pool_arg(conn: AdminConnection, args: list) -> list:
+def _pool_arg(conn: AdminConnection, args: list, action: Callable = operations.pools_named) -> list:
+    """`action(proxy, name)` on the pool named in `args`, or on all of them; ERR for no such pool."""
     try:
-        return operations.pools_named(conn.proxy, args[0] if args else None)
+        return action(conn.proxy, args[0] if args else None)
     except KeyError as err:  # its message names the pools there are
         raise ProxyError(ER.UNKNOWN_ERROR, str(err.args[0])) from None
 
@@ -305,8 +306,7 @@ def _pool_arg(conn: AdminConnection, args: list) -> list:
 def pause_command(conn: AdminConnection, args: list) -> Awaitable[Ok]:
     """PAUSE [pool]: pause, then answer once no server connection of the pools is left."""
     pools = _pool_arg(conn, args)
-    for pool in pools:
-        pool.pause()
+    _pool_arg(conn, args, operations.pause)
     return _paused(conn, pools)
 
 
@@ -321,10 +321,7 @@ async def _paused(conn: AdminConnection, pools: list) -> Ok:
 
 
 def resume_command(conn: AdminConnection, args: list) -> Ok:
-    pools = _pool_arg(conn, args)
-    for pool in pools:
-        pool.resume()
-    return Ok(f"resumed: {', '.join(p.name for p in pools)}")
+    return Ok(f"resumed: {', '.join(_pool_arg(conn, args, operations.resume))}")
 
 
 def wait_close_command(conn: AdminConnection, args: list) -> Awaitable[Ok]:
@@ -390,8 +387,8 @@ COMMANDS: dict[str, AdminCommand] = {c.name: c for c in (
     AdminCommand("PAUSE", "[pool]", pause_command, "new checkouts wait, backends close as released; answers "
                  "when none is left"),
     AdminCommand("RESUME", "[pool]", resume_command, "end a PAUSE (all pools or one)"),
-    AdminCommand("WAIT_CLOSE", "[pool]", wait_close_command, "answer once the backends a RELOAD retired are "
-                 "closed"),
+    AdminCommand("WAIT_CLOSE", "[pool]", wait_close_command, "answer once the backends a RELOAD or SET retired "
+                 "are closed"),
     AdminCommand("KILL CLIENT", "<id>", kill_client_command, "close a client connection, killing its running query"),
     AdminCommand("SHUTDOWN", "[WAIT]", shutdown, "stop the proxy now, or WAIT for transactions to finish"),
     AdminCommand("SHOW HELP", "", show_help, "this list (the mariadb client answers a bare HELP itself)"),
