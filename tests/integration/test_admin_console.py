@@ -8,8 +8,10 @@
 # running transaction commits in another thread; a new transaction waits until
 # RESUME; a PAUSE that runs out of time names who is busy), SET
 # pool.max_size (seen in SHOW CONFIG and in how many transactions run at
-# once), KILL CLIENT (the client's next query fails), RELOAD (of an edited and
-# of a broken config file), SHUTDOWN WAIT, and a wrong password;
+# once), WAIT_CLOSE after a SET that retires the server connections, KILL
+# CLIENT (the client's next query fails), RELOAD (of an edited and of a
+# broken config file: a row per changed setting), SHUTDOWN WAIT, and a wrong
+# password;
 # idle unauthenticated sockets that must not lock the operator out, and an
 # oversized login packet.
 from __future__ import annotations
