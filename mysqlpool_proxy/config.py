@@ -1106,8 +1106,9 @@ def set_setting(config: Config, key: str, value: str, origin: Origin) -> Config:
     """`config` with the one setting `key` ("pool.max_size", "users[0].max_size") set to `value`.
 
     `value` is text, converted as an environment variable's is ("none" or "" unsets an optional
-    setting), and checked as load_config() checks it: the key's rule, then the cross-key checks
-    (whose warnings replace `config`'s). The new Origin records `origin` and the value before.
+    setting; a relative file path is taken from the config file's folder, as in the file), and
+    checked as load_config() checks it: the key's rule, then the cross-key checks (whose warnings
+    replace `config`'s). The new Origin records `origin` and the value before.
     Raises KeyError for no such setting, ConfigError (one problem a line) for a value refused.
     """
     label, section, name = _setting_key(config, key)
@@ -1117,6 +1118,8 @@ def set_setting(config: Config, key: str, value: str, origin: Origin) -> Config:
     if rule.optional and value.strip().lower() in ("", "none", "null"):
         checked = setting_default(key)
     else:
+        if rule.path and value and config.source != ENV_SOURCE:  # relative to the file, as in the file
+            value = os.path.join(os.path.dirname(os.path.abspath(config.source)), os.path.expanduser(value))
         checked = _check_value(label, name, rule, value, ctx)
         _raise_unprefixed(ctx)
     before = config.value(key)

@@ -635,6 +635,20 @@ async def test_set_of_a_restart_only_or_unknown_setting_lists_what_can_be_set(pr
 
 
 @virtual_time
+async def test_set_of_a_file_path_reads_it_from_the_config_files_folder_and_checks_it(proxy_maker, config_path):
+    proxy = proxy_maker()
+    client = await logged_in(proxy)
+    err = error_of(client, "SET backend.ssl_ca = 'ca.pem'")
+    assert err.errno == 1231 and f"no such file: {config_path.parent / 'ca.pem'}" in err.message
+    (config_path.parent / "ca.pem").write_text("not a certificate")
+    client.query("SET backend.ssl_ca = 'ca.pem'")  # with ssl_mode disabled, only a warning
+    assert proxy.config.backend.ssl_ca == str(config_path.parent / "ca.pem")
+    err = error_of(client, "SET backend.ssl_mode = verify_ca")  # now the file is loaded, as a reload would
+    assert err.errno == 1231 and "backend.ssl_ca" in err.message and "not a PEM CA certificate" in err.message
+    assert proxy.config.backend.ssl_mode == "disabled"
+
+
+@virtual_time
 async def test_driver_chatter_set_is_answered_ok_and_changes_nothing(proxy_maker):
     proxy = proxy_maker()
     client = await logged_in(proxy)
