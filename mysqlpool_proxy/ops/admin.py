@@ -313,10 +313,13 @@ def pause_command(conn: AdminConnection, args: list) -> Awaitable[Ok]:
 async def _paused(conn: AdminConnection, pools: list) -> Ok:
     timeout = conn.proxy.config.proxy.shutdown_timeout
     try:
-        await operations.wait_released(conn.proxy, pools, timeout)
+        resumed = await operations.wait_released(conn.proxy, pools, timeout)
     except operations.WaitTimeout as busy:
         raise ProxyError(ER.UNKNOWN_ERROR, f"PAUSE: still busy after {timeout:g}s (proxy.shutdown_timeout), the "
                          f"pools stay paused; run PAUSE again to wait more, or RESUME: {busy}") from None
+    if resumed:
+        raise ProxyError(ER.UNKNOWN_ERROR, f"PAUSE: resumed (RESUME) before every server connection was released: "
+                         f"{', '.join(resumed)}")
     return Ok(f"paused: {', '.join(p.name for p in pools)}; no server connection left")
 
 

@@ -77,11 +77,16 @@ def resume(proxy: Proxy, name: str | None = None) -> list[str]:
 # -- waiting for server connections to go ------------------------------------------------------
 
 
-async def wait_released(proxy: Proxy, pools: list[Pool], timeout: float) -> None:
-    """Until none of `pools` has a server connection (idle, in use, opening or closing): a paused
-    pool's backends close as their clients release them. WaitTimeout after `timeout` seconds,
-    naming what is still busy and which clients hold it (and why)."""
-    await _wait(proxy, timeout, lambda: [p for p in pools if p.size], lambda: _describe_busy(proxy, pools))
+async def wait_released(proxy: Proxy, pools: list[Pool], timeout: float) -> list[str]:
+    """Until none of the paused `pools` has a server connection (idle, in use, opening or closing):
+    a paused pool's backends close as their clients release them. Returns the names of the pools
+    resumed meanwhile (which stops the wait). WaitTimeout after `timeout` seconds, naming what is
+    still busy and which clients hold it (and why)."""
+    def pending() -> list[Pool]:
+        return [] if any(not p.paused for p in pools) else [p for p in pools if p.size]
+
+    await _wait(proxy, timeout, pending, lambda: _describe_busy(proxy, pools))
+    return [p.name for p in pools if not p.paused]
 
 
 async def wait_closed(proxy: Proxy, pools: list[Pool], timeout: float) -> int:

@@ -735,6 +735,22 @@ async def test_pause_times_out_naming_what_is_still_busy_and_stays_paused():
 
 
 @virtual_time
+async def test_a_resume_meanwhile_ends_the_pause_wait_with_an_error_saying_so():
+    proxy, console = await fake_proxy_with_console(proxy={"shutdown_timeout": 60})
+    in_trx = await FakeClient(proxy).connect()
+    await in_trx.query("BEGIN")
+    console.send(b"\x03PAUSE")
+    await advance(1)
+    other = await logged_in(proxy)
+    assert info(other.query("RESUME")) == b"resumed: app"
+    await advance(1)
+    err = parse_err(console.take()[4:])
+    assert (err.errno, err.message.decode()) == (
+        1105, "PAUSE: resumed (RESUME) before every server connection was released: app")
+    assert not proxy.pools["app"].paused
+
+
+@virtual_time
 async def test_wait_close_waits_for_the_backends_a_reload_retired():
     from mysqlpool_proxy.ops import operations
     proxy, console = await fake_proxy_with_console(proxy={"shutdown_timeout": 60})
