@@ -20,6 +20,8 @@
 #   * Provenance: Config.origins says, for every setting that is not at its
 #     default, where it came from (Origin: the file, an environment variable or a
 #     command-line option) and whether it replaced a value the file sets.
+#     A console SET changes one setting with set_setting(): the same rule and
+#     cross-key checks, its Origin ADMIN.
 #     Problems are collected rather than raised one at a time, so a single run
 #     of --check-config reports everything that is wrong; ConfigError carries
 #     one line per problem, each starting "config error in <file>: ".
@@ -45,7 +47,8 @@ from mysqlpool_proxy.logs import FORMATS as LOG_FORMATS, LEVELS as LOG_LEVELS, R
 __all__ = [
     "ConfigError", "Config", "ProxyConfig", "BackendConfig", "PoolConfig", "UserConfig",
     "AdminConfig", "MetricsConfig", "LogConfig", "ListenAddress", "Rule", "SCHEMA", "SECTIONS",
-    "Origin", "Override", "load_config", "peek_log_format", "parse_listen", "env_var_name",
+    "Origin", "Override", "load_config", "set_setting", "setting_default", "peek_log_format", "parse_listen",
+    "env_var_name",
     "ENV_PREFIX", "ENV_CONFIG_PATH", "ENV_SOURCE", "DEFAULT_CONFIG_PATH", "SSL_MODES", "POOL_MODES",
 ]
 
@@ -396,16 +399,17 @@ ALLOWED_KEYS: dict[str, list[str]] = {name: _allowed_keys(name) for name in SECT
 # Provenance: where each setting came from
 # --------------------------------------------------------------------------
 
-DEFAULT, FILE, ENV, CLI = "default", "file", "env", "cli"
+DEFAULT, FILE, ENV, CLI, ADMIN = "default", "file", "env", "cli", "admin"
 
 
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where one setting's value came from."""
 
-    kind: str = DEFAULT          # DEFAULT, FILE, ENV or CLI (a command-line option)
-    name: str = ""               # the config file, the environment variable or the option
-    replaced: str | None = None  # ENV/CLI: the value the file gives it, which lost (repr; secrets masked)
+    kind: str = DEFAULT          # DEFAULT, FILE, ENV, CLI (a command-line option) or ADMIN (a console SET)
+    name: str = ""               # the config file, the environment variable, the option or the operator
+    replaced: str | None = None  # ENV/CLI: the value the file gives it, which lost; ADMIN: the value before
+                                 # (repr; secrets masked)
 
     def describe(self, source: str) -> str:
         """For messages: "set in FILE", "set by the environment variable X", "the default; ..."."""
@@ -416,6 +420,8 @@ class Origin:
             return f"set by the environment variable {self.name}{instead}"
         if self.kind == CLI:
             return f"set by {self.name}{instead}"
+        if self.kind == ADMIN:
+            return f"set by {self.name}" + (f", instead of {self.replaced}" if self.replaced is not None else "")
         return "the default" if source == ENV_SOURCE else f"the default: not set in {source}"
 
 
@@ -1090,3 +1096,68 @@ def _check_listeners(cfg: Config, ctx: _Context) -> None:
 CHECKS: tuple[Callable[[Config, _Context], None], ...] = (
     _check_users, _check_pool, _check_tls, _check_tls_files, _check_admin, _check_listeners,
 )
+
+
+# --------------------------------------------------------------------------
+# One setting changed at run time (the admin console's SET)
+# --------------------------------------------------------------------------
+
+def set_setting(config: Config, key: str, value: str, origin: Origin) -> Config:
+    """`config` with the one setting `key` ("pool.max_size", "users[0].max_size") set to `value`.
+
+    `value` is text, converted as an environment variable's is ("none" or "" unsets an optional
+    setting; a relative file path is taken from the config file's folder, as in the file), and
+    checked as load_config() checks it: the key's rule, then the cross-key checks (whose warnings
+    replace `config`'s). The new Origin records `origin` and the value before.
+    Raises KeyError for no such setting, ConfigError (one problem a line) for a value refused.
+    """
+    label, section, name = _setting_key(config, key)
+    rule = SCHEMA[section][name]
+    ctx = _Context(config.source, None, os.environ)
+    ctx.origins[(label, name)] = origin
+    if rule.optional and value.strip().lower() in ("", "none", "null"):
+        checked = setting_default(key)
+    else:
+        if rule.path and value and config.source != ENV_SOURCE:  # relative to the file, as in the file
+            value = os.path.join(os.path.dirname(os.path.abspath(config.source)), os.path.expanduser(value))
+        checked = _check_value(label, name, rule, value, ctx)
+        _raise_unprefixed(ctx)
+    before = config.value(key)
+    if section == ARRAY_SECTION:
+        index = int(label[len("users["):-1])
+        users = list(config.users)
+        users[index] = replace(users[index], **{name: checked})
+        new = replace(config, users=tuple(users))
+    else:
+        new = replace(config, **{section: replace(getattr(config, section), **{name: checked})})
+    shown = REDACTED if rule.secret and before is not None else repr(before)
+    new = replace(new, origins={**config.origins, key: replace(origin, replaced=shown)}, warnings=())
+    for check in CHECKS:
+        check(new, ctx)
+    _raise_unprefixed(ctx)
+    return replace(new, warnings=tuple(ctx.warnings))
+
+
+def setting_default(key: str) -> Any:
+    """The default of `key` ("pool.max_size", "users[0].max_size"); None for a required one."""
+    label, _, name = key.rpartition(".")
+    cls = SECTIONS[label.split("[")[0]]
+    f = next(f for f in fields(cls) if f.name == name)
+    return None if f.default is MISSING else f.default
+
+
+def _setting_key(config: Config, key: str) -> tuple[str, str, str]:
+    """(label, section, name) of a setting of `config`; KeyError if there is none such."""
+    match = _OVERRIDE_KEY.fullmatch(key)
+    section = (match[1] or ARRAY_SECTION) if match else ""
+    if not match or section not in SECTIONS or match[3] not in SCHEMA[section] \
+            or (section == ARRAY_SECTION) != (match[2] is not None) \
+            or (match[2] is not None and int(match[2]) >= len(config.users)):
+        raise KeyError(key)
+    return (section if match[2] is None else f"users[{match[2]}]"), section, match[3]
+
+
+def _raise_unprefixed(ctx: _Context) -> None:
+    """ConfigError with the problems as they are (a SET names no file)."""
+    if ctx.errors:
+        raise ConfigError("\n".join(ctx.errors), ctx.errors)

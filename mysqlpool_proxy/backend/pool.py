@@ -233,8 +233,9 @@ class Pool:
         self.closing: set[BackendConnection] = set()  # closed, socket still open (the server counts them)
         self.waiters: deque[Waiter] = deque()
         self.stats = PoolStats()
-        self.last_error: str = ""
+        self.last_error: str = ""  # the last connect error, until a connect succeeds
         self.last_error_code: int = 0
+        self.last_error_at: float | None = None  # loop time of that error
         self._failures = 0
         self._failed_at = float("-inf")  # when the last connect attempt failed
         # Told of each failed connect (the pool, when the attempt started); set by the proxy.
@@ -577,6 +578,7 @@ class Pool:
             return False
         self.opening.remove(key)
         self._end_failures()
+        self.last_error, self.last_error_code, self.last_error_at = "", 0, None  # recovered
         self.stats.connects += 1
         self.learn_limits(opened.max_user_connections, opened.max_connections)
         session = self._on_opened(opened)
@@ -608,7 +610,7 @@ class Pool:
             log.warning("pool %s: backend connect failed (%s); attempt %d, retrying in %.2fs",
                         self.name, message, self._failures, delay)
             record(EventKind.CONNECT_FAILED, f"backend connect failed ({message}); attempt {self._failures}", self.name)
-        self.last_error, self.last_error_code = message, code
+        self.last_error, self.last_error_code, self.last_error_at = message, code, self.loop.time()
         self._back_off(delay)
         self.on_connect_failed(self, started)
 

@@ -69,7 +69,7 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "proxy", "id", "transport", "peer", "state", "decoder", "flow", "phase", "session", "lease", "command",
         "user", "pool", "capabilities", "key", "charset", "program", "connected_at", "last_active",
-        "_closing_reason", "_task", "_query_timer", "_infile",
+        "trx_started_at", "_closing_reason", "_task", "_query_timer", "_infile",
     )
 
     def __init__(self, proxy: ClientContext, conn_id: int):
@@ -92,7 +92,8 @@ class ClientConnection(asyncio.Protocol):
         self.charset = 0
         self.program: str | None = None  # from its connect attributes, for SHOW CLIENTS
         self.connected_at = proxy.loop.time()
-        self.last_active = self.connected_at
+        self.last_active = self.connected_at  # when its last command came (its start, while it runs)
+        self.trx_started_at: float | None = None  # when the command that opened its transaction came
         self._closing_reason: ClientCloseReason | None = None
         self._task: asyncio.Task[Any] | None = None  # the one background task it runs at a time
         self._query_timer: asyncio.TimerHandle | None = None
@@ -590,6 +591,8 @@ class ClientConnection(asyncio.Protocol):
             stats.transactions += 1
         for reason in outcome.new_pins:
             stats.pins[reason.value] += 1
+            if reason is PinReason.TRANSACTION:
+                self.trx_started_at = self.last_active
 
     def _response_ends_backend(self, backend: BackendConnection) -> None:
         """The server answered with an error after which it hangs up, or answered a LOCAL INFILE before

@@ -11,7 +11,11 @@
 # reachable before it. Then each COM_QUERY is one command, matched without
 # regard to case, trailing `;` or whitespace; unknown ones get 1064 listing
 # the commands. Handlers return rows or OK (protocol/resultset.py) or raise
-# ProxyError; KILL CLIENT returns a coroutine, awaited with nothing read.
+# ProxyError; KILL CLIENT, PAUSE and WAIT_CLOSE return a coroutine, awaited
+# with nothing read (PAUSE and WAIT_CLOSE wait up to [proxy] shutdown_timeout
+# for clients to let their backends go). `SET section.key = value` changes a
+# setting as a reload would (operations.set_setting); any other SET (a
+# driver's SET NAMES, SET autocommit...) is answered OK and changes nothing.
 # Bounds: MAX_CONNECTIONS operators logged in at once; MAX_LOGINS connections
 # logging in at once, each within HANDSHAKE_TIMEOUT, and a new connection
 # beyond them closes the oldest one still logging in, so idle or slow
@@ -36,9 +40,10 @@ from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..client.local import kill_client
-from ..config import ConfigError, ListenAddress, parse_listen
+from ..config import SCHEMA as SETTINGS, ConfigError, ListenAddress, parse_listen, setting_default
 from ..constants import CLIENT, COMMAND, ER, SERVER_STATUS
 from ..core.pins import PinReason
+from ..core.states import ClientState
 from ..errors import ProtocolError, ProxyError
 from ..protocol import auth, handshake as hs
 from ..protocol.framing import Oversized, Packet, PacketDecoder, next_seq
@@ -67,7 +72,8 @@ HANDSHAKE_TIMEOUT = 5.0  # seconds from accept to a successful login
 MAX_PACKET = 64 * 1024  # largest admin packet after login (a command is a line of text)
 MAX_CONNECTIONS = 16  # operators logged in at once
 MAX_LOGINS = 16  # connections logging in at once; one more closes the oldest of them
-ACTION_TIMEOUT = 30.0  # seconds an asynchronous command (KILL CLIENT) may take
+ACTION_TIMEOUT = 30.0  # seconds an asynchronous command may take (beyond shutdown_timeout for PAUSE, WAIT_CLOSE)
+QUERY_SHOWN = 100  # bytes of a client's SQL that SHOW ACTIVITY shows
 STOP_TIMEOUT = 5.0  # seconds stop_admin_server() waits for the listener to close
 
 SCHEMA = "mysqlpool"  # the one "database" the console shows
@@ -95,6 +101,38 @@ def show_pools(conn: AdminConnection, args: list) -> Rows:
 
 def show_clients(conn: AdminConnection, args: list) -> Rows:
     return Rows(CLIENT_COLUMNS, snapshots.client_rows(conn.proxy))
+
+
+ACTIVITY_COLUMNS = cols("id:i user pool state command query command_seconds:f transaction_seconds:f")
+_RUNNING = frozenset((ClientState.CHECKOUT, ClientState.ACTIVE, ClientState.INFILE, ClientState.LOCAL))
+
+
+def show_activity(conn: AdminConnection, args: list) -> Rows:
+    """What each logged-in client does: its command now (or its last one, command_seconds NULL, when
+    it is between commands), since when, and how old its open transaction is."""
+    now = conn.proxy.loop.time()
+    rows = []
+    for c in sorted(conn.proxy.clients.values(), key=lambda c: c.id):
+        if c.user is None:
+            continue  # still logging in
+        command = c.command
+        started = c.trx_started_at
+        rows.append((
+            c.id, c.user.name, c.pool.name if c.pool else None, c.state.value,
+            command.spec.name if command else None, _shown_sql(command.sql) if command else None,
+            round(now - c.last_active, 3) if c.state in _RUNNING else None,
+            round(now - started, 3) if c.in_transaction and started is not None else None,
+        ))
+    return Rows(ACTIVITY_COLUMNS, rows)
+
+
+_ESCAPES = {i: f"\\x{i:02x}" for i in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r", 92: "\\\\"}
+
+
+def _shown_sql(sql: bytes) -> str:
+    """The first QUERY_SHOWN bytes of `sql`, control characters and backslashes escaped, "..." if cut."""
+    text = bytes(sql[:QUERY_SHOWN]).decode("utf-8", "backslashreplace").translate(_ESCAPES)
+    return text + "..." if len(sql) > QUERY_SHOWN else text
 
 
 def show_servers(conn: AdminConnection, args: list) -> Rows:
@@ -125,15 +163,17 @@ def show_stats(conn: AdminConnection, args: list) -> Rows:
 
 def show_config(conn: AdminConnection, args: list) -> Rows:
     """The effective config, secrets masked: one row per section.key (users[N].key for users), with
-    where it came from (file, env, cli or default)."""
+    its default, where it came from (file, env, cli, admin or default) and whether SET and RELOAD
+    change it live (1) or it needs a restart (0)."""
     config, rows = conn.proxy.config, []
     for section, values in config.redacted().items():
         tables = [(f"{section}[{i}]", t) for i, t in enumerate(values)] if isinstance(values, list) \
             else [(section, values)]
         for prefix, table in tables:
-            rows += [(f"{prefix}.{key}", value, config.origin(f"{prefix}.{key}").kind)
+            rows += [(f"{prefix}.{key}", value, setting_default(f"{prefix}.{key}"),
+                      config.origin(f"{prefix}.{key}").kind, operations.changeable(f"{prefix}.{key}"))
                      for key, value in table.items()]
-    return Rows(cols("key value source"), rows)
+    return Rows(cols("key value default source changeable:i"), rows)
 
 
 def show_version(conn: AdminConnection, args: list) -> Rows:
@@ -152,24 +192,118 @@ def show_help(conn: AdminConnection, args: list) -> Rows:
 # -- actions ------------------------------------------------------------------------------
 
 
-def reload_config(conn: AdminConnection, args: list) -> Ok:
+RELOAD_COLUMNS = cols("key before after status")
+
+
+def reload_config(conn: AdminConnection, args: list) -> Rows:
+    """One row per setting the file changed: applied, or kept as running until a restart."""
     try:
-        needs_restart = operations.reload_from_source(conn.proxy)
+        changes = operations.reload_from_source(conn.proxy)
     except ConfigError as err:
         raise ProxyError(ER.UNKNOWN_ERROR, "RELOAD failed, config unchanged: " + "; ".join(err.problems)) from None
-    restart = f"; restart needed for: {', '.join(needs_restart)}" if needs_restart else ""
-    return Ok(f"configuration reloaded from {conn.proxy.config.source}{restart}")
+    return Rows(RELOAD_COLUMNS, [(c.key, c.before, c.after, _reload_status(c)) for c in changes])
 
 
-def pools_action(verb: str) -> Callable[[AdminConnection, list], Ok]:
-    """PAUSE / RESUME: operations.pause or .resume on all pools, or the one named."""
-    def handler(conn: AdminConnection, args: list) -> Ok:
-        try:
-            names = getattr(operations, verb)(conn.proxy, args[0] if args else None)
-        except KeyError as err:  # its message names the pools there are
-            raise ProxyError(ER.UNKNOWN_ERROR, str(err.args[0])) from None
-        return Ok(f"{verb}d: {', '.join(names)}")
-    return handler
+def _reload_status(change: operations.Change) -> str:
+    if not change.applied:
+        return "restart needed: the running value stays until then"
+    return "applied, replacing the value SET on the console" if change.replaced_admin else "applied"
+
+
+def set_command(conn: AdminConnection, args: list) -> Ok:
+    """SET section.key = value (a setting), else a driver's SET: OK, nothing changes."""
+    match = _SETTING.fullmatch(args[0])
+    if match is None:
+        return Ok()  # SET NAMES, SET SESSION ..., SET @x = 1: what drivers send on their own
+    key, value = match["key"].lower(), match["value"].strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"`":
+        value = value[1:-1]
+    if "." not in key and "[" not in key:
+        if not any(key in rules for rules in SETTINGS.values()):
+            return Ok()  # SET autocommit = 1, SET character_set_results = NULL, ...
+        homes = [f"{s}.{key}" if s != "users" else f"users[N].{key}" for s, rules in SETTINGS.items() if key in rules]
+        raise _not_settable(conn, ER.UNKNOWN_SYSTEM_VARIABLE, f"Name the section: {' or '.join(homes)}")
+    who = f"the admin console ({conn.user}@{conn.peer})"
+    try:
+        before, after = operations.set_setting(conn.proxy, key, value, who)
+    except KeyError:
+        if operations.changeable(key) or key.rpartition(".")[2] not in SETTINGS.get(key.split(".")[0], {}):
+            raise _not_settable(conn, ER.UNKNOWN_SYSTEM_VARIABLE, f"Unknown setting '{key}'", key) from None
+        raise _not_settable(conn, ER.INCORRECT_GLOBAL_LOCAL_VAR,
+                            f"{key} needs a restart (change it in {conn.proxy.config.source})", key) from None
+    except ConfigError as err:
+        raise ProxyError(ER.WRONG_VALUE_FOR_VAR, "SET refused, nothing changed: " + "; ".join(err.problems),
+                         "42000") from None
+    shown_before, shown_after = operations.settings(before)[key], operations.settings(after)[key]
+    warnings = "".join(f"; warning: {w}" for w in after.warnings)
+    return Ok(f"{key} = {shown_after} (was {shown_before}){warnings}")
+
+
+# [GLOBAL|SESSION|...] name[.name] = value, where name may be users[N]: a setting if it has a section
+_SETTING = re.compile(r"(?:(?:global|session|local|persist)\s+)?"
+                      r"(?P<key>[A-Za-z_][A-Za-z0-9_]*(?:\[[0-9]+\])?(?:\.[A-Za-z_][A-Za-z0-9_]*)?)"
+                      r"\s*:?=\s*(?P<value>.*)", re.S | re.I)
+
+
+def _not_settable(conn: AdminConnection, errno: int, what: str, key: str = "") -> ProxyError:
+    """ERR naming what SET can change: the keys of `key`'s section, and the other sections (all the
+    keys would not fit the 512 bytes clients show of an error)."""
+    by_section: dict[str, list[str]] = {}
+    for settable in operations.settable_keys(conn.proxy.config):
+        section, _, name = settable.rpartition(".")
+        by_section.setdefault(section, []).append(name)
+    section = re.sub(r"\[[0-9]+\]$", "[N]", key.rpartition(".")[0])
+    listed = f"{section}.{{{', '.join(by_section[section])}}}; " if section in by_section else ""
+    others = ", ".join(s for s in by_section if s != section)
+    return ProxyError(errno, f"{what}. SET can change {listed}{'and settings of ' if listed else 'settings of '}"
+                      f"{others} (SHOW CONFIG: changeable = 1)", "HY000")
+
+
+def _pool_arg(conn: AdminConnection, args: list, action: Callable = operations.pools_named) -> list:
+    """`action(proxy, name)` on the pool named in `args`, or on all of them; ERR for no such pool."""
+    try:
+        return action(conn.proxy, args[0] if args else None)
+    except KeyError as err:  # its message names the pools there are
+        raise ProxyError(ER.UNKNOWN_ERROR, str(err.args[0])) from None
+
+
+def pause_command(conn: AdminConnection, args: list) -> Awaitable[Ok]:
+    """PAUSE [pool]: pause, then answer once no server connection of the pools is left."""
+    pools = _pool_arg(conn, args)
+    _pool_arg(conn, args, operations.pause)
+    return _paused(conn, pools)
+
+
+async def _paused(conn: AdminConnection, pools: list) -> Ok:
+    timeout = conn.proxy.config.proxy.shutdown_timeout
+    try:
+        resumed = await operations.wait_released(conn.proxy, pools, timeout)
+    except operations.WaitTimeout as busy:
+        raise ProxyError(ER.UNKNOWN_ERROR, f"PAUSE: still busy after {timeout:g}s (proxy.shutdown_timeout), the "
+                         f"pools stay paused; run PAUSE again to wait more, or RESUME: {busy}") from None
+    if resumed:
+        raise ProxyError(ER.UNKNOWN_ERROR, f"PAUSE: resumed (RESUME) before every server connection was released: "
+                         f"{', '.join(resumed)}")
+    return Ok(f"paused: {', '.join(p.name for p in pools)}; no server connection left")
+
+
+def resume_command(conn: AdminConnection, args: list) -> Ok:
+    return Ok(f"resumed: {', '.join(_pool_arg(conn, args, operations.resume))}")
+
+
+def wait_close_command(conn: AdminConnection, args: list) -> Awaitable[Ok]:
+    return _closed(conn, _pool_arg(conn, args))
+
+
+async def _closed(conn: AdminConnection, pools: list) -> Ok:
+    timeout = conn.proxy.config.proxy.shutdown_timeout
+    try:
+        n = await operations.wait_closed(conn.proxy, pools, timeout)
+    except operations.WaitTimeout as left:
+        raise ProxyError(ER.UNKNOWN_ERROR, f"WAIT_CLOSE: server connections still open after {timeout:g}s "
+                         f"(proxy.shutdown_timeout): {left}") from None
+    return Ok(f"closed: {n} server connection{'s' if n != 1 else ''} opened before the last RELOAD or SET "
+              "changed how they connect")
 
 
 def kill_client_command(conn: AdminConnection, args: list) -> Awaitable[None]:
@@ -196,6 +330,7 @@ class AdminCommand:
     args: str  # "" or one of "[pool]" (optional), "<id>" (required), "[WAIT]", "[topic...]" (any words)
     handler: Callable[[AdminConnection, list], Reply | Awaitable[Reply | None]]
     description: str
+    raw: bool = False  # the handler gets the text after the name as typed, one argument, and logs itself
 
     @property
     def usage(self) -> str:
@@ -205,14 +340,22 @@ class AdminCommand:
 COMMANDS: dict[str, AdminCommand] = {c.name: c for c in (
     AdminCommand("SHOW POOLS", "", show_pools, "per pool: caps, idle/in use/connecting, waiting, paused, waits"),
     AdminCommand("SHOW CLIENTS", "", show_clients, "client connections: who, state, times, backend held, pins"),
+    AdminCommand("SHOW ACTIVITY", "", show_activity, "each client's command now (or last), how long it runs, "
+                 "its transaction's age"),
     AdminCommand("SHOW SERVERS", "", show_servers, "backend connections: thread id, state, ages, client holding it"),
     AdminCommand("SHOW STATS", "", show_stats, "counters per pool, and proxy-wide (pool NULL)"),
     AdminCommand("SHOW CONFIG", "", show_config, "the effective configuration, secrets masked, and the "
                  "source of each setting"),
     AdminCommand("SHOW VERSION", "", show_version, "the proxy's version and the backend server's"),
-    AdminCommand("RELOAD", "", reload_config, "re-read the config file (kept as it is if the new one is invalid)"),
-    AdminCommand("PAUSE", "[pool]", pools_action("pause"), "new checkouts wait, idle backends close (all or one)"),
-    AdminCommand("RESUME", "[pool]", pools_action("resume"), "end a PAUSE (all pools or one)"),
+    AdminCommand("RELOAD", "", reload_config, "re-read the config file (kept as it is if the new one is invalid); "
+                 "a row per changed setting, applied or needing a restart"),
+    AdminCommand("SET", "<section.key> = <value>", set_command, "change a setting live, as a RELOAD would, "
+                 "until the next RELOAD", raw=True),
+    AdminCommand("PAUSE", "[pool]", pause_command, "new checkouts wait, backends close as released; answers "
+                 "when none is left"),
+    AdminCommand("RESUME", "[pool]", resume_command, "end a PAUSE (all pools or one)"),
+    AdminCommand("WAIT_CLOSE", "[pool]", wait_close_command, "answer once the backends a RELOAD or SET retired "
+                 "are closed"),
     AdminCommand("KILL CLIENT", "<id>", kill_client_command, "close a client connection, killing its running query"),
     AdminCommand("SHUTDOWN", "[WAIT]", shutdown, "stop the proxy now, or WAIT for transactions to finish"),
     AdminCommand("SHOW HELP", "", show_help, "this list (the mariadb client answers a bare HELP itself)"),
@@ -253,6 +396,8 @@ def run_query(conn: AdminConnection, sql: str) -> Reply | Awaitable[Reply | None
     for n in (2, 1):
         command = COMMANDS.get(" ".join(words[:n]).upper())
         if command is not None and len(words) >= n:
+            if command.raw:  # the rest as typed, one argument
+                return command.handler(conn, [text.split(None, n)[n] if len(words) > n else ""])
             args = [w.strip("`'\"") for w in words[n:]]
             required = command.args.count("<")
             if not required <= len(args) <= required + command.args.count("[") and "..." not in command.args:
@@ -476,9 +621,10 @@ class AdminConnection(asyncio.Protocol):
 
     async def _finish(self, action: asyncio.Future, seq: int) -> None:
         try:
-            reply = await asyncio.wait_for(action, ACTION_TIMEOUT) or Ok()
+            bound = ACTION_TIMEOUT + self.proxy.config.proxy.shutdown_timeout  # PAUSE waits up to the latter
+            reply = await asyncio.wait_for(action, bound) or Ok()
         except TimeoutError:
-            reply = ProxyError(ER.UNKNOWN_ERROR, f"mysqlpool-proxy admin: no result within {ACTION_TIMEOUT:.0f}s")
+            reply = ProxyError(ER.UNKNOWN_ERROR, f"mysqlpool-proxy admin: no result within {bound:.0f}s")
         except Exception as exc:
             if not isinstance(exc, ProxyError):
                 log.exception("admin %s@%s: command failed", self.user, self.peer)

@@ -16,11 +16,14 @@
 from __future__ import annotations
 
 import heapq
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..core.states import BackendState
+from .metrics import CLIENT_STATE_LABEL
 
 if TYPE_CHECKING:
     from ..backend.connection import BackendConnection
@@ -48,13 +51,26 @@ class Table:
 
 
 def pool_rows(proxy: Proxy, limit: int | None = None) -> list[tuple]:
+    now = proxy.loop.time()
+    clients = Counter((c.pool, CLIENT_STATE_LABEL.get(c.state)) for c in proxy.clients.values())
     rows = []
     for pool in _first(proxy.pools.values(), limit):
         s = pool.stats
         avg_wait = s.wait_sum / s.wait_count if s.wait_count else 0.0
+        error_age = None if pool.last_error_at is None else round(now - pool.last_error_at, 3)
+        oldest = min((w.enqueued_at for w in pool.waiters if not w.done), default=now)
         rows.append((pool.name, pool.max_size, pool.configured_max_size, len(pool.idle), len(pool.busy),
-                     pool.connecting, len(pool.waiters), pool.paused, s.checkouts, avg_wait, pool.last_error))
+                     pool.connecting, len(pool.waiters), pool.paused, s.checkouts, avg_wait, pool.last_error,
+                     _wall_time(error_age), error_age, clients[(pool, "active")], clients[(pool, "idle")],
+                     clients[(pool, "waiting")], round(now - oldest, 3)))
     return rows
+
+
+def _wall_time(age: float | None) -> str | None:
+    """The UTC time `age` seconds ago, as 2026-01-02T03:04:05Z."""
+    if age is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - age))
 
 
 def client_rows(proxy: Proxy, limit: int | None = None) -> list[tuple]:
@@ -103,7 +119,9 @@ def _id(item: ClientConnection | BackendConnection) -> int:
 
 
 POOLS = Table("pools", "pool max_size:i configured_max_size:i idle:i in_use:i connecting:i waiting:i paused:i "
-              "checkouts:i avg_wait_seconds:f last_error", pool_rows, lambda proxy: len(proxy.pools))
+              "checkouts:i avg_wait_seconds:f last_error last_error_at last_error_age_seconds:f "
+              "clients_active:i clients_idle:i clients_waiting:i oldest_wait_seconds:f",
+              pool_rows, lambda proxy: len(proxy.pools))
 CLIENTS = Table("clients", "id:i user pool address program state schema connected_seconds:f idle_seconds:f "
                 "queries:i backend_id:i pinned", client_rows, lambda proxy: len(proxy.clients))
 SERVERS = Table("servers", "id:i pool thread_id:i state age_seconds:f idle_seconds:f client_id:i commands:i "

@@ -4,9 +4,14 @@
 # interactively on a pseudo-terminal) plus PyMySQL talking to it while
 # PyMySQL clients use the proxy: one inside a transaction, one pinned by a
 # temporary table, one idle. Every command is run: SHOW POOLS/CLIENTS/
-# SERVERS/STATS/CONFIG/VERSION, HELP, PAUSE/RESUME (a new transaction waits,
-# then goes on), KILL CLIENT (the client's next query fails), RELOAD (of an
-# edited and of a broken config file), SHUTDOWN WAIT, and a wrong password;
+# SERVERS/STATS/CONFIG/VERSION/ACTIVITY, HELP, PAUSE (answered only once a
+# running transaction commits in another thread; a new transaction waits until
+# RESUME; a PAUSE that runs out of time names who is busy), SET
+# pool.max_size (seen in SHOW CONFIG and in how many transactions run at
+# once), WAIT_CLOSE after a SET that retires the server connections, KILL
+# CLIENT (the client's next query fails), RELOAD (of an edited and of a
+# broken config file: a row per changed setting), SHUTDOWN WAIT, and a wrong
+# password;
 # idle unauthenticated sockets that must not lock the operator out, and an
 # oversized login packet.
 from __future__ import annotations
@@ -144,7 +149,7 @@ def test_show_stats(console, app_clients):
 def test_show_config_masks_secrets(console):
     result = console.run("SHOW CONFIG")
     rows = [line.split("\t") for line in result.stdout.splitlines()]
-    config = {key: value for key, value, _source in rows}
+    config = {key: value for key, value, _default, _source, _changeable in rows}
     assert config["admin.password"] == "***" and config["users[0].password"] == "***"
     assert config["users[0].name"] == "app" and config["pool.max_size"] == "3"
     assert config["admin.listen"] == "127.0.0.1:0" and config["admin.password_hash"] == "NULL"
@@ -280,35 +285,169 @@ def test_interactive_client_on_a_terminal(console):
 # -- acting -----------------------------------------------------------------------------------
 
 
-def test_pause_makes_a_new_transaction_wait_and_resume_releases_it(console, app_clients):
-    waiting_client = console.proxy.connect()
-    assert console.run("PAUSE").returncode == 0
-    assert [row["paused"] for row in console.table("SHOW POOLS")] == ["1"]
-    done = threading.Event()
-    errors: list[BaseException] = []
+class InThread:
+    """fn() run in a thread: its result or exception, and when it returned."""
 
-    def transaction() -> None:
-        try:
-            with waiting_client.cursor() as cur:
-                cur.execute("BEGIN")
-                cur.execute("SELECT 1")
-                cur.execute("COMMIT")
-        except BaseException as exc:  # reported by the test thread
-            errors.append(exc)
-        finally:
-            done.set()
+    def __init__(self, fn):
+        self.result, self.error, self.done = None, None, threading.Event()
 
-    worker = threading.Thread(target=transaction, daemon=True)
-    worker.start()
-    wait_until(lambda: console.table("SHOW POOLS")[0]["waiting"] == "1", WAIT, "the transaction to wait")
-    assert not done.is_set()
-    with app_clients["in_trx"].cursor() as cur:  # a transaction already running goes on
+        def run() -> None:
+            try:
+                self.result = fn()
+            except BaseException as exc:  # reported by the test thread
+                self.error = exc
+            finally:
+                self.done.set()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def wait(self):
+        assert self.done.wait(WAIT), "it did not return in time"
+        self.thread.join(WAIT)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def admin_command(console: Console, sql: str) -> bytes:
+    """Run one admin command over PyMySQL; its OK's info."""
+    conn = console.pymysql()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+        return conn._result.message[1:]  # PyMySQL keeps the info's length byte, as with a server
+    finally:
+        conn.close()
+
+
+def transaction(client: pymysql.connections.Connection) -> None:
+    with client.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("SELECT 1")
+        cur.execute("COMMIT")
+
+
+def app_connections(app_server) -> int:
+    """Connections of the app account the server has (the proxy's backends)."""
+    return len(app_server.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'app'"))
+
+
+def test_pause_answers_once_a_running_transaction_commits_and_new_ones_wait_until_resume(console, app_server):
+    in_trx = console.proxy.connect()
+    with in_trx.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("SELECT 1")
+    pause = InThread(lambda: admin_command(console, "PAUSE"))
+    wait_until(lambda: console.table("SHOW POOLS")[0]["paused"] == "1", WAIT, "the pool to be paused")
+    newcomer = InThread(lambda: transaction(console.proxy.connect()))
+    wait_until(lambda: console.table("SHOW POOLS")[0]["waiting"] == "1", WAIT, "the new transaction to wait")
+    assert not pause.done.is_set()  # a server connection is still in use: a restart now would cut it
+    with in_trx.cursor() as cur:  # the transaction already running goes on, and ends
         cur.execute("SELECT 2")
+        cur.execute("COMMIT")
+    assert pause.wait() == b"paused: app; no server connection left"
+    assert app_connections(app_server) == 0  # the server could be restarted now
+    assert not newcomer.done.is_set()
     assert console.run("RESUME app").returncode == 0
-    assert done.wait(WAIT) and not errors
-    worker.join(WAIT)
+    newcomer.wait()
     assert console.table("SHOW POOLS")[0]["paused"] == "0"
-    waiting_client.close()
+    in_trx.close()
+
+
+def test_pause_that_runs_out_of_time_names_who_is_busy(proxy_factory):
+    proxy = proxy_factory(admin={"listen": "127.0.0.1:0", "password": ADMIN_PASSWORD},
+                          proxy={"shutdown_timeout": 1})
+    server = proxy.call_async(lambda: start_admin_server(proxy.proxy, proxy.config.admin.listen_address))
+    console = Console(proxy, proxy.call(lambda: server.sockets[0].getsockname()[1]))
+    pinned = proxy.connect()
+    pinned.cursor().execute("CREATE TEMPORARY TABLE paused_tmp (i INT)")
+    result = console.run("PAUSE", check=False)
+    assert error_line(result).startswith(
+        "ERROR 1105 (HY000) at line 1: PAUSE: still busy after 1s (proxy.shutdown_timeout), the pools stay "
+        f"paused; run PAUSE again to wait more, or RESUME: pool app: 1 in use (held by client #{pinned.thread_id()} "
+        "(temporary_table))")
+    assert console.table("SHOW POOLS")[0]["paused"] == "1"
+    console.run("RESUME")
+    with pinned.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM paused_tmp")
+    pinned.close()
+    proxy.call_async(lambda: stop_admin_server(server))
+
+
+def test_set_pool_max_size_shows_in_show_config_and_in_behaviour(console, app_server):
+    assert admin_command(console, "SET pool.max_size = 1") == b"pool.max_size = 1 (was 3)"
+    config = {row["key"]: row for row in console.table("SHOW CONFIG")}
+    assert (config["pool.max_size"]["value"], config["pool.max_size"]["source"]) == ("1", "admin")
+    assert config["pool.max_size"]["default"] == "10" and config["pool.max_size"]["changeable"] == "1"
+    assert console.table("SHOW POOLS")[0]["max_size"] == "1"
+    first, second = console.proxy.connect(), console.proxy.connect()
+    with first.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("SELECT 1")
+    waiting = InThread(lambda: transaction(second))
+    wait_until(lambda: console.table("SHOW POOLS")[0]["waiting"] == "1", WAIT, "the second transaction to wait")
+    assert app_connections(app_server) == 1
+    assert admin_command(console, "SET pool.max_size = 2") == b"pool.max_size = 2 (was 1)"
+    waiting.wait()  # served at once: the first transaction is still open
+    assert app_connections(app_server) == 2
+    first.cursor().execute("COMMIT")
+    result = console.run("SET proxy.listen = '127.0.0.1:1'", check=False)
+    assert error_line(result).startswith("ERROR 1238 (HY000) at line 1: proxy.listen needs a restart")
+    assert "SET can change proxy.{max_client_connections, " in result.stderr
+    assert "settings of backend, pool" in result.stderr
+    assert console.run("SET NAMES utf8mb4; SET autocommit = 1").returncode == 0  # driver chatter: OK
+    assert console.table("SHOW POOLS")[0]["max_size"] == "2"
+    first.close()
+    second.close()
+
+
+def test_wait_close_answers_once_the_connections_a_set_retired_are_closed(console, app_server, caplog):
+    caplog.set_level("INFO", logger="mysqlpool.admin")
+    in_trx = console.proxy.connect()
+    with in_trx.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("SELECT 1")
+    (held,) = [row for row in console.table("SHOW SERVERS") if row["client_id"] != "NULL"]
+    assert admin_command(console, "SET backend.connect_timeout = 4") == b"backend.connect_timeout = 4.0 (was 5.0)"
+    wait_close = InThread(lambda: admin_command(console, "WAIT_CLOSE app"))
+    # The console logs each command it runs (the proxy runs in this process, on its own thread).
+    wait_until(lambda: "WAIT_CLOSE app" in caplog.text, WAIT, "the console to run WAIT_CLOSE")
+    assert console.table("SHOW POOLS")[0]["in_use"] == "1" and not wait_close.done.is_set()
+    with in_trx.cursor() as cur:
+        cur.execute("SELECT 2")  # still on the old connection
+        cur.execute("COMMIT")
+    assert wait_close.wait() == (b"closed: 1 server connection opened before the last RELOAD or SET changed how "
+                                 b"they connect")
+    threads = {row[0] for row in app_server.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'app'")}
+    assert int(held["thread_id"]) not in threads
+    in_trx.cursor().execute("SELECT 3")  # on a new one
+    in_trx.close()
+
+
+def test_show_activity_of_a_running_statement_and_a_transaction(console):
+    sleeper, in_trx = console.proxy.connect(), console.proxy.connect()
+    with in_trx.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("SELECT 'it''s'")
+    running = InThread(lambda: sleeper.cursor().execute("SELECT SLEEP(30)"))
+
+    def activity() -> dict[int, dict[str, str]]:
+        return {int(row["id"]): row for row in console.table("SHOW ACTIVITY")}
+
+    wait_until(lambda: activity()[sleeper.thread_id()]["state"] == "active", WAIT, "the statement to run")
+    wait_until(lambda: float(activity()[sleeper.thread_id()]["command_seconds"]) > 0.2, WAIT, "time to pass")
+    rows = activity()
+    row = rows[sleeper.thread_id()]
+    assert (row["user"], row["pool"], row["command"], row["query"]) == ("app", "app", "query", "SELECT SLEEP(30)")
+    assert row["transaction_seconds"] == "NULL"
+    trx = rows[in_trx.thread_id()]
+    assert (trx["state"], trx["query"], trx["command_seconds"]) == ("ready", "SELECT 'it''s'", "NULL")
+    assert float(trx["transaction_seconds"]) > float(row["command_seconds"])
+    console.run(f"KILL CLIENT {sleeper.thread_id()}")
+    with pytest.raises(pymysql.err.OperationalError):
+        running.wait()
+    in_trx.close()
 
 
 def test_pause_unknown_pool(console):
@@ -340,9 +479,14 @@ def test_reload(console):
     conn = console.pymysql()
     with conn.cursor() as cur:
         cur.execute("RELOAD")
-    message = conn._result.message  # PyMySQL keeps the info's length byte, as with a server
-    assert message[1:] == f"configuration reloaded from {path}".encode() and message[0] == len(message) - 1
+        assert cur.fetchall() == (("pool.max_size", "3", "4", "applied"),)
     assert console.table("SHOW POOLS")[0]["max_size"] == "4"
+    path.write_text(original.replace("max_size = 3", "max_size = 4").replace("127.0.0.1:0", "127.0.0.1:1", 1))
+    (row,) = console.table("RELOAD")
+    assert (row["key"], row["before"], row["after"]) == ("proxy.listen", "127.0.0.1:0", "127.0.0.1:1")
+    assert row["status"] == "restart needed: the running value stays until then"
+    path.write_text(original.replace("max_size = 3", "max_size = 4"))
+    assert console.rows("RELOAD") == []  # the file says again what runs
 
     path.write_text(original.replace("max_size = 3", "max_size = 0"))
     result = console.run("RELOAD", check=False)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from pathlib import Path
 
 import pymysql
@@ -335,16 +336,16 @@ async def test_show_pools(proxy_maker):
     app = rows[0]
     assert app == {"pool": "app", "max_size": 4, "configured_max_size": 4, "idle": 0, "in_use": 0,
                    "connecting": 0, "waiting": 0, "paused": 0, "checkouts": 0, "avg_wait_seconds": 0.0,
-                   "last_error": ""}
+                   "last_error": "", "last_error_at": None, "last_error_age_seconds": None, "clients_active": 0,
+                   "clients_idle": 0, "clients_waiting": 0, "oldest_wait_seconds": 0.0}
     pool = proxy.pools["reporting"]
     pool.stats.observe_wait(0.5)
     pool.stats.observe_wait(0.25)
     pool.stats.checkouts = 2
     pool.server_cap = 1
-    pool.last_error = "2003: Can't connect"
     rep = client.rows("SHOW POOLS")[1]
     assert (rep["max_size"], rep["configured_max_size"], rep["checkouts"]) == (1, 2, 2)
-    assert rep["avg_wait_seconds"] == 0.375 and rep["last_error"] == "2003: Can't connect"
+    assert rep["avg_wait_seconds"] == 0.375
 
 
 @virtual_time
@@ -388,7 +389,7 @@ async def test_show_stats_rows(proxy_maker):
 async def test_show_config_masks_secrets(proxy_maker, config_path):
     client = await logged_in(proxy_maker())
     result = client.query("SHOW CONFIG")
-    config = {key: value for key, value, _source in result.rows}
+    config = {key: value for key, value, _default, _source, _changeable in result.rows}
     assert config["pool.max_size"] == "4" and config["admin.user"] == "admin"
     assert config["admin.password"] == "***" and config["admin.password_hash"] is None
     assert config["users[0].name"] == "app" and config["users[0].password"] == "***"
@@ -403,8 +404,8 @@ async def test_show_config_says_where_each_setting_came_from(proxy_maker, monkey
     monkeypatch.setenv("MYSQLPOOL_POOL_MIN_IDLE", "1")  # the file says nothing
     client = await logged_in(proxy_maker())
     result = client.query("SHOW CONFIG")
-    assert [d[0] for d in result.description] == ["key", "value", "source"]
-    rows = {key: (value, source) for key, value, source in result.rows}
+    assert [d[0] for d in result.description] == ["key", "value", "default", "source", "changeable"]
+    rows = {key: (value, source) for key, value, _default, source, _changeable in result.rows}
     assert rows["proxy.shutdown_timeout"] == ("9", "env") and rows["pool.min_idle"] == ("1", "env")
     assert rows["pool.max_size"] == ("4", "file") and rows["users[1].max_size"] == ("2", "file")
     assert rows["users[0].password"] == ("***", "file") and rows["admin.user"] == ("admin", "default")
@@ -471,19 +472,26 @@ async def test_empty_query(proxy_maker):
         assert error_of(client, sql).errno == 1065
 
 
+async def answer(client: AdminClient, sql: str) -> pymysql.connections.MySQLResult:
+    """The reply to a command that answers later (PAUSE, WAIT_CLOSE, KILL CLIENT)."""
+    client.send(b"\x03" + sql.encode())
+    await settle()
+    return client.parse(client.take())
+
+
 @virtual_time
 async def test_pause_and_resume(proxy_maker):
     proxy = proxy_maker()
     client = await logged_in(proxy)
-    result = client.query("PAUSE")
-    assert info(result) == b"paused: app, reporting"
+    result = await answer(client, "PAUSE")
+    assert info(result) == b"paused: app, reporting; no server connection left"
     assert all(p.paused for p in proxy.pools.values())
     assert [r["paused"] for r in client.rows("SHOW POOLS")] == [1, 1]
     assert info(client.query("RESUME reporting")) == b"resumed: reporting"
     assert proxy.pools["app"].paused and not proxy.pools["reporting"].paused
     client.query("resume `app`")
     assert not proxy.pools["app"].paused
-    client.query("PAUSE 'app'")
+    await answer(client, "PAUSE 'app'")
     assert proxy.pools["app"].paused and not proxy.pools["reporting"].paused
 
 
@@ -510,12 +518,19 @@ async def test_reload(proxy_maker, config_path):
     client = await logged_in(proxy)
     config_path.write_text(CONFIG.replace("max_size = 4", "max_size = 6").replace('"127.0.0.1:0"\nshutdown',
                                                                                   '"127.0.0.1:1"\nshutdown'))
-    result = client.query("RELOAD")
-    assert info(result) == f"configuration reloaded from {config_path}; restart needed for: proxy.listen".encode()
+    rows = client.rows("RELOAD")
+    assert rows == [
+        {"key": "proxy.listen", "before": "127.0.0.1:0", "after": "127.0.0.1:1",
+         "status": "restart needed: the running value stays until then"},
+        {"key": "pool.max_size", "before": "4", "after": "6", "status": "applied"},
+    ]
     assert client.rows("SHOW POOLS")[0]["max_size"] == 6
+    config = {r["key"]: r for r in client.rows("SHOW CONFIG")}
+    assert config["proxy.listen"]["value"] == "127.0.0.1:0" and config["proxy.listen"]["changeable"] == 0
     config_path.write_text(CONFIG.replace("max_size = 4", "max_size = 8"))
-    assert info(client.query("reload")).startswith(f"configuration reloaded from {config_path}".encode())
+    assert [r["key"] for r in client.rows("reload")] == ["pool.max_size"]
     assert client.rows("SHOW POOLS")[0]["max_size"] == 8
+    assert client.rows("RELOAD") == []  # nothing changed
 
 
 @virtual_time
@@ -544,6 +559,277 @@ async def test_shutdown_answers_then_asks_the_proxy_to_stop(proxy_maker):
     client = await logged_in(proxy)
     client.query("shutdown")
     assert proxy.shutdown_requested.is_set() and proxy.shutdown_timeout == 0.0
+
+
+# -- SET -------------------------------------------------------------------------------------------
+
+
+def config_rows(client: AdminClient) -> dict[str, dict]:
+    return {r["key"]: r for r in client.rows("SHOW CONFIG")}
+
+
+@virtual_time
+async def test_set_changes_a_setting_as_a_reload_would_and_show_config_says_admin(proxy_maker):
+    proxy = proxy_maker()
+    client = await logged_in(proxy)
+    assert info(client.query("SET pool.max_size = 6")) == b"pool.max_size = 6 (was 4)"
+    assert proxy.pools["app"].configured_max_size == 6 and proxy.pools["reporting"].configured_max_size == 2
+    assert client.rows("SHOW POOLS")[0]["max_size"] == 6
+    row = config_rows(client)["pool.max_size"]
+    assert row == {"key": "pool.max_size", "value": "6", "default": "10", "source": "admin", "changeable": 1}
+    assert proxy.config.origin("pool.max_size").replaced == "4"
+    client.query("set users[1].max_size=1")
+    assert proxy.pools["reporting"].configured_max_size == 1
+    assert config_rows(client)["users[1].max_size"]["source"] == "admin"
+    client.query("SET GLOBAL pool.checkout_timeout = '2.5';")
+    assert proxy.config.pool.checkout_timeout == 2.5
+    client.query("SET pool.idle_timeout = 30")
+    assert info(client.query("SET pool.idle_timeout = none")) == b"pool.idle_timeout = None (was 30.0)"
+    assert proxy.config.pool.idle_timeout is None
+
+
+@virtual_time
+async def test_set_refuses_what_a_reload_would_refuse_and_changes_nothing(proxy_maker):
+    proxy = proxy_maker()
+    client = await logged_in(proxy)
+    before = proxy.config
+    err = error_of(client, "SET pool.max_size = 0")
+    assert (err.errno, err.sqlstate) == (1231, "42000")
+    assert err.message == "SET refused, nothing changed: pool.max_size must be an integer >= 1, got '0' " \
+                          "(from the admin console (admin@10.1.2.3))"
+    err = error_of(client, "SET pool.min_idle = 5")  # the cross-key check of a reload
+    assert "pool.min_idle must be <= pool.max_size (4), got 5" in err.message
+    assert "must be" in error_of(client, "SET pool.max_size = lots").message
+    assert proxy.config is before and proxy.pools["app"].configured_max_size == 4
+
+
+@virtual_time
+async def test_set_of_a_restart_only_or_unknown_setting_lists_what_can_be_set(proxy_maker):
+    proxy = proxy_maker()
+    client = await logged_in(proxy)
+    before = proxy.config
+    err = error_of(client, "SET proxy.listen = '127.0.0.1:7000'")
+    assert (err.errno, err.message) == (1238, (
+        f"proxy.listen needs a restart (change it in {before.source}). SET can change proxy.{{max_client_connections, "
+        "client_idle_timeout, shutdown_timeout, max_packet_size, require_tls}; and settings of backend, pool, "
+        "users[N], admin (SHOW CONFIG: changeable = 1)"))
+    err = error_of(client, "SET pool.max_sizes = 5")
+    assert err.errno == 1193 and err.message.startswith("Unknown setting 'pool.max_sizes'. SET can change "
+                                                        "pool.{max_size, min_idle, max_lifetime, ")
+    assert error_of(client, "SET log.level = debug").errno == 1238
+    err = error_of(client, "SET users[7].max_size = 5")
+    assert err.errno == 1193 and "users[N].{name, password, password_hash, backend_user, " in err.message
+    err = error_of(client, "SET max_size = 5")
+    assert (err.errno, err.message) == (1193, "Name the section: pool.max_size or users[N].max_size. SET can change "
+                                              "settings of proxy, backend, pool, users[N], admin (SHOW CONFIG: "
+                                              "changeable = 1)")
+    err = error_of(client, "SET nosuch.thing = 1")
+    assert err.errno == 1193 and "settings of proxy, backend, pool, users[N], admin" in err.message
+    long_key = "pool.mode"  # the longest list, in the section with the most settings
+    assert len(error_of(client, f"SET {long_key} = session").message.encode()) < 512  # what clients show of it
+    assert proxy.config is before
+    settable = set(admin.operations.settable_keys(before))
+    shown = {r["key"].replace("users[0]", "users[N]").replace("users[1]", "users[N]")
+             for r in client.rows("SHOW CONFIG") if r["changeable"]}
+    assert settable == shown
+
+
+@virtual_time
+async def test_set_of_a_file_path_reads_it_from_the_config_files_folder_and_checks_it(proxy_maker, config_path):
+    proxy = proxy_maker()
+    client = await logged_in(proxy)
+    err = error_of(client, "SET backend.ssl_ca = 'ca.pem'")
+    assert err.errno == 1231 and f"no such file: {config_path.parent / 'ca.pem'}" in err.message
+    (config_path.parent / "ca.pem").write_text("not a certificate")
+    client.query("SET backend.ssl_ca = 'ca.pem'")  # with ssl_mode disabled, only a warning
+    assert proxy.config.backend.ssl_ca == str(config_path.parent / "ca.pem")
+    err = error_of(client, "SET backend.ssl_mode = verify_ca")  # now the file is loaded, as a reload would
+    assert err.errno == 1231 and "backend.ssl_ca" in err.message and "not a PEM CA certificate" in err.message
+    assert proxy.config.backend.ssl_mode == "disabled"
+
+
+@virtual_time
+async def test_driver_chatter_set_is_answered_ok_and_changes_nothing(proxy_maker):
+    proxy = proxy_maker()
+    client = await logged_in(proxy)
+    before = proxy.config
+    for sql in ("SET NAMES utf8mb4", "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_general_ci'", "SET autocommit=1",
+                "set autocommit = 0", "SET character_set_results = NULL", "SET @@session.autocommit = 1",
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", "SET @x := 1",
+                "SET sql_mode = 'STRICT_TRANS_TABLES'", "SET time_zone = '+00:00'", "SET SESSION sql_mode = ''",
+                "SET GLOBAL max_allowed_packet = 1024"):
+        result = client.query(sql)
+        assert result.field_count == 0 and result.message in (b"", b"\x00"), sql
+    assert proxy.config is before
+
+
+@virtual_time
+async def test_set_of_a_secret_is_never_echoed_nor_logged(proxy_maker, caplog):
+    proxy = proxy_maker()
+    client = await logged_in(proxy)
+    caplog.set_level("DEBUG")
+    assert info(client.query("SET users[0].password = 'n3w  pw'")) == b"users[0].password = *** (was ***)"
+    assert proxy.config.users[0].password == "n3w  pw"  # as typed, inside its quotes
+    assert config_rows(client)["users[0].password"]["value"] == "***"
+    assert b"n3w" not in client.transport.data and "n3w" not in caplog.text
+    assert "the admin console (admin@10.1.2.3) set users[0].password: *** -> ***" in caplog.text
+
+
+@virtual_time
+async def test_reload_after_set_takes_the_file_again_and_says_so(proxy_maker, config_path):
+    proxy = proxy_maker()
+    client = await logged_in(proxy)
+    client.query("SET pool.max_size = 6")
+    assert client.rows("RELOAD") == [{"key": "pool.max_size", "before": "6", "after": "4",
+                                      "status": "applied, replacing the value SET on the console"}]
+    assert proxy.pools["app"].configured_max_size == 4
+    assert config_rows(client)["pool.max_size"]["source"] == "file"
+
+
+# -- PAUSE, WAIT_CLOSE, SHOW ACTIVITY on a proxy with clients ------------------------------------
+
+
+async def fake_proxy_with_console(**sections) -> tuple[Proxy, AdminClient]:
+    proxy = await start_proxy(fake_opener(), **sections)
+    proxy.config = dataclasses.replace(proxy.config, admin=AdminConfig(password=ADMIN_PASSWORD))
+    return proxy, await logged_in(proxy)
+
+
+@virtual_time
+async def test_pause_answers_only_once_the_transaction_ends_and_its_backend_is_closed():
+    proxy, console = await fake_proxy_with_console(proxy={"shutdown_timeout": 60})
+    app = proxy.pools["app"]
+    in_trx = await FakeClient(proxy).connect()
+    await in_trx.query("BEGIN")
+    await in_trx.query("SELECT 1")
+    console.send(b"\x03PAUSE")
+    await advance(5)
+    assert console.take() == b"" and app.paused  # paused, but a backend is still in use
+    assert len(app.busy) == 1 and not app.idle  # the idle ones closed at once
+    (await in_trx.query("COMMIT")).expect_ok()
+    await advance(1)
+    assert info(console.parse(console.take())) == b"paused: app; no server connection left"
+    assert app.size == 0
+
+
+@virtual_time
+async def test_pause_times_out_naming_what_is_still_busy_and_stays_paused():
+    proxy, console = await fake_proxy_with_console(proxy={"shutdown_timeout": 3})
+    pinned = await FakeClient(proxy).connect()
+    await pinned.query("CREATE TEMPORARY TABLE t (i INT)")
+    in_trx = await FakeClient(proxy).connect()
+    await in_trx.query("BEGIN")
+    await advance(2)
+    await in_trx.query("SELECT 1")
+    console.send(b"\x03PAUSE app")
+    await advance(4)
+    err = parse_err(console.take()[4:])
+    message = err.message.decode()
+    assert err.errno == 1105 and message.startswith(
+        "PAUSE: still busy after 3s (proxy.shutdown_timeout), the pools stay paused; run PAUSE again to wait "
+        "more, or RESUME: pool app: 2 in use (held by ")
+    assert f"client #{pinned.conn.id} (temporary_table)" in message
+    assert f"client #{in_trx.conn.id} (transaction 5.0s)" in message  # BEGIN came 2s before PAUSE
+    assert proxy.pools["app"].paused
+    assert console.rows("SHOW POOLS")[0]["paused"] == 1  # the console goes on
+
+
+@virtual_time
+async def test_a_resume_meanwhile_ends_the_pause_wait_with_an_error_saying_so():
+    proxy, console = await fake_proxy_with_console(proxy={"shutdown_timeout": 60})
+    in_trx = await FakeClient(proxy).connect()
+    await in_trx.query("BEGIN")
+    console.send(b"\x03PAUSE")
+    await advance(1)
+    other = await logged_in(proxy)
+    assert info(other.query("RESUME")) == b"resumed: app"
+    await advance(1)
+    err = parse_err(console.take()[4:])
+    assert (err.errno, err.message.decode()) == (
+        1105, "PAUSE: resumed (RESUME) before every server connection was released: app")
+    assert not proxy.pools["app"].paused
+
+
+@virtual_time
+async def test_wait_close_waits_for_the_backends_a_reload_retired():
+    from mysqlpool_proxy.ops import operations
+    proxy, console = await fake_proxy_with_console(proxy={"shutdown_timeout": 60})
+    app = proxy.pools["app"]
+    in_trx = await FakeClient(proxy).connect()
+    await in_trx.query("BEGIN")
+    other = await FakeClient(proxy).connect()
+    await other.query("SELECT 1")  # an idle backend too
+    none = b"closed: 0 server connections opened before the last RELOAD or SET changed how they connect"
+    assert info(await answer(console, "WAIT_CLOSE")) == none
+    config = proxy.config
+    operations.reload(proxy, dataclasses.replace(config, backend=dataclasses.replace(config.backend,
+                                                                                     connect_timeout=3.0)))
+    held = in_trx.conn.backend
+    console.send(b"\x03WAIT_CLOSE app")
+    await advance(5)
+    assert console.take() == b"" and held in app.busy
+    await in_trx.query("COMMIT")
+    await advance(3)
+    assert info(console.parse(console.take())) == (b"closed: 1 server connection opened before the last RELOAD or "
+                                                   b"SET changed how they connect")
+    assert held.closed and held not in app.busy and held not in app.closing
+
+
+@virtual_time
+async def test_show_activity_and_pool_client_counts():
+    proxy, console = await fake_proxy_with_console(pool={"max_size": 1})
+    in_trx = await FakeClient(proxy).connect()
+    await in_trx.query("BEGIN")
+    await advance(4)
+    await in_trx.query("SELECT 'a\tb\\c'")
+    waiting = await FakeClient(proxy).connect()
+    waiting.send_query("SELECT " + "x" * 200)
+    idle = await FakeClient(proxy).connect()
+    await advance(1.5)
+    rows = {r["id"]: r for r in console.rows("SHOW ACTIVITY")}
+    assert [d for d in rows] == sorted([in_trx.conn.id, waiting.conn.id, idle.conn.id])
+    assert rows[in_trx.conn.id] == {
+        "id": in_trx.conn.id, "user": "app", "pool": "app", "state": "ready", "command": "query",
+        "query": "SELECT 'a\\tb\\\\c'", "command_seconds": None, "transaction_seconds": 5.5}
+    shown = rows[waiting.conn.id]
+    assert shown["state"] == "checkout" and shown["command_seconds"] == 1.5 and shown["transaction_seconds"] is None
+    assert shown["query"] == "SELECT " + "x" * 93 + "..."
+    assert rows[idle.conn.id]["command"] is None and rows[idle.conn.id]["query"] is None
+    (pool,) = console.rows("SHOW POOLS")
+    assert (pool["clients_active"], pool["clients_idle"], pool["clients_waiting"]) == (0, 2, 1)
+    assert pool["oldest_wait_seconds"] == 1.5
+    in_trx.send_query("SELECT SLEEP(10)")
+    await advance(2)
+    row = {r["id"]: r for r in console.rows("SHOW ACTIVITY")}[in_trx.conn.id]
+    assert (row["state"], row["query"], row["command_seconds"]) == ("active", "SELECT SLEEP(10)", 2.0)
+    assert row["transaction_seconds"] == 7.5
+    assert console.rows("SHOW POOLS")[0]["clients_active"] == 1
+
+
+@virtual_time
+async def test_last_error_has_its_time_and_clears_when_a_connect_succeeds():
+    opener = fake_opener()
+    proxy = await start_proxy(opener)
+    proxy.config = dataclasses.replace(proxy.config, admin=AdminConfig(password=ADMIN_PASSWORD))
+    console = await logged_in(proxy)
+    app = proxy.pools["app"]
+    app.close_idle(admin.BackendCloseReason.IDLE_TIMEOUT)
+    await settle()
+    opener.go_down()
+    client = await FakeClient(proxy).connect()
+    client.send_query("SELECT 1")
+    await advance(0.05)
+    (pool,) = console.rows("SHOW POOLS")
+    assert pool["last_error"].startswith("2003") and 0 <= pool["last_error_age_seconds"] <= 0.05
+    assert pool["last_error_age_seconds"] == round(proxy.loop.time() - app.last_error_at, 3)
+    at = datetime.datetime.strptime(pool["last_error_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    age = datetime.datetime.now(datetime.timezone.utc) - at
+    assert abs(age.total_seconds() - pool["last_error_age_seconds"]) < 2
+    opener.come_up()
+    (await client.response()).expect_ok()
+    (pool,) = console.rows("SHOW POOLS")
+    assert (pool["last_error"], pool["last_error_at"], pool["last_error_age_seconds"]) == ("", None, None)
+    await proxy.stop(0)
 
 
 # -- what clients send on their own --------------------------------------------------------------
