@@ -53,6 +53,7 @@ import pymysql
 
 from ..constants import CR, ER
 from ..backend.pool import CAPACITY_ERRORS
+from ..logs import log_event
 from ..protocol.framing import encode_packet
 
 if TYPE_CHECKING:
@@ -217,11 +218,11 @@ class HealthMonitor:
     @staticmethod
     def _log_change(result: Readiness) -> None:
         if result.ready:
-            log.info("ready: the backend answers")
-        elif result.cause in (Cause.STARTING, Cause.DRAINING, Cause.STOPPED):
-            log.info("not ready: %s", result.reason)
+            log_event(log, "info", "ready: the backend answers", ready=True)
         else:
-            log.warning("not ready: %s", result.reason)
+            assert result.cause is not None
+            level = "info" if result.cause in (Cause.STARTING, Cause.DRAINING, Cause.STOPPED) else "warning"
+            log_event(log, level, f"not ready: {result.reason}", ready=False, cause=result.cause.value)
 
     def _counters(self) -> tuple[int, int]:
         return self.proxy.stats.bytes_out, sum(p.stats.connects for p in self.proxy.pools.values())
