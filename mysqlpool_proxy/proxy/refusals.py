@@ -119,7 +119,9 @@ class Refusals:
         last, unlogged = self._logged.get(key, (float("-inf"), 0))
         if now - last >= 1.0:
             more = f" (and {unlogged} more since the last report)" if unlogged else ""
-            log_event(log, "warning", message + more, **fields, left_out=unlogged)
+            if unlogged:
+                fields["left_out"] = unlogged
+            log_event(log, "warning", message + more, **fields)
             self._logged[key] = (now, 0)
         else:
             self._logged[key] = (last, unlogged + 1)

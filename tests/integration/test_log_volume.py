@@ -124,7 +124,7 @@ def test_a_healthy_proxy_under_steady_load_writes_nothing_per_query_checkout_or_
 
 def test_the_stats_line_comes_once_per_period_per_pool(start_proxy):
     port, _, output = start_proxy(stats_period=1)
-    _, errors = steady_load(port, 1.5)
+    _, errors = steady_load(port, 2.5)  # so at least one line comes while all clients are connected
     assert errors == 0
 
     def stats_lines():
@@ -135,18 +135,36 @@ def test_the_stats_line_comes_once_per_period_per_pool(start_proxy):
     fields = [dict(kv.split("=", 1) for kv in x.split(": stats ", 1)[1].split()) for x in lines]
     assert all(f.keys() == {"pool", "clients", "waiting", "backends_idle", "backends_busy", "queries_per_s",
                             "transactions_per_s", "avg_wait_ms", "max_wait_ms", "timed_out"} for f in fields), lines
-    busy = [f for f in fields if float(f["queries_per_s"]) > 0]
-    assert busy and float(busy[0]["transactions_per_s"]) > 0, lines
+    assert max(int(f["clients"]) for f in fields) == CLIENTS, lines
+    assert max(float(f["queries_per_s"]) for f in fields) > 0, lines
+    assert max(float(f["transactions_per_s"]) for f in fields) > 0, lines
 
 
 def test_json_mode_every_line_is_a_json_object(start_proxy):
     port, _, output = start_proxy(format="json", stats_period=1)
     steady_load(port, 1.0)
-    wait_until(lambda: '"logger": "mysqlpool.stats"' in output.text(), 10, "a stats line")
-    records = [json.loads(line) for line in output.text().splitlines()]
-    (stats, *_) = [r for r in records if r["logger"] == "mysqlpool.stats"]
-    assert stats["pool"] == "app" and stats["queries_per_s"] > 0
+    # All backends held in transactions: one more client waits past the threshold (1 s).
+    holders = [connect(port) for _ in range(MAX_SIZE)]
+    for conn in holders:
+        conn.cursor().execute("BEGIN")
+        conn.cursor().execute("SELECT 1")
+    waiter = threading.Thread(target=lambda: connect(port).cursor().execute("SELECT 2"))
+    waiter.start()
+    wait_until(lambda: "clients wait longer than" in output.text(), 10, lambda: f"the wait logged:\n{output.text()}")
+    holders[0].cursor().execute("COMMIT")
+    waiter.join(10)
+    for conn in holders:
+        conn.close()
+    wait_until(lambda: "no longer wait long" in output.text(), 10, lambda: f"the end logged:\n{output.text()}")
+    records = [json.loads(line) for line in output.text().splitlines()]  # every line is one JSON object
     assert all({"ts", "level", "logger", "msg"} <= r.keys() for r in records)
+    (stats, *_) = [r for r in records if r["logger"] == "mysqlpool.stats" and r["queries_per_s"] > 0]
+    assert stats["pool"] == "app" and stats["transactions_per_s"] >= 0 and "max_wait_ms" in stats
+    (start,) = [r for r in records if "clients wait longer than" in r["msg"]]
+    assert start["level"] == "warning" and start["pool"] == "app" and start["cause"] == "at_cap"
+    assert start["waiting"] == 1 and start["in_use"] == MAX_SIZE and start["oldest_wait_s"] >= 1.0
+    (end,) = [r for r in records if "no longer wait long" in r["msg"]]
+    assert end["pool"] == "app" and end["waited"] == 1 and end["timed_out"] == 0 and end["longest_wait_s"] >= 1.0
 
 
 def test_with_two_workers_each_line_names_its_worker(app_server, tmp_path):
