@@ -24,6 +24,7 @@ import logging
 import math
 import re
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any, TextIO
@@ -200,6 +201,8 @@ def setup_logging(level: str, fmt: str, stream: TextIO | None = None) -> logging
     logger.propagate = True
     logging.captureWarnings(True)  # warnings.warn() output: a record (logger "py.warnings"), not a raw line
     sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+    sys.unraisablehook = _log_unraisable
     return logger
 
 
@@ -209,6 +212,21 @@ def _log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) ->
         sys.__excepthook__(exc_type, exc, tb)
         return
     logging.getLogger(LOGGER_NAME).critical("stopped by an uncaught exception", exc_info=(exc_type, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit or args.exc_value is None:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger(LOGGER_NAME).error("thread %s stopped by an uncaught exception", name,
+                                         exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+def _log_unraisable(args: Any) -> None:
+    """What Python would print as "Exception ignored in: ..." (a __del__ that raised, say)."""
+    where = args.err_msg or "Exception ignored in"
+    exc_info = (args.exc_type, args.exc_value, args.exc_traceback) if args.exc_value is not None else None
+    logging.getLogger(LOGGER_NAME).warning("%s: %r", where, args.object, exc_info=exc_info)
 
 
 class _ProxyHandler(logging.StreamHandler):

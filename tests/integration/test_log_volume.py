@@ -4,7 +4,6 @@
 # nothing per query, per checkout or per login. The stats line comes once per
 # log.stats_period per pool, and in JSON mode every line is one JSON object.
 import json
-import re
 import subprocess
 import sys
 import threading

@@ -8,10 +8,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import logging
 import sys
+import threading
 import warnings
 
 import pytest
@@ -136,7 +138,7 @@ async def test_a_pool_flapping_at_its_cap_writes_one_pair_a_minute_and_sums_up_t
     assert len(records) <= 3 * (180 + INTERVAL) / INTERVAL  # a start, an end and a summary per interval at most
     times = [r.vtime for r in starts]
     assert len(starts) == len(ends) >= 3
-    assert all(b - a >= INTERVAL for a, b in zip(times, times[1:]))
+    assert all(b - a >= INTERVAL for a, b in zip(times, times[1:], strict=False))
     # Nothing is lost: logged episodes plus summed ones are all 36, and all 72 clients.
     assert len(starts) + sum(r.fields["episodes"] for r in summaries) == 36
     assert sum(r.fields["waited"] for r in ends + summaries) == 72
@@ -210,7 +212,8 @@ async def test_no_stats_line_when_the_period_is_0(caplog):
 @pytest.fixture
 def output():
     root = logging.getLogger()
-    saved = (root.handlers[:], root.level, logging.getLogger("mysqlpool").level, sys.excepthook)
+    saved = (root.handlers[:], root.level, logging.getLogger("mysqlpool").level, sys.excepthook,
+             threading.excepthook, sys.unraisablehook)
     stream = io.StringIO()
 
     def setup(fmt="json"):
@@ -223,7 +226,7 @@ def output():
     root.handlers[:] = saved[0]
     root.setLevel(saved[1])
     logging.getLogger("mysqlpool").setLevel(saved[2])
-    sys.excepthook = saved[3]
+    sys.excepthook, threading.excepthook, sys.unraisablehook = saved[3:]
 
 
 def test_each_line_names_its_worker_with_several_workers(output):
@@ -264,11 +267,20 @@ def test_json_mode_keeps_tracebacks_warnings_and_uncaught_errors_inside_json_obj
         await asyncio.sleep(0)
         del task  # never awaited: asyncio logs "Task exception was never retrieved"
     asyncio.run(leave_a_failed_task())
-    import gc
     gc.collect()
+
+    class Leaky:
+        def __del__(self):
+            raise OSError("closing a socket twice")
+    Leaky()  # Python would print "Exception ignored in: ..." and a traceback
+    thread = threading.Thread(target=lambda: 1 / 0, name="resolver")
+    thread.start()
+    thread.join()
     records = [json.loads(line) for line in lines()]  # every line is one JSON object
-    client, warned, uncaught, lost = records
+    client, warned, uncaught, lost, ignored, in_thread = records
     assert client["client_id"] == 7 and client["reason"] == "protocol_error" and "ValueError: bad packet" in client["exc"]
     assert warned["logger"] == "py.warnings" and "something deprecated" in warned["msg"]
     assert uncaught["level"] == "critical" and "RuntimeError: nobody caught me" in uncaught["exc"]
     assert lost["logger"] == "asyncio" and "KeyError: 'lost task'" in lost["exc"]
+    assert "Exception ignored" in ignored["msg"] and "OSError: closing a socket twice" in ignored["exc"]
+    assert "thread resolver" in in_thread["msg"] and "ZeroDivisionError" in in_thread["exc"]
