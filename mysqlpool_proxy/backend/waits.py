@@ -172,7 +172,7 @@ class WaitWatch:
 _CAUSES = {
     "paused": "the pool is paused",
     "connect_failing": "new connections to the server fail",
-    "at_cap": "all {pool.max_size} backends in use",
+    "at_cap": "all backends in use, max_size {pool.max_size}",
     "opening": "backends are being opened",
 }
 

@@ -105,7 +105,7 @@ async def test_a_long_wait_is_one_line_when_it_starts_and_one_with_counts_when_i
     await advance(1.2)  # still waiting: the start is logged without waiting for the wait to end
     (start,) = pool_log()
     assert start.levelno == logging.WARNING
-    assert start.getMessage() == "pool app: clients wait longer than 1s for a backend (all 1 backends in use)"
+    assert start.getMessage() == "pool app: clients wait longer than 1s for a backend (all backends in use, max_size 1)"
     assert start.fields["pool"] == "app" and start.fields["cause"] == "at_cap" and start.fields["waiting"] == 1
     assert THRESHOLD <= start.fields["oldest_wait_s"] <= THRESHOLD + TICK
     assert now() - t0 <= THRESHOLD + TICK
