@@ -657,6 +657,7 @@ class Pool:
             if w.timer is not None:
                 w.timer.cancel()
                 w.timer = None
+            self.waits.refused(self.loop.time() - w.enqueued_at)
             w.deliver(None, exc)
         return len(told)
 

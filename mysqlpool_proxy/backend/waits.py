@@ -11,9 +11,10 @@ clients waiting long, so the log speaks of *episodes*:
   time out; the janitor passes it in;
 * it ends when no client has waited that long for CALM seconds.
 
-Its start is one warning (how many wait, the oldest wait, why: all backends
+Its start is one warning (how many wait, the longest wait, why: all backends
 in use, connects failing, paused); its end is one info line with how many
-clients waited during it, the longest wait and how many timed out.
+clients waited during it, the longest wait, how many timed out and how many
+were refused while waiting (the server down: refusals.py tells them).
 
 Rate limit: at most one episode is logged per INTERVAL. A pool flapping at
 its cap starts more; those are not logged one by one but summed, and the sum
@@ -21,7 +22,7 @@ is written before the next logged start, or on its own once INTERVAL has
 passed with the pool calm.
 
 How it works: the pool reports each queued wait as it ends (`served`,
-`timed_out`: a few additions, on the waiting path only; a checkout that finds
+`timed_out`, `refused`: a few additions, on the waiting path only; a checkout that finds
 an idle backend never comes here). The janitor calls `check()` at each tick
 (at most a second apart) with the pool: episodes start and end there, from
 what was reported since the last tick and the oldest client still queued.
@@ -39,7 +40,7 @@ from ..logs import log_event
 if TYPE_CHECKING:
     from .pool import Pool
 
-__all__ = ["WaitWatch", "SLOW_WAIT", "CALM", "INTERVAL", "slow_wait_threshold"]
+__all__ = ["WaitWatch", "SLOW_WAIT", "CALM", "INTERVAL", "slow_wait_threshold", "oldest_wait"]
 
 log = logging.getLogger("mysqlpool.pool")
 
@@ -59,13 +60,19 @@ class Tally:
     waited: int = 0
     longest: float = 0.0
     timed_out: int = 0
+    refused: int = 0
     episodes: int = 0
 
     def add(self, other: Tally) -> None:
         self.waited += other.waited
         self.longest = max(self.longest, other.longest)
         self.timed_out += other.timed_out
+        self.refused += other.refused
         self.episodes += other.episodes
+
+    def describe(self) -> str:
+        text = f"{self.waited} waited, the longest {self.longest:.2f}s, {self.timed_out} timed out"
+        return text + (f", {self.refused} refused (no backend could be had)" if self.refused else "")
 
 
 class WaitWatch:
@@ -103,6 +110,11 @@ class WaitWatch:
         self._tick.timed_out += 1
         self.timeouts += 1
 
+    def refused(self, waited: float) -> None:
+        """A queued client was told, after `waited` seconds, that no backend can be had (the server is down)."""
+        self.served(waited)
+        self._tick.refused += 1
+
     def take_longest(self) -> float:
         """The longest wait since the last call."""
         longest, self._longest = self._longest, 0.0
@@ -117,8 +129,8 @@ class WaitWatch:
     def check(self, pool: Pool, now: float, threshold: float) -> None:
         """Start or end an episode, and write what the rate limit allows (see the module comment)."""
         tick, self._tick = self._tick, Tally()
-        oldest = _oldest_wait(pool, now)
-        slow = bool(tick.timed_out) or max(tick.longest, oldest) >= threshold
+        tick.longest = max(tick.longest, oldest_wait(pool, now))  # clients still waiting count too
+        slow = bool(tick.timed_out) or tick.longest >= threshold
         if slow:
             self._last_slow = now
         if self._episode is not None:
@@ -126,12 +138,12 @@ class WaitWatch:
             if now - self._last_slow >= CALM:
                 self._end(pool, now)
         elif slow:
-            self._start(pool, now, tick, oldest, threshold)
+            self._start(pool, now, tick, threshold)
         if self._episode is None and self._unlogged.episodes and now - self._last_logged >= INTERVAL:
             self._write_unlogged(pool, now, threshold)
             self._last_logged = now
 
-    def _start(self, pool: Pool, now: float, tick: Tally, oldest: float, threshold: float) -> None:
+    def _start(self, pool: Pool, now: float, tick: Tally, threshold: float) -> None:
         self._episode = tick
         tick.episodes = 1
         self._started = now
@@ -146,7 +158,7 @@ class WaitWatch:
         cause = _cause(pool)
         log_event(log, "warning", f"pool {pool.name}: clients wait longer than {threshold:g}s for a backend "
                   f"({_CAUSES[cause].format(pool=pool)})", pool=pool.name, cause=cause,
-                  waiting=len(pool.waiters), oldest_wait_s=round(max(oldest, tick.longest), 3),
+                  waiting=len(pool.waiters), longest_wait_s=round(tick.longest, 3),
                   in_use=len(pool.busy), max_size=pool.max_size, threshold_s=threshold)
 
     def _end(self, pool: Pool, now: float) -> None:
@@ -156,17 +168,17 @@ class WaitWatch:
             self._unlogged.add(episode)
             return
         log_event(log, "info", f"pool {pool.name}: clients no longer wait long for a backend, after "
-                  f"{now - self._started:.1f}s: {episode.waited} waited, the longest {episode.longest:.2f}s, "
-                  f"{episode.timed_out} timed out", pool=pool.name, duration_s=round(now - self._started, 3),
-                  waited=episode.waited, longest_wait_s=round(episode.longest, 3), timed_out=episode.timed_out)
+                  f"{now - self._started:.1f}s: {episode.describe()}", pool=pool.name,
+                  duration_s=round(now - self._started, 3), waited=episode.waited,
+                  longest_wait_s=round(episode.longest, 3), timed_out=episode.timed_out, refused=episode.refused)
 
     def _write_unlogged(self, pool: Pool, now: float, threshold: float) -> None:
         t, self._unlogged = self._unlogged, Tally()
         log_event(log, "warning", f"pool {pool.name}: {t.episodes} more time{'s' if t.episodes > 1 else ''} clients "
                   f"waited longer than {threshold:g}s for a backend in the last {now - self._unlogged_since:.0f}s "
-                  f"(not logged one by one): {t.waited} waited, the longest {t.longest:.2f}s, {t.timed_out} timed out",
-                  pool=pool.name, episodes=t.episodes, waited=t.waited, longest_wait_s=round(t.longest, 3),
-                  timed_out=t.timed_out, threshold_s=threshold)
+                  f"(not logged one by one): {t.describe()}", pool=pool.name, episodes=t.episodes, waited=t.waited,
+                  longest_wait_s=round(t.longest, 3), timed_out=t.timed_out, refused=t.refused,
+                  threshold_s=threshold)
 
 
 _CAUSES = {
@@ -187,7 +199,7 @@ def _cause(pool: Pool) -> str:
     return "opening"
 
 
-def _oldest_wait(pool: Pool, now: float) -> float:
+def oldest_wait(pool: Pool, now: float) -> float:
     """How long the first client still in the queue has waited (0 if none)."""
     for waiter in pool.waiters:
         if not waiter.done:

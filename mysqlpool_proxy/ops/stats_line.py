@@ -7,7 +7,8 @@ max_wait_ms=4.1 timed_out=0`, or the same as JSON keys.
 Everything comes from counters that exist anyway: the pool's collections
 (sizes), PoolStats (queries, transactions, checkouts and their summed wait:
 the rates and the average wait per checkout are differences since the last
-line) and the pool's WaitWatch (the longest wait, the timeouts). Clients are
+line) and the pool's WaitWatch (the longest wait ended since the last line,
+or the oldest client still waiting if longer; the timeouts). Clients are
 counted in one pass over the proxy's clients. Nothing is kept per query. A
 pool with no client, no backend and nothing done since the last line is left
 out, so an idle proxy writes nothing. The janitor calls `tick()` at each of
@@ -21,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..backend.waits import oldest_wait
 from ..logs import log_event
 
 if TYPE_CHECKING:
@@ -74,14 +76,14 @@ class StatsLine:
         for pool in pools:
             now_totals = totals[id(pool)] = _Totals.of(pool)
             before = self._totals.get(id(pool), _Totals(0, 0, 0, 0.0, 0))
-            self._line(pool, clients[id(pool)], now_totals, before, elapsed)
+            longest = max(pool.waits.take_longest(), oldest_wait(pool, now))
+            self._line(pool, clients[id(pool)], now_totals, before, elapsed, longest)
         self._totals = totals
 
     @staticmethod
-    def _line(pool: Pool, clients: int, now: _Totals, before: _Totals, elapsed: float) -> None:
+    def _line(pool: Pool, clients: int, now: _Totals, before: _Totals, elapsed: float, longest: float) -> None:
         queries = now.queries - before.queries
         checkouts = now.checkouts - before.checkouts
-        longest = pool.waits.take_longest()
         if not (clients or pool.size or queries or checkouts):
             return
         avg_wait = (now.wait_sum - before.wait_sum) / checkouts if checkouts else 0.0

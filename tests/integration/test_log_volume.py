@@ -177,7 +177,7 @@ def test_json_mode_every_line_is_a_json_object(start_proxy):
     assert stats["pool"] == "app" and stats["transactions_per_s"] >= 0 and "max_wait_ms" in stats
     (start,) = [r for r in records if "clients wait longer than" in r["msg"]]
     assert start["level"] == "warning" and start["pool"] == "app" and start["cause"] == "at_cap"
-    assert start["waiting"] == 1 and start["in_use"] == MAX_SIZE and start["oldest_wait_s"] >= 1.0
+    assert start["waiting"] == 1 and start["in_use"] == MAX_SIZE and start["longest_wait_s"] >= 1.0
     (end,) = [r for r in records if "no longer wait long" in r["msg"]]
     assert end["pool"] == "app" and end["waited"] == 1 and end["timed_out"] == 0 and end["longest_wait_s"] >= 1.0
 

@@ -107,7 +107,7 @@ async def test_a_long_wait_is_one_line_when_it_starts_and_one_with_counts_when_i
     assert start.levelno == logging.WARNING
     assert start.getMessage() == "pool app: clients wait longer than 1s for a backend (all backends in use, max_size 1)"
     assert start.fields["pool"] == "app" and start.fields["cause"] == "at_cap" and start.fields["waiting"] == 1
-    assert THRESHOLD <= start.fields["oldest_wait_s"] <= THRESHOLD + TICK
+    assert THRESHOLD <= start.fields["longest_wait_s"] <= THRESHOLD + TICK
     assert now() - t0 <= THRESHOLD + TICK
     with pytest.raises(CheckoutTimeout):
         await impatient
@@ -143,6 +143,26 @@ async def test_a_pool_flapping_at_its_cap_writes_one_pair_a_minute_and_sums_up_t
     assert len(starts) + sum(r.fields["episodes"] for r in summaries) == 36
     assert sum(r.fields["waited"] for r in ends + summaries) == 72
     assert summaries[-1].fields["timed_out"] == 0 and 2.0 <= summaries[-1].fields["longest_wait_s"] < 2.5
+
+
+@virtual_time
+async def test_clients_refused_while_waiting_are_counted_at_the_end(pool_log):
+    pool = make_pool(fake_opener(), max_size=1)
+    janitor = watch(pool)
+    held = await pool.acquire(0, 10)
+    waiting = [asyncio.create_task(pool.acquire(0, 10)) for _ in range(3)]
+    await advance(1.5)
+    assert pool.refuse_waiters(RuntimeError("the server is down"), float("-inf"), now()) == 3
+    for task in waiting:
+        with pytest.raises(RuntimeError):
+            await task
+    await advance(CALM + 2 * TICK)
+    janitor.cancel()
+    pool.release(held)
+    start, end = pool_log()
+    assert end.fields["refused"] == 3 and end.fields["timed_out"] == 0 and end.fields["waited"] == 3
+    assert 1.5 <= end.fields["longest_wait_s"] < 1.5 + TICK
+    assert end.getMessage().endswith("3 waited, the longest 1.50s, 0 timed out, 3 refused (no backend could be had)")
 
 
 @virtual_time
@@ -278,7 +298,8 @@ def test_json_mode_keeps_tracebacks_warnings_and_uncaught_errors_inside_json_obj
     thread.join()
     records = [json.loads(line) for line in lines()]  # every line is one JSON object
     client, warned, uncaught, lost, ignored, in_thread = records
-    assert client["client_id"] == 7 and client["reason"] == "protocol_error" and "ValueError: bad packet" in client["exc"]
+    assert client["client_id"] == 7 and client["reason"] == "protocol_error"
+    assert "ValueError: bad packet" in client["exc"]
     assert warned["logger"] == "py.warnings" and "something deprecated" in warned["msg"]
     assert uncaught["level"] == "critical" and "RuntimeError: nobody caught me" in uncaught["exc"]
     assert lost["logger"] == "asyncio" and "KeyError: 'lost task'" in lost["exc"]
