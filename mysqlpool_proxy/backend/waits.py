@@ -22,8 +22,8 @@ is written before the next logged start, or on its own once INTERVAL has
 passed with the pool calm.
 
 How it works: the pool reports each queued wait as it ends (`served`,
-`timed_out`, `refused`: a few additions, on the waiting path only; a checkout that finds
-an idle backend never comes here). The janitor calls `check()` at each tick
+`timed_out`, `refused`: a few additions, on the waiting path only; a
+checkout that finds an idle backend never comes here). The janitor calls `check()` at each tick
 (at most a second apart) with the pool: episodes start and end there, from
 what was reported since the last tick and the oldest client still queued.
 `take_longest()` gives the stats line its longest wait since it last asked.
@@ -56,7 +56,7 @@ def slow_wait_threshold(checkout_timeout: float) -> float:
 
 @dataclass(slots=True)
 class Tally:
-    """Clients whose wait ended over some stretch of time."""
+    """Waits over some stretch of time (an episode, a tick, the episodes not logged)."""
     waited: int = 0
     longest: float = 0.0
     timed_out: int = 0
@@ -119,10 +119,6 @@ class WaitWatch:
         """The longest wait since the last call."""
         longest, self._longest = self._longest, 0.0
         return longest
-
-    @property
-    def in_episode(self) -> bool:
-        return self._episode is not None
 
     # -- the janitor's check -----------------------------------------------------------------
 
