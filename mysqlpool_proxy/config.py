@@ -358,6 +358,7 @@ class LogConfig:
 
     level: str = choice("info", LOG_LEVELS)
     format: str = choice("text", LOG_FORMATS)
+    stats_period: float = seconds_or_off(60, 1)  # one stats line per pool this often (0 = off)
 
 
 # Section name -> dataclass, in the order of the file. "users" is an array of tables.

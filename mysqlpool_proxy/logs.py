@@ -10,6 +10,11 @@
 # structured fields with log_event(), which stores them in record.fields. The
 # handler's RedactFilter replaces the value of any field whose name looks like a
 # secret (password, secret, token, ...) with "***" before a formatter sees it.
+# A traceback stays in its record: after the line in text logs, in the "exc"
+# key in JSON logs; Python warnings and an exception nobody caught become
+# records too, so a JSON log never has a raw line. With several workers, each
+# worker process calls set_worker() once, and each of its lines says so
+# (worker=N in text, a "worker" key in JSON); the supervisor's lines do not.
 """Log setup, structured fields (log_event) and secret masking (redact)."""
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import math
 import re
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any, TextIO
@@ -31,6 +37,14 @@ REDACTED = "***"
 # Field names whose values are never logged.
 _SECRET_NAME = re.compile(r"passw(or)?d|secret|token|credential|api_?key|private_?key", re.I)
 _JSON_RESERVED = ("ts", "level", "logger", "msg")
+
+_worker: int | None = None  # this process's worker index, with [proxy] workers > 1
+
+
+def set_worker(index: int | None) -> None:
+    """This process is worker `index` (None: the only process): every line it logs says so."""
+    global _worker
+    _worker = index
 
 
 def redact(value: Any) -> Any:
@@ -97,6 +111,13 @@ def _fields(record: logging.LogRecord) -> Mapping[str, Any]:
     return fields if isinstance(fields, Mapping) else {}
 
 
+def _field_name(key: str, reserved: tuple[str, ...]) -> str:
+    """A field named like a key the formatter writes itself is written as "field_<name>"."""
+    if key in reserved or (key == "worker" and _worker is not None):
+        return f"field_{key}"
+    return key
+
+
 def _text_value(value: Any) -> str:
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, default=str, ensure_ascii=False)
@@ -111,9 +132,11 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = f"{_timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        if _worker is not None:
+            line += f" worker={_worker}"
         fields = _fields(record)
         if fields:
-            line += " " + " ".join(f"{key}={_text_value(value)}" for key, value in fields.items())
+            line += " " + " ".join(f"{_field_name(key, ())}={_text_value(value)}" for key, value in fields.items())
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         if record.stack_info:
@@ -128,10 +151,10 @@ def _json_value(value: Any) -> Any:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: {"ts", "level", "logger", "msg", **fields}.
+    """One JSON object per line: {"ts", "level", "logger", "msg", "worker", **fields}.
 
-    A field named like a reserved key is written as "field_<name>"; a traceback
-    goes in "exc".
+    "worker" only with several workers. A field named like a reserved key is
+    written as "field_<name>"; a traceback goes in "exc".
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -141,8 +164,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if _worker is not None:
+            obj["worker"] = _worker
         for key, value in _fields(record).items():
-            obj[f"field_{key}" if key in _JSON_RESERVED else key] = _json_value(value)
+            obj[_field_name(key, _JSON_RESERVED)] = _json_value(value)
         if record.exc_info:
             obj["exc"] = self.formatException(record.exc_info)
         if record.stack_info:
@@ -174,7 +199,34 @@ def setup_logging(level: str, fmt: str, stream: TextIO | None = None) -> logging
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(levelno)
     logger.propagate = True
+    logging.captureWarnings(True)  # warnings.warn() output: a record (logger "py.warnings"), not a raw line
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+    sys.unraisablehook = _log_unraisable
     return logger
+
+
+def _log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """An exception nobody caught: one record with its traceback (inside the JSON object in JSON mode)."""
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, tb)
+        return
+    logging.getLogger(LOGGER_NAME).critical("stopped by an uncaught exception", exc_info=(exc_type, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit or args.exc_value is None:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger(LOGGER_NAME).error("thread %s stopped by an uncaught exception", name,
+                                         exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+def _log_unraisable(args: Any) -> None:
+    """What Python would print as "Exception ignored in: ..." (a __del__ that raised, say)."""
+    where = args.err_msg or "Exception ignored in"
+    exc_info = (args.exc_type, args.exc_value, args.exc_traceback) if args.exc_value is not None else None
+    logging.getLogger(LOGGER_NAME).warning("%s: %r", where, args.object, exc_info=exc_info)
 
 
 class _ProxyHandler(logging.StreamHandler):

@@ -13,7 +13,8 @@ of the account's connection limit. The kernel spreads new clients over the
 workers. Client connection ids are interleaved (worker i hands out ids
 i+1, i+1+N, ...), so they are unique across workers; KILL reaches clients of
 the same worker only. Metrics and the admin console of worker i listen on
-their configured port + i, and every metric carries a `worker` label.
+their configured port + i, and every metric carries a `worker` label; every
+log line of worker i says `worker=i` (a "worker" key in JSON logs).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 from dataclasses import dataclass, replace
 
 from .config import Config, ConfigError, ListenAddress, parse_listen
+from .logs import set_worker
 
 __all__ = ["WorkerSlot", "share", "validate", "worker_config", "supervise"]
 
@@ -109,6 +111,7 @@ def supervise(config: Config, run_worker) -> int:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(signum, signal.SIG_DFL)
             _die_with_parent()
+            set_worker(slot.index)
             code = 1
             try:
                 code = run_worker(worker_config(config, slot), slot)

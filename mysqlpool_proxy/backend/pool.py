@@ -65,10 +65,12 @@ from ..constants import CLIENT, CR, ER
 from ..core.session import SessionState
 from ..core.states import BackendState
 from ..events import EventKind, record
+from ..logs import log_event
 from ..protocol.response import Expect
 from ..reasons import BackendCloseReason
 from .adapter import BackendParams, Opened, open_backend
 from .connection import BackendConnection, BackendGone
+from .waits import WaitWatch
 
 __all__ = ["Pool", "PoolState", "BackendLimiter", "CheckoutTimeout", "QueueFull", "PoolStats", "WAIT_BUCKETS"]
 
@@ -245,7 +247,7 @@ class Pool:
         self._serving = False
         self.generation = 0  # bumped when the config changes how backends connect
         self.statement_cache_size = 256  # per backend; set from [pool] prepared_statement_cache_size
-        self._exhausted = False  # logged once per episode of clients waiting at the cap
+        self.waits = WaitWatch()  # clients waiting long, logged as episodes (waits.py); the janitor checks it
         self._closes_logged: Counter = Counter()  # stats.closed as of the last recycling summary
         self.share: Callable[[int], int] = lambda total: total  # this worker's part of a server limit
         limiter.pools.append(self)
@@ -416,11 +418,6 @@ class Pool:
         waiter.timer = self.loop.call_later(timeout, self._expire_waiter, waiter)
         self.waiters.append(waiter)
         self._retry_soon_for(timeout)
-        if not self._exhausted and self.size >= self.max_size:
-            self._exhausted = True
-            log.warning("pool %s exhausted: all %d backend connections in use; clients wait (up to %gs)",
-                        self.name, self.max_size, timeout)
-            record(EventKind.POOL_EXHAUSTED, f"all {self.max_size} backend connections in use; clients wait", self.name)
         self.serve_waiters()
         return waiter
 
@@ -451,6 +448,7 @@ class Pool:
             pass
         waiter.done = True
         waited = self.loop.time() - waiter.enqueued_at
+        self.waits.timed_out(waited)
         waiter.deliver(None, CheckoutTimeout(waited, self.describe_shortage()))
 
     def describe_shortage(self) -> str:
@@ -467,7 +465,9 @@ class Pool:
             waiter.timer = None
         waiter.done = True
         self.stats.checkouts += 1
-        self.stats.observe_wait(self.loop.time() - waiter.enqueued_at)
+        waited = self.loop.time() - waiter.enqueued_at
+        self.stats.observe_wait(waited)
+        self.waits.served(waited)
         waiter.deliver(backend, None)
 
     def serve_waiters(self) -> None:
@@ -607,9 +607,11 @@ class Pool:
         self._failed_at = self.loop.time()
         delay = self._backoff_delay()
         if message != self.last_error or self._failures in (1, 10) or self._failures % 100 == 0:
-            log.warning("pool %s: backend connect failed (%s); attempt %d, retrying in %.2fs",
-                        self.name, message, self._failures, delay)
-            record(EventKind.CONNECT_FAILED, f"backend connect failed ({message}); attempt {self._failures}", self.name)
+            log_event(log, "warning", f"pool {self.name}: backend connect failed ({message}); attempt "
+                      f"{self._failures}, retrying in {delay:.2f}s", pool=self.name, code=code, error=message,
+                      attempt=self._failures, retry_in_s=round(delay, 3))
+            record(EventKind.CONNECT_FAILED, f"backend connect failed ({message}); attempt {self._failures}",
+                   self.name)
         self.last_error, self.last_error_code, self.last_error_at = message, code, self.loop.time()
         self._back_off(delay)
         self.on_connect_failed(self, started)
@@ -667,14 +669,16 @@ class Pool:
             if w.timer is not None:
                 w.timer.cancel()
                 w.timer = None
+            self.waits.refused(self.loop.time() - w.enqueued_at)
             w.deliver(None, exc)
         return len(told)
 
     def _hold_capacity(self, message: str) -> None:
         current = len(self.idle) + len(self.busy)
         if self._capacity_cap is None:
-            log.warning("pool %s: the server refused a new connection (%s); holding the pool at %d connections "
-                        "for %.0fs, clients wait for those", self.name, message, max(1, current), CAPACITY_HOLD)
+            log_event(log, "warning", f"pool {self.name}: the server refused a new connection ({message}); holding "
+                      f"the pool at {max(1, current)} connections for {CAPACITY_HOLD:.0f}s, clients wait for those",
+                      pool=self.name, error=message, held_at=max(1, current))
             record(EventKind.CAPACITY_HOLD, f"the server refused a new connection ({message})", self.name)
         self._capacity_cap = max(1, current)
         self._capacity_until = self.loop.time() + CAPACITY_HOLD
@@ -725,10 +729,6 @@ class Pool:
         backend.idle_since = now
         if self.waiters:
             self.serve_waiters()
-        elif self._exhausted:
-            self._exhausted = False
-            log.info("pool %s: no client waits any more", self.name)
-            record(EventKind.POOL_RECOVERED, "no client waits any more", self.name)
 
     def _retire_reason(self, backend: BackendConnection, now: float) -> BackendCloseReason | None:
         if self.state is PoolState.CLOSED:

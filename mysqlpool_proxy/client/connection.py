@@ -41,6 +41,7 @@ from ..core.pins import PinReason
 from ..core.session import SessionState, apply_changes
 from ..core.states import BackendState, ClientState, IllegalTransition
 from ..errors import ProtocolError, ProxyError
+from ..logs import log_event
 from ..protocol import handshake as hs
 from ..protocol.command import CommandSpec, Handling, spec_for
 from ..protocol.framing import MAX_FRAME, FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
@@ -158,7 +159,8 @@ class ClientConnection(asyncio.Protocol):
         try:
             self.phase.start()  # (the handshake timer starts with the greeting)
         except Exception:  # a bug must cost this client its connection, at once, never the proxy
-            log.exception("client #%d: internal error while greeting; closing it", self.id)
+            log_event(log, "error", f"client #{self.id}: internal error while greeting; closing it", exc_info=True,
+                      client_id=self.id, reason=ClientCloseReason.PROTOCOL_ERROR.value)
             self.close(ClientCloseReason.PROTOCOL_ERROR)
 
     def use_transport(self, transport: asyncio.Transport) -> None:
@@ -318,7 +320,8 @@ class ClientConnection(asyncio.Protocol):
             else:
                 self._command(pkt)
         except Exception:  # a bug must cost this client its connection, never the proxy
-            log.exception("client #%d: internal error handling a packet; closing it", self.id)
+            log_event(log, "error", f"client #{self.id}: internal error handling a packet; closing it", exc_info=True,
+                      client_id=self.id, reason=ClientCloseReason.PROTOCOL_ERROR.value)
             if self.transport is not None and not self.transport.is_closing():
                 self.send_error(pkt.last_seq if isinstance(pkt, Packet) else 0, ProxyError(
                     ER.UNKNOWN_ERROR, "mysqlpool-proxy internal error; the connection is closed"))
@@ -518,8 +521,9 @@ class ClientConnection(asyncio.Protocol):
         """[pool] query_timeout: stop the statement on the server (KILL QUERY from a side connection)."""
         self._query_timer = None
         if self.state is ClientState.ACTIVE and self.lease.backend is backend and backend.state is BackendState.BUSY:
-            log.info("client #%d: statement ran past query_timeout; killing it on backend thread %d",
-                     self.id, backend.thread_id)
+            log_event(log, "info", f"client #{self.id}: statement ran past query_timeout; killing it on backend "
+                      f"thread {backend.thread_id}", client_id=self.id, pool=backend.pool.name,
+                      thread_id=backend.thread_id)
             commands.kill_running(backend, self.proxy.config.backend.connect_timeout, self.proxy.spawn)
 
     def _cancel_query_timer(self) -> None:

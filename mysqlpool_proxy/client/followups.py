@@ -23,6 +23,7 @@ from ..core.client_session import Command, FollowUp
 from ..core.session import apply_changes
 from ..core.states import ClientState
 from ..errors import ProtocolError, ProxyError
+from ..logs import log_event
 from ..protocol.response import Expect
 from ..protocol.rows import parse_text_result
 from ..protocol.session_track import Trackers
@@ -74,7 +75,8 @@ async def run(client: Client, backend: BackendConnection, command: Command, foll
                 session.learn_status(result.status)
     except ProxyError as err:
         # The state could not be read back: keep the backend that has it.
-        log.warning("client #%d: reading back session state failed (%s); it stays on its backend", client.id, err)
+        log_event(log, "warning", f"client #{client.id}: reading back session state failed ({err}); it stays on its "
+                  "backend", client_id=client.id, code=err.errno)
         _pin(client, user_variables=bool(capture.user_vars), unknown_state=bool(capture.sysvars))
     except (BackendGone, ProtocolError):
         pass
@@ -113,7 +115,8 @@ def roll_back_idle_transaction(client: Client, timeout: float) -> None:
     """[pool] idle_transaction_timeout: roll back, tell the client at its next statement, free the backend."""
     backend = client.backend
     assert backend is not None
-    log.info("client #%d idle in a transaction for %.0fs: rolling it back", client.id, timeout)
+    log_event(log, "info", f"client #{client.id} idle in a transaction for {timeout:.0f}s: rolling it back",
+              client_id=client.id)
     client.set_state(ClientState.LOCAL)
     client.run_task(_roll_back(client, backend, timeout))
 

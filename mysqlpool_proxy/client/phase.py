@@ -43,6 +43,7 @@ from ..constants import CLIENT, ER
 from ..core.client_session import STICKY_STATUS
 from ..core.states import ClientState
 from ..errors import ProtocolError, ProxyError
+from ..logs import log_event
 from ..protocol import handshake as hs
 from ..protocol.framing import Oversized, Packet, encode_packet
 from ..protocol.packets import make_err, parse_change_user
@@ -169,8 +170,9 @@ class ConnectionPhase:
     def _login_failed(self, event: hs.Failed) -> None:
         client = self.client
         if event.errno == ER.NET_PACKET_TOO_LARGE:
-            log.info("client #%d from %s: login packet larger than %d bytes; closing it",
-                     client.id, client.peer, hs.MAX_LOGIN_PACKET)
+            log_event(log, "info", f"client #{client.id} from {client.peer}: login packet larger than "
+                      f"{hs.MAX_LOGIN_PACKET} bytes; closing it", client_id=client.id, peer=client.peer,
+                      reason=ClientCloseReason.PROTOCOL_ERROR.value)
             client.close(ClientCloseReason.PROTOCOL_ERROR)
             return
         # (a login refused for want of TLS counts as auth_failed too; the log says which)
@@ -272,7 +274,8 @@ class ConnectionPhase:
                 view = view[n:]
                 protocol.buffer_updated(n)  # type: ignore[attr-defined]
         except Exception:
-            log.exception("client #%d: TLS handshake failed on the bytes read with its SSLRequest", client.id)
+            log_event(log, "error", f"client #{client.id}: TLS handshake failed on the bytes read with its SSLRequest",
+                      exc_info=True, client_id=client.id, reason=ClientCloseReason.PROTOCOL_ERROR.value)
             client.close(ClientCloseReason.PROTOCOL_ERROR)
 
     async def _upgrade_to_tls(self) -> None:
@@ -286,7 +289,8 @@ class ConnectionPhase:
             client.close(ClientCloseReason.PROTOCOL_ERROR)
             return
         except Exception:  # a bug must cost this client its connection, never the proxy
-            log.exception("client #%d: internal error starting TLS; closing it", client.id)
+            log_event(log, "error", f"client #{client.id}: internal error starting TLS; closing it", exc_info=True,
+                      client_id=client.id, reason=ClientCloseReason.PROTOCOL_ERROR.value)
             client.close(ClientCloseReason.PROTOCOL_ERROR)
             return
         assert new_transport is not None
@@ -331,7 +335,8 @@ class ConnectionPhase:
                 client.write(event.data)
             elif isinstance(event, hs.Failed):
                 self.change_user = None
-                log.info("client #%d: change user failed: %s", client.id, event.message)
+                log_event(log, "info", f"client #{client.id}: change user failed: {event.message}",
+                          client_id=client.id, code=event.errno)
                 client.close(ClientCloseReason.PROTOCOL_ERROR if event.errno == ER.NET_PACKET_TOO_LARGE
                              else ClientCloseReason.AUTH_FAILED)
                 return

@@ -579,7 +579,7 @@ class AdminConnection(asyncio.Protocol):
         self._write(self.handshake.accept(STATUS))
         self.handshake = None
         self.decoder.limit(MAX_PACKET)
-        log.info("admin console: %s@%s logged in", self.user, self.peer)
+        log.debug("admin console: %s@%s logged in", self.user, self.peer)  # a monitoring script logs in every scrape
 
     def _command(self, pkt) -> None:
         seq = next_seq(pkt.last_seq)

@@ -18,7 +18,10 @@ Each tick (at most a second apart, and at least four times per idle_timeout):
 * `[proxy] client_idle_timeout`: idle clients are disconnected (off by
   default: clients may idle for days, which is the point of the proxy);
 * once a minute, one log line per pool sums up the backends closed (by
-  reason) since the last one: recycling is logged in aggregate.
+  reason) since the last one: recycling is logged in aggregate;
+* clients waiting long for a backend start and end an episode in the log
+  (backend/waits.py: the pool's WaitWatch, checked at each tick);
+* every `[log] stats_period`, one stats line per pool in use (stats_line.py).
 
 Only backends in use are visited for the per-backend checks, so the cost
 of a tick grows with backends, not with idle clients (unless
@@ -32,9 +35,12 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from ..backend.waits import slow_wait_threshold
 from ..client import followups
 from ..core.states import BackendState
+from ..logs import log_event
 from ..reasons import BackendCloseReason, ClientCloseReason
+from .stats_line import StatsLine
 
 if TYPE_CHECKING:
     from ..proxy.proxy import Proxy
@@ -55,6 +61,7 @@ def interval(idle_timeout: float) -> float:
 async def run_janitor(proxy: Proxy) -> None:
     parent = os.getppid()
     next_summary = proxy.loop.time() + RECYCLING_SUMMARY_EVERY
+    stats = StatsLine(proxy.loop.time())
     while proxy.running:
         if proxy.loop.time() >= next_summary:
             next_summary += RECYCLING_SUMMARY_EVERY
@@ -65,6 +72,7 @@ async def run_janitor(proxy: Proxy) -> None:
             proxy.request_shutdown(wait=False)
         try:
             tick(proxy, proxy.loop.time())
+            stats.tick(proxy, proxy.loop.time())
         except Exception:  # a bug here must not stop maintenance for good
             log.exception("janitor tick failed")
         await asyncio.sleep(interval(proxy.idle_timeout()))
@@ -72,7 +80,9 @@ async def run_janitor(proxy: Proxy) -> None:
 
 def tick(proxy: Proxy, now: float) -> None:
     idle_timeout = proxy.idle_timeout()
+    slow_wait = slow_wait_threshold(proxy.config.pool.checkout_timeout)
     for pool in list(proxy.pools.values()):
+        pool.waits.check(pool, now, slow_wait)
         pool.maintain(now, idle_timeout)
         _check_held_backends(proxy, pool, now, idle_timeout)
     client_idle = proxy.config.proxy.client_idle_timeout
@@ -107,8 +117,9 @@ def _close_if_stalled(proxy: Proxy, client, backend, now: float) -> None:
     limit = float(own) if own else proxy.server_info.net_write_timeout
     stalled = now - client.write_stalled_at
     if stalled >= limit + STALL_MARGIN:
-        log.info("client #%d read nothing of its result for %.0fs (net_write_timeout %gs): closing its backend "
-                 "thread %d", client.id, stalled, limit, backend.thread_id)
+        log_event(log, "info", f"client #{client.id} read nothing of its result for {stalled:.0f}s (net_write_timeout "
+                  f"{limit:g}s): closing its backend thread {backend.thread_id}", client_id=client.id,
+                  pool=backend.pool.name, thread_id=backend.thread_id, reason=BackendCloseReason.CLIENT_STALLED.value)
         backend.close(BackendCloseReason.CLIENT_STALLED)
 
 
@@ -116,5 +127,6 @@ def _close_idle_clients(proxy: Proxy, now: float, timeout: float) -> None:
     from ..core.states import ClientState
     for client in list(proxy.clients.values()):
         if client.state is ClientState.READY and now - client.last_active >= timeout:
-            log.info("client #%d idle for %.0fs: closing (client_idle_timeout)", client.id, now - client.last_active)
+            log_event(log, "info", f"client #{client.id} idle for {now - client.last_active:.0f}s: closing "
+                      "(client_idle_timeout)", client_id=client.id, reason=ClientCloseReason.IDLE_TIMEOUT.value)
             client.close(ClientCloseReason.IDLE_TIMEOUT)

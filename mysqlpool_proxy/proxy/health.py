@@ -55,6 +55,7 @@ import pymysql
 from ..backend.pool import CAPACITY_ERRORS
 from ..constants import CR, ER
 from ..events import EventKind, record
+from ..logs import log_event
 from ..protocol.framing import encode_packet
 
 if TYPE_CHECKING:
@@ -254,11 +255,11 @@ class HealthMonitor:
         record(EventKind.READY if result.ready else EventKind.NOT_READY,
                "the backend answers" if result.ready else result.reason)
         if result.ready:
-            log.info("ready: the backend answers")
-        elif result.cause in (Cause.STARTING, Cause.DRAINING, Cause.STOPPED):
-            log.info("not ready: %s", result.reason)
+            log_event(log, "info", "ready: the backend answers", ready=True)
         else:
-            log.warning("not ready: %s", result.reason)
+            assert result.cause is not None
+            level = "info" if result.cause in (Cause.STARTING, Cause.DRAINING, Cause.STOPPED) else "warning"
+            log_event(log, level, f"not ready: {result.reason}", ready=False, cause=result.cause.value)
 
     def _counters(self) -> tuple[int, int]:
         return self.proxy.stats.bytes_out, sum(p.stats.connects for p in self.proxy.pools.values())

@@ -43,6 +43,7 @@ from ..client.context import ClientHandle
 from ..constants import CR, ER
 from ..core.states import ClientState
 from ..errors import ProxyError
+from ..logs import log_event
 from ..reasons import RefusalReason
 from .health import LOGIN_ERRORS
 
@@ -145,22 +146,26 @@ class Refusals:
 
     def _evict_oldest_login(self, newcomer: ClientHandle) -> None:
         oldest = next(iter(self.logging_in.values()))
-        self._log_limited("login_evicted", "%d connections logging in at once: closed the oldest, from %s, to make "
-                          "room for one from %s", MAX_LOGGING_IN, oldest.peer, newcomer.peer)
+        self._log_limited("login_evicted", f"{MAX_LOGGING_IN} connections logging in at once: closed the oldest, "
+                          f"from {oldest.peer}, to make room for one from {newcomer.peer}",
+                          client_id=oldest.id, peer=oldest.peer)
         oldest.evict_from_login()
 
-    def refused(self, reason: RefusalReason, detail: str = "") -> None:
+    def refused(self, reason: RefusalReason, detail: str = "", **fields: Any) -> None:
         """Count a refusal; log it, at most once a second per reason (with how many since)."""
         self.proxy.stats.refused[reason.value] += 1
-        self._log_limited(reason, "refused a client: %s%s", reason.value, f": {detail}" if detail else "")
+        self._log_limited(reason, f"refused a client: {reason.value}" + (f": {detail}" if detail else ""),
+                          reason=reason.value, **fields)
 
-    def _log_limited(self, key, message: str, *args) -> None:
+    def _log_limited(self, key, message: str, **fields: Any) -> None:
         """A warning, at most once a second per `key` (with how many were left out since)."""
         now = self.proxy.loop.time()
         last, unlogged = self._logged.get(key, (float("-inf"), 0))
         if now - last >= 1.0:
             more = f" (and {unlogged} more since the last report)" if unlogged else ""
-            log.warning(message + "%s", *args, more)
+            if unlogged:
+                fields["left_out"] = unlogged
+            log_event(log, "warning", message + more, **fields)
             self._logged[key] = (now, 0)
         else:
             self._logged[key] = (last, unlogged + 1)
@@ -245,4 +250,5 @@ class Refusals:
             reason = RefusalReason.BACKEND_UNREACHABLE
         else:
             reason = RefusalReason.CHECKOUT_TIMEOUT
-        self.refused(reason, f"client #{client.id} from {client.peer}: {error.message}")
+        self.refused(reason, f"client #{client.id} from {client.peer}: {error.message}", client_id=client.id,
+                     peer=client.peer, code=error.errno)

@@ -15,9 +15,9 @@ from tests.fakes.opener import FakeOpener, fake_opener
 
 
 def proxy_config(*, users=None, **sections):
-    """A Config built directly: `pool={"max_size": 2}`, `backend={...}`, `proxy={...}`."""
-    from mysqlpool_proxy.config import BackendConfig, Config, PoolConfig, ProxyConfig, UserConfig
-    classes = {"proxy": ProxyConfig, "backend": BackendConfig, "pool": PoolConfig}
+    """A Config built directly: `pool={"max_size": 2}`, `backend={...}`, `proxy={...}`, `log={...}`."""
+    from mysqlpool_proxy.config import BackendConfig, Config, LogConfig, PoolConfig, ProxyConfig, UserConfig
+    classes = {"proxy": ProxyConfig, "backend": BackendConfig, "pool": PoolConfig, "log": LogConfig}
     kwargs = {name: classes[name](**values) for name, values in sections.items()}
     users = users or (UserConfig(name="app", password="pw"),)
     return Config(users=tuple(users), **kwargs)

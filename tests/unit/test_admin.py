@@ -612,7 +612,7 @@ async def test_set_of_a_restart_only_or_unknown_setting_lists_what_can_be_set(pr
     assert (err.errno, err.message) == (1238, (
         f"proxy.listen needs a restart (change it in {before.source}). SET can change proxy.{{max_client_connections, "
         "client_idle_timeout, shutdown_timeout, max_packet_size, require_tls}; and settings of backend, pool, "
-        "users[N], admin (SHOW CONFIG: changeable = 1)"))
+        "users[N], admin, log (SHOW CONFIG: changeable = 1)"))
     err = error_of(client, "SET pool.max_sizes = 5")
     assert err.errno == 1193 and err.message.startswith("Unknown setting 'pool.max_sizes'. SET can change "
                                                         "pool.{max_size, min_idle, max_lifetime, ")
@@ -621,10 +621,10 @@ async def test_set_of_a_restart_only_or_unknown_setting_lists_what_can_be_set(pr
     assert err.errno == 1193 and "users[N].{name, password, password_hash, backend_user, " in err.message
     err = error_of(client, "SET max_size = 5")
     assert (err.errno, err.message) == (1193, "Name the section: pool.max_size or users[N].max_size. SET can change "
-                                              "settings of proxy, backend, pool, users[N], admin (SHOW CONFIG: "
+                                              "settings of proxy, backend, pool, users[N], admin, log (SHOW CONFIG: "
                                               "changeable = 1)")
     err = error_of(client, "SET nosuch.thing = 1")
-    assert err.errno == 1193 and "settings of proxy, backend, pool, users[N], admin" in err.message
+    assert err.errno == 1193 and "settings of proxy, backend, pool, users[N], admin, log" in err.message
     long_key = "pool.mode"  # the longest list, in the section with the most settings
     assert len(error_of(client, f"SET {long_key} = session").message.encode()) < 512  # what clients show of it
     assert proxy.config is before

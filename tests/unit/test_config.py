@@ -74,7 +74,7 @@ def test_defaults_are_the_documented_ones():
     assert dataclasses.asdict(AdminConfig()) == {
         "listen": "127.0.0.1:6034", "user": "admin", "password": None, "password_hash": None}
     assert dataclasses.asdict(MetricsConfig()) == {"listen": "127.0.0.1:9106", "path": "/metrics"}
-    assert dataclasses.asdict(LogConfig()) == {"level": "info", "format": "text"}
+    assert dataclasses.asdict(LogConfig()) == {"level": "info", "format": "text", "stats_period": 60}
 
 
 def test_durations_are_floats_and_sizes_ints(tmp_path):

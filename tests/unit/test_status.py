@@ -15,6 +15,7 @@ import pytest
 
 from mysqlpool_proxy import events
 from mysqlpool_proxy.config import AdminConfig, ConfigError, load_config
+from mysqlpool_proxy.backend.waits import CALM, SLOW_WAIT
 from mysqlpool_proxy.events import EVENTS, EventKind, EventLog
 from mysqlpool_proxy.ops import admin, operations, snapshots, status
 from mysqlpool_proxy.ops.status import status_data, status_html, status_json
@@ -152,11 +153,11 @@ async def test_exhaustion_start_and_end_are_events():
     await holder.query("BEGIN")
     waiter = await FakeClient(proxy).connect()
     waiter.send_query("SELECT 1")
-    await settle()
+    await advance(SLOW_WAIT + 1)  # a wait worth a log line (backend/waits.py), and so an event
     assert [e.kind for e in EVENTS.recent(1)] == [EventKind.POOL_EXHAUSTED]
     await holder.query("COMMIT")
     await waiter.response()
-    await settle()
+    await advance(CALM + 1)
     assert [e.kind for e in EVENTS.recent(2)] == [EventKind.POOL_RECOVERED, EventKind.POOL_EXHAUSTED]
     await proxy.stop(0)
 
