@@ -157,8 +157,11 @@ def test_every_function_returns_on_any_text_after_bounded_work(text):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(adversarial)
 def test_python_steps_are_bounded_by_the_length(text):
+    # Linear, with the constant of the worst case: one token per byte, each walked by both functions
+    # (`SET@@@,@@@,...`: about 75 lines per byte; a run of Hypothesis found 60 too tight). Anything
+    # quadratic is far above it on the texts of thousands of bytes the strategy makes.
     steps = lines_run(analyze, text) + lines_run(session_only, text)
-    assert steps <= 60 * len(text) + 300
+    assert steps <= 100 * len(text) + 300
 
 
 # Effects that take something (each would pin, or must follow the client); a
