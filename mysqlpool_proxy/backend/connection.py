@@ -334,7 +334,10 @@ class BackendConnection(asyncio.Protocol):
 
         A caller cancelled while it waits never learns what the command did (it may have run, its
         result not yet read back into the backend's session, its statement not recorded): the
-        backend's state is unknown, so it is closed."""
+        backend's state is unknown, so it is closed. A backend that closed before the call (its caller
+        awaited something else meanwhile) raises BackendGone too."""
+        if self.state is BackendState.CLOSED:
+            raise BackendGone(self.close_reason or BackendCloseReason.SERVER_GONE)
         future = self._send_internal(payload, expect, timeout, collect)
         try:
             return await future

@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from mysqlpool_proxy.backend.adapter import Handoff
+from mysqlpool_proxy.backend.connection import BackendGone
 from mysqlpool_proxy.backend.pool import BackendLimiter
+from mysqlpool_proxy.client.lease import reset_then_release
 from mysqlpool_proxy.protocol.framing import encode_packet
+from mysqlpool_proxy.protocol.response import Expect
 from mysqlpool_proxy.reasons import BackendCloseReason
 from tests.fakes import advance, fake_opener, settle, virtual_time
 from tests.unit.test_pool import make_pool, now
@@ -208,3 +213,20 @@ async def test_a_backend_handed_over_cleanly_is_pooled():
     assert len(pool.idle) == 1
     backend = await pool.acquire(0, 10)
     assert not backend.closed
+
+
+@virtual_time
+async def test_a_backend_closed_before_its_reset_ran_is_simply_gone():
+    # Found by the network fuzz test: a client left with state on its backend, so
+    # lease.leave() spawned reset_then_release(); before the task ran, the backend
+    # closed (the server hung up). run_internal() then tried CLOSED -> INTERNAL and the
+    # task died with IllegalTransition ("Task exception was never retrieved"). Every
+    # internal command on a backend closed meanwhile is BackendGone, as when it closes
+    # during the command.
+    pool = make_pool(fake_opener(), max_size=2)
+    backend = await pool.acquire(0, 10)
+    backend.close(BackendCloseReason.SERVER_GONE)
+    await reset_then_release(backend, 5)  # no exception, nothing pooled
+    assert pool.idle == []
+    with pytest.raises(BackendGone):
+        await backend.run_internal(b"\x0e", Expect.SIMPLE, 5)
