@@ -3,9 +3,10 @@
 # prometheus-client metrics touched on every query.
 #
 # Part 1 times, per query, the bookkeeping the hot path does (a command
-# counter, the byte counters, the checkout-wait histogram) three ways: plain
-# ints/Counters; prometheus-client with .labels(...) looked up each time; and
-# prometheus-client children bound once. Part 2 times one scrape (collect +
+# counter, the byte counters, the checkout-wait histogram, the query-duration
+# histogram) three ways: plain ints/Counters and core.histogram; prometheus-
+# client with .labels(...) looked up each time; and prometheus-client
+# children bound once. Part 2 times one scrape (collect +
 # text exposition) of the real ProxyCollector with 0 to 10,000 connected
 # clients, since the collector walks the clients for the per-state and
 # pinned-client gauges. Everything runs in-process; nothing connects.
@@ -36,6 +37,7 @@ from mysqlpool_proxy.config import load_config  # noqa: E402
 from mysqlpool_proxy.constants import SERVER_STATUS  # noqa: E402
 from mysqlpool_proxy.ops.metrics import build_registry  # noqa: E402
 from mysqlpool_proxy.backend.pool import WAIT_BUCKETS, PoolStats  # noqa: E402
+from mysqlpool_proxy.core.histogram import QUERY_BUCKETS  # noqa: E402
 from mysqlpool_proxy.proxy.proxy import Proxy  # noqa: E402
 
 
@@ -68,6 +70,31 @@ def per_query_cases() -> dict[str, callable]:
         pool_stats.checkouts += 1
         pool_stats.observe_wait(0.0)
 
+    query_time = pool_stats.query_time
+    loop = asyncio.new_event_loop()
+    clock = loop.time
+
+    def plain_query_with_durations() -> None:
+        # What ClientConnection does since the duration histograms: the above, plus the per-pool
+        # bytes, the send time and the response-done time, and one observe() into the pool's histogram.
+        pool_stats.queries["query"] += 1
+        proxy_stats.bytes_in += 40
+        pool_stats.bytes_in += 40
+        proxy_stats.bytes_out += 200
+        pool_stats.bytes_out += 200
+        pool_stats.checkouts += 1
+        pool_stats.observe_wait(0.0)
+        started = clock()
+        query_time.observe(clock() - started)
+
+    def one_histogram_observe() -> None:
+        query_time.observe(0.0003)
+
+    def one_prom_histogram_observe() -> None:
+        bound_query_time.observe(0.0003)
+
+    bound_query_time = PromHistogram("d", "d", ["pool"], buckets=QUERY_BUCKETS, registry=registry).labels("app")
+
     def prom_labels_query() -> None:
         queries.labels("app", "query").inc()
         traffic.labels("client_to_backend").inc(40)
@@ -97,7 +124,10 @@ def per_query_cases() -> dict[str, callable]:
         "one increment: collections.Counter[key] += 1": one_counter_key,
         "one increment: prometheus Counter.labels(pool, cmd).inc()": one_prom_labels,
         "one increment: prometheus pre-bound child .inc()": one_prom_bound,
+        "one duration: core.histogram.Histogram.observe (bisect, list of ints)": one_histogram_observe,
+        "one duration: prometheus pre-bound Histogram child .observe()": one_prom_histogram_observe,
         "per query, plain (cmd Counter, 2 byte ints, checkouts, wait buckets)": plain_query,
+        "per query, plain + per-pool bytes + 2 loop.time() + query duration": plain_query_with_durations,
         "per query, prometheus .labels(...) each time (counter, 2 counters, histogram)": prom_labels_query,
         "per query, prometheus pre-bound children": prom_bound_query,
     }
@@ -126,10 +156,10 @@ def proxy_with_clients(loop: asyncio.AbstractEventLoop, count: int) -> Proxy:
         if client.state is not ClientState.HANDSHAKE:
             client.pool = pools[i % len(pools)]
         if client.pool is not None and i % 20 == 0:  # 5% hold a backend: in a transaction
-            client.backend = object()
-            client.status = SERVER_STATUS.SERVER_STATUS_IN_TRANS
+            client.lease.backend = object()
+            client.session.learn_status(SERVER_STATUS.SERVER_STATUS_IN_TRANS)
             if i % 100 == 0:  # and some also pinned by a user variable
-                client.pins.user_variables = True
+                client.session.pins.user_variables = True
     for pool in pools:
         for cmd in ("query", "stmt_prepare", "stmt_execute", "stmt_close", "ping", "init_db"):
             pool.stats.queries[cmd] = 1000

@@ -4,7 +4,8 @@
 # Makes a fresh Debian machine (only python3 present) able to run the suite,
 # then runs pytest from the repo's .venv:
 #   1. system packages: mariadbd + mariadb-install-db (mariadb-server), the
-#      mariadb client, nft (nftables: the fault relay's blackhole), and what
+#      mariadb client, nft (nftables: the fault relay's blackhole), promtool
+#      (prometheus: the alert rules' check), and what
 #      building mysqlclient needs (gcc, libc6-dev, pkg-config, libmariadb-dev,
 #      python3-dev), and the other languages' drivers that
 #      tests/integration/test_drivers_other_languages.py runs (Go with
@@ -73,6 +74,7 @@ missing_system_packages() {
     have_program mariadb || echo mariadb-client
     have_program nft || echo nftables  # the fault relay's blackhole (tests/support/faults.py)
     have_program chromium || echo chromium  # the status page's browser test (tests/integration/test_status_page.py)
+    have_program promtool || echo prometheus  # promtool: the alert rules' check (test_alert_rules_promtool.py)
     have_program gcc || echo gcc
     [[ -e /usr/include/stdio.h ]] || echo libc6-dev
     have_program pkg-config || echo pkg-config

@@ -62,6 +62,7 @@ from dataclasses import dataclass, replace
 import pymysql
 
 from ..constants import CLIENT, CR, ER
+from ..core.histogram import PING_BUCKETS, QUERY_BUCKETS, TRANSACTION_BUCKETS, Histogram
 from ..core.session import SessionState
 from ..core.states import BackendState
 from ..events import EventKind, record
@@ -121,7 +122,7 @@ class PoolStats:
 
     __slots__ = (
         "connects", "connect_errors", "closed", "checkouts", "wait_count", "wait_sum", "wait_buckets",
-        "queries", "transactions", "pins",
+        "queries", "transactions", "pins", "query_time", "transaction_time", "ping_time", "bytes_in", "bytes_out",
     )
 
     def __init__(self) -> None:
@@ -135,6 +136,12 @@ class PoolStats:
         self.queries: Counter = Counter()  # command name -> count
         self.transactions = 0
         self.pins: Counter = Counter()  # PinReason value -> times a client got pinned
+        # Recorded by ClientConnection where it counts queries and transactions, and by the pool's pings.
+        self.query_time = Histogram(QUERY_BUCKETS)  # a relayed command: sent to the server -> response done
+        self.transaction_time = Histogram(TRANSACTION_BUCKETS)  # the statement opening it -> the one ending it
+        self.ping_time = Histogram(PING_BUCKETS)  # COM_PING round trips: keepalive and health probe
+        self.bytes_in = 0  # from the pool's logged-in clients
+        self.bytes_out = 0  # relayed from its backends to its clients
 
     def observe_wait(self, seconds: float) -> None:
         self.wait_count += 1
@@ -450,6 +457,10 @@ class Pool:
         waited = self.loop.time() - waiter.enqueued_at
         self.waits.timed_out(waited)
         waiter.deliver(None, CheckoutTimeout(waited, self.describe_shortage()))
+
+    def oldest_wait(self, now: float) -> float:
+        """Seconds the longest-waiting client has waited (the queue is FIFO), 0 with none waiting."""
+        return now - self.waiters[0].enqueued_at if self.waiters else 0.0
 
     def describe_shortage(self) -> str:
         parts = [f"max_size {self.max_size}", f"{len(self.busy)} in use", f"{len(self.waiters)} waiting"]
@@ -825,10 +836,12 @@ class Pool:
         self.loop.create_task(self._ping_then_release(backend))
 
     async def _ping_then_release(self, backend: BackendConnection) -> None:
+        started = self.loop.time()
         try:
             result = await backend.run_internal(b"\x0e", Expect.SIMPLE, self.params.connect_timeout)
         except BackendGone:
             return
+        self.stats.ping_time.observe(self.loop.time() - started)
         if result.error is not None:
             backend.close(BackendCloseReason.PING_FAILED)
             return
@@ -846,10 +859,12 @@ class Pool:
         idle_since = backend.idle_since
         self._move(backend, Place.IDLE, Place.PINGING, len(self.idle) - 1)
         backend.set_state(BackendState.RESERVED)
+        started = self.loop.time()
         try:
             result = await backend.run_internal(b"\x0e", Expect.SIMPLE, self.params.connect_timeout)
         except BackendGone as gone:
             return False if gone.reason is BackendCloseReason.ERROR else None
+        self.stats.ping_time.observe(self.loop.time() - started)
         if result.error is not None:
             backend.close(BackendCloseReason.PING_FAILED)
             return True  # an error, but an answer

@@ -32,8 +32,8 @@ what was reported since the last tick and the oldest client still queued.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from collections.abc import Sequence, Sized
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..events import EventKind, record

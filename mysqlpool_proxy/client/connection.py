@@ -94,7 +94,7 @@ class ClientConnection(asyncio.Protocol):
         self.program: str | None = None  # from its connect attributes, for SHOW CLIENTS
         self.connected_at = proxy.loop.time()
         self.last_active = self.connected_at  # when its last command came (its start, while it runs)
-        self.trx_started_at: float | None = None  # when the command that opened its transaction came
+        self.trx_started_at: float | None = None  # when the statement that opened its transaction went out
         self._closing_reason: ClientCloseReason | None = None
         self._task: asyncio.Task[Any] | None = None  # the one background task it runs at a time
         self._query_timer: asyncio.TimerHandle | None = None
@@ -271,6 +271,9 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.proxy.stats.bytes_in += len(data)
+        pool = self.pool
+        if pool is not None:  # logged in (the login's bytes count for the proxy only)
+            pool.stats.bytes_in += len(data)
         state = self.state
         if state is ClientState.INFILE:
             self._infile_data(data)
@@ -462,6 +465,7 @@ class ClientConnection(asyncio.Protocol):
         command.prev_status = session.status
         command.response_started = False
         command.sent = raw
+        command.started = self.proxy.loop.time()
         self.set_state(ClientState.ACTIVE)
         if self.flow.stalled_since is not None:
             backend.pause_reading()  # the client cannot take more yet: leave the result on the server
@@ -487,6 +491,9 @@ class ClientConnection(asyncio.Protocol):
         if command is not None:
             command.response_started = True
         self.proxy.stats.bytes_out += len(data)
+        pool = self.pool
+        if pool is not None:
+            pool.stats.bytes_out += len(data)
         assert self.transport is not None
         self.transport.write(data)
 
@@ -591,12 +598,17 @@ class ClientConnection(asyncio.Protocol):
         assert self.pool is not None
         stats = self.pool.stats
         stats.queries[command.spec.name] += 1
+        now = self.proxy.loop.time()
+        stats.query_time.observe(now - command.started)
         if outcome.transaction_ended:
             stats.transactions += 1
+            if self.trx_started_at is not None:
+                stats.transaction_time.observe(now - self.trx_started_at)
+                self.trx_started_at = None
         for reason in outcome.new_pins:
             stats.pins[reason.value] += 1
             if reason is PinReason.TRANSACTION:
-                self.trx_started_at = self.last_active
+                self.trx_started_at = command.started
 
     def _response_ends_backend(self, backend: BackendConnection) -> None:
         """The server answered with an error after which it hangs up, or answered a LOCAL INFILE before

@@ -72,6 +72,7 @@ class Command:
     prev_status: int = 0  # the session's status before it
     sent: bytes = b""  # the packet as the backend got it
     response_started: bool = False  # bytes of the response have reached the client
+    started: float = 0.0  # loop time it went to the server (its duration is measured from here)
 
 
 @dataclass(slots=True)

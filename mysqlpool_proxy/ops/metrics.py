@@ -5,14 +5,19 @@
 # (`build_registry`, a private CollectorRegistry, never the global default).
 #
 # How it works: the hot path only bumps plain ints and Counters
-# (ProxyStats, PoolStats) and keeps its collections (clients, idle, busy,
-# waiters) as it needs them anyway. `ProxyCollector.collect()` reads them
-# when Prometheus scrapes and builds fresh metric families, so a query never
-# touches prometheus-client. Label sets are bounded: `pool` is a backend user
-# name from the config, every `reason`/`state`/`direction` label comes from a
-# closed enum (all values are exported, 0 included), `command` from the
-# protocol's command table and `code` from MySQL error codes. No client
-# address, user-supplied string or SQL ever becomes a label.
+# (ProxyStats, PoolStats), records durations into fixed-bucket
+# `core.histogram.Histogram`s (a list of ints and a sum), and keeps its
+# collections (clients, idle, busy, waiters) as it needs them anyway.
+# `ProxyCollector.collect()` reads them when Prometheus scrapes and builds
+# fresh metric families, so a query never touches prometheus-client. The
+# process/platform/gc collectors of prometheus-client are served with them.
+# Label sets are bounded: `pool` is a backend user name from the config,
+# every `reason`/`state`/`direction` label comes from a closed enum, `command`
+# from the protocol's command table and `code` from MySQL error codes. No
+# client address, user-supplied string or SQL ever becomes a label. Every
+# labelled counter has its known values at 0 from the first scrape (all
+# enum values, every command a client may send, CONNECT_ERROR_CODES), so
+# rate() works before the first event.
 #
 # collect() must run on the proxy's event-loop thread (the HTTP endpoint
 # does): it reads the proxy's objects without locks.
@@ -26,13 +31,17 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from .. import __version__
-from ..backend.pool import WAIT_BUCKETS
+from ..backend.pool import CAPACITY_ERRORS, WAIT_BUCKETS
+from ..constants import CR, ER
+from ..core.histogram import Histogram
 from ..core.pins import PinReason
 from ..core.states import ClientState
+from ..protocol.command import COMMAND_NAMES, Handling, spec_for
 from ..proxy.health import Cause
 from ..reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 
@@ -57,8 +66,16 @@ CLIENT_STATE_LABEL: dict[ClientState, str] = {
     ClientState.LOCAL: "active",
 }
 CLIENT_STATES = ("active", "idle", "waiting", "handshake")
+POOL_CLIENT_STATES = ("active", "idle", "waiting")  # a client in "handshake" is in no pool yet
 BACKEND_STATES = ("idle", "in_use", "connecting")
 SESSION_MODE = PinReason.SESSION_MODE.value
+# Label values exported at 0 before anything happened, so rate() and dashboards work from the first
+# scrape: every command a client may send (not the refused ones), and the connect errors an operator
+# acts on (cannot reach the server or timed out, lost during login, wrong password, out of connections).
+COMMANDS = tuple(sorted(name for code, name in COMMAND_NAMES.items()
+                        if spec_for(code).handling is not Handling.REFUSED))
+CONNECT_ERROR_CODES = tuple(sorted({CR.CR_CONN_HOST_ERROR, CR.CR_SERVER_LOST, ER.ACCESS_DENIED_ERROR,
+                                    *CAPACITY_ERRORS}))
 _STATE_OF = attrgetter("state")
 _POOL_OF = attrgetter("pool")
 
@@ -68,6 +85,11 @@ class ProxyCollector:
 
     def __init__(self, proxy: Proxy):
         self.proxy = proxy
+        # process_* (CPU, memory, open files, start time), python_info and python_gc_*, served with the
+        # proxy's own families (so they get the worker label too). GCCollector insists on registering
+        # somewhere: a registry of its own, never scraped.
+        self._runtime: list[Collector] = [ProcessCollector(registry=None), PlatformCollector(registry=None),
+                                          GCCollector(registry=CollectorRegistry(auto_describe=False))]
 
     def describe(self) -> list[Metric]:
         # Registering must not scrape; names need no up-front check in a private registry.
@@ -87,13 +109,15 @@ class ProxyCollector:
         proxy = self.proxy
         pools = list(proxy.pools.values())
         census = ClientCensus.of(list(proxy.clients.values()), proxy.session_mode)
+        now = proxy.loop.time()
         yield from self._process_metrics(proxy)
+        for collector in self._runtime:
+            yield from collector.collect()
         yield from self._client_metrics(proxy, census)
+        yield from self._pool_client_metrics(pools, census, now)
         yield from self._backend_metrics(pools)
+        yield from self._backend_health_metrics(pools, now)
         yield _checkout_wait(pools)
-        yield _gauge_per_pool("mysqlpool_waiting_clients",
-                              "Clients queued for a backend connection of the pool right now.",
-                              pools, lambda p: len(p.waiters))
         yield from self._traffic_metrics(proxy, pools)
         yield from self._pin_metrics(pools, census)
         yield _multiplexing(pools, census)
@@ -146,6 +170,23 @@ class ProxyCollector:
                                proxy.stats.client_closed)
 
     @staticmethod
+    def _pool_client_metrics(pools: list[Pool], census: ClientCensus, now: float) -> Iterator[Metric]:
+        connections = GaugeMetricFamily(
+            "mysqlpool_pool_client_connections",
+            "Client connections logged in to the pool, by state (as mysqlpool_client_connections, whose "
+            "handshake clients are in no pool yet).", labels=["pool", "state"])
+        for pool in pools:
+            for state in POOL_CLIENT_STATES:
+                connections.add_metric([pool.name, state], census.per_pool_state[(pool.name, state)])
+        yield connections
+        yield _gauge_per_pool("mysqlpool_waiting_clients",
+                              "Clients queued for a backend connection of the pool right now.",
+                              pools, lambda p: len(p.waiters))
+        yield _gauge_per_pool("mysqlpool_oldest_waiter_seconds",
+                              "How long the client first in the pool's queue has waited for a backend "
+                              "connection so far (0 when none waits).", pools, lambda p: p.oldest_wait(now))
+
+    @staticmethod
     def _backend_metrics(pools: list[Pool]) -> Iterator[Metric]:
         connections = GaugeMetricFamily(
             "mysqlpool_backend_connections",
@@ -164,8 +205,9 @@ class ProxyCollector:
                                      "(2003 = cannot connect or timed out, 1045 = access denied, ...).",
                                      labels=["pool", "code"])
         for pool in pools:
-            for code, count in sorted(pool.stats.connect_errors.items()):
-                errors.add_metric([pool.name, str(code)], count)
+            counts = pool.stats.connect_errors
+            for code in sorted({*CONNECT_ERROR_CODES, *counts}):
+                errors.add_metric([pool.name, str(code)], counts[code])
         yield errors
         closed = CounterMetricFamily("mysqlpool_backend_closed",
                                      "Backend connections closed, by reason.", labels=["pool", "reason"])
@@ -175,23 +217,61 @@ class ProxyCollector:
         yield closed
 
     @staticmethod
+    def _backend_health_metrics(pools: list[Pool], now: float) -> Iterator[Metric]:
+        yield _histogram_per_pool(
+            "mysqlpool_backend_ping_seconds",
+            "Round trip of the COM_PINGs the pool sends on its own backend connections (keepalive of idle "
+            "ones, and the readiness probe's).", pools, lambda p: p.stats.ping_time)
+        oldest = GaugeMetricFamily("mysqlpool_backend_connection_age_max_seconds",
+                                   "Age of the pool's oldest open backend connection (0 with none; "
+                                   "[pool] max_lifetime bounds it).", labels=["pool"])
+        average = GaugeMetricFamily("mysqlpool_backend_connection_age_avg_seconds",
+                                    "Average age of the pool's open backend connections (0 with none).",
+                                    labels=["pool"])
+        for pool in pools:
+            ages = [now - b.created_at for b in (*pool.idle, *pool.busy)]
+            oldest.add_metric([pool.name], max(ages, default=0.0))
+            average.add_metric([pool.name], sum(ages) / len(ages) if ages else 0.0)
+        yield oldest
+        yield average
+
+    @staticmethod
     def _traffic_metrics(proxy: Proxy, pools: list[Pool]) -> Iterator[Metric]:
         queries = CounterMetricFamily("mysqlpool_queries",
                                       "Client commands completed, by protocol command (query = COM_QUERY, "
                                       "stmt_execute = COM_STMT_EXECUTE, ...), including those the proxy "
                                       "answers itself.", labels=["pool", "command"])
         for pool in pools:
-            for command, count in sorted(pool.stats.queries.items()):
-                queries.add_metric([pool.name, command], count)
+            counts = pool.stats.queries
+            for command in sorted({*COMMANDS, *counts}):
+                queries.add_metric([pool.name, command], counts[command])
         yield queries
+        yield _histogram_per_pool(
+            "mysqlpool_query_duration_seconds",
+            "Time from a client command going to the server until its whole response was relayed (not "
+            "the wait for a backend connection: mysqlpool_checkout_wait_seconds); commands the proxy "
+            "answers itself are not in it.", pools, lambda p: p.stats.query_time)
         yield _counter_per_pool("mysqlpool_transactions",
                                 "Transactions ended (committed or rolled back) on the pool's connections.",
                                 pools, lambda p: p.stats.transactions)
+        yield _histogram_per_pool(
+            "mysqlpool_transaction_duration_seconds",
+            "Time from the statement that opened a transaction going to the server until the response to "
+            "the one that ended it (COMMIT, ROLLBACK, DDL, ...).", pools, lambda p: p.stats.transaction_time)
         traffic = CounterMetricFamily("mysqlpool_bytes", "Bytes relayed between clients and backends.",
                                       labels=["direction"])
         traffic.add_metric(["client_to_backend"], proxy.stats.bytes_in)
         traffic.add_metric(["backend_to_client"], proxy.stats.bytes_out)
         yield traffic
+        per_pool = CounterMetricFamily(
+            "mysqlpool_pool_bytes",
+            "Bytes received from the pool's logged-in clients (client_to_backend) and relayed from its "
+            "backends to them (backend_to_client); mysqlpool_bytes also counts logins.",
+            labels=["pool", "direction"])
+        for pool in pools:
+            per_pool.add_metric([pool.name, "client_to_backend"], pool.stats.bytes_in)
+            per_pool.add_metric([pool.name, "backend_to_client"], pool.stats.bytes_out)
+        yield per_pool
 
     @staticmethod
     def _pin_metrics(pools: list[Pool], census: ClientCensus) -> Iterator[Metric]:
@@ -220,6 +300,7 @@ class ClientCensus:
 
     by_state: Counter  # CLIENT_STATE_LABEL value -> clients
     per_pool: Counter  # pool name -> clients logged in to it
+    per_pool_state: Counter  # (pool name, CLIENT_STATE_LABEL value) -> clients logged in to it
     pinned: Counter  # (pool name, PinReason value) -> clients pinned for that reason
 
     @classmethod
@@ -236,16 +317,21 @@ class ClientCensus:
         # for every client at every scrape. A CLOSED client leaves proxy.clients
         # in the same callback that closes it, so one is only ever seen by chance;
         # it is left out of the states and the pinned clients.
-        states = Counter(map(_STATE_OF, clients))  # ClientState -> clients
-        pools = Counter(map(_POOL_OF, clients))  # Pool (or None before login) -> clients
+        pool_states = Counter(zip(map(_POOL_OF, clients), map(_STATE_OF, clients)))  # (Pool or None, ClientState)
         closed = ClientState.CLOSED
         holders = [c for c in clients if c.backend is not None and c.pool is not None and c.state is not closed]
         by_state: Counter = Counter()
-        for state, count in states.items():
+        per_pool: Counter = Counter()
+        per_pool_state: Counter = Counter()
+        for (pool, state), count in pool_states.items():
+            if pool is not None:
+                per_pool[pool.name] += count
             if state in CLIENT_STATE_LABEL:  # not CLOSED
-                by_state[CLIENT_STATE_LABEL[state]] += count
-        per_pool = Counter({pool.name: count for pool, count in pools.items() if pool is not None})
-        return cls(by_state, per_pool, _pinned(holders, session_mode))
+                label = CLIENT_STATE_LABEL[state]
+                by_state[label] += count
+                if pool is not None:
+                    per_pool_state[(pool.name, label)] += count
+        return cls(by_state, per_pool, per_pool_state, _pinned(holders, session_mode))
 
 
 def _pinned(holders: list[ClientConnection], session_mode: bool) -> Counter:
@@ -287,6 +373,15 @@ def _checkout_wait(pools: list[Pool]) -> Metric:
     for pool in pools:
         stats = pool.stats
         family.add_metric([pool.name], cumulative_buckets(stats.wait_buckets), stats.wait_sum)
+    return family
+
+
+def _histogram_per_pool(name: str, documentation: str, pools: list[Pool], histogram) -> Metric:
+    family = HistogramMetricFamily(name, documentation, labels=["pool"])
+    for pool in pools:
+        h: Histogram = histogram(pool)
+        buckets = [("+Inf" if bound == float("inf") else repr(bound), count) for bound, count in h.cumulative()]
+        family.add_metric([pool.name], buckets, h.sum)
     return family
 
 

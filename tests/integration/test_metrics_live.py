@@ -3,7 +3,10 @@
 # is wired in), PyMySQL clients put a concurrent transactional load through a
 # 2-connection pool, and /metrics is scraped over HTTP during and after it.
 # Also: a pinned client shows in mysqlpool_pinned_clients until it leaves,
-# and a draining proxy keeps answering /metrics while /readyz says 503.
+# a draining proxy keeps answering /metrics while /readyz says 503, the
+# duration, per-pool and process families follow real queries, and every
+# query of deploy/'s Grafana dashboard and alert rules names metrics and
+# labels this live scrape has (tests/support/promql.py).
 from __future__ import annotations
 
 import asyncio
@@ -13,9 +16,11 @@ import urllib.error
 import urllib.request
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from mysqlpool_proxy.ops.http import start_http_server, stop_http_server
+from tests.support.promql import alert_exprs, check_expr, dashboard_exprs, exported_names, metric_names
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -42,6 +47,11 @@ class LiveEndpoint:
         except urllib.error.HTTPError as err:
             return err.code, err.read()
 
+    def scrape_text(self) -> str:
+        status, body = self.get("/metrics")
+        assert status == 200
+        return body.decode()
+
     def scrape(self) -> dict[tuple, float]:
         """{(sample name, sorted labels): value} of one scrape."""
         status, body = self.get("/metrics")
@@ -56,7 +66,8 @@ def value(scrape: dict, name: str, **labels: str) -> float:
 
 @pytest.fixture
 def live(proxy_factory):
-    runner = proxy_factory(pool={"max_size": POOL_SIZE, "checkout_timeout": 60})
+    # A short probe interval: the readiness probe's pings (mysqlpool_backend_ping_seconds) come soon.
+    runner = proxy_factory(pool={"max_size": POOL_SIZE, "checkout_timeout": 60}, backend={"probe_interval": 0.2})
     server = runner.call_async(lambda: start_http_server(runner.proxy, "127.0.0.1:0", "/metrics"))
     yield LiveEndpoint(runner, server)
     runner.call_async(lambda: stop_http_server(server))
@@ -224,3 +235,68 @@ def test_while_draining_metrics_are_served_and_readyz_says_503(live):
         assert live.get("/metrics")[0] == 200
     finally:
         conn.close()
+
+
+# -- the daily numbers, and deploy/'s queries against a live scrape ---------------------------
+
+SLOW = 0.05  # seconds each slow statement sleeps on the server
+
+
+def some_work(runner) -> None:
+    """A few statements and two transactions through the proxy, as an application would."""
+    with runner.connect() as conn, conn.cursor() as cur:
+        for _ in range(3):
+            cur.execute("SELECT SLEEP(%s)", (SLOW,))
+        for _ in range(2):
+            cur.execute("BEGIN")
+            cur.execute("SELECT SLEEP(%s)", (SLOW,))
+            cur.execute("COMMIT")
+
+
+def test_durations_bytes_and_process_figures_follow_real_queries(live):
+    before = live.scrape()
+    some_work(live.runner)
+    after = live.scrape()
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("mysqlpool_query_duration_seconds_count", pool="app") >= 9
+    assert grew("mysqlpool_query_duration_seconds_sum", pool="app") >= 5 * SLOW
+    assert value(after, "mysqlpool_query_duration_seconds_bucket", pool="app", le="0.025") < value(
+        after, "mysqlpool_query_duration_seconds_count", pool="app")  # the sleeps are above 25 ms
+    assert grew("mysqlpool_transaction_duration_seconds_count", pool="app") == 2
+    assert grew("mysqlpool_transaction_duration_seconds_sum", pool="app") >= 2 * SLOW
+    assert grew("mysqlpool_pool_bytes_total", pool="app", direction="client_to_backend") > 0
+    assert grew("mysqlpool_pool_bytes_total", pool="app", direction="backend_to_client") > 0
+    assert value(after, "mysqlpool_backend_connection_age_max_seconds", pool="app") > 0
+    assert value(after, "mysqlpool_oldest_waiter_seconds", pool="app") == 0
+    assert value(after, "process_resident_memory_bytes") > 0 and value(after, "process_open_fds") > 0
+    # The readiness probe pings an idle backend every probe_interval: its round trips are recorded.
+    wait_until(lambda: value(live.scrape(), "mysqlpool_backend_ping_seconds_count", pool="app") > 0, WAIT,
+               "a probe ping recorded")
+
+
+def test_a_connected_client_counts_in_its_pool_by_state(live):
+    conn = live.runner.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        s = live.scrape()
+        assert value(s, "mysqlpool_pool_client_connections", pool="app", state="idle") == 1
+        assert value(s, "mysqlpool_pool_client_connections", pool="app", state="waiting") == 0
+    finally:
+        conn.close()
+
+
+def test_every_dashboard_and_alert_query_names_what_a_live_proxy_exports(live):
+    some_work(live.runner)
+    exported = exported_names(live.scrape_text())
+    exprs = dashboard_exprs() + alert_exprs(yaml)
+    assert len(exprs) >= 40
+    for expr in exprs:
+        check_expr(expr, exported)
+    # Each family the README's metrics table and the dashboard rely on has series from the start.
+    used = set().union(*(metric_names(e) for e in exprs))
+    assert {"mysqlpool_query_duration_seconds_bucket", "mysqlpool_transaction_duration_seconds_bucket",
+            "mysqlpool_backend_ping_seconds_bucket", "process_cpu_seconds_total"} <= used

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.exposition import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from mysqlpool_proxy import __version__, cli
 from mysqlpool_proxy.ops import http
@@ -35,14 +34,15 @@ from mysqlpool_proxy.config import (
 )
 from mysqlpool_proxy.ops.metrics import build_registry
 from mysqlpool_proxy.proxy.proxy import Proxy
+from tests.support.promql import (
+    ALERTS, DASHBOARD, SELECTOR, Exported, alert_exprs, check_expr, dashboard_exprs, exported_names,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = ROOT / "Dockerfile"
 K8S = DEPLOY / "kubernetes" / "deployment.yaml"
 COMPOSE = DEPLOY / "docker-compose.yml"
-DASHBOARD = DEPLOY / "grafana" / "mysqlpool-dashboard.json"
-ALERTS = DEPLOY / "prometheus-alerts.yml"
 
 PROXY_PORT = parse_listen(ProxyConfig().listen).port
 ADMIN_PORT = parse_listen(AdminConfig().listen).port
@@ -50,7 +50,6 @@ METRICS_PORT = parse_listen(MetricsConfig().listen).port
 METRICS_PATH = MetricsConfig().path
 SERVED_PATHS = {METRICS_PATH, http.HEALTH_PATH, http.READY_PATH}
 A_USER = {"MYSQLPOOL_USERS_0_NAME": "app", "MYSQLPOOL_USERS_0_PASSWORD": "pw"}
-TARGET_LABELS = {"instance", "job"}  # added by Prometheus, not by the collector
 
 
 # ==========================================================================
@@ -623,7 +622,7 @@ def test_compose_healthchecks_and_startup_order(compose):
 # ==========================================================================
 
 @pytest.fixture(scope="module")
-def exported() -> dict[str, dict[str, set[str]]]:
+def exported() -> Exported:
     """sample name -> label -> values seen, from a collector with every family populated."""
     loop = asyncio.new_event_loop()
     try:
@@ -634,45 +633,7 @@ def exported() -> dict[str, dict[str, set[str]]]:
         text = generate_latest(build_registry(proxy)).decode()
     finally:
         loop.close()
-    out: dict[str, dict[str, set[str]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = out.setdefault(sample.name, {})
-            for name, value in sample.labels.items():
-                labels.setdefault(name, set()).add(value)
-    return out
-
-
-def dashboard_exprs() -> list[str]:
-    dashboard = json.loads(DASHBOARD.read_text())
-    return [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
-
-
-def alert_exprs(yaml) -> list[str]:
-    return [r["expr"] for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
-
-
-_SELECTOR = re.compile(r"\b(mysqlpool_[a-z0-9_]+)\b(\{[^}]*\})?")
-_MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
-_GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
-
-
-def check_expr(expr: str, exported: dict) -> None:
-    selectors = _SELECTOR.findall(expr)
-    assert selectors, f"no mysqlpool metric in {expr!r}"
-    labels_in_expr: set[str] = set()
-    for name, matchers in selectors:
-        assert name in exported, f"{name} is not exported (in {expr!r})"
-        for label, op, value in _MATCHER.findall(matchers):
-            if label in TARGET_LABELS:
-                continue
-            assert label in exported[name], f"{name} has no label {label!r}"
-            if op in ("=", "!=") and "$" not in value:
-                assert value in exported[name][label], f"{name}{{{label}={value!r}}} never appears"
-        labels_in_expr |= set(exported[name])
-    for group in _GROUPING.findall(expr):
-        for label in (g.strip() for g in group.split(",") if g.strip()):
-            assert label in labels_in_expr | TARGET_LABELS, f"grouping by unknown label {label!r} in {expr!r}"
+    return exported_names(text)
 
 
 def test_dashboard_queries_use_exported_metrics_and_labels(exported):
@@ -726,7 +687,12 @@ def test_dashboard_covers_the_operational_questions():
                    "histogram_quantile(0.5,", "histogram_quantile(0.99,", "mysqlpool_checkout_wait_seconds_bucket",
                    "mysqlpool_client_refused_total", "mysqlpool_backend_closed_total",
                    "mysqlpool_backend_connect_errors_total", "mysqlpool_pinned_clients",
-                   "mysqlpool_multiplexing_ratio", "mysqlpool_queries_total", "mysqlpool_bytes_total"):
+                   "mysqlpool_multiplexing_ratio", "mysqlpool_queries_total", "mysqlpool_bytes_total",
+                   "mysqlpool_query_duration_seconds_bucket", "mysqlpool_transaction_duration_seconds_bucket",
+                   "mysqlpool_oldest_waiter_seconds", "mysqlpool_pool_client_connections",
+                   "mysqlpool_pool_bytes_total", "mysqlpool_backend_ping_seconds_bucket",
+                   "mysqlpool_backend_connection_age_max_seconds", "process_cpu_seconds_total",
+                   "process_resident_memory_bytes", "process_open_fds"):
         assert needed in exprs, needed
 
 
@@ -736,10 +702,15 @@ def test_alert_rules_cover_the_agreed_conditions(yaml):
         assert {"alert", "expr", "for", "labels", "annotations"} <= set(rule), rule.get("alert")
         assert rule["labels"]["severity"] in ("critical", "warning", "info")
         assert rule["annotations"]["summary"]
-    by_metric = {name: r for r in rules for name, _ in _SELECTOR.findall(r["expr"])}
+    by_metric = {name: r for r in rules for name, _ in SELECTOR.findall(r["expr"])}
     assert by_metric["mysqlpool_waiting_clients"]["for"] == "5m"
     assert "histogram_quantile(0.99" in by_metric["mysqlpool_checkout_wait_seconds_bucket"]["expr"]
     assert "rate(mysqlpool_client_refused_total" in by_metric["mysqlpool_client_refused_total"]["expr"]
     assert "rate(mysqlpool_backend_connect_errors_total" in by_metric[
         "mysqlpool_backend_connect_errors_total"]["expr"]
     assert "mysqlpool_ready == 0" in by_metric["mysqlpool_ready"]["expr"]
+    assert by_metric["mysqlpool_oldest_waiter_seconds"]["labels"]["severity"] == "warning"
+    for histogram in ("mysqlpool_query_duration_seconds_bucket", "mysqlpool_transaction_duration_seconds_bucket",
+                      "mysqlpool_backend_ping_seconds_bucket"):
+        assert "histogram_quantile(0.99" in by_metric[histogram]["expr"], histogram
+    assert "process_max_fds" in by_metric["process_open_fds"]["expr"]

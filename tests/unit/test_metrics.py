@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import REGISTRY
@@ -55,9 +56,25 @@ EXPECTED_FAMILIES = {
     "mysqlpool_pinned_clients": "gauge",
     "mysqlpool_pins": "counter",
     "mysqlpool_multiplexing_ratio": "gauge",
+    "mysqlpool_pool_client_connections": "gauge",
+    "mysqlpool_oldest_waiter_seconds": "gauge",
+    "mysqlpool_backend_ping_seconds": "histogram",
+    "mysqlpool_backend_connection_age_max_seconds": "gauge",
+    "mysqlpool_backend_connection_age_avg_seconds": "gauge",
+    "mysqlpool_query_duration_seconds": "histogram",
+    "mysqlpool_transaction_duration_seconds": "histogram",
+    "mysqlpool_pool_bytes": "counter",
+}
+# prometheus-client's process, platform and gc collectors, served beside them (Linux: /proc).
+RUNTIME_FAMILIES = {
+    "process_cpu_seconds": "counter", "process_resident_memory_bytes": "gauge",
+    "process_virtual_memory_bytes": "gauge", "process_open_fds": "gauge", "process_max_fds": "gauge",
+    "process_start_time_seconds": "gauge", "python_info": "gauge", "python_gc_objects_collected": "counter",
+    "python_gc_collections": "counter",
 }
 
-ALLOWED_LABELS = {"pool", "state", "reason", "code", "command", "direction", "version", "mode", "le"}
+ALLOWED_LABELS = {"pool", "state", "reason", "code", "command", "direction", "version", "mode", "le",
+                  "generation", "implementation", "major", "minor", "patchlevel"}
 
 
 @pytest.fixture
@@ -106,9 +123,26 @@ def add_client(proxy: Proxy, state: ClientState, pool: str | None = "app", *, st
 
 def test_every_family_has_its_type_and_a_help_text(proxy):
     families = scrape(proxy)
-    assert {name: f.type for name, f in families.items()} == EXPECTED_FAMILIES
+    assert {name: f.type for name, f in families.items() if name.startswith("mysqlpool_")} == EXPECTED_FAMILIES
     for family in families.values():
-        assert len(family.documentation) > 20, family.name
+        if family.name.startswith("mysqlpool_"):
+            assert len(family.documentation) > 20, family.name
+
+
+def test_process_and_python_runtime_families_are_served_too(proxy):
+    families = scrape(proxy)
+    assert {name: families[name].type for name in RUNTIME_FAMILIES if name in families} == RUNTIME_FAMILIES
+    assert value(families, "process_resident_memory_bytes") > 0
+    assert value(families, "process_start_time_seconds") > 1.7e9
+
+
+def test_runtime_families_carry_the_worker_label_too(loop):
+    from mysqlpool_proxy.workers import WorkerSlot
+    proxy = make_proxy(loop)
+    proxy.worker = WorkerSlot(1, 2)
+    families = scrape(proxy)
+    assert {s.labels.get("worker") for s in families["process_resident_memory_bytes"].samples} == {
+        proxy.worker.label}
 
 
 def test_counters_are_exported_with_the_total_suffix(proxy):
@@ -195,10 +229,21 @@ def test_client_closes_list_every_reason(proxy):
 
 # -- backends ---------------------------------------------------------------------------
 
+class StandInBackend:
+    """A backend connection in a pool's collections, as the collector reads it."""
+
+    def __init__(self, created_at: float):
+        self.created_at = created_at
+
+
+def backends(proxy: Proxy, n: int, age: float = 0.0) -> list:
+    return [StandInBackend(proxy.loop.time() - age) for _ in range(n)]
+
+
 def test_backend_connections_per_pool_and_state(proxy):
     app = proxy.pools["app"]
-    app.idle.extend([object(), object()])
-    app.busy.update({object(), object(), object()})
+    app.idle.extend(backends(proxy, 2))
+    app.busy.update(backends(proxy, 3))
     app.opening.append(0)
     families = scrape(proxy)
     assert samples(families, "mysqlpool_backend_connections") == {
@@ -220,7 +265,10 @@ def test_connects_errors_and_closes(proxy):
     families = scrape(proxy)
     assert value(families, "mysqlpool_backend_connects", pool="app") == 7
     assert value(families, "mysqlpool_backend_connects", pool="report") == 0
-    assert samples(families, "mysqlpool_backend_connect_errors") == {
+    errors = samples(families, "mysqlpool_backend_connect_errors")
+    assert errors[(("code", "1045"), ("pool", "app"))] == 1
+    assert errors[(("code", "2003"), ("pool", "app"))] == 4
+    assert {k: v for k, v in errors.items() if v} == {
         (("code", "1045"), ("pool", "app")): 1, (("code", "2003"), ("pool", "app")): 4}
     closed = samples(families, "mysqlpool_backend_closed", "mysqlpool_backend_closed_total")
     assert {dict(k)["reason"] for k in closed} == {r.value for r in BackendCloseReason}
@@ -253,7 +301,8 @@ def test_cumulative_buckets_end_with_inf():
 
 
 def test_waiting_clients_is_the_queue_length(proxy):
-    proxy.pools["report"].waiters = deque([object(), object()])
+    now = proxy.loop.time()
+    proxy.pools["report"].waiters = deque([SimpleNamespace(enqueued_at=now - 3), SimpleNamespace(enqueued_at=now)])
     families = scrape(proxy)
     assert samples(families, "mysqlpool_waiting_clients") == {(("pool", "app"),): 0, (("pool", "report"),): 2}
 
@@ -267,7 +316,8 @@ def test_queries_transactions_and_bytes(proxy):
     stats.transactions = 4
     proxy.stats.bytes_in, proxy.stats.bytes_out = 1234, 56789
     families = scrape(proxy)
-    assert samples(families, "mysqlpool_queries") == {
+    queries = samples(families, "mysqlpool_queries")
+    assert {k: v for k, v in queries.items() if v} == {
         (("command", "query"), ("pool", "app")): 10, (("command", "stmt_execute"), ("pool", "app")): 2}
     assert value(families, "mysqlpool_transactions", pool="app") == 4
     assert samples(families, "mysqlpool_bytes") == {
@@ -306,7 +356,7 @@ def test_multiplexing_ratio_is_clients_per_backend_in_use(proxy):
     for _ in range(6):
         add_client(proxy, ClientState.READY)
     add_client(proxy, ClientState.HANDSHAKE, pool=None)  # in no pool yet
-    proxy.pools["app"].busy.update({object(), object()})
+    proxy.pools["app"].busy.update(backends(proxy, 2))
     families = scrape(proxy)
     assert value(families, "mysqlpool_multiplexing_ratio", pool="app") == 3
     assert value(families, "mysqlpool_multiplexing_ratio", pool="report") == 0
@@ -346,3 +396,76 @@ def test_a_draining_proxy_still_scrapes(proxy):
     proxy.state = ProxyState.DRAINING
     families = scrape(proxy)
     assert value(families, "mysqlpool_ready") == 0
+
+
+# -- zero-initialised series ----------------------------------------------------------------
+
+def test_labelled_counters_have_their_known_series_at_zero_from_the_first_scrape(proxy):
+    """rate() needs a series before its first increment: every pool has one per known label value."""
+    families = scrape(proxy)
+    for pool in ("app", "report"):
+        for code in ("2003", "1045", "1040", "1226", "2013"):
+            assert value(families, "mysqlpool_backend_connect_errors", pool=pool, code=code) == 0
+        for command in ("query", "stmt_prepare", "stmt_execute", "stmt_close", "ping", "init_db", "quit"):
+            assert value(families, "mysqlpool_queries", pool=pool, command=command) == 0
+        for direction in ("client_to_backend", "backend_to_client"):
+            assert value(families, "mysqlpool_pool_bytes", pool=pool, direction=direction) == 0
+        for reason in BackendCloseReason:
+            assert value(families, "mysqlpool_backend_closed", pool=pool, reason=reason.value) == 0
+        assert value(families, "mysqlpool_transactions", pool=pool) == 0
+        assert value(families, "mysqlpool_backend_connects", pool=pool) == 0
+    for reason in RefusalReason:
+        assert value(families, "mysqlpool_client_refused", reason=reason.value) == 0
+    # Commands the proxy refuses never become a label value.
+    assert not any(dict(k)["command"] == "binlog_dump" for k in samples(families, "mysqlpool_queries"))
+
+
+def test_an_unexpected_code_or_command_still_shows(proxy):
+    stats = proxy.pools["app"].stats
+    stats.connect_errors[1129] += 2  # host blocked
+    families = scrape(proxy)
+    assert value(families, "mysqlpool_backend_connect_errors", pool="app", code="1129") == 2
+
+
+# -- the newer per-pool families (recording: test_metrics_recording.py) ------------------------
+
+def test_pool_clients_by_state_add_up_to_the_pools_clients(proxy):
+    for state in (ClientState.READY, ClientState.READY, ClientState.ACTIVE, ClientState.LOCAL, ClientState.CHECKOUT):
+        add_client(proxy, state)
+    add_client(proxy, ClientState.CHECKOUT, pool="report")
+    add_client(proxy, ClientState.HANDSHAKE, pool=None)
+    add_client(proxy, ClientState.CLOSED)  # gone
+    families = scrape(proxy)
+    assert samples(families, "mysqlpool_pool_client_connections") == {
+        (("pool", "app"), ("state", "active")): 2, (("pool", "app"), ("state", "idle")): 2,
+        (("pool", "app"), ("state", "waiting")): 1,
+        (("pool", "report"), ("state", "active")): 0, (("pool", "report"), ("state", "idle")): 0,
+        (("pool", "report"), ("state", "waiting")): 1,
+    }
+    assert value(families, "mysqlpool_client_connections", state="handshake") == 1
+
+
+def test_duration_histograms_are_cumulative_per_pool(proxy):
+    stats = proxy.pools["report"].stats
+    for seconds in (0.0002, 0.003, 0.003, 45.0, 100.0):
+        stats.query_time.observe(seconds)
+    stats.transaction_time.observe(0.2)
+    families = scrape(proxy)
+    name = "mysqlpool_query_duration_seconds"
+    buckets = {dict(k)["le"]: v for k, v in samples(families, name, name + "_bucket").items()
+               if dict(k)["pool"] == "report"}
+    assert buckets["0.0005"] == 1 and buckets["0.005"] == 3 and buckets["60.0"] == 4 and buckets["+Inf"] == 5
+    assert samples(families, name, name + "_sum")[(("pool", "report"),)] == pytest.approx(145.0062)
+    assert samples(families, name, name + "_count")[(("pool", "app"),)] == 0
+    assert samples(families, "mysqlpool_transaction_duration_seconds",
+                   "mysqlpool_transaction_duration_seconds_count")[(("pool", "report"),)] == 1
+
+
+def test_the_readme_metrics_table_documents_every_family(proxy):
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = "\n".join(line for line in readme.splitlines() if line.startswith("| `"))
+    for name, family in scrape(proxy).items():
+        exposed = f"{name}_total" if family.type == "counter" else name
+        if name.startswith("mysqlpool_") or name in RUNTIME_FAMILIES:
+            assert f"`{exposed}`" in table, exposed
