@@ -131,8 +131,8 @@ def show_config(conn: AdminConnection, args: list) -> Rows:
         tables = [(f"{section}[{i}]", t) for i, t in enumerate(values)] if isinstance(values, list) \
             else [(section, values)]
         for prefix, table in tables:
-            rows += [(f"{prefix}.{key}", value, config.origin(f"{prefix}.{key}").kind)
-                     for key, value in table.items()]
+            rows += [(f"{prefix}.{key}", ", ".join(value) if isinstance(value, tuple) else value,
+                      config.origin(f"{prefix}.{key}").kind) for key, value in table.items()]
     return Rows(cols("key value source"), rows)
 
 
