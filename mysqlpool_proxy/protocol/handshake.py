@@ -308,8 +308,7 @@ class _Authenticator:
         return self._result(auth.check_cleartext(self._checked, auth.strip_nul(data)), data)
 
     def _encrypted_password(self, data: bytes) -> Outcome:
-        if self.secure and (self.rsa is None or len(data) != self.rsa.size):
-            return self._result(auth.check_cleartext(self._checked, auth.strip_nul(data)), data)
+        """RSA-encrypted: over plain TCP, or after the client asked for the key (even over TLS)."""
         password = self.rsa.decrypt_password(data, self.scramble) if self.rsa is not None else None
         if password is None:
             return self._denied(data, f"{self.plugin.decode()}: the password was neither RSA-encrypted with the "

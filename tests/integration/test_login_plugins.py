@@ -190,3 +190,23 @@ def test_mariadb_cli_clear_password(plugin_proxy, mariadb_cli, tls_files):
     tls = mariadb_login(mariadb_cli, plugin_proxy.host, plugin_proxy.port, "clear", PW, *args,
                         "--ssl", f"--ssl-ca={tls_files.cert}")
     assert (tls.returncode, tls.stdout.strip()) == (0, "1"), tls.stderr
+
+
+def test_configured_key_pair_is_the_one_clients_get(proxy_factory, tmp_path, caplog):
+    """proxy.rsa_private_key / rsa_public_key: a client given the public key file in advance logs in; the
+    private key is never logged."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private, public = tmp_path / "private_key.pem", tmp_path / "public_key.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    with caplog.at_level("DEBUG"):
+        proxy = proxy_factory(users=USERS, proxy={"rsa_private_key": str(private), "rsa_public_key": str(public)})
+        conn = proxy.connect("sha2hash", PW, ssl_disabled=True, server_public_key=public.read_bytes())
+        assert select_user(conn)
+    assert proxy.proxy.rsa_keys.public_pem == public.read_bytes()
+    assert "PRIVATE KEY" not in caplog.text and "RSA public key for password exchanges" in caplog.text

@@ -533,3 +533,11 @@ def test_pymysql_wrong_password_through_rsa():
     with pytest.raises(pymysql.err.OperationalError) as info:
         pymysql_login("sha2only", "wrong")
     assert info.value.args == (1045, f"Access denied for user 'sha2only'@'{HOST}' (using password: YES)")
+
+
+def test_key_request_over_tls_is_answered_too():
+    """A client that does not know its connection is secure asks for the key anyway: it gets it."""
+    peer = HandshakePeer(make_hs(tls=True))
+    login(peer, b"app", b"", SHA2, tls=True)
+    assert only(peer.receive(encode_packet(b"\x02", 4))).payload == b"\x01" + KEYS.public_pem
+    assert is_ok(peer.receive(encode_packet(rsa(b"secret"), 6)), 7)
