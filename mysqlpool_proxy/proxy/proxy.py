@@ -142,7 +142,7 @@ class Proxy:
         """The key pair of the password exchanges over plain TCP: proxy.rsa_private_key (and
         rsa_public_key) if set, else one generated for this process; fixed until restart."""
         if self._rsa_keys is None:
-            self._rsa_keys = _rsa_keys(self.config.proxy.rsa_private_key, self.config.proxy.rsa_public_key)
+            self._rsa_keys = shared_rsa_keys(self.config)
         return self._rsa_keys
 
     def _params(self, user: UserConfig) -> BackendParams:
@@ -528,6 +528,12 @@ class Proxy:
 def _ssl_settings(config: Config) -> tuple[str, str, str, str]:
     b = config.backend
     return b.ssl_mode, b.ssl_ca, b.ssl_cert, b.ssl_key
+
+
+def shared_rsa_keys(config: Config) -> auth.RsaKeys:
+    """The process's RSA key pair for `config`; app.run() makes it before forking workers, so that
+    they all share it (a client given the public key in advance works with each)."""
+    return _rsa_keys(config.proxy.rsa_private_key, config.proxy.rsa_public_key)
 
 
 @functools.cache
