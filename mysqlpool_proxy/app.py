@@ -24,7 +24,7 @@ from .config import Config, ConfigError
 from .logs import log_event
 from .ops import operations
 from .ops.services import start_services
-from .proxy.proxy import Proxy
+from .proxy.proxy import Proxy, shared_rsa_keys
 from .startup import StartupError, StartupProblem, check
 from .workers import WorkerSlot, supervise, validate as validate_workers
 
@@ -129,6 +129,7 @@ def run(config: Config) -> int:
         return report_startup_problems(problems)
     if several:
         log.info("starting %d workers sharing %s", config.proxy.workers, config.proxy.listen)
+        shared_rsa_keys(config)  # one RSA key pair for all of them, made before they fork
         return supervise(config, run_worker)
     return run_worker(config, None)
 

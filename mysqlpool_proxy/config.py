@@ -199,6 +199,31 @@ def existing_file() -> Any:
     return _setting("", Rule(str, 'the path of an existing file (or "")', _file_exists, path=True))
 
 
+# The login plugins a user may use (protocol/auth.py speaks them; config sits below protocol/, so
+# the names are spelled here too, and tests/unit/test_config.py checks the two lists agree).
+AUTH_PLUGINS = ("mysql_native_password", "caching_sha2_password", "sha256_password", "client_ed25519",
+                "mysql_clear_password")
+DEFAULT_AUTH_PLUGINS = AUTH_PLUGINS[:4]  # mysql_clear_password only when asked for
+
+
+def plugin_list() -> Any:
+    must_be = "a non-empty list of login plugins, from " + ", ".join(repr(p) for p in AUTH_PLUGINS)
+    return _setting(DEFAULT_AUTH_PLUGINS, Rule(list, must_be, _known_plugins, normalize=_plugin_tuple))
+
+
+def _plugin_tuple(value: list[Any]) -> tuple[str, ...]:
+    if not all(isinstance(v, str) for v in value):
+        raise ValueError("each plugin is a string")
+    return tuple(dict.fromkeys(v.strip().lower() for v in value))  # in order, once each
+
+
+def _known_plugins(value: tuple[str, ...]) -> bool:
+    unknown = [v for v in value if v not in AUTH_PLUGINS]
+    if unknown:
+        raise ValueError(f"unknown plugin {unknown[0]!r}{_suggest(unknown[0], AUTH_PLUGINS)}")
+    return bool(value)
+
+
 def secret() -> Any:
     return _setting(None, Rule(str, "a string", optional=True, secret=True, indirect=True))
 
@@ -254,6 +279,10 @@ class ProxyConfig:
     tls_cert: str = existing_file()
     tls_key: str = existing_file()
     require_tls: bool = flag(False)
+    # The RSA key pair clients encrypt their password with (caching_sha2_password's full
+    # authentication and sha256_password over plain TCP); "": generated at start.
+    rsa_private_key: str = existing_file()
+    rsa_public_key: str = existing_file()
 
     @property
     def listen_address(self) -> ListenAddress:
@@ -309,6 +338,7 @@ class UserConfig:
     backend_user: str = text("", 'a string ("" = same as name)')
     backend_password: str | None = secret()
     max_size: int | None = integer(None, 1, optional=True)
+    auth_plugins: tuple[str, ...] = plugin_list()
 
     def __post_init__(self) -> None:
         if not self.backend_user:
@@ -840,6 +870,10 @@ def _convert(rule: Rule, value: Any, *, from_env: bool) -> Any:
         if from_env and isinstance(value, str):
             value = _ENV_BOOLEANS.get(value.strip().lower(), _INVALID)
         return value if isinstance(value, bool) else _INVALID
+    if rule.kind is list:  # a TOML array; from the environment, comma-separated
+        if from_env and isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        return value if isinstance(value, list) else _INVALID
     if from_env and isinstance(value, str) and rule.kind is not str:
         try:
             value = rule.kind(value.strip())
@@ -957,6 +991,9 @@ def _check_user_credentials(label: str, user: UserConfig, ctx: _Context) -> None
     elif user.password is None and user.password_hash is None:
         ctx.error(f"{label}.password (or password_env / password_file) or {label}.password_hash "
                   f"is required for user {user.name!r}; for an empty password write password = \"\"")
+    elif user.password is None and user.auth_plugins == ("client_ed25519",):
+        ctx.error(f"{label}.auth_plugins allows only client_ed25519, which needs the password: user {user.name!r} "
+                  f"has only password_hash; set password, or add another plugin")
     elif user.backend_password is None:
         ctx.error(f"{label}.backend_password (or backend_password_env / backend_password_file) "
                   f"is required for user {user.name!r}: only password_hash is given, which lets "
@@ -1035,6 +1072,41 @@ def _check_key_pair(cfg: Config, ctx: _Context, cert_key: str, cert: str, key_ke
         ctx.error(f"{cfg.describe(key_key, key)}: {problem}")
 
 
+def _check_rsa_keys(cfg: Config, ctx: _Context) -> None:
+    """proxy.rsa_private_key (and rsa_public_key, which must be its own): usable RSA keys of 2048 bits or more."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    proxy = cfg.proxy
+    if proxy.rsa_public_key and not proxy.rsa_private_key:
+        ctx.error("proxy.rsa_public_key is set without proxy.rsa_private_key; set both (or only the private key, "
+                  "from which the public key is derived)")
+        return
+    if not proxy.rsa_private_key or not _readable(cfg, ctx, "proxy.rsa_private_key", proxy.rsa_private_key):
+        return
+    with open(proxy.rsa_private_key, "rb") as fh:
+        pem = fh.read(1 << 20)
+    try:
+        private = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        private = None
+    if not isinstance(private, rsa.RSAPrivateKey) or private.key_size < 2048:
+        ctx.error(f"{cfg.describe('proxy.rsa_private_key', proxy.rsa_private_key)}: not an unencrypted PEM RSA "
+                  f"private key of at least 2048 bits (make one with: openssl genrsa -out private_key.pem 2048)")
+        return
+    if not proxy.rsa_public_key or not _readable(cfg, ctx, "proxy.rsa_public_key", proxy.rsa_public_key):
+        return
+    with open(proxy.rsa_public_key, "rb") as fh:
+        public_pem = fh.read(1 << 20)
+    try:
+        public = serialization.load_pem_public_key(public_pem)
+    except ValueError:
+        public = None
+    if not isinstance(public, rsa.RSAPublicKey) or public.public_numbers() != private.public_key().public_numbers():
+        ctx.error(f"{cfg.describe('proxy.rsa_public_key', proxy.rsa_public_key)}: not the PEM public key of "
+                  f"proxy.rsa_private_key (make it with: openssl rsa -in private_key.pem -pubout -out public_key.pem)")
+
+
 def _check_pem(cfg: Config, ctx: _Context, name: str, path: str, what: str) -> bool:
     """Is `path` readable and does it hold at least one PEM certificate?"""
     if not _readable(cfg, ctx, name, path):
@@ -1095,7 +1167,7 @@ def _check_listeners(cfg: Config, ctx: _Context) -> None:
 
 
 CHECKS: tuple[Callable[[Config, _Context], None], ...] = (
-    _check_users, _check_pool, _check_tls, _check_tls_files, _check_admin, _check_listeners,
+    _check_users, _check_pool, _check_tls, _check_tls_files, _check_rsa_keys, _check_admin, _check_listeners,
 )
 
 
@@ -1144,7 +1216,9 @@ def setting_default(key: str) -> Any:
     label, _, name = key.rpartition(".")
     cls = SECTIONS[label.split("[")[0]]
     f = next(f for f in fields(cls) if f.name == name)
-    return None if f.default is MISSING else f.default
+    if f.default is not MISSING:
+        return f.default
+    return None if f.default_factory is MISSING else f.default_factory()
 
 
 def _setting_key(config: Config, key: str) -> tuple[str, str, str]:

@@ -75,6 +75,9 @@ class ClientContext(Protocol):
     def max_packet_size(self) -> int: ...
 
     @property
+    def rsa_keys(self) -> auth.RsaKeys: ...
+
+    @property
     def session_mode(self) -> bool: ...
 
     # -- users, pools, sessions

@@ -62,13 +62,14 @@ log = logging.getLogger("mysqlpool.client")
 
 
 class ConnectionPhase:
-    __slots__ = ("client", "handshake", "change_user", "scramble", "_timer")
+    __slots__ = ("client", "handshake", "change_user", "scramble", "secure", "_timer")
 
     def __init__(self, client: Client) -> None:
         self.client = client
         self.handshake: hs.ServerHandshake | None = None
         self.change_user: hs.ChangeUserAuth | None = None
         self.scramble = b""  # the greeting's, which COM_CHANGE_USER uses again
+        self.secure = False  # logged in over TLS or a Unix socket (COM_CHANGE_USER may send a password in clear)
         self._timer: asyncio.TimerHandle | None = None
 
     def stop(self) -> None:
@@ -129,6 +130,7 @@ class ConnectionPhase:
             charset=info.charset_id, lookup=proxy.lookup_credentials, client_host=client.peer,
             tls_available=proxy.tls_context is not None,
             tls_required=proxy.config.proxy.require_tls and not client.on_unix_socket(),
+            unix_socket=client.on_unix_socket(), rsa=proxy.rsa_keys,
         )
         self.scramble = self.handshake.scramble
         client.set_state(ClientState.HANDSHAKE)
@@ -176,7 +178,9 @@ class ConnectionPhase:
             client.close(ClientCloseReason.PROTOCOL_ERROR)
             return
         # (a login refused for want of TLS counts as auth_failed too; the log says which)
-        client.proxy.refused(RefusalReason.AUTH_FAILED, f"client #{client.id} from {client.peer}: {event.message}")
+        detail = f" ({event.detail})" if event.detail else ""
+        client.proxy.refused(RefusalReason.AUTH_FAILED,
+                             f"client #{client.id} from {client.peer}: {event.message}{detail}")
         client.close(ClientCloseReason.AUTH_FAILED)
 
     def _verified(self, event: hs.Verified) -> None:
@@ -220,6 +224,7 @@ class ConnectionPhase:
         client = self.client
         self.stop()
         assert self.handshake is not None
+        self.secure = self.handshake.secure
         client.write(self.handshake.accept(client.session.status & STICKY_STATUS))
         self.handshake = None
         if client.capabilities & CLIENT.COMPRESS:
@@ -302,7 +307,7 @@ class ConnectionPhase:
     def awaiting_auth_data(self) -> bool:
         """COM_CHANGE_USER asked the client for auth data: its next packet is that, nothing else."""
         auth = self.change_user
-        return auth is not None and auth.state is hs.HandshakeState.AUTH_SWITCH_SENT
+        return auth is not None and auth.awaiting_auth_data
 
     def expected_seq(self) -> int:
         """The sequence id of the client's next packet while COM_CHANGE_USER asks it for auth data."""
@@ -320,7 +325,7 @@ class ConnectionPhase:
         client.set_state(ClientState.LOCAL)
         client.bound_input_for_login()
         self.change_user = hs.ChangeUserAuth(client.proxy.lookup_credentials, client.peer, self.scramble,
-                                             client.capabilities)
+                                             client.capabilities, secure=self.secure, rsa=client.proxy.rsa_keys)
         self._change_user_events(self.change_user.start(request, seq=pkt.last_seq))
 
     def change_user_packet(self, pkt: Packet | Oversized) -> None:
@@ -335,8 +340,8 @@ class ConnectionPhase:
                 client.write(event.data)
             elif isinstance(event, hs.Failed):
                 self.change_user = None
-                log_event(log, "info", f"client #{client.id}: change user failed: {event.message}",
-                          client_id=client.id, code=event.errno)
+                log_event(log, "info", f"client #{client.id}: change user failed: {event.message}"
+                          + (f" ({event.detail})" if event.detail else ""), client_id=client.id, code=event.errno)
                 client.close(ClientCloseReason.PROTOCOL_ERROR if event.errno == ER.NET_PACKET_TOO_LARGE
                              else ClientCloseReason.AUTH_FAILED)
                 return

@@ -36,7 +36,7 @@ import re
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..client.local import kill_client
@@ -161,6 +161,11 @@ def show_stats(conn: AdminConnection, args: list) -> Rows:
     return Rows(cols("pool stat value:f"), rows)
 
 
+def _shown(value: Any) -> str | bytes | int | float | None:
+    """A setting as SHOW CONFIG shows it: a list of names as one comma-separated text."""
+    return ", ".join(value) if isinstance(value, (tuple, list)) else value
+
+
 def show_config(conn: AdminConnection, args: list) -> Rows:
     """The effective config, secrets masked: one row per section.key (users[N].key for users), with
     its default, where it came from (file, env, cli, admin or default) and whether SET and RELOAD
@@ -170,8 +175,9 @@ def show_config(conn: AdminConnection, args: list) -> Rows:
         tables = [(f"{section}[{i}]", t) for i, t in enumerate(values)] if isinstance(values, list) \
             else [(section, values)]
         for prefix, table in tables:
-            rows += [(f"{prefix}.{key}", value, setting_default(f"{prefix}.{key}"),
-                      config.origin(f"{prefix}.{key}").kind, operations.changeable(f"{prefix}.{key}"))
+            rows += [(f"{prefix}.{key}", _shown(value), _shown(setting_default(f"{prefix}.{key}")),
+                      config.origin(f"{prefix}.{key}").kind,
+                      operations.changeable(f"{prefix}.{key}"))
                      for key, value in table.items()]
     return Rows(cols("key value default source changeable:i"), rows)
 

@@ -45,6 +45,7 @@ RESTART_KEYS = (
     ("proxy", "server_version"),  # (the greeting's version is learned once, with the server)
     ("admin", "listen"), ("metrics", "listen"), ("metrics", "path"), ("pool", "mode"),
     ("log", "level"), ("log", "format"),  # (logging is set up once, by the command line)
+    ("proxy", "rsa_private_key"), ("proxy", "rsa_public_key"),  # (the key pair is made once, before workers fork)
 )
 
 

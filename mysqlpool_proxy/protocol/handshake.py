@@ -1,8 +1,8 @@
 """The client-facing connection phase, as a sans-IO state machine.
 
     GREETING_SENT --SSLRequest--> GREETING_SENT (tls)   [StartTLS]
-    GREETING_SENT --HandshakeResponse41--> VERIFIED | AUTH_SWITCH_SENT | FAILED
-    AUTH_SWITCH_SENT --auth data--> VERIFIED | FAILED
+    GREETING_SENT --HandshakeResponse41--> VERIFIED | AUTH_SWITCH_SENT | AUTH_MORE_SENT | FAILED
+    AUTH_SWITCH_SENT | AUTH_MORE_SENT --auth data--> VERIFIED | AUTH_MORE_SENT | FAILED
     VERIFIED --accept()--> DONE      (OK sent)
     VERIFIED --reject()--> FAILED    (ERR sent)
 
@@ -19,9 +19,35 @@ if TLS is required but not available).
 
 The authenticator is shared with COM_CHANGE_USER (`ChangeUserAuth`), which
 runs the same plugin negotiation against the handshake's original scramble.
-Plugins: mysql_native_password always; caching_sha2_password fast path when
-the proxy knows the password. Any other plugin a client opens with is
-switched to one of those (AuthSwitchRequest).
+Each plugin is a few steps (`_Authenticator._next` is the one that takes the
+client's next packet):
+
+* mysql_native_password: the scramble, checked.
+* caching_sha2_password: the proxy's "cache" holds every user whose password
+  it knows (its SHA256(SHA256(pw))). A 32-byte scramble that checks out gets
+  fast_auth_success (AuthMoreData 0x03) then OK; one that does not is a
+  wrong password (1045). Anything else: no scramble, a scramble of another
+  length, a user the proxy knows only by its `*HEX` hash, or a client just
+  switched to this plugin, gets perform_full_authentication (0x04), and the
+  client sends its password: in clear over TLS or a Unix socket, else
+  RSA-encrypted, after asking for the public key (0x02) if it has none.
+* sha256_password: the same password exchange from the first packet (0x01
+  asks for the key).
+* client_ed25519: the proxy sends a fresh 32-byte nonce (AuthMoreData when
+  the client opened with the plugin, else in the AuthSwitchRequest), and
+  checks the 64-byte signature against the key derived from the password.
+* mysql_clear_password: the password itself, taken over TLS or a Unix socket
+  only; a client that opens with it over plain TCP is switched to another of
+  the user's plugins, as MariaDB switches it to the account's (its password,
+  already sent, is not looked at).
+
+Which plugins a user may use, and in which order the proxy prefers them, is
+`Credentials.allowed`. A client opening with a plugin it may not use (or
+that needs what this connection lacks: TLS for mysql_clear_password, the
+RSA keys for the password exchanges over plain TCP) is switched to the first
+usable one. A user known only by its `*HEX` hash who opens with
+caching_sha2_password is switched to mysql_native_password where that is
+allowed (it needs neither TLS nor RSA).
 """
 
 from __future__ import annotations
@@ -56,6 +82,9 @@ __all__ = [
 
 ER_NET_PACKETS_OUT_OF_ORDER = 1156
 FAST_AUTH_SUCCESS = b"\x03"
+PERFORM_FULL_AUTHENTICATION = b"\x04"
+SHA2_REQUEST_PUBLIC_KEY = b"\x02"  # caching_sha2_password, after perform_full_authentication
+SHA256_REQUEST_PUBLIC_KEY = b"\x01"  # sha256_password
 # The largest packet of a login (HandshakeResponse, auth data, COM_CHANGE_USER's auth
 # exchange): up to 64 KiB of connect attributes (the clients' own limit) plus ample
 # room for user, schema, plugin and auth data, which take a few hundred bytes.
@@ -69,6 +98,7 @@ CredentialsLookup = Callable[[bytes], "auth.Credentials | None"]
 class HandshakeState(enum.Enum):
     GREETING_SENT = "greeting_sent"
     AUTH_SWITCH_SENT = "auth_switch_sent"
+    AUTH_MORE_SENT = "auth_more_sent"
     VERIFIED = "verified"
     DONE = "done"
     FAILED = "failed"
@@ -106,6 +136,7 @@ class Verified:
 class Failed:
     errno: int
     message: str
+    detail: str = ""  # for the proxy's log only: why, when the client's message does not say
 
 
 Event = Send | StartTLS | Verified | Failed
@@ -131,43 +162,180 @@ def access_denied_message(user: bytes, host: str, token: bytes) -> str:
     return f"Access denied for user '{name}'@'{host}' (using password: {using})"
 
 
+Outcome = tuple[str, bytes]  # ("ok", extra) / ("switch" | "more", payload) / ("denied", token)
+Step = Callable[[bytes], Outcome]
+
+
 class _Authenticator:
-    """Plugin negotiation and verification, shared by handshake and change-user."""
+    """Plugin negotiation and verification, shared by handshake and change-user.
 
-    __slots__ = ("lookup", "client_host", "scramble", "plugin", "user", "creds")
+    `start()` takes the client's first auth data; when it returns "switch" or
+    "more", `next()` takes the client's next packet.
+    """
 
-    def __init__(self, lookup: CredentialsLookup, client_host: str, scramble: bytes):
+    __slots__ = ("lookup", "client_host", "scramble", "rsa", "secure", "plugin", "user", "creds", "detail",
+                 "_next", "_nonce")
+
+    def __init__(self, lookup: CredentialsLookup, client_host: str, scramble: bytes,
+                 rsa: auth.RsaKeys | None = None):
         self.lookup = lookup
         self.client_host = client_host
         self.scramble = scramble
+        self.rsa = rsa
+        self.secure = False  # TLS or a Unix socket: a password may come in clear
         self.plugin = auth.NATIVE
         self.user = b""
         self.creds: auth.Credentials | None = None
+        self.detail = ""
+        self._next: Step | None = None
+        self._nonce = b""
 
-    def start(self, user: bytes, client_plugin: bytes | None, token: bytes) -> tuple[str, bytes]:
-        """Returns ("ok", extra) / ("switch", payload) / ("denied", token)."""
+    @property
+    def _checked(self) -> auth.Credentials:
+        """What the login is checked against: the user's, or a decoy's for an unknown user."""
+        return self.creds or auth.dummy_credentials(self.user)
+
+    def start(self, user: bytes, client_plugin: bytes | None, token: bytes, *, secure: bool) -> Outcome:
         self.user = user
         self.creds = self.lookup(user)
-        creds = self.creds or auth.dummy_credentials(user)
+        self.secure = secure
+        creds = self._checked
         plugin = client_plugin or auth.NATIVE
-        if plugin not in creds.plugins():
-            self.plugin = auth.NATIVE
-            return "switch", make_auth_switch(auth.NATIVE, self.scramble + b"\0")
-        self.plugin = plugin
-        return self.finish(token)
+        usable = self._usable(creds)
+        if plugin in usable and not self._prefer_native(plugin, creds, usable):
+            self.plugin = plugin
+            return self._first(token)
+        if not usable:
+            return self._denied(token, "none of the user's auth_plugins can be used on this connection "
+                                       "(mysql_clear_password needs TLS or a Unix socket)")
+        return self._switch(usable[0])
 
-    def finish(self, token: bytes) -> tuple[str, bytes]:
-        creds = self.creds or auth.dummy_credentials(self.user)
-        ok = auth.verify(self.plugin, creds, self.scramble, token)
+    def next(self, data: bytes) -> Outcome:
+        step, self._next = self._next, None
+        if step is None:
+            return self._denied(data, "auth data when none was asked for")
+        return step(data)
+
+    # -- choosing ---------------------------------------------------------------------------
+
+    def _usable(self, creds: auth.Credentials) -> list[bytes]:
+        """The user's plugins that can run on this connection, preferred first."""
+        exchange_ok = self.secure or self.rsa is not None  # a password exchange needs TLS or RSA
+        cached = creds.sha2_hash is not None or creds.empty
+        usable = []
+        for p in creds.plugins():
+            if p == auth.CLEAR and not self.secure:
+                continue
+            if (p == auth.SHA256 or (p == auth.CACHING_SHA2 and not cached)) and not exchange_ok:
+                continue
+            usable.append(p)
+        return usable
+
+    @staticmethod
+    def _prefer_native(plugin: bytes, creds: auth.Credentials, usable: list[bytes]) -> bool:
+        """A user known only by its *HEX hash who opens with caching_sha2_password is switched to
+        mysql_native_password where allowed, rather than made to send its password."""
+        return plugin == auth.CACHING_SHA2 and creds.sha2_hash is None and not creds.empty and auth.NATIVE in usable
+
+    def _switch(self, plugin: bytes) -> Outcome:
+        self.plugin = plugin
+        if plugin == auth.ED25519:
+            self._nonce = secrets.token_bytes(auth.ED25519_NONCE_LENGTH)
+            return self._wait("switch", make_auth_switch(plugin, self._nonce), self._ed25519_signature)
+        if plugin == auth.CLEAR:
+            return self._wait("switch", make_auth_switch(plugin, b""), self._cleartext)
+        step = {auth.NATIVE: self._scramble, auth.CACHING_SHA2: self._sha2_after_switch,
+                auth.SHA256: self._sha256}[plugin]
+        return self._wait("switch", make_auth_switch(plugin, self.scramble + b"\0"), step)
+
+    def _first(self, token: bytes) -> Outcome:
+        """The auth data of the client's first packet, for the plugin it opened with."""
+        if self.plugin == auth.ED25519:  # the client's first packet carries nothing: it waits for a nonce
+            self._nonce = secrets.token_bytes(auth.ED25519_NONCE_LENGTH)
+            return self._wait("more", make_auth_more_data(self._nonce), self._ed25519_signature)
+        if self.plugin == auth.CACHING_SHA2:
+            return self._sha2_first(token)
+        if self.plugin == auth.SHA256:
+            return self._sha256(token)
+        if self.plugin == auth.CLEAR:
+            return self._cleartext(token)
+        return self._scramble(token)
+
+    def _wait(self, kind: str, payload: bytes, step: Step) -> Outcome:
+        self._next = step
+        return kind, payload
+
+    # -- the plugins' steps -----------------------------------------------------------------
+
+    def _scramble(self, token: bytes) -> Outcome:
+        """mysql_native_password."""
+        return self._result(auth.verify(auth.NATIVE, self._checked, self.scramble, token), token)
+
+    def _sha2_first(self, token: bytes) -> Outcome:
+        creds = self._checked
+        if creds.empty and token in (b"", b"\0"):
+            return self._result(True, token)
+        cached = creds.sha2_hash is not None or creds.empty
+        if cached and len(token) == 32:  # a scramble the proxy can check: right (fast path) or wrong
+            ok = auth.verify(auth.CACHING_SHA2, creds, self.scramble, token)
+            return self._result(ok, token, make_auth_more_data(FAST_AUTH_SUCCESS))
+        return self._full_authentication()
+
+    def _sha2_after_switch(self, token: bytes) -> Outcome:
+        if self._checked.empty and token in (b"", b"\0"):
+            return self._result(True, token)
+        return self._full_authentication()
+
+    def _full_authentication(self) -> Outcome:
+        return self._wait("more", make_auth_more_data(PERFORM_FULL_AUTHENTICATION), self._sha2_password)
+
+    def _sha2_password(self, data: bytes) -> Outcome:
+        return self._password(data, SHA2_REQUEST_PUBLIC_KEY)
+
+    def _sha256(self, data: bytes) -> Outcome:
+        return self._password(data, SHA256_REQUEST_PUBLIC_KEY)
+
+    def _password(self, data: bytes, key_request: bytes | None) -> Outcome:
+        """The password itself: in clear over TLS / a Unix socket, else RSA-encrypted (the client may
+        first ask for the public key, once)."""
+        if data == key_request and self.rsa is not None:
+            return self._wait("more", make_auth_more_data(self.rsa.public_pem), self._encrypted_password)
+        if data in (b"", b"\0"):  # an empty password: nothing secret was sent
+            return self._result(auth.check_cleartext(self._checked, b""), b"")
+        if not self.secure:
+            return self._encrypted_password(data)
+        return self._result(auth.check_cleartext(self._checked, auth.strip_nul(data)), data)
+
+    def _encrypted_password(self, data: bytes) -> Outcome:
+        """RSA-encrypted: over plain TCP, or after the client asked for the key (even over TLS)."""
+        password = self.rsa.decrypt_password(data, self.scramble) if self.rsa is not None else None
+        if password is None:
+            return self._denied(data, f"{self.plugin.decode()}: the password was neither RSA-encrypted with the "
+                                      f"proxy's public key nor sent over TLS or a Unix socket")
+        return self._result(auth.check_cleartext(self._checked, password), data)
+
+    def _cleartext(self, data: bytes) -> Outcome:
+        """mysql_clear_password (only ever asked for, or accepted, on a secure connection)."""
+        if not self.secure:
+            return self._denied(data, "mysql_clear_password over a connection without TLS")
+        return self._result(auth.check_cleartext(self._checked, auth.strip_nul(data)), data)
+
+    def _ed25519_signature(self, signature: bytes) -> Outcome:
+        return self._result(auth.verify_ed25519(self._checked, self._nonce, signature), signature)
+
+    # -- endings ----------------------------------------------------------------------------
+
+    def _result(self, ok: bool, token: bytes, extra: bytes = b"") -> Outcome:
         if not ok or self.creds is None:
-            return "denied", token
-        # caching_sha2 confirms a verified scramble with AuthMoreData(fast_auth_success);
-        # an empty password is accepted directly with OK, as the server does.
-        fast = self.plugin == auth.CACHING_SHA2 and not creds.empty
-        return "ok", (make_auth_more_data(FAST_AUTH_SUCCESS) if fast else b"")
+            return self._denied(token)
+        return "ok", extra
+
+    def _denied(self, token: bytes, detail: str = "") -> Outcome:
+        self.detail = detail
+        return "denied", token
 
     def denied(self, token: bytes) -> Failed:
-        return Failed(ER.ACCESS_DENIED_ERROR, access_denied_message(self.user, self.client_host, token))
+        return Failed(ER.ACCESS_DENIED_ERROR, access_denied_message(self.user, self.client_host, token), self.detail)
 
 
 class _AuthExchange:
@@ -200,8 +368,8 @@ class _AuthExchange:
         raise NotImplementedError
 
     def _after(self, outcome: str, data: bytes) -> list[Event]:
-        if outcome == "switch":
-            self.state = HandshakeState.AUTH_SWITCH_SENT
+        if outcome in ("switch", "more"):
+            self.state = HandshakeState.AUTH_SWITCH_SENT if outcome == "switch" else HandshakeState.AUTH_MORE_SENT
             return [self._send(data)]
         if outcome == "denied":
             return self._fail(self._auth.denied(data))
@@ -210,8 +378,13 @@ class _AuthExchange:
         events.append(self._verified())
         return events
 
+    @property
+    def awaiting_auth_data(self) -> bool:
+        """The client's next packet is auth data (after an AuthSwitchRequest or AuthMoreData)."""
+        return self.state in (HandshakeState.AUTH_SWITCH_SENT, HandshakeState.AUTH_MORE_SENT)
+
     def _on_auth_data(self, payload: BytesLike) -> list[Event]:
-        outcome, data = self._auth.finish(bytes(payload))
+        outcome, data = self._auth.next(bytes(payload))
         return self._after(outcome, data)
 
     def oversized(self, packet: Oversized) -> list[Event]:
@@ -236,7 +409,7 @@ class _AuthExchange:
 class ServerHandshake(_AuthExchange):
     """One client's connection phase."""
 
-    __slots__ = ("server_caps", "_greeting", "_response", "tls_available", "tls_required", "tls")
+    __slots__ = ("server_caps", "_greeting", "_response", "tls_available", "tls_required", "tls", "unix_socket")
 
     def __init__(
         self,
@@ -250,11 +423,14 @@ class ServerHandshake(_AuthExchange):
         tls_available: bool = False,
         tls_required: bool = False,
         scramble: bytes | None = None,
+        unix_socket: bool = False,
+        rsa: auth.RsaKeys | None = None,
     ):
         self.tls_available = tls_available
         self.tls_required = tls_required
+        self.unix_socket = unix_socket
         self.server_caps = capabilities | (CLIENT.SSL if tls_available else 0)
-        self._auth = _Authenticator(lookup, client_host, scramble or make_scramble())
+        self._auth = _Authenticator(lookup, client_host, scramble or make_scramble(), rsa)
         self._greeting = HandshakeV10(
             server_version, connection_id, self._auth.scramble, self.server_caps, charset,
             SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT, auth.NATIVE,
@@ -269,6 +445,11 @@ class ServerHandshake(_AuthExchange):
     def scramble(self) -> bytes:
         return self._auth.scramble
 
+    @property
+    def secure(self) -> bool:
+        """Over TLS or a Unix socket: a password may be sent in clear."""
+        return self.tls or self.unix_socket
+
     def greeting(self) -> bytes:
         return encode_packet(make_handshake_v10(self._greeting), 0)
 
@@ -279,7 +460,7 @@ class ServerHandshake(_AuthExchange):
         try:
             if self.state is HandshakeState.GREETING_SENT:
                 return self._on_response(packet.payload)
-            if self.state is HandshakeState.AUTH_SWITCH_SENT:
+            if self.awaiting_auth_data:
                 return self._on_auth_data(packet.payload)
         except RemoteProtocolError:
             return self._fail(Failed(ER.HANDSHAKE_ERROR, "Bad handshake"))
@@ -296,7 +477,7 @@ class ServerHandshake(_AuthExchange):
         self.capabilities = resp.capabilities & self.server_caps
         if self.tls_required and not self.tls:
             return self._fail(Failed(ER_SECURE_TRANSPORT_REQUIRED, INSECURE_TRANSPORT_MESSAGE))
-        outcome, data = self._auth.start(resp.user, resp.auth_plugin, resp.auth_response)
+        outcome, data = self._auth.start(resp.user, resp.auth_plugin, resp.auth_response, secure=self.secure)
         return self._after(outcome, data)
 
     def _verified(self) -> Verified:
@@ -313,10 +494,12 @@ class ChangeUserAuth(_AuthExchange):
     caller sends the `Send` bytes; `Verified` carries the new user and schema.
     """
 
-    __slots__ = ("_request",)
+    __slots__ = ("_request", "secure")
 
-    def __init__(self, lookup: CredentialsLookup, client_host: str, scramble: bytes, capabilities: int):
-        self._auth = _Authenticator(lookup, client_host, scramble)
+    def __init__(self, lookup: CredentialsLookup, client_host: str, scramble: bytes, capabilities: int, *,
+                 secure: bool = False, rsa: auth.RsaKeys | None = None):
+        self._auth = _Authenticator(lookup, client_host, scramble, rsa)
+        self.secure = secure
         self.capabilities = capabilities
         self.state = HandshakeState.GREETING_SENT
         self._seq = 0
@@ -325,11 +508,12 @@ class ChangeUserAuth(_AuthExchange):
     def start(self, request: ChangeUser, seq: int = 0) -> list[Event]:
         self._seq = seq
         self._request = request
-        outcome, data = self._auth.start(request.user, request.auth_plugin, request.auth_response)
+        outcome, data = self._auth.start(request.user, request.auth_plugin, request.auth_response,
+                                         secure=self.secure)
         return self._after(outcome, data)
 
     def receive(self, packet: Packet) -> list[Event]:
-        if self.state is not HandshakeState.AUTH_SWITCH_SENT or packet.seq != next_seq(self._seq):
+        if not self.awaiting_auth_data or packet.seq != next_seq(self._seq):
             return self._fail(Failed(ER_NET_PACKETS_OUT_OF_ORDER, "Got packets out of order"))
         self._seq = packet.seq
         return self._on_auth_data(packet.payload)

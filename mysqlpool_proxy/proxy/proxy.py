@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import itertools
 import json
 import logging
@@ -115,6 +116,7 @@ class Proxy:
         self.shutdown_timeout: float | None = None
         self.refusals = Refusals(self)
         self.tls_context = self._client_tls(config)
+        self._rsa_keys: auth.RsaKeys | None = None
         self._backend_ssl = make_ssl_context(*_ssl_settings(config))
         step = worker.count if worker else 1
         self._client_ids = itertools.count(1 + (worker.index if worker else 0), step)
@@ -134,6 +136,14 @@ class Proxy:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(config.proxy.tls_cert, config.proxy.tls_key)
         return ctx
+
+    @property
+    def rsa_keys(self) -> auth.RsaKeys:
+        """The key pair of the password exchanges over plain TCP: proxy.rsa_private_key (and
+        rsa_public_key) if set, else one generated for this process; fixed until restart."""
+        if self._rsa_keys is None:
+            self._rsa_keys = shared_rsa_keys(self.config)
+        return self._rsa_keys
 
     def _params(self, user: UserConfig) -> BackendParams:
         b = self.config.backend
@@ -430,6 +440,10 @@ class Proxy:
                     reuse_port=config.proxy.workers > 1, backlog=1024)
         self._servers.append(server)
         self.state = ProxyState.RUNNING
+        keys = self.rsa_keys
+        log.info("RSA public key for password exchanges over plain TCP: %s, sha256 %s", "from "
+                 + config.proxy.rsa_private_key if config.proxy.rsa_private_key else "generated at start",
+                 keys.fingerprint())
         self.spawn(self._learn_server_task())
         self.health.start()
         log.info("mysqlpool-proxy %s listening on %s (mode %s, pools: %s)", __version__, self.listen_description(),
@@ -514,3 +528,23 @@ class Proxy:
 def _ssl_settings(config: Config) -> tuple[str, str, str, str]:
     b = config.backend
     return b.ssl_mode, b.ssl_ca, b.ssl_cert, b.ssl_key
+
+
+def shared_rsa_keys(config: Config) -> auth.RsaKeys:
+    """The process's RSA key pair for `config`; app.run() makes it before forking workers, so that
+    they all share it (a client given the public key in advance works with each)."""
+    return _rsa_keys(config.proxy.rsa_private_key, config.proxy.rsa_public_key)
+
+
+@functools.cache
+def _rsa_keys(private_path: str, public_path: str) -> auth.RsaKeys:
+    """Loaded from the configured files (checked by load_config()), or generated: once per process."""
+    if not private_path:
+        return auth.RsaKeys.generate()
+    with open(private_path, "rb") as fh:
+        private_pem = fh.read()
+    public_pem = None
+    if public_path:
+        with open(public_path, "rb") as fh:
+            public_pem = fh.read()
+    return auth.RsaKeys.from_pem(private_pem, public_pem)

@@ -28,10 +28,11 @@ class UserEntry:
 
 
 def credentials_of(user: UserConfig) -> auth.Credentials:
+    allowed = tuple(p.encode() for p in user.auth_plugins)
     if user.password is not None:
-        return auth.credentials_from_password(user.password)
+        return auth.credentials_from_password(user.password, allowed)
     assert user.password_hash is not None
-    return auth.credentials_from_native_hash(user.password_hash)
+    return auth.credentials_from_native_hash(user.password_hash, allowed)
 
 
 def build_users(config: Config, pools: dict[str, Pool], open_pool: Callable[[str, UserConfig, int], Pool],

@@ -57,18 +57,33 @@ def test_credentials_from_password():
     assert c.native_hash == bytes.fromhex(SECRET_HASH[1:])
     assert c.sha2_hash == sha256(sha256(b"secret"))
     assert not c.empty
-    assert set(c.plugins()) == {auth.NATIVE, auth.CACHING_SHA2}
+    assert c.plugins() == auth.DEFAULT_PLUGINS == (auth.NATIVE, auth.CACHING_SHA2, auth.SHA256, auth.ED25519)
+    assert c.ed25519_key == auth.ed25519_public_key(b"secret")
 
 
-def test_credentials_from_native_hash_only_speak_native():
+def test_credentials_from_native_hash_cannot_do_ed25519():
+    """No fast path and no ed25519 key from a hash: the plugins that send the password itself remain."""
     c = auth.credentials_from_native_hash(SECRET_HASH)
-    assert c.sha2_hash is None and c.plugins() == (auth.NATIVE,)
+    assert c.sha2_hash is None and c.ed25519_key is None
+    assert c.plugins() == (auth.NATIVE, auth.CACHING_SHA2, auth.SHA256)
+
+
+@pytest.mark.parametrize("creds", [
+    auth.credentials_from_password("secret"),
+    auth.credentials_from_native_hash(SECRET_HASH),
+], ids=["cleartext", "hash"])
+def test_check_cleartext(creds):
+    assert auth.check_cleartext(creds, b"secret")
+    for wrong in (b"Secret", b"secret\0", b"", b"secre"):
+        assert not auth.check_cleartext(creds, wrong)
+    empty = auth.credentials_from_password("")
+    assert auth.check_cleartext(empty, b"") and not auth.check_cleartext(empty, b"x")
 
 
 def test_credentials_for_empty_password():
     c = auth.credentials_from_password("")
     assert c.empty and c.native_hash is None and c.sha2_hash is None
-    assert set(c.plugins()) == {auth.NATIVE, auth.CACHING_SHA2}
+    assert c.plugins() == auth.DEFAULT_PLUGINS
 
 
 def test_credentials_never_hold_the_password():

@@ -30,6 +30,8 @@ def toml_value(value: Any) -> str:
         return repr(value)
     if value is None:
         raise ValueError("None cannot be written to TOML; leave the key out")
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

@@ -61,7 +61,7 @@ def test_defaults_are_the_documented_ones():
     assert dataclasses.asdict(ProxyConfig()) == {
         "listen": "127.0.0.1:6033", "max_client_connections": 10000, "client_idle_timeout": 0,
         "shutdown_timeout": 30, "workers": 1, "server_version": "", "max_packet_size": None,
-        "tls_cert": "", "tls_key": "", "require_tls": False}
+        "tls_cert": "", "tls_key": "", "require_tls": False, "rsa_private_key": "", "rsa_public_key": ""}
     assert dataclasses.asdict(BackendConfig()) == {
         "host": "127.0.0.1", "port": 3306, "unix_socket": "", "connect_timeout": 5,
         "dead_connection_timeout": 30, "probe_interval": 5, "max_connections": 100, "charset": "utf8mb4",
@@ -482,7 +482,9 @@ backend_password_env = "PW"
     for secret in ("front-secret", "back-secret", "env-secret", HASH):
         assert secret not in dumped
     assert red["users"][0] == {"name": "app", "password": "***", "password_hash": None,
-                               "backend_user": "app", "backend_password": "***", "max_size": None}
+                               "backend_user": "app", "backend_password": "***", "max_size": None,
+                               "auth_plugins": ("mysql_native_password", "caching_sha2_password",
+                                                "sha256_password", "client_ed25519")}
     assert red["users"][1]["password_hash"] == "***" and red["users"][1]["backend_password"] == "***"
     assert red["admin"] == {"listen": ":0", "user": "admin", "password": None, "password_hash": "***"}
     assert red["pool"]["max_size"] == 10 and list(red) == list(SCHEMA)
@@ -553,3 +555,85 @@ def test_example_documents_exactly_the_schema_keys():
                 if r.indirect for suffix in ("_env", "_file")}
     base = {s: {indirect.get((s, k), k) for k in ks} for s, ks in keys.items()}
     assert base == {s: set(rules) for s, rules in SCHEMA.items()}
+
+
+# -- login plugins and the RSA key pair ----------------------------------------------------------
+
+
+def test_auth_plugins_default_and_order(tmp_path):
+    from mysqlpool_proxy.protocol import auth
+
+    assert load(tmp_path, USER).users[0].auth_plugins == tuple(p.decode() for p in auth.DEFAULT_PLUGINS)
+    cfg = load(tmp_path, USER + 'auth_plugins = ["Caching_SHA2_Password", "mysql_native_password", '
+                                '"caching_sha2_password"]\n')
+    assert cfg.users[0].auth_plugins == ("caching_sha2_password", "mysql_native_password")
+
+
+def test_auth_plugins_names_match_the_protocol():
+    from mysqlpool_proxy.config import AUTH_PLUGINS, DEFAULT_AUTH_PLUGINS
+    from mysqlpool_proxy.protocol import auth
+
+    assert AUTH_PLUGINS == tuple(p.decode() for p in auth.PLUGINS)
+    assert DEFAULT_AUTH_PLUGINS == tuple(p.decode() for p in auth.DEFAULT_PLUGINS)
+
+
+@pytest.mark.parametrize("value, message", [
+    ('["mysql_native_pasword"]', "users[0].auth_plugins must be a non-empty list of login plugins, from "
+                                 "'mysql_native_password', 'caching_sha2_password', 'sha256_password', "
+                                 "'client_ed25519', 'mysql_clear_password', got ['mysql_native_pasword'] "
+                                 "(unknown plugin 'mysql_native_pasword' (did you mean 'mysql_native_password'?))"),
+    ('["dialog", "mysql_native_password"]', "(unknown plugin 'dialog')"),
+    ("[]", "users[0].auth_plugins must be a non-empty list"),
+    ('"mysql_native_password"', "users[0].auth_plugins must be a non-empty list"),
+    ("[1]", "(each plugin is a string)"),
+])
+def test_unknown_auth_plugin_is_an_error_naming_key_and_file(tmp_path, value, message):
+    path = write(tmp_path, USER + f"auth_plugins = {value}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert f"config error in {path}: " in str(info.value) and message in str(info.value)
+
+
+def test_auth_plugins_from_env(tmp_path):
+    cfg = load(tmp_path, USER, {"MYSQLPOOL_USERS_0_AUTH_PLUGINS": "client_ed25519, mysql_native_password"})
+    assert cfg.users[0].auth_plugins == ("client_ed25519", "mysql_native_password")
+
+
+def test_ed25519_only_needs_the_password(tmp_path):
+    text = f'[[users]]\nname = "app"\npassword_hash = "{HASH}"\nbackend_password = "x"\nauth_plugins = ["client_ed25519"]\n'
+    assert "users[0].auth_plugins allows only client_ed25519, which needs the password" in error_of(tmp_path, text)
+
+
+def _rsa_pem(tmp_path: Path, bits: int = 2048) -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    private = tmp_path / f"private_{bits}.pem"
+    public = tmp_path / f"public_{bits}.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return str(private), str(public)
+
+
+def test_rsa_key_files(tmp_path):
+    private, public = _rsa_pem(tmp_path)
+    cfg = load(tmp_path, f'[proxy]\nrsa_private_key = "{private}"\nrsa_public_key = "{public}"\n' + USER)
+    assert (cfg.proxy.rsa_private_key, cfg.proxy.rsa_public_key) == (private, public)
+    assert load(tmp_path, f'[proxy]\nrsa_private_key = "{private}"\n' + USER).proxy.rsa_public_key == ""
+
+
+def test_rsa_key_file_errors(tmp_path):
+    private, public = _rsa_pem(tmp_path)
+    other_private, other_public = _rsa_pem(tmp_path / "other" if (tmp_path / "other").mkdir() is None else tmp_path)
+    small, _ = _rsa_pem(tmp_path, 1024)
+    assert "proxy.rsa_public_key is set without proxy.rsa_private_key" in error_of(
+        tmp_path, f'[proxy]\nrsa_public_key = "{public}"\n' + USER)
+    message = error_of(tmp_path, f'[proxy]\nrsa_private_key = "{private}"\nrsa_public_key = "{other_public}"\n' + USER)
+    assert f"proxy.rsa_public_key = '{other_public}'" in message and "not the PEM public key of" in message
+    message = error_of(tmp_path, f'[proxy]\nrsa_private_key = "{small}"\n' + USER)
+    assert "not an unencrypted PEM RSA private key of at least 2048 bits" in message
+    message = error_of(tmp_path, f'[proxy]\nrsa_private_key = "{public}"\n' + USER)
+    assert f"proxy.rsa_private_key = '{public}'" in message and "BEGIN" not in message
