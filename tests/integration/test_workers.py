@@ -24,8 +24,8 @@ pytestmark = pytest.mark.integration
 ADMIN_PASSWORD = "admin-secret"
 
 
-def metrics(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+def metrics(port, query=""):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics{query}", timeout=5) as resp:
         return resp.read().decode()
 
 
@@ -111,14 +111,13 @@ def test_two_workers_share_the_port_and_the_cap(app_server, tmp_path):
             t.join(120)
         assert errors == []
         assert sampler.stop() <= 4
-        accepted = []
-        for i in (0, 1):
-            text = metrics(metrics_port + i)
-            assert f'worker="{i}"' in text
-            line = next(x for x in text.splitlines() if x.startswith("mysqlpool_client_connections_accepted_total"))
-            accepted.append(float(line.split()[-1]))
+        for i in (0, 1):  # each worker's own figures (?scope=worker): its label, its share of the cap
+            text = metrics(metrics_port + i, "?scope=worker")
+            assert f'worker="{i}"' in text and f'worker="{1 - i}"' not in text
             assert f'mysqlpool_backend_connections_max{{pool="app",worker="{i}"}} 2.0' in text
-        assert sum(accepted) == 30 and all(a > 0 for a in accepted)  # the kernel spread the clients
+        accepted = {s.labels["worker"]: s.value
+                    for s in scrape(metrics_port)["mysqlpool_client_connections_accepted"].samples}
+        assert sum(accepted.values()) == 30 and all(a > 0 for a in accepted.values())  # the kernel spread them
 
         # A worker that dies is replaced.
         pids = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
@@ -238,13 +237,17 @@ def test_either_worker_speaks_for_the_whole_proxy(app_server, tmp_path):
         finally:
             os.kill(stopped, signal.SIGCONT)
         assert len(command(consoles[0], "SHOW POOLS")) == 2
-        for conn in consoles:
-            conn.close()
-        proc.send_signal(signal.SIGTERM)
+
+        # SHUTDOWN on worker 1's console stops the whole proxy (no worker is restarted).
+        command(consoles[1], "SHUTDOWN")
+        assert "on all 2 workers" in _last_info(consoles[1])
         assert proc.wait(30) == 0
     finally:
         for conn in clients:
-            conn.close()
+            try:
+                conn.close()
+            except pymysql.err.Error:  # the proxy is gone
+                pass
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
