@@ -127,15 +127,18 @@ async def everywhere(peers: Peers, sql: str, local: Reply | Awaitable[Reply | No
         if isinstance(result, BaseException) and not isinstance(result, ProxyError):
             raise result  # a bug here: the console logs it
     failed = {w: r for w, r in sorted(by_worker.items()) if isinstance(r, ProxyError)}
+    mine = by_worker[peers.index]
     if failed:
         done = [str(w) for w, r in sorted(by_worker.items()) if w not in failed]
         first = next(iter(failed.values()))
-        tail = f" (done on worker {', '.join(done)})" if done and not isinstance(by_worker[peers.index], Rows) else ""
+        tail = f" (done on worker {', '.join(done)})" if done and not isinstance(mine, Rows) else ""
+        if isinstance(mine, Ok) and mine.then is not None:
+            mine.then()  # done here means done (SHUTDOWN): the error reply is still written
         raise ProxyError(first.errno, "; ".join(r.message for r in failed.values()) + tail, first.sqlstate)
-    replies: dict[int, Reply] = {w: r for w, r in by_worker.items() if isinstance(r, (Rows, Ok))}
-    mine = replies[peers.index]
     if isinstance(mine, Rows):
-        return merge_rows(mine, {w: r for w, r in replies.items() if w != peers.index}, peers.index)
+        theirs = {w: r for w, r in by_worker.items() if w != peers.index and isinstance(r, (Rows, Ok))}
+        return merge_rows(mine, theirs, peers.index)
+    assert isinstance(mine, Ok)  # (not an error: those were raised above)
     suffix = f" (on all {peers.count} workers)"
     return Ok((mine.info + suffix) if mine.info else suffix.strip(" ()"), then=mine.then)
 

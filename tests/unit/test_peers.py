@@ -93,10 +93,14 @@ async def test_an_action_is_ok_only_when_every_worker_did_it():
     reply = await everywhere(peers(FakePeers({1: Ok(), 2: Ok()})), "PAUSE", local_pause(), PEER_TIMEOUT)
     assert reply.info == "paused: app (on all 3 workers)"
     assert reply.then is not None  # (this worker's then, run by the console once the OK is written)
+    assert done == []
     failing = FakePeers({1: Ok(), 2: ProxyError(ER.UNKNOWN_ERROR, "PAUSE: still busy after 7s")})
     with pytest.raises(ProxyError) as err:
         await everywhere(peers(failing), "PAUSE", Ok("paused: app"), PEER_TIMEOUT)
     assert err.value.message == "worker 2: PAUSE: still busy after 7s (done on worker 0, 1)"
+    with pytest.raises(ProxyError):  # SHUTDOWN with a worker failing: this one still stops, as it said
+        await everywhere(peers(failing), "SHUTDOWN", Ok("shutting down", then=lambda: done.append(1)), 2.0)
+    assert done == [1]
 
 
 @virtual_time
@@ -263,7 +267,7 @@ async def test_actions_run_on_every_worker_and_driver_chatter_stays_here(two_wor
     await ask(client, "SET autocommit = 1")
     await ask(client, "SET pool.checkout_timeout = 9")
     assert fake.asked == [(1, "PAUSE app"), (1, "RESUME"), (1, "SET pool.checkout_timeout = 9")]
-    with pytest.raises(AdminError, match="Unknown pool|no pool"):  # refused here: no peer asked
+    with pytest.raises(AdminError, match=r"Unknown pool|no pool"):  # refused here: no peer asked
         await ask(client, "PAUSE nosuchpool")
     assert len(fake.asked) == 3
 
