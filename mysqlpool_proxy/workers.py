@@ -34,11 +34,12 @@ from dataclasses import dataclass, field, replace
 from .config import Config, ConfigError, ListenAddress, parse_listen
 from .logs import set_worker
 
-__all__ = ["WorkerSlot", "share", "validate", "worker_config", "supervise"]
+__all__ = ["WorkerSlot", "PEER_USER", "share", "validate", "worker_config", "supervise"]
 
 log = logging.getLogger("mysqlpool.workers")
 
 RESTART_BACKOFF_CAP = 30.0
+PEER_USER = "mysqlpool-peer"  # the login a worker uses on another's admin console (ops/peers.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,8 @@ def validate(config: Config) -> None:
         if size < n:
             problems.append(f"pool of user {user.name!r}: max_size {size} is less than proxy.workers {n} "
                             f"(each worker needs a share of at least one connection)")
+    if config.admin.user == PEER_USER:
+        problems.append(f"admin.user {PEER_USER!r} is the name workers use on each other's console; choose another")
     if config.backend.max_connections < n:
         problems.append(f"backend.max_connections {config.backend.max_connections} is less than proxy.workers {n}")
     if problems:

@@ -39,6 +39,7 @@ from ..config import ListenAddress
 from ..constants import ER, FIELD_TYPE
 from ..errors import ProxyError
 from ..protocol.resultset import Column, Ok, Reply, Rows
+from ..workers import PEER_USER
 
 if TYPE_CHECKING:
     from ..proxy.proxy import Proxy
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["PEER_USER", "PEER_TIMEOUT", "WORKER_SCOPE", "Peer", "Peers", "PeerClient", "AdminPeerClient",
            "peers_of", "everywhere", "forward", "merge_rows", "merge_expositions", "whole_exposition"]
 
-PEER_USER = "mysqlpool-peer"  # the login a worker uses on a peer's console (reserved: not for [admin] user)
 PEER_TIMEOUT = 2.0  # seconds a peer has to answer a SHOW, a quick action or a scrape
 WORKER_SCOPE = "scope=worker"  # the query string of a scrape of one worker's own families
 MAX_SCRAPE_BYTES = 64 << 20  # a peer's exposition larger than this is refused
