@@ -170,9 +170,9 @@ async def _asked(peers: Peers, peer: Peer, sql: str, timeout: float) -> Reply:
 
 
 async def _bounded(call: Awaitable[Reply], timeout: float) -> Reply:
-    """`call` within `timeout` (plus a little, for the client's own bound), else PeerUnreachable."""
+    """`call` within `timeout`, else PeerUnreachable."""
     try:
-        return await asyncio.wait_for(call, timeout + 0.5)
+        return await asyncio.wait_for(call, timeout)
     except TimeoutError:
         raise PeerUnreachable(f"no answer within {timeout:g}s") from None
 
