@@ -11,35 +11,42 @@ each pool's max_size and min_idle, of `[backend] max_connections` and of
 `[proxy] max_client_connections`, and, once the server reports its limits,
 of the account's connection limit. The kernel spreads new clients over the
 workers. Client connection ids are interleaved (worker i hands out ids
-i+1, i+1+N, ...), so they are unique across workers; KILL reaches clients of
-the same worker only. Metrics and the admin console of worker i listen on
-their configured port + i, and every metric carries a `worker` label; every
-log line of worker i says `worker=i` (a "worker" key in JSON logs).
+i+1, i+1+N, ...), so they are unique across workers and name their worker.
+Metrics and the admin console of worker i listen on their configured port
++ i, and every metric carries a `worker` label; every log line of worker i
+says `worker=i` (a "worker" key in JSON logs). Each of them still shows the
+whole proxy: a worker asks its peers (ops/peers.py), logging in to their
+consoles with a secret the supervisor draws before forking (`WorkerSlot.secret`:
+inherited by the workers, never in the config or a log line). A worker that
+exits with 0 on its own (SHUTDOWN on the console) is not restarted.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .config import Config, ConfigError, ListenAddress, parse_listen
 from .logs import set_worker
 
-__all__ = ["WorkerSlot", "share", "validate", "worker_config", "supervise"]
+__all__ = ["WorkerSlot", "PEER_USER", "share", "validate", "worker_config", "supervise"]
 
 log = logging.getLogger("mysqlpool.workers")
 
 RESTART_BACKOFF_CAP = 30.0
+PEER_USER = "mysqlpool-peer"  # the login a worker uses on another's admin console (ops/peers.py)
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerSlot:
     index: int
     count: int
+    secret: str = field(default="", repr=False, compare=False)  # the workers' password to each other's console
 
     @property
     def label(self) -> str:
@@ -62,6 +69,8 @@ def validate(config: Config) -> None:
         if size < n:
             problems.append(f"pool of user {user.name!r}: max_size {size} is less than proxy.workers {n} "
                             f"(each worker needs a share of at least one connection)")
+    if config.admin.user == PEER_USER:
+        problems.append(f"admin.user {PEER_USER!r} is the name workers use on each other's console; choose another")
     if config.backend.max_connections < n:
         problems.append(f"backend.max_connections {config.backend.max_connections} is less than proxy.workers {n}")
     if problems:
@@ -104,6 +113,7 @@ def supervise(config: Config, run_worker) -> int:
     children: dict[int, WorkerSlot] = {}
     stopping = False
     restarts: dict[int, float] = {}
+    secret = secrets.token_urlsafe(24)  # drawn here, so every worker inherits the same one
 
     def spawn(slot: WorkerSlot) -> None:
         pid = os.fork()
@@ -133,7 +143,7 @@ def supervise(config: Config, run_worker) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, forward)
     for index in range(count):
-        spawn(WorkerSlot(index, count))
+        spawn(WorkerSlot(index, count, secret))
     code = 0
     while children:
         try:
@@ -148,6 +158,9 @@ def supervise(config: Config, run_worker) -> int:
         exit_code = os.waitstatus_to_exitcode(status)
         if stopping:
             code = code or (exit_code if exit_code > 0 else 0)
+            continue
+        if exit_code == 0:  # it stopped as asked (SHUTDOWN on the console): the others are asked too
+            log.info("worker %d (pid %d) stopped; not restarting it", slot.index, pid)
             continue
         delay = min(RESTART_BACKOFF_CAP, restarts.get(slot.index, 0.5) * 2)
         restarts[slot.index] = delay

@@ -17,9 +17,11 @@
 #            import annotations` such a name is a dependency no import shows);
 #   no-io    protocol/ and core/, and every package module they import (all the
 #            way down), import no I/O module;
-#   deps     aiomysql only in backend/adapter.py; prometheus_client only in
-#            ops/metrics.py and ops/http.py (which serves the exposition
-#            format: `choose_encoder` picks it from the request's Accept);
+#   deps     aiomysql only in backend/adapter.py (and its public API in
+#            ops/peers.py, the client of the other workers' consoles);
+#            prometheus_client only in ops/metrics.py, ops/http.py (which
+#            serves the exposition format: `choose_encoder` picks it from the
+#            request's Accept) and ops/peers.py (which merges the workers');
 #   mixins   no class named *Mixin, no class with more than one base that is a
 #            non-Protocol class of the package;
 #   private  no `x._name` (nor getattr/setattr/hasattr/delattr of "_name") where
@@ -282,8 +284,9 @@ RANKS: list[tuple[str, set[str]]] = [
 IO_MODULES = FORBIDDEN
 IO_FREE_LAYERS = {"protocol", "core"}
 ONLY_IMPORTED_BY = {
-    "aiomysql": {"mysqlpool_proxy/backend/adapter.py"},
-    "prometheus_client": {"mysqlpool_proxy/ops/metrics.py", "mysqlpool_proxy/ops/http.py"},
+    "aiomysql": {"mysqlpool_proxy/backend/adapter.py", "mysqlpool_proxy/ops/peers.py"},
+    "prometheus_client": {"mysqlpool_proxy/ops/metrics.py", "mysqlpool_proxy/ops/http.py",
+                          "mysqlpool_proxy/ops/peers.py"},
 }
 PUBLIC_UNDERSCORED = {"_replace", "_asdict", "_fields", "_make", "_exit"}  # namedtuple's API; os._exit
 PRIVATE_ALLOWED = {"mysqlpool_proxy/backend/adapter.py": {"_reader", "_writer", "_buffer"}}

@@ -23,13 +23,22 @@
 # to MAX_LOGIN_PACKET (a larger one: 1153 and a close at its header), then
 # packets up to MAX_PACKET; no reading while answers cannot be written. Bad
 # input or a handler's bug costs that admin connection, never the proxy.
+# With [proxy] workers > 1 every console speaks for the whole proxy: a
+# command's `across` says whether it runs on this worker only, or on every
+# worker (peers.everywhere(): this worker's handler first, so a usage error
+# asks no peer, then the peers concurrently; rows get a `worker` column), and
+# KILL CLIENT goes to the worker that owns the id. A peer logs in as
+# peers.PEER_USER with the supervisor's secret, only from this host, and its
+# commands run on this worker only.
 """The admin console: inspect and steer a running proxy over the MySQL protocol."""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import inspect
+import ipaddress
 import itertools
 import logging
 import re
@@ -59,7 +68,7 @@ from ..protocol.resultset import (
     select_reply,
 )
 from ..reasons import BackendCloseReason, ClientCloseReason, RefusalReason
-from . import operations, snapshots
+from . import operations, peers as peer_workers, snapshots
 
 if TYPE_CHECKING:
     from ..proxy.proxy import Proxy
@@ -312,10 +321,13 @@ async def _closed(conn: AdminConnection, pools: list) -> Ok:
               "changed how they connect")
 
 
-def kill_client_command(conn: AdminConnection, args: list) -> Awaitable[None]:
+def kill_client_command(conn: AdminConnection, args: list) -> Awaitable[Reply | None]:
     if not re.fullmatch(r"[0-9]{1,10}", args[0]):
         raise ProxyError(ER.PARSE_ERROR, "Usage: KILL CLIENT <id>", "42000")
     client_id = int(args[0])
+    peers = conn.peers
+    if peers is not None and (owner := peers.owner(client_id)) != peers.index:
+        return peer_workers.forward(peers, owner, f"KILL CLIENT {client_id}", peer_workers.PEER_TIMEOUT)
     target = conn.proxy.clients.get(client_id)
     if target is None:
         raise ProxyError(ER.NO_SUCH_THREAD, f"Unknown thread id: {client_id}")
@@ -330,6 +342,15 @@ def shutdown(conn: AdminConnection, args: list) -> Ok:
               then=lambda: conn.proxy.request_shutdown(wait=wait))
 
 
+class Across(enum.Enum):
+    """Where a command runs when the proxy has several workers."""
+
+    WORKER = "worker"  # this worker only (KILL CLIENT finds the client's worker itself)
+    SHOW = "show"  # every worker's rows, each peer within PEER_TIMEOUT
+    ACT = "act"  # done on every worker, each peer within PEER_TIMEOUT
+    WAIT = "wait"  # done on every worker, each peer within shutdown_timeout + PEER_TIMEOUT
+
+
 @dataclass(frozen=True, slots=True)
 class AdminCommand:
     name: str  # its words, upper case
@@ -337,6 +358,7 @@ class AdminCommand:
     handler: Callable[[AdminConnection, list], Reply | Awaitable[Reply | None]]
     description: str
     raw: bool = False  # the handler gets the text after the name as typed, one argument, and logs itself
+    across: Across = Across.WORKER
 
     @property
     def usage(self) -> str:
@@ -344,26 +366,31 @@ class AdminCommand:
 
 
 COMMANDS: dict[str, AdminCommand] = {c.name: c for c in (
-    AdminCommand("SHOW POOLS", "", show_pools, "per pool: caps, idle/in use/connecting, waiting, paused, waits"),
-    AdminCommand("SHOW CLIENTS", "", show_clients, "client connections: who, state, times, backend held, pins"),
+    AdminCommand("SHOW POOLS", "", show_pools, "per pool: caps, idle/in use/connecting, waiting, paused, waits",
+                 across=Across.SHOW),
+    AdminCommand("SHOW CLIENTS", "", show_clients, "client connections: who, state, times, backend held, pins",
+                 across=Across.SHOW),
     AdminCommand("SHOW ACTIVITY", "", show_activity, "each client's command now (or last), how long it runs, "
-                 "its transaction's age"),
-    AdminCommand("SHOW SERVERS", "", show_servers, "backend connections: thread id, state, ages, client holding it"),
-    AdminCommand("SHOW STATS", "", show_stats, "counters per pool, and proxy-wide (pool NULL)"),
+                 "its transaction's age", across=Across.SHOW),
+    AdminCommand("SHOW SERVERS", "", show_servers, "backend connections: thread id, state, ages, client holding it",
+                 across=Across.SHOW),
+    AdminCommand("SHOW STATS", "", show_stats, "counters per pool, and proxy-wide (pool NULL)",
+                 across=Across.SHOW),
     AdminCommand("SHOW CONFIG", "", show_config, "the effective configuration, secrets masked, and the "
-                 "source of each setting"),
+                 "source of each setting", across=Across.SHOW),
     AdminCommand("SHOW VERSION", "", show_version, "the proxy's version and the backend server's"),
     AdminCommand("RELOAD", "", reload_config, "re-read the config file (kept as it is if the new one is invalid); "
-                 "a row per changed setting, applied or needing a restart"),
+                 "a row per changed setting, applied or needing a restart", across=Across.ACT),
     AdminCommand("SET", "<section.key> = <value>", set_command, "change a setting live, as a RELOAD would, "
-                 "until the next RELOAD", raw=True),
+                 "until the next RELOAD", raw=True, across=Across.ACT),
     AdminCommand("PAUSE", "[pool]", pause_command, "new checkouts wait, backends close as released; answers "
-                 "when none is left"),
-    AdminCommand("RESUME", "[pool]", resume_command, "end a PAUSE (all pools or one)"),
+                 "when none is left", across=Across.WAIT),
+    AdminCommand("RESUME", "[pool]", resume_command, "end a PAUSE (all pools or one)", across=Across.ACT),
     AdminCommand("WAIT_CLOSE", "[pool]", wait_close_command, "answer once the backends a RELOAD or SET retired "
-                 "are closed"),
+                 "are closed", across=Across.WAIT),
     AdminCommand("KILL CLIENT", "<id>", kill_client_command, "close a client connection, killing its running query"),
-    AdminCommand("SHUTDOWN", "[WAIT]", shutdown, "stop the proxy now, or WAIT for transactions to finish"),
+    AdminCommand("SHUTDOWN", "[WAIT]", shutdown, "stop the proxy now, or WAIT for transactions to finish",
+                 across=Across.ACT),
     AdminCommand("SHOW HELP", "", show_help, "this list (the mariadb client answers a bare HELP itself)"),
     AdminCommand("HELP", "[topic...]", show_help, "this list, or the commands starting with topic"),
 )}
@@ -393,6 +420,24 @@ CLIENT_QUERIES: list[tuple[re.Pattern, Callable[[AdminConnection, re.Match], Rep
 ]
 
 
+def _run(conn: AdminConnection, command: AdminCommand, args: list, text: str) -> Reply | Awaitable[Reply | None]:
+    """The command here, then (with several workers, for a command `across` them) on every peer too."""
+    reply = command.handler(conn, args)  # first: a usage or argument error asks no peer
+    peers = conn.peers
+    if peers is None or command.across is Across.WORKER or (command.raw and not _names_setting(args[0])):
+        return reply
+    timeout = peer_workers.PEER_TIMEOUT
+    if command.across is Across.WAIT:
+        timeout += conn.proxy.config.proxy.shutdown_timeout
+    return peer_workers.everywhere(peers, text, reply, timeout)
+
+
+def _names_setting(text: str) -> bool:
+    """SET of a proxy setting (section.key), not a driver's SET NAMES or SET autocommit."""
+    match = _SETTING.fullmatch(text)
+    return match is not None and ("." in match["key"] or "[" in match["key"])
+
+
 def run_query(conn: AdminConnection, sql: str) -> Reply | Awaitable[Reply | None]:
     """Answer one COM_QUERY: an admin command, a client's own query, or ProxyError."""
     text = re.sub(r"[\s;]+$", "", sql).strip()
@@ -403,14 +448,14 @@ def run_query(conn: AdminConnection, sql: str) -> Reply | Awaitable[Reply | None
         command = COMMANDS.get(" ".join(words[:n]).upper())
         if command is not None and len(words) >= n:
             if command.raw:  # the rest as typed, one argument
-                return command.handler(conn, [text.split(None, n)[n] if len(words) > n else ""])
+                return _run(conn, command, [text.split(None, n)[n] if len(words) > n else ""], text)
             args = [w.strip("`'\"") for w in words[n:]]
             required = command.args.count("<")
             if not required <= len(args) <= required + command.args.count("[") and "..." not in command.args:
                 raise ProxyError(ER.PARSE_ERROR, f"Usage: {command.usage}", "42000")
             if not command.name.startswith(("SHOW", "HELP")):  # it changes something: log it
                 log.info("admin %s@%s: %s", conn.user, conn.peer, " ".join([command.name, *args]))
-            return command.handler(conn, args)
+            return _run(conn, command, args, text)
     for pattern, answer in CLIENT_QUERIES:
         match = pattern.fullmatch(text)
         if match is not None and (reply := answer(conn, match)) is not None:
@@ -443,6 +488,12 @@ class AdminConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None  # an asynchronous command in flight
         self._writing_paused = False
+        self.from_peer = False  # another worker logged in (peers.PEER_USER): its commands run here only
+
+    @property
+    def peers(self) -> peer_workers.Peers | None:
+        """The other workers a command goes to as well (None: one worker, or asked by a peer)."""
+        return None if self.from_peer else peer_workers.peers_of(self.proxy)
 
     # (narrower than BaseProtocol's BaseTransport: a listening server's transports are asyncio.Transport)
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -481,13 +532,28 @@ class AdminConnection(asyncio.Protocol):
         return sum(1 for c in self.connections if c.handshake is None)
 
     def _credentials_for(self, user: bytes) -> auth.Credentials | None:
-        """Only the [admin] user, and never without a credential (an empty password is none)."""
+        """Only the [admin] user, and never without a credential (an empty password is none); and
+        with several workers, a peer worker from this host with the supervisor's secret."""
+        secret = self.proxy.worker.secret if self.proxy.worker else ""
+        if secret and user == peer_workers.PEER_USER.encode():
+            return auth.credentials_from_password(secret) if self._from_this_host() else None
         admin = self.proxy.config.admin
         if user != admin.user.encode():
             return None
         if admin.password:
             return auth.credentials_from_password(admin.password)
         return auth.credentials_from_native_hash(admin.password_hash) if admin.password_hash else None
+
+    def _from_this_host(self) -> bool:
+        """A unix socket, loopback, or this host's own address (a listener on one address, dialled)."""
+        assert self.transport is not None  # (set by connection_made)
+        peer, local = self.transport.get_extra_info("peername"), self.transport.get_extra_info("sockname")
+        if not isinstance(peer, tuple):
+            return True
+        try:
+            return ipaddress.ip_address(peer[0]).is_loopback or peer[0] == local[0]
+        except ValueError:
+            return False
 
     def _handshake_timeout(self) -> None:
         log.info("admin connection from %s: no login within %.0fs; closing", self.peer, HANDSHAKE_TIMEOUT)
@@ -580,6 +646,8 @@ class AdminConnection(asyncio.Protocol):
             self.close()
             return
         self.user = event.user.decode("utf-8", "replace")
+        self.from_peer = event.user == peer_workers.PEER_USER.encode() and bool(self.proxy.worker
+                                                                               and self.proxy.worker.secret)
         self.schema = event.database.decode("utf-8", "replace") if event.database else None
         self.capabilities = event.capabilities
         self._write(self.handshake.accept(STATUS))

@@ -3,7 +3,9 @@
 # What this module owns: a tiny HTTP/1.1 server on asyncio streams (no web
 # framework) with three routes:
 #   GET <metrics path>  Prometheus exposition of the proxy's collector
-#                       (OpenMetrics when the scraper asks for it in Accept)
+#                       (OpenMetrics when the scraper asks for it in Accept);
+#                       with several workers, every worker's (peers.py), or
+#                       this worker's only with ?scope=worker
 #   GET /healthz        200 "ok" while the process serves: the liveness probe
 #   GET /readyz         200 when Proxy.readiness() says so (the server answered
 #                       within backend.probe_interval: see health.py), else 503
@@ -29,7 +31,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,6 +41,7 @@ from prometheus_client.exposition import choose_encoder
 
 from ..config import ListenAddress, parse_listen
 from .metrics import build_registry
+from .peers import WORKER_SCOPE, peers_of, whole_exposition
 from .status import HTML_HEADERS, status_html, status_json
 
 if TYPE_CHECKING:
@@ -79,6 +84,7 @@ class Request:
     method: str
     path: str
     headers: dict[str, str]
+    query: str = ""
 
 
 @dataclass(slots=True)
@@ -108,9 +114,15 @@ class HttpEndpoint:
 
     # -- routes ------------------------------------------------------------------------
 
-    def metrics(self, request: Request) -> Response:
+    def metrics(self, request: Request) -> Response | Awaitable[Response]:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(200, encoder(self.registry), content_type)
+        peers = peers_of(self.proxy)
+        if peers is None or WORKER_SCOPE in request.query.split("&"):
+            return Response(200, encoder(self.registry), content_type)
+        return self._whole(whole_exposition(peers, self.registry, encoder), content_type)
+
+    async def _whole(self, exposition: Awaitable[bytes], content_type: str) -> Response:
+        return Response(200, await exposition, content_type)
 
     def healthz(self, request: Request) -> Response:
         return Response(200, b"ok\n")
@@ -125,7 +137,7 @@ class HttpEndpoint:
     def status_json(self, request: Request) -> Response:
         return Response(200, status_json(self.proxy), JSON)
 
-    def respond(self, request: Request) -> Response:
+    def respond(self, request: Request) -> Response | Awaitable[Response]:
         route = self.routes.get(request.path)
         if route is None:
             return Response(404, b"not found\n")
@@ -168,7 +180,14 @@ class HttpEndpoint:
             return Response(431, b"request head too large\n"), "GET"
         except BadRequest as err:
             return Response(err.status, (str(err) + "\n").encode()), "GET"
-        return self.respond(request), request.method
+        response = self.respond(request)
+        if inspect.isawaitable(response):  # asks the other workers
+            try:
+                response = await response
+            except Exception:
+                log.exception("HTTP %s %s failed", request.method, request.path)
+                response = Response(500, b"internal error\n")
+        return response, request.method
 
 
 def parse_head(head: bytes) -> Request:
@@ -188,7 +207,7 @@ def parse_head(head: bytes) -> Request:
         if not colon or not name or name != name.strip():
             raise BadRequest(400, "bad header line")
         headers[name.lower()] = value.strip()
-    return Request(method, _path_of(target), headers)
+    return Request(method, _path_of(target), headers, target.partition("?")[2].partition("#")[0])
 
 
 def _path_of(target: str) -> str:

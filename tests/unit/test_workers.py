@@ -28,3 +28,12 @@ def test_each_worker_serves_metrics_and_admin_on_its_own_port():
     assert second.metrics.listen == "0.0.0.0:9107"
     assert second.admin.listen == "127.0.0.1:6035"
     assert worker_config(config, WorkerSlot(0, 2)).metrics.listen == "0.0.0.0:9106"
+
+
+def test_the_admin_user_cannot_be_the_workers_own_login():
+    config = Config(proxy=ProxyConfig(workers=2), admin=AdminConfig(user="mysqlpool-peer", password="pw"),
+                    users=(UserConfig(name="app", password="x"),))
+    with pytest.raises(ConfigError, match="admin.user 'mysqlpool-peer' is the name workers use"):
+        validate(config)
+    validate(Config(proxy=ProxyConfig(workers=2), admin=AdminConfig(user="ops", password="pw"),
+                    users=(UserConfig(name="app", password="x"),)))
