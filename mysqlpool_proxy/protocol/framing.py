@@ -27,7 +27,7 @@ from ..errors import LocalProtocolError, RemoteProtocolError
 from .wire import BytesLike
 
 __all__ = ["MAX_FRAME", "HEADER_SIZE", "Packet", "Oversized", "PacketDecoder", "FrameScanner", "encode_packet",
-           "frame_header"]
+           "frame_header", "with_payload"]
 
 MAX_FRAME = 0xFFFFFF
 HEADER_SIZE = 4
@@ -79,6 +79,11 @@ def encode_packet(payload: bytes, seq: int) -> bytes:
 
 def next_seq(packet_seq: int) -> int:
     return (packet_seq + 1) & 0xFF
+
+
+def with_payload(pkt: Packet, payload: bytes) -> Packet:
+    """`pkt` with another payload (the same first sequence id), as a command rewritten for the server."""
+    return Packet(pkt.seq, (pkt.seq + len(payload) // MAX_FRAME) & 0xFF, payload, encode_packet(payload, pkt.seq))
 
 
 class PacketDecoder:
