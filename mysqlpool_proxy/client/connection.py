@@ -52,6 +52,7 @@ from ..protocol.framing import (
     PacketDecoder,
     encode_packet,
     next_seq,
+    same_frames,
     with_payload,
 )
 from ..protocol.packets import make_eof, make_err, make_ok
@@ -411,7 +412,7 @@ class ClientConnection(asyncio.Protocol):
             if self.capabilities & CLIENT_QUERY_ATTRIBUTES:
                 # No backend takes attributes (README "Query attributes"): the server gets the SQL alone.
                 try:
-                    pkt = with_payload(pkt, plain_query(payload))
+                    pkt = with_payload(pkt, same_frames(pkt, plain_query(payload), b" "))
                 except AttributesRefused as exc:
                     self.send_error(pkt.last_seq, ProxyError(exc.errno, str(exc)))
                     return None

@@ -24,7 +24,7 @@ from ..core.client_session import NO_REPLY_CODES
 from ..core.statements import ClientStatement, ServerStatement, backend_statement_packet
 from ..core.states import BackendState
 from ..errors import ProxyError
-from ..protocol.framing import Packet, with_payload
+from ..protocol.framing import Packet, same_frames, with_payload
 from ..protocol.stmt import (
     EXECUTE_FIXED_SIZE,
     MALFORMED,
@@ -72,6 +72,7 @@ def lookup(client: Client, code: int, pkt: Packet) -> tuple[ClientStatement, Pac
             except ExecuteRefused as exc:
                 client.send_error(pkt.last_seq, ProxyError(exc.errno, str(exc)))
                 return None
+            payload = same_frames(pkt, payload, b"\x00")  # (the server reads nothing after the values)
             pkt = with_payload(pkt, payload)
         refused = _execute_refused(client, stmt, payload)
         if refused is not None:

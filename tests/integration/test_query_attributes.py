@@ -17,6 +17,7 @@ import mysql.connector
 import pytest
 from pymysql.constants import CLIENT
 
+from mysqlpool_proxy.protocol.framing import MAX_FRAME, encode_packet
 from tests.fuzz.wire import Answer, RawConnection, lenenc
 from tests.support.proxy import APP_DB, APP_PASSWORD, APP_USER
 
@@ -59,8 +60,8 @@ def raw(proxy):
 
 
 def run(conn: RawConnection, payload: bytes) -> Answer:
-    conn.send(struct.pack("<I", len(payload))[:3] + b"\x00" + payload)
-    return conn.read_answer(payload[0], time.monotonic() + 10)
+    conn.send(encode_packet(payload, 0))
+    return conn.read_answer(payload[0], time.monotonic() + 30)
 
 
 def text_values(answer: Answer) -> list[bytes]:
@@ -122,6 +123,18 @@ def test_a_malformed_block_gets_mysqls_error_and_the_connection_goes_on(raw, pay
     answer = run(raw, payload)
     assert (answer.kind, answer.errno, answer.message) == ("err", 1835, b"Malformed communication packet")
     assert text_values(run(raw, with_attributes(b"SELECT 'still here'", TRACE_ATTRIBUTE))) == [b"still here"]
+
+
+def test_a_query_of_two_frames_is_answered_after_its_second(raw):
+    # 16 MiB and one byte: two frames, the answer numbered from 2. Without its block the payload would
+    # fit in one frame, and the server would number its answer from 1: the proxy keeps the two frames.
+    head, tail = b"\x03\x00\x01SELECT LENGTH('", b"')"
+    payload = head + b"a" * (MAX_FRAME + 1 - len(head) - len(tail)) + tail
+    assert len(payload) == MAX_FRAME + 1
+    answer = run(raw, payload)
+    assert text_values(answer) == [str(MAX_FRAME + 1 - len(head) - len(tail)).encode()]
+    assert answer.seq == 6  # column count 2, its definition 3, EOF 4, the row 5, EOF 6
+    assert text_values(run(raw, with_attributes(b"SELECT 'next'", TRACE_ATTRIBUTE))) == [b"next"]
 
 
 def test_executes_in_the_mysql8_form(raw):

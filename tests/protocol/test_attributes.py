@@ -17,7 +17,7 @@ import pytest
 
 from mysqlpool_proxy.errors import RemoteProtocolError
 from mysqlpool_proxy.protocol.attributes import AttributesRefused, plain_query
-from mysqlpool_proxy.protocol.framing import Packet, PacketDecoder, encode_packet
+from mysqlpool_proxy.protocol.framing import MAX_FRAME, Packet, PacketDecoder, encode_packet, same_frames
 from mysqlpool_proxy.protocol.stmt import ExecuteRefused, parse_execute, plain_execute
 
 MALFORMED = (1835, "Malformed communication packet")
@@ -220,3 +220,23 @@ def test_every_cut_of_an_execute_is_read_or_refused(payload, params, prior, long
             plain_execute(payload[:n], params, prior, long_data)
         except ExecuteRefused as exc:
             assert exc.errno in (1835, 1210)
+
+
+@pytest.mark.parametrize("length, plain_length, padded", [
+    (100, 97, 97),  # one frame either way
+    (MAX_FRAME + 1, MAX_FRAME - 1, MAX_FRAME),  # two frames (the second of one byte) stay two
+    (MAX_FRAME + 1, MAX_FRAME + 1, MAX_FRAME + 1),
+    (MAX_FRAME, MAX_FRAME - 3, MAX_FRAME),  # a full frame and an empty one
+    (2 * MAX_FRAME + 5, 2 * MAX_FRAME - 2, 2 * MAX_FRAME),
+])
+def test_a_shortened_command_keeps_its_frames(length, plain_length, padded):
+    """The server numbers its answer after the command's last frame, and the client expects it
+    after its own: a command without its attributes fills as many frames as it came in."""
+    raw = encode_packet(b"\x03" * length, 0)
+    decoder = PacketDecoder()
+    decoder.feed(raw)
+    pkt = decoder.next_packet()
+    assert isinstance(pkt, Packet)
+    result = same_frames(pkt, b"\x03" + b"x" * (plain_length - 1), b" ")
+    assert len(result) == padded and result.rstrip(b" ") == b"\x03" + b"x" * (plain_length - 1)
+    assert len(result) // MAX_FRAME == length // MAX_FRAME
