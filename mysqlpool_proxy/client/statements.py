@@ -4,11 +4,10 @@ Commands that carry a statement id are looked up in the client's own table
 (`lookup`); what needs no server is answered here (closing, resetting a
 statement that lives on no server), and so is what the server would refuse
 at once, with its own error: an execute that does not parse (see
-protocol/stmt.py) is checked here, once, before any backend is taken (and
-one in MySQL 8's query-attribute form is made plain first: no backend
-takes attributes); a
-long-data packet shorter than its header is dropped, as the server drops
-it. The rest is the backend's side of a statement: the packet with the
+protocol/stmt.py) is checked here, once, before any backend is taken (one
+in MySQL 8's query-attribute form is made plain first: no backend takes
+attributes); a long-data packet shorter than its header is dropped, as the
+server drops it. The rest is the backend's side of a statement: the packet with the
 backend's statement id (and the parameter types it has not seen), the
 server statement cached after a prepare, and whether a cursor or long data
 lives on it.
