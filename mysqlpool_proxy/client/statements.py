@@ -7,10 +7,10 @@ at once, with its own error: an execute that does not parse (see
 protocol/stmt.py) is checked here, once, before any backend is taken (one
 in MySQL 8's query-attribute form is made plain first: no backend takes
 attributes); a long-data packet shorter than its header is dropped, as the
-server drops it. The rest is the backend's side of a statement: the packet with the
-backend's statement id (and the parameter types it has not seen), the
-server statement cached after a prepare, and whether a cursor or long data
-lives on it.
+server drops it. The rest is the backend's side of a statement: the packet
+with the backend's statement id (and the parameter types it has not seen),
+the server statement cached after a prepare, and whether a cursor or long
+data lives on it.
 """
 
 from __future__ import annotations
