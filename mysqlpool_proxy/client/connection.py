@@ -35,7 +35,7 @@ from typing import Any
 from ..backend import commands
 from ..backend.connection import BackendConnection
 from ..backend.pool import Pool
-from ..constants import CLIENT, COMMAND, ER
+from ..constants import CLIENT, CLIENT_QUERY_ATTRIBUTES, COMMAND, ER
 from ..core.client_session import NO_REPLY_CODES, STICKY_STATUS, STMT_ID_COMMANDS, ClientSession, Command, Outcome
 from ..core.pins import PinReason
 from ..core.session import SessionState, apply_changes
@@ -43,8 +43,19 @@ from ..core.states import BackendState, ClientState, IllegalTransition
 from ..errors import ProtocolError, ProxyError
 from ..logs import log_event
 from ..protocol import handshake as hs
+from ..protocol.attributes import AttributesRefused, plain_query
 from ..protocol.command import CommandSpec, Handling, spec_for
-from ..protocol.framing import MAX_FRAME, FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
+from ..protocol.framing import (
+    MAX_FRAME,
+    FrameScanner,
+    Oversized,
+    Packet,
+    PacketDecoder,
+    encode_packet,
+    next_seq,
+    same_frames,
+    with_payload,
+)
 from ..protocol.packets import make_eof, make_err, make_ok
 from ..protocol.response import Expect
 from ..protocol.sql import analyze, parse_set_names, replace_connection_id
@@ -405,6 +416,14 @@ class ClientConnection(asyncio.Protocol):
         session = self.session
         effects = None
         if code == COMMAND.COM_QUERY:
+            if self.capabilities & CLIENT_QUERY_ATTRIBUTES:
+                # No backend takes attributes (README "Query attributes"): the server gets the SQL alone.
+                try:
+                    pkt = with_payload(pkt, same_frames(pkt, plain_query(payload), b" "))
+                except AttributesRefused as exc:
+                    self.send_error(pkt.last_seq, ProxyError(exc.errno, str(exc)))
+                    return None
+                payload = pkt.payload
             if self.lease.backend is None and len(payload) <= NOOP_MAX_LENGTH and payload[1:2] in _NOOP_FIRST \
                     and not session.holds_state():  # COMMIT / ROLLBACK / SET autocommit with nothing open?
                 noop = noop_transaction_command(payload[1:])
@@ -423,12 +442,13 @@ class ClientConnection(asyncio.Protocol):
                 pkt, payload = killed, killed.payload
             if effects.reads_connection_id:
                 # The id a client sees is the proxy's (KILL takes it too), not a backend's.
-                pkt = _rewritten(pkt, b"\x03" + replace_connection_id(payload[1:], self.id, quoting))
+                pkt = with_payload(pkt, b"\x03" + replace_connection_id(payload[1:], self.id, quoting))
         command = Command(spec, effects=effects, seq=pkt.last_seq)
         if code in STMT_ID_COMMANDS:
-            stmt = statements.lookup(self, code, pkt)
-            if stmt is None:
+            found = statements.lookup(self, code, pkt)
+            if found is None:
                 return None
+            stmt, pkt = found
             command.stmt, command.stmt_id = stmt, stmt.id
             if code == COMMAND.COM_STMT_EXECUTE:
                 command.effects, command.sql = stmt.effects, stmt.sql  # executing it does what its SQL does
@@ -436,7 +456,7 @@ class ClientConnection(asyncio.Protocol):
             command.stmt_id = session.new_statement_id()
             quoting = session.quoting
             if analyze(payload[1:], quoting).reads_connection_id:
-                pkt = _rewritten(pkt, b"\x16" + replace_connection_id(payload[1:], self.id, quoting))
+                pkt = with_payload(pkt, b"\x16" + replace_connection_id(payload[1:], self.id, quoting))
             command.sql = pkt.payload[1:]
         elif effects is not None:
             command.sql = pkt.payload[1:]
@@ -707,7 +727,3 @@ class ClientConnection(asyncio.Protocol):
     def send_eof(self, last_seq: int) -> None:
         self.write(encode_packet(make_eof(self.session.status & STICKY_STATUS), next_seq(last_seq)))
 
-
-def _rewritten(pkt: Packet, payload: bytes) -> Packet:
-    """`pkt` with another payload (the same first sequence id)."""
-    return Packet(pkt.seq, (pkt.seq + len(payload) // MAX_FRAME) & 0xFF, payload, encode_packet(payload, pkt.seq))

@@ -4,12 +4,13 @@ Commands that carry a statement id are looked up in the client's own table
 (`lookup`); what needs no server is answered here (closing, resetting a
 statement that lives on no server), and so is what the server would refuse
 at once, with its own error: an execute that does not parse (see
-protocol/stmt.py) is checked here, once, before any backend is taken; a
-long-data packet shorter than its header is dropped, as the server drops
-it. The rest is the backend's side of a statement: the packet with the
-backend's statement id (and the parameter types it has not seen), the
-server statement cached after a prepare, and whether a cursor or long data
-lives on it.
+protocol/stmt.py) is checked here, once, before any backend is taken (one
+in MySQL 8's query-attribute form is made plain first: no backend takes
+attributes); a long-data packet shorter than its header is dropped, as the
+server drops it. The rest is the backend's side of a statement: the packet
+with the backend's statement id (and the parameter types it has not seen),
+the server statement cached after a prepare, and whether a cursor or long
+data lives on it.
 """
 
 from __future__ import annotations
@@ -17,13 +18,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..backend.connection import BackendConnection
-from ..constants import COMMAND, ER, ER_MALFORMED_PACKET
+from ..constants import CLIENT_QUERY_ATTRIBUTES, COMMAND, ER, ER_MALFORMED_PACKET
 from ..core.client_session import NO_REPLY_CODES
 from ..core.statements import ClientStatement, ServerStatement, backend_statement_packet
 from ..core.states import BackendState
 from ..errors import ProxyError
-from ..protocol.framing import Packet
-from ..protocol.stmt import EXECUTE_FIXED_SIZE, MALFORMED, WRONG_ARGUMENTS, ExecuteRefused, nulls_only, parse_execute
+from ..protocol.framing import Packet, same_frames, with_payload
+from ..protocol.stmt import (
+    EXECUTE_FIXED_SIZE,
+    MALFORMED,
+    WRONG_ARGUMENTS,
+    ExecuteRefused,
+    nulls_only,
+    parse_execute,
+    plain_execute,
+)
 from .constants import ER_STMT_HAS_NO_OPEN_CURSOR, ER_UNKNOWN_STMT_HANDLER
 
 if TYPE_CHECKING:
@@ -34,8 +43,9 @@ __all__ = ["lookup", "backend_packet", "no_reply_done", "cache_prepared", "mark_
 LONG_DATA_HEADER = 7  # 0x18 stmt_id(4) param_id(2): MariaDB ignores a shorter COM_STMT_SEND_LONG_DATA
 
 
-def lookup(client: Client, code: int, pkt: Packet) -> ClientStatement | None:
-    """The client's statement the command names; None when the command was answered here (or dropped)."""
+def lookup(client: Client, code: int, pkt: Packet) -> tuple[ClientStatement, Packet] | None:
+    """The client's statement the command names, and the packet as the server takes it (an execute of a
+    client with query attributes, without them); None when the command was answered here (or dropped)."""
     payload = pkt.payload
     if code == COMMAND.COM_STMT_EXECUTE and len(payload) < EXECUTE_FIXED_SIZE:
         # The server checks this before it looks the statement up.
@@ -55,6 +65,14 @@ def lookup(client: Client, code: int, pkt: Packet) -> ClientStatement | None:
         _drop_server_statement(client, stmt)
         return None
     if code == COMMAND.COM_STMT_EXECUTE:
+        if client.capabilities & CLIENT_QUERY_ATTRIBUTES:
+            try:
+                payload = plain_execute(payload, stmt.params, stmt.types, stmt.id in pins.long_data)
+            except ExecuteRefused as exc:
+                client.send_error(pkt.last_seq, ProxyError(exc.errno, str(exc)))
+                return None
+            payload = same_frames(pkt, payload, b"\x00")  # (the server reads nothing after the values)
+            pkt = with_payload(pkt, payload)
         refused = _execute_refused(client, stmt, payload)
         if refused is not None:
             client.send_error(pkt.last_seq, refused)
@@ -68,7 +86,7 @@ def lookup(client: Client, code: int, pkt: Packet) -> ClientStatement | None:
         client.send_error(pkt.last_seq, ProxyError(ER_STMT_HAS_NO_OPEN_CURSOR,
                                                    f"The statement ({sid}) has no open cursor"))
         return None
-    return stmt
+    return stmt, pkt
 
 
 def _execute_refused(client: Client, stmt: ClientStatement, payload: bytes) -> ProxyError | None:

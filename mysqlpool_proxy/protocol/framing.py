@@ -27,7 +27,7 @@ from ..errors import LocalProtocolError, RemoteProtocolError
 from .wire import BytesLike
 
 __all__ = ["MAX_FRAME", "HEADER_SIZE", "Packet", "Oversized", "PacketDecoder", "FrameScanner", "encode_packet",
-           "frame_header"]
+           "frame_header", "with_payload", "same_frames"]
 
 MAX_FRAME = 0xFFFFFF
 HEADER_SIZE = 4
@@ -79,6 +79,20 @@ def encode_packet(payload: bytes, seq: int) -> bytes:
 
 def next_seq(packet_seq: int) -> int:
     return (packet_seq + 1) & 0xFF
+
+
+def with_payload(pkt: Packet, payload: bytes) -> Packet:
+    """`pkt` with another payload (the same first sequence id), as a command rewritten for the server."""
+    return Packet(pkt.seq, (pkt.seq + len(payload) // MAX_FRAME) & 0xFF, payload, encode_packet(payload, pkt.seq))
+
+
+def same_frames(pkt: Packet, payload: bytes, filler: bytes) -> bytes:
+    """`payload`, shorter than `pkt`'s, made as long as it takes to fill as many frames: the server numbers
+    its answer after the last frame it got, and the client expects it after its own. `filler`: a byte the
+    server ignores at the end of this command (a rewrite that only shortens moves the count by one frame at most,
+    and only for a payload within a few bytes of 16 MiB)."""
+    short = ((pkt.last_seq - pkt.seq) & 0xFF) * MAX_FRAME - len(payload)
+    return payload + filler * short if short > 0 else payload
 
 
 class PacketDecoder:

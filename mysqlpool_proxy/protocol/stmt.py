@@ -30,6 +30,19 @@ Types live on the server statement, which the proxy shares between clients:
 an execute that binds none, of a statement whose client never bound any,
 would run with another client's types. MariaDB refuses it (1210) unless all
 its parameters are NULL (`nulls_only`), and so does the proxy.
+
+A client that negotiated CLIENT_QUERY_ATTRIBUTES (MySQL 8) sends the MySQL 8
+form (page_protocol_com_stmt_execute): when the statement has parameters, or
+when flags has PARAMETER_COUNT_AVAILABLE (0x08), a parameter_count<lenenc>
+follows the fixed part, and each bound type is followed by a name<lenenc>.
+The count may exceed the statement's parameters: the rest are attributes.
+`plain_execute` turns it into the form above (the flag cleared, the count and
+names dropped, the statement's own parameters kept, the attributes left
+out), refusing what MySQL 8 refuses (protocol/attributes.py) and a count
+below the statement's parameters (1210). While long data waits on the
+statement its values are not read (which parameters it fills is the
+server's to know), so the attributes' values stay at the end of the packet,
+where the server does not read.
 """
 
 from __future__ import annotations
@@ -38,12 +51,15 @@ from dataclasses import dataclass
 
 from ..constants import ER, ER_MALFORMED_PACKET
 from ..errors import RemoteProtocolError
+from .attributes import AttributesRefused, read_block
 from .wire import BytesLike
 
-__all__ = ["ExecuteHeader", "ExecuteRefused", "parse_execute", "nulls_only", "with_statement_id", "with_types",
-           "CURSOR_TYPE_READ_ONLY", "EXECUTE_FIXED_SIZE", "MALFORMED", "WRONG_ARGUMENTS"]
+__all__ = ["ExecuteHeader", "ExecuteRefused", "parse_execute", "plain_execute", "nulls_only", "with_statement_id",
+           "with_types", "CURSOR_TYPE_READ_ONLY", "PARAMETER_COUNT_AVAILABLE", "EXECUTE_FIXED_SIZE", "MALFORMED",
+           "WRONG_ARGUMENTS"]
 
 CURSOR_TYPE_READ_ONLY = 0x01
+PARAMETER_COUNT_AVAILABLE = 0x08  # MySQL 8: a parameter_count follows the fixed part
 EXECUTE_FIXED_SIZE = 10  # 0x17 stmt_id(4) flags(1) iteration_count(4)
 MALFORMED = "Malformed communication packet"
 WRONG_ARGUMENTS = "Incorrect arguments to mysqld_stmt_execute"
@@ -114,3 +130,28 @@ def with_types(payload: bytes, header: ExecuteHeader, types: bytes) -> bytes:
         return payload
     off = header.flag_offset
     return payload[:off] + b"\x01" + types + payload[off + 1:]
+
+
+def plain_execute(payload: BytesLike, params: int, prior_types: bytes | None, long_data: bool) -> bytes:
+    """The MySQL 8 form of an execute of a statement with `params` parameters (a client with
+    CLIENT_QUERY_ATTRIBUTES) in the form above; `prior_types`: the types its client bound last;
+    `long_data`: long data waits on it. ExecuteRefused when MySQL 8 would refuse it."""
+    if len(payload) < EXECUTE_FIXED_SIZE:
+        raise ExecuteRefused(ER_MALFORMED_PACKET, MALFORMED)
+    flags = payload[5]
+    if params == 0 and not flags & PARAMETER_COUNT_AVAILABLE:
+        return bytes(payload)  # the server reads nothing after the fixed part
+    try:
+        block = read_block(payload, EXECUTE_FIXED_SIZE, set_count=False, prior_types=prior_types,
+                           measure=not long_data)
+    except AttributesRefused as exc:
+        raise ExecuteRefused(exc.errno, str(exc)) from None
+    fixed = bytes(payload[:5]) + bytes((flags & ~PARAMETER_COUNT_AVAILABLE,)) + bytes(payload[6:EXECUTE_FIXED_SIZE])
+    if params == 0:
+        return fixed
+    if block.count < params:
+        raise ExecuteRefused(ER.WRONG_ARGUMENTS, WRONG_ARGUMENTS)
+    bitmap = (block.bitmap & ((1 << params) - 1)).to_bytes((params + 7) // 8, "little")
+    types = block.types[:2 * params] if block.types is not None else b""
+    end = block.value_ends[params - 1] if block.value_ends is not None else len(payload)
+    return fixed + bitmap + bytes((block.bound,)) + types + bytes(payload[block.values:end])

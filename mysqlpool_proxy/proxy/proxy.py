@@ -43,7 +43,7 @@ from ..backend.pool import KEY_BITS, BackendLimiter, Pool
 from ..client.connection import ClientConnection
 from ..client.context import ClientHandle, UserLike
 from ..config import Config, UserConfig
-from ..constants import CLIENT, SERVER_STATUS
+from ..constants import CLIENT, CLIENT_QUERY_ATTRIBUTES, SERVER_STATUS
 from ..core.server_info import ServerInfo, WaitTimeouts
 from ..core.session import SessionState, SyncKind, SyncStep, names_variables
 from ..core.states import ClientState
@@ -68,11 +68,13 @@ OFFERED_CAPABILITIES = (
     | CLIENT.PROTOCOL_41 | CLIENT.INTERACTIVE | CLIENT.TRANSACTIONS | CLIENT.SECURE_CONNECTION
     | CLIENT.MULTI_STATEMENTS | CLIENT.MULTI_RESULTS | CLIENT.PS_MULTI_RESULTS | CLIENT.PLUGIN_AUTH
     | CLIENT.CONNECT_ATTRS | CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT.SESSION_TRACK | CLIENT.COMPRESS
+    | CLIENT_QUERY_ATTRIBUTES
 )
 
 # Offered whatever the server has: the proxy does these itself (session tracking it emulates;
-# compression it does on the client's side only, backends stay uncompressed).
-CLIENT_SIDE_CAPABILITIES = CLIENT.SESSION_TRACK | CLIENT.COMPRESS
+# compression it does on the client's side only, backends stay uncompressed; query attributes
+# it takes out of each command, as no backend is opened with them).
+CLIENT_SIDE_CAPABILITIES = CLIENT.SESSION_TRACK | CLIENT.COMPRESS | CLIENT_QUERY_ATTRIBUTES
 
 SCHEMA_CACHE_SIZE = 1024
 DEFAULT_MAX_PACKET = 64 << 20  # before the server's max_allowed_packet is known

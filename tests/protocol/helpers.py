@@ -273,7 +273,7 @@ def capture_payloads(name: str) -> list[bytes]:
 # -- client packets, built by hand from the protocol pages ---------------------
 
 # A MySQL 8.0 libmysqlclient's usual flags (mysql CLI): note DEPRECATE_EOF and
-# QUERY_ATTRIBUTES, which the proxy does not offer.
+# QUERY_ATTRIBUTES, which PROXY_CAPS below does not offer.
 CLIENT_QUERY_ATTRIBUTES = 1 << 27
 MYSQL8_CLIENT_FLAGS = (
     CLIENT.LONG_PASSWORD | CLIENT.LONG_FLAG | CLIENT.CONNECT_WITH_DB | CLIENT.LOCAL_FILES | CLIENT.PROTOCOL_41
@@ -283,7 +283,8 @@ MYSQL8_CLIENT_FLAGS = (
     | CLIENT.DEPRECATE_EOF | CLIENT_QUERY_ATTRIBUTES
 )
 
-# What the proxy offers clients (mysqlpool_proxy.proxy.OFFERED_CAPABILITIES, spelled out).
+# What the proxy offers clients (mysqlpool_proxy.proxy.OFFERED_CAPABILITIES, spelled out), less
+# CLIENT_QUERY_ATTRIBUTES and COMPRESS: the handshake tests' greeting.
 PROXY_CAPS = (
     CLIENT.LONG_PASSWORD | CLIENT.FOUND_ROWS | CLIENT.LONG_FLAG | CLIENT.CONNECT_WITH_DB | CLIENT.LOCAL_FILES
     | CLIENT.PROTOCOL_41 | CLIENT.INTERACTIVE | CLIENT.TRANSACTIONS | CLIENT.SECURE_CONNECTION
