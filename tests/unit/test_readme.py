@@ -35,3 +35,25 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "./scripts/test.sh" in README
     assert "scripts/test.sh" in ci
+
+
+def test_the_compatibility_table_says_what_is_offered():
+    """Each capability row of README's Protocol compatibility table says `yes...` exactly when the proxy
+    offers it to clients (CLIENT_SSL: when TLS is configured)."""
+    from mysqlpool_proxy import constants
+    from mysqlpool_proxy.proxy.proxy import OFFERED_CAPABILITIES
+
+    section = README.split("## Protocol compatibility", 1)[1].split("\n## ", 1)[0].split("| Command |", 1)[0]
+    rows = re.findall(r"^\| (`[^|]*`) \| ([^|]*) \|", section, re.M)
+    checked = {}
+    for names, offered in rows:
+        for name in re.findall(r"`([A-Z_0-9]+)`", names):
+            flag = name.removeprefix("CLIENT_")
+            value = getattr(constants.CLIENT, flag, None) or getattr(constants, name, None) \
+                or getattr(constants, f"CLIENT_{flag}", None)
+            if value is None:
+                continue  # MariaDB's extended capabilities (the fourth byte's): never sent at all
+            checked[name] = (offered.startswith("yes") or offered.startswith("when"),
+                             bool(value & (OFFERED_CAPABILITIES | constants.CLIENT.SSL)))
+    assert len(checked) >= 20, sorted(checked)
+    assert {n: said for n, (said, real) in checked.items() if said != real} == {}
