@@ -222,8 +222,10 @@ class BackendConnection(asyncio.Protocol):
 
     def detach(self) -> None:
         """It goes back to its pool: nothing of its last client stays paused, either way."""
-        self._resume_paused_client()
-        self.resume_reading()
+        if self._paused_client is not None:  # (checked here: this runs at every release)
+            self._resume_paused_client()
+        if self._reading_paused:
+            self.resume_reading()
 
     def after_reset(self) -> None:
         """COM_RESET_CONNECTION went through: the server keeps the schema and the multi-statements

@@ -169,7 +169,10 @@ class BackendLimiter:
                     return
 
     def others_waiting(self, pool: Pool) -> bool:
-        return any(p.waiters for p in self.pools if p is not pool)
+        for p in self.pools:  # noqa: SIM110 - a loop, not any() over a generator: this runs at every release
+            if p.waiters and p is not pool:
+                return True
+        return False
 
     def reclaim_idle(self, needy: Pool) -> bool:
         """Close the longest-idle backend of another pool so `needy` can open one."""
@@ -341,7 +344,7 @@ class Pool:
                     no_schema: bool = False) -> BackendConnection | None:
         """An idle backend right now, without waiting; None if there is none or others wait first.
         Among the most recently used, one already in `state` is preferred (no sync needed)."""
-        if self.waiters or self.paused:
+        if self.waiters or self.state is PoolState.PAUSED:  # (not self.paused: the hot path)
             return None
         backend = self._take_idle(key, state, no_schema)
         if backend is not None:
@@ -702,7 +705,7 @@ class Pool:
         if retire is not None:
             backend.close(retire)
             return
-        if not self.paused:
+        if self.state is not PoolState.PAUSED:
             for w in self.waiters:
                 if w.done or w.key != backend.key:
                     continue
@@ -714,7 +717,7 @@ class Pool:
                     # one, which is theirs when it opens (a schema cannot be unselected).
                     backend.close(BackendCloseReason.RECLAIMED)
                 return
-        if self.limiter.available() <= 0 and self.limiter.others_waiting(self):
+        if self.limiter.others_waiting(self) and self.limiter.available() <= 0:
             # At the global cap another pool's clients wait: this slot is theirs.
             backend.close(BackendCloseReason.RECLAIMED)
             return

@@ -32,7 +32,7 @@ from ..core.session import SyncImpossible, sync_plan
 from ..core.states import BackendState, ClientState
 from ..errors import ProxyError
 from ..protocol.framing import Packet
-from ..protocol.sql import SqlEffects
+from ..protocol.sql import NO_EFFECTS, SqlEffects
 from ..reasons import BackendCloseReason, RefusalReason
 from .constants import ER_LOST_BACKEND, NEUTRAL_DIAGNOSTICS
 
@@ -59,7 +59,8 @@ def needs_preparation(client: Client, backend: BackendConnection) -> bool:
         return True
     if command.stmt is not None and not backend.has_statement(command.stmt.key):
         return True
-    if command.effects is not None and identity_differs(client, backend, command.effects):
+    fx = command.effects
+    if fx is not None and fx is not NO_EFFECTS and identity_differs(client, backend, fx):
         return True
     return client.proxy.loop.time() - backend.last_used > client.proxy.config.pool.ping_after
 

@@ -62,7 +62,20 @@ log = logging.getLogger("mysqlpool.client")
 
 _PREPARE_RETRIED_ON = frozenset((ER.MAX_PREPARED_STMT_COUNT_REACHED,))
 _NO_RETRY: frozenset[int] = frozenset()
-_NOOP_FIRST = frozenset((b"c", b"C", b"r", b"R", b"s", b"S"))  # COMMIT, ROLLBACK, SET autocommit
+
+
+def _any_case(*words: bytes) -> frozenset[bytes]:
+    """Every spelling of `words` in upper and lower case letters."""
+    spellings = {b""}
+    for i in range(len(words[0])):
+        spellings = {s + bytes((c,)) for s in spellings for w in words for c in (w[i], w[i] ^ 0x20)}
+    return frozenset(s for s in spellings if s.lower() in words)
+
+
+# The first three letters of what the proxy may answer itself: COMMIT, ROLLBACK, SET autocommit, and
+# SET NAMES. A SELECT goes straight on, without a look for them.
+_NOOP_START = _any_case(b"com", b"rol", b"set")
+_SET_START = _any_case(b"set")
 
 
 class ClientConnection(asyncio.Protocol):
@@ -398,12 +411,13 @@ class ClientConnection(asyncio.Protocol):
         session = self.session
         effects = None
         if code == COMMAND.COM_QUERY:
-            if self.lease.backend is None and len(payload) <= NOOP_MAX_LENGTH and payload[1:2] in _NOOP_FIRST \
+            start = payload[1:4]
+            if self.lease.backend is None and len(payload) <= NOOP_MAX_LENGTH and start in _NOOP_START \
                     and not session.holds_state():  # COMMIT / ROLLBACK / SET autocommit with nothing open?
                 noop = noop_transaction_command(payload[1:])
                 if noop is not None and local.noop_transaction(self, pkt, noop):
                     return None
-            if self.lease.backend is None and len(payload) > 9 and payload[1] in (0x53, 0x73):  # SET NAMES?
+            if self.lease.backend is None and len(payload) > 9 and start in _SET_START:  # SET NAMES?
                 names = parse_set_names(payload[1:])
                 if names is not None and local.set_names(self, pkt, *names):
                     return None

@@ -196,11 +196,16 @@ class ResponseTracker:
                     return pos  # hold: need the header and first byte
             length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
             end = pos + HEADER_SIZE + length
-            if (self._continuation or phase in _SKIPPED
-                    or (phase is Phase.ROWS and not self._row_end(data, pos, length))):
+            if phase is Phase.ROWS and not self._continuation:
+                # A row, unless it is the EOF or ERR that ends the rows (checked inline: once per row).
+                first = data[pos + HEADER_SIZE] if length else 0
+                skipped = not (first == 0xFF or (first == 0xFE and length < 9))
+            else:
+                skipped = self._continuation or phase in _SKIPPED
+            if skipped:
                 # A row, a definition or a continuation frame: look no further.
                 self._continuation = length == MAX_FRAME
-                if not self._continuation and not self._count_skipped(phase):
+                if not self._continuation and phase is not Phase.ROWS and not self._count_skipped(phase):
                     phase = self.phase
                 if end > n:
                     self._skip = end - n
@@ -217,17 +222,8 @@ class ResponseTracker:
             pos = end
         return pos
 
-    def _row_end(self, data: BytesLike, pos: int, length: int) -> bool:
-        """In ROWS: is this packet the EOF or ERR that ends the rows?"""
-        if length == 0:
-            return False
-        first = data[pos + HEADER_SIZE]
-        return first == 0xFF or (first == 0xFE and length < 9)
-
     def _count_skipped(self, phase: Phase) -> bool:
         """A definition packet passed; returns True if the phase did not change."""
-        if phase is Phase.ROWS:
-            return True
         self._left -= 1
         if self._left > 0:
             return True
@@ -274,7 +270,8 @@ class ResponseTracker:
             self.infile_seq = data[pos + 3]
             self.phase = Phase.INFILE
         else:
-            count = Reader(data, body, end).lenenc_int()
+            # A column count: one byte below 0xFB (always, in practice), else a length-encoded integer.
+            count = first if 0 < first < 0xFB else Reader(data, body, end).lenenc_int()
             if not count:
                 raise RemoteProtocolError("result set with no columns")
             self.result_sets += 1
