@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Final
 
 from ..backend import commands
 from ..backend.connection import BackendConnection
@@ -59,6 +59,18 @@ from .phase import ConnectionPhase
 __all__ = ["ClientConnection"]
 
 log = logging.getLogger("mysqlpool.client")
+
+# The members the command path compares with, as module globals: on Python 3.11 reading
+# `ClientState.READY` runs EnumType's __getattr__ hook, ~20 times a global's cost.
+_HANDSHAKE: Final = ClientState.HANDSHAKE
+_LOCAL: Final = ClientState.LOCAL
+_READY: Final = ClientState.READY
+_ACTIVE: Final = ClientState.ACTIVE
+_INFILE: Final = ClientState.INFILE
+_RESERVED: Final = BackendState.RESERVED
+_RELAY: Final = Handling.RELAY
+_NO_REPLY: Final = Handling.NO_REPLY
+_ANSWERED_HERE: Final = Handling.LOCAL
 
 _PREPARE_RETRIED_ON = frozenset((ER.MAX_PREPARED_STMT_COUNT_REACHED,))
 _NO_RETRY: frozenset[int] = frozenset()
@@ -282,16 +294,16 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.proxy.stats.bytes_in += len(data)
         state = self.state
-        if state is ClientState.INFILE:
+        if state is _INFILE:
             self._infile_data(data)
             return
         decoder = self.decoder
-        if state is ClientState.READY and decoder.at_boundary:
+        if state is _READY and decoder.at_boundary:
             # Fast path: exactly one whole packet, as a command usually arrives.
             n = len(data)
             if n > 4 and (data[0] | data[1] << 8 | data[2] << 16) == n - 4 < min(MAX_FRAME, decoder.max_size):
                 self.handle_packet(Packet(data[3], data[3], data[4:], data))
-                if self.state is ClientState.READY and decoder.buffered:
+                if self.state is _READY and decoder.buffered:
                     self.process_input()
                 return
         decoder.feed(data)
@@ -304,7 +316,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _may_handle_input(self) -> bool:
         state = self.state
-        return state is ClientState.READY or state is ClientState.HANDSHAKE or self.phase.awaiting_auth_data()
+        return state is _READY or state is _HANDSHAKE or self.phase.awaiting_auth_data()
 
     def process_input(self) -> None:
         """Handle queued packets while the client is free to have them handled."""
@@ -323,9 +335,9 @@ class ClientConnection(asyncio.Protocol):
 
     def handle_packet(self, pkt: Packet | Oversized) -> None:
         try:
-            if self.state is ClientState.HANDSHAKE:
+            if self.state is _HANDSHAKE:
                 self.phase.packet(pkt)
-            elif self.state is ClientState.LOCAL:
+            elif self.state is _LOCAL:
                 self.phase.change_user_packet(pkt)
             else:
                 self._command(pkt)
@@ -360,9 +372,9 @@ class ClientConnection(asyncio.Protocol):
             return
         spec = spec_for(payload[0])
         handling = spec.handling
-        if handling is Handling.RELAY or handling is Handling.NO_REPLY:
+        if handling is _RELAY or handling is _NO_REPLY:
             self._relay_command(spec, pkt)
-        elif handling is Handling.LOCAL:
+        elif handling is _ANSWERED_HERE:
             local.handle(self, spec, pkt)
         else:
             self.send_error(pkt.last_seq, ProxyError(
@@ -394,7 +406,7 @@ class ClientConnection(asyncio.Protocol):
             if checkout.needs_preparation(self, backend):
                 checkout.start(self, pkt)
                 return
-        elif (backend.state is not BackendState.RESERVED or backend.closed
+        elif (backend.state is not _RESERVED or backend.closed
               or backend.session.multi_statements is not session.state.multi_statements
               or (command.stmt is not None and not backend.has_statement(command.stmt.key))
               or (effects is not None and checkout.identity_differs(self, backend, effects))):
@@ -464,7 +476,7 @@ class ClientConnection(asyncio.Protocol):
             raw = statements.backend_packet(command.stmt, server, pkt)
         elif spec.code == COMMAND.COM_STMT_PREPARE:
             prepare_id = command.stmt_id
-        if spec.handling is Handling.NO_REPLY:
+        if spec.handling is _NO_REPLY:
             backend.write(raw)
             statements.no_reply_done(self, backend)
             self.lease.hold_or_release(backend, self.keeps_backend(backend))
@@ -472,7 +484,7 @@ class ClientConnection(asyncio.Protocol):
         command.prev_status = session.status
         command.response_started = False
         command.sent = raw
-        self.set_state(ClientState.ACTIVE)
+        self.set_state(_ACTIVE)
         if self.flow.stalled_since is not None:
             backend.pause_reading()  # the client cannot take more yet: leave the result on the server
         binary = spec.code == COMMAND.COM_STMT_EXECUTE or spec.code == COMMAND.COM_STMT_FETCH
@@ -567,15 +579,15 @@ class ClientConnection(asyncio.Protocol):
         assert command is not None and self.pool is not None and self.proxy.server_info is not None
         outcome = self.session.finish(command, backend.tracker, self.proxy.server_info.collations)
         self._account(backend, command, outcome)
-        if outcome.ends_backend or self.state is not ClientState.ACTIVE:
+        if outcome.ends_backend or self.state is not _ACTIVE:
             self._response_ends_backend(backend)
             return
         self.lease.ran_on(backend)
         if outcome.follow_up is not None and not backend.closed:
-            self.set_state(ClientState.LOCAL)
+            self.set_state(_LOCAL)
             self.run_task(followups.run(self, backend, command, outcome.follow_up))
             return
-        self.set_state(ClientState.READY)
+        self.set_state(_READY)
         session = self.session
         keep = session.trx_open or bool(session.pins) or (  # (keeps_backend, inline: the hot path)
             self.proxy.session_mode and not backend.pool.expired(backend, self.proxy.loop.time()))
