@@ -62,11 +62,13 @@ log = logging.getLogger("mysqlpool.client")
 
 # The members the command path compares with, as module globals: on Python 3.11 reading
 # `ClientState.READY` runs EnumType's __getattr__ hook, ~20 times a global's cost.
+_GREETING: Final = ClientState.GREETING
 _HANDSHAKE: Final = ClientState.HANDSHAKE
 _LOCAL: Final = ClientState.LOCAL
 _READY: Final = ClientState.READY
 _ACTIVE: Final = ClientState.ACTIVE
 _INFILE: Final = ClientState.INFILE
+_CLOSED: Final = ClientState.CLOSED
 _RESERVED: Final = BackendState.RESERVED
 _RELAY: Final = Handling.RELAY
 _NO_REPLY: Final = Handling.NO_REPLY
@@ -102,7 +104,7 @@ class ClientConnection(asyncio.Protocol):
         self.id = conn_id
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self.state = ClientState.GREETING
+        self.state = _GREETING
         self.decoder = PacketDecoder(hs.MAX_LOGIN_PACKET, strict=True)  # until authenticated
         self.flow = FlowControl()
         self.phase = ConnectionPhase(self)
@@ -217,10 +219,10 @@ class ClientConnection(asyncio.Protocol):
         return False
 
     def close(self, reason: ClientCloseReason) -> None:
-        if self.state is ClientState.CLOSED:
+        if self.state is _CLOSED:
             return
         self._closing_reason = reason
-        self.set_state(ClientState.CLOSED)
+        self.set_state(_CLOSED)
         self.phase.stop()
         self._cancel_query_timer()
         if self._task is not None and not self._task.done():
