@@ -46,7 +46,7 @@ from ..protocol.command import CommandSpec, Handling, spec_for
 from ..protocol.framing import MAX_FRAME, FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, next_seq
 from ..protocol.packets import make_eof, make_err, make_ok
 from ..protocol.response import Expect
-from ..protocol.sql import analyze, parse_set_names, replace_connection_id
+from ..protocol.sql import NO_EFFECTS, analyze, parse_set_names, replace_connection_id
 from ..protocol.transaction import NOOP_MAX_LENGTH, noop_transaction_command
 from ..reasons import BackendCloseReason, ClientCloseReason
 from . import checkout, followups, local, statements
@@ -411,7 +411,8 @@ class ClientConnection(asyncio.Protocol):
         elif (backend.state is not _RESERVED or backend.closed
               or backend.session.multi_statements is not session.state.multi_statements
               or (command.stmt is not None and not backend.has_statement(command.stmt.key))
-              or (effects is not None and checkout.identity_differs(self, backend, effects))):
+              or (effects is not None and effects is not NO_EFFECTS
+                  and checkout.identity_differs(self, backend, effects))):
             checkout.start(self, pkt)
             return
         self.send(backend, pkt)

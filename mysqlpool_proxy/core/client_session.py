@@ -289,8 +289,10 @@ class ClientSession:
                        collations: CollationTable) -> FollowUp | None:
         """What must run on the backend, hidden, before it may go (None: nothing)."""
         fx = cmd.effects
-        if ok and (fx is None or fx is NO_EFFECTS) and response.changes is None and not response.eof_state_pending:
-            return None  # the usual answer, known without building a Capture
+        changes = response.changes
+        if (ok and (fx is None or fx is NO_EFFECTS) and (changes is None or not changes.variables)
+                and not response.eof_state_pending):
+            return None  # the usual answer (no variable reported, nothing to read back), without a Capture
         capture = Capture(collations=collations)
         if fx is not None:
             capture.user_vars = list(fx.user_vars_written)
@@ -300,7 +302,6 @@ class ClientSession:
                 # before it makes any); reading back one that does not exist would fail for good.
                 capture.add_sysvars(fx.sysvars_untracked)
             capture.trackers = fx.session_tracking_changed and ok
-        changes = response.changes
         if changes is not None and any(name in CHARSET_VARIABLES for name, _ in changes.variables):
             capture.add_sysvars(CHARSET_VARIABLES)  # one of them was reported; the others may have moved
         flush = response.eof_state_pending
