@@ -355,7 +355,7 @@ class BackendConnection(asyncio.Protocol):
 
     def _send_internal(self, payload: bytes, expect: Expect, timeout: float,
                        collect: bool) -> asyncio.Future[InternalResult]:
-        self.set_state(BackendState.INTERNAL)
+        self.set_state(_INTERNAL)
         self._collected = [] if collect else None
         fut = self.loop.create_future()
         self._future = fut
@@ -370,7 +370,7 @@ class BackendConnection(asyncio.Protocol):
         if n < 0:
             return
         tracker = self.tracker
-        if tracker.phase is Phase.INFILE:
+        if tracker.phase is _INFILE:
             self.close(BackendCloseReason.ERROR)  # never asked for; refuse to go on
             return
         if self._collected is not None:
@@ -382,7 +382,7 @@ class BackendConnection(asyncio.Protocol):
             self.close(BackendCloseReason.ERROR)
             return
         self._cancel_timer()
-        self.set_state(BackendState.RESERVED)
+        self.set_state(_RESERVED)
         collected, self._collected = self._collected, None
         if tracker.last_insert_id:
             self.last_insert_id = tracker.last_insert_id

@@ -111,6 +111,7 @@ _PLACE_IDLE: Final = Place.IDLE
 _PLACE_BUSY: Final = Place.BUSY
 _PLACE_PINGING: Final = Place.PINGING
 _PLACE_CLOSING: Final = Place.CLOSING
+_POOL_RUNNING: Final = PoolState.RUNNING
 _POOL_PAUSED: Final = PoolState.PAUSED
 _POOL_CLOSED: Final = PoolState.CLOSED
 _BACKEND_IDLE: Final = BackendState.IDLE
@@ -487,7 +488,7 @@ class Pool:
 
     def serve_waiters(self) -> None:
         """Give idle backends to waiters in order; open more if allowed and needed."""
-        if self.state is not PoolState.RUNNING or self._serving:
+        if self.state is not _POOL_RUNNING or self._serving:
             return
         self._serving = True
         try:

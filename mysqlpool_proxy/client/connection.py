@@ -641,9 +641,9 @@ class ClientConnection(asyncio.Protocol):
 
     def back_to_ready(self, backend: BackendConnection | None = None) -> None:
         """What the client waited for in its LOCAL state is over: keep or give back `backend`, go on."""
-        if self.state is not ClientState.LOCAL:
+        if self.state is not _LOCAL:
             return  # closed meanwhile
-        self.set_state(ClientState.READY)
+        self.set_state(_READY)
         if backend is not None:
             self.lease.hold_or_release(backend, self.keeps_backend(backend))
         self.process_input()
