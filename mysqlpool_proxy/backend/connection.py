@@ -27,7 +27,7 @@ import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from ..core.session import SessionState
 from ..core.statements import ServerStatement, StatementCache
@@ -45,6 +45,15 @@ if TYPE_CHECKING:
 __all__ = ["BackendConnection", "InternalResult", "BackendGone", "Holder", "Owner"]
 
 log = logging.getLogger("mysqlpool.backend")
+
+# The members the relay compares with at every packet, as module globals: on Python 3.11
+# reading `BackendState.BUSY` runs EnumType's __getattr__ hook, ~20 times a global's cost.
+_RESERVED: Final = BackendState.RESERVED
+_BUSY: Final = BackendState.BUSY
+_INTERNAL: Final = BackendState.INTERNAL
+_CLOSED: Final = BackendState.CLOSED
+_DONE: Final = Phase.DONE
+_INFILE: Final = Phase.INFILE
 
 
 class Holder(Protocol):
@@ -158,7 +167,7 @@ class BackendConnection(asyncio.Protocol):
 
     @property
     def closed(self) -> bool:
-        return self.state is BackendState.CLOSED
+        return self.state is _CLOSED
 
     @property
     def unsent(self) -> int:
@@ -188,11 +197,11 @@ class BackendConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         state = self.state
-        if state is BackendState.BUSY:
+        if state is _BUSY:
             self._relay(data)
-        elif state is BackendState.INTERNAL:
+        elif state is _INTERNAL:
             self._internal_data(data)
-        elif state is not BackendState.CLOSED:
+        elif state is not _CLOSED:
             # Unsolicited: the server is telling us it is closing the connection.
             log.debug("backend #%d: %d unsolicited bytes in state %s", self.id, len(data), state.value)
             self.close(BackendCloseReason.SERVER_GONE)
@@ -222,8 +231,10 @@ class BackendConnection(asyncio.Protocol):
 
     def detach(self) -> None:
         """It goes back to its pool: nothing of its last client stays paused, either way."""
-        self._resume_paused_client()
-        self.resume_reading()
+        if self._paused_client is not None:  # (checked here: this runs at every release)
+            self._resume_paused_client()
+        if self._reading_paused:
+            self.resume_reading()
 
     def after_reset(self) -> None:
         """COM_RESET_CONNECTION went through: the server keeps the schema and the multi-statements
@@ -254,7 +265,7 @@ class BackendConnection(asyncio.Protocol):
                      retry_on: frozenset[int] = frozenset()) -> None:
         """Relay its holder's command. `retry_on`: error numbers that, as the whole response, are handed
         to the holder's on_response_done unrelayed (it may retry the command instead)."""
-        self.set_state(BackendState.BUSY)
+        self.set_state(_BUSY)
         self.commands += 1
         self._retry_on = retry_on
         self.tracker.begin(expect, binary=binary, strip_session_track=strip, trackers=trackers, prepare_id=prepare_id)
@@ -307,8 +318,8 @@ class BackendConnection(asyncio.Protocol):
         phase = tracker.phase
         client = self.holder
         assert client is not None
-        if phase is Phase.DONE:
-            self.set_state(BackendState.RESERVED)
+        if phase is _DONE:
+            self.set_state(_RESERVED)
             held = tracker.error is not None and tracker.error.errno in self._retry_on
             if not held:
                 client.relay_to_client(out)
@@ -316,7 +327,7 @@ class BackendConnection(asyncio.Protocol):
                 log.warning("backend #%d sent %d bytes after a complete response", self.id, len(data) - n)
                 self.close(BackendCloseReason.ERROR)
             client.on_response_done(self, out if held else b"")
-        elif phase is Phase.INFILE:
+        elif phase is _INFILE:
             client.relay_to_client(out)
             client.on_infile_request(self)
         else:
@@ -347,7 +358,7 @@ class BackendConnection(asyncio.Protocol):
 
     def _send_internal(self, payload: bytes, expect: Expect, timeout: float,
                        collect: bool) -> asyncio.Future[InternalResult]:
-        self.set_state(BackendState.INTERNAL)
+        self.set_state(_INTERNAL)
         self._collected = [] if collect else None
         fut = self.loop.create_future()
         self._future = fut
@@ -362,7 +373,7 @@ class BackendConnection(asyncio.Protocol):
         if n < 0:
             return
         tracker = self.tracker
-        if tracker.phase is Phase.INFILE:
+        if tracker.phase is _INFILE:
             self.close(BackendCloseReason.ERROR)  # never asked for; refuse to go on
             return
         if self._collected is not None:
@@ -374,7 +385,7 @@ class BackendConnection(asyncio.Protocol):
             self.close(BackendCloseReason.ERROR)
             return
         self._cancel_timer()
-        self.set_state(BackendState.RESERVED)
+        self.set_state(_RESERVED)
         collected, self._collected = self._collected, None
         if tracker.last_insert_id:
             self.last_insert_id = tracker.last_insert_id

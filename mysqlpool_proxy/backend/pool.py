@@ -58,6 +58,7 @@ import random
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Final
 
 import pymysql
 
@@ -105,6 +106,19 @@ class Place(enum.Enum):
     BUSY = "busy"
     PINGING = "pinging"  # in busy too: an idle backend the pool itself took out for a ping
     CLOSING = "closing"
+
+
+# The members checkout and release compare with, as module globals: on Python 3.11 reading
+# `Place.IDLE` runs EnumType's __getattr__ hook, ~20 times a global's cost.
+_PLACE_IDLE: Final = Place.IDLE
+_PLACE_BUSY: Final = Place.BUSY
+_PLACE_PINGING: Final = Place.PINGING
+_PLACE_CLOSING: Final = Place.CLOSING
+_POOL_RUNNING: Final = PoolState.RUNNING
+_POOL_PAUSED: Final = PoolState.PAUSED
+_POOL_CLOSED: Final = PoolState.CLOSED
+_BACKEND_IDLE: Final = BackendState.IDLE
+_BACKEND_RESERVED: Final = BackendState.RESERVED
 
 
 class CheckoutTimeout(Exception):
@@ -178,7 +192,10 @@ class BackendLimiter:
                     return
 
     def others_waiting(self, pool: Pool) -> bool:
-        return any(p.waiters for p in self.pools if p is not pool)
+        for p in self.pools:  # noqa: SIM110 - a loop, not any() over a generator: this runs at every release
+            if p.waiters and p is not pool:
+                return True
+        return False
 
     def reclaim_idle(self, needy: Pool) -> bool:
         """Close the longest-idle backend of another pool so `needy` can open one."""
@@ -277,24 +294,24 @@ class Pool:
 
     def _move(self, backend: BackendConnection, src: Place, dst: Place, index: int = -1) -> None:
         """The one place a backend changes collection. `index`: its position in `idle`, if known."""
-        if src is Place.IDLE:
+        if src is _PLACE_IDLE:
             if index >= 0:
                 del self.idle[index]
             else:
                 self.idle.remove(backend)
-        elif src is Place.BUSY or src is Place.PINGING:
+        elif src is _PLACE_BUSY or src is _PLACE_PINGING:
             self.busy.remove(backend)
             self.pinging.discard(backend)
-        elif src is Place.CLOSING:
+        elif src is _PLACE_CLOSING:
             self.closing.remove(backend)
-        if dst is Place.IDLE:
+        if dst is _PLACE_IDLE:
             self.idle.append(backend)
-        elif dst is Place.BUSY:
+        elif dst is _PLACE_BUSY:
             self.busy.add(backend)
-        elif dst is Place.PINGING:
+        elif dst is _PLACE_PINGING:
             self.busy.add(backend)
             self.pinging.add(backend)
-        elif dst is Place.CLOSING:
+        elif dst is _PLACE_CLOSING:
             self.closing.add(backend)
 
     @property
@@ -351,7 +368,7 @@ class Pool:
                     no_schema: bool = False) -> BackendConnection | None:
         """An idle backend right now, without waiting; None if there is none or others wait first.
         Among the most recently used, one already in `state` is preferred (no sync needed)."""
-        if self.waiters or self.paused:
+        if self.waiters or self.state is _POOL_PAUSED:  # (not self.paused: the hot path)
             return None
         backend = self._take_idle(key, state, no_schema)
         if backend is not None:
@@ -384,8 +401,8 @@ class Pool:
         if chosen < 0:
             return None
         backend = idle[chosen]
-        self._move(backend, Place.IDLE, Place.BUSY, chosen)
-        backend.set_state(BackendState.RESERVED)
+        self._move(backend, _PLACE_IDLE, _PLACE_BUSY, chosen)
+        backend.set_state(_BACKEND_RESERVED)
         return backend
 
     async def acquire(self, key: int, timeout: float, no_schema: bool = False) -> BackendConnection:
@@ -483,7 +500,7 @@ class Pool:
 
     def serve_waiters(self) -> None:
         """Give idle backends to waiters in order; open more if allowed and needed."""
-        if self.state is not PoolState.RUNNING or self._serving:
+        if self.state is not _POOL_RUNNING or self._serving:
             return
         self._serving = True
         try:
@@ -719,7 +736,7 @@ class Pool:
         if retire is not None:
             backend.close(retire)
             return
-        if not self.paused:
+        if self.state is not _POOL_PAUSED:
             for w in self.waiters:
                 if w.done or w.key != backend.key:
                     continue
@@ -731,20 +748,20 @@ class Pool:
                     # one, which is theirs when it opens (a schema cannot be unselected).
                     backend.close(BackendCloseReason.RECLAIMED)
                 return
-        if self.limiter.available() <= 0 and self.limiter.others_waiting(self):
+        if self.limiter.others_waiting(self) and self.limiter.available() <= 0:
             # At the global cap another pool's clients wait: this slot is theirs.
             backend.close(BackendCloseReason.RECLAIMED)
             return
-        self._move(backend, Place.BUSY, Place.IDLE)
-        backend.set_state(BackendState.IDLE)
+        self._move(backend, _PLACE_BUSY, _PLACE_IDLE)
+        backend.set_state(_BACKEND_IDLE)
         backend.idle_since = now
         if self.waiters:
             self.serve_waiters()
 
     def _retire_reason(self, backend: BackendConnection, now: float) -> BackendCloseReason | None:
-        if self.state is PoolState.CLOSED:
+        if self.state is _POOL_CLOSED:
             return BackendCloseReason.SHUTDOWN
-        if self.state is PoolState.PAUSED:
+        if self.state is _POOL_PAUSED:
             return BackendCloseReason.PAUSED
         if backend.generation != self.generation:
             return BackendCloseReason.RELOAD

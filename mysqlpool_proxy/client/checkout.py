@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..backend import commands
 from ..backend.connection import BackendConnection, BackendGone
@@ -32,7 +32,7 @@ from ..core.session import SyncImpossible, sync_plan
 from ..core.states import BackendState, ClientState
 from ..errors import ProxyError
 from ..protocol.framing import Packet
-from ..protocol.sql import SqlEffects
+from ..protocol.sql import NO_EFFECTS, SqlEffects
 from ..reasons import BackendCloseReason, RefusalReason
 from .constants import ER_LOST_BACKEND, NEUTRAL_DIAGNOSTICS
 
@@ -42,6 +42,13 @@ if TYPE_CHECKING:
 __all__ = ["wait_for_backend", "start", "acquire", "needs_preparation", "identity_differs"]
 
 log = logging.getLogger("mysqlpool.client")
+
+# The states a waiting client moves through, as module globals: on Python 3.11 reading
+# `ClientState.READY` runs EnumType's __getattr__ hook, ~20 times a global's cost.
+_CHECKOUT: Final = ClientState.CHECKOUT
+_READY: Final = ClientState.READY
+_CLOSED: Final = ClientState.CLOSED
+_RESERVED: Final = BackendState.RESERVED
 
 
 def identity_differs(client: Client, backend: BackendConnection, fx: SqlEffects) -> bool:
@@ -59,15 +66,16 @@ def needs_preparation(client: Client, backend: BackendConnection) -> bool:
         return True
     if command.stmt is not None and not backend.has_statement(command.stmt.key):
         return True
-    if command.effects is not None and identity_differs(client, backend, command.effects):
+    fx = command.effects
+    if fx is not None and fx is not NO_EFFECTS and identity_differs(client, backend, fx):
         return True
     return client.proxy.loop.time() - backend.last_used > client.proxy.config.pool.ping_after
 
 
 def start(client: Client, pkt: Packet, deadline: float | None = None) -> None:
     """Prepare a backend for the command in flight (a task), then send it."""
-    if client.state is not ClientState.CHECKOUT:
-        client.set_state(ClientState.CHECKOUT)
+    if client.state is not _CHECKOUT:
+        client.set_state(_CHECKOUT)
     client.run_task(_checkout(client, pkt, deadline))
 
 
@@ -75,25 +83,25 @@ def wait_for_backend(client: Client, pkt: Packet) -> None:
     """No idle backend for a client that holds none: queue for one, without a task."""
     pool = client.pool
     assert pool is not None
-    client.set_state(ClientState.CHECKOUT)
+    client.set_state(_CHECKOUT)
     try:
         client.lease.wait(pool, client.key, client.proxy.config.pool.checkout_timeout, client.backend_handed,
                           pkt, client.session.state.schema is None)
     except QueueFull as exc:
-        client.set_state(ClientState.READY)
+        client.set_state(_READY)
         client.send_error(pkt.last_seq, _refused(client, exc))
 
 
 def handed(client: Client, backend: BackendConnection | None, exc: Exception | None) -> None:
     """The pool answered the client's wait (in a loop callback, not inside whatever released the backend)."""
     waiting = client.lease.handed()
-    if client.state is not ClientState.CHECKOUT or waiting is None:  # closed while it waited
+    if client.state is not _CHECKOUT or waiting is None:  # closed while it waited
         if backend is not None:
             backend.pool.give_back(backend)
         return
     pkt, deadline = waiting
     if exc is not None:
-        client.set_state(ClientState.READY)
+        client.set_state(_READY)
         client.send_error(pkt.last_seq, _refused(client, exc))
         client.process_input()
         return
@@ -102,9 +110,9 @@ def handed(client: Client, backend: BackendConnection | None, exc: Exception | N
     if backend.closed or needs_preparation(client, backend):
         start(client, pkt, deadline)
         return
-    client.set_state(ClientState.READY)
+    client.set_state(_READY)
     client.send(backend, pkt)
-    if client.state is ClientState.READY:
+    if client.state is _READY:
         client.process_input()
 
 
@@ -112,11 +120,11 @@ async def _checkout(client: Client, pkt: Packet, deadline: float | None) -> None
     try:
         backend = await _prepared_backend(client, deadline)
     except ProxyError as err:
-        if client.state is ClientState.CLOSED:
+        if client.state is _CLOSED:
             return
-        client.set_state(ClientState.READY)
+        client.set_state(_READY)
         held = client.lease.backend
-        if held is not None and held.state is BackendState.RESERVED:
+        if held is not None and held.state is _RESERVED:
             # e.g. its schema is gone: the backend is not its to keep
             client.lease.hold_or_release(held, client.keeps_backend(held))
         client.send_error(pkt.last_seq, err)
@@ -124,13 +132,13 @@ async def _checkout(client: Client, pkt: Packet, deadline: float | None) -> None
         return
     except asyncio.CancelledError:
         return
-    if client.state is ClientState.CLOSED:  # (it closed while its backend was being prepared)
+    if client.state is _CLOSED:  # (it closed while its backend was being prepared)
         client.lease.leave(client.session.holds_state(), client.proxy.config.backend.connect_timeout,
                            client.proxy.spawn)
         return
-    client.set_state(ClientState.READY)
+    client.set_state(_READY)
     client.send(backend, pkt)
-    if client.state is ClientState.READY:
+    if client.state is _READY:
         client.process_input()
 
 

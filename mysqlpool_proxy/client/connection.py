@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Final
 
 from ..backend import commands
 from ..backend.connection import BackendConnection
@@ -58,7 +58,7 @@ from ..protocol.framing import (
 )
 from ..protocol.packets import make_eof, make_err, make_ok
 from ..protocol.response import Expect
-from ..protocol.sql import analyze, parse_set_names, replace_connection_id
+from ..protocol.sql import NO_EFFECTS, analyze, parse_set_names, replace_connection_id
 from ..protocol.transaction import NOOP_MAX_LENGTH, noop_transaction_command
 from ..reasons import BackendCloseReason, ClientCloseReason
 from . import checkout, followups, local, statements
@@ -72,9 +72,36 @@ __all__ = ["ClientConnection"]
 
 log = logging.getLogger("mysqlpool.client")
 
+# The members the command path compares with, as module globals: on Python 3.11 reading
+# `ClientState.READY` runs EnumType's __getattr__ hook, ~20 times a global's cost.
+_GREETING: Final = ClientState.GREETING
+_HANDSHAKE: Final = ClientState.HANDSHAKE
+_LOCAL: Final = ClientState.LOCAL
+_READY: Final = ClientState.READY
+_ACTIVE: Final = ClientState.ACTIVE
+_INFILE: Final = ClientState.INFILE
+_CLOSED: Final = ClientState.CLOSED
+_RESERVED: Final = BackendState.RESERVED
+_RELAY: Final = Handling.RELAY
+_NO_REPLY: Final = Handling.NO_REPLY
+_ANSWERED_HERE: Final = Handling.LOCAL
+
 _PREPARE_RETRIED_ON = frozenset((ER.MAX_PREPARED_STMT_COUNT_REACHED,))
 _NO_RETRY: frozenset[int] = frozenset()
-_NOOP_FIRST = frozenset((b"c", b"C", b"r", b"R", b"s", b"S"))  # COMMIT, ROLLBACK, SET autocommit
+
+
+def _any_case(*words: bytes) -> frozenset[bytes]:
+    """Every spelling of `words` in upper and lower case letters."""
+    spellings = {b""}
+    for i in range(len(words[0])):
+        spellings = {s + bytes((c,)) for s in spellings for w in words for c in (w[i], w[i] ^ 0x20)}
+    return frozenset(s for s in spellings if s.lower() in words)
+
+
+# The first three letters of what the proxy may answer itself: COMMIT, ROLLBACK, SET autocommit, and
+# SET NAMES. A SELECT goes straight on, without a look for them.
+_NOOP_START = _any_case(b"com", b"rol", b"set")
+_SET_START = _any_case(b"set")
 
 
 class ClientConnection(asyncio.Protocol):
@@ -89,7 +116,7 @@ class ClientConnection(asyncio.Protocol):
         self.id = conn_id
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self.state = ClientState.GREETING
+        self.state = _GREETING
         self.decoder = PacketDecoder(hs.MAX_LOGIN_PACKET, strict=True)  # until authenticated
         self.flow = FlowControl()
         self.phase = ConnectionPhase(self)
@@ -206,10 +233,10 @@ class ClientConnection(asyncio.Protocol):
         return False
 
     def close(self, reason: ClientCloseReason) -> None:
-        if self.state is ClientState.CLOSED:
+        if self.state is _CLOSED:
             return
         self._closing_reason = reason
-        self.set_state(ClientState.CLOSED)
+        self.set_state(_CLOSED)
         self.phase.stop()
         self._cancel_query_timer()
         if self._task is not None and not self._task.done():
@@ -286,16 +313,16 @@ class ClientConnection(asyncio.Protocol):
         if pool is not None:  # logged in (the login's bytes count for the proxy only)
             pool.stats.bytes_in += len(data)
         state = self.state
-        if state is ClientState.INFILE:
+        if state is _INFILE:
             self._infile_data(data)
             return
         decoder = self.decoder
-        if state is ClientState.READY and decoder.at_boundary:
+        if state is _READY and decoder.at_boundary:
             # Fast path: exactly one whole packet, as a command usually arrives.
             n = len(data)
             if n > 4 and (data[0] | data[1] << 8 | data[2] << 16) == n - 4 < min(MAX_FRAME, decoder.max_size):
                 self.handle_packet(Packet(data[3], data[3], data[4:], data))
-                if self.state is ClientState.READY and decoder.buffered:
+                if self.state is _READY and decoder.buffered:
                     self.process_input()
                 return
         decoder.feed(data)
@@ -308,7 +335,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _may_handle_input(self) -> bool:
         state = self.state
-        return state is ClientState.READY or state is ClientState.HANDSHAKE or self.phase.awaiting_auth_data()
+        return state is _READY or state is _HANDSHAKE or self.phase.awaiting_auth_data()
 
     def process_input(self) -> None:
         """Handle queued packets while the client is free to have them handled."""
@@ -327,9 +354,9 @@ class ClientConnection(asyncio.Protocol):
 
     def handle_packet(self, pkt: Packet | Oversized) -> None:
         try:
-            if self.state is ClientState.HANDSHAKE:
+            if self.state is _HANDSHAKE:
                 self.phase.packet(pkt)
-            elif self.state is ClientState.LOCAL:
+            elif self.state is _LOCAL:
                 self.phase.change_user_packet(pkt)
             else:
                 self._command(pkt)
@@ -365,9 +392,9 @@ class ClientConnection(asyncio.Protocol):
             return
         spec = spec_for(payload[0])
         handling = spec.handling
-        if handling is Handling.RELAY or handling is Handling.NO_REPLY:
+        if handling is _RELAY or handling is _NO_REPLY:
             self._relay_command(spec, pkt)
-        elif handling is Handling.LOCAL:
+        elif handling is _ANSWERED_HERE:
             local.handle(self, spec, pkt)
         else:
             self.send_error(pkt.last_seq, ProxyError(
@@ -399,10 +426,11 @@ class ClientConnection(asyncio.Protocol):
             if checkout.needs_preparation(self, backend):
                 checkout.start(self, pkt)
                 return
-        elif (backend.state is not BackendState.RESERVED or backend.closed
+        elif (backend.state is not _RESERVED or backend.closed
               or backend.session.multi_statements is not session.state.multi_statements
               or (command.stmt is not None and not backend.has_statement(command.stmt.key))
-              or (effects is not None and checkout.identity_differs(self, backend, effects))):
+              or (effects is not None and effects is not NO_EFFECTS
+                  and checkout.identity_differs(self, backend, effects))):
             checkout.start(self, pkt)
             return
         self.send(backend, pkt)
@@ -424,12 +452,13 @@ class ClientConnection(asyncio.Protocol):
                     self.send_error(pkt.last_seq, ProxyError(exc.errno, str(exc)))
                     return None
                 payload = pkt.payload
-            if self.lease.backend is None and len(payload) <= NOOP_MAX_LENGTH and payload[1:2] in _NOOP_FIRST \
+            start = payload[1:4]
+            if self.lease.backend is None and len(payload) <= NOOP_MAX_LENGTH and start in _NOOP_START \
                     and not session.holds_state():  # COMMIT / ROLLBACK / SET autocommit with nothing open?
                 noop = noop_transaction_command(payload[1:])
                 if noop is not None and local.noop_transaction(self, pkt, noop):
                     return None
-            if self.lease.backend is None and len(payload) > 9 and payload[1] in (0x53, 0x73):  # SET NAMES?
+            if self.lease.backend is None and len(payload) > 9 and start in _SET_START:  # SET NAMES?
                 names = parse_set_names(payload[1:])
                 if names is not None and local.set_names(self, pkt, *names):
                     return None
@@ -477,7 +506,7 @@ class ClientConnection(asyncio.Protocol):
             raw = statements.backend_packet(command.stmt, server, pkt)
         elif spec.code == COMMAND.COM_STMT_PREPARE:
             prepare_id = command.stmt_id
-        if spec.handling is Handling.NO_REPLY:
+        if spec.handling is _NO_REPLY:
             backend.write(raw)
             statements.no_reply_done(self, backend)
             self.lease.hold_or_release(backend, self.keeps_backend(backend))
@@ -486,7 +515,7 @@ class ClientConnection(asyncio.Protocol):
         command.response_started = False
         command.sent = raw
         command.started = self.proxy.loop.time()
-        self.set_state(ClientState.ACTIVE)
+        self.set_state(_ACTIVE)
         if self.flow.stalled_since is not None:
             backend.pause_reading()  # the client cannot take more yet: leave the result on the server
         binary = spec.code == COMMAND.COM_STMT_EXECUTE or spec.code == COMMAND.COM_STMT_FETCH
@@ -585,15 +614,15 @@ class ClientConnection(asyncio.Protocol):
         assert command is not None and self.pool is not None and self.proxy.server_info is not None
         outcome = self.session.finish(command, backend.tracker, self.proxy.server_info.collations)
         self._account(backend, command, outcome)
-        if outcome.ends_backend or self.state is not ClientState.ACTIVE:
+        if outcome.ends_backend or self.state is not _ACTIVE:
             self._response_ends_backend(backend)
             return
         self.lease.ran_on(backend)
         if outcome.follow_up is not None and not backend.closed:
-            self.set_state(ClientState.LOCAL)
+            self.set_state(_LOCAL)
             self.run_task(followups.run(self, backend, command, outcome.follow_up))
             return
-        self.set_state(ClientState.READY)
+        self.set_state(_READY)
         session = self.session
         keep = session.trx_open or bool(session.pins) or (  # (keeps_backend, inline: the hot path)
             self.proxy.session_mode and not backend.pool.expired(backend, self.proxy.loop.time()))
@@ -651,9 +680,9 @@ class ClientConnection(asyncio.Protocol):
 
     def back_to_ready(self, backend: BackendConnection | None = None) -> None:
         """What the client waited for in its LOCAL state is over: keep or give back `backend`, go on."""
-        if self.state is not ClientState.LOCAL:
+        if self.state is not _LOCAL:
             return  # closed meanwhile
-        self.set_state(ClientState.READY)
+        self.set_state(_READY)
         if backend is not None:
             self.lease.hold_or_release(backend, self.keeps_backend(backend))
         self.process_input()

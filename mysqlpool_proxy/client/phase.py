@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..constants import CLIENT, ER
 from ..core.client_session import STICKY_STATUS
@@ -59,6 +59,11 @@ if TYPE_CHECKING:
 __all__ = ["ConnectionPhase"]
 
 log = logging.getLogger("mysqlpool.client")
+
+# The states every login moves through, as module globals: on Python 3.11 reading
+# `ClientState.READY` runs EnumType's __getattr__ hook, ~20 times a global's cost.
+_HANDSHAKE: Final = ClientState.HANDSHAKE
+_READY: Final = ClientState.READY
 
 
 class ConnectionPhase:
@@ -133,7 +138,7 @@ class ConnectionPhase:
             unix_socket=client.on_unix_socket(), rsa=proxy.rsa_keys,
         )
         self.scramble = self.handshake.scramble
-        client.set_state(ClientState.HANDSHAKE)
+        client.set_state(_HANDSHAKE)
         self._timer = proxy.loop.call_later(HANDSHAKE_TIMEOUT, self._timed_out)
         client.write(self.handshake.greeting())
 
@@ -230,8 +235,8 @@ class ConnectionPhase:
         if client.capabilities & CLIENT.COMPRESS:
             start_compression(client, client.proxy.loop)
         client.bound_input_for_commands()
-        if client.state is ClientState.HANDSHAKE:
-            client.set_state(ClientState.READY)
+        if client.state is _HANDSHAKE:
+            client.set_state(_READY)
         client.proxy.client_authenticated(client)
 
     async def _validate_schema_then_accept(self, schema: bytes | None) -> None:

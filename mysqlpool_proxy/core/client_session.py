@@ -32,7 +32,15 @@ from ..errors import CONNECTION_ENDING_ERRORS, ProxyError
 from ..protocol.command import CommandSpec
 from ..protocol.response import ResponseTracker
 from ..protocol.session_track import StateChanges, Trackers
-from ..protocol.sql import ANSI_QUOTES, NO_BACKSLASH_ESCAPES, SqlEffects, analyze, releases_connection, session_only
+from ..protocol.sql import (
+    ANSI_QUOTES,
+    NO_BACKSLASH_ESCAPES,
+    NO_EFFECTS,
+    SqlEffects,
+    analyze,
+    releases_connection,
+    session_only,
+)
 from ..protocol.transaction import leaves_transaction_open
 from ..reasons import ClientCloseReason
 from .capture import CHARSET_VARIABLES, Capture, CollationTable
@@ -232,9 +240,10 @@ class ClientSession:
             outcome.changes, outcome.null_sysvars = changes, effects if ok else None
         pins = self.pins
         code = cmd.spec.code
-        pin_related = changes is not None or (effects is not None and effects.any) or code in STMT_ID_COMMANDS
+        has_effects = effects is not None and effects is not NO_EFFECTS and effects.any
+        pin_related = changes is not None or has_effects or code in STMT_ID_COMMANDS
         before = pins.reasons() if pin_related else None
-        explained = pins.apply_sql(effects, ok) if effects is not None and effects.any else False
+        explained = pins.apply_sql(effects, ok) if effects is not None and has_effects else False
         if changes is not None:
             if response.trackers is not None:
                 self.trackers = response.trackers  # as the statement left them (session_track_* changed)
@@ -280,8 +289,12 @@ class ClientSession:
     def _follow_up_for(self, cmd: Command, response: ResponseTracker, ok: bool,
                        collations: CollationTable) -> FollowUp | None:
         """What must run on the backend, hidden, before it may go (None: nothing)."""
-        capture = Capture(collations=collations)
         fx = cmd.effects
+        changes = response.changes
+        if (ok and (fx is None or fx is NO_EFFECTS) and (changes is None or not changes.variables)
+                and not response.eof_state_pending):
+            return None  # the usual answer (no variable reported, nothing to read back), without a Capture
+        capture = Capture(collations=collations)
         if fx is not None:
             capture.user_vars = list(fx.user_vars_written)
             capture.insert_id = fx.sets_insert_id
@@ -290,7 +303,6 @@ class ClientSession:
                 # before it makes any); reading back one that does not exist would fail for good.
                 capture.add_sysvars(fx.sysvars_untracked)
             capture.trackers = fx.session_tracking_changed and ok
-        changes = response.changes
         if changes is not None and any(name in CHARSET_VARIABLES for name, _ in changes.variables):
             capture.add_sysvars(CHARSET_VARIABLES)  # one of them was reported; the others may have moved
         flush = response.eof_state_pending

@@ -28,6 +28,7 @@ __all__ = ["ServerInfo", "WaitTimeouts", "NOT_CLIENT_CHARSETS", "PoolView"]
 # Character sets whose characters are never one byte: the server's parser cannot read statements in
 # them, so no client may use one (1231 at login, COM_CHANGE_USER and SET NAMES).
 NOT_CLIENT_CHARSETS = frozenset((b"ucs2", b"utf16", b"utf16le", b"utf32"))
+NAMES_CACHED = 64  # distinct SET NAMES texts whose answer a ServerInfo keeps
 
 log = logging.getLogger("mysqlpool.proxy")
 
@@ -107,6 +108,10 @@ class ServerInfo:
     max_prepared_stmt_count: int  # over all the server's connections; 0: unknown
     wait_timeouts: WaitTimeouts = field(default_factory=WaitTimeouts)
     packet_raised_at: float | None = None  # when a larger max_allowed_packet was seen, older backends left
+    # resolve_names' answers (clients send the same SET NAMES at every login: PyMySQL always does),
+    # so the collation table is searched once per text; bounded, since clients choose the text.
+    _names: dict[tuple[bytes, bytes | None], tuple[Collation, bool] | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def charset_names(self) -> dict[int, str]:
         return {i: cs for i, (cs, _name, _default) in self.collations.items()}
@@ -125,6 +130,15 @@ class ServerInfo:
     def resolve_names(self, charset: bytes, collation: bytes | None) -> tuple[Collation, bool] | None:
         """What `SET NAMES charset [COLLATE collation]` sets (the collation, and whether it is the
         charset's default), or None to let the server decide (and refuse what it refuses)."""
+        key = (charset, collation)
+        if key in self._names:
+            return self._names[key]
+        found = self._search_names(charset, collation)
+        if len(self._names) < NAMES_CACHED:
+            self._names[key] = found
+        return found
+
+    def _search_names(self, charset: bytes, collation: bytes | None) -> tuple[Collation, bool] | None:
         if charset.lower() in NOT_CLIENT_CHARSETS:
             return None
         cs = charset.decode("ascii", "replace")

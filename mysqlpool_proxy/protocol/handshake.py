@@ -53,9 +53,11 @@ allowed (it needs neither TLS nor RSA).
 from __future__ import annotations
 
 import enum
+import functools
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from ..constants import CLIENT, ER, ER_SECURE_TRANSPORT_REQUIRED, SERVER_STATUS, sqlstate_for
 from ..errors import RemoteProtocolError
@@ -73,7 +75,7 @@ from .packets import (
     make_ok,
     parse_handshake_response,
 )
-from .wire import BytesLike
+from .wire import BytesLike, int4
 
 __all__ = [
     "HandshakeState", "Send", "StartTLS", "Verified", "Failed", "ServerHandshake", "ChangeUserAuth",
@@ -102,6 +104,14 @@ class HandshakeState(enum.Enum):
     VERIFIED = "verified"
     DONE = "done"
     FAILED = "failed"
+
+
+# The states every login passes through, as module globals: on Python 3.11 reading
+# `HandshakeState.VERIFIED` runs EnumType's __getattr__ hook, ~20 times a global's cost.
+_GREETING_SENT: Final = HandshakeState.GREETING_SENT
+_AUTH_SWITCH_SENT: Final = HandshakeState.AUTH_SWITCH_SENT
+_VERIFIED: Final = HandshakeState.VERIFIED
+_DONE: Final = HandshakeState.DONE
 
 
 @dataclass(slots=True)
@@ -164,6 +174,19 @@ def access_denied_message(user: bytes, host: str, token: bytes) -> str:
 
 Outcome = tuple[str, bytes]  # ("ok", extra) / ("switch" | "more", payload) / ("denied", token)
 Step = Callable[[bytes], Outcome]
+
+
+@functools.lru_cache(maxsize=16)
+def _greeting_template(server_version: bytes, capabilities: int, charset: int, status: int,
+                       plugin: bytes) -> tuple[bytes, bytes, bytes]:
+    """The greeting's payload around its connection id and the two halves of a 20-byte scramble:
+    the same for every client of a server, so built once (by make_handshake_v10) and cut."""
+    payload = make_handshake_v10(HandshakeV10(server_version, 0, b"\0" * auth.SCRAMBLE_LENGTH, capabilities,
+                                              charset, status, plugin))
+    head = 1 + len(server_version) + 1  # protocol version, server version, NUL
+    middle = head + 4 + 8  # connection id, first 8 bytes of the scramble
+    tail = middle + 19 + auth.SCRAMBLE_LENGTH - 8  # NUL, flags, charset, status, length, reserved; the rest
+    return payload[:head], payload[middle:middle + 19], payload[tail:]
 
 
 class _Authenticator:
@@ -373,7 +396,7 @@ class _AuthExchange:
             return [self._send(data)]
         if outcome == "denied":
             return self._fail(self._auth.denied(data))
-        self.state = HandshakeState.VERIFIED
+        self.state = _VERIFIED
         events: list[Event] = [self._send(data)] if data else []
         events.append(self._verified())
         return events
@@ -396,9 +419,9 @@ class _AuthExchange:
 
     def accept(self, status: int) -> bytes:
         """Send OK: the client is in. Only after Verified."""
-        if self.state is not HandshakeState.VERIFIED:
+        if self.state is not _VERIFIED:
             raise RemoteProtocolError(f"cannot accept in state {self.state.value}")
-        self.state = HandshakeState.DONE
+        self.state = _DONE
         return self._send(make_ok(self.capabilities, status)).data
 
     def reject(self, errno: int, message: str) -> bytes:
@@ -435,7 +458,7 @@ class ServerHandshake(_AuthExchange):
             server_version, connection_id, self._auth.scramble, self.server_caps, charset,
             SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT, auth.NATIVE,
         )
-        self.state = HandshakeState.GREETING_SENT
+        self.state = _GREETING_SENT
         self.capabilities = 0
         self.tls = False
         self._seq = 0
@@ -451,14 +474,19 @@ class ServerHandshake(_AuthExchange):
         return self.tls or self.unix_socket
 
     def greeting(self) -> bytes:
-        return encode_packet(make_handshake_v10(self._greeting), 0)
+        g = self._greeting
+        scramble = g.scramble
+        if len(scramble) != auth.SCRAMBLE_LENGTH:
+            return encode_packet(make_handshake_v10(g), 0)
+        head, middle, tail = _greeting_template(g.server_version, g.capabilities, g.charset, g.status, g.auth_plugin)
+        return encode_packet(b"".join((head, int4(g.connection_id), scramble[:8], middle, scramble[8:], tail)), 0)
 
     def receive(self, packet: Packet) -> list[Event]:
         if packet.seq != next_seq(self._seq):
             return self._fail(Failed(ER_NET_PACKETS_OUT_OF_ORDER, "Got packets out of order"))
         self._seq = packet.seq
         try:
-            if self.state is HandshakeState.GREETING_SENT:
+            if self.state is _GREETING_SENT:
                 return self._on_response(packet.payload)
             if self.awaiting_auth_data:
                 return self._on_auth_data(packet.payload)

@@ -67,6 +67,27 @@ def is_eof(payload: BytesLike) -> bool:
 
 
 def parse_ok(payload: BytesLike, capabilities: int) -> OkPacket:
+    # The usual OK (it ends every statement without rows) is read inline: one-byte affected rows,
+    # insert id and lengths, every length checked. Anything else takes the Reader (_parse_ok).
+    n = len(payload)
+    if n >= 7 and (payload[0] == OK_HEADER or payload[0] == EOF_HEADER) and payload[1] < 0xFB and payload[2] < 0xFB:
+        status = payload[3] | payload[4] << 8
+        warnings = payload[5] | payload[6] << 8
+        if n == 7:
+            return OkPacket(payload[1], payload[2], status, warnings)
+        if capabilities & CLIENT.SESSION_TRACK and payload[7] < 0xFB:
+            pos = 8 + payload[7]
+            if pos <= n:
+                info = bytes(payload[8:pos])
+                if not status & SERVER_SESSION_STATE_CHANGED or pos == n:
+                    return OkPacket(payload[1], payload[2], status, warnings, info)
+                stop = pos + 1 + payload[pos]
+                if payload[pos] < 0xFB and stop <= n:
+                    return OkPacket(payload[1], payload[2], status, warnings, info, bytes(payload[pos + 1:stop]))
+    return _parse_ok(payload, capabilities)
+
+
+def _parse_ok(payload: BytesLike, capabilities: int) -> OkPacket:
     r = Reader(payload)
     header = r.int1()
     if header not in (OK_HEADER, EOF_HEADER):

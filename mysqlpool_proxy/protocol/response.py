@@ -44,6 +44,7 @@ changes. The replacements for the current `feed` are listed in `rewrites` as
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 from ..constants import CLIENT, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS
 from ..errors import LocalProtocolError, RemoteProtocolError
@@ -100,6 +101,27 @@ _START_PHASE = {
 # Phases in which packets are skipped after a look at the first byte only.
 _SKIPPED = frozenset((Phase.COLUMNS, Phase.PARAMS, Phase.PREP_COLUMNS))
 
+# The members the walk compares with, as module globals. On Python 3.11 reading `Phase.ROWS`
+# runs EnumType's __getattr__ hook, some 20 times the cost of reading a global, and the walk
+# reads them for every packet.
+_FIRST: Final = Phase.FIRST
+_COLUMNS: Final = Phase.COLUMNS
+_COLUMNS_EOF: Final = Phase.COLUMNS_EOF
+_ROWS: Final = Phase.ROWS
+_PARAMS: Final = Phase.PARAMS
+_PARAMS_EOF: Final = Phase.PARAMS_EOF
+_PREP_COLUMNS: Final = Phase.PREP_COLUMNS
+_PREP_COLUMNS_EOF: Final = Phase.PREP_COLUMNS_EOF
+_SINGLE: Final = Phase.SINGLE
+_STRING: Final = Phase.STRING
+_FIELDS: Final = Phase.FIELDS
+_INFILE: Final = Phase.INFILE
+_DONE: Final = Phase.DONE
+_RESULT: Final = Expect.RESULT
+_SIMPLE: Final = Expect.SIMPLE
+_PREPARE: Final = Expect.PREPARE
+_AFTER_DEFINITIONS = {_COLUMNS: _COLUMNS_EOF, _PARAMS: _PARAMS_EOF, _PREP_COLUMNS: _PREP_COLUMNS_EOF}
+
 
 class ResponseTracker:
     """Tracks one command's response at a time; `begin()` starts the next."""
@@ -112,8 +134,8 @@ class ResponseTracker:
     )
 
     def __init__(self) -> None:
-        self.phase = Phase.DONE
-        self.expect = Expect.SIMPLE
+        self.phase = _DONE
+        self.expect = _SIMPLE
         self.strip_session_track = False
         self.trackers: Trackers | None = None
         self.binary = False
@@ -146,7 +168,7 @@ class ResponseTracker:
               trackers: Trackers | None = None, prepare_id: int | None = None) -> None:
         """Start tracking a response. `prepare_id`: rewrite a prepare-OK's statement id to this one;
         `trackers`: the client's, whose reports are all it may see (None: relay them as they are)."""
-        if self.phase not in (Phase.DONE,):
+        if self.phase not in (_DONE,):
             raise LocalProtocolError(f"begin() while a response is in phase {self.phase.name}")
         self._reset_result()
         self.expect = expect
@@ -158,17 +180,17 @@ class ResponseTracker:
 
     @property
     def done(self) -> bool:
-        return self.phase is Phase.DONE
+        return self.phase is _DONE
 
     def infile_sent(self) -> None:
         """The client's LOCAL INFILE data (ending with an empty packet) went to the server."""
-        if self.phase is not Phase.INFILE:
+        if self.phase is not _INFILE:
             raise LocalProtocolError("infile_sent() outside an INFILE turn")
-        self.phase = Phase.FIRST
+        self.phase = _FIRST
 
     def abort(self) -> None:
         """Forget the current response (the backend is being discarded)."""
-        self.phase = Phase.DONE
+        self.phase = _DONE
 
     # -- the walk ------------------------------------------------------------
 
@@ -182,12 +204,12 @@ class ResponseTracker:
             self._skip -= take
             pos = take
         phase = self.phase
-        if phase is Phase.INFILE and n:
+        if phase is _INFILE and n:
             # The server answers before the client's file has ended: it gave up on the transfer
             # (an error, e.g. packets out of order). What it sends is the command's response.
-            phase = self.phase = Phase.FIRST
+            phase = self.phase = _FIRST
         while pos < n:
-            if phase is Phase.DONE or phase is Phase.INFILE:
+            if phase is _DONE or phase is _INFILE:
                 return pos
             if n - pos < HEADER_SIZE + 1:
                 if n - pos >= HEADER_SIZE and not (data[pos] | data[pos + 1] | data[pos + 2]):
@@ -196,11 +218,16 @@ class ResponseTracker:
                     return pos  # hold: need the header and first byte
             length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
             end = pos + HEADER_SIZE + length
-            if (self._continuation or phase in _SKIPPED
-                    or (phase is Phase.ROWS and not self._row_end(data, pos, length))):
+            if phase is _ROWS and not self._continuation:
+                # A row, unless it is the EOF or ERR that ends the rows (checked inline: once per row).
+                first = data[pos + HEADER_SIZE] if length else 0
+                skipped = not (first == 0xFF or (first == 0xFE and length < 9))
+            else:
+                skipped = self._continuation or phase in _SKIPPED
+            if skipped:
                 # A row, a definition or a continuation frame: look no further.
                 self._continuation = length == MAX_FRAME
-                if not self._continuation and not self._count_skipped(phase):
+                if not self._continuation and phase is not _ROWS and not self._count_skipped(phase):
                     phase = self.phase
                 if end > n:
                     self._skip = end - n
@@ -217,25 +244,12 @@ class ResponseTracker:
             pos = end
         return pos
 
-    def _row_end(self, data: BytesLike, pos: int, length: int) -> bool:
-        """In ROWS: is this packet the EOF or ERR that ends the rows?"""
-        if length == 0:
-            return False
-        first = data[pos + HEADER_SIZE]
-        return first == 0xFF or (first == 0xFE and length < 9)
-
     def _count_skipped(self, phase: Phase) -> bool:
         """A definition packet passed; returns True if the phase did not change."""
-        if phase is Phase.ROWS:
-            return True
         self._left -= 1
         if self._left > 0:
             return True
-        self.phase = {
-            Phase.COLUMNS: Phase.COLUMNS_EOF,
-            Phase.PARAMS: Phase.PARAMS_EOF,
-            Phase.PREP_COLUMNS: Phase.PREP_COLUMNS_EOF,
-        }[phase]
+        self.phase = _AFTER_DEFINITIONS[phase]
         return False
 
     # -- inspected packets --------------------------------------------------
@@ -244,47 +258,48 @@ class ResponseTracker:
         body = pos + HEADER_SIZE
         phase = self.phase
         first = data[body] if end > body else -1
-        if phase is Phase.STRING:
-            self.phase = Phase.DONE
+        if phase is _STRING:
+            self.phase = _DONE
         elif first == 0xFF:
             self.error = parse_err(bytes(data[body:end]))
-            self.phase = Phase.DONE
-        elif phase is Phase.FIRST:
+            self.phase = _DONE
+        elif phase is _FIRST:
             self._on_first(data, pos, body, end, first)
-        elif phase is Phase.SINGLE:
+        elif phase is _SINGLE:
             self._on_single(data, pos, body, end, first)
-        elif phase is Phase.FIELDS:
+        elif phase is _FIELDS:
             if first == 0xFE and end - body < 9:
                 self._on_eof(data, body, end, final=True)
             # else: a field definition
-        elif phase in (Phase.COLUMNS_EOF, Phase.PARAMS_EOF, Phase.PREP_COLUMNS_EOF):
+        elif phase in (_COLUMNS_EOF, _PARAMS_EOF, _PREP_COLUMNS_EOF):
             self._on_definitions_eof(data, body, end, first)
-        elif phase is Phase.ROWS:
+        elif phase is _ROWS:
             self._on_eof(data, body, end, final=True)
         else:
             raise RemoteProtocolError(f"unexpected packet 0x{first & 0xFF:02x} in phase {phase.name}")
 
     def _on_first(self, data: BytesLike, pos: int, body: int, end: int, first: int) -> None:
-        if self.expect is Expect.PREPARE:
+        if self.expect is _PREPARE:
             self._on_prepare_ok(data, pos, body, end)
         elif first == 0x00:
             self._on_ok(data, pos, body, end)
         elif first == 0xFB:
             self.infile_name = bytes(data[body + 1:end])
             self.infile_seq = data[pos + 3]
-            self.phase = Phase.INFILE
+            self.phase = _INFILE
         else:
-            count = Reader(data, body, end).lenenc_int()
+            # A column count: one byte below 0xFB (always, in practice), else a length-encoded integer.
+            count = first if 0 < first < 0xFB else Reader(data, body, end).lenenc_int()
             if not count:
                 raise RemoteProtocolError("result set with no columns")
             self.result_sets += 1
             self._left = count
-            self.phase = Phase.COLUMNS
+            self.phase = _COLUMNS
 
     def _on_single(self, data: BytesLike, pos: int, body: int, end: int, first: int) -> None:
         if first == 0x00:
             self._on_ok(data, pos, body, end)
-            self.phase = Phase.DONE
+            self.phase = _DONE
         elif first == 0xFE:
             self._on_eof(data, body, end, final=True)
         else:
@@ -313,7 +328,7 @@ class ResponseTracker:
             new = self._client_ok(payload, ok)
             if new is not None:
                 self.rewrites.append((pos, end, frame_header(len(new), data[pos + 3]) + new))
-        self.phase = Phase.FIRST if ok.status & MORE_RESULTS else Phase.DONE
+        self.phase = _FIRST if ok.status & MORE_RESULTS else _DONE
 
     def _client_ok(self, payload: bytes, ok: OkPacket) -> bytes | None:
         """The OK with a session-state block as the client may see it (None: as it is)."""
@@ -338,20 +353,20 @@ class ResponseTracker:
             new = make_eof(self.status & ~SERVER_SESSION_STATE_CHANGED, self.warnings) + bytes(data[body + 5:end])
             self.rewrites.append((body - HEADER_SIZE, end, frame_header(len(new), data[body - 1]) + new))
         if final:
-            self.phase = Phase.FIRST if self.status & MORE_RESULTS and self.expect is Expect.RESULT else Phase.DONE
+            self.phase = _FIRST if self.status & MORE_RESULTS and self.expect is _RESULT else _DONE
 
     def _on_definitions_eof(self, data: BytesLike, body: int, end: int, first: int) -> None:
         self._on_eof(data, body, end, final=False)
         phase = self.phase
-        if phase is Phase.COLUMNS_EOF:
+        if phase is _COLUMNS_EOF:
             if self.binary and self.status & CURSOR_EXISTS:
-                self.phase = Phase.DONE  # a cursor was opened: rows come by COM_STMT_FETCH
+                self.phase = _DONE  # a cursor was opened: rows come by COM_STMT_FETCH
             else:
-                self.phase = Phase.ROWS
-        elif phase is Phase.PARAMS_EOF:
+                self.phase = _ROWS
+        elif phase is _PARAMS_EOF:
             self._start_prepare_columns()
         else:
-            self.phase = Phase.DONE
+            self.phase = _DONE
 
     def _on_prepare_ok(self, data: BytesLike, pos: int, body: int, end: int) -> None:
         r = Reader(data, body, end)
@@ -372,13 +387,13 @@ class ResponseTracker:
         self._prep_columns = columns
         if params:
             self._left = params
-            self.phase = Phase.PARAMS
+            self.phase = _PARAMS
         else:
             self._start_prepare_columns()
 
     def _start_prepare_columns(self) -> None:
         if self._prep_columns:
             self._left = self._prep_columns
-            self.phase = Phase.PREP_COLUMNS
+            self.phase = _PREP_COLUMNS
         else:
-            self.phase = Phase.DONE
+            self.phase = _DONE

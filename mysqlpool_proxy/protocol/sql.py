@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import cast
 
 __all__ = ["NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "KillStatement", "statements_with_kill", "replace_spans",
-           "SqlEffects", "analyze", "unknown_effects", "session_only", "parse_set_names", "replace_connection_id",
-           "without_schema", "INTERESTING", "releases_connection"]
+           "SqlEffects", "NO_EFFECTS", "analyze", "unknown_effects", "session_only", "parse_set_names",
+           "replace_connection_id", "without_schema", "INTERESTING", "releases_connection"]
 
 # A statement containing none of these words cannot change pinned session
 # state: @ temporary lock last_insert_id prepare deallocate drop diagnostics

@@ -29,6 +29,32 @@ def test_the_work_per_operation_stays_within_the_baseline():
                       f"to keep the gain:\n{result.report}", stacklevel=1)
 
 
+def test_a_statement_reads_no_enum_member_through_its_class():
+    """On Python 3.11 `ClientState.READY` costs some 900 instructions (EnumType's __getattr__ hook):
+    the per-statement path reads members from module globals (`_READY`). A point select and a
+    prepared execute read none; the count names any that comes back."""
+    measured = measure()
+    for name in ("point_select", "prepared_execute"):
+        reads = measured[name].enum_reads
+        assert not reads, f"{name}: enum members read through their class per operation: " + ", ".join(
+            f"{where} ({count / measured[name].operations:g})" for where, count in reads.most_common())
+
+
+def test_enum_reads_are_counted_where_the_proxy_makes_them():
+    from mysqlpool_proxy.core.pins import Pins
+    from mysqlpool_proxy.core.states import ClientState
+    from mysqlpool_proxy.protocol.handshake import ChangeUserAuth
+
+    pins = Pins()
+    pins.user_variables = True
+    with CallCounter() as counter:
+        assert ClientState.READY.value == "ready"  # test code: not the proxy's
+        ChangeUserAuth(lambda user: None, "h", b"s" * 20, 0)  # protocol/ from test code: the fakes' kind
+        pins.reasons()  # the proxy's
+    assert counter.enum_reads == {"core/pins.py:Pins.reasons PinReason.USER_VARIABLE": 1}
+    assert "__getattribute__" not in vars(type(ClientState))  # EnumType is itself again
+
+
 def test_the_counts_are_the_same_every_time():
     async def twice() -> list[collections.Counter]:
         out = []

@@ -23,6 +23,12 @@
 # the proxy's (they stand for the event loop delivering bytes, EOF or flow
 # control to its protocols).
 #
+# Also counted, apart: reads of enum members through their class
+# (`ClientState.READY`) in the proxy's code. On Python 3.11 each one goes
+# through EnumType's __getattr__ hook, about 900 instructions, more than
+# most calls; the hot path reads them from module globals instead, and the
+# guard checks that a point select and an execute read none.
+#
 #   python -m tests.perf.work            # the counts, against the baseline
 #   python -m tests.perf.work --update   # write them to tests/perf/baseline.json
 """Count the calls into mysqlpool_proxy per operation of a fixed script through a Proxy on fakes."""
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import enum
 import json
 import os
 import re
@@ -61,14 +68,32 @@ class CallCounter:
 
     def __init__(self) -> None:
         self.calls: collections.Counter[str] = collections.Counter()
+        self.enum_reads: collections.Counter[str] = collections.Counter()  # "where Class.MEMBER" -> reads
         self._active: dict = {}  # frame -> counted?, for the package frames on the stack
 
     def __enter__(self) -> CallCounter:
+        reads, active = self.enum_reads, self._active
+
+        def getattribute(cls, name):  # on EnumType: every attribute read on an enum class
+            value = type.__getattribute__(cls, name)
+            if type(value) is cls:
+                caller = sys._getframe(1)
+                if active.get(caller):  # a frame of the proxy's whose calls count (see _profile)
+                    code = caller.f_code
+                    reads[f"{code.co_filename[len(PACKAGE):]}:{code.co_qualname} {cls.__name__}.{name}"] += 1
+            return value
+
+        self._own_getattribute = enum.EnumType.__dict__.get("__getattribute__")  # None: type's
+        enum.EnumType.__getattribute__ = getattribute  # type: ignore[method-assign]
         sys.setprofile(self._profile)
         return self
 
     def __exit__(self, *exc) -> None:
         sys.setprofile(None)
+        if self._own_getattribute is None:
+            del enum.EnumType.__getattribute__
+        else:
+            enum.EnumType.__getattribute__ = self._own_getattribute  # type: ignore[method-assign]
         self._active.clear()
 
     def _profile(self, frame, event: str, arg) -> None:
@@ -100,6 +125,7 @@ class Measured:
 
     operations: int
     calls: collections.Counter[str] = field(default_factory=collections.Counter)
+    enum_reads: collections.Counter[str] = field(default_factory=collections.Counter)
 
     @property
     def per_op(self) -> float:
@@ -128,7 +154,7 @@ async def point_select(proxy, n: int = 300) -> Measured:
             await _select(client, i)
     client.quit()
     await settle()
-    return Measured(n, counter.calls)
+    return Measured(n, counter.calls, counter.enum_reads)
 
 
 async def transaction(proxy, n: int = 40) -> Measured:
@@ -146,7 +172,7 @@ async def transaction(proxy, n: int = 40) -> Measured:
             await one(i)
     client.quit()
     await settle()
-    return Measured(n, counter.calls)
+    return Measured(n, counter.calls, counter.enum_reads)
 
 
 async def prepared_execute(proxy, n: int = 200) -> Measured:
@@ -164,7 +190,7 @@ async def prepared_execute(proxy, n: int = 200) -> Measured:
             await one()
     client.quit()
     await settle()
-    return Measured(n, counter.calls)
+    return Measured(n, counter.calls, counter.enum_reads)
 
 
 async def connect(proxy, n: int = 40) -> Measured:
@@ -179,7 +205,7 @@ async def connect(proxy, n: int = 40) -> Measured:
     with CallCounter() as counter:
         for i in range(n):
             await one(WARM_UP + i)
-    return Measured(n, counter.calls)
+    return Measured(n, counter.calls, counter.enum_reads)
 
 
 OPERATIONS = {"point_select": point_select, "transaction": transaction, "prepared_execute": prepared_execute,
@@ -281,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{name}: {m.per_op:.2f} calls per operation; the functions called most:")
         for fn, count in m.top().items():
             print(f"  {count:7.2f}  {fn}")
+        if m.enum_reads:
+            print(f"  and {m.enum_reads.total() / m.operations:.2f} enum member reads through the class:")
+            for where, count in m.enum_reads.most_common(TOP):
+                print(f"  {count / m.operations:7.2f}  {where}")
     return 1 if result.over else 0
 
 

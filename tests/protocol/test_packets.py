@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mysqlpool_proxy.constants import CLIENT, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS
@@ -37,6 +37,48 @@ ANSI_QUOTES = 0x8000  # MariaDB's SERVER_STATUS_ANSI_QUOTES (the captures ran wi
 SCRAMBLE = b"0123456789abcdefghij"
 
 # -- OK --------------------------------------------------------------------------
+
+def _ok_or_error(parse, payload: bytes, caps: int):
+    try:
+        return parse(payload, caps)
+    except RemoteProtocolError:
+        return "RemoteProtocolError"
+
+
+_ok_like = st.builds(
+    lambda header, affected, insert_id, status, warnings, info, state, cut: (
+        bytes([header]) + lenenc_int(affected) + lenenc_int(insert_id) + struct.pack("<HH", status, warnings)
+        + (lenenc_bytes(info) if info is not None else b"") + (lenenc_bytes(state) if state is not None else b"")
+    )[:cut],
+    st.sampled_from([0x00, 0xFE, 0x01]), st.integers(0, 70000), st.integers(0, 300),
+    st.integers(0, 0xFFFF) | st.sampled_from([AUTOCOMMIT, AUTOCOMMIT | SERVER_SESSION_STATE_CHANGED]),
+    st.integers(0, 3), st.none() | st.binary(max_size=300), st.none() | st.binary(max_size=300),
+    st.none() | st.integers(0, 700),
+)
+
+
+@settings(max_examples=500)
+@given(payload=_ok_like | st.binary(max_size=40), track=st.booleans())
+def test_parse_ok_fast_path_reads_what_the_reader_reads(payload, track):
+    """parse_ok reads the usual OK inline: the same packet, or the same error, as the Reader path."""
+    from mysqlpool_proxy.protocol.packets import _parse_ok
+
+    caps = TRACK if track else NO_TRACK
+    assert _ok_or_error(parse_ok, payload, caps) == _ok_or_error(_parse_ok, payload, caps)
+
+
+def test_parse_ok_fast_path_on_every_truncation():
+    from mysqlpool_proxy.protocol.packets import _parse_ok
+
+    state = b"\x05\x09\x08T_______"
+    for status in (AUTOCOMMIT, AUTOCOMMIT | SERVER_SESSION_STATE_CHANGED):
+        for info in (b"", b"Rows matched: 1  Changed: 1  Warnings: 0"):
+            whole = b"\x00\x01\x00" + struct.pack("<HH", status, 0) + lenenc_bytes(info) + lenenc_bytes(state)
+            for cut in range(len(whole) + 1):
+                for caps in (TRACK, NO_TRACK):
+                    got = _ok_or_error(parse_ok, whole[:cut], caps)
+                    assert got == _ok_or_error(_parse_ok, whole[:cut], caps), (status, info, cut, caps)
+
 
 
 def test_parse_ok_minimal_real():

@@ -1,0 +1,259 @@
+# Instructions per operation: the proxy's CPU work counted rather than timed,
+# for a shared machine where wall-clock benchmarks are noise.
+#
+# A private mariadbd (tests/support/mariadb.py) and the proxy (the real CLI)
+# are started; the proxy runs under `valgrind --tool=callgrind` (its imports
+# and start-up are counted but thrown away). For each load, after a
+# warm-up, `callgrind_control -z` zeroes the proxy's counters, a fixed script
+# runs through the proxy from PyMySQL, `callgrind_control -d` dumps them: the
+# instructions the proxy process executed in the script, divided by the
+# operations. (vgdb reaches a process blocked in epoll, so zero and dump
+# happen between operations, not in the middle of one.) These are user-space
+# instructions: the kernel's side of the system calls is not in them, and
+# the proxy's own timers (health checks, janitor) add a little. Repeated
+# runs of the same code agree within about 0.5 %, whatever else the machine
+# is doing.
+#
+# The server's side is read from its own counters: SHOW GLOBAL STATUS before
+# and after the same script, run once directly and once through the proxy,
+# per client operation: Questions (statements the server ran), Com_* and
+# Handler_* (rows the storage engine touched). Through the proxy minus
+# direct is what the proxy makes the server do.
+#
+# Loads (each a fixed script on one client, sequential, so nothing waits):
+#   point_select   autocommit SELECT c FROM sbtest1 WHERE id=N
+#   transaction    BEGIN; a point select; UPDATE ... SET k=k+1; COMMIT
+#   connect        connect and log in, one point select, COM_QUIT
+#
+#   python -m bench.instructions                  # about a minute
+#   python -m bench.instructions --ops 500 --port 49000 --json out.json
+"""Proxy instructions (callgrind) and server statements (status counters) per operation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import pymysql  # noqa: E402
+
+from bench.procs import BENCH_DB, BENCH_PASSWORD, BENCH_USER, render_proxy_config, start_server  # noqa: E402
+
+ROWS = 1000
+WARM_UP = 20
+# The server counters reported per operation (GLOBAL status, differences).
+COUNTERS = ("Questions", "Com_select", "Com_set_option", "Com_begin", "Com_commit", "Com_update",
+            "Com_rollback", "Com_change_user", "Handler_read_key", "Handler_read_rnd_next", "Handler_update",
+            "Handler_write", "Handler_commit", "Connections")
+
+
+def point_select(conn: pymysql.Connection, i: int) -> None:
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT c FROM sbtest1 WHERE id={i % ROWS + 1}")
+        cur.fetchall()
+
+
+def transaction(conn: pymysql.Connection, i: int) -> None:
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute(f"SELECT c FROM sbtest1 WHERE id={i % ROWS + 1}")
+        cur.fetchall()
+        cur.execute(f"UPDATE sbtest1 SET k=k+1 WHERE id={i % ROWS + 1}")
+        cur.execute("COMMIT")
+
+
+LOADS: dict[str, Callable[[pymysql.Connection, int], None]] = {"point_select": point_select,
+                                                               "transaction": transaction}
+
+
+def login(port: int) -> pymysql.Connection:
+    return pymysql.connect(host="127.0.0.1", port=port, user=BENCH_USER, password=BENCH_PASSWORD,
+                           database=BENCH_DB, autocommit=True, connect_timeout=120, read_timeout=120)
+
+
+def connect_once(port: int, i: int) -> None:
+    conn = login(port)
+    point_select(conn, i)
+    conn.close()  # COM_QUIT
+
+
+class Callgrind:
+    """A process under callgrind: zero its counters, dump them, read the instructions since the zero."""
+
+    def __init__(self, pid: int, out_prefix: Path):
+        self.pid = pid
+        self.out_prefix = out_prefix
+
+    def _control(self, option: str) -> None:
+        subprocess.run(["callgrind_control", option, str(self.pid)], check=True, capture_output=True, timeout=120)
+
+    def zero(self) -> None:
+        self._control("-z")
+
+    def dump(self) -> int:
+        before = set(self.out_prefix.parent.glob(self.out_prefix.name + "*"))
+        self._control("-d")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            new = set(self.out_prefix.parent.glob(self.out_prefix.name + "*")) - before
+            for path in new:
+                text = path.read_text(errors="replace")
+                found = re.search(r"^(?:totals|summary):\s*(\d+)", text, re.M)
+                if found:
+                    return int(found.group(1))
+            time.sleep(0.2)
+        raise RuntimeError("callgrind wrote no dump")
+
+
+def server_status(conn: pymysql.Connection) -> dict[str, int]:
+    """The server's global counters, read on a connection of the harness's own."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL STATUS")
+        status = dict(cur.fetchall())
+    return {name: int(status.get(name, 0)) for name in COUNTERS}
+
+
+def run_load(name: str, port: int, ops: int) -> Callable[[], None]:
+    """The measured part of a load, as a callable (its client already connected and warmed up)."""
+    if name == "connect":
+        for i in range(WARM_UP):
+            connect_once(port, i)
+
+        def logins() -> None:
+            for i in range(ops):
+                connect_once(port, i)
+        return logins
+    conn = login(port)
+    step = LOADS[name]
+    for i in range(WARM_UP):
+        step(conn, i)
+
+    def measured() -> None:
+        for i in range(ops):
+            step(conn, i)
+    return measured
+
+
+def measure(name: str, port: int, ops: int, status_conn: pymysql.Connection, callgrind: Callgrind | None) -> dict:
+    """One load through `port`: server counters per op, and the proxy's instructions per op if under callgrind."""
+    measured = run_load(name, port, ops)
+    if callgrind:
+        callgrind.zero()
+    before = server_status(status_conn)
+    measured()
+    after = server_status(status_conn)
+    out: dict = {"ops": ops}
+    if callgrind:
+        out["proxy_instructions_per_op"] = round(callgrind.dump() / ops)
+    # The SHOW GLOBAL STATUS that reads `before` is itself counted in Questions: subtract it.
+    diff = {k: after[k] - before[k] - (1 if k == "Questions" else 0) for k in COUNTERS}
+    out["server_per_op"] = {k: round(v / ops, 2) for k, v in diff.items() if v}
+    return out
+
+
+def start_proxy(backend_port: int, port: int, workdir: Path, max_size: int) -> tuple[subprocess.Popen, Path]:
+    """The proxy CLI under callgrind, serving `port`; returns the process and the dump files' prefix."""
+    config = workdir / "proxy.toml"
+    config.write_text(render_proxy_config(
+        {"proxy": {"listen": f"127.0.0.1:{port}"},
+         "backend": {"host": "127.0.0.1", "port": backend_port, "connect_timeout": 120},
+         "pool": {"max_size": max_size, "checkout_timeout": 120},
+         "admin": {"listen": ""}, "metrics": {"listen": ""}, "log": {"level": "warning"}},
+        [{"name": BENCH_USER, "password": BENCH_PASSWORD}]))
+    prefix = workdir / "callgrind.out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYSQLPOOL_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONHASHSEED"] = "0"
+    with open(workdir / "proxy.log", "ab") as log:
+        proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={prefix}",
+             sys.executable, "-m", "mysqlpool_proxy", "-c", str(config)],
+            cwd=str(REPO), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the proxy exited: see {workdir / 'proxy.log'}")
+        try:
+            login(port).close()
+            return proc, prefix
+        except pymysql.err.MySQLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def prepare_table(server) -> None:
+    server.execute(f"CREATE TABLE {BENCH_DB}.sbtest1 (id INT PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL)")
+    server.execute(f"INSERT INTO {BENCH_DB}.sbtest1 SELECT seq, seq, REPEAT('x', 119) "
+                   f"FROM {BENCH_DB}.seq_1_to_{ROWS}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--ops", type=int, default=300, help="operations per load (connect: a fifth of it)")
+    ap.add_argument("--port", type=int, default=49000, help="the proxy's listening port")
+    ap.add_argument("--loads", default="point_select,transaction,connect")
+    ap.add_argument("--max-size", type=int, default=4, help="the pool's max_size")
+    ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (config, log, dumps)")
+    opts = ap.parse_args(argv)
+    if not shutil.which("valgrind"):
+        print("valgrind is not installed (apt-get install -y valgrind)", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="mysqlpool-instructions-"))
+    server = start_server({})
+    proc = None
+    results: dict = {}
+    try:
+        prepare_table(server)
+        proc, prefix = start_proxy(server.port, opts.port, workdir, opts.max_size)
+        callgrind = Callgrind(proc.pid, prefix)
+        status_conn = server.connect()
+        for name in opts.loads.split(","):
+            ops = max(1, opts.ops // 5) if name == "connect" else opts.ops
+            direct = measure(name, server.port, ops, status_conn, None)
+            proxied = measure(name, opts.port, ops, status_conn, callgrind)
+            results[name] = {"proxy_instructions_per_op": proxied["proxy_instructions_per_op"], "ops": ops,
+                             "server_per_op_direct": direct["server_per_op"],
+                             "server_per_op_proxy": proxied["server_per_op"]}
+            print(report(name, results[name]), flush=True)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        server.close()
+        if not opts.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"work directory: {workdir}")
+    if opts.json:
+        Path(opts.json).write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+def report(name: str, r: dict) -> str:
+    lines = [f"{name}: {r['proxy_instructions_per_op']:,} proxy instructions per operation ({r['ops']} operations)",
+             f"  {'server counter per op':<24} {'direct':>8} {'proxy':>8}"]
+    direct, proxy = r["server_per_op_direct"], r["server_per_op_proxy"]
+    lines += [f"  {k:<24} {direct.get(k, 0):>8} {proxy.get(k, 0):>8}" for k in COUNTERS if k in direct or k in proxy]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
