@@ -33,7 +33,7 @@ from time import perf_counter
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.stats import LatencyHistogram  # noqa: E402
+from bench.stats import LatencyHistogram
 
 POINT_SQL = "SELECT c FROM sbtest1 WHERE id={}"
 MAX_ERROR_SAMPLES = 5
@@ -92,7 +92,7 @@ async def point(opts) -> dict:
     for _ in range(opts.clients):
         try:
             conns.append(await _connect(opts))
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
+        except Exception as exc:  # reported, not raised
             errors.add(exc)
     if not conns:
         return {"ops": 0, "seconds": 0.0, "errors": errors.count, "error_samples": errors.samples,
@@ -120,7 +120,7 @@ async def _point_loop(conn, deadline: float, hist: LatencyHistogram, table_size:
         try:
             await cur.execute(POINT_SQL.format(rnd.randint(1, table_size)))
             await cur.fetchall()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.add(exc)
             return done
         hist.add(perf_counter() - t0)
@@ -156,7 +156,7 @@ async def _connect_loop(opts, deadline: float, hist: LatencyHistogram, errors: E
                 await cur.fetchall()
             finally:
                 await conn.ensure_closed()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.add(exc)
             await asyncio.sleep(0.01)
             continue
@@ -181,7 +181,7 @@ async def idle(opts) -> dict:
         async with gate:
             try:
                 conns.append(await _connect(opts))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 errors.add(exc)
 
     await asyncio.gather(*(open_one() for _ in range(opts.count)))
@@ -208,7 +208,7 @@ def large(opts) -> dict:
         conn = pymysql.connect(host=opts.host, port=opts.port, user=opts.user, password=opts.password,
                                database=opts.db, autocommit=True, connect_timeout=30,
                                cursorclass=pymysql.cursors.SSCursor, read_timeout=600)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return {"rows": 0, "seconds": 0.0, "error": f"{type(exc).__name__}: {exc}"}
     try:
         cur = conn.cursor()
@@ -226,12 +226,12 @@ def large(opts) -> dict:
                 time.sleep(opts.pause)
                 next_pause += opts.pause_every
         cur.close()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     elapsed = perf_counter() - started
     try:
         conn.close()
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     return {"rows": rows, "seconds": elapsed, "first_row_s": first_row_s, "error": error}
 

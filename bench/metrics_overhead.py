@@ -27,19 +27,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prometheus_client import CollectorRegistry  # noqa: E402
-from prometheus_client import Counter as PromCounter  # noqa: E402
-from prometheus_client import Histogram as PromHistogram  # noqa: E402
-from prometheus_client.exposition import generate_latest  # noqa: E402
+from prometheus_client import (
+    CollectorRegistry,
+    Counter as PromCounter,
+    Histogram as PromHistogram,
+)
+from prometheus_client.exposition import generate_latest
 
-from mysqlpool_proxy.client.connection import ClientState  # noqa: E402
-from mysqlpool_proxy.config import load_config  # noqa: E402
-from mysqlpool_proxy.constants import SERVER_STATUS  # noqa: E402
-from mysqlpool_proxy.ops.metrics import build_registry  # noqa: E402
-from mysqlpool_proxy.backend.pool import WAIT_BUCKETS, PoolStats  # noqa: E402
-from mysqlpool_proxy.core.histogram import QUERY_BUCKETS  # noqa: E402
-from mysqlpool_proxy.proxy.proxy import Proxy  # noqa: E402
-
+from mysqlpool_proxy.backend.pool import WAIT_BUCKETS, PoolStats
+from mysqlpool_proxy.client.connection import ClientState
+from mysqlpool_proxy.config import load_config
+from mysqlpool_proxy.constants import SERVER_STATUS
+from mysqlpool_proxy.core.histogram import QUERY_BUCKETS
+from mysqlpool_proxy.ops.metrics import build_registry
+from mysqlpool_proxy.proxy.proxy import Proxy
 
 # -- part 1: per query ------------------------------------------------------------------
 

@@ -98,9 +98,9 @@ def _category(proc, me_pid: int) -> str:
     try:
         name = proc.name()
         cmdline = " ".join(proc.cmdline())
-    except Exception:  # noqa: BLE001 - psutil.Error, gone meanwhile
+    except Exception:  # psutil.Error, gone meanwhile
         return "other"
-    if name.startswith("mariadbd") or name.startswith("mysqld"):
+    if name.startswith(("mariadbd", "mysqld")):
         return "server"
     if "mysqlpool_proxy" in cmdline or "mysqlpool-proxy" in cmdline:
         return "proxy"
@@ -307,7 +307,7 @@ def _stop_live_proxies() -> None:
     for p in list(LIVE):
         try:
             p.stop(timeout=5)
-        except Exception:  # noqa: BLE001 - best effort at exit
+        except Exception:  # best effort at exit
             pass
 
 
@@ -396,15 +396,12 @@ class ProxyProcess:
         self.port = bench_port()
         self.metrics_port = bench_port(span=max(1, int(self.proxy.get("workers", 1))))
         self.config_path.write_text(self.config_text())
-        log = open(self.log_path, "ab")
-        try:
+        with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mysqlpool_proxy", "-c", str(self.config_path)],
                 cwd=str(self.source_dir or REPO), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 preexec_fn=_raise_nofile_in_child, start_new_session=True, env=proxy_env(self.source_dir),
             )
-        finally:
-            log.close()
         LIVE.add(self)
         try:
             self._wait_ready(timeout)

@@ -35,8 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import machine as machine_info  # noqa: E402
-from bench import sysbench as sb  # noqa: E402
+from bench import (  # noqa: E402
+    machine as machine_info,
+    sysbench as sb,
+)
 from bench.floor import find_haproxy, haproxy_version  # noqa: E402
 from bench.report import Row, render_cpu_table, render_floor, render_markdown, render_text, summary_counts  # noqa: E402
 from bench.workloads import NOISY_CORES, WORKLOADS, Bench, Settings, server_options  # noqa: E402
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             began = time.monotonic()
             try:
                 run_workload(bench, name, selected)
-            except Exception as exc:  # noqa: BLE001 - recorded; the other workloads still run
+            except Exception as exc:  # recorded; the other workloads still run
                 bench.fail(name, "workload", exc)
                 bench.raw.setdefault("tracebacks", []).append(traceback.format_exc())
             log(f"   {name} took {time.monotonic() - began:.0f}s")

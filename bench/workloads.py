@@ -29,8 +29,18 @@ from typing import Any
 from bench import sysbench as sb
 from bench.floor import FLOOR_LEGS, FloorProcess
 from bench.procs import (
-    BENCH_DB, BENCH_PASSWORD, BENCH_USER, IdleLoadgen, ProxyProcess, ProxyStartError, RssSampler,
-    cpu_snapshot, cpu_used, run_loadgen, run_loadgens, tree_rss,
+    BENCH_DB,
+    BENCH_PASSWORD,
+    BENCH_USER,
+    IdleLoadgen,
+    ProxyProcess,
+    ProxyStartError,
+    RssSampler,
+    cpu_snapshot,
+    cpu_used,
+    run_loadgen,
+    run_loadgens,
+    tree_rss,
 )
 from bench.report import Row, Target
 from bench.stats import LatencyHistogram
@@ -170,7 +180,7 @@ class Bench:
                     sample = leg()
                     samples[name].append(sample)
                     self.note_noise(workload, name, r, before, t0, _ops_of(sample))
-                except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+                except Exception as exc:  # recorded, the run goes on
                     self.fail(workload, name, exc)
                     self.raw.setdefault("tracebacks", []).append(traceback.format_exc())
                     dead.add(name)

@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     version = suite.installed_django_version()
     began = time.monotonic()
     try:
-        tests_dir = args.django_tests.resolve() if args.django_tests else suite.django_tests_dir(version, args.cache, log)
+        tests_dir = (args.django_tests.resolve() if args.django_tests
+                     else suite.django_tests_dir(version, args.cache, log))
         runs, server_version = run_both(args, labels, tests_dir, workdir)
     except suite.HarnessError as exc:
         log(f"could not run the comparison: {exc}")

@@ -1,8 +1,9 @@
 # Static checks, run as part of the suite so CI (./scripts/test.sh) runs them: mypy as
 # configured in pyproject's [tool.mypy] (the whole package; protocol/ and core/ strictly),
 # `mypy --strict` on those two layers as issue 11 states it, and `ruff check` with
-# pyproject's [tool.ruff] rules. The tools come from the test extras and run from the
-# venv this interpreter belongs to; a finding fails the test with the tool's output.
+# pyproject's [tool.ruff] rules on the package, the tests, bench/ and scripts/*.py. The
+# tools come from the test extras and run from the venv this interpreter belongs to; a
+# finding fails the test with the tool's output.
 from __future__ import annotations
 
 import subprocess
@@ -36,4 +37,5 @@ def test_mypy_strict_passes_on_protocol_and_core() -> None:
 
 
 def test_ruff_passes() -> None:
-    run_tool("ruff", "check", "--no-fix", "mysqlpool_proxy", "tests/test_static.py")
+    scripts = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "scripts").glob("*.py"))
+    run_tool("ruff", "check", "--no-fix", "mysqlpool_proxy", "tests", "bench", *scripts)

@@ -21,12 +21,28 @@
 from tests.fakes.client import DEFAULT_CLIENT_CAPS, ConnectionClosed, FakeClient, Response, Result
 from tests.fakes.loop import VirtualClockLoop, advance, run, settle, virtual_time
 from tests.fakes.mariadb import (
-    COLLATIONS, GLOBALS, SERVER_CAPABILITIES, SERVER_GLOBALS, SERVER_VERSION, SETUP_TRACKERS,
+    COLLATIONS,
+    GLOBALS,
+    SERVER_CAPABILITIES,
+    SERVER_GLOBALS,
+    SERVER_VERSION,
+    SETUP_TRACKERS,
 )
 from tests.fakes.opener import Attempt, FakeOpener, fake_opener
 from tests.fakes.packets import (
-    ANSI_QUOTES, AUTOCOMMIT, CURSOR_EXISTS, IN_TRANS, LAST_ROW_SENT, MORE_RESULTS, NO_BACKSLASH_ESCAPES, T_LONGLONG,
-    T_VAR_STRING, binary_row, column_def, state_block, text_row,
+    ANSI_QUOTES,
+    AUTOCOMMIT,
+    CURSOR_EXISTS,
+    IN_TRANS,
+    LAST_ROW_SENT,
+    MORE_RESULTS,
+    NO_BACKSLASH_ESCAPES,
+    T_LONGLONG,
+    T_VAR_STRING,
+    binary_row,
+    column_def,
+    state_block,
+    text_row,
 )
 from tests.fakes.proxy import proxy_config, start_proxy
 from tests.fakes.replies import Command, Err, Ok, Rows

@@ -18,7 +18,13 @@ from mysqlpool_proxy.constants import CLIENT, COM_RESET_CONNECTION
 from mysqlpool_proxy.protocol import auth
 from mysqlpool_proxy.protocol.framing import PacketDecoder, encode_packet
 from mysqlpool_proxy.protocol.packets import (
-    EofPacket, ErrPacket, OkPacket, parse_eof, parse_err, parse_handshake_v10, parse_ok,
+    EofPacket,
+    ErrPacket,
+    OkPacket,
+    parse_eof,
+    parse_err,
+    parse_handshake_v10,
+    parse_ok,
 )
 from mysqlpool_proxy.protocol.wire import Reader, int1, int2, int4, lenenc_bytes
 from tests.fakes.packets import CURSOR_EXISTS, MORE_RESULTS
@@ -155,11 +161,11 @@ class FakeClient:
             self._arrived.clear()
             remaining = deadline - self.loop.time()
             if remaining <= 0:
-                raise asyncio.TimeoutError(f"no reply from the proxy within {timeout}s (virtual)")
+                raise TimeoutError(f"no reply from the proxy within {timeout}s (virtual)")
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
-            except asyncio.TimeoutError:
-                raise asyncio.TimeoutError(f"no reply from the proxy within {timeout}s (virtual)") from None
+            except TimeoutError:
+                raise TimeoutError(f"no reply from the proxy within {timeout}s (virtual)") from None
 
     def has_pending_bytes(self) -> bool:
         return self._decoder.buffered > 0
@@ -195,7 +201,7 @@ class FakeClient:
         self.transport.feed(encode_packet(payload, 1))
         pkt = await self.packet()
         if pkt.payload[:1] == b"\xfe":  # AuthSwitchRequest
-            plugin, _, data = pkt.payload[1:].partition(b"\0")
+            _plugin, _, data = pkt.payload[1:].partition(b"\0")
             token = auth.client_scramble_native(self.password.encode(), data.rstrip(b"\0"))
             self.transport.feed(encode_packet(token, pkt.seq + 1))
             pkt = await self.packet()

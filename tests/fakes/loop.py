@@ -15,6 +15,7 @@ import asyncio
 import functools
 import selectors
 
+
 class _VirtualSelector(selectors.BaseSelector):
     """Real readiness (the loop's self-pipe still works), virtual waiting."""
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pymysql
 
@@ -72,12 +73,12 @@ class FakeOpener:
         self._fail = 0
 
     def on(self, *args, **kwargs) -> None:
-        self._scripts.append((("on",) + args, kwargs))
+        self._scripts.append((("on", *args), kwargs))
         for s in self.servers:
             s.on(*args, **kwargs)
 
     def fail(self, *args, **kwargs) -> None:
-        self._scripts.append((("fail",) + args, kwargs))
+        self._scripts.append((("fail", *args), kwargs))
         for s in self.servers:
             s.fail(*args, **kwargs)
 
@@ -101,7 +102,7 @@ class FakeOpener:
             if self.delay:
                 await asyncio.sleep(min(self.delay, timeout))
                 if self.delay > timeout:
-                    raise asyncio.TimeoutError()
+                    raise TimeoutError()
             if self._down or self._fail > 0:
                 self._fail = max(0, self._fail - 1)
                 errno, message = self._error or (

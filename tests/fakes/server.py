@@ -27,8 +27,18 @@ from mysqlpool_proxy.protocol.packets import make_eof, make_err, make_ok
 from mysqlpool_proxy.protocol.wire import Reader, int2, int4, lenenc_int
 from tests.fakes.mariadb import GLOBALS, SERVER_VERSION, SETUP_TRACKERS
 from tests.fakes.packets import (
-    ANSI_QUOTES, AUTOCOMMIT, CURSOR_EXISTS, IN_TRANS, LAST_ROW_SENT, MORE_RESULTS, NO_BACKSLASH_ESCAPES, as_bytes,
-    binary_row, column_def, state_block, text_row,
+    ANSI_QUOTES,
+    AUTOCOMMIT,
+    CURSOR_EXISTS,
+    IN_TRANS,
+    LAST_ROW_SENT,
+    MORE_RESULTS,
+    NO_BACKSLASH_ESCAPES,
+    as_bytes,
+    binary_row,
+    column_def,
+    state_block,
+    text_row,
 )
 from tests.fakes.replies import Command, Err, Rows, Script
 from tests.fakes.sql import SqlError, split_top, tokenize

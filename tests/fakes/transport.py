@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
+
 
 class FakeTransport(asyncio.Transport):
     """Records what the protocol writes; the test (or a fake peer) plays the other end.

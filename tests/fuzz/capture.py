@@ -21,18 +21,25 @@ import socket
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-import MySQLdb
 import mysql.connector
+import MySQLdb
 import pymysql
 from pymysql.constants import CLIENT, COMMAND
 
 from tests.fuzz.corpus import CORPUS_DIR, CorpusPacket, CorpusSession
 from tests.fuzz.wire import FrameStream
-from tests.fuzz.workload import FUZZ_DB, FUZZ_PASSWORD, FUZZ_USER, PROXY_USERS, SERVER_OPTIONS, prepare_server, \
-    proxy_sections
+from tests.fuzz.workload import (
+    FUZZ_DB,
+    FUZZ_PASSWORD,
+    FUZZ_USER,
+    PROXY_USERS,
+    SERVER_OPTIONS,
+    prepare_server,
+    proxy_sections,
+)
 from tests.support.mariadb import start_server
 from tests.support.proxy import ProxyThread, render_config
 
@@ -99,7 +106,7 @@ def parse_session(name: str, about: str, driver: str, data: bytes) -> CorpusSess
     caps = int.from_bytes(login[:4], "little")
     charset = login[8]
     pos = 32
-    user, _, rest = login[pos:].partition(b"\0")
+    user, _, _rest = login[pos:].partition(b"\0")
     pos += len(user) + 1
     if caps & CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA or caps & CLIENT.SECURE_CONNECTION:
         pos += 1 + login[pos]  # (auth responses here are shorter than 251 bytes)

@@ -20,8 +20,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 from pymysql.constants import COMMAND
 
@@ -31,7 +31,7 @@ from tests.fuzz.wire import MAX_FRAME
 STMT_COMMANDS = (COMMAND.COM_STMT_EXECUTE, COMMAND.COM_STMT_SEND_LONG_DATA, COMMAND.COM_STMT_CLOSE,
                  COMMAND.COM_STMT_RESET, COMMAND.COM_STMT_FETCH)
 SQL_COMMANDS = (COMMAND.COM_QUERY, COMMAND.COM_STMT_PREPARE)
-ALL_COMMANDS = tuple(range(0x00, 0x20)) + (0xFA, 0xFB, 0xFE, 0xFF)
+ALL_COMMANDS = (*range(0x20), 0xFA, 0xFB, 0xFE, 0xFF)
 MAX_RUN = 1 << 16  # bytes: the longest run a mutation inserts (whitespace, repeated tokens, string bodies)
 OVERSIZED = 1024 * 1024 + 4096  # a payload over the fuzz server's max_allowed_packet (workload.SERVER_OPTIONS)
 

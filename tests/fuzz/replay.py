@@ -30,8 +30,20 @@ from dataclasses import dataclass, field
 from pymysql.constants import COMMAND
 
 from tests.fuzz.mutate import Item, Plan
-from tests.fuzz.wire import NO_ANSWER, Answer, Closed, FrameStream, Garbled, LoginFailed, NoAnswer, RawConnection, \
-    Received, auth_response, frame, lenenc_bytes
+from tests.fuzz.wire import (
+    NO_ANSWER,
+    Answer,
+    Closed,
+    FrameStream,
+    Garbled,
+    LoginFailed,
+    NoAnswer,
+    RawConnection,
+    Received,
+    auth_response,
+    frame,
+    lenenc_bytes,
+)
 
 OK, CLOSED = "ok", "closed"
 HANG, GARBLED, OUT_OF_STEP, INTERNAL_ERROR, LOGIN_FAILED = "hang", "garbled", "out of step", "internal error", \

@@ -242,7 +242,7 @@ class RawConnection:
         self.sock.settimeout(remaining)
         try:
             chunk = self.sock.recv(1 << 16)
-        except socket.timeout:
+        except TimeoutError:
             raise NoAnswer() from None
         except (ConnectionResetError, ConnectionAbortedError) as exc:
             raise Closed(str(exc)) from None
@@ -274,7 +274,8 @@ class RawConnection:
         if greeting[:1] == b"\xff":
             raise LoginFailed(error_answer(greeting, seq, 1).describe())
         self._read_greeting(greeting)
-        flags = (flags & ~(UNSUPPORTED_FLAGS & ~speaks) & self.server_caps) | CLIENT.PROTOCOL_41 | CLIENT.SECURE_CONNECTION
+        flags = ((flags & ~(UNSUPPORTED_FLAGS & ~speaks) & self.server_caps)
+                 | CLIENT.PROTOCOL_41 | CLIENT.SECURE_CONNECTION)
         flags = flags | CLIENT.CONNECT_WITH_DB if database else flags & ~CLIENT.CONNECT_WITH_DB
         self.caps = flags
         plugin = self.plugin if self.plugin in (b"mysql_native_password", b"caching_sha2_password") \

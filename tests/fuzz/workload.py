@@ -127,7 +127,7 @@ class Bystander(threading.Thread):
                     self.start_over()
                 self.step()
                 self.operations += 1
-            except Exception as exc:  # noqa: BLE001 - what the test asserts on
+            except Exception as exc:  # what the test asserts on
                 self.errors.append((time.monotonic(), f"{self.driver} bystander {self.owner}, operation "
                                                       f"{self.operations}: {exc!r}\n{traceback.format_exc(limit=4)}"))
                 self.drop_connection()
@@ -143,7 +143,7 @@ class Bystander(threading.Thread):
         if self.conn is not None:
             try:
                 self.conn.close()
-            except Exception:  # noqa: BLE001 - a broken connection is being thrown away
+            except Exception:  # a broken connection is being thrown away
                 pass
             self.conn = None
 

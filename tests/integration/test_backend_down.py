@@ -18,8 +18,8 @@ from contextlib import closing
 import pymysql
 import pytest
 
-from mysqlpool_proxy.constants import CR
 from mysqlpool_proxy.backend.pool import BACKOFF_CAP
+from mysqlpool_proxy.constants import CR
 from tests.support.faults import FaultRelay, Refusal, wait_until
 from tests.support.mariadb import require_restartable
 from tests.support.proxy import APP_DB, APP_PASSWORD, APP_USER, prepare_app_account
@@ -77,7 +77,7 @@ def test_down_from_the_start_2003_within_checkout_timeout_then_at_once_then_serv
     assert waited < CHECKOUT_TIMEOUT + 1
     # Down for longer than checkout_timeout now: the next clients are told within a connect attempt.
     for database in (APP_DB, None):
-        errno, message, waited = refused(lambda: runner.connect(database=database))
+        errno, message, waited = refused(lambda database=database: runner.connect(database=database))
         assert errno == CR.CR_CONN_HOST_ERROR and waited < CHECKOUT_TIMEOUT / 2, (message, waited)
     server.start()
     wait_until(lambda: served(runner), WAIT, "a client is served once the server is up")
@@ -88,7 +88,7 @@ def test_a_wrong_backend_password_is_named_at_once(server, proxy_factory):
     runner = proxy_factory(server, users=users, backend=BACKEND, pool={"checkout_timeout": 10}, start=False)
     runner.start(wait_for_server=False)
     for database in (APP_DB, None):
-        errno, message, waited = refused(lambda: runner.connect(database=database))
+        errno, message, waited = refused(lambda database=database: runner.connect(database=database))
         assert errno == 1045, message
         assert message.startswith(f"mysqlpool-proxy cannot log in to the server with its backend account "
                                   f"'{APP_USER}' (users[] '{APP_USER}'): 1045 Access denied for user '{APP_USER}'@"), \
@@ -105,7 +105,7 @@ def test_a_second_pool_whose_backend_login_is_refused_refuses_its_clients_at_log
     wait_until(lambda: runner.call(lambda: runner.proxy.pools["report"].failing), 5, "the report login was tried")
     for database in (APP_DB, None):
         errno, message, waited = refused(
-            lambda: runner.connect(user="reporter", password="client-side", database=database))
+            lambda database=database: runner.connect(user="reporter", password="client-side", database=database))
         assert errno == 1045 and message.startswith(
             "mysqlpool-proxy cannot log in to the server with its backend account 'report' (users[] 'reporter'): "
             "1045 Access denied for user 'report'@"), message

@@ -26,9 +26,9 @@ def test_crud_and_transactions(proxy, app_server):
 
 
 def test_server_error_is_relayed_verbatim(proxy, app_server):
-    with pytest.raises(pymysql.err.ProgrammingError) as direct:
-        with app_server.connect(database="appdb") as c, c.cursor() as cur:
-            cur.execute("SELECT * FROM no_such_table")
+    with pytest.raises(pymysql.err.ProgrammingError) as direct, app_server.connect(database="appdb") as c, \
+            c.cursor() as cur:
+        cur.execute("SELECT * FROM no_such_table")
     with proxy.connect() as conn, conn.cursor() as cur:
         with pytest.raises(pymysql.err.ProgrammingError) as proxied:
             cur.execute("SELECT * FROM no_such_table")

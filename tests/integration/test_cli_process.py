@@ -1,7 +1,6 @@
 # The real command line (`python -m mysqlpool_proxy -c FILE`) as an operator
 # runs it: SIGTERM turns readiness off, stops accepting, lets a client finish
 # its transaction and exits 0; SIGHUP reloads, refusing a broken file.
-import os
 import signal
 import subprocess
 import sys

@@ -172,7 +172,7 @@ def test_require_tls_refuses_plain_tcp_with_3159(tls_proxy, tls_files):
 
 def test_require_tls_lets_unix_socket_clients_in(tls_proxy, tmp_path):
     path = tmp_path / "proxy.sock"
-    proxy = tls_proxy(require_tls=True, listen=f"unix:{path}")
+    tls_proxy(require_tls=True, listen=f"unix:{path}")
     conn = pymysql.connect(unix_socket=str(path), user=APP_USER, password=APP_PASSWORD, ssl_disabled=True,
                            connect_timeout=WAIT)
     try:

@@ -12,8 +12,8 @@
 # parameter collations.
 from contextlib import ExitStack, closing
 
-import MySQLdb
 import mysql.connector
+import MySQLdb
 import pymysql
 import pytest
 from mysql.connector.constants import ClientFlag

@@ -14,8 +14,8 @@ import time
 import zlib
 from contextlib import closing
 
-import MySQLdb
 import mysql.connector
+import MySQLdb
 import pytest
 from pymysql.constants import CLIENT
 

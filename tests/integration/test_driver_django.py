@@ -20,8 +20,15 @@ import pytest
 django = pytest.importorskip("django")
 
 from django.conf import settings  # noqa: E402
-from django.db import DatabaseError, IntegrityError, OperationalError, ProgrammingError  # noqa: E402
-from django.db import close_old_connections, connections, transaction  # noqa: E402
+from django.db import (  # noqa: E402  # noqa: E402
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+    close_old_connections,
+    connections,
+    transaction,
+)
 from django.db.models import Avg, Count, Max, Sum  # noqa: E402
 
 from tests.support.proxy import APP_DB, APP_PASSWORD, APP_USER, ProxyThread, render_config  # noqa: E402
@@ -99,7 +106,7 @@ def db(request, django_setup):
 
 
 @pytest.fixture
-def Item(django_setup):  # noqa: N802  (it is a model class)
+def Item(django_setup):  # it is a model class
     return django_setup
 
 
@@ -137,11 +144,10 @@ def test_atomic_commit_and_rollback(db, Item):
     with transaction.atomic(using=db):
         items.create(name="kept")
         items.create(name="kept too")
-    with pytest.raises(RuntimeError):
-        with transaction.atomic(using=db):
-            items.create(name="rolled back")
-            items.filter(name="kept").update(qty=99)
-            raise RuntimeError("abort")
+    with pytest.raises(RuntimeError), transaction.atomic(using=db):
+        items.create(name="rolled back")
+        items.filter(name="kept").update(qty=99)
+        raise RuntimeError("abort")
     with transaction.atomic(using=db):
         items.create(name="outer")
         try:
@@ -165,7 +171,7 @@ def _in_other_thread(fn):
     def run():
         try:
             outcome["result"] = fn()
-        except BaseException as exc:  # noqa: BLE001  (re-raised below)
+        except BaseException as exc:  # re-raised below
             outcome["error"] = exc
         finally:
             connections.close_all()
@@ -287,12 +293,11 @@ def test_load_data_local_infile(db, tmp_path):
 # -- errors -----------------------------------------------------------------------------
 
 
-def _duplicate_error(alias, Item):  # noqa: N803
+def _duplicate_error(alias, Item):
     Item.objects.using(alias).filter(name="dup").delete()
     Item.objects.using(alias).create(name="dup")
-    with pytest.raises(IntegrityError) as err:
-        with transaction.atomic(using=alias):
-            Item.objects.using(alias).create(name="dup")
+    with pytest.raises(IntegrityError) as err, transaction.atomic(using=alias):
+        Item.objects.using(alias).create(name="dup")
     assert Item.objects.using(alias).filter(name="dup").count() == 1  # still usable
     return err.value.args, type(err.value.__cause__), err.value.__cause__.args
 
@@ -331,7 +336,7 @@ def test_bad_password_is_1045(django_setup):
 
 
 def test_conn_max_age_0_closes_and_persistent_keeps_the_client_connection(django_setup, django_proxy):
-    Item = django_setup  # noqa: N806
+    Item = django_setup
     close_old_connections()
     connections["proxy"].close()
     connections["proxy_persistent"].close()

@@ -81,16 +81,16 @@ def test_commit_and_rollback(proxy, tables):
 
 
 def test_multi_statements(proxy, tables):
-    with closing(connect(proxy, client_flag=CLIENT.MULTI_STATEMENTS | CLIENT.MULTI_RESULTS)) as conn:
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1; SELECT 2, 3; DO 0")
-            assert cur.fetchall() == ((1,),)
-            assert cur.nextset()
-            assert cur.fetchall() == ((2, 3),)
-            assert cur.nextset()
-            assert cur.nextset() is None
-            cur.execute("SELECT 'in sync'")
-            assert cur.fetchone() == ("in sync",)
+    with closing(connect(proxy, client_flag=CLIENT.MULTI_STATEMENTS | CLIENT.MULTI_RESULTS)) as conn, \
+            conn.cursor() as cur:
+        cur.execute("SELECT 1; SELECT 2, 3; DO 0")
+        assert cur.fetchall() == ((1,),)
+        assert cur.nextset()
+        assert cur.fetchall() == ((2, 3),)
+        assert cur.nextset()
+        assert cur.nextset() is None
+        cur.execute("SELECT 'in sync'")
+        assert cur.fetchone() == ("in sync",)
 
 
 def test_procedure_with_two_result_sets(proxy, tables):

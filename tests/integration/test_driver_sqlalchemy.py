@@ -75,7 +75,7 @@ class Base(DeclarativeBase):
 
 class Author(Base):
     __tablename__ = f"{T}author"
-    __table_args__ = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+    __table_args__ = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}  # noqa: RUF012 - SQLAlchemy reads it once
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(100), unique=True)
     books: Mapped[list["Book"]] = relationship(back_populates="author", cascade="all, delete-orphan")
@@ -83,7 +83,7 @@ class Author(Base):
 
 class Book(Base):
     __tablename__ = f"{T}book"
-    __table_args__ = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+    __table_args__ = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}  # noqa: RUF012 - SQLAlchemy reads it once
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(sa.String(200))
     author_id: Mapped[int] = mapped_column(sa.ForeignKey(f"{T}author.id"))

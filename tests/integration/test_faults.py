@@ -12,9 +12,9 @@ import time
 import pymysql
 import pytest
 
-from mysqlpool_proxy.core.states import BackendState
-from mysqlpool_proxy.constants import CR
 from mysqlpool_proxy.backend.pool import BACKOFF_CAP
+from mysqlpool_proxy.constants import CR
+from mysqlpool_proxy.core.states import BackendState
 from tests.support.faults import FaultRelay, Refusal, wait_until
 from tests.support.proxy import APP_USER
 

@@ -50,8 +50,16 @@ import pytest
 from tests.fuzz.corpus import load_corpus
 from tests.fuzz.mutate import plan_for
 from tests.fuzz.replay import Login, Outcome, replay
-from tests.fuzz.workload import BYSTANDER_KINDS, BYSTANDER_USER, FUZZ_PASSWORD, FUZZ_USER, PROXY_USERS, \
-    SERVER_OPTIONS, bystander_session, prepare_server
+from tests.fuzz.workload import (
+    BYSTANDER_KINDS,
+    BYSTANDER_USER,
+    FUZZ_PASSWORD,
+    FUZZ_USER,
+    PROXY_USERS,
+    SERVER_OPTIONS,
+    bystander_session,
+    prepare_server,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -208,7 +216,7 @@ class Checks:
     def run(self, what: str, check) -> None:
         try:
             problem = check()
-        except Exception as exc:  # noqa: BLE001 - reported with what was being checked
+        except Exception as exc:  # reported with what was being checked
             problem = f"{exc!r}"
         if problem:
             self.report.append(f"{what}: {problem}")
@@ -301,8 +309,7 @@ def test_fuzz(fuzzed, fuzz_server):
         report.append(f"{len(findings)} fuzzed sessions failed {dict(Counter(o.result for o in findings))}"
                       + (f" (stopped after {MAX_FAILURES} failures)" if len(findings) >= MAX_FAILURES else "") + ":\n"
                       + "\n".join(f"  session {o.plan.index}: {o.result}: {o.problem[:160]}" for o in findings))
-        for o in findings[:REPORTED]:
-            report.append(f"--- replay it: {reproduce(seed, o.plan.index)}\n{o.report()}")
+        report.extend(f"--- replay it: {reproduce(seed, o.plan.index)}\n{o.report()}" for o in findings[:REPORTED])
     bystander_errors = sorted(e for b in bystanders for e in b.errors)
     if bystander_errors:
         first = bystander_errors[0][0]

@@ -12,9 +12,9 @@ import pymysql
 import pytest
 import sqlalchemy
 
+from mysqlpool_proxy.ops import operations
 from tests.support.mariadb import require_restartable
 from tests.support.proxy import APP_PASSWORD, prepare_app_account
-from mysqlpool_proxy.ops import operations
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -211,7 +211,7 @@ def test_server_restart_under_load(proxy_factory, short_server):
         stored.setdefault(w, []).append(s)
     for w, seqs in committed.items():
         assert seqs <= set(stored.get(w, [])), f"worker {w} lost committed rows"
-    for w, seqs in stored.items():
+    for seqs in stored.values():
         assert len(seqs) == len(set(seqs))
 
 
@@ -284,8 +284,8 @@ def test_reload_changes_pool_size_and_users_without_dropping_clients(proxy_facto
     conn = proxy.connect()
     assert scalar(conn, "SELECT 1") == 1
     short_server.create_user("late", "late-pw")
-    from tests.support.proxy import render_config
     from mysqlpool_proxy.config import load_config
+    from tests.support.proxy import render_config
     path = tmp_path / "reloaded.toml"
     path.write_text(render_config(short_server, pool={"max_size": 4},
                                   users=[{"name": "app", "password": APP_PASSWORD},

@@ -18,8 +18,7 @@ def test_a_thousand_idle_unauthenticated_sockets_do_not_lock_a_client_out(proxy_
     runner = proxy_factory(proxy={"listen": "127.0.0.1:0", "max_client_connections": 100})
     sockets = []
     try:
-        for _ in range(1000):
-            sockets.append(socket.create_connection((runner.host, runner.port), timeout=10))
+        sockets.extend(socket.create_connection((runner.host, runner.port), timeout=10) for _ in range(1000))
         wait_until(lambda: runner.client_count() >= 1000, 20, "the proxy holds the 1000 connections")
         with closing(runner.connect()) as conn, conn.cursor() as cur:
             cur.execute("SELECT 1")

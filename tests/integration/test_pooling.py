@@ -6,7 +6,7 @@ import time
 import pymysql
 import pytest
 
-from tests.support.proxy import APP_PASSWORD, prepare_app_account
+from tests.support.proxy import prepare_app_account
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration

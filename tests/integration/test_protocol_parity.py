@@ -90,6 +90,7 @@ def test_prepare_and_close_one_at_a_time_never_meets_max_prepared_stmt_count(pro
     max_prepared_stmt_count (20 here), and a prepare the server still refuses with 1461 (another
     connection holds statements) closes the backend's idle statements and is tried again."""
     import mysql.connector
+
     from tests.support.proxy import prepare_app_account
     server = mariadb_factory(max_prepared_stmt_count=20)
     prepare_app_account(server)

@@ -77,7 +77,7 @@ def test_kill_query_stops_the_targets_statement_only(proxy_factory, app_server):
     def run_sleep():
         try:
             result["value"] = scalar(victim, "SELECT SLEEP(30)")
-        except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+        except Exception as exc:  # recorded for the assertion
             result["error"] = exc
 
     def sleeping() -> bool:

@@ -71,7 +71,7 @@ def oracle(app_server):
     for driver, cls in DRIVERS.items():
         for charset in ("utf8mb4", "latin1"):
             client = cls(app_server.host, app_server.port, APP_USER, APP_PASSWORD, APP_DB, charset)
-            found.add_initial(driver, charset, lambda sql: client.query(sql).rows)
+            found.add_initial(driver, charset, lambda sql, client=client: client.query(sql).rows)
             client.close(abrupt=False)
     wait_until(lambda: not app_server.connection_ids(APP_USER), 10, "the oracle's own connections gone")
     return found

@@ -60,10 +60,10 @@ class Live:
 
     def admin(self, sql: str) -> list[dict]:
         with pymysql.connect(host="127.0.0.1", port=self.admin_port, user="admin", password=ADMIN_PASSWORD,
-                             connect_timeout=WAIT, cursorclass=pymysql.cursors.DictCursor) as conn:
-            with conn.cursor() as cur:
-                cur.execute(sql)
-                return list(cur.fetchall())
+                             connect_timeout=WAIT, cursorclass=pymysql.cursors.DictCursor) as conn, \
+                conn.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
 
 
 @pytest.fixture

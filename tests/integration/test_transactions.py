@@ -69,16 +69,15 @@ def test_savepoint_right_after_begin(one_backend):
 def test_sqlalchemy_begin_nested_as_first_statement(one_backend):
     engine = sqlalchemy.create_engine(one_backend.url(), poolclass=sqlalchemy.pool.NullPool)
     others = bystanders(one_backend)
-    with engine.connect() as conn:
-        with conn.begin():
-            nested = conn.begin_nested()
-            churn(others)
-            conn.execute(sqlalchemy.text("INSERT INTO trx VALUES (3)"))
-            churn(others)
-            nested.rollback()
-            inner = conn.begin_nested()
-            conn.execute(sqlalchemy.text("INSERT INTO trx VALUES (4)"))
-            inner.commit()
+    with engine.connect() as conn, conn.begin():
+        nested = conn.begin_nested()
+        churn(others)
+        conn.execute(sqlalchemy.text("INSERT INTO trx VALUES (3)"))
+        churn(others)
+        nested.rollback()
+        inner = conn.begin_nested()
+        conn.execute(sqlalchemy.text("INSERT INTO trx VALUES (4)"))
+        inner.commit()
     with others[0].cursor() as cur:
         cur.execute("SELECT id FROM trx ORDER BY id")
         assert cur.fetchall() == ((4,),)
@@ -89,7 +88,7 @@ def test_pool_returns_roll_back_while_every_backend_is_held(one_backend):
     """Two stuck transactions hold both backends; other clients' ROLLBACK / COMMIT / SET autocommit
     (what pools send on return and on checkout) are answered at once, without a backend."""
     stuck = [one_backend.connect() for _ in range(2)]
-    for i, conn in enumerate(stuck):
+    for conn in stuck:
         with conn.cursor() as cur:
             cur.execute("BEGIN")
             cur.execute("SELECT * FROM trx FOR UPDATE")
@@ -102,7 +101,7 @@ def test_pool_returns_roll_back_while_every_backend_is_held(one_backend):
             conn.commit()
             conn.autocommit(True)
             conn.close()
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=pool_user) for _ in range(10)]

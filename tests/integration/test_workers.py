@@ -42,7 +42,7 @@ def consecutive_free_ports(avoid: int = -10) -> int:
     take ports, so a free pair stays free until the proxy binds it."""
     import random
     import socket
-    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(200):
         base = random.randrange(max(1024, low - 12000), low - 2)
         if abs(base - avoid) < 2:
@@ -74,7 +74,8 @@ def start_two_workers(app_server, tmp_path, *, admin=False):
         proc = subprocess.Popen([sys.executable, "-m", "mysqlpool_proxy", "-c", str(path)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
-            wait_until(lambda: both_ready(metrics_port), 20, "both workers ready", 0.1, ignoring=(OSError,))
+            wait_until(lambda metrics_port=metrics_port: both_ready(metrics_port), 20, "both workers ready", 0.1,
+                       ignoring=(OSError,))
         except AssertionError:  # a port taken meanwhile, say: again, with new ports
             os.killpg(proc.pid, signal.SIGKILL)
             output = proc.communicate(timeout=10)[0]

@@ -262,7 +262,7 @@ class ConnectorClient:
         """A prepared cursor; the statement is prepared at its first execute (the connector's way)."""
         return self.conn.cursor(prepared=True)
 
-    def execute(self, cursor, sql: str, params: tuple, bind_types: bool = True) -> Result:  # noqa: ARG002
+    def execute(self, cursor, sql: str, params: tuple, bind_types: bool = True) -> Result:
         try:
             cursor.execute(sql, params)
             rows = cursor.fetchall() if cursor.with_rows else None

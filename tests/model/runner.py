@@ -24,14 +24,32 @@ from __future__ import annotations
 import collections
 import copy
 import random
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Callable
 
 from tests.model.clients import DRIVERS, SqlError, matches, rows_match
 from tests.model.model import (
-    DIV_PRECISION, GROUP_CONCAT_MAX_LEN, ISOLATIONS, KV_TABLE, MAX_STATEMENT_TIME, NAMES, PS_TEMPLATES,
-    RESULTS_CHARSETS, ROWS_TABLE, SCHEMAS, SQL_MODES, TEMP_TABLES, TIME_ZONES, USER_VARS, COLLATIONS,
-    ClientModel, Oracle, Prepared, UVal, World, ps_expected,
+    COLLATIONS,
+    DIV_PRECISION,
+    GROUP_CONCAT_MAX_LEN,
+    ISOLATIONS,
+    KV_TABLE,
+    MAX_STATEMENT_TIME,
+    NAMES,
+    PS_TEMPLATES,
+    RESULTS_CHARSETS,
+    ROWS_TABLE,
+    SCHEMAS,
+    SQL_MODES,
+    TEMP_TABLES,
+    TIME_ZONES,
+    USER_VARS,
+    ClientModel,
+    Oracle,
+    Prepared,
+    UVal,
+    World,
+    ps_expected,
 )
 
 ER_NO_SUCH_TABLE = 1146
@@ -99,7 +117,7 @@ class Runner:
             if conn is not None:
                 try:
                     conn.close(abrupt=False)
-                except Exception:  # noqa: BLE001 - best effort at teardown
+                except Exception:  # best effort at teardown
                     pass
 
     # -- reporting -------------------------------------------------------------------
@@ -129,7 +147,7 @@ class Runner:
             if self.inspect is not None and conn is not None:
                 try:
                     parts.append(f"proxy's view of client {slot}: {self.inspect(conn.connection_id)}")
-                except Exception as exc:  # noqa: BLE001 - diagnostics only
+                except Exception as exc:  # diagnostics only
                     parts.append(f"proxy's view of client {slot}: unavailable ({exc!r})")
         raise ModelFailure(self.step, slot, message, "\n".join(parts))
 

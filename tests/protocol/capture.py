@@ -11,7 +11,6 @@ in hex. Commit the regenerated file with the MariaDB version in the log.
 """
 
 import json
-import socket
 import struct
 import sys
 import time
@@ -45,7 +44,7 @@ def recv_all(sock, quiet=0.3):
     while True:
         try:
             chunk = sock.recv(1 << 20)
-        except socket.timeout:
+        except TimeoutError:
             return bytes(out)
         if not chunk:
             return bytes(out)
@@ -57,7 +56,8 @@ def query(sql):
 
 
 def main(host, port):
-    conn = pymysql.connect(host=host, port=int(port), user="root", client_flag=CLIENT.SESSION_TRACK | CLIENT.MULTI_STATEMENTS,
+    conn = pymysql.connect(host=host, port=int(port), user="root",
+                           client_flag=CLIENT.SESSION_TRACK | CLIENT.MULTI_STATEMENTS,
                            autocommit=True, local_infile=True)
     cur = conn.cursor()
     for sql in SETUP:
@@ -82,7 +82,8 @@ def main(host, port):
     cap("call_procedure", "RESULT", query("CALL two()"))
     cap("infile_request", "RESULT", query("LOAD DATA LOCAL INFILE '/nonexistent.csv' INTO TABLE t (v)"))
     sock.sendall(frame(b"", 2))  # empty file: the server answers OK
-    caps["infile_after_empty"] = {"expect": "AFTER_INFILE", "binary": False, "command": frame(b"", 2).hex(), "reply": recv_all(sock).hex()}
+    caps["infile_after_empty"] = {"expect": "AFTER_INFILE", "binary": False, "command": frame(b"", 2).hex(),
+                                  "reply": recv_all(sock).hex()}
     cap("ping", "SIMPLE", frame(b"\x0e"))
     cap("init_db_ok", "SIMPLE", frame(b"\x02capdb"))
     cap("init_db_err", "SIMPLE", frame(b"\x02no_such_db"))

@@ -5,16 +5,21 @@
 # PyMySQL's own connection-phase code run against an in-memory peer.
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import struct
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from mysqlpool_proxy.constants import CLIENT
 from mysqlpool_proxy.protocol.framing import (
-    FrameScanner, Oversized, Packet, PacketDecoder, encode_packet,
+    FrameScanner,
+    Oversized,
+    Packet,
+    PacketDecoder,
+    encode_packet,
 )
 from mysqlpool_proxy.protocol.handshake import MAX_LOGIN_PACKET, Send, ServerHandshake, StartTLS, Verified
 from mysqlpool_proxy.protocol.response import Expect, Phase, ResponseTracker
@@ -45,7 +50,7 @@ def _hot_chunks(data: bytes, hot: Iterable[int]) -> list[bytes]:
     for h in hot:
         cuts.update(p for p in range(h - HOT_RADIUS, h + HOT_RADIUS + 1) if 0 < p < n)
     cuts = sorted(cuts)
-    return [data[a:b] for a, b in zip(cuts, cuts[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(cuts)]
 
 
 def chunkings(data: bytes, *, seeds=SEEDS, bytewise: bool = True, hot: Iterable[int] = (),
@@ -61,7 +66,7 @@ def chunkings(data: bytes, *, seeds=SEEDS, bytewise: bool = True, hot: Iterable[
         yield f"random-{seed}", _random_chunks(data, seed, max_chunk)
 
 
-def feed_whole_and_bytewise(make_parser: Callable[[], "Driver"], data: bytes,
+def feed_whole_and_bytewise(make_parser: Callable[[], Driver], data: bytes,
                             check: Callable[[object], None] | None = None, **kw):
     """Feed `data` to a fresh parser whole, bytewise and in seeded random chunks.
 

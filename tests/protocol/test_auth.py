@@ -8,8 +8,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from mysqlpool_proxy.protocol import auth
 from mysqlpool_proxy.protocol.handshake import make_scramble

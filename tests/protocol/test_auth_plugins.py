@@ -16,11 +16,9 @@ from mysqlpool_proxy.protocol import auth
 from mysqlpool_proxy.protocol.framing import encode_packet
 from mysqlpool_proxy.protocol.handshake import (
     ChangeUserAuth,
-    Failed,
     HandshakeState,
     ServerHandshake,
     Verified,
-    access_denied_message,
 )
 from mysqlpool_proxy.protocol.packets import ErrPacket, parse_change_user, parse_err, parse_ok
 

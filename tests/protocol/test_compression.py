@@ -12,7 +12,11 @@ import pytest
 
 from mysqlpool_proxy.errors import ProtocolError
 from mysqlpool_proxy.protocol.compression import (
-    HEADER_SIZE, MAX_FRAME, MIN_COMPRESS_LENGTH, FrameDecoder, FrameEncoder,
+    HEADER_SIZE,
+    MAX_FRAME,
+    MIN_COMPRESS_LENGTH,
+    FrameDecoder,
+    FrameEncoder,
 )
 from mysqlpool_proxy.protocol.framing import encode_packet
 

@@ -11,7 +11,14 @@ import pytest
 
 from mysqlpool_proxy.errors import LocalProtocolError
 from mysqlpool_proxy.protocol.framing import (
-    HEADER_SIZE, MAX_FRAME, FrameScanner, Oversized, Packet, PacketDecoder, encode_packet, frame_header,
+    HEADER_SIZE,
+    MAX_FRAME,
+    FrameScanner,
+    Oversized,
+    Packet,
+    PacketDecoder,
+    encode_packet,
+    frame_header,
 )
 
 from .helpers import Decoding, Scanning, decode_frames, feed_whole_and_bytewise, frame_offsets, frames

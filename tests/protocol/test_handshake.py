@@ -11,24 +11,43 @@ from __future__ import annotations
 
 import pymysql
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from mysqlpool_proxy.constants import CLIENT, SERVER_STATUS
 from mysqlpool_proxy.errors import ProtocolError
 from mysqlpool_proxy.protocol import auth
 from mysqlpool_proxy.protocol.framing import MAX_FRAME, Oversized, Packet, PacketDecoder, encode_packet, frame_header
 from mysqlpool_proxy.protocol.handshake import (
-    INSECURE_TRANSPORT_MESSAGE, MAX_LOGIN_PACKET, ChangeUserAuth, Failed, HandshakeState, Send, ServerHandshake,
-    StartTLS, Verified, access_denied_message,
+    INSECURE_TRANSPORT_MESSAGE,
+    MAX_LOGIN_PACKET,
+    ChangeUserAuth,
+    Failed,
+    HandshakeState,
+    Send,
+    ServerHandshake,
+    StartTLS,
+    Verified,
+    access_denied_message,
 )
 from mysqlpool_proxy.protocol.packets import (
-    ErrPacket, parse_change_user, parse_err, parse_handshake_v10, parse_ok,
+    ErrPacket,
+    parse_change_user,
+    parse_err,
+    parse_handshake_v10,
+    parse_ok,
 )
 
 from .helpers import (
-    BASIC_CLIENT_FLAGS, CLIENT_QUERY_ATTRIBUTES, MYSQL8_CLIENT_FLAGS, PROXY_CAPS, HandshakePeer, PyMySQLClient,
-    change_user, decode_all, handshake_response, ssl_request,
+    BASIC_CLIENT_FLAGS,
+    CLIENT_QUERY_ATTRIBUTES,
+    MYSQL8_CLIENT_FLAGS,
+    PROXY_CAPS,
+    HandshakePeer,
+    PyMySQLClient,
+    change_user,
+    decode_all,
+    handshake_response,
+    ssl_request,
 )
 
 SECRET_HASH = "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7"  # PASSWORD('secret')

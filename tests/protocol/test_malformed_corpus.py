@@ -20,12 +20,18 @@ import pytest
 from mysqlpool_proxy.constants import CLIENT, COMMAND
 from mysqlpool_proxy.errors import ProtocolError
 from mysqlpool_proxy.protocol import auth, packets, sql, stmt
-from mysqlpool_proxy.protocol.framing import MAX_FRAME, FrameScanner, Oversized, Packet, encode_packet
-from mysqlpool_proxy.protocol.handshake import ChangeUserAuth, Failed, Send, ServerHandshake, StartTLS, Verified
+from mysqlpool_proxy.protocol.framing import MAX_FRAME, FrameScanner, Oversized, Packet
+from mysqlpool_proxy.protocol.handshake import ChangeUserAuth, Failed, ServerHandshake, StartTLS, Verified
 from mysqlpool_proxy.protocol.session_track import parse_state_changes
 
 from .helpers import (
-    BASIC_CLIENT_FLAGS, PROXY_CAPS, Driver, change_user, feed_whole_and_bytewise, frames, handshake_response,
+    BASIC_CLIENT_FLAGS,
+    PROXY_CAPS,
+    Driver,
+    change_user,
+    feed_whole_and_bytewise,
+    frames,
+    handshake_response,
     ssl_request,
 )
 
@@ -214,10 +220,10 @@ def test_the_client_hello_after_an_ssl_request_is_left_for_tls():
 
 def test_an_execute_refused_is_refused_whatever_its_parameter_count():
     # the corpus' execute shapes, against every parameter count: never anything but ExecuteRefused
-    for name, stage, stream, _ in CORPUS:
+    for name, _stage, stream, _ in CORPUS:
         if name.startswith("execute"):
             [(_, payload)] = [(p.seq, p.payload) for p in _decode(stream)]
-            for params in range(0, 70):
+            for params in range(70):
                 assert outcome(stmt.parse_execute, payload, params) in ("ExecuteHeader", ("ExecuteRefused", 1835),
                                                                         ("ExecuteRefused", 1210))
 

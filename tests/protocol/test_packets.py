@@ -11,23 +11,46 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from mysqlpool_proxy.constants import CLIENT, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS
 from mysqlpool_proxy.errors import RemoteProtocolError
 from mysqlpool_proxy.protocol import auth
 from mysqlpool_proxy.protocol.framing import encode_packet
 from mysqlpool_proxy.protocol.packets import (
-    EofPacket, ErrPacket, HandshakeV10, OkPacket, is_eof, is_ssl_request, make_auth_more_data, make_auth_switch,
-    make_eof, make_err, make_handshake_v10, make_ok, parse_change_user, parse_eof, parse_err,
-    parse_handshake_response, parse_handshake_v10, parse_ok, strip_session_track,
+    EofPacket,
+    ErrPacket,
+    HandshakeV10,
+    OkPacket,
+    is_eof,
+    is_ssl_request,
+    make_auth_more_data,
+    make_auth_switch,
+    make_eof,
+    make_err,
+    make_handshake_v10,
+    make_ok,
+    parse_change_user,
+    parse_eof,
+    parse_err,
+    parse_handshake_response,
+    parse_handshake_v10,
+    parse_ok,
+    strip_session_track,
 )
 from mysqlpool_proxy.protocol.wire import lenenc_bytes, lenenc_int
 
 from .helpers import (
-    BASIC_CLIENT_FLAGS, CLIENT_QUERY_ATTRIBUTES, MYSQL8_CLIENT_FLAGS, PROXY_CAPS, PyMySQLClient, capture_payloads,
-    change_user, decode_all, handshake_response, ssl_request,
+    BASIC_CLIENT_FLAGS,
+    CLIENT_QUERY_ATTRIBUTES,
+    MYSQL8_CLIENT_FLAGS,
+    PROXY_CAPS,
+    PyMySQLClient,
+    capture_payloads,
+    change_user,
+    decode_all,
+    handshake_response,
+    ssl_request,
 )
 
 TRACK = CLIENT.PROTOCOL_41 | CLIENT.SESSION_TRACK

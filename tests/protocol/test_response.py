@@ -9,21 +9,32 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from mysqlpool_proxy.constants import CLIENT, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS
 from mysqlpool_proxy.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from mysqlpool_proxy.protocol.framing import MAX_FRAME, encode_packet
 from mysqlpool_proxy.protocol.packets import (
-    OkPacket, make_eof, make_err, make_ok, parse_ok, strip_session_track,
+    OkPacket,
+    make_eof,
+    make_err,
+    make_ok,
+    parse_ok,
+    strip_session_track,
 )
 from mysqlpool_proxy.protocol.response import Expect, Phase, ResponseTracker
 from mysqlpool_proxy.protocol.session_track import StateChanges
 from mysqlpool_proxy.protocol.wire import int8
 
 from .helpers import (
-    CAPTURES, Relayed, Relaying, capture_payloads, chunkings, decode_all, feed_whole_and_bytewise, frame_offsets,
+    CAPTURES,
+    Relayed,
+    Relaying,
+    capture_payloads,
+    chunkings,
+    decode_all,
+    feed_whole_and_bytewise,
+    frame_offsets,
     frames,
 )
 
@@ -62,7 +73,7 @@ EXPECTED = {
     "set_option": dict(status=AUTOCOMMIT | ANSI, ok_count=0, error=None),  # answered with EOF
     "statistics": dict(error=None, ok_count=0),
     "field_list": dict(status=AUTOCOMMIT | ANSI, error=None),
-    "field_list_err": dict(),
+    "field_list_err": {},
     "prepare_select": dict(prepare_ok=(1, 2, 1, 0), error=None),
     "prepare_no_params": dict(prepare_ok=(2, 1, 0, 0), error=None),
     "prepare_insert": dict(prepare_ok=(3, 0, 1, 0), error=None),
@@ -510,7 +521,7 @@ def test_begin_resets_the_previous_result():
 ])
 def test_malformed_raises_protocol_error(expect, payloads):
     data = frames(*payloads, seq=1)
-    for label, chunks in chunkings(data):
+    for _label, chunks in chunkings(data):
         r = Relaying(expect=expect)
         with pytest.raises(RemoteProtocolError):
             for chunk in chunks:
@@ -532,7 +543,7 @@ def test_any_packet_sequence_is_handled_the_same_however_it_is_split(expect, bin
     whole / bytewise / random feeding agree on the result or the error."""
     data = frames(*payloads, seq=1)
     outcomes = []
-    for label, chunks in chunkings(data, seeds=(1, 2)):
+    for _label, chunks in chunkings(data, seeds=(1, 2)):
         r = Relaying(expect=expect, binary=binary)
         try:
             for chunk in chunks:

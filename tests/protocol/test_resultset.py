@@ -12,12 +12,24 @@ from pymysql.protocol import FieldDescriptorPacket, MysqlPacket
 
 from mysqlpool_proxy.constants import CLIENT, SERVER_STATUS
 from mysqlpool_proxy.errors import ProxyError
-from mysqlpool_proxy.protocol.resultset import (
-    CHARSET_BINARY, CHARSET_UTF8MB4, NUM_FLAG, Column, Ok, Rows, column_definition, columns, encode_reply,
-    field_list_end, result_set, select_reply, text_row, text_value,
-)
 from mysqlpool_proxy.protocol.packets import parse_err, parse_ok
 from mysqlpool_proxy.protocol.response import Expect, Phase
+from mysqlpool_proxy.protocol.resultset import (
+    CHARSET_BINARY,
+    CHARSET_UTF8MB4,
+    NUM_FLAG,
+    Column,
+    Ok,
+    Rows,
+    column_definition,
+    columns,
+    encode_reply,
+    field_list_end,
+    result_set,
+    select_reply,
+    text_row,
+    text_value,
+)
 from tests.protocol.helpers import Relaying, chunkings, decode_frames
 
 AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT

@@ -7,8 +7,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from mysqlpool_proxy.constants import CLIENT
 from mysqlpool_proxy.errors import RemoteProtocolError

@@ -13,7 +13,13 @@ from __future__ import annotations
 import pytest
 
 from mysqlpool_proxy.protocol.sql import (
-    SqlEffects, analyze, parse_set_names, releases_connection, replace_connection_id, session_only, without_schema,
+    SqlEffects,
+    analyze,
+    parse_set_names,
+    releases_connection,
+    replace_connection_id,
+    session_only,
+    without_schema,
 )
 
 
@@ -350,7 +356,8 @@ def test_parse_set_names_declines(sql):
     (b"SELECT connection_id ( ), 1", b"SELECT 77 AS `connection_id ( )`, 1"),
     (b"SELECT CONNECTION_ID() AS me", b"SELECT 77 AS me"),
     (b"KILL CONNECTION_ID()", b"KILL 77"),
-    (b"SELECT 'CONNECTION_ID()', `connection_id`() /* CONNECTION_ID() */", b"SELECT 'CONNECTION_ID()', `connection_id`() /* CONNECTION_ID() */"),
+    (b"SELECT 'CONNECTION_ID()', `connection_id`() /* CONNECTION_ID() */",
+     b"SELECT 'CONNECTION_ID()', `connection_id`() /* CONNECTION_ID() */"),
     (b"SELECT db.connection_id()", b"SELECT db.connection_id()"),
 ])
 def test_replace_connection_id(sql, expected):

@@ -9,8 +9,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from mysqlpool_proxy.protocol.sql import SqlEffects, analyze, parse_set_names, session_only
 

@@ -20,13 +20,20 @@ import sys
 from dataclasses import fields
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mysqlpool_proxy.protocol import sql
 from mysqlpool_proxy.protocol.sql import (
-    NO_EFFECTS, SqlEffects, analyze, parse_set_names, replace_connection_id, session_only, skeleton, tokenize,
-    unknown_effects, without_schema,
+    NO_EFFECTS,
+    SqlEffects,
+    analyze,
+    parse_set_names,
+    replace_connection_id,
+    session_only,
+    skeleton,
+    tokenize,
+    unknown_effects,
+    without_schema,
 )
 
 KIB = 1024
@@ -119,10 +126,12 @@ def test_issue_16_texts_at_64_kib():
 WELL_FORMED = [
     b"SELECT", b"SET", b"SESSION", b"GLOBAL", b"INTO", b"FROM", b"t", b"db.t", b"LOCK", b"UNLOCK", b"TABLES",
     b"CREATE", b"TEMPORARY", b"TABLE", b"DROP", b"PREPARE", b"DEALLOCATE", b"HANDLER", b"OPEN", b"CLOSE", b"XA",
-    b"START", b"COMMIT", b"RELEASE", b"KILL", b"STATEMENT", b"FOR", b"NULL", b"GET_LOCK", b"RELEASE_LOCK", b"CONNECTION_ID",
+    b"START", b"COMMIT", b"RELEASE", b"KILL", b"STATEMENT", b"FOR", b"NULL", b"GET_LOCK", b"RELEASE_LOCK",
+    b"CONNECTION_ID",
     b"LAST_INSERT_ID", b"ROW_COUNT", b"SQL_CALC_FOUND_ROWS", b"DATABASE", b"@x", b"@`q``x`", b"@'s\\'x'", b"@\"d\"",
     b"@@session.sql_mode", b"@@identity", b"@@x", b":=", b"=", b",", b"(", b")", b";", b".", b"1", b"2.5e3", b"'s'",
-    b"'it''s'", b"'a\\'b\\\\'", b'"d""q"', b"`q`", b"`a``b`", b"-- c\n", b"# c\n", b"/* c ' */", b"/*!40101 SET @y=1 */",
+    b"'it''s'", b"'a\\'b\\\\'", b'"d""q"', b"`q`", b"`a``b`", b"-- c\n", b"# c\n", b"/* c ' */",
+    b"/*!40101 SET @y=1 */",
     b"/*M!100100 , @z := 2 */", b"\t", b"\n", b"\xc3\xa9", b"$x", b"_utf8'x'", b"x'41'",
 ]
 BROKEN = [

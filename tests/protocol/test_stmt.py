@@ -11,7 +11,11 @@ import pytest
 
 from mysqlpool_proxy.errors import RemoteProtocolError
 from mysqlpool_proxy.protocol.stmt import (
-    ExecuteRefused, nulls_only, parse_execute, with_statement_id, with_types,
+    ExecuteRefused,
+    nulls_only,
+    parse_execute,
+    with_statement_id,
+    with_types,
 )
 
 MALFORMED = (1835, "Malformed communication packet")

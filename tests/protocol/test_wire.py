@@ -7,12 +7,19 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from mysqlpool_proxy.errors import ProtocolError, RemoteProtocolError
 from mysqlpool_proxy.protocol.wire import (
-    NULL_LENGTH, Reader, int1, int2, int3, int4, int8, lenenc_bytes, lenenc_int,
+    NULL_LENGTH,
+    Reader,
+    int1,
+    int2,
+    int3,
+    int4,
+    int8,
+    lenenc_bytes,
+    lenenc_int,
 )
 
 # -- fixed-width integers ------------------------------------------------------

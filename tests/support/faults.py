@@ -48,7 +48,8 @@ import socket
 import struct
 import subprocess
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tests.support.waiting import wait_until
 
@@ -282,7 +283,7 @@ class _Link:
         try:
             server_reader, self.server_writer = await asyncio.wait_for(
                 asyncio.open_connection(*self.relay.target, limit=CHUNK), CONNECT_TIMEOUT)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             _reset(self.client_writer)
             return
         self.pipes = [

@@ -280,7 +280,7 @@ def _cleanup_at_exit() -> None:
     for server in list(_live_servers):
         try:
             server.close(clean=False)
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+        except Exception:  # best effort at interpreter exit
             pass
     if _session_root is not None:
         shutil.rmtree(_session_root, ignore_errors=True)
@@ -289,7 +289,7 @@ def _cleanup_at_exit() -> None:
 atexit.register(_cleanup_at_exit)
 
 
-def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
+def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt(f"received signal {signum}")
 
 
@@ -705,10 +705,9 @@ class MariaDBServer(_SQLHelpers):
     def _check_identity(self, port: int) -> None:
         """Connect over TCP and make sure the server on `port` is ours."""
         with closing(pymysql.connect(host=self.host, port=port, user=self.root_user,
-                                     password=self.root_password, connect_timeout=1)) as conn:
-            with conn.cursor() as cur:
-                cur.execute("SELECT @@socket")
-                served_socket = cur.fetchone()[0]
+                                     password=self.root_password, connect_timeout=1)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT @@socket")
+            served_socket = cur.fetchone()[0]
         if served_socket != str(self._socket):
             raise _PortTaken(f"port {port} is served by another server (socket {served_socket})")
 
@@ -790,7 +789,7 @@ class ExternalServer(_SQLHelpers):
     def start(self) -> None:
         self._unsupported("start")
 
-    def stop(self, timeout: float | None = None) -> None:  # noqa: ARG002
+    def stop(self, timeout: float | None = None) -> None:
         self._unsupported("stop")
 
     def kill(self) -> None:
@@ -799,7 +798,7 @@ class ExternalServer(_SQLHelpers):
     def restart(self) -> None:
         self._unsupported("restart")
 
-    def error_log_tail(self, n: int = 50) -> str:  # noqa: ARG002
+    def error_log_tail(self, n: int = 50) -> str:
         return f"(error log not available: external server {self.host}:{self._port})"
 
     def set_global(self, name: str, value: Any) -> None:
@@ -823,7 +822,7 @@ class ExternalServer(_SQLHelpers):
         if (kind, name) not in self._created:
             self._created.append((kind, name))
 
-    def close(self, clean: bool = True) -> None:  # noqa: ARG002
+    def close(self, clean: bool = True) -> None:
         """Restore changed globals and drop the users/databases created through us."""
         for name, value in self._saved_globals.items():
             super().set_global(name, value)
@@ -867,7 +866,7 @@ def close_all(servers: Iterable[_SQLHelpers]) -> None:
     for server in servers:
         try:
             server.close()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             first_error = first_error or exc
     if first_error is not None:
         raise first_error

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pymysql
 
@@ -174,4 +175,4 @@ def prepare_app_account(server, *, max_user_connections: int | None = None, user
     """The backend account and database the default proxy user maps to."""
     server.create_database(database)
     server.create_user(user, password, max_user_connections=max_user_connections,
-                       grants=f"ALL PRIVILEGES ON *.*")
+                       grants="ALL PRIVILEGES ON *.*")

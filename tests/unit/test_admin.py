@@ -16,11 +16,11 @@ import pytest
 from pymysql import converters
 from pymysql.protocol import MysqlPacket
 
-from mysqlpool_proxy.ops import admin
-from mysqlpool_proxy.ops.admin import COMMANDS, AdminConnection, start_admin_server, stop_admin_server
-from mysqlpool_proxy.core.states import ClientState
 from mysqlpool_proxy.config import AdminConfig, load_config
 from mysqlpool_proxy.constants import CLIENT
+from mysqlpool_proxy.core.states import ClientState
+from mysqlpool_proxy.ops import admin
+from mysqlpool_proxy.ops.admin import COMMANDS, AdminConnection, start_admin_server, stop_admin_server
 from mysqlpool_proxy.protocol import auth
 from mysqlpool_proxy.protocol.framing import MAX_FRAME, encode_packet, frame_header
 from mysqlpool_proxy.protocol.packets import parse_err, parse_handshake_v10, parse_ok
@@ -787,7 +787,7 @@ async def test_show_activity_and_pool_client_counts():
     idle = await FakeClient(proxy).connect()
     await advance(1.5)
     rows = {r["id"]: r for r in console.rows("SHOW ACTIVITY")}
-    assert [d for d in rows] == sorted([in_trx.conn.id, waiting.conn.id, idle.conn.id])
+    assert list(rows) == sorted([in_trx.conn.id, waiting.conn.id, idle.conn.id])
     assert rows[in_trx.conn.id] == {
         "id": in_trx.conn.id, "user": "app", "pool": "app", "state": "ready", "command": "query",
         "query": "SELECT 'a\\tb\\\\c'", "command_seconds": None, "transaction_seconds": 5.5}
@@ -822,8 +822,8 @@ async def test_last_error_has_its_time_and_clears_when_a_connect_succeeds():
     (pool,) = console.rows("SHOW POOLS")
     assert pool["last_error"].startswith("2003") and 0 <= pool["last_error_age_seconds"] <= 0.05
     assert pool["last_error_age_seconds"] == round(proxy.loop.time() - app.last_error_at, 3)
-    at = datetime.datetime.strptime(pool["last_error_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
-    age = datetime.datetime.now(datetime.timezone.utc) - at
+    at = datetime.datetime.strptime(pool["last_error_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    age = datetime.datetime.now(datetime.UTC) - at
     assert abs(age.total_seconds() - pool["last_error_age_seconds"]) < 2
     opener.come_up()
     (await client.response()).expect_ok()

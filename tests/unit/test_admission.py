@@ -12,10 +12,10 @@ import pymysql
 import pytest
 
 from mysqlpool_proxy.client import phase as client_phase
-from mysqlpool_proxy.proxy import refusals as proxy_refusals
 from mysqlpool_proxy.client.constants import HANDSHAKE_TIMEOUT
-from mysqlpool_proxy.proxy.proxy import Proxy
 from mysqlpool_proxy.protocol.packets import parse_err
+from mysqlpool_proxy.proxy import refusals as proxy_refusals
+from mysqlpool_proxy.proxy.proxy import Proxy
 from tests.fakes import FakeClient, advance, fake_opener, proxy_config, settle, start_proxy, virtual_time
 
 MAX_CLIENTS = "Too many connections: mysqlpool-proxy already serves max_client_connections (2) clients"

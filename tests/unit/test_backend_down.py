@@ -16,12 +16,12 @@ import asyncio
 import pymysql
 import pytest
 
+from mysqlpool_proxy.backend.pool import WAITING_BACKOFF_CAP
 from mysqlpool_proxy.client.constants import HANDSHAKE_TIMEOUT
 from mysqlpool_proxy.config import UserConfig
-from mysqlpool_proxy.proxy.health import Cause
-from mysqlpool_proxy.backend.pool import WAITING_BACKOFF_CAP
-from mysqlpool_proxy.proxy.proxy import Proxy
 from mysqlpool_proxy.ops import operations
+from mysqlpool_proxy.proxy.health import Cause
+from mysqlpool_proxy.proxy.proxy import Proxy
 from tests.fakes import FakeClient, advance, fake_opener, proxy_config, settle, start_proxy, virtual_time
 
 CHECKOUT_TIMEOUT = 30.0  # above HANDSHAKE_TIMEOUT: the handshake timer must not end the wait
@@ -271,8 +271,8 @@ async def test_a_reload_with_the_right_password_ends_the_refusal_at_once():
     await wait_until(lambda: proxy.readiness().cause is Cause.LOGIN_REFUSED, within=1.0)
     errno, _, _ = await refused_at_connect(FakeClient(proxy))
     assert errno == 1045
-    operations.reload(proxy, proxy_config(users=(UserConfig(name="app", password="pw", backend_password="new"), users[1]),
-                              pool={"checkout_timeout": CHECKOUT_TIMEOUT}))
+    new_app = UserConfig(name="app", password="pw", backend_password="new")
+    operations.reload(proxy, proxy_config(users=(new_app, users[1]), pool={"checkout_timeout": CHECKOUT_TIMEOUT}))
     assert not proxy.pools["app"].failing  # the refusal was the old password's
     t0 = now()
     client = await FakeClient(proxy).connect()

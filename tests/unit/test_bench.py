@@ -12,14 +12,22 @@ import tomllib
 
 import pytest
 
-from bench import relay
-from bench import sysbench as sb
+from bench import relay, sysbench as sb
 from bench.floor import FloorProcess, haproxy_config, haproxy_maxconn
 from bench.plots import _point_table
 from bench.procs import ProxyProcess, cpu_used, loadgen_command, render_proxy_config
 from bench.report import (
-    Row, Target, floor_comparisons, floor_legs, fmt_value, judge, render_cpu_table, render_floor, render_markdown,
-    render_text, summary_counts,
+    Row,
+    Target,
+    floor_comparisons,
+    floor_legs,
+    fmt_value,
+    judge,
+    render_cpu_table,
+    render_floor,
+    render_markdown,
+    render_text,
+    summary_counts,
 )
 from bench.run import build_parser, noise_summary, parse_only, render_results_md
 from bench.stats import LatencyHistogram, median, percentile

@@ -132,8 +132,8 @@ def test_short_version(tmp_path):
 
 
 def test_help_lists_signals_ports_endpoints_and_the_docs(tmp_path):
-    from mysqlpool_proxy.ops import http
     from mysqlpool_proxy.config import AdminConfig, MetricsConfig, ProxyConfig
+    from mysqlpool_proxy.ops import http
 
     text = run("--help", cwd=tmp_path).stdout
     for needed in ("SIGTERM", "SIGINT", "SIGHUP", ProxyConfig().listen, AdminConfig().listen,

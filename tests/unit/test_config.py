@@ -12,8 +12,19 @@ from pathlib import Path
 import pytest
 
 from mysqlpool_proxy.config import (
-    SCHEMA, AdminConfig, BackendConfig, Config, ConfigError, ListenAddress, LogConfig,
-    MetricsConfig, PoolConfig, ProxyConfig, UserConfig, env_var_name, load_config,
+    SCHEMA,
+    AdminConfig,
+    BackendConfig,
+    Config,
+    ConfigError,
+    ListenAddress,
+    LogConfig,
+    MetricsConfig,
+    PoolConfig,
+    ProxyConfig,
+    UserConfig,
+    env_var_name,
+    load_config,
     parse_listen,
 )
 
@@ -156,8 +167,10 @@ BAD_VALUES = [
     ('[backend]\nssl_mode = "on"', "backend.ssl_mode must be one of 'disabled', 'preferred', 'required', "
                                    "'verify_ca', 'verify_identity', got 'on'"),
     ('[backend]\nssl_mode = "required"\nssl_ca = "nope.pem"', "backend.ssl_ca must be the path of an existing file"),
-    ('[backend]\nssl_mode = "verify_identity"', "backend.ssl_ca is required when backend.ssl_mode is 'verify_identity'"),
-    ('[backend]\nssl_mode = "required"\nssl_key = "cert.pem"', "backend.ssl_cert is required because backend.ssl_key is set"),
+    ('[backend]\nssl_mode = "verify_identity"',
+     "backend.ssl_ca is required when backend.ssl_mode is 'verify_identity'"),
+    ('[backend]\nssl_mode = "required"\nssl_key = "cert.pem"',
+     "backend.ssl_cert is required because backend.ssl_key is set"),
     # [pool]
     ('[pool]\nmode = "statement"', "pool.mode must be one of 'transaction', 'session', got 'statement'"),
     ("[pool]\nmax_size = 0", "pool.max_size must be an integer >= 1, got 0"),
@@ -172,7 +185,8 @@ BAD_VALUES = [
     ("[pool]\nping_after = -0.5", "pool.ping_after must be a number of seconds >= 0, got -0.5"),
     ("[pool]\nmax_connecting = 0", "pool.max_connecting must be an integer >= 1, got 0"),
     ('[pool]\nquery_timeout = "10"', "pool.query_timeout must be a number of seconds >= 0, got '10'"),
-    ("[pool]\nidle_transaction_timeout = nan", "pool.idle_transaction_timeout must be a number of seconds >= 0, got nan"),
+    ("[pool]\nidle_transaction_timeout = nan",
+     "pool.idle_transaction_timeout must be a number of seconds >= 0, got nan"),
     ("[pool]\nresult_buffer_bytes = 65535", "pool.result_buffer_bytes must be an integer >= 65536, got 65535"),
     ("[pool]\nprepared_statement_cache_size = 0", "pool.prepared_statement_cache_size must be an integer >= 1, got 0"),
     ("[proxy]\nrequire_tls = true", "proxy.require_tls = true needs proxy.tls_cert and proxy.tls_key"),
@@ -363,17 +377,23 @@ def test_environment_only_needs_a_user():
 
 
 @pytest.mark.parametrize("var, value, message", [
-    ("MYSQLPOOL_POOL_MAX_SIZE", "abc", "pool.max_size must be an integer >= 1, got 'abc' (from MYSQLPOOL_POOL_MAX_SIZE)"),
+    ("MYSQLPOOL_POOL_MAX_SIZE", "abc", "pool.max_size must be an integer >= 1, got 'abc' "
+                                       "(from MYSQLPOOL_POOL_MAX_SIZE)"),
     ("MYSQLPOOL_POOL_MAX_SIZE", "0", "pool.max_size must be an integer >= 1, got '0' (from MYSQLPOOL_POOL_MAX_SIZE)"),
-    ("MYSQLPOOL_POOL_MAX_SIZE", "5.0", "pool.max_size must be an integer >= 1, got '5.0' (from MYSQLPOOL_POOL_MAX_SIZE)"),
+    ("MYSQLPOOL_POOL_MAX_SIZE", "5.0", "pool.max_size must be an integer >= 1, got '5.0' "
+                                       "(from MYSQLPOOL_POOL_MAX_SIZE)"),
     ("MYSQLPOOL_PROXY_SHUTDOWN_TIMEOUT", "soon", "proxy.shutdown_timeout must be a number of seconds >= 0, "
                                                  "got 'soon' (from MYSQLPOOL_PROXY_SHUTDOWN_TIMEOUT)"),
-    ("MYSQLPOOL_BACKEND_PORT", "", "backend.port must be an integer from 1 to 65535, got '' (from MYSQLPOOL_BACKEND_PORT)"),
-    ("MYSQLPOOL_USERS_0_MAX_SIZE", "x", "users[0].max_size must be an integer >= 1, got 'x' (from MYSQLPOOL_USERS_0_MAX_SIZE)"),
+    ("MYSQLPOOL_BACKEND_PORT", "", "backend.port must be an integer from 1 to 65535, got '' "
+                                   "(from MYSQLPOOL_BACKEND_PORT)"),
+    ("MYSQLPOOL_USERS_0_MAX_SIZE", "x", "users[0].max_size must be an integer >= 1, got 'x' "
+                                        "(from MYSQLPOOL_USERS_0_MAX_SIZE)"),
     ("MYSQLPOOL_PROXY_REQUIRE_TLS", "maybe", "proxy.require_tls must be true or false, got 'maybe' "
                                              "(from MYSQLPOOL_PROXY_REQUIRE_TLS)"),
-    ("MYSQLPOOL_POOL_MAX_SIZ", "5", "unknown environment variable MYSQLPOOL_POOL_MAX_SIZ (did you mean MYSQLPOOL_POOL_MAX_SIZE?)"),
-    ("MYSQLPOOL_USERS_0_PASWORD", "x", "unknown environment variable MYSQLPOOL_USERS_0_PASWORD (did you mean MYSQLPOOL_USERS_0_PASSWORD?)"),
+    ("MYSQLPOOL_POOL_MAX_SIZ", "5", "unknown environment variable MYSQLPOOL_POOL_MAX_SIZ "
+                                    "(did you mean MYSQLPOOL_POOL_MAX_SIZE?)"),
+    ("MYSQLPOOL_USERS_0_PASWORD", "x", "unknown environment variable MYSQLPOOL_USERS_0_PASWORD "
+                                       "(did you mean MYSQLPOOL_USERS_0_PASSWORD?)"),
     ("MYSQLPOOL_USERS_X_NAME", "x", "unknown environment variable MYSQLPOOL_USERS_X_NAME"),
     ("MYSQLPOOL_VERBOSE", "1", "unknown environment variable MYSQLPOOL_VERBOSE"),
     ("MYSQLPOOL_USERS_2_NAME", "b", "MYSQLPOOL_USERS_2_NAME: there is no users[1]"),
@@ -442,7 +462,8 @@ def _env_text(value) -> str:
 
 def test_warnings(tmp_path):
     (tmp_path / "ca.pem").write_text("x")
-    cfg = load(tmp_path, '[backend]\nssl_ca = "ca.pem"\nmax_connections = 5\n[pool]\nmin_idle = 3\n' + USER + USER.replace("app", "b"))
+    cfg = load(tmp_path, '[backend]\nssl_ca = "ca.pem"\nmax_connections = 5\n[pool]\nmin_idle = 3\n'
+               + USER + USER.replace("app", "b"))
     text = "\n".join(cfg.warnings)
     assert "ssl_mode is 'disabled'" in text
     assert "the pool of users[0] ('app') may grow to 10 connections but backend.max_connections is 5" in text
@@ -573,8 +594,8 @@ def test_auth_plugins_names_match_the_protocol():
     from mysqlpool_proxy.config import AUTH_PLUGINS, DEFAULT_AUTH_PLUGINS
     from mysqlpool_proxy.protocol import auth
 
-    assert AUTH_PLUGINS == tuple(p.decode() for p in auth.PLUGINS)
-    assert DEFAULT_AUTH_PLUGINS == tuple(p.decode() for p in auth.DEFAULT_PLUGINS)
+    assert tuple(p.decode() for p in auth.PLUGINS) == AUTH_PLUGINS
+    assert tuple(p.decode() for p in auth.DEFAULT_PLUGINS) == DEFAULT_AUTH_PLUGINS
 
 
 @pytest.mark.parametrize("value, message", [
@@ -600,7 +621,8 @@ def test_auth_plugins_from_env(tmp_path):
 
 
 def test_ed25519_only_needs_the_password(tmp_path):
-    text = f'[[users]]\nname = "app"\npassword_hash = "{HASH}"\nbackend_password = "x"\nauth_plugins = ["client_ed25519"]\n'
+    text = (f'[[users]]\nname = "app"\npassword_hash = "{HASH}"\nbackend_password = "x"\n'
+            'auth_plugins = ["client_ed25519"]\n')
     assert "users[0].auth_plugins allows only client_ed25519, which needs the password" in error_of(tmp_path, text)
 
 
@@ -627,7 +649,7 @@ def test_rsa_key_files(tmp_path):
 
 def test_rsa_key_file_errors(tmp_path):
     private, public = _rsa_pem(tmp_path)
-    other_private, other_public = _rsa_pem(tmp_path / "other" if (tmp_path / "other").mkdir() is None else tmp_path)
+    _, other_public = _rsa_pem(tmp_path / "other" if (tmp_path / "other").mkdir() is None else tmp_path)
     small, _ = _rsa_pem(tmp_path, 1024)
     assert "proxy.rsa_public_key is set without proxy.rsa_private_key" in error_of(
         tmp_path, f'[proxy]\nrsa_public_key = "{public}"\n' + USER)

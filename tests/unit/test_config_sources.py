@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from mysqlpool_proxy.config import (
-    CLI, DEFAULT, ENV, FILE, ConfigError, Origin, Override, load_config, peek_log_format,
+    CLI,
+    DEFAULT,
+    ENV,
+    FILE,
+    ConfigError,
+    Origin,
+    Override,
+    load_config,
+    peek_log_format,
 )
 
 USER = '[[users]]\nname = "app"\npassword = "pw"\n'

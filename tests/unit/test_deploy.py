@@ -28,14 +28,26 @@ import pytest
 from prometheus_client.exposition import generate_latest
 
 from mysqlpool_proxy import __version__, cli
-from mysqlpool_proxy.ops import http
 from mysqlpool_proxy.config import (
-    DEFAULT_CONFIG_PATH, AdminConfig, MetricsConfig, ProxyConfig, load_config, parse_listen,
+    DEFAULT_CONFIG_PATH,
+    AdminConfig,
+    MetricsConfig,
+    ProxyConfig,
+    load_config,
+    parse_listen,
 )
+from mysqlpool_proxy.ops import http
 from mysqlpool_proxy.ops.metrics import build_registry
 from mysqlpool_proxy.proxy.proxy import Proxy
 from tests.support.promql import (
-    ALERTS, DASHBOARD, SELECTOR, Exported, alert_exprs, check_expr, dashboard_exprs, exported_names,
+    ALERTS,
+    DASHBOARD,
+    SELECTOR,
+    Exported,
+    alert_exprs,
+    check_expr,
+    dashboard_exprs,
+    exported_names,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -465,7 +477,7 @@ def secret_keys(docs: list[dict]) -> dict[str, set[str]]:
 def file_backed(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """env with every *_FILE path replaced by a real file holding a dummy secret."""
     out = dict(env)
-    for name, value in env.items():
+    for name in env:
         if name.endswith("_FILE"):
             stand_in = tmp_path / name
             stand_in.write_text("dummy-secret\n")

@@ -19,7 +19,16 @@ from mysqlpool_proxy.protocol.packets import parse_eof, parse_err, parse_ok
 from mysqlpool_proxy.protocol.response import Expect, ResponseTracker
 from mysqlpool_proxy.protocol.session_track import parse_state_changes
 from tests.fakes import (
-    COLLATIONS, Err, FakeTransport, Rows, VirtualClockLoop, advance, fake_opener, run, settle, virtual_time,
+    COLLATIONS,
+    Err,
+    FakeTransport,
+    Rows,
+    VirtualClockLoop,
+    advance,
+    fake_opener,
+    run,
+    settle,
+    virtual_time,
 )
 
 IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
@@ -267,7 +276,7 @@ async def test_begin_and_commit_status_flags_and_trackers():
                                    .session_state)
     assert captured.trx_state == tracker.changes.trx_state
     w.send(b"\x03SELECT 1")
-    packets, tracker = await w.reply()
+    _, tracker = await w.reply()
     assert tracker.status & IN_TRANS
     w.send(b"\x03COMMIT")
     (p,), tracker = await w.reply()

@@ -13,10 +13,10 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mysqlpool_proxy.ops import http
 from mysqlpool_proxy.config import ListenAddress, load_config
-from mysqlpool_proxy.proxy.health import READY
+from mysqlpool_proxy.ops import http
 from mysqlpool_proxy.ops.http import start_http_server, stop_http_server
+from mysqlpool_proxy.proxy.health import READY
 from mysqlpool_proxy.proxy.proxy import Proxy, ProxyState
 from tests.support.waiting import wait_until_async
 
@@ -155,7 +155,7 @@ def test_metrics_in_openmetrics_when_asked():
 
 def test_head_answers_headers_only():
     async def body(ep: Endpoint):
-        get_status, get_headers, get_body = await ep.get("/metrics")
+        _, _, get_body = await ep.get("/metrics")
         status, headers, text = await ep.get("/metrics", method="HEAD")
         assert status == 200 and text == b""
         assert int(headers["content-length"]) == pytest.approx(len(get_body), rel=0.05)
@@ -214,7 +214,7 @@ def test_a_client_that_leaves_early_is_no_problem(monkeypatch):
     served = ServedConnections(monkeypatch)
 
     async def body(ep: Endpoint):
-        reader, writer = await asyncio.open_connection("127.0.0.1", ep.port)
+        _, writer = await asyncio.open_connection("127.0.0.1", ep.port)
         writer.write(b"GET /hea")
         writer.close()
         await wait_until_async(lambda: served.finished == 1, 5, "the server done with the early leaver")
@@ -319,7 +319,7 @@ def test_stop_is_bounded_even_with_an_idle_connection_open(monkeypatch):
 
     async def main():
         ep = await started()
-        reader, writer = await asyncio.open_connection("127.0.0.1", ep.port)
+        _, writer = await asyncio.open_connection("127.0.0.1", ep.port)
         started_at = time.monotonic()
         await stop_http_server(ep.server, timeout=3)
         assert time.monotonic() - started_at < 3.5

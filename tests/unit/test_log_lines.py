@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import io
+import itertools
 import json
 import logging
 import sys
@@ -114,7 +115,7 @@ async def test_a_long_wait_is_one_line_when_it_starts_and_one_with_counts_when_i
     await wait_episode(pool, held, clients=4, hold=3.0)
     await advance(CALM + 2 * TICK)
     janitor.cancel()
-    start_, end = pool_log()
+    _, end = pool_log()
     assert end.levelno == logging.INFO
     assert end.fields["waited"] == 5 and end.fields["timed_out"] == 1
     assert 3.0 <= end.fields["longest_wait_s"] <= 3.0 + TICK
@@ -138,7 +139,7 @@ async def test_a_pool_flapping_at_its_cap_writes_one_pair_a_minute_and_sums_up_t
     assert len(records) <= 3 * (180 + INTERVAL) / INTERVAL  # a start, an end and a summary per interval at most
     times = [r.vtime for r in starts]
     assert len(starts) == len(ends) >= 3
-    assert all(b - a >= INTERVAL for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= INTERVAL for a, b in itertools.pairwise(times))
     # Nothing is lost: logged episodes plus summed ones are all 36, and all 72 clients.
     assert len(starts) + sum(r.fields["episodes"] for r in summaries) == 36
     assert sum(r.fields["waited"] for r in ends + summaries) == 72
@@ -159,7 +160,7 @@ async def test_clients_refused_while_waiting_are_counted_at_the_end(pool_log):
     await advance(CALM + 2 * TICK)
     janitor.cancel()
     pool.release(held)
-    start, end = pool_log()
+    _, end = pool_log()
     assert end.fields["refused"] == 3 and end.fields["timed_out"] == 0 and end.fields["waited"] == 3
     assert 1.5 <= end.fields["longest_wait_s"] < 1.5 + TICK
     assert end.getMessage().endswith("3 waited, the longest 1.50s, 0 timed out, 3 refused (no backend could be had)")

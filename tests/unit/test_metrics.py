@@ -14,17 +14,17 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mysqlpool_proxy import __version__
-from mysqlpool_proxy.core.states import ClientState
+from mysqlpool_proxy.backend.pool import WAIT_BUCKETS
 from mysqlpool_proxy.config import load_config
 from mysqlpool_proxy.constants import SERVER_STATUS
-from mysqlpool_proxy.proxy.health import READY, Cause, Readiness
-from mysqlpool_proxy.ops.metrics import CLIENT_STATE_LABEL, build_registry, cumulative_buckets, multiplexing_ratio
-from mysqlpool_proxy.backend.pool import WAIT_BUCKETS
-from mysqlpool_proxy.proxy.proxy import Proxy, ProxyState
-from mysqlpool_proxy.reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 from mysqlpool_proxy.core.client_session import Command
 from mysqlpool_proxy.core.pins import PinReason
+from mysqlpool_proxy.core.states import ClientState
+from mysqlpool_proxy.ops.metrics import CLIENT_STATE_LABEL, build_registry, cumulative_buckets, multiplexing_ratio
 from mysqlpool_proxy.protocol.command import spec_for
+from mysqlpool_proxy.proxy.health import READY, Cause, Readiness
+from mysqlpool_proxy.proxy.proxy import Proxy, ProxyState
+from mysqlpool_proxy.reasons import BackendCloseReason, ClientCloseReason, RefusalReason
 
 IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 

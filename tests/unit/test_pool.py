@@ -11,16 +11,22 @@ import random
 
 import pytest
 
-from mysqlpool_proxy.core.states import BackendState
 from mysqlpool_proxy.backend.adapter import BackendParams
-from mysqlpool_proxy.constants import CLIENT
 from mysqlpool_proxy.backend.pool import (
-    BACKOFF_BASE, BACKOFF_CAP, WAITING_BACKOFF_CAP, BackendLimiter, CheckoutTimeout, Pool, QueueFull,
+    BACKOFF_BASE,
+    BACKOFF_CAP,
+    WAITING_BACKOFF_CAP,
+    BackendLimiter,
+    CheckoutTimeout,
+    Pool,
+    QueueFull,
 )
+from mysqlpool_proxy.constants import CLIENT
+from mysqlpool_proxy.core.session import SessionState
+from mysqlpool_proxy.core.states import BackendState
 from mysqlpool_proxy.protocol.framing import encode_packet
 from mysqlpool_proxy.protocol.packets import make_err
 from mysqlpool_proxy.reasons import BackendCloseReason
-from mysqlpool_proxy.core.session import SessionState
 from tests.fakes import advance, fake_opener, settle, virtual_time
 
 PARAMS = BackendParams(host="db.example", port=3306, unix_socket="", user="app", password="pw", charset="utf8mb4",
@@ -227,7 +233,7 @@ async def test_connect_failures_back_off_exponentially_then_recover():
     assert backend is not None and len(opener.attempts) == 9
     times = [a.at for a in opener.attempts]
     assert times[0] == t0
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     for n, gap in enumerate(gaps, start=1):  # after the n-th failure
         full = min(WAITING_BACKOFF_CAP, BACKOFF_BASE * 2 ** (n - 1))  # a client waits all along
         assert full * 0.5 <= gap <= full, (n, gap)
@@ -300,7 +306,7 @@ async def test_a_client_that_starts_waiting_long_after_the_last_failure_gets_an_
     assert pool._backoff_until > now() + 1
     opener.come_up()  # the server is back; the pool does not know it yet
     t0 = now()
-    backend = await pool.acquire(0, 2.0)  # a checkout_timeout below BACKOFF_CAP
+    await pool.acquire(0, 2.0)  # a checkout_timeout below BACKOFF_CAP
     assert now() == t0 and opener.attempts[-1].ok
 
 

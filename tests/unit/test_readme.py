@@ -53,7 +53,7 @@ def test_the_compatibility_table_says_what_is_offered():
                 or getattr(constants, f"CLIENT_{flag}", None)
             if value is None:
                 continue  # MariaDB's extended capabilities (the fourth byte's): never sent at all
-            checked[name] = (offered.startswith("yes") or offered.startswith("when"),
+            checked[name] = (offered.startswith(("yes", "when")),
                              bool(value & (OFFERED_CAPABILITIES | constants.CLIENT.SSL)))
     assert len(checked) >= 20, sorted(checked)
     assert {n: said for n, (said, real) in checked.items() if said != real} == {}

@@ -12,12 +12,12 @@ import asyncio
 
 import pytest
 
-from mysqlpool_proxy.protocol.session_track import StateChanges, parse_state_changes
-from mysqlpool_proxy.core.states import BackendState
 from mysqlpool_proxy.backend.adapter import TRACKERS_SQL
 from mysqlpool_proxy.constants import CR, SERVER_STATUS
+from mysqlpool_proxy.core.states import BackendState
 from mysqlpool_proxy.protocol.framing import encode_packet
 from mysqlpool_proxy.protocol.packets import parse_err
+from mysqlpool_proxy.protocol.session_track import StateChanges, parse_state_changes
 from mysqlpool_proxy.reasons import BackendCloseReason, ClientCloseReason
 from tests.fakes import ConnectionClosed, FakeClient, Rows, advance, fake_opener, settle, start_proxy, virtual_time
 
@@ -117,7 +117,7 @@ async def test_a_client_waits_for_a_backend_in_the_queue_without_a_task_and_is_s
 
 @virtual_time
 async def test_a_waiting_client_that_leaves_gives_up_its_place_and_takes_nothing():
-    opener, proxy, pool, (a, b, c) = await one_backend_in_a_transaction_and_two_waiting()
+    _, proxy, pool, (a, b, c) = await one_backend_in_a_transaction_and_two_waiting()
     b.disconnect()
     await settle()
     assert [w.deliver.__self__ for w in pool.waiters] == [c.conn]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from mysqlpool_proxy.config import UserConfig
 from mysqlpool_proxy.backend.pool import EARLY_DEATH
+from mysqlpool_proxy.config import UserConfig
 from tests.fakes import SERVER_GLOBALS, FakeClient, advance, fake_opener, settle, start_proxy, virtual_time
 from tests.unit.test_pool import make_pool
 

@@ -16,19 +16,25 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from mysqlpool_proxy.core.capture import CHARSET_VARIABLES, Capture, well_formed
+from mysqlpool_proxy.core.pins import PinReason, Pins
+from mysqlpool_proxy.core.session import (
+    PROXY_OWNED,
+    Collation,
+    SessionState,
+    SyncImpossible,
+    SyncKind,
+    SyncStep,
+    apply_changes,
+    sql_literal,
+    sync_plan,
+)
 from mysqlpool_proxy.protocol.rows import Column
 from mysqlpool_proxy.protocol.session_track import StateChanges
 from mysqlpool_proxy.protocol.sql import analyze
 from mysqlpool_proxy.reasons import BackendCloseReason
-from mysqlpool_proxy.core.session import (
-    PROXY_OWNED, Collation, SessionState, SyncImpossible, SyncKind, SyncStep, apply_changes, sql_literal,
-    sync_plan,
-)
-from mysqlpool_proxy.core.pins import PinReason, Pins
 from tests.fakes import FakeClient, Ok, Rows, fake_opener, settle, start_proxy, virtual_time
 
 UTF8 = {b"character_set_client": b"utf8mb4", b"character_set_connection": b"utf8mb4",
@@ -294,7 +300,8 @@ def sql(pins: Pins, text: str, ok: bool = True) -> bool:
 
 
 @pytest.mark.parametrize("reason, pin, keep, lift", [
-    (PinReason.TEMPORARY_TABLE, ["CREATE TEMPORARY TABLE t1 (id INT)", "create temporary table if not exists t2 (x int)"],
+    (PinReason.TEMPORARY_TABLE,
+     ["CREATE TEMPORARY TABLE t1 (id INT)", "create temporary table if not exists t2 (x int)"],
      ["DROP TABLE t1", "DROP TABLE unrelated"], ["DROP TEMPORARY TABLE IF EXISTS t2"]),
     (PinReason.LOCK_TABLES, ["LOCK TABLES t WRITE"], [], ["UNLOCK TABLES"]),
     (PinReason.LOCK_TABLES, ["FLUSH TABLES WITH READ LOCK"], [], ["UNLOCK TABLES"]),
@@ -319,7 +326,8 @@ def test_sql_pins_appear_and_lift(reason, pin, keep, lift):
     assert pins.reasons() == [] and not pins
 
 
-@pytest.mark.parametrize("text", ["SET @x = 1", "SELECT 1 INTO @x", "SELECT @x := 1", "SET @a = 1, @@time_zone = '+01:00'"])
+@pytest.mark.parametrize("text", ["SET @x = 1", "SELECT 1 INTO @x", "SELECT @x := 1",
+                                  "SET @a = 1, @@time_zone = '+01:00'"])
 def test_user_variables_with_known_names_do_not_pin(text):
     # Their values are read back and follow the client (README "Pinning").
     pins = Pins()

@@ -14,13 +14,13 @@ import json
 import pytest
 
 from mysqlpool_proxy import events
-from mysqlpool_proxy.config import AdminConfig, ConfigError, load_config
 from mysqlpool_proxy.backend.waits import CALM, SLOW_WAIT
+from mysqlpool_proxy.config import AdminConfig, ConfigError, load_config
 from mysqlpool_proxy.events import EVENTS, EventKind, EventLog
 from mysqlpool_proxy.ops import admin, operations, snapshots, status
 from mysqlpool_proxy.ops.status import status_data, status_html, status_json
-from tests.fakes import FakeClient, advance, fake_opener, settle, start_proxy, virtual_time
 from mysqlpool_proxy.proxy.proxy import Proxy
+from tests.fakes import FakeClient, advance, fake_opener, start_proxy, virtual_time
 from tests.unit.test_admin import ADMIN_PASSWORD, CONFIG, logged_in
 
 
@@ -66,7 +66,7 @@ async def test_json_shape():
 
 @virtual_time
 async def test_the_page_and_the_console_show_the_same_rows():
-    proxy, in_trx, idle = await proxy_with_clients()
+    proxy, _, _ = await proxy_with_clients()
     await advance(1.5)  # times are not all zero
     console = await logged_in(proxy)
     data = status_data(proxy)
@@ -92,7 +92,7 @@ async def test_rows_are_capped_and_the_rest_counted(monkeypatch):
 
 @virtual_time
 async def test_everything_in_the_html_is_escaped_and_long_text_cut():
-    proxy, in_trx, idle = await proxy_with_clients()
+    proxy, _, _ = await proxy_with_clients()
     hostile = "<img src=x onerror=alert(1)>\"'&"
     proxy.pools["app"].last_error = hostile + "x" * 1000
     events.record(EventKind.RELOAD, hostile, pool=hostile)

@@ -1,7 +1,7 @@
 # [proxy] workers: the arithmetic of shares and the per-worker config.
 import pytest
 
-from mysqlpool_proxy.config import Config, ConfigError, PoolConfig, ProxyConfig, UserConfig, MetricsConfig, AdminConfig
+from mysqlpool_proxy.config import AdminConfig, Config, ConfigError, MetricsConfig, PoolConfig, ProxyConfig, UserConfig
 from mysqlpool_proxy.workers import WorkerSlot, share, validate, worker_config
 
 
@@ -33,7 +33,7 @@ def test_each_worker_serves_metrics_and_admin_on_its_own_port():
 def test_the_admin_user_cannot_be_the_workers_own_login():
     config = Config(proxy=ProxyConfig(workers=2), admin=AdminConfig(user="mysqlpool-peer", password="pw"),
                     users=(UserConfig(name="app", password="x"),))
-    with pytest.raises(ConfigError, match="admin.user 'mysqlpool-peer' is the name workers use"):
+    with pytest.raises(ConfigError, match=r"admin\.user 'mysqlpool-peer' is the name workers use"):
         validate(config)
     validate(Config(proxy=ProxyConfig(workers=2), admin=AdminConfig(user="ops", password="pw"),
                     users=(UserConfig(name="app", password="x"),)))
