@@ -40,6 +40,7 @@ from ..protocol.sql import (
     analyze,
     releases_connection,
     session_only,
+    tables_redefined,
 )
 from ..protocol.transaction import leaves_transaction_open
 from ..reasons import ClientCloseReason
@@ -271,7 +272,15 @@ class ClientSession:
             # The server executes a statement in the schema it was prepared in, switching there
             # and back: that (and only that) is what a schema report means here.
             return True
-        return bool(cmd.sql) and session_only(cmd.sql, self.quoting)
+        if not cmd.sql:
+            return False
+        if session_only(cmd.sql, self.quoting):
+            return True
+        # ALTER TABLE / CREATE INDEX / DROP INDEX on the client's temporary tables: they are
+        # pinned already, until dropped, and the change goes with them.
+        temp_tables = self.pins.temp_tables
+        redefined = tables_redefined(cmd.sql, self.quoting) if temp_tables else None
+        return redefined is not None and all(name in temp_tables for name in redefined)
 
     def explain_flushed(self, cmd: Command, changes: StateChanges, capture: Capture) -> None:
         """The command's own tracker report, delivered late (after an EOF): record it as the client's."""

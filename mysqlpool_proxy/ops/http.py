@@ -261,7 +261,7 @@ async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
     try:
         await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
-    except (ConnectionError, TimeoutError):
+    except (OSError, TimeoutError):  # OSError: also ENOTCONN from uvloop when the peer reset first
         writer.transport.abort()
 
 

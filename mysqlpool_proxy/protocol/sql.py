@@ -30,7 +30,8 @@ from typing import cast
 
 __all__ = ["NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "KillStatement", "statements_with_kill", "replace_spans",
            "SqlEffects", "NO_EFFECTS", "analyze", "unknown_effects", "session_only", "parse_set_names",
-           "replace_connection_id", "without_schema", "INTERESTING", "releases_connection"]
+           "replace_connection_id", "without_schema", "INTERESTING", "releases_connection",
+           "tables_redefined"]
 
 # A statement containing none of these words cannot change pinned session
 # state: @ temporary lock last_insert_id prepare deallocate drop diagnostics
@@ -394,6 +395,46 @@ def session_only(sql: bytes, mode: int = 0) -> bool:
         if fx.user_var_write:
             return False
     return True
+
+
+def tables_redefined(sql: bytes, mode: int = 0) -> list[bytes] | None:
+    """The tables whose definition every statement of `sql` changes (ALTER TABLE t, CREATE INDEX i
+    ON t, DROP INDEX i ON t), last name part lower-cased; None when a statement is anything else.
+
+    MariaDB reports such a statement on a temporary table as a session state change. Only
+    asked after one (rarely): analyze() does not look at these statements, and None is always
+    safe (the change is then not explained away, and pins)."""
+    if len(sql) > SKELETON_ABOVE:
+        return None
+    stmts = split_statements(tokenize(sql, mode))
+    names = [_table_redefined(stmt) for stmt in stmts]
+    if not names or None in names:
+        return None
+    return [name for name in names if name is not None]
+
+
+_ALTER_TABLE_PREFIX = (b"online", b"ignore")  # ALTER [ONLINE] [IGNORE] TABLE
+_IF_EXISTS = ((WORD, b"if"), (WORD, b"exists"))
+
+
+def _table_redefined(stmt: list[Token]) -> bytes | None:
+    first = _words(stmt, 1)[0]
+    if first == b"alter":
+        i = 1
+        while i < len(stmt) and _words(stmt[i:], 1)[0] in _ALTER_TABLE_PREFIX:
+            i += 1
+        if _words(stmt[i:], 1)[0] != b"table":
+            return None
+        i += 1
+        if tuple(stmt[i:i + 2]) == _IF_EXISTS:
+            i += 2
+        return _name_at(stmt, i)
+    if first in (b"create", b"drop") and b"index" in _words(stmt, 6):
+        # CREATE [OR REPLACE] [UNIQUE|FULLTEXT|SPATIAL] INDEX [IF NOT EXISTS] i [USING t] ON tbl ...,
+        # DROP INDEX [IF EXISTS] i ON tbl: the table follows the first ON (a reserved word).
+        on = next((i for i, token in enumerate(stmt) if token == (WORD, b"on")), None)
+        return _name_at(stmt, on + 1) if on is not None else None
+    return None
 
 
 # Matched against the text stripped of surrounding whitespace and of one

@@ -217,18 +217,19 @@ class ProxySettings:
 class ProxyProcess:
     """`python -m mysqlpool_proxy -c FILE` in front of `server`, logging to log_path."""
 
-    def __init__(self, server, workdir: Path, settings: ProxySettings) -> None:
+    def __init__(self, server, workdir: Path, settings: ProxySettings, *, user: str = BACKEND_USER,
+                 password: str = BACKEND_PASSWORD, name: str = "proxy") -> None:
         from tests.support.net import free_port
         from tests.support.proxy import render_config
 
         self.port = free_port()
         self.metrics_port = free_port()
-        self.config_path = workdir / "proxy.toml"
-        self.log_path = workdir / "proxy.log"
+        self.config_path = workdir / f"{name}.toml"
+        self.log_path = workdir / f"{name}.log"
         self.settings = settings
         self.config_path.write_text(render_config(
             server,
-            users=[{"name": BACKEND_USER, "password": BACKEND_PASSWORD}],
+            users=[{"name": user, "password": password}],
             proxy={"listen": f"127.0.0.1:{self.port}", "shutdown_timeout": 5},
             pool={"mode": settings.pool_mode, "max_size": settings.max_size},
             metrics={"listen": f"127.0.0.1:{self.metrics_port}"},

@@ -19,6 +19,7 @@ from mysqlpool_proxy.protocol.sql import (
     releases_connection,
     replace_connection_id,
     session_only,
+    tables_redefined,
     without_schema,
 )
 
@@ -286,6 +287,36 @@ def test_boring_statements_have_no_effects():
     for sql in (b"SELECT 1", b"INSERT INTO t VALUES (1)", b"BEGIN", b"COMMIT", b"UPDATE t SET a = 1",
                 b"SHOW TABLES", b"", b"   ", b";"):
         assert analyze(sql) == NOTHING
+
+
+# -- tables_redefined() --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sql, tables", [
+    (b"CREATE INDEX user_tmp_ix ON user_tmp_main (foo)", [b"user_tmp_main"]),
+    (b"create unique index if not exists `i` using btree on db.`T1` (a, b)", [b"t1"]),
+    (b"CREATE OR REPLACE FULLTEXT INDEX i ON t (c)", [b"t"]),
+    (b"DROP INDEX IF EXISTS i ON t", [b"t"]),
+    (b"ALTER TABLE t ADD COLUMN b INT", [b"t"]),
+    (b"ALTER ONLINE IGNORE TABLE IF EXISTS `db`.`t` ADD INDEX (a)", [b"t"]),
+    (b"ALTER TABLE a ADD COLUMN x INT; CREATE INDEX i ON b (x)", [b"a", b"b"]),
+])
+def test_tables_redefined(sql, tables):
+    assert tables_redefined(sql) == tables
+
+
+@pytest.mark.parametrize("sql", [
+    b"CREATE TABLE t (id INT)",
+    b"DROP TABLE t",
+    b"ALTER TABLE t ADD COLUMN b INT; SELECT @x := 1",  # one statement that is not DDL on a table: None
+    b"ALTER DATABASE d CHARACTER SET utf8mb4",
+    b"ALTER VIEW v AS SELECT 1",
+    b"CREATE INDEX i",  # no table
+    b"SELECT 'CREATE INDEX i ON t (a)'",
+    b"",
+])
+def test_tables_redefined_is_none_for_anything_else(sql):
+    assert tables_redefined(sql) is None
 
 
 # -- session_only() ------------------------------------------------------------------------------

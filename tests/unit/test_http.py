@@ -346,3 +346,35 @@ def test_the_same_under_uvloop(monkeypatch):
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(asyncio.wait_for(main(), TEST_TIMEOUT))
+
+
+# -- closing a connection whose peer is gone ----------------------------------------------
+
+class GoneWriter:
+    """A StreamWriter whose socket uvloop finds unconnected at close (a probe's quick reset)."""
+
+    def __init__(self, error: OSError):
+        self.error = error
+        self.transport = self
+        self.aborted = False
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        raise self.error
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def test_a_peer_gone_at_close_with_enotconn_is_aborted_not_an_unhandled_error():
+    # Seen behind a readiness probe (urllib, then a reset): uvloop's wait_closed() raised
+    # OSError(ENOTCONN), which is no ConnectionError, and asyncio logged an unhandled exception.
+    import errno
+
+    writer = GoneWriter(OSError(errno.ENOTCONN, "Transport endpoint is not connected"))
+
+    run(http._close, writer)
+
+    assert writer.aborted

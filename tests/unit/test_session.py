@@ -515,6 +515,28 @@ async def test_a_state_change_the_proxy_cannot_explain_pins_until_reset():
 
 
 @virtual_time
+async def test_ddl_on_a_temporary_table_pins_no_longer_than_the_table():
+    # MariaDB reports ALTER TABLE, CREATE INDEX and DROP INDEX on a temporary table as a state
+    # change (SQLAlchemy's suite does CREATE INDEX on one): the client stayed pinned after the
+    # table was dropped, until it disconnected. The same on another table still pins.
+    opener = fake_opener()
+    for text in ("CREATE INDEX tt_ix ON tt (foo)", "ALTER TABLE `tt` ADD COLUMN b INT", "DROP INDEX tt_ix ON tt",
+                 "CREATE INDEX other_ix ON other (foo)"):
+        opener.on(text, Ok(state_change=True))
+    proxy = await start_proxy(opener)
+    client = await FakeClient(proxy).connect()
+    (await client.query("CREATE TEMPORARY TABLE tt (id INT, foo INT)")).expect_ok()
+    for text in ("CREATE INDEX tt_ix ON tt (foo)", "ALTER TABLE `tt` ADD COLUMN b INT", "DROP INDEX tt_ix ON tt"):
+        (await client.query(text)).expect_ok()
+        assert client.conn.pinned_reasons() == [PinReason.TEMPORARY_TABLE], text
+    (await client.query("DROP TEMPORARY TABLE tt")).expect_ok()
+    assert client.conn.pinned_reasons() == [] and client.conn.backend is None
+    (await client.query("CREATE INDEX other_ix ON other (foo)")).expect_ok()
+    assert client.conn.pinned_reasons() == [PinReason.UNKNOWN_STATE]
+    await proxy.stop(0)
+
+
+@virtual_time
 async def test_binary_prepared_statements_do_not_pin_and_follow_the_client():
     # README "Pinning": prepared statements are not in the table any more; the
     # proxy re-prepares a statement on whichever backend serves the client.
