@@ -40,7 +40,8 @@
 #            (`on_backend_lost`); the lease's `lost()` then forgets it on the
 #            client's side;
 #   pool     a backend changes collection (`idle`, `busy`, `pinging`, `closing`)
-#            only in Pool._move: every pool size is the length of a collection.
+#            only in Places.move (backend/places.py, the pool's collections):
+#            every pool size is the length of a collection.
 from __future__ import annotations
 
 import ast
@@ -593,24 +594,24 @@ def link_violations(path: Path) -> list[str]:
 def pool_collection_violations(path: Path) -> list[str]:
     out = []
     for node, cls, fn in _scopes(ast.parse(path.read_text(), filename=str(path))):
-        if (cls, fn) == ("Pool", "_move"):
+        if (cls, fn) == ("Places", "move"):
             continue
         attr = None
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MUTATORS
                 and isinstance(node.func.value, ast.Attribute) and node.func.value.attr in POOL_COLLECTIONS):
             attr = node.func.value
         for target, _ in _written(node):
-            # `del pool.idle[i]`, `pool.busy |= ...` anywhere; a whole collection replaced in Pool (elsewhere
-            # `x.busy = ...` is some other object's flag, such as a server statement's).
+            # `del pool.idle[i]`, `pool.busy |= ...` anywhere; a whole collection replaced in Pool or Places
+            # (elsewhere `x.busy = ...` is some other object's flag, such as a server statement's).
             if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Attribute) \
                     and target.value.attr in POOL_COLLECTIONS:
                 attr = target.value
             elif isinstance(target, ast.Attribute) and target.attr in POOL_COLLECTIONS \
-                    and (isinstance(node, ast.AugAssign) or (cls == "Pool" and fn != "__init__")):
+                    and (isinstance(node, ast.AugAssign) or (cls in ("Pool", "Places") and fn != "__init__")):
                 attr = target
         if attr is not None:
             out.append(f"{rel(path)}:{node.lineno}: [pool] changes {ast.unparse(attr)}: a backend changes "
-                       "collection only in Pool._move")
+                       "collection only in Places.move")
     return out
 
 
@@ -673,7 +674,8 @@ def test_package_checkers_see_what_is_there():
     assert "backend.holder = " in lease and "self.backend = " in lease
     assert any("_reader" in ast.unparse(n) for n in ast.walk(ast.parse((PACKAGE / "backend/adapter.py").read_text()))
                if isinstance(n, ast.Attribute))
-    assert "self._move(" in (PACKAGE / "backend" / "pool.py").read_text()
+    assert "def move(" in (PACKAGE / "backend" / "places.py").read_text()
+    assert "self.places.move(" in (PACKAGE / "backend" / "pool.py").read_text()
 
 
 # -- the package checkers themselves, on made-up modules -------------------------------------------
@@ -817,7 +819,10 @@ def test_link_checker(tmp_path, source, ok):
     ("class Pool:\n    def drop(self):\n        self.busy = set()", False),
     ("pool.closing.discard(b)", False),
     ("pool.idle.append(b)", False),
-    ("class Pool:\n    def _move(self, b):\n        self.busy.add(b)\n        del self.idle[0]", True),
+    ("class Places:\n    def move(self, b):\n        self.busy.add(b)\n        del self.idle[0]", True),
+    ("class Pool:\n    def _move(self, b):\n        self.busy.add(b)", False),
+    ("class Places:\n    def drop(self):\n        self.busy = set()", False),
+    ("class Places:\n    def __init__(self):\n        self.idle = []\n        self.pinging = set()", True),
     ("class Pool:\n    def __init__(self):\n        self.idle = []\n        self.pinging = set()", True),
     ("server.busy = True\nn = len(pool.idle)", True),
 ])

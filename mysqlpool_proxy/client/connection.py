@@ -1,16 +1,23 @@
 """One client connection: the asyncio Protocol of a client socket, and the parts it is made of.
 
-`ClientConnection` owns the socket (transport, packet decoder, flow control),
-its state (core/states.py), its one background task at a time, the query
-timer and its identity once logged in (user, pool, capabilities). The rest
-is in parts it holds, each the one owner of its state:
+`ClientConnection` owns the socket (transport, packet decoder), its state
+(core/states.py), its one background task at a time and its identity once
+logged in (user, pool, capabilities). It reads commands, hands them on and
+writes what goes back. The rest is in parts it holds, each the one owner of
+its state:
 
-* `phase`    the login and COM_CHANGE_USER (client/phase.py);
-* `session`  what follows the client from backend to backend, and the
-             decision after each response (core/client_session.py: pure);
-* `lease`    its hold on a backend, and its place in the pool's queue
-             (client/lease.py: the only code that links or unlinks them);
-* `command`  the command in flight (core/client_session.py Command).
+* `phase`       the login and COM_CHANGE_USER (client/phase.py);
+* `session`     what follows the client from backend to backend, and the
+                decision after each response (core/client_session.py: pure);
+* `lease`       its hold on a backend, and its place in the pool's queue
+                (client/lease.py: the only code that links or unlinks them);
+* `command`     the command in flight (core/client_session.py Command), built
+                by `prepare_command()` (client/prepare.py);
+* `flow`        why reading is paused, since when writing is (client/flow.py);
+* `accounting`  a response's outcome for the backend and the pool's counts,
+                and when the open transaction started (client/accounting.py);
+* `query_timer` [pool] query_timeout (client/query_timer.py);
+* `infile`      a LOAD DATA LOCAL INFILE transfer (client/infile.py).
 
 In transaction pooling a client holds a backend only while a transaction is
 open or while it has pinned state; otherwise the backend goes back to its
@@ -32,41 +39,39 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, Final
 
-from ..backend import commands
 from ..backend.connection import BackendConnection
 from ..backend.pool import Pool
-from ..constants import CLIENT, CLIENT_QUERY_ATTRIBUTES, COMMAND, ER
-from ..core.client_session import NO_REPLY_CODES, STICKY_STATUS, STMT_ID_COMMANDS, ClientSession, Command, Outcome
+from ..constants import CLIENT, COMMAND, ER
+from ..core.client_session import NO_REPLY_CODES, STICKY_STATUS, ClientSession, Command
 from ..core.pins import PinReason
-from ..core.session import SessionState, apply_changes
+from ..core.session import SessionState
 from ..core.states import BackendState, ClientState, IllegalTransition
 from ..errors import ProtocolError, ProxyError
 from ..logs import log_event
 from ..protocol import handshake as hs
-from ..protocol.attributes import AttributesRefused, plain_query
 from ..protocol.command import CommandSpec, Handling, spec_for
 from ..protocol.framing import (
     MAX_FRAME,
-    FrameScanner,
     Oversized,
     Packet,
     PacketDecoder,
     encode_packet,
     next_seq,
-    same_frames,
-    with_payload,
 )
 from ..protocol.packets import make_eof, make_err, make_ok
 from ..protocol.response import Expect
-from ..protocol.sql import NO_EFFECTS, analyze, parse_set_names, replace_connection_id
-from ..protocol.transaction import NOOP_MAX_LENGTH, noop_transaction_command
+from ..protocol.sql import NO_EFFECTS
 from ..reasons import BackendCloseReason, ClientCloseReason
 from . import checkout, followups, local, statements
+from .accounting import Accounting
 from .constants import ER_LOST_BACKEND, MAX_QUEUED_INPUT
 from .context import ClientContext, UserLike
 from .flow import FlowControl, Paused
+from .infile import InfileRelay
 from .lease import BackendLease
 from .phase import ConnectionPhase
+from .prepare import prepare_command
+from .query_timer import QueryTimer
 
 __all__ = ["ClientConnection"]
 
@@ -90,25 +95,11 @@ _PREPARE_RETRIED_ON = frozenset((ER.MAX_PREPARED_STMT_COUNT_REACHED,))
 _NO_RETRY: frozenset[int] = frozenset()
 
 
-def _any_case(*words: bytes) -> frozenset[bytes]:
-    """Every spelling of `words` in upper and lower case letters."""
-    spellings = {b""}
-    for i in range(len(words[0])):
-        spellings = {s + bytes((c,)) for s in spellings for w in words for c in (w[i], w[i] ^ 0x20)}
-    return frozenset(s for s in spellings if s.lower() in words)
-
-
-# The first three letters of what the proxy may answer itself: COMMIT, ROLLBACK, SET autocommit, and
-# SET NAMES. A SELECT goes straight on, without a look for them.
-_NOOP_START = _any_case(b"com", b"rol", b"set")
-_SET_START = _any_case(b"set")
-
-
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "proxy", "id", "transport", "peer", "state", "decoder", "flow", "phase", "session", "lease", "command",
-        "user", "pool", "capabilities", "key", "charset", "program", "connected_at", "last_active",
-        "trx_started_at", "_closing_reason", "_task", "_query_timer", "_infile",
+        "accounting", "query_timer", "infile", "user", "pool", "capabilities", "key", "charset", "program",
+        "connected_at", "last_active", "_closing_reason", "_task",
     )
 
     def __init__(self, proxy: ClientContext, conn_id: int):
@@ -123,6 +114,9 @@ class ClientConnection(asyncio.Protocol):
         self.session = ClientSession(SessionState(), 0, None)  # its own once logged in
         self.lease = BackendLease(self)
         self.command: Command | None = None
+        self.accounting = Accounting(self)
+        self.query_timer = QueryTimer(self)
+        self.infile = InfileRelay(self)
         # Its identity, once logged in (logged_in()).
         self.user: UserLike | None = None
         self.pool: Pool | None = None
@@ -132,11 +126,8 @@ class ClientConnection(asyncio.Protocol):
         self.program: str | None = None  # from its connect attributes, for SHOW CLIENTS
         self.connected_at = proxy.loop.time()
         self.last_active = self.connected_at  # when its last command came (its start, while it runs)
-        self.trx_started_at: float | None = None  # when the statement that opened its transaction went out
         self._closing_reason: ClientCloseReason | None = None
         self._task: asyncio.Task[Any] | None = None  # the one background task it runs at a time
-        self._query_timer: asyncio.TimerHandle | None = None
-        self._infile: FrameScanner | None = None  # a LOCAL INFILE transfer under way
 
     def __repr__(self) -> str:
         user = self.user.name if self.user else "?"
@@ -183,6 +174,11 @@ class ClientConnection(asyncio.Protocol):
     def write_stalled_at(self) -> float | None:
         return self.flow.stalled_since
 
+    @property
+    def trx_started_at(self) -> float | None:
+        """When the statement that opened its transaction went out (its accounting's)."""
+        return self.accounting.trx_started_at
+
     # -- connection lifecycle -------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -211,8 +207,10 @@ class ClientConnection(asyncio.Protocol):
         """The sequence id the client's next packet must have: 0 for a command, the next one for
         LOCAL INFILE data or COM_CHANGE_USER's auth data (what compression renumbers by)."""
         state = self.state
-        if state is ClientState.INFILE and self._infile is not None:
-            return self._infile.expected_seq
+        if state is ClientState.INFILE:
+            seq = self.infile.expected_seq
+            if seq is not None:
+                return seq
         if state is ClientState.LOCAL:
             return self.phase.expected_seq()
         return 0
@@ -238,7 +236,7 @@ class ClientConnection(asyncio.Protocol):
         self._closing_reason = reason
         self.set_state(_CLOSED)
         self.phase.stop()
-        self._cancel_query_timer()
+        self.query_timer.cancel()
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self.lease.leave(self.session.holds_state(), self.proxy.config.backend.connect_timeout, self.proxy.spawn)
@@ -288,13 +286,13 @@ class ClientConnection(asyncio.Protocol):
     # -- flow control ----------------------------------------------------------------
 
     def pause_writing(self) -> None:
-        self.flow.stalled_since = self.proxy.loop.time()
+        self.flow.write_stalled(self.proxy.loop.time())
         backend = self.lease.backend
         if backend is not None:
             backend.pause_reading()
 
     def resume_writing(self) -> None:
-        self.flow.stalled_since = None
+        self.flow.write_resumed()
         backend = self.lease.backend
         if backend is not None:
             backend.resume_reading()
@@ -314,7 +312,7 @@ class ClientConnection(asyncio.Protocol):
             pool.stats.bytes_in += len(data)
         state = self.state
         if state is _INFILE:
-            self._infile_data(data)
+            self.infile.relay(data)
             return
         decoder = self.decoder
         if state is _READY and decoder.at_boundary:
@@ -373,7 +371,7 @@ class ClientConnection(asyncio.Protocol):
     def _command(self, pkt: Packet | Oversized) -> None:
         self.last_active = self.proxy.loop.time()
         if pkt.seq != 0:
-            self._out_of_order()  # never relayed: the server would drop the backend after answering it
+            self.out_of_order()  # never relayed: the server would drop the backend after answering it
             return
         if isinstance(pkt, Oversized):
             self.send_error(pkt.last_seq, ProxyError(
@@ -404,7 +402,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _relay_command(self, spec: CommandSpec, pkt: Packet) -> None:
         """A command for the server: answered here when it needs none, else sent to a backend."""
-        prepared = self._prepare_command(spec, pkt)
+        prepared = prepare_command(self, spec, pkt)
         if prepared is None:
             return  # answered by the proxy
         command, pkt = prepared
@@ -434,62 +432,6 @@ class ClientConnection(asyncio.Protocol):
             checkout.start(self, pkt)
             return
         self.send(backend, pkt)
-
-    def _prepare_command(self, spec: CommandSpec, pkt: Packet) -> tuple[Command, Packet] | None:
-        """The Command for `pkt` (its effects, SQL, statement), with the packet as the server must get
-        it; None when the proxy answered it itself (no-op COMMIT, SET NAMES, KILL, a statement command
-        the server needs not see)."""
-        payload = pkt.payload
-        code = spec.code
-        session = self.session
-        effects = None
-        if code == COMMAND.COM_QUERY:
-            if self.capabilities & CLIENT_QUERY_ATTRIBUTES:
-                # No backend takes attributes (README "Query attributes"): the server gets the SQL alone.
-                try:
-                    pkt = with_payload(pkt, same_frames(pkt, plain_query(payload), b" "))
-                except AttributesRefused as exc:
-                    self.send_error(pkt.last_seq, ProxyError(exc.errno, str(exc)))
-                    return None
-                payload = pkt.payload
-            start = payload[1:4]
-            if self.lease.backend is None and len(payload) <= NOOP_MAX_LENGTH and start in _NOOP_START \
-                    and not session.holds_state():  # COMMIT / ROLLBACK / SET autocommit with nothing open?
-                noop = noop_transaction_command(payload[1:])
-                if noop is not None and local.noop_transaction(self, pkt, noop):
-                    return None
-            if self.lease.backend is None and len(payload) > 9 and start in _SET_START:  # SET NAMES?
-                names = parse_set_names(payload[1:])
-                if names is not None and local.set_names(self, pkt, *names):
-                    return None
-            quoting = session.quoting
-            effects = analyze(payload[1:], quoting)
-            if effects.kill is not None:
-                killed = local.kill_statements(self, pkt)
-                if killed is None:
-                    return None  # a lone KILL, answered by the proxy
-                pkt, payload = killed, killed.payload
-            if effects.reads_connection_id:
-                # The id a client sees is the proxy's (KILL takes it too), not a backend's.
-                pkt = with_payload(pkt, b"\x03" + replace_connection_id(payload[1:], self.id, quoting))
-        command = Command(spec, effects=effects, seq=pkt.last_seq)
-        if code in STMT_ID_COMMANDS:
-            found = statements.lookup(self, code, pkt)
-            if found is None:
-                return None
-            stmt, pkt = found
-            command.stmt, command.stmt_id = stmt, stmt.id
-            if code == COMMAND.COM_STMT_EXECUTE:
-                command.effects, command.sql = stmt.effects, stmt.sql  # executing it does what its SQL does
-        elif code == COMMAND.COM_STMT_PREPARE:
-            command.stmt_id = session.new_statement_id()
-            quoting = session.quoting
-            if analyze(payload[1:], quoting).reads_connection_id:
-                pkt = with_payload(pkt, b"\x16" + replace_connection_id(payload[1:], self.id, quoting))
-            command.sql = pkt.payload[1:]
-        elif effects is not None:
-            command.sql = pkt.payload[1:]
-        return command, pkt
 
     def send(self, backend: BackendConnection, pkt: Packet) -> None:
         """Send the command in flight to `backend`, which is in the client's state."""
@@ -525,7 +467,7 @@ class ClientConnection(asyncio.Protocol):
                              retry_on=_PREPARE_RETRIED_ON if prepare_id is not None else _NO_RETRY)
         query_timeout = self.proxy.config.pool.query_timeout
         if query_timeout > 0:
-            self._query_timer = self.proxy.loop.call_later(query_timeout, self._query_timed_out, backend)
+            self.query_timer.start(backend, query_timeout)
 
     def keeps_backend(self, backend: BackendConnection) -> bool:
         """Does the client keep `backend` after a command? (Its state is there, or session pooling.)"""
@@ -547,45 +489,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport.write(data)
 
     def on_infile_request(self, backend: BackendConnection) -> None:
-        self.set_state(ClientState.INFILE)
-        self._infile = FrameScanner(next_seq(backend.tracker.infile_seq))
-        leftover = self.decoder.take_buffer()
-        if leftover:
-            self._infile_data(leftover)
-
-    def _infile_data(self, data: bytes) -> None:
-        backend = self.lease.backend
-        scanner = self._infile
-        if backend is None or scanner is None:
-            return
-        try:
-            end = scanner.feed(data)
-        except ProtocolError:
-            self._out_of_order()  # as the server does; the backend, mid-transfer, is closed with the client
-            return
-        if end < 0:
-            backend.write(data)
-            return
-        backend.write(data[:end] if end < len(data) else data)
-        self._infile = None
-        self.set_state(ClientState.ACTIVE)
-        backend.infile_sent()
-        if end < len(data):
-            self.decoder.feed(data[end:])
-
-    def _query_timed_out(self, backend: BackendConnection) -> None:
-        """[pool] query_timeout: stop the statement on the server (KILL QUERY from a side connection)."""
-        self._query_timer = None
-        if self.state is ClientState.ACTIVE and self.lease.backend is backend and backend.state is BackendState.BUSY:
-            log_event(log, "info", f"client #{self.id}: statement ran past query_timeout; killing it on backend "
-                      f"thread {backend.thread_id}", client_id=self.id, pool=backend.pool.name,
-                      thread_id=backend.thread_id)
-            commands.kill_running(backend, self.proxy.config.backend.connect_timeout, self.proxy.spawn)
-
-    def _cancel_query_timer(self) -> None:
-        if self._query_timer is not None:
-            self._query_timer.cancel()
-            self._query_timer = None
+        self.infile.begin(backend)
 
     def _retry_prepare(self, backend: BackendConnection) -> bool:
         """The server refused a COM_STMT_PREPARE with 1461 (max_prepared_stmt_count, over all its
@@ -608,12 +512,12 @@ class ClientConnection(asyncio.Protocol):
             if self._retry_prepare(backend):
                 return
             self.relay_to_client(held)
-        if self._query_timer is not None:
-            self._cancel_query_timer()
+        if self.query_timer.handle is not None:
+            self.query_timer.cancel()
         command = self.command
         assert command is not None and self.pool is not None and self.proxy.server_info is not None
         outcome = self.session.finish(command, backend.tracker, self.proxy.server_info.collations)
-        self._account(backend, command, outcome)
+        self.accounting.apply(backend, command, outcome)
         if outcome.ends_backend or self.state is not _ACTIVE:
             self._response_ends_backend(backend)
             return
@@ -629,41 +533,11 @@ class ClientConnection(asyncio.Protocol):
         self.lease.hold_or_release(backend, keep)
         self.process_input()
 
-    def _account(self, backend: BackendConnection, command: Command, outcome: Outcome) -> None:
-        """The backend's side of a response (its state, statements, identity), and the pool's counts."""
-        if outcome.changes is not None or outcome.null_sysvars is not None:
-            apply_changes(backend.session, outcome.changes, outcome.null_sysvars)
-        if outcome.prepared is not None:
-            statements.cache_prepared(backend, outcome.prepared, backend.tracker.prepare_ok)
-        elif command.stmt is not None and outcome.statement_busy is not None:
-            statements.mark_busy(backend, command.stmt, outcome.statement_busy)
-        if outcome.unexplained_change:
-            log.info("client #%d pinned to its backend: the server reported a state change after %s that the "
-                     "proxy cannot carry over (%r)", self.id, command.spec.name, backend.tracker.changes)
-        if not outcome.ends_backend:
-            if backend.tracker.last_insert_id:
-                backend.last_insert_id = backend.tracker.last_insert_id
-            backend.last_owner = (self.id, self.session.queries)
-        assert self.pool is not None
-        stats = self.pool.stats
-        stats.queries[command.spec.name] += 1
-        now = self.proxy.loop.time()
-        stats.query_time.observe(now - command.started)
-        if outcome.transaction_ended:
-            stats.transactions += 1
-            if self.trx_started_at is not None:
-                stats.transaction_time.observe(now - self.trx_started_at)
-                self.trx_started_at = None
-        for reason in outcome.new_pins:
-            stats.pins[reason.value] += 1
-            if reason is PinReason.TRANSACTION:
-                self.trx_started_at = command.started
-
     def _response_ends_backend(self, backend: BackendConnection) -> None:
         """The server answered with an error after which it hangs up, or answered a LOCAL INFILE before
         the file's end (it gave up on the transfer): the backend is closed, never pooled. A client whose
         transaction or pinned state was there goes with it, as on a direct connection."""
-        self._infile = None
+        self.infile.forget()
         if self.lease.backend is backend:
             self.lease.drop()
         backend.close(BackendCloseReason.ENDED_BY_SERVER)
@@ -701,7 +575,7 @@ class ClientConnection(asyncio.Protocol):
         """The backend this client held died. If its transaction or pinned state died with it,
         the client must not go on as if not: it is told, then closed. Otherwise a statement
         that was running gets an error and the client goes on; one not yet sent is retried."""
-        self._cancel_query_timer()
+        self.query_timer.cancel()
         self.lease.lost(backend)
         state = self.state
         if state is ClientState.CLOSED:
@@ -735,7 +609,7 @@ class ClientConnection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
-    def _out_of_order(self) -> None:
+    def out_of_order(self) -> None:
         """A packet with a wrong sequence id: the server's error, then the connection is closed, as MariaDB does."""
         self.write(encode_packet(make_err(
             ER.NET_PACKETS_OUT_OF_ORDER, "08S01", "Got packets out of order", self.capabilities), 0))

@@ -32,6 +32,13 @@ class FlowControl:
         self.paused = 0  # Paused bits; reading resumes when none is left
         self.stalled_since: float | None = None  # the client's socket buffer has been full since then
 
+    def write_stalled(self, now: float) -> None:
+        """The client's socket buffer is full (the transport paused writing)."""
+        self.stalled_since = now
+
+    def write_resumed(self) -> None:
+        self.stalled_since = None
+
     def attach(self, transport: asyncio.Transport) -> None:
         """The transport to pause (a new one after the TLS upgrade)."""
         self._transport = transport

@@ -1,7 +1,9 @@
 """The client connection as its parts and functions see it: the port they declare, not an import.
 
-`ConnectionPhase` (phase.py) and the functions of a client in checkout.py,
-followups.py, local.py and statements.py work on one client connection.
+`ConnectionPhase` (phase.py), `Accounting` (accounting.py), `QueryTimer`
+(query_timer.py), `InfileRelay` (infile.py) and the functions of a client in
+checkout.py, followups.py, local.py, prepare.py and statements.py work on
+one client connection.
 They type it as `Client`, declared here, so that none of them imports
 connection.py, which imports all of them (no import cycle, not even under
 TYPE_CHECKING). `ClientConnection` (connection.py) is the one class that
@@ -110,3 +112,5 @@ class Client(ClientHandle, Compressible, Protocol):
                 variables: list[tuple[bytes, bytes]] | None = None) -> None: ...
 
     def send_eof(self, last_seq: int) -> None: ...
+
+    def out_of_order(self) -> None: ...

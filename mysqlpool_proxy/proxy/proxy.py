@@ -163,10 +163,9 @@ class Proxy:
             min_idle=share(p.min_idle, self.worker.index, self.worker.count) if self.worker else p.min_idle,
             max_lifetime=p.max_lifetime, max_waiting=p.max_waiting_clients, max_connecting=p.max_connecting,
             limiter=self.limiter, loop=self.loop, on_opened=lambda opened: self._backend_opened(name, opened),
-            next_backend_id=lambda: next(self._backend_ids), opener=self._opener,
+            next_backend_id=lambda: next(self._backend_ids), opener=self._opener, share=self.share,
         )
         pool.statement_cache_size = self.statement_cache_size()
-        pool.share = self.share
         pool.on_connect_failed = self.refusals.backend_failed
         return pool
 

@@ -21,8 +21,8 @@ does not fix itself) or the server has not answered the proxy for longer
 than checkout_timeout (then only clients that arrived after that: the
 others keep their full wait). Readiness (health.py) holds what the server
 did lately: the refused logins and when the server last answered are read
-from it. The pool makes that next attempt soon for a new waiter (pool.py
-`_retry_soon_for`), and reports each failure with the time the attempt
+from it. The pool makes that next attempt soon for a new waiter (opening.py
+`retry_soon_for`), and reports each failure with the time the attempt
 started (`backend_failed`): only clients that were waiting by then are
 told, so none is refused on an attempt older than its arrival, and one that
 arrives just after the server is back is served. What they are told is

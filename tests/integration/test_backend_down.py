@@ -18,7 +18,7 @@ from contextlib import closing
 import pymysql
 import pytest
 
-from mysqlpool_proxy.backend.pool import BACKOFF_CAP
+from mysqlpool_proxy.backend.opening import BACKOFF_CAP
 from mysqlpool_proxy.constants import CR
 from tests.support.faults import FaultRelay, Refusal, wait_until
 from tests.support.mariadb import require_restartable

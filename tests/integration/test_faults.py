@@ -12,7 +12,7 @@ import time
 import pymysql
 import pytest
 
-from mysqlpool_proxy.backend.pool import BACKOFF_CAP
+from mysqlpool_proxy.backend.opening import BACKOFF_CAP
 from mysqlpool_proxy.constants import CR
 from mysqlpool_proxy.core.states import BackendState
 from tests.support.faults import FaultRelay, Refusal, wait_until

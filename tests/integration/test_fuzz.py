@@ -69,6 +69,7 @@ ONLY = os.environ.get("FUZZ_SESSION")
 WORKERS = int(os.environ.get("FUZZ_WORKERS", "2"))
 DIRECT_SESSIONS = 200
 BOUND = 15.0  # seconds anything owed may take: an answer, a close, a settled pool
+POLL_INTERVAL = 0.25  # seconds between two looks at a condition (some ask the admin console)
 POOL_SIZE = 4
 BYSTANDERS = 3
 ADMIN_PASSWORD = "fuzz-admin"
@@ -121,13 +122,14 @@ class LogWatch(logging.Handler):
 
 
 def wait_for(condition, timeout: float = BOUND):
-    """Poll condition() until it returns something true; its last value either way."""
+    """Poll condition() until it returns something true, for at most `timeout` seconds; its last value
+    either way (the callers say what was left when it is false)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value or time.monotonic() >= deadline:
             return value
-        time.sleep(0.25)
+        time.sleep(POLL_INTERVAL)  # the polling interval of this bounded wait, not a wait for an event
 
 
 class Admin:

@@ -342,7 +342,7 @@ async def test_show_pools(proxy_maker):
     pool.stats.observe_wait(0.5)
     pool.stats.observe_wait(0.25)
     pool.stats.checkouts = 2
-    pool.server_cap = 1
+    pool.capacity.server_cap = 1
     rep = client.rows("SHOW POOLS")[1]
     assert (rep["max_size"], rep["configured_max_size"], rep["checkouts"]) == (1, 2, 2)
     assert rep["avg_wait_seconds"] == 0.375

@@ -16,7 +16,7 @@ import asyncio
 import pymysql
 import pytest
 
-from mysqlpool_proxy.backend.pool import WAITING_BACKOFF_CAP
+from mysqlpool_proxy.backend.opening import WAITING_BACKOFF_CAP
 from mysqlpool_proxy.client.constants import HANDSHAKE_TIMEOUT
 from mysqlpool_proxy.config import UserConfig
 from mysqlpool_proxy.ops import operations
@@ -205,13 +205,13 @@ async def test_clients_waiting_when_the_login_is_refused_are_told_then_and_serve
     proxy = await start_proxy(opener, pool={"checkout_timeout": CHECKOUT_TIMEOUT})
     clients = [await FakeClient(proxy).connect() for _ in range(3)]
     refused = {"on": True}
-    original = proxy.pools["app"]._opener
+    original = proxy.pools["app"].connector._opener
 
     async def open_backend(params, **kwargs):  # the DBA changed the password, and restarted the server
         if refused["on"]:
             raise pymysql.err.OperationalError(1045, "Access denied for user 'app'@'10.0.0.5' (using password: YES)")
         return await original(params, **kwargs)
-    proxy.pools["app"]._opener = open_backend
+    proxy.pools["app"].connector._opener = open_backend
     for server in opener.alive:
         server.close()
     await settle()
@@ -238,11 +238,11 @@ async def test_while_the_pool_holds_backends_a_refused_login_makes_no_client_fai
     holders = [await FakeClient(proxy).connect() for _ in range(2)]
     for c in holders:
         await c.query("BEGIN")  # two backends held, room for a third
-    original = proxy.pools["app"]._opener
+    original = proxy.pools["app"].connector._opener
 
     async def open_backend(params, **kwargs):
         raise pymysql.err.OperationalError(1045, "Access denied for user 'app'@'10.0.0.5' (using password: YES)")
-    proxy.pools["app"]._opener = open_backend
+    proxy.pools["app"].connector._opener = open_backend
     await proxy.pools["app"].open_now()  # a connect fails: the pool knows the login is refused now
     assert proxy.pools["app"].failing
     waiting = [await FakeClient(proxy).connect() for _ in range(3)]
@@ -253,7 +253,7 @@ async def test_while_the_pool_holds_backends_a_refused_login_makes_no_client_fai
         await c.query("COMMIT")
     for c in waiting:
         assert (await c.response()).value == "3"
-    proxy.pools["app"]._opener = original
+    proxy.pools["app"].connector._opener = original
     await proxy.stop(0)
 
 

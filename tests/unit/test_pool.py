@@ -12,15 +12,8 @@ import random
 import pytest
 
 from mysqlpool_proxy.backend.adapter import BackendParams
-from mysqlpool_proxy.backend.pool import (
-    BACKOFF_BASE,
-    BACKOFF_CAP,
-    WAITING_BACKOFF_CAP,
-    BackendLimiter,
-    CheckoutTimeout,
-    Pool,
-    QueueFull,
-)
+from mysqlpool_proxy.backend.opening import BACKOFF_BASE, BACKOFF_CAP, WAITING_BACKOFF_CAP
+from mysqlpool_proxy.backend.pool import BackendLimiter, CheckoutTimeout, Pool, QueueFull
 from mysqlpool_proxy.constants import CLIENT
 from mysqlpool_proxy.core.session import SessionState
 from mysqlpool_proxy.core.states import BackendState
@@ -303,7 +296,7 @@ async def test_a_client_that_starts_waiting_long_after_the_last_failure_gets_an_
     pool = make_pool(opener, min_idle=1)
     await long_outage(opener, pool)
     await advance(WAITING_BACKOFF_CAP + 0.01)  # the backoff still has seconds to run
-    assert pool._backoff_until > now() + 1
+    assert pool.connector.backoff_until > now() + 1
     opener.come_up()  # the server is back; the pool does not know it yet
     t0 = now()
     await pool.acquire(0, 2.0)  # a checkout_timeout below BACKOFF_CAP
@@ -315,7 +308,7 @@ async def test_a_client_that_starts_waiting_right_after_a_failure_gets_an_attemp
     opener = fake_opener()
     pool = make_pool(opener, min_idle=1)
     await long_outage(opener, pool)  # just after a failure
-    assert pool._backoff_until > now() + 1
+    assert pool.connector.backoff_until > now() + 1
     before = len(opener.attempts)
     t0 = now()
     waiting = asyncio.create_task(pool.acquire(0, 0.4))
@@ -371,7 +364,7 @@ async def test_a_backoff_after_a_thousand_failures_is_still_capped():
     pool = make_pool(opener)
     for _ in range(1100):  # 0.1 * 2 ** 1100 would not fit in a float
         assert await pool.open_now() is False
-    assert pool.failures == 1100 and pool._backoff_until - now() <= BACKOFF_CAP
+    assert pool.failures == 1100 and pool.connector.backoff_until - now() <= BACKOFF_CAP
     opener.come_up()
     assert await pool.open_now() is True and not pool.failing
 

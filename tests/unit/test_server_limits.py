@@ -209,12 +209,12 @@ async def test_connection_limits_cap_a_pool_and_lift_when_raised(caplog):
 @virtual_time
 async def test_learn_limits_follows_each_new_backends_values():
     pool = make_pool(fake_opener(), max_size=10)
-    pool.learn_limits(max_user_connections=5, max_connections=151)
+    pool.capacity.learn_limits(max_user_connections=5, max_connections=151)
     assert pool.max_size == 4
-    pool.learn_limits(max_user_connections=8, max_connections=151)  # GRANT ... MAX_USER_CONNECTIONS 8
+    pool.capacity.learn_limits(max_user_connections=8, max_connections=151)  # GRANT ... MAX_USER_CONNECTIONS 8
     assert pool.max_size == 7
-    pool.learn_limits(max_user_connections=0, max_connections=151)  # no account limit any more
+    pool.capacity.learn_limits(max_user_connections=0, max_connections=151)  # no account limit any more
     assert pool.max_size == 10
-    pool.learn_limits(max_user_connections=5, max_connections=151)
-    pool.learn_limits(max_user_connections=0, max_connections=0)  # no limit reported at all
+    pool.capacity.learn_limits(max_user_connections=5, max_connections=151)
+    pool.capacity.learn_limits(max_user_connections=0, max_connections=0)  # no limit reported at all
     assert pool.max_size == 10 and pool.server_cap is None

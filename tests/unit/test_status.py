@@ -94,7 +94,7 @@ async def test_rows_are_capped_and_the_rest_counted(monkeypatch):
 async def test_everything_in_the_html_is_escaped_and_long_text_cut():
     proxy, _, _ = await proxy_with_clients()
     hostile = "<img src=x onerror=alert(1)>\"'&"
-    proxy.pools["app"].last_error = hostile + "x" * 1000
+    proxy.pools["app"].connector.last_error = hostile + "x" * 1000
     events.record(EventKind.RELOAD, hostile, pool=hostile)
     page = status_html(proxy).decode()
     assert "<img" not in page
