@@ -28,7 +28,7 @@
 #   rows           SELECT id, k, c FROM sbtest1: 1,000 rows of 130 bytes
 #   rows_deprecate_eof  the same for a client that negotiated CLIENT_DEPRECATE_EOF
 #                  (its result sets are rewritten for it: protocol/response.py);
-#                  PyMySQL logs in with the flag, the result is read raw
+#                  PyMySQL logs in with the flag, and reads the packets raw
 #
 #   python -m bench.instructions                  # about a minute
 #   python -m bench.instructions --ops 500 --port 49000 --json out.json
@@ -53,7 +53,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import pymysql  # noqa: E402
-from pymysql.constants import CLIENT  # noqa: E402
+from pymysql.constants import CLIENT, COMMAND  # noqa: E402
 
 from bench.procs import BENCH_DB, BENCH_PASSWORD, BENCH_USER, render_proxy_config, start_server  # noqa: E402
 
@@ -87,31 +87,16 @@ def rows(conn: pymysql.Connection, i: int) -> None:
 
 
 def rows_deprecate_eof(conn: pymysql.Connection, i: int) -> None:
-    """`rows`, read raw: PyMySQL cannot read the CLIENT_DEPRECATE_EOF framing it logged in with."""
-    sql = b"\x03SELECT id, k, c FROM sbtest1"
-    conn._sock.sendall(len(sql).to_bytes(3, "little") + b"\x00" + sql)
-    packets = _raw_packets(conn._sock)
-    count = next(packets)[0]
+    """`rows`, read packet by packet with PyMySQL's own reader (which checks sequence ids), since its
+    result-set code cannot read the CLIENT_DEPRECATE_EOF framing it logged in with."""
+    conn._execute_command(COMMAND.COM_QUERY, "SELECT id, k, c FROM sbtest1")
+    count = conn._read_packet().read_length_encoded_integer()
     for _ in range(count):  # the column definitions, and no EOF after them
-        next(packets)
-    for payload in packets:
-        if payload[:1] == b"\xfe" and len(payload) < 0xFFFFFF:  # the OK that ends the rows
-            return
-        if payload[:1] == b"\xff":
-            raise RuntimeError(f"error: {payload!r}")
-
-
-def _raw_packets(sock):
-    buf = b""
+        conn._read_packet()
     while True:
-        while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:3], "little"):
-            data = sock.recv(1 << 16)
-            if not data:
-                raise RuntimeError("the connection closed")
-            buf += data
-        end = 4 + int.from_bytes(buf[:3], "little")
-        payload, buf = buf[4:end], buf[end:]
-        yield payload
+        packet = conn._read_packet()  # (raises for an ERR)
+        if packet.get_bytes(0) == b"\xfe":  # the OK that ends the rows
+            return
 
 
 LOADS: dict[str, Callable[[pymysql.Connection, int], None]] = {

@@ -56,9 +56,12 @@ such a client:
   * every frame after a dropped packet gets its sequence id lowered by the
     packets dropped before it, so that the client sees consecutive ids;
     `feed_translating` writes them into its `data` (a bytearray) as it
-    walks the headers it visits anyway: one store per packet, no other
-    work per row. `seq_shift` is that count (a LOCAL INFILE transfer after
-    a result set is numbered by it both ways: client/connection.py).
+    walks the headers it visits anyway. Rows, the bulk, take a tighter walk
+    of their own (one table lookup per row to renumber it), which costs
+    less per row than `feed`'s. `seq_shift` is that count, modulo 256 (a
+    LOCAL INFILE transfer after a result set is numbered by it both ways:
+    client/connection.py). `feed` itself, for every other client, is
+    untouched by all this.
 
 An EOF with SERVER_SESSION_STATE_CHANGED cannot carry the change's details,
 so its OK holds only what the classic EOF tells such a client: the flag, for
@@ -149,6 +152,8 @@ _PREPARE: Final = Expect.PREPARE
 _AFTER_DEFINITIONS = {_COLUMNS: _COLUMNS_EOF, _PARAMS: _PARAMS_EOF, _PREP_COLUMNS: _PREP_COLUMNS_EOF}
 # Phases in which a short packet starting with 0xFE is an EOF.
 _EOF_PHASES = frozenset((_SINGLE, _FIELDS, _COLUMNS_EOF, _PARAMS_EOF, _PREP_COLUMNS_EOF, _ROWS))
+# _RENUMBERED[shift][seq]: the sequence id `seq` lowered by `shift` (feed_translating's rows).
+_RENUMBERED = tuple(bytes((seq - shift) & 0xFF for seq in range(256)) for shift in range(256))
 
 
 class ResponseTracker:
@@ -189,7 +194,7 @@ class ResponseTracker:
         self._prep_columns = 0
         self.ok_count = 0
         self.rows = 0
-        self.seq_shift = 0  # packets dropped from the response so far (feed_translating)
+        self.seq_shift = 0  # packets dropped from the response so far, modulo 256 (feed_translating)
         # An EOF reported SERVER_SESSION_STATE_CHANGED: the change's details wait in the
         # server for the next OK packet (an EOF cannot carry them).
         self.eof_state_pending = False
@@ -451,6 +456,20 @@ class ResponseTracker:
         while pos < n:
             if phase is _DONE or phase is _INFILE:
                 return pos
+            if phase is _ROWS and shift and not self._continuation:
+                # Rows after a dropped EOF, the bulk of the work: a tight walk that renumbers them, up to
+                # the first packet that ends the rows or is split in frames (the walk below takes that).
+                ids = _RENUMBERED[shift]
+                while n - pos > HEADER_SIZE:
+                    length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+                    first = data[pos + HEADER_SIZE]
+                    if (first >= 0xFE and (first == 0xFF or length < 9)) or length == MAX_FRAME:
+                        break
+                    data[pos + 3] = ids[data[pos + 3]]
+                    pos += HEADER_SIZE + length
+                if pos >= n:
+                    self._skip = pos - n
+                    return n
             if n - pos < HEADER_SIZE + 1:
                 if n - pos >= HEADER_SIZE and not (data[pos] | data[pos + 1] | data[pos + 2]):
                     pass  # an empty frame: complete with just its header
@@ -465,7 +484,7 @@ class ResponseTracker:
                 skipped = self._continuation or phase in _SKIPPED
             if skipped:
                 if shift:
-                    data[pos + 3] = (data[pos + 3] - shift) & 0xFF
+                    data[pos + 3] = _RENUMBERED[shift][data[pos + 3]]
                 self._continuation = length == MAX_FRAME
                 if not self._continuation and phase is not _ROWS and not self._count_skipped(phase):
                     phase = self.phase
@@ -479,7 +498,7 @@ class ResponseTracker:
                 return pos
             self._continuation = length == MAX_FRAME
             if shift:
-                data[pos + 3] = (data[pos + 3] - shift) & 0xFF
+                data[pos + 3] = _RENUMBERED[shift][data[pos + 3]]
             self._inspect(data, pos, end)
             if 0 < length < 9 and data[pos + HEADER_SIZE] == EOF_HEADER and phase in _EOF_PHASES:
                 self._translate_eof(data, pos, end, phase)
@@ -496,7 +515,7 @@ class ResponseTracker:
         dropped = phase is _PARAMS_EOF or phase is _PREP_COLUMNS_EOF or (phase is _COLUMNS_EOF and self.phase is _ROWS)
         if dropped:
             rewrites.append((pos, end, b""))
-            self.seq_shift += 1
+            self.seq_shift = (self.seq_shift + 1) & 0xFF  # (ids are taken modulo 256)
             return
         ok = self._eof_as_ok()
         rewrites.append((pos, end, frame_header(len(ok), data[pos + 3]) + ok))

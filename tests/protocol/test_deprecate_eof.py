@@ -274,6 +274,13 @@ def test_chain_of_result_sets_drops_one_eof_each():
     assert r.result_sets == 3 and r.ok_count == 2
 
 
+def test_more_result_sets_than_sequence_ids():
+    """A CALL whose loop returns 300 result sets: 300 EOFs dropped, ids taken modulo 256."""
+    parts = [part for i in range(300) for part in result_set_parts([b"\x01%d" % (i % 10)], status=AUTOCOMMIT | MORE)]
+    parts.append(("packet", make_ok(TRACK, AUTOCOMMIT)))
+    assert check_model(parts, bytewise=False).result_sets == 300
+
+
 def test_err_among_rows_after_the_dropped_eof():
     err = make_err(1317, "70100", "Query execution was interrupted")
     r = check_model(result_set_parts([b"\x011", b"\x012"], end=err))
@@ -378,7 +385,9 @@ def test_held_bytes_are_renumbered_once():
 
 # -- hypothesis: any response shape ------------------------------------------------------------
 
-rows_st = st.lists(st.binary(min_size=1, max_size=12).filter(lambda b: b[0] not in (0xFE, 0xFF)), max_size=6)
+# Rows: any bytes that do not start like an EOF or an ERR, and rows whose first value has an 8-byte length.
+rows_st = st.lists(st.one_of(st.binary(min_size=1, max_size=12).filter(lambda b: b[0] not in (0xFE, 0xFF)),
+                             st.binary(max_size=4).map(lambda b: b"\xfe" + int8(len(b)) + b)), max_size=6)
 status_st = st.sampled_from([AUTOCOMMIT, AUTOCOMMIT | IN_TRANS, 0])
 
 
