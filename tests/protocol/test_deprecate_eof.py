@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from mysqlpool_proxy.constants import CLIENT, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS
-from mysqlpool_proxy.errors import RemoteProtocolError
+from mysqlpool_proxy.errors import ProtocolError, RemoteProtocolError
 from mysqlpool_proxy.protocol.framing import MAX_FRAME, FrameScanner, encode_packet
 from mysqlpool_proxy.protocol.packets import make_eof, make_eof_for, make_err, make_ok, parse_ok, strip_session_track
 from mysqlpool_proxy.protocol.response import Expect, Phase, ResponseTracker
@@ -35,6 +35,7 @@ from .helpers import (
     Relayed,
     Relaying,
     capture_payloads,
+    chunkings,
     decode_all,
     feed_whole_and_bytewise,
     frame_offsets,
@@ -412,6 +413,36 @@ def result_chains(draw) -> list[tuple]:
 @given(parts=result_chains(), seq=st.sampled_from([1, 2, 200, 255]))
 def test_any_chain_of_results(parts, seq):
     check_model(parts, seq=seq, seeds=(1, 2))
+
+
+packet_payloads = st.one_of(
+    st.binary(max_size=12),
+    st.sampled_from([b"\x00\x00\x00\x02\x00\x00\x00", b"\xfe\x00\x00\x02\x00", b"\xfe\x00\x00\x0a\x00",
+                     b"\xfe\x00\x00\x42\x00", b"\xfe\x00\x00\x02\x40", b"\x01", b"\x02", COLDEF, b"\xfbf",
+                     b"\xff\x15\x04#28000x", b"\x00\x01\x00\x00\x00\x01\x00\x01\x00\x00\x00\x00"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(list(Expect)), st.booleans(), st.lists(packet_payloads, max_size=12))
+def test_any_packet_sequence_is_translated_the_same_however_it_is_split(expect, binary, payloads):
+    """Garbage or not, the translation raises nothing but ProtocolError, whole / bytewise / random feeding
+    agree, and the tracker finds what it finds for a classic client."""
+    data = frames(*payloads, seq=1)
+    outcomes = []
+    for deprecate_eof in (False, True):
+        for _label, chunks in chunkings(data, seeds=(1, 2)):
+            r = Relaying(expect=expect, binary=binary, deprecate_eof=deprecate_eof)
+            try:
+                for chunk in chunks:
+                    r.feed(chunk)
+            except ProtocolError as exc:
+                outcomes.append(("error", type(exc)))
+                continue
+            res = r.result()
+            assert res.consumed + len(r.held) + len(res.extra) == len(data)
+            outcomes.append(tuple(getattr(res, name) for name in SAME_FIELDS))
+    assert all(o == outcomes[0] for o in outcomes), outcomes
 
 
 # -- what the proxy writes itself ---------------------------------------------------------------
