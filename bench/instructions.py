@@ -24,6 +24,11 @@
 #   point_select   autocommit SELECT c FROM sbtest1 WHERE id=N
 #   transaction    BEGIN; a point select; UPDATE ... SET k=k+1; COMMIT
 #   connect        connect and log in, one point select, COM_QUIT
+# and, asked for by name (--loads), for the relay's work per row:
+#   rows           SELECT id, k, c FROM sbtest1: 1,000 rows of 130 bytes
+#   rows_deprecate_eof  the same for a client that negotiated CLIENT_DEPRECATE_EOF
+#                  (its result sets are rewritten for it: protocol/response.py);
+#                  PyMySQL logs in with the flag, and reads the packets raw
 #
 #   python -m bench.instructions                  # about a minute
 #   python -m bench.instructions --ops 500 --port 49000 --json out.json
@@ -48,6 +53,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import pymysql  # noqa: E402
+from pymysql.constants import CLIENT, COMMAND  # noqa: E402
 
 from bench.procs import BENCH_DB, BENCH_PASSWORD, BENCH_USER, render_proxy_config, start_server  # noqa: E402
 
@@ -74,13 +80,35 @@ def transaction(conn: pymysql.Connection, i: int) -> None:
         cur.execute("COMMIT")
 
 
-LOADS: dict[str, Callable[[pymysql.Connection, int], None]] = {"point_select": point_select,
-                                                               "transaction": transaction}
+def rows(conn: pymysql.Connection, i: int) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, k, c FROM sbtest1")
+        cur.fetchall()
 
 
-def login(port: int) -> pymysql.Connection:
+def rows_deprecate_eof(conn: pymysql.Connection, i: int) -> None:
+    """`rows`, read packet by packet with PyMySQL's own reader (which checks sequence ids), since its
+    result-set code cannot read the CLIENT_DEPRECATE_EOF framing it logged in with."""
+    conn._execute_command(COMMAND.COM_QUERY, "SELECT id, k, c FROM sbtest1")
+    count = conn._read_packet().read_length_encoded_integer()
+    for _ in range(count):  # the column definitions, and no EOF after them
+        conn._read_packet()
+    while True:
+        packet = conn._read_packet()  # (raises for an ERR)
+        if packet.get_bytes(0) == b"\xfe":  # the OK that ends the rows
+            return
+
+
+LOADS: dict[str, Callable[[pymysql.Connection, int], None]] = {
+    "point_select": point_select, "transaction": transaction, "rows": rows, "rows_deprecate_eof": rows_deprecate_eof}
+# Loads whose client logs in with extra capability flags.
+CLIENT_FLAGS = {"rows_deprecate_eof": CLIENT.DEPRECATE_EOF}
+
+
+def login(port: int, client_flag: int = 0) -> pymysql.Connection:
     return pymysql.connect(host="127.0.0.1", port=port, user=BENCH_USER, password=BENCH_PASSWORD,
-                           database=BENCH_DB, autocommit=True, connect_timeout=120, read_timeout=120)
+                           database=BENCH_DB, autocommit=True, connect_timeout=120, read_timeout=120,
+                           client_flag=client_flag)
 
 
 def connect_once(port: int, i: int) -> None:
@@ -135,7 +163,7 @@ def run_load(name: str, port: int, ops: int) -> Callable[[], None]:
             for i in range(ops):
                 connect_once(port, i)
         return logins
-    conn = login(port)
+    conn = login(port, CLIENT_FLAGS.get(name, 0))
     step = LOADS[name]
     for i in range(WARM_UP):
         step(conn, i)

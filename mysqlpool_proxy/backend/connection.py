@@ -59,9 +59,9 @@ _INFILE: Final = Phase.INFILE
 class Holder(Protocol):
     """The client a backend serves (ClientConnection)."""
 
-    def relay_to_client(self, data: bytes) -> None: ...
+    def relay_to_client(self, data: bytes | bytearray) -> None: ...
 
-    def on_response_done(self, backend: BackendConnection, held: bytes = b"") -> None: ...
+    def on_response_done(self, backend: BackendConnection, held: bytes | bytearray = b"") -> None: ...
 
     def on_infile_request(self, backend: BackendConnection) -> None: ...
 
@@ -139,7 +139,7 @@ class BackendConnection(asyncio.Protocol):
         self.idle_since = created_at
         self.last_used = created_at
         self.close_reason: BackendCloseReason | None = None
-        self._held = b""
+        self._held: bytes | bytearray = b""
         self._future: asyncio.Future | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._reading_paused = False
@@ -149,7 +149,7 @@ class BackendConnection(asyncio.Protocol):
         self.statements: StatementCache | None = None  # created at the first prepared statement
         self.last_insert_id = 0  # what LAST_INSERT_ID() returns on this connection now
         self.last_owner: tuple[int, int] | None = None  # (client id, its statement number) that ran last
-        self._collected: list[bytes] | None = None
+        self._collected: list[bytes | bytearray] | None = None
         self._slot_held = True  # counted in the pool's size until its socket is closed
         self._paused_client: Holder | None = None  # the client whose reading it paused (its write buffer was full)
         self._retry_on: frozenset[int] = frozenset()  # see send_command
@@ -262,13 +262,15 @@ class BackendConnection(asyncio.Protocol):
 
     def send_command(self, raw: bytes, expect: Expect, *, binary: bool, strip: bool,
                      trackers: Trackers | None = None, prepare_id: int | None = None,
-                     retry_on: frozenset[int] = frozenset()) -> None:
+                     retry_on: frozenset[int] = frozenset(), deprecate_eof: bool = False) -> None:
         """Relay its holder's command. `retry_on`: error numbers that, as the whole response, are handed
-        to the holder's on_response_done unrelayed (it may retry the command instead)."""
+        to the holder's on_response_done unrelayed (it may retry the command instead); `deprecate_eof`:
+        the holder negotiated CLIENT_DEPRECATE_EOF, and gets the response in that framing."""
         self.set_state(_BUSY)
         self.commands += 1
         self._retry_on = retry_on
-        self.tracker.begin(expect, binary=binary, strip_session_track=strip, trackers=trackers, prepare_id=prepare_id)
+        self.tracker.begin(expect, binary=binary, strip_session_track=strip, trackers=trackers, prepare_id=prepare_id,
+                           deprecate_eof=deprecate_eof)
         assert self.transport is not None  # attach() comes before any command
         self.transport.write(raw)
 
@@ -286,7 +288,7 @@ class BackendConnection(asyncio.Protocol):
         for stmt in stmts:
             self.transport.write(encode_packet(b"\x19" + stmt.server_id.to_bytes(4, "little"), 0))
 
-    def write(self, raw: bytes) -> None:
+    def write(self, raw: bytes | bytearray) -> None:
         """Bytes with no response of their own (COM_STMT_CLOSE, LOCAL INFILE data)."""
         assert self.transport is not None  # attach() comes before any command
         self.transport.write(raw)
@@ -294,20 +296,25 @@ class BackendConnection(asyncio.Protocol):
     def infile_sent(self) -> None:
         self.tracker.infile_sent()
 
-    def _feed(self, data: bytes) -> tuple[bytes, int]:
+    def _feed(self, data: bytes | bytearray) -> tuple[bytes | bytearray, int]:
         """The bytes to look at (with any held back before) and how many belong to the response;
-        n < 0 when the response was malformed (the backend is then closed)."""
+        n < 0 when the response was malformed (the backend is then closed). For a CLIENT_DEPRECATE_EOF
+        client they are a copy, which the tracker renumbers."""
         if self._held:
             data = self._held + data
             self._held = b""
+        tracker = self.tracker
         try:
-            return data, self.tracker.feed(data)
+            if tracker.translating:
+                buf = bytearray(data)
+                return buf, tracker.feed_translating(buf)
+            return data, tracker.feed(data)
         except ProtocolError as exc:
             log.warning("backend #%d sent a malformed response: %s", self.id, exc)
             self.close(BackendCloseReason.ERROR)
             return data, -1
 
-    def _relay(self, data: bytes) -> None:
+    def _relay(self, data: bytes | bytearray) -> None:
         data, n = self._feed(data)
         if n < 0:
             return
@@ -368,7 +375,7 @@ class BackendConnection(asyncio.Protocol):
         self.transport.write(encode_packet(payload, 0))
         return fut
 
-    def _internal_data(self, data: bytes) -> None:
+    def _internal_data(self, data: bytes | bytearray) -> None:
         data, n = self._feed(data)
         if n < 0:
             return
@@ -458,7 +465,7 @@ _COM_QUIT = encode_packet(b"\x01", 0)
 QUIT_WAIT = 2.0  # seconds a closing backend waits for the server to close its end
 
 
-def _apply_rewrites(data: bytes, rewrites: list[tuple[int, int, bytes]]) -> bytes:
+def _apply_rewrites(data: bytes | bytearray, rewrites: list[tuple[int, int, bytes]]) -> bytes:
     parts = []
     pos = 0
     for start, end, new in rewrites:

@@ -58,7 +58,7 @@ from ..protocol.framing import (
     encode_packet,
     next_seq,
 )
-from ..protocol.packets import make_eof, make_err, make_ok
+from ..protocol.packets import make_eof_for, make_err, make_ok
 from ..protocol.response import Expect
 from ..protocol.sql import NO_EFFECTS
 from ..reasons import BackendCloseReason, ClientCloseReason
@@ -87,6 +87,8 @@ _ACTIVE: Final = ClientState.ACTIVE
 _INFILE: Final = ClientState.INFILE
 _CLOSED: Final = ClientState.CLOSED
 _RESERVED: Final = BackendState.RESERVED
+_SESSION_TRACK: Final = CLIENT.SESSION_TRACK
+_DEPRECATE_EOF: Final = CLIENT.DEPRECATE_EOF
 _RELAY: Final = Handling.RELAY
 _NO_REPLY: Final = Handling.NO_REPLY
 _ANSWERED_HERE: Final = Handling.LOCAL
@@ -462,9 +464,11 @@ class ClientConnection(asyncio.Protocol):
             backend.pause_reading()  # the client cannot take more yet: leave the result on the server
         binary = spec.code == COMMAND.COM_STMT_EXECUTE or spec.code == COMMAND.COM_STMT_FETCH
         assert spec.expect is not None
-        backend.send_command(raw, spec.expect, binary=binary, strip=not self.capabilities & CLIENT.SESSION_TRACK,
+        capabilities = self.capabilities
+        backend.send_command(raw, spec.expect, binary=binary, strip=not capabilities & _SESSION_TRACK,
                              trackers=session.trackers, prepare_id=prepare_id,
-                             retry_on=_PREPARE_RETRIED_ON if prepare_id is not None else _NO_RETRY)
+                             retry_on=_PREPARE_RETRIED_ON if prepare_id is not None else _NO_RETRY,
+                             deprecate_eof=bool(capabilities & _DEPRECATE_EOF))
         query_timeout = self.proxy.config.pool.query_timeout
         if query_timeout > 0:
             self.query_timer.start(backend, query_timeout)
@@ -477,7 +481,7 @@ class ClientConnection(asyncio.Protocol):
 
     # -- responses -------------------------------------------------------------------
 
-    def relay_to_client(self, data: bytes) -> None:
+    def relay_to_client(self, data: bytes | bytearray) -> None:
         command = self.command
         if command is not None:
             command.response_started = True
@@ -503,10 +507,10 @@ class ClientConnection(asyncio.Protocol):
         backend.close_server_statements(dropped)
         backend.send_command(command.sent, Expect.PREPARE, binary=False,
                              strip=not self.capabilities & CLIENT.SESSION_TRACK, trackers=self.session.trackers,
-                             prepare_id=command.stmt_id)
+                             prepare_id=command.stmt_id, deprecate_eof=bool(self.capabilities & CLIENT.DEPRECATE_EOF))
         return True
 
-    def on_response_done(self, backend: BackendConnection, held: bytes = b"") -> None:
+    def on_response_done(self, backend: BackendConnection, held: bytes | bytearray = b"") -> None:
         """The response to the client's command is complete (relayed, or `held` back: see send_command)."""
         if held:
             if self._retry_prepare(backend):
@@ -628,5 +632,7 @@ class ClientConnection(asyncio.Protocol):
                                          session_state=state), next_seq(last_seq)))
 
     def send_eof(self, last_seq: int) -> None:
-        self.write(encode_packet(make_eof(self.session.status & STICKY_STATUS), next_seq(last_seq)))
+        """EOF from the proxy itself (COM_SET_OPTION's answer), in the client's framing."""
+        self.write(encode_packet(make_eof_for(self.capabilities, self.session.status & STICKY_STATUS),
+                                 next_seq(last_seq)))
 

@@ -42,18 +42,22 @@ class InfileRelay:
         """The server asked `backend`'s client for its file: relay it from now on."""
         client = self._client
         client.set_state(_INFILE)
-        self._scanner = FrameScanner(next_seq(backend.tracker.infile_seq))
+        # (After a result set a CLIENT_DEPRECATE_EOF client numbers its data lower than the server does.)
+        tracker = backend.tracker
+        self._scanner = FrameScanner(next_seq(tracker.infile_seq), shift=tracker.seq_shift)
         leftover = client.decoder.take_buffer()
         if leftover:
             self.relay(leftover)
 
-    def relay(self, data: bytes) -> None:
+    def relay(self, data: bytes | bytearray) -> None:
         """Bytes of the file (and, after its end, of what the client sends next)."""
         client = self._client
         backend = client.lease.backend
         scanner = self._scanner
         if backend is None or scanner is None:
             return
+        if scanner.shift:
+            data = bytearray(data)  # renumbered by the scanner
         try:
             end = scanner.feed(data)
         except ProtocolError:

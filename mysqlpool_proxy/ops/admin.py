@@ -671,7 +671,7 @@ class AdminConnection(asyncio.Protocol):
         elif code == COMMAND.COM_INIT_DB:
             self._reply(seq, self.use(pkt.payload[1:].decode("utf-8", "replace")))
         elif code == COMMAND.COM_FIELD_LIST:
-            self._write(field_list_end(STATUS, seq))
+            self._write(field_list_end(STATUS, seq, self.capabilities))
         else:
             what = f"0x{code:02x}" if code >= 0 else "(an empty packet)"
             self._reply(seq, ProxyError(ER.UNKNOWN_COM_ERROR, f"Unknown command {what}: the admin console takes "

@@ -260,15 +260,21 @@ class FrameScanner:
     frames follow in order (RemoteProtocolError otherwise). `feed(data)` returns the offset just past
     the terminating empty packet, or -1 if it has not arrived yet. An empty
     frame that follows a full 16 MiB frame is a continuation, not the end.
+
+    With `shift`, each frame's sequence id is raised by it in `data` (then a
+    bytearray) as the frame is checked: the server numbers the transfer after
+    the packets it sent, and a CLIENT_DEPRECATE_EOF client got fewer of them
+    (protocol/response.py).
     """
 
-    __slots__ = ("_skip", "_head", "_after_full", "_seq")
+    __slots__ = ("_skip", "_head", "_after_full", "_seq", "shift")
 
-    def __init__(self, first_seq: int | None = None) -> None:
+    def __init__(self, first_seq: int | None = None, *, shift: int = 0) -> None:
         self._skip = 0
         self._head = b""
         self._after_full = False
         self._seq = first_seq  # the sequence id the next frame must have (None: not checked)
+        self.shift = shift
 
     @property
     def expected_seq(self) -> int:
@@ -302,6 +308,9 @@ class FrameScanner:
                 if header[3] != self._seq:
                     raise RemoteProtocolError(f"packet out of order: sequence id {header[3]}, expected {self._seq}")
                 self._seq = (self._seq + 1) & 0xFF
+            if self.shift:
+                assert isinstance(data, bytearray), "a shifting FrameScanner rewrites its data"
+                data[pos - 1] = (header[3] + self.shift) & 0xFF
             if length == 0 and not self._after_full:
                 return pos
             self._after_full = length == MAX_FRAME

@@ -23,7 +23,7 @@ __all__ = [
     "OkPacket", "ErrPacket", "EofPacket", "HandshakeV10", "HandshakeResponse", "ChangeUser",
     "parse_ok", "parse_err", "parse_eof", "is_eof", "parse_handshake_v10", "make_handshake_v10",
     "parse_handshake_response", "is_ssl_request", "parse_change_user",
-    "make_ok", "make_err", "make_eof", "make_auth_switch", "make_auth_more_data",
+    "make_ok", "make_err", "make_eof", "make_eof_for", "make_auth_switch", "make_auth_more_data",
     "strip_session_track",
 ]
 
@@ -166,6 +166,14 @@ def make_err(errno: int, sqlstate: str, message: str | bytes, capabilities: int 
 
 def make_eof(status: int, warnings: int = 0) -> bytes:
     return b"\xfe" + int2(warnings) + int2(status)
+
+
+def make_eof_for(capabilities: int, status: int, warnings: int = 0) -> bytes:
+    """An EOF in the client's framing: with CLIENT_DEPRECATE_EOF, the OK packet with the EOF's 0xFE
+    header that a server sends such a client in its place."""
+    if capabilities & CLIENT.DEPRECATE_EOF:
+        return make_ok(capabilities, status, warnings=warnings, header=EOF_HEADER)
+    return make_eof(status, warnings)
 
 
 def strip_session_track(payload: BytesLike, capabilities: int) -> bytes:

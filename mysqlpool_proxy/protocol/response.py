@@ -10,7 +10,8 @@ first payload byte; only the small packets that end or shape a response
 (OK, ERR, EOF, column count, prepare-OK, LOCAL INFILE request) are parsed.
 
 Grammar, for a backend that negotiated CLIENT_PROTOCOL_41 and not
-CLIENT_DEPRECATE_EOF (the proxy's backends never do):
+CLIENT_DEPRECATE_EOF (the proxy's backends never do: they are opened by
+aiomysql, and the proxy's own queries read this framing):
 
     RESULT     := (OK | ERR | INFILE | RESULTSET) ; repeats while MORE_RESULTS
     RESULTSET  := column-count  column-def*N  EOF  row*  (EOF | ERR)
@@ -39,6 +40,34 @@ trackers report (and goes when none is left). An EOF's
 SERVER_SESSION_STATE_CHANGED bit stays only for a client tracking state
 changes. The replacements for the current `feed` are listed in `rewrites` as
 (start, end, new_packet_bytes); packets that need none cost nothing more.
+
+A client that negotiated CLIENT_DEPRECATE_EOF gets the response in its own
+framing, rewritten per command (`begin(deprecate_eof=True)`, then
+`feed_translating` instead of `feed`), as MySQL and MariaDB write it for
+such a client:
+
+  * the EOF after column definitions, and after the parameter and column
+    definitions of a prepare-OK, is dropped;
+  * every other EOF (the end of rows, of a COM_FIELD_LIST, of a
+    COM_STMT_FETCH, the one with CURSOR_EXISTS after the column definitions
+    of an execute that opened a cursor, a lone EOF answering COM_SET_OPTION
+    or COM_DEBUG) becomes an OK packet with the EOF's 0xFE header: no
+    affected rows, no insert id, the EOF's status and warnings;
+  * every frame after a dropped packet gets its sequence id lowered by the
+    packets dropped before it, so that the client sees consecutive ids;
+    `feed_translating` writes them into its `data` (a bytearray) as it
+    walks the headers it visits anyway. Rows, the bulk, take a tighter walk
+    of their own (one table lookup per row to renumber it), which costs
+    less per row than `feed`'s. `seq_shift` is that count, modulo 256 (a
+    LOCAL INFILE transfer after a result set is numbered by it both ways:
+    client/connection.py). `feed` itself, for every other client, is
+    untouched by all this.
+
+An EOF with SERVER_SESSION_STATE_CHANGED cannot carry the change's details,
+so its OK holds only what the classic EOF tells such a client: the flag, for
+a client whose trackers report state changes, with a state-change entry
+(the server would add the details it holds; the proxy's backend sends them
+with its next OK, which the client gets as well).
 """
 
 from __future__ import annotations
@@ -49,8 +78,8 @@ from typing import Final
 from ..constants import CLIENT, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS
 from ..errors import LocalProtocolError, RemoteProtocolError
 from .framing import HEADER_SIZE, MAX_FRAME, frame_header
-from .packets import ErrPacket, OkPacket, make_eof, make_ok, parse_err, parse_ok, strip_session_track
-from .session_track import StateChanges, Trackers, parse_state_changes
+from .packets import EOF_HEADER, ErrPacket, OkPacket, make_eof, make_ok, parse_err, parse_ok, strip_session_track
+from .session_track import StateChanges, Trackers, make_state_changes, parse_state_changes
 from .wire import BytesLike, Reader
 
 __all__ = ["Expect", "Phase", "ResponseTracker"]
@@ -121,6 +150,10 @@ _RESULT: Final = Expect.RESULT
 _SIMPLE: Final = Expect.SIMPLE
 _PREPARE: Final = Expect.PREPARE
 _AFTER_DEFINITIONS = {_COLUMNS: _COLUMNS_EOF, _PARAMS: _PARAMS_EOF, _PREP_COLUMNS: _PREP_COLUMNS_EOF}
+# Phases in which a short packet starting with 0xFE is an EOF.
+_EOF_PHASES = frozenset((_SINGLE, _FIELDS, _COLUMNS_EOF, _PARAMS_EOF, _PREP_COLUMNS_EOF, _ROWS))
+# _RENUMBERED[shift][seq]: the sequence id `seq` lowered by `shift` (feed_translating's rows).
+_RENUMBERED = tuple(bytes((seq - shift) & 0xFF for seq in range(256)) for shift in range(256))
 
 
 class ResponseTracker:
@@ -130,7 +163,7 @@ class ResponseTracker:
         "expect", "phase", "binary", "strip_session_track", "_left", "_skip", "_continuation",
         "status", "warnings", "affected_rows", "last_insert_id", "error", "changes", "result_sets",
         "prepare_ok", "infile_name", "infile_seq", "rewrites", "_prep_columns", "ok_count", "prepare_id", "rows",
-        "eof_state_pending", "trackers",
+        "eof_state_pending", "trackers", "translating", "seq_shift",
     )
 
     def __init__(self) -> None:
@@ -139,6 +172,7 @@ class ResponseTracker:
         self.strip_session_track = False
         self.trackers: Trackers | None = None
         self.binary = False
+        self.translating = False  # the client negotiated CLIENT_DEPRECATE_EOF: feed_translating
         self.prepare_id: int | None = None
         self.status = 0
         self.rewrites: list[tuple[int, int, bytes]] = []
@@ -160,14 +194,16 @@ class ResponseTracker:
         self._prep_columns = 0
         self.ok_count = 0
         self.rows = 0
+        self.seq_shift = 0  # packets dropped from the response so far, modulo 256 (feed_translating)
         # An EOF reported SERVER_SESSION_STATE_CHANGED: the change's details wait in the
         # server for the next OK packet (an EOF cannot carry them).
         self.eof_state_pending = False
 
     def begin(self, expect: Expect, *, binary: bool = False, strip_session_track: bool = False,
-              trackers: Trackers | None = None, prepare_id: int | None = None) -> None:
+              trackers: Trackers | None = None, prepare_id: int | None = None, deprecate_eof: bool = False) -> None:
         """Start tracking a response. `prepare_id`: rewrite a prepare-OK's statement id to this one;
-        `trackers`: the client's, whose reports are all it may see (None: relay them as they are)."""
+        `trackers`: the client's, whose reports are all it may see (None: relay them as they are);
+        `deprecate_eof`: the client negotiated CLIENT_DEPRECATE_EOF (feed it with feed_translating)."""
         if self.phase not in (_DONE,):
             raise LocalProtocolError(f"begin() while a response is in phase {self.phase.name}")
         self._reset_result()
@@ -176,6 +212,7 @@ class ResponseTracker:
         self.strip_session_track = strip_session_track
         self.trackers = trackers
         self.prepare_id = prepare_id
+        self.translating = deprecate_eof
         self.phase = _START_PHASE[expect]
 
     @property
@@ -397,3 +434,99 @@ class ResponseTracker:
             self.phase = _PREP_COLUMNS
         else:
             self.phase = _DONE
+
+    # -- CLIENT_DEPRECATE_EOF: the client's framing (see the module comment) ----------------
+
+    def feed_translating(self, data: bytearray) -> int:
+        """`feed`, for a client that negotiated CLIENT_DEPRECATE_EOF: the sequence ids of the frames
+        consumed are rewritten in `data`, and its EOFs are dropped or replaced (`rewrites`). Held
+        bytes (not consumed) are left as they are, to be fed again."""
+        if self.rewrites:
+            self.rewrites = []
+        n = len(data)
+        pos = 0
+        shift = self.seq_shift
+        if self._skip:
+            take = self._skip if self._skip < n else n
+            self._skip -= take
+            pos = take
+        phase = self.phase
+        if phase is _INFILE and n:
+            phase = self.phase = _FIRST  # (see feed)
+        while pos < n:
+            if phase is _DONE or phase is _INFILE:
+                return pos
+            if phase is _ROWS and shift and not self._continuation:
+                # Rows after a dropped EOF, the bulk of the work: a tight walk that renumbers them, up to
+                # the first packet that ends the rows or is split in frames (the walk below takes that).
+                ids = _RENUMBERED[shift]
+                while n - pos > HEADER_SIZE:
+                    length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+                    first = data[pos + HEADER_SIZE]
+                    if (first >= 0xFE and (first == 0xFF or length < 9)) or length == MAX_FRAME:
+                        break
+                    data[pos + 3] = ids[data[pos + 3]]
+                    pos += HEADER_SIZE + length
+                if pos >= n:
+                    self._skip = pos - n
+                    return n
+            if n - pos < HEADER_SIZE + 1:
+                if n - pos >= HEADER_SIZE and not (data[pos] | data[pos + 1] | data[pos + 2]):
+                    pass  # an empty frame: complete with just its header
+                else:
+                    return pos  # hold: need the header and first byte
+            length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+            end = pos + HEADER_SIZE + length
+            if phase is _ROWS and not self._continuation:
+                first = data[pos + HEADER_SIZE] if length else 0
+                skipped = not (first == 0xFF or (first == 0xFE and length < 9))
+            else:
+                skipped = self._continuation or phase in _SKIPPED
+            if skipped:
+                if shift:
+                    data[pos + 3] = _RENUMBERED[shift][data[pos + 3]]
+                self._continuation = length == MAX_FRAME
+                if not self._continuation and phase is not _ROWS and not self._count_skipped(phase):
+                    phase = self.phase
+                if end > n:
+                    self._skip = end - n
+                    return n
+                pos = end
+                phase = self.phase
+                continue
+            if end > n:
+                return pos
+            self._continuation = length == MAX_FRAME
+            if shift:
+                data[pos + 3] = _RENUMBERED[shift][data[pos + 3]]
+            self._inspect(data, pos, end)
+            if 0 < length < 9 and data[pos + HEADER_SIZE] == EOF_HEADER and phase in _EOF_PHASES:
+                self._translate_eof(data, pos, end, phase)
+                shift = self.seq_shift
+            phase = self.phase
+            pos = end
+        return pos
+
+    def _translate_eof(self, data: bytearray, pos: int, end: int, phase: Phase) -> None:
+        """The EOF at data[pos:end], read in `phase`, as a CLIENT_DEPRECATE_EOF client gets it."""
+        rewrites = self.rewrites
+        if rewrites and rewrites[-1][0] == pos:
+            rewrites.pop()  # the classic client's version of this EOF (_on_eof): replaced here
+        dropped = phase is _PARAMS_EOF or phase is _PREP_COLUMNS_EOF or (phase is _COLUMNS_EOF and self.phase is _ROWS)
+        if dropped:
+            rewrites.append((pos, end, b""))
+            self.seq_shift = (self.seq_shift + 1) & 0xFF  # (ids are taken modulo 256)
+            return
+        ok = self._eof_as_ok()
+        rewrites.append((pos, end, frame_header(len(ok), data[pos + 3]) + ok))
+
+    def _eof_as_ok(self) -> bytes:
+        """The OK packet with the 0xFE header that stands for the EOF just read."""
+        state = None
+        capabilities = CLIENT.PROTOCOL_41
+        if not self.strip_session_track:
+            capabilities |= CLIENT.SESSION_TRACK
+            if self.status & SERVER_SESSION_STATE_CHANGED:
+                trackers = self.trackers
+                state = trackers.report([]) if trackers is not None else make_state_changes([])
+        return make_ok(capabilities, self.status, warnings=self.warnings, header=EOF_HEADER, session_state=state)

@@ -1,7 +1,6 @@
 """Text-protocol result sets built by the proxy itself (the admin console's answers).
 
-What this module owns: the bytes of a COM_QUERY result set, for a client
-without CLIENT_DEPRECATE_EOF (the proxy never offers it), in the classic
+What this module owns: the bytes of a COM_QUERY result set, in the classic
 shape:
 
     column count (lenenc int)
@@ -10,7 +9,9 @@ shape:
     one text row per row (lenenc strings; 0xFB is NULL)
     EOF
 
-`result_set()` frames all of it with consecutive sequence ids, from
+or, for a client that negotiated CLIENT_DEPRECATE_EOF, without the first EOF
+and with an OK packet whose header is 0xFE in place of the last one, as the
+server writes it. `result_set()` frames all of it with consecutive sequence ids, from
 `first_seq` (the command's sequence id + 1). Values are Python values
 (None, bool, int, float, str, bytes) and are written as the server would
 write them in text: numbers in decimal, booleans as 1/0. Sans-IO: bytes in,
@@ -38,7 +39,7 @@ from pymysql.constants import FIELD_TYPE, FLAG
 from ..constants import CLIENT
 from ..errors import ProxyError
 from .framing import MAX_FRAME, encode_packet
-from .packets import make_eof, make_err, make_ok
+from .packets import make_eof, make_eof_for, make_err, make_ok
 from .wire import int1, int2, int4, lenenc_bytes, lenenc_int
 
 __all__ = [
@@ -108,9 +109,11 @@ Reply = Rows | Ok
 
 
 def encode_reply(reply: Reply | ProxyError, status: int, first_seq: int, capabilities: int) -> bytes:
-    """The bytes of a whole reply to a command, framed from `first_seq`."""
+    """The bytes of a whole reply to a command, framed from `first_seq`, in the framing of a client
+    with these capabilities."""
     if isinstance(reply, Rows):
-        return result_set(reply.columns, reply.rows, status, first_seq)
+        return result_set(reply.columns, reply.rows, status, first_seq,
+                          deprecate_eof=bool(capabilities & CLIENT.DEPRECATE_EOF))
     if isinstance(reply, Ok):
         # The info is a length-encoded string whatever the client's flags: MySQL and MariaDB servers
         # write it so, and libmysqlclient/libmariadb read it so (string<EOF> reads as malformed).
@@ -208,8 +211,9 @@ def _row_payload(encoded: Iterable[bytes | None]) -> bytes:
 
 
 def result_set(columns: Sequence[Column | str], rows: Iterable[Sequence[Value]], status: int,
-               first_seq: int = 1) -> bytes:
-    """A whole text result set, framed from sequence id `first_seq`; EOFs carry `status`."""
+               first_seq: int = 1, *, deprecate_eof: bool = False) -> bytes:
+    """A whole text result set, framed from sequence id `first_seq`; EOFs carry `status`.
+    `deprecate_eof`: in the framing of a client that negotiated CLIENT_DEPRECATE_EOF."""
     cols = [Column(c) if isinstance(c, str) else c for c in columns]
     row_payloads = []
     widths = [0] * len(cols)
@@ -226,16 +230,17 @@ def result_set(columns: Sequence[Column | str], rows: Iterable[Sequence[Value]],
     for col, width in zip(cols, widths):
         length = None if col.numeric else max(1, width) * UTF8MB4_MAXLEN
         frames.add(column_definition(col.name, col.type, length=length))
-    frames.add(make_eof(status))
+    if not deprecate_eof:
+        frames.add(make_eof(status))
     for payload in row_payloads:
         frames.add(payload)
-    frames.add(make_eof(status))
+    frames.add(make_eof_for(CLIENT.DEPRECATE_EOF if deprecate_eof else 0, status))
     return frames.data()
 
 
-def field_list_end(status: int, first_seq: int = 1) -> bytes:
-    """The answer to COM_FIELD_LIST for a table with no columns: a lone EOF."""
-    return encode_packet(make_eof(status), first_seq)
+def field_list_end(status: int, first_seq: int = 1, capabilities: int = 0) -> bytes:
+    """The answer to COM_FIELD_LIST for a table with no columns: a lone EOF (in the client's framing)."""
+    return encode_packet(make_eof_for(capabilities, status), first_seq)
 
 
 class _Frames:

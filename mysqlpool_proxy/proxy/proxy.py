@@ -68,13 +68,14 @@ OFFERED_CAPABILITIES = (
     | CLIENT.PROTOCOL_41 | CLIENT.INTERACTIVE | CLIENT.TRANSACTIONS | CLIENT.SECURE_CONNECTION
     | CLIENT.MULTI_STATEMENTS | CLIENT.MULTI_RESULTS | CLIENT.PS_MULTI_RESULTS | CLIENT.PLUGIN_AUTH
     | CLIENT.CONNECT_ATTRS | CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT.SESSION_TRACK | CLIENT.COMPRESS
-    | CLIENT_QUERY_ATTRIBUTES
+    | CLIENT_QUERY_ATTRIBUTES | CLIENT.DEPRECATE_EOF
 )
 
 # Offered whatever the server has: the proxy does these itself (session tracking it emulates;
 # compression it does on the client's side only, backends stay uncompressed; query attributes
-# it takes out of each command, as no backend is opened with them).
-CLIENT_SIDE_CAPABILITIES = CLIENT.SESSION_TRACK | CLIENT.COMPRESS | CLIENT_QUERY_ATTRIBUTES
+# it takes out of each command, as no backend is opened with them; the DEPRECATE_EOF framing it
+# writes from the classic one its backends speak: protocol/response.py).
+CLIENT_SIDE_CAPABILITIES = CLIENT.SESSION_TRACK | CLIENT.COMPRESS | CLIENT_QUERY_ATTRIBUTES | CLIENT.DEPRECATE_EOF
 
 SCHEMA_CACHE_SIZE = 1024
 DEFAULT_MAX_PACKET = 64 << 20  # before the server's max_allowed_packet is known

@@ -269,11 +269,18 @@ class FakeClient:
     # -- replies -------------------------------------------------------------------------
 
     async def response(self, shape: str = "result", *, binary: bool = False, timeout: float | None = None,
-                       columns: int | None = None) -> Response:
+                       columns: int | None = None, infile: bytes | None = None) -> Response:
+        """The reply to the command sent last, read in the framing the client negotiated, its sequence
+        ids checked as a client checks them. `infile`: the file to send if the server asks for one."""
         raw: list[bytes] = []
+        deprecate_eof = bool(self.capabilities & CLIENT.DEPRECATE_EOF)
+        expected = [1]
 
         async def nxt() -> bytes:
             pkt = await self.packet(timeout)
+            if pkt.seq != expected[0]:
+                raise AssertionError(f"packets out of order: sequence id {pkt.seq} where {expected[0]} was due")
+            expected[0] = (pkt.last_seq + 1) & 0xFF
             raw.append(pkt.raw)
             return pkt.payload
 
@@ -292,13 +299,14 @@ class FakeClient:
                     if count:
                         for _ in range(count):
                             await nxt()
-                        await nxt()  # EOF
+                        if not deprecate_eof:
+                            await nxt()  # EOF
                 results.append(Result("prepared", stmt_id=stmt_id, params=nparams,
                                       columns=[""] * ncols))
         elif shape == "fetch":
             rows, end = await self._rows(nxt, columns, binary=True)
             results.append(end if end.kind == "error" else
-                           Result("rows", status=end.status, eof=end.eof, rows=rows))
+                           Result("rows", status=end.status, eof=end.eof, ok=end.ok, rows=rows))
         else:
             while True:
                 p = await nxt()
@@ -310,18 +318,30 @@ class FakeClient:
                         continue
                     break
                 if first == 0xFB:
-                    raise NotImplementedError("LOCAL INFILE requests are not supported by FakeClient")
+                    if infile is None:
+                        raise AssertionError("the server asked for a LOCAL INFILE file, and the test gave none")
+                    seq = expected[0]
+                    frames = len(infile) // 0xFFFFFF + 1 if infile else 0  # (a 16 MiB packet takes 2 frames)
+                    self.transport.feed((encode_packet(infile, seq) if infile else b"")
+                                        + encode_packet(b"", seq + frames))
+                    expected[0] = (seq + frames + 1) & 0xFF
+                    continue
                 count = Reader(p).lenenc_int()
                 columns = [self._column_name(await nxt()) for _ in range(count)]
-                eof = parse_eof(await nxt())
-                if binary and eof.status & CURSOR_EXISTS:
-                    results.append(Result("cursor", status=eof.status, eof=eof, columns=columns))
-                    break
+                if not deprecate_eof:
+                    eof = parse_eof(await nxt())
+                    if binary and eof.status & CURSOR_EXISTS:
+                        results.append(Result("cursor", status=eof.status, eof=eof, columns=columns))
+                        break
                 rows, end = await self._rows(nxt, count, binary=binary)
                 if end.kind == "error":
                     results.append(end)
                     break
-                results.append(Result("rows", status=end.status, eof=end.eof, columns=columns, rows=rows))
+                if deprecate_eof and binary and not rows and end.status & CURSOR_EXISTS:
+                    # (the OK that stands for the EOF after the column definitions: a cursor is open)
+                    results.append(Result("cursor", status=end.status, ok=end.ok, columns=columns))
+                    break
+                results.append(Result("rows", status=end.status, eof=end.eof, ok=end.ok, columns=columns, rows=rows))
                 if not end.status & MORE_RESULTS:
                     break
         response = Response(results, b"".join(raw))
@@ -332,6 +352,9 @@ class FakeClient:
     def _single(self, p: bytes) -> Result:
         if p[0] == 0xFF:
             return Result("error", error=parse_err(p))
+        if p[0] == 0xFE and self.capabilities & CLIENT.DEPRECATE_EOF:
+            ok = parse_ok(p, self.capabilities)  # an OK in the EOF's place
+            return Result("eof", status=ok.status, ok=ok)
         if p[0] == 0xFE and len(p) < 9:
             eof = parse_eof(p)
             return Result("eof", status=eof.status, eof=eof)
@@ -349,13 +372,13 @@ class FakeClient:
 
     async def _rows(self, nxt, ncols: int | None, *, binary: bool) -> tuple[list[tuple], Result]:
         rows = []
+        deprecate_eof = self.capabilities & CLIENT.DEPRECATE_EOF
         while True:
             p = await nxt()
             if p[0] == 0xFF:
                 return rows, Result("error", error=parse_err(p))
-            if p[0] == 0xFE and len(p) < 9:
-                eof = parse_eof(p)
-                return rows, Result("eof", status=eof.status, eof=eof)
+            if p[0] == 0xFE and len(p) < (0xFFFFFF if deprecate_eof else 9):
+                return rows, self._single(p)
             rows.append(_binary_row(p, ncols) if binary else _text_row(p))
 
 

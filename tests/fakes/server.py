@@ -9,7 +9,8 @@
 # it decodes commands from its FakeTransport, answers COM_PING, COM_INIT_DB,
 # COM_RESET_CONNECTION, COM_SET_OPTION, COM_QUIT and the prepared-statement
 # commands itself, and hands COM_QUERY text to its Interpreter
-# (statements.py). Replies arrive on later loop iterations, as from a socket:
+# (statements.py); the file of a LOAD DATA LOCAL INFILE it takes packet by
+# packet, checking their sequence ids. Replies arrive on later loop iterations, as from a socket:
 # late (latency), in chunks (chunk_size), or held until flush() (auto=False).
 # A test scripts replies with on()/fail(); scripts come before the built-in
 # behaviours. Not a SQL engine.
@@ -103,6 +104,8 @@ class FakeMySQLServer:
         self._stmt_ids = itertools.count(1)
         self.resets = 0
         self.savepoints: set[str] = set()  # live until the transaction ends, as on MariaDB
+        self.infile_seq: int | None = None  # a LOCAL INFILE transfer: the sequence id its next packet must have
+        self.infile_data = bytearray()  # what the last one received
 
     def __repr__(self) -> str:
         return f"<FakeMySQLServer thread={self.thread_id}{' closed' if self.closed else ''}>"
@@ -222,7 +225,27 @@ class FakeMySQLServer:
             pkt = self._decoder.next_packet()
             if pkt is None:
                 return
-            self._command(pkt.payload)
+            if self.infile_seq is not None:
+                self._infile_packet(pkt.seq, pkt.last_seq, pkt.payload)
+            else:
+                self._command(pkt.payload)
+
+    def _infile_packet(self, seq: int, last_seq: int, payload: bytes) -> None:
+        """A packet of the client's file, after the server asked for it: checked in order, as MariaDB does."""
+        assert self.infile_seq is not None
+        if seq != self.infile_seq:
+            self.infile_seq = None
+            self._emit(encode_packet(make_err(1156, "08S01", "Got packets out of order"), 0))
+            self.close()
+            return
+        self.infile_seq = (last_seq + 1) & 0xFF
+        if payload:
+            self.infile_data += payload
+            return
+        lines = bytes(self.infile_data).count(b"\n")
+        ok = self.ok_packet(affected=lines, info=b"Records: %d  Deleted: 0  Skipped: 0  Warnings: 0" % lines)
+        self._emit(encode_packet(ok, self.infile_seq))
+        self.infile_seq = None
 
     def _command(self, payload: bytes) -> None:
         code, arg = payload[0], payload[1:]
@@ -268,6 +291,9 @@ class FakeMySQLServer:
             packets = [b"Uptime: 100  Threads: 1  Questions: 1  Slow queries: 0  Opens: 1  Open tables: 1"]
         else:
             packets = [make_err(1047, "08S01", "Unknown command")]
+        if code == COMMAND.COM_QUERY and packets[-1][:1] == b"\xfb":
+            self.infile_seq = (len(packets) + 1) & 0xFF  # after the request, the last packet
+            self.infile_data = bytearray()
         self._emit(b"".join(encode_packet(p, i + 1) for i, p in enumerate(packets)), delay)
 
     # -- packets (the interpreter builds its replies with these too) ------------------

@@ -2,7 +2,8 @@
 # the proxy and the tests send (transactions and savepoints, SET of system and
 # user variables and of SET NAMES / SET TRANSACTION, USE, temporary tables,
 # SELECT of literals, variables and a few functions such as CONNECTION_ID(),
-# SLEEP() and GET_LOCK(); other data statements get a plain OK). Not a SQL
+# SLEEP() and GET_LOCK(); LOAD DATA LOCAL INFILE, as the last statement of a
+# query: the server asks for the file; other data statements get a plain OK). Not a SQL
 # engine: a SELECT ... FROM a table, or anything it does not know, is an
 # error unless a test scripted a reply for it (server.on()).
 #
@@ -60,6 +61,8 @@ class Interpreter:
                 break
             packets += out
             delay += d
+            if out and out[-1][:1] == b"\xfb":
+                break  # LOAD DATA LOCAL INFILE: the fake runs no statement after it
         return packets, delay
 
     def _statement(self, text: str, toks: list[Tok], more: bool) -> tuple[list[bytes], float]:
@@ -73,6 +76,10 @@ class Interpreter:
         second = toks[1].value if len(toks) > 1 and toks[1].kind == "word" else ""
         if first == "select":
             return self._select(text, toks, more)
+        if first == "load" and any(t.is_word("local") for t in toks):
+            # The server asks for the file; the statements after it wait for the data (server.py).
+            name = next(t.value for t in toks if t.kind == "str")
+            return [b"\xfb" + as_bytes(name)], 0.0
         if first in ("begin", "start") and (first == "begin" or second == "transaction"):
             if self.server.in_trans:
                 self._end_trx(changes)  # an implicit commit

@@ -6,7 +6,11 @@ Logs in with PyMySQL (CLIENT_SESSION_TRACK on, as the proxy's backends do),
 enables the session trackers, then for each scenario sends raw command bytes
 and records every byte the server sends until its response is complete,
 which is decided by reading with a quiet-period timeout, NOT by the tracker
-under test. The JSON maps scenario name -> {expect, binary, command, reply}
+under test. It does all of it twice, each time on a new connection after the
+same setup (which recreates the table): once with the classic framing, as
+the proxy's backends speak, and once with CLIENT_DEPRECATE_EOF (PyMySQL
+cannot read that framing's result sets, but the setup has none). The JSON
+maps scenario name -> {expect, binary, command, reply, reply_deprecate_eof}
 in hex. Commit the regenerated file with the MariaDB version in the log.
 """
 
@@ -31,6 +35,10 @@ SETUP = [
     "INSERT INTO t (v) VALUES ('a'), ('b'), (NULL)",
     "DROP PROCEDURE IF EXISTS two",
     "CREATE PROCEDURE two() BEGIN SELECT 1 AS x; SELECT 'y' AS y, 2 AS z; END",
+    "DROP PROCEDURE IF EXISTS state",
+    "CREATE PROCEDURE state() BEGIN SELECT 1 AS a; SET @x = 2; SELECT 2 AS b; END",
+    "DROP PROCEDURE IF EXISTS out_param",
+    "CREATE PROCEDURE out_param(IN a INT, OUT b INT) BEGIN SELECT a AS a; SET b = a + 1; END",
 ]
 
 
@@ -56,8 +64,20 @@ def query(sql):
 
 
 def main(host, port):
+    caps = record(host, port, 0)
+    for name, reply in record(host, port, CLIENT.DEPRECATE_EOF).items():
+        caps[name]["reply_deprecate_eof"] = reply["reply"]
+    conn = pymysql.connect(host=host, port=int(port), user="root")
+    info = {"server": conn.get_server_info(), "captured": time.strftime("%Y-%m-%d")}
+    conn.close()
+    OUT.write_text(json.dumps({"info": info, "captures": caps}, indent=1) + "\n")
+    print("wrote", OUT)
+
+
+def record(host, port, flags):
+    """Every scenario's command and reply, on a new connection with these extra client flags."""
     conn = pymysql.connect(host=host, port=int(port), user="root",
-                           client_flag=CLIENT.SESSION_TRACK | CLIENT.MULTI_STATEMENTS,
+                           client_flag=CLIENT.SESSION_TRACK | CLIENT.MULTI_STATEMENTS | CLIENT.PS_MULTI_RESULTS | flags,
                            autocommit=True, local_infile=True)
     cur = conn.cursor()
     for sql in SETUP:
@@ -103,11 +123,17 @@ def main(host, port):
     cap("execute_cursor", "RESULT", frame(cursor), binary=True)
     cap("fetch_two", "FETCH", frame(b"\x1c" + struct.pack("<II", stmt_id, 2)))
     cap("fetch_rest", "FETCH", frame(b"\x1c" + struct.pack("<II", stmt_id, 100)))
+    cap("select_err_in_rows", "RESULT", query("SELECT id, IF(id < 3, 1, (SELECT v FROM t)) FROM t ORDER BY id"))
+    cap("call_state_change", "RESULT", query("CALL state()"))  # an EOF with SERVER_SESSION_STATE_CHANGED
+    cap("prepare_call", "PREPARE", frame(b"\x16CALL out_param(?, ?)"))
+    call_id = struct.unpack_from("<I", bytes.fromhex(caps["prepare_call"]["reply"]), 5)[0]
+    # two LONGLONG parameters: 7 and NULL (the OUT one)
+    call = b"\x17" + struct.pack("<IBI", call_id, 0, 1) + b"\x02\x01" + b"\x08\x00\x08\x00" + struct.pack("<q", 7)
+    cap("execute_call_out_params", "RESULT", frame(call), binary=True)
     cap("stmt_reset", "SIMPLE", frame(b"\x1a" + struct.pack("<I", stmt_id)))
     cap("reset_connection", "SIMPLE", frame(b"\x1f"))
-    info = {"server": conn.get_server_info(), "captured": time.strftime("%Y-%m-%d")}
-    OUT.write_text(json.dumps({"info": info, "captures": caps}, indent=1) + "\n")
-    print("wrote", OUT)
+    conn.close()
+    return caps
 
 
 if __name__ == "__main__":

@@ -163,14 +163,16 @@ class Relaying(Driver):
 
     The unconsumed tail of a feed is held and fed again joined with the next
     chunk; consumed bytes (with `rewrites` applied) go to the client; once the
-    tracker is DONE (or INFILE) nothing more is fed.
+    tracker is DONE (or INFILE) nothing more is fed. A tracker begun with
+    `deprecate_eof` is fed a bytearray through feed_translating, as the relay
+    does for such a client.
     """
 
     def __init__(self, tracker: ResponseTracker | None = None, expect: Expect = Expect.RESULT, *,
-                 binary: bool = False, strip: bool = False):
+                 binary: bool = False, strip: bool = False, deprecate_eof: bool = False, **begin):
         if tracker is None:
             tracker = ResponseTracker()
-            tracker.begin(expect, binary=binary, strip_session_track=strip)
+            tracker.begin(expect, binary=binary, strip_session_track=strip, deprecate_eof=deprecate_eof, **begin)
         self.tracker = tracker
         self.held = b""
         self.out = bytearray()
@@ -185,7 +187,13 @@ class Relaying(Driver):
         data = self.held + chunk
         self.held = b""
         t = self.tracker
-        n = t.feed(data)
+        if t.translating:
+            original = data
+            data = bytearray(data)
+            n = t.feed_translating(data)
+            assert data[n:] == original[n:], "bytes held back are fed again: they must be left as they came"
+        else:
+            n = t.feed(data)
         assert 0 <= n <= len(data)
         out = data[:n]
         for start, end, new in sorted(t.rewrites, reverse=True):
@@ -257,13 +265,15 @@ class Capture:
     expect: str
     binary: bool
     command: bytes
-    reply: bytes
+    reply: bytes  # to a connection with the classic framing, as the proxy's backends have
+    reply_deprecate_eof: bytes  # the same command's, on a connection that negotiated CLIENT_DEPRECATE_EOF
 
 
 def load_captures() -> dict[str, Capture]:
     raw = json.loads(CAPTURES_PATH.read_text())["captures"]
     return {
-        name: Capture(name, c["expect"], c["binary"], bytes.fromhex(c["command"]), bytes.fromhex(c["reply"]))
+        name: Capture(name, c["expect"], c["binary"], bytes.fromhex(c["command"]), bytes.fromhex(c["reply"]),
+                      bytes.fromhex(c["reply_deprecate_eof"]))
         for name, c in raw.items()
     }
 

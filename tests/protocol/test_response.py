@@ -82,6 +82,11 @@ EXPECTED = {
     "execute_cursor": dict(status=AUTOCOMMIT | ANSI | CURSOR, result_sets=1, error=None),
     "fetch_two": dict(status=AUTOCOMMIT | ANSI | CURSOR, error=None),
     "fetch_rest": dict(status=AUTOCOMMIT | ANSI | LAST_ROW, error=None),
+    "select_err_in_rows": dict(result_sets=1, ok_count=0),
+    "call_state_change": dict(status=AUTOCOMMIT | ANSI | SERVER_SESSION_STATE_CHANGED, result_sets=2, ok_count=1,
+                              error=None, changes=StateChanges(state_change=True)),
+    "prepare_call": dict(prepare_ok=(5, 0, 2, 0), error=None),
+    "execute_call_out_params": dict(status=AUTOCOMMIT | ANSI, result_sets=2, ok_count=1, error=None),
     "stmt_reset": dict(status=AUTOCOMMIT | ANSI, ok_count=1),
     "reset_connection": dict(status=AUTOCOMMIT, ok_count=1, changes=None),
 }
@@ -92,13 +97,14 @@ ERRORS = {
     "init_db_err": (1049, "42000"),
     "field_list_err": (1146, "42S02"),
     "prepare_err": (1064, "42000"),
+    "select_err_in_rows": (1242, "21000"),
 }
 
 # Indexes of the OK packets in each reply (binary rows start with 0x00 too).
 OK_PACKETS = {
     "ok_insert": [0], "ok_set_var": [0], "ok_use": [0], "ok_begin": [0], "ok_commit": [0],
     "multi_statement": [5], "call_procedure": [11], "ping": [0], "init_db_ok": [0], "stmt_reset": [0],
-    "reset_connection": [0], "infile_after_empty": [0],
+    "reset_connection": [0], "infile_after_empty": [0], "call_state_change": [10], "execute_call_out_params": [10],
 }
 
 RELAYED_CAPTURES = [name for name in CAPTURES if CAPTURES[name].expect != "AFTER_INFILE"]
