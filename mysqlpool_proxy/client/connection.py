@@ -35,7 +35,7 @@ from typing import Any, Final
 from ..backend import commands
 from ..backend.connection import BackendConnection
 from ..backend.pool import Pool
-from ..constants import CLIENT, CLIENT_QUERY_ATTRIBUTES, COMMAND, ER
+from ..constants import CLIENT, CLIENT_QUERY_ATTRIBUTES, COM_STMT_BULK_EXECUTE, COMMAND, ER
 from ..core.client_session import NO_REPLY_CODES, STICKY_STATUS, STMT_ID_COMMANDS, ClientSession, Command, Outcome
 from ..core.pins import PinReason
 from ..core.session import SessionState, apply_changes
@@ -479,7 +479,7 @@ class ClientConnection(asyncio.Protocol):
                 return None
             stmt, pkt = found
             command.stmt, command.stmt_id = stmt, stmt.id
-            if code == COMMAND.COM_STMT_EXECUTE:
+            if code == COMMAND.COM_STMT_EXECUTE or code == COM_STMT_BULK_EXECUTE:
                 command.effects, command.sql = stmt.effects, stmt.sql  # executing it does what its SQL does
         elif code == COMMAND.COM_STMT_PREPARE:
             command.stmt_id = session.new_statement_id()
@@ -518,7 +518,8 @@ class ClientConnection(asyncio.Protocol):
         self.set_state(_ACTIVE)
         if self.flow.stalled_since is not None:
             backend.pause_reading()  # the client cannot take more yet: leave the result on the server
-        binary = spec.code == COMMAND.COM_STMT_EXECUTE or spec.code == COMMAND.COM_STMT_FETCH
+        binary = spec.code == COMMAND.COM_STMT_EXECUTE or spec.code == COMMAND.COM_STMT_FETCH \
+            or spec.code == COM_STMT_BULK_EXECUTE
         assert spec.expect is not None
         backend.send_command(raw, spec.expect, binary=binary, strip=not self.capabilities & CLIENT.SESSION_TRACK,
                              trackers=session.trackers, prepare_id=prepare_id,

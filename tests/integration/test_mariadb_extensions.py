@@ -1,0 +1,162 @@
+# MariaDB's protocol extensions through the proxy, compared packet by packet with a direct
+# connection to the same MariaDB 10.11: the capabilities the greeting offers, COM_STMT_BULK_EXECUTE
+# (answers, atomicity, the types a statement moved to another backend needs), with the raw client
+# of tests/support/mariadb_client.py. Real connectors' views are in test_drivers_other_languages.py
+# (Connector/J's executeBatch, mysql2's JSON columns).
+from __future__ import annotations
+
+import pytest
+
+from tests.support.mariadb_client import (
+    CACHE_METADATA,
+    EXTENDED_METADATA,
+    LONGLONG,
+    STMT_BULK_OPERATIONS,
+    VAR_STRING,
+    MariaDBClient,
+    types_of,
+)
+from tests.support.proxy import APP_DB, APP_PASSWORD, APP_USER
+
+pytestmark = pytest.mark.integration
+
+PROGRESS = 1 << 32
+BULK_TYPES = types_of(LONGLONG, VAR_STRING)
+ER_UNSUPPORTED_PS = 1295
+ER_WRONG_ARGUMENTS = 1210
+ER_DUP_ENTRY = 1062
+
+
+def client(target, extended: int = STMT_BULK_OPERATIONS) -> MariaDBClient:
+    return MariaDBClient(target.host, target.port, APP_USER, APP_PASSWORD, APP_DB, extended=extended)
+
+
+def errno(packets: list[bytes]) -> int:
+    assert packets[-1][:1] == b"\xff", packets
+    return int.from_bytes(packets[-1][1:3], "little")
+
+
+@pytest.fixture
+def table(app_server):
+    app_server.execute("CREATE OR REPLACE TABLE appdb.bulk_t (id BIGINT PRIMARY KEY, v VARCHAR(20))")
+    yield "bulk_t"
+    app_server.execute("DROP TABLE IF EXISTS appdb.bulk_t")
+
+
+def rows_of(server, table: str) -> tuple:
+    return server.execute(f"SELECT id, v FROM appdb.{table} ORDER BY id")
+
+
+def test_the_greeting_offers_the_mariadb_capabilities_its_backends_negotiate(proxy, app_server):
+    direct, through = client(app_server, 0), client(proxy, 0)
+    try:
+        mariadb = ~0xFFFFFFFF
+        assert direct.greeting.capabilities & mariadb == PROGRESS | STMT_BULK_OPERATIONS | EXTENDED_METADATA \
+            | CACHE_METADATA  # MariaDB 10.11, CLIENT_MYSQL clear
+        offered = through.greeting.capabilities & mariadb
+        assert offered & STMT_BULK_OPERATIONS
+        assert not offered & (PROGRESS | CACHE_METADATA)  # README "Protocol compatibility" says why
+    finally:
+        direct.close()
+        through.close()
+
+
+def bulk_story(target, server, table: str) -> list:
+    """Rows inserted with types, a batch whose second row is a duplicate (without types, as
+    Connector/C sends a batch after the first), what the table keeps, and an empty batch."""
+    c = client(target)
+    try:
+        stmt, _ = c.prepare(f"INSERT INTO {table} (id, v) VALUES (?, ?)")
+        story = [c.bulk(stmt, [(1, "a"), (2, "b"), (3, "c")], types=BULK_TYPES)]
+        story.append(c.bulk(stmt, [(4, "d"), (1, "dup"), (5, "e")]))
+        story.append(rows_of(server, table))
+        story.append(c.bulk(stmt, [(6, "f")]))
+        story.append(rows_of(server, table))
+        return story
+    finally:
+        c.close()
+
+
+def test_a_bulk_insert_answers_and_keeps_rows_as_directly(proxy, app_server, table):
+    direct = bulk_story(app_server, app_server, table)
+    app_server.execute(f"DELETE FROM appdb.{table}")
+    through = bulk_story(proxy, app_server, table)
+    assert through == direct
+    ok, dup, kept, _, after = through
+    assert ok[0][1] == 3 and errno(dup) == ER_DUP_ENTRY  # three rows; the failing batch...
+    assert [r[0] for r in kept] == [1, 2, 3]  # ...keeps none of its rows, as one statement
+    assert [r[0] for r in after] == [1, 2, 3, 6]
+    assert proxy.pool_stats()["queries"]["stmt_bulk_execute"] == 3
+
+
+def test_a_statement_moved_to_another_backend_gets_the_types_its_client_bound(proxy_factory, app_server, table):
+    """The second bulk sends no types (the server statement has them); on the other backend the
+    statement is prepared again, without them: the proxy sends the client's."""
+    proxy = proxy_factory(pool={"max_size": 2})
+    c = client(proxy)
+    other = proxy.connect()
+    try:
+        stmt, _ = c.prepare(f"INSERT INTO {table} (id, v) VALUES (?, ?)")
+        assert c.bulk(stmt, [(1, "a")], types=BULK_TYPES)[0][:1] == b"\x00"
+        with other.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("SELECT 1")  # takes the backend the statement was prepared on, and keeps it
+        answer = c.bulk(stmt, [(2, "b"), (3, None)])
+        assert answer[0][:2] == b"\x00\x02", answer  # two rows
+        assert rows_of(app_server, table) == ((1, "a"), (2, "b"), (3, None))
+        assert proxy.pool_stats()["connects"] == 2
+    finally:
+        other.close()
+        c.close()
+
+
+def test_a_bulk_in_a_transaction_stays_on_its_backend_until_the_rollback(proxy, app_server, table):
+    c = client(proxy)
+    try:
+        stmt, _ = c.prepare(f"INSERT INTO {table} (id, v) VALUES (?, ?)")
+        assert c.query("BEGIN")[0][:1] == b"\x00"
+        ok = c.bulk(stmt, [(1, "a"), (2, "b")], types=BULK_TYPES)
+        assert ok[0][:2] == b"\x00\x02"
+        assert rows_of(app_server, table) == ()  # not committed
+        assert c.query(f"SELECT COUNT(*) FROM {table}")[-2] == b"\x012"  # the transaction's own view
+        assert c.query("ROLLBACK")[0][:1] == b"\x00"
+        assert c.query(f"SELECT COUNT(*) FROM {table}")[-2] == b"\x010"
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("case", ["no_bulk_capability", "no_types_ever_bound", "only_nulls_without_types",
+                                  "unit_results_flag", "short", "returning", "select"])
+def test_refused_and_unusual_bulks_answer_as_directly(proxy, app_server, table, case):
+    def run(target) -> list:
+        c = client(target, 0 if case == "no_bulk_capability" else STMT_BULK_OPERATIONS)
+        try:
+            sql = {"returning": f"INSERT INTO {table} (id, v) VALUES (?, ?) RETURNING id, v",
+                   "only_nulls_without_types": f"INSERT INTO {table} (id, v) VALUES (COALESCE(?, 7), ?)",
+                   "select": "SELECT ?, ?"}.get(case, f"INSERT INTO {table} (id, v) VALUES (?, ?)")
+            stmt, _ = c.prepare(sql)
+            if case == "no_bulk_capability":
+                answer = c.bulk(stmt, [(1, "a")], types=BULK_TYPES)
+            elif case == "no_types_ever_bound":
+                answer = c.bulk(stmt, [(1, "a")])
+            elif case == "only_nulls_without_types":
+                answer = c.bulk(stmt, [(None, None)])
+            elif case == "unit_results_flag":
+                answer = c.bulk(stmt, [(1, "a")], types=BULK_TYPES, flags=64)
+            elif case == "short":
+                answer = c.result(b"\xfa" + stmt.to_bytes(4, "little") + b"\x80")
+            else:
+                answer = c.bulk(stmt, [(1, "a"), (2, "b")], types=BULK_TYPES)
+            return [answer, rows_of(app_server, table)]
+        finally:
+            c.close()
+
+    direct = run(app_server)
+    app_server.execute(f"DELETE FROM appdb.{table}")
+    assert run(proxy) == direct
+    expected = {"no_bulk_capability": ER_UNSUPPORTED_PS, "no_types_ever_bound": ER_WRONG_ARGUMENTS,
+                "unit_results_flag": ER_UNSUPPORTED_PS, "short": 1835, "select": ER_UNSUPPORTED_PS}
+    if case in expected:
+        assert errno(direct[0]) == expected[case]
+    else:
+        assert direct[0][-1][:1] in (b"\x00", b"\xfe")  # an OK, or a result set's last EOF
