@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
+from ..constants import MARIADB_CLIENT_EXTENDED_METADATA
 from ..core.session import SessionState
 from ..core.statements import ServerStatement, StatementCache
 from ..core.states import BackendState, IllegalTransition
@@ -164,6 +165,11 @@ class BackendConnection(asyncio.Protocol):
         if new not in self.state.allowed:
             raise IllegalTransition(self, self.state, new)
         self.state = new
+
+    @property
+    def extended_metadata(self) -> bool:
+        """Its column definitions carry MariaDB's extended metadata (its pool key asked: adapter.py)."""
+        return bool(self.key & MARIADB_CLIENT_EXTENDED_METADATA)
 
     @property
     def closed(self) -> bool:

@@ -12,9 +12,10 @@ sum of its pools' sizes). Whether the pool runs, is paused or is shut down is
 its `state` (PoolState), a separate thing from any collection.
 
 Backends differ by `key`: the capability bits that change what goes over the
-wire (CLIENT_FOUND_ROWS, CLIENT_LOCAL_FILES, CLIENT_PS_MULTI_RESULTS). A client only gets a backend
-with its key; at the cap, an idle backend of another key is closed to make
-room (`RECLAIMED`).
+wire (CLIENT_FOUND_ROWS, CLIENT_LOCAL_FILES, CLIENT_PS_MULTI_RESULTS, and
+MariaDB's EXTENDED_METADATA, with which every column definition carries one
+more field). A client only gets a backend with its key; at the cap, an idle
+backend of another key is closed to make room (`RECLAIMED`).
 
 Clients that find no idle backend wait in `waiters`, first come first
 served. Each waiter has a deadline; a waiter past it is dropped and told
@@ -62,7 +63,7 @@ from typing import Final
 
 import pymysql
 
-from ..constants import CLIENT, CR, ER
+from ..constants import CLIENT, CR, ER, MARIADB_CLIENT_EXTENDED_METADATA
 from ..core.histogram import PING_BUCKETS, QUERY_BUCKETS, TRANSACTION_BUCKETS, Histogram
 from ..core.session import SessionState
 from ..core.states import BackendState
@@ -79,7 +80,7 @@ __all__ = ["Pool", "PoolState", "BackendLimiter", "CheckoutTimeout", "QueueFull"
 log = logging.getLogger("mysqlpool.pool")
 
 # Wire-semantic capability bits a backend must share with its client.
-KEY_BITS = CLIENT.FOUND_ROWS | CLIENT.LOCAL_FILES | CLIENT.PS_MULTI_RESULTS
+KEY_BITS = CLIENT.FOUND_ROWS | CLIENT.LOCAL_FILES | CLIENT.PS_MULTI_RESULTS | MARIADB_CLIENT_EXTENDED_METADATA
 
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -593,7 +594,8 @@ class Pool:
 
     def params_for(self, key: int) -> BackendParams:
         return replace(self.params, found_rows=bool(key & CLIENT.FOUND_ROWS),
-                       local_files=bool(key & CLIENT.LOCAL_FILES), ps_multi_results=bool(key & CLIENT.PS_MULTI_RESULTS))
+                       local_files=bool(key & CLIENT.LOCAL_FILES), ps_multi_results=bool(key & CLIENT.PS_MULTI_RESULTS),
+                       extended_metadata=bool(key & MARIADB_CLIENT_EXTENDED_METADATA))
 
     async def _open(self, key: int, want_collations: bool = False) -> bool:
         started = self.loop.time()

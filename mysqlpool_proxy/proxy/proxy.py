@@ -54,6 +54,7 @@ from ..constants import (
     CLIENT_QUERY_ATTRIBUTES,
     MARIADB_CAPABILITIES,
     MARIADB_CLIENT_BULK_UNIT_RESULTS,
+    MARIADB_CLIENT_EXTENDED_METADATA,
     MARIADB_CLIENT_STMT_BULK_OPERATIONS,
     SERVER_STATUS,
 )
@@ -79,7 +80,9 @@ log = logging.getLogger("mysqlpool.proxy")
 # backends negotiate, every backend (adapter.BACKEND_MARIADB_CAPABILITIES) or those of the pool key
 # that asks (adapter.KEYED_MARIADB_CAPABILITIES, KEY_BITS). Not PROGRESS, COM_MULTI, CACHE_METADATA
 # (README "Protocol compatibility" says why). tests/unit/test_mariadb_extensions.py checks it.
-OFFERED_MARIADB_CAPABILITIES = MARIADB_CLIENT_STMT_BULK_OPERATIONS | MARIADB_CLIENT_BULK_UNIT_RESULTS
+OFFERED_MARIADB_CAPABILITIES = (
+    MARIADB_CLIENT_STMT_BULK_OPERATIONS | MARIADB_CLIENT_BULK_UNIT_RESULTS | MARIADB_CLIENT_EXTENDED_METADATA
+)
 
 # What the proxy offers clients (when the server supports it too). CLIENT_MYSQL (LONG_PASSWORD) is
 # offered as the server does: a MariaDB server clears it, and the greeting then carries the MariaDB

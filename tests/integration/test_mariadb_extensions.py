@@ -1,7 +1,9 @@
 # MariaDB's protocol extensions through the proxy, compared packet by packet with a direct
 # connection to the same MariaDB 10.11: the capabilities the greeting offers, COM_STMT_BULK_EXECUTE
-# (answers, atomicity, the types a statement moved to another backend needs), with the raw client
-# of tests/support/mariadb_client.py. Real connectors' views are in test_drivers_other_languages.py
+# (answers, atomicity, the types a statement moved to another backend needs), and extended
+# metadata (column definitions with and without it, the backends each kind of client gets, the
+# proxy's own hidden queries on such backends), with the raw client of
+# tests/support/mariadb_client.py. Real connectors' views are in test_drivers_other_languages.py
 # (Connector/J's executeBatch, mysql2's JSON columns).
 from __future__ import annotations
 
@@ -54,8 +56,8 @@ def test_the_greeting_offers_the_mariadb_capabilities_its_backends_negotiate(pro
         assert direct.greeting.capabilities & mariadb == PROGRESS | STMT_BULK_OPERATIONS | EXTENDED_METADATA \
             | CACHE_METADATA  # MariaDB 10.11, CLIENT_MYSQL clear
         offered = through.greeting.capabilities & mariadb
-        assert offered & STMT_BULK_OPERATIONS
-        assert not offered & (PROGRESS | CACHE_METADATA)  # README "Protocol compatibility" says why
+        assert offered == STMT_BULK_OPERATIONS | EXTENDED_METADATA
+        assert not through.greeting.capabilities & 1  # CLIENT_MYSQL clear, as the server's
     finally:
         direct.close()
         through.close()
@@ -160,3 +162,64 @@ def test_refused_and_unusual_bulks_answer_as_directly(proxy, app_server, table, 
         assert errno(direct[0]) == expected[case]
     else:
         assert direct[0][-1][:1] in (b"\x00", b"\xfe")  # an OK, or a result set's last EOF
+
+
+@pytest.fixture
+def json_table(app_server):
+    app_server.execute("CREATE OR REPLACE TABLE appdb.json_t (id INT PRIMARY KEY, doc JSON, u UUID)")
+    app_server.execute("""INSERT INTO appdb.json_t VALUES (1, '{"a": 1}', '6ccd780c-baba-1026-9564-5b8c656024db')""")
+    yield "json_t"
+    app_server.execute("DROP TABLE IF EXISTS appdb.json_t")
+
+
+@pytest.mark.parametrize("extended", [0, EXTENDED_METADATA], ids=["without", "with"])
+def test_column_definitions_are_the_servers_with_and_without_extended_metadata(proxy, app_server, json_table,
+                                                                                extended):
+    def answers(target) -> list:
+        c = client(target, extended)
+        try:
+            _, prepared = c.prepare(f"SELECT id, doc, u FROM {json_table} WHERE id > ?")
+            plain, _ = c.prepare(f"SELECT id, doc, u FROM {json_table}")
+            return [c.query(f"SELECT id, doc, u FROM {json_table}"), prepared[1:], c.execute(plain),
+                    c.query(f"SHOW COLUMNS FROM {json_table}")]
+        finally:
+            c.close()
+
+    direct = answers(app_server)
+    assert answers(proxy) == direct
+    doc = direct[0][2]  # the JSON column's definition
+    assert (b"\x01\x04json" in doc) is bool(extended)
+
+
+def test_clients_with_and_without_extended_metadata_get_backends_that_negotiated_as_they_did(proxy, app_server,
+                                                                                               json_table):
+    with_it, without = client(proxy, EXTENDED_METADATA), client(proxy, 0)
+    try:
+        with_it.query("SELECT 1")
+        without.query("SELECT 1")
+        keys = proxy.call(lambda: {b.key & EXTENDED_METADATA for b in proxy.proxy.pools[APP_USER].idle})
+        assert keys == {0, EXTENDED_METADATA}
+    finally:
+        with_it.close()
+        without.close()
+
+
+def test_a_user_variable_follows_a_client_with_extended_metadata_to_another_backend(proxy_factory, app_server):
+    """The proxy reads a variable a client set back with a hidden SELECT (on a backend whose column
+    definitions carry the extended metadata) and sets it again where the client goes next."""
+    proxy = proxy_factory(pool={"max_size": 2})
+    results = []
+    for target in (app_server, proxy):
+        c, other = client(target, EXTENDED_METADATA), client(target, EXTENDED_METADATA)
+        try:
+            c.query("SET @x = 'caf\u00e9', @n = 42")
+            other.query("BEGIN")
+            other.query("SELECT 1")  # holds the backend c set them on (through the proxy)
+            results.append(c.query("SELECT @x, CHARSET(@x), @n + 1"))
+            if target is proxy:
+                keys = proxy.call(lambda: [b.key for p in proxy.proxy.pools.values() for b in (*p.idle, *p.busy)])
+                assert sum(1 for key in keys if key & EXTENDED_METADATA) == 2  # it moved
+        finally:
+            other.close()
+            c.close()
+    assert results[1] == results[0]

@@ -129,6 +129,10 @@ class MariaDBClient:
                 packets += [self._packet() for _ in range(count + 1)]
         return struct.unpack_from("<I", first, 1)[0], packets
 
+    def execute(self, stmt_id: int) -> list[bytes]:
+        """COM_STMT_EXECUTE of a statement without parameters."""
+        return self.result(b"\x17" + struct.pack("<IBI", stmt_id, 0, 1))
+
     def bulk(self, stmt_id: int, rows: list[tuple], *, types: bytes | None = None, flags: int = 0) -> list[bytes]:
         """COM_STMT_BULK_EXECUTE of `rows` (None: NULL; int: LONGLONG; str: a string), with `types` sent
         (SEND_TYPES_TO_SERVER) when given."""

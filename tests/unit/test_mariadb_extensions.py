@@ -1,7 +1,8 @@
 # MariaDB's extended capabilities on the fakes: what the greeting offers (only what the backends
-# negotiate), and COM_STMT_BULK_EXECUTE through the proxy: the statement id mapped to the backend's,
-# the types put back after a move to another backend, refusals answered without a backend, and the
-# transaction and pin state a bulk leaves, as an execute's.
+# negotiate), COM_STMT_BULK_EXECUTE through the proxy (the statement id mapped to the backend's, the
+# types put back after a move to another backend, refusals answered without a backend, the
+# transaction and pin state a bulk leaves, as an execute's), and extended metadata as a pool key
+# (a client gets backends that negotiated as it did; the proxy's own queries read their answers).
 from __future__ import annotations
 
 import struct
@@ -13,14 +14,18 @@ from mysqlpool_proxy.constants import (
     COM_STMT_BULK_EXECUTE,
     MARIADB_CAPABILITIES,
     MARIADB_CLIENT_CACHE_METADATA,
+    MARIADB_CLIENT_EXTENDED_METADATA,
     MARIADB_CLIENT_PROGRESS,
     MARIADB_CLIENT_STMT_BULK_OPERATIONS,
 )
 from mysqlpool_proxy.core.pins import PinReason
+from mysqlpool_proxy.protocol.framing import PacketDecoder
+from mysqlpool_proxy.protocol.rows import extended_metadata
 from mysqlpool_proxy.proxy.proxy import OFFERED_CAPABILITIES, OFFERED_MARIADB_CAPABILITIES, offered_capabilities
 from tests.fakes import DEFAULT_CLIENT_CAPS, SERVER_CAPABILITIES, FakeClient, fake_opener, start_proxy, virtual_time
 
 BULK = MARIADB_CLIENT_STMT_BULK_OPERATIONS
+EXTENDED = MARIADB_CLIENT_EXTENDED_METADATA
 BULK_CLIENT = DEFAULT_CLIENT_CAPS | BULK
 TYPES = b"\x08\x00\xfd\x00"  # LONGLONG, VAR_STRING
 INSERT = "INSERT INTO t (id, v) VALUES (?, ?)"
@@ -28,6 +33,12 @@ INSERT = "INSERT INTO t (id, v) VALUES (?, ?)"
 
 def rows(*values: tuple[int, bytes]) -> bytes:
     return b"".join(b"\x00" + struct.pack("<q", i) + b"\x00" + bytes((len(v),)) + v for i, v in values)
+
+
+def decode_all(data: bytes) -> list:
+    decoder = PacketDecoder()
+    decoder.feed(data)
+    return list(iter(decoder.next_packet, None))
 
 
 def bulks(server) -> list[bytes]:
@@ -143,3 +154,39 @@ async def test_a_bulk_with_autocommit_off_opens_a_transaction_that_keeps_the_bac
     assert client.conn.pinned_reasons() == [] and client.conn.backend is None
     await proxy.stop(0)
 
+
+
+# -- extended metadata: a pool key of its own --------------------------------------------------
+
+
+@virtual_time
+async def test_a_client_with_extended_metadata_gets_backends_that_negotiated_it_and_others_never_do():
+    opener = fake_opener()
+    proxy = await start_proxy(opener)
+    extended = await FakeClient(proxy, capabilities=DEFAULT_CLIENT_CAPS | EXTENDED).connect()
+    assert extended.conn.capabilities & MARIADB_CAPABILITIES == EXTENDED
+    plain = await FakeClient(proxy).connect()
+    r = await extended.query("SELECT 'x' AS a")
+    assert r.rows == [("x",)]
+    (definition,) = [p.payload for p in decode_all(r.raw)][1:2]
+    assert extended_metadata(definition) == {}  # the block is there (empty for a plain column)
+    assert (await plain.query("SELECT 'x' AS a")).rows == [("x",)]
+    keys = sorted(b.key & EXTENDED for b in proxy.pools["app"].idle)
+    assert keys == [0, EXTENDED]
+    for backend in proxy.pools["app"].idle:
+        negotiated = opener.server_for(backend).extended_capabilities
+        assert bool(negotiated & EXTENDED) is bool(backend.key & EXTENDED) and negotiated & BULK
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_the_proxys_hidden_read_back_parses_extended_column_definitions():
+    """A user variable is read back with a hidden SELECT; on such a backend its definitions have the block."""
+    opener = fake_opener()
+    proxy = await start_proxy(opener)
+    client = await FakeClient(proxy, capabilities=DEFAULT_CLIENT_CAPS | EXTENDED).connect()
+    (await client.query("SET @v = 'abc'")).expect_ok()
+    (server,) = [s for s in opener.servers if s.extended_capabilities & EXTENDED]
+    assert server.queries[-1].startswith("SELECT LAST_INSERT_ID(), @`v`")
+    assert client.conn.pinned_reasons() == []  # read back (a read-back that fails pins the client)
+    await proxy.stop(0)
