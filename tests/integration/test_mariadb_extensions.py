@@ -223,3 +223,37 @@ def test_a_user_variable_follows_a_client_with_extended_metadata_to_another_back
             other.close()
             c.close()
     assert results[1] == results[0]
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_backend_negotiates_them_over_tls_too_and_reads_its_setup(tls_files, tls):
+    """The adapter writes the MariaDB capabilities into the SSLRequest and the response sent over
+    TLS, and aiomysql reads the setup query's extended column definitions without the extra field."""
+    import asyncio
+
+    from mysqlpool_proxy.backend.adapter import BackendParams, make_ssl_context, open_backend
+    from tests.support.mariadb import start_server
+    from tests.support.proxy import prepare_app_account
+
+    server = start_server(ssl_cert=tls_files.cert, ssl_key=tls_files.key)
+    try:
+        prepare_app_account(server)
+        params = BackendParams(host=server.host, port=server.port, unix_socket="", user=APP_USER,
+                               password=APP_PASSWORD, charset="utf8mb4", connect_timeout=10,
+                               ssl=make_ssl_context("required", "", "", "") if tls else None, found_rows=False,
+                               local_files=False, extended_metadata=True)
+
+        async def open_one():
+            opened = await open_backend(params, want_collations=True)
+            opened.transport.close()
+            return opened
+
+        opened = asyncio.run(open_one())
+        assert opened.extended_capabilities == STMT_BULK_OPERATIONS | EXTENDED_METADATA
+        assert opened.server_capabilities & CACHE_METADATA  # the server's, as its greeting said
+        assert opened.charset_vars[b"collation_connection"] == b"utf8mb4_general_ci"
+        assert opened.collations[45] == ("utf8mb4", "utf8mb4_general_ci", True)
+        assert opened.server_globals[b"net_write_timeout"].isdigit()
+        assert bool(opened.transport.get_extra_info("ssl_object")) is tls
+    finally:
+        server.close()
