@@ -2,9 +2,10 @@
 
 CLIENT, COMMAND, SERVER_STATUS, ER, CR and FIELD_TYPE are PyMySQL's own
 modules, re-exported so the rest of the proxy has one import site. Only what
-PyMySQL does not define is defined here: capability bits above 24, the
-status bits above 0x400, COM_RESET_CONNECTION (PyMySQL's COM_END = 0x1F is
-stale), the session-state-change types and the SQLSTATE map.
+PyMySQL does not define is defined here: capability bits above 24 (MariaDB's
+extended capabilities, bits 32 to 37, included), the status bits above 0x400,
+COM_RESET_CONNECTION (PyMySQL's COM_END = 0x1F is stale) and MariaDB's
+COM_STMT_BULK_EXECUTE, the session-state-change types and the SQLSTATE map.
 """
 
 from pymysql.constants import CLIENT, COMMAND, CR, ER, FIELD_TYPE, SERVER_STATUS
@@ -13,7 +14,9 @@ __all__ = [
     "CLIENT", "COMMAND", "CR", "ER", "FIELD_TYPE", "SERVER_STATUS",
     "CLIENT_OPTIONAL_RESULTSET_METADATA", "CLIENT_QUERY_ATTRIBUTES",
     "CLIENT_MULTI_FACTOR_AUTHENTICATION", "CLIENT_SSL_VERIFY_SERVER_CERT",
-    "CLIENT_REMEMBER_OPTIONS", "COM_RESET_CONNECTION",
+    "CLIENT_REMEMBER_OPTIONS", "CLIENT_MYSQL", "MARIADB_CLIENT_PROGRESS", "MARIADB_CLIENT_COM_MULTI",
+    "MARIADB_CLIENT_STMT_BULK_OPERATIONS", "MARIADB_CLIENT_EXTENDED_METADATA", "MARIADB_CLIENT_CACHE_METADATA",
+    "MARIADB_CLIENT_BULK_UNIT_RESULTS", "MARIADB_CAPABILITIES", "COM_RESET_CONNECTION", "COM_STMT_BULK_EXECUTE",
     "SERVER_QUERY_WAS_SLOW", "SERVER_PS_OUT_PARAMS",
     "SERVER_STATUS_IN_TRANS_READONLY", "SERVER_SESSION_STATE_CHANGED",
     "SESSION_TRACK", "ER_MALFORMED_PACKET", "ER_SECURE_TRANSPORT_REQUIRED", "sqlstate_for",
@@ -28,7 +31,21 @@ CLIENT_CAPABILITY_EXTENSION = 1 << 29
 CLIENT_SSL_VERIFY_SERVER_CERT = 1 << 30
 CLIENT_REMEMBER_OPTIONS = 1 << 31
 
+# MariaDB's extended capabilities, as bits 32 and up of one 64-bit set. A MariaDB server (10.2+)
+# clears CLIENT_MYSQL (bit 0, PyMySQL's LONG_PASSWORD) in its greeting and puts these, shifted down by
+# 32, in the last 4 of the greeting's 10 reserved bytes; a client that clears CLIENT_MYSQL too sends
+# the ones it wants in the last 4 of the HandshakeResponse's 23 reserved bytes.
+CLIENT_MYSQL = CLIENT.LONG_PASSWORD
+MARIADB_CLIENT_PROGRESS = 1 << 32
+MARIADB_CLIENT_COM_MULTI = 1 << 33
+MARIADB_CLIENT_STMT_BULK_OPERATIONS = 1 << 34  # COM_STMT_BULK_EXECUTE
+MARIADB_CLIENT_EXTENDED_METADATA = 1 << 35  # a type name / format block in each column definition
+MARIADB_CLIENT_CACHE_METADATA = 1 << 36  # executes may leave out column definitions sent before
+MARIADB_CLIENT_BULK_UNIT_RESULTS = 1 << 37  # (11.5+) a bulk execute may answer with a row per parameter set
+MARIADB_CAPABILITIES = 0xFFFFFFFF << 32
+
 COM_RESET_CONNECTION = 0x1F
+COM_STMT_BULK_EXECUTE = 0xFA  # MariaDB 10.2+
 
 SERVER_QUERY_WAS_SLOW = 0x0800
 SERVER_PS_OUT_PARAMS = 0x1000

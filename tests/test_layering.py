@@ -28,8 +28,10 @@
 #            x is not `self`/`cls`; dunders are public, so are namedtuple's
 #            `_replace`/`_asdict`/`_fields`/`_make` and `os._exit`; the one
 #            exception is backend/adapter.py, which takes the transport over
-#            from aiomysql (`Connection._reader`/`._writer`) and reads what is
-#            left in the asyncio StreamReader it used (`._buffer`);
+#            from aiomysql (`Connection._reader`/`._writer`), reads what is
+#            left in the asyncio StreamReader it used (`._buffer`), and opens
+#            its own subclass of aiomysql's Connection (`._connect` and the
+#            three methods it overrides, to negotiate MariaDB's capabilities);
 #   link     only client/lease.py writes the client<->backend link: the lease's
 #            `backend` (and `last_backend`) and the backend's `holder`. One
 #            exception, by design: a backend that dies clears its own `holder`
@@ -285,7 +287,11 @@ ONLY_IMPORTED_BY = {
                           "mysqlpool_proxy/ops/peers.py"},
 }
 PUBLIC_UNDERSCORED = {"_replace", "_asdict", "_fields", "_make", "_exit"}  # namedtuple's API; os._exit
-PRIVATE_ALLOWED = {"mysqlpool_proxy/backend/adapter.py": {"_reader", "_writer", "_buffer"}}
+# backend/adapter.py takes aiomysql's transport over (`_reader`, `_writer`, the StreamReader's `_buffer`),
+# and its MariaDBConnection (aiomysql's Connection, to negotiate MariaDB's extended capabilities) opens
+# with `_connect`, as aiomysql.connect() does, and calls the three methods it overrides.
+PRIVATE_ALLOWED = {"mysqlpool_proxy/backend/adapter.py": {"_reader", "_writer", "_buffer", "_connect", "_read_packet",
+                                                          "_get_server_information", "_request_authentication"}}
 LINK_WRITER = "mysqlpool_proxy/client/lease.py"
 LINK_ATTRIBUTES = {"backend", "last_backend", "holder"}
 POOL_COLLECTIONS = {"idle", "busy", "pinging", "closing"}

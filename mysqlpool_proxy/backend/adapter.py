@@ -10,11 +10,29 @@ right after the setup (a DBA's KILL, a restart) leaves its EOF, and maybe an
 ERR packet, there. `Handoff.leftover()` hands both to the new Protocol, so a
 backend killed in that window is never pooled as if it were alive.
 
+MariaDB's extended capabilities. aiomysql (like PyMySQL) sets CLIENT_MYSQL
+and sends none, so `MariaDBConnection` (aiomysql's Connection, three methods
+overridden) negotiates them: it keeps the greeting, clears CLIENT_MYSQL in
+the HandshakeResponse and writes the ones it wants into its last 4 reserved
+bytes, when the server offers them: always STMT_BULK_OPERATIONS and
+BULK_UNIT_RESULTS (they only let a client send COM_STMT_BULK_EXECUTE and
+one of its flags; nothing else the server sends changes), and
+EXTENDED_METADATA when the pool key asks for it (`BackendParams.
+extended_metadata`: a backend for clients that negotiated it; a key that
+asks for it on a server without it is a failed connect). On such a backend
+every column definition has one more field, which aiomysql does not know:
+while it runs the setup query, the definitions it reads are handed to it
+without that field. `Opened.server_capabilities` has the server's extended
+capabilities as bits 32 and up, and `Opened.extended_capabilities` those
+this backend negotiated.
+
 This is the only module that touches aiomysql's private attributes
-(`Connection._reader`, `Connection._writer`), and the buffer of the asyncio
+(`Connection._reader`, `Connection._writer`; `_connect`, which
+`aiomysql.connect()` calls, and the overridden `_get_server_information`,
+`_request_authentication` and `_read_packet`), and the buffer of the asyncio
 StreamReader aiomysql read with (`_buffer`: what the server sent after the
 setup); pyproject pins aiomysql to a version range, and tests/integration
-exercise the handoff.
+exercise the handoff and the negotiation.
 
 Every TCP connection it opens (pooled backends and the side connections for
 KILL) watches for a dead peer: a network that silently drops packets (no FIN,
@@ -35,12 +53,25 @@ from dataclasses import dataclass, field
 
 import aiomysql
 import pymysql
+from pymysql.protocol import FieldDescriptorPacket, MysqlPacket
 
-from ..constants import CLIENT, CR
+from ..constants import (
+    CLIENT,
+    CLIENT_MYSQL,
+    CR,
+    MARIADB_CAPABILITIES,
+    MARIADB_CLIENT_BULK_UNIT_RESULTS,
+    MARIADB_CLIENT_EXTENDED_METADATA,
+    MARIADB_CLIENT_STMT_BULK_OPERATIONS,
+)
+from ..errors import RemoteProtocolError
+from ..protocol.packets import parse_handshake_v10
+from ..protocol.rows import without_extended_metadata
 
 __all__ = [
     "BackendParams", "Opened", "open_backend", "SETUP_SQL", "make_ssl_context", "run_side_query",
-    "DeadPeerDetection", "dead_peer_detection", "watch_for_dead_peer",
+    "DeadPeerDetection", "dead_peer_detection", "watch_for_dead_peer", "MariaDBConnection",
+    "BACKEND_MARIADB_CAPABILITIES", "KEYED_MARIADB_CAPABILITIES",
 ]
 
 log = logging.getLogger("mysqlpool.backend")
@@ -63,6 +94,11 @@ SETUP_SQL = (
 
 TRACKERS_SQL = SETUP_SQL.split("; ", 1)[0]
 
+# MariaDB capabilities every backend negotiates where the server has them, and those a backend
+# negotiates when its pool key asks (Pool.params_for): what the proxy may offer its clients.
+BACKEND_MARIADB_CAPABILITIES = MARIADB_CLIENT_STMT_BULK_OPERATIONS | MARIADB_CLIENT_BULK_UNIT_RESULTS
+KEYED_MARIADB_CAPABILITIES = MARIADB_CLIENT_EXTENDED_METADATA
+
 COLLATIONS_SQL = (
     "SELECT ID, CHARACTER_SET_NAME, COLLATION_NAME, IS_DEFAULT FROM information_schema.COLLATIONS WHERE ID IS NOT NULL"
 )
@@ -82,6 +118,7 @@ class BackendParams:
     local_files: bool
     ps_multi_results: bool = False
     dead_connection_timeout: float = 0.0  # seconds; 0 = the OS's keepalive and retransmission defaults
+    extended_metadata: bool = False  # negotiate MARIADB_CLIENT_EXTENDED_METADATA (the server must have it)
 
 
 class Handoff:
@@ -113,7 +150,7 @@ class Opened:
     handoff: Handoff | None  # None: the transport was never aiomysql's (tests' fakes)
     thread_id: int
     server_version: str
-    server_capabilities: int
+    server_capabilities: int  # MariaDB's extended ones as bits 32 and up
     status: int
     wait_timeout: float
     max_user_connections: int
@@ -121,6 +158,7 @@ class Opened:
     charset_vars: dict[bytes, bytes]
     collations: dict[int, tuple[str, str, bool]] | None  # id -> (charset, collation, is the charset's default)
     server_globals: dict[bytes, bytes] = field(default_factory=dict)  # SERVER_GLOBALS by name
+    extended_capabilities: int = 0  # the MariaDB capabilities this backend negotiated
 
 
 def make_ssl_context(mode: str, ca: str, cert: str, key: str) -> ssl.SSLContext | None:
@@ -190,7 +228,65 @@ def _watch(conn: aiomysql.Connection, p: BackendParams) -> None:
         watch_for_dead_peer(writer.transport.get_extra_info("socket"), p.dead_connection_timeout)
 
 
-async def _connect(p: BackendParams) -> aiomysql.Connection:
+class MariaDBConnection(aiomysql.Connection):
+    """aiomysql's Connection, negotiating MariaDB's extended capabilities `wanted` that the server has.
+
+    It reads the server's from the greeting it keeps (`_read_packet` sees it first), clears
+    CLIENT_MYSQL before aiomysql builds its HandshakeResponse, and writes the negotiated ones into
+    the response's reserved bytes (and the SSLRequest's, which begins the same) as aiomysql writes
+    it. With EXTENDED_METADATA, aiomysql reads each column definition without that field."""
+
+    def __init__(self, *, wanted: int, required: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.wanted = wanted  # MariaDB capabilities to negotiate where the server has them
+        self.required = required  # of those, the ones the backend is useless without
+        self.greeting: bytes | None = None
+        self.server_extended = 0  # the server's MariaDB capabilities (bits 32 and up)
+        self.negotiated = 0  # those negotiated
+        self._login_packets = False  # the SSLRequest / HandshakeResponse is being written
+
+    async def _read_packet(self, packet_type=MysqlPacket):
+        if packet_type is FieldDescriptorPacket and self.negotiated & MARIADB_CLIENT_EXTENDED_METADATA:
+            packet_type = _column_definition
+        packet = await super()._read_packet(packet_type)
+        if self.greeting is None:
+            self.greeting = packet.get_all_data()
+        return packet
+
+    async def _get_server_information(self) -> None:
+        await super()._get_server_information()
+        try:
+            self.server_extended = parse_handshake_v10(self.greeting or b"").capabilities & MARIADB_CAPABILITIES
+        except RemoteProtocolError:
+            self.server_extended = 0  # (aiomysql read it: only what the proxy does not need can be odd)
+
+    async def _request_authentication(self) -> None:
+        self.negotiated = self.wanted & self.server_extended
+        missing = self.required & ~self.negotiated
+        if missing:
+            raise pymysql.err.OperationalError(CR.CR_SERVER_HANDSHAKE_ERR, (
+                f"the server does not offer the MariaDB capabilities 0x{missing >> 32:x} that the clients of "
+                "this pool negotiated with the proxy"))
+        if self.negotiated:
+            self.client_flag &= ~CLIENT_MYSQL
+        self._login_packets = bool(self.negotiated)
+        try:
+            await super()._request_authentication()
+        finally:
+            self._login_packets = False
+
+    def write_packet(self, payload: bytes) -> None:
+        if self._login_packets and len(payload) >= 32 and int.from_bytes(payload[:4], "little") == self.client_flag:
+            payload = payload[:28] + (self.negotiated >> 32).to_bytes(4, "little") + payload[32:]
+            self._login_packets = len(payload) == 32  # an SSLRequest: the response follows over TLS
+        super().write_packet(payload)
+
+
+def _column_definition(data: bytes, encoding: str) -> FieldDescriptorPacket:
+    return FieldDescriptorPacket(without_extended_metadata(data), encoding)
+
+
+async def _connect(p: BackendParams) -> MariaDBConnection:
     # A capability the proxy offers clients that changes what the server sends is the backend's
     # as its client has it (the pool's key: FOUND_ROWS, LOCAL_FILES, PS_MULTI_RESULTS, with which a
     # prepared CALL returns its OUT parameters as a result set); aiomysql adds MULTI_STATEMENTS and
@@ -205,12 +301,15 @@ async def _connect(p: BackendParams) -> aiomysql.Connection:
         kwargs["unix_socket"] = p.unix_socket
     else:
         kwargs.update(host=p.host, port=p.port)
-    return await aiomysql.connect(**kwargs)
+    keyed = MARIADB_CLIENT_EXTENDED_METADATA if p.extended_metadata else 0
+    conn = MariaDBConnection(wanted=BACKEND_MARIADB_CAPABILITIES | keyed, required=keyed, **kwargs)
+    await conn._connect()  # what aiomysql.connect() does with its own Connection
+    return conn
 
 
 async def open_backend(p: BackendParams, *, want_collations: bool = False) -> Opened:
     """Dial, authenticate and set up one backend connection; raises pymysql errors."""
-    conn = await asyncio.wait_for(_connect(p), p.connect_timeout)
+    conn: MariaDBConnection = await asyncio.wait_for(_connect(p), p.connect_timeout)
     try:
         _watch(conn, p)
         row, collations = await asyncio.wait_for(_setup(conn, want_collations), p.connect_timeout)
@@ -223,7 +322,7 @@ async def open_backend(p: BackendParams, *, want_collations: bool = False) -> Op
         handoff=handoff,
         thread_id=int(row[0]),
         server_version=conn.get_server_info(),
-        server_capabilities=conn.server_capabilities,
+        server_capabilities=conn.server_capabilities | conn.server_extended,
         status=conn.server_status,
         wait_timeout=float(row[1]),
         max_user_connections=int(row[2]),
@@ -234,6 +333,7 @@ async def open_backend(p: BackendParams, *, want_collations: bool = False) -> Op
         },
         collations=collations,
         server_globals={name.encode(): _b(value) for name, value in zip(SERVER_GLOBALS, row[8:])},
+        extended_capabilities=conn.negotiated,
     )
     return opened
 

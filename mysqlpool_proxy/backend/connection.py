@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
+from ..constants import MARIADB_CLIENT_EXTENDED_METADATA
 from ..core.session import SessionState
 from ..core.statements import ServerStatement, StatementCache
 from ..core.states import BackendState, IllegalTransition
@@ -166,6 +167,11 @@ class BackendConnection(asyncio.Protocol):
         self.state = new
 
     @property
+    def extended_metadata(self) -> bool:
+        """Its column definitions carry MariaDB's extended metadata (its pool key asked: adapter.py)."""
+        return bool(self.key & MARIADB_CLIENT_EXTENDED_METADATA)
+
+    @property
     def closed(self) -> bool:
         return self.state is _CLOSED
 
@@ -262,15 +268,17 @@ class BackendConnection(asyncio.Protocol):
 
     def send_command(self, raw: bytes, expect: Expect, *, binary: bool, strip: bool,
                      trackers: Trackers | None = None, prepare_id: int | None = None,
-                     retry_on: frozenset[int] = frozenset(), deprecate_eof: bool = False) -> None:
+                     retry_on: frozenset[int] = frozenset(), deprecate_eof: bool = False,
+                     stmt_ids: tuple[int, int] | None = None) -> None:
         """Relay its holder's command. `retry_on`: error numbers that, as the whole response, are handed
         to the holder's on_response_done unrelayed (it may retry the command instead); `deprecate_eof`:
-        the holder negotiated CLIENT_DEPRECATE_EOF, and gets the response in that framing."""
+        the holder negotiated CLIENT_DEPRECATE_EOF, and gets the response in that framing; `stmt_ids`:
+        (this server's, the holder's) id of the statement the command names, when they differ."""
         self.set_state(_BUSY)
         self.commands += 1
         self._retry_on = retry_on
         self.tracker.begin(expect, binary=binary, strip_session_track=strip, trackers=trackers, prepare_id=prepare_id,
-                           deprecate_eof=deprecate_eof)
+                           deprecate_eof=deprecate_eof, stmt_ids=stmt_ids)
         assert self.transport is not None  # attach() comes before any command
         self.transport.write(raw)
 

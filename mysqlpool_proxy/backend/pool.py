@@ -26,9 +26,10 @@ whose use is the sum of its pools' sizes). Whether the pool runs, is paused
 or is shut down is its `state` (PoolState), not a collection.
 
 Backends differ by `key`: the capability bits that change what goes over the
-wire (CLIENT_FOUND_ROWS, CLIENT_LOCAL_FILES, CLIENT_PS_MULTI_RESULTS). A client only gets a backend
-with its key; at the cap, an idle backend of another key is closed to make
-room (`RECLAIMED`).
+wire (CLIENT_FOUND_ROWS, CLIENT_LOCAL_FILES, CLIENT_PS_MULTI_RESULTS, and
+MariaDB's EXTENDED_METADATA, with which every column definition carries one
+more field). A client only gets a backend with its key; at the cap, an idle
+backend of another key is closed to make room (`RECLAIMED`).
 
 Clients that find no idle backend wait in the queue. Backends are opened in
 the background, at most `max_connecting` at a time (one at a time while
@@ -53,7 +54,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Final
 
-from ..constants import CLIENT
+from ..constants import CLIENT, MARIADB_CLIENT_EXTENDED_METADATA
 from ..core.session import SessionState
 from ..core.states import BackendState
 from ..events import EventKind, record
@@ -73,7 +74,7 @@ __all__ = ["Pool", "PoolState", "BackendLimiter", "CheckoutTimeout", "QueueFull"
 log = logging.getLogger("mysqlpool.pool")
 
 # Wire-semantic capability bits a backend must share with its client.
-KEY_BITS = CLIENT.FOUND_ROWS | CLIENT.LOCAL_FILES | CLIENT.PS_MULTI_RESULTS
+KEY_BITS = CLIENT.FOUND_ROWS | CLIENT.LOCAL_FILES | CLIENT.PS_MULTI_RESULTS | MARIADB_CLIENT_EXTENDED_METADATA
 
 EARLY_DEATH = 1.0  # seconds: a backend the server closes sooner makes the pool back off before opening more
 EXPIRY_LEAD = 2.0  # seconds before an idle backend's lifetime ends that its min_idle replacement opens
@@ -411,7 +412,8 @@ class Pool:
 
     def params_for(self, key: int) -> BackendParams:
         return replace(self.params, found_rows=bool(key & CLIENT.FOUND_ROWS),
-                       local_files=bool(key & CLIENT.LOCAL_FILES), ps_multi_results=bool(key & CLIENT.PS_MULTI_RESULTS))
+                       local_files=bool(key & CLIENT.LOCAL_FILES), ps_multi_results=bool(key & CLIENT.PS_MULTI_RESULTS),
+                       extended_metadata=bool(key & MARIADB_CLIENT_EXTENDED_METADATA))
 
     async def _open(self, key: int, want_collations: bool = False) -> bool:
         """The connect `connector.begin(key)` announced; a new backend goes to a waiter or to idle."""

@@ -41,7 +41,7 @@ from typing import Any, Final
 
 from ..backend.connection import BackendConnection
 from ..backend.pool import Pool
-from ..constants import CLIENT, COMMAND, ER
+from ..constants import CLIENT, COM_STMT_BULK_EXECUTE, COMMAND, ER
 from ..core.client_session import NO_REPLY_CODES, STICKY_STATUS, ClientSession, Command
 from ..core.pins import PinReason
 from ..core.session import SessionState
@@ -444,10 +444,14 @@ class ClientConnection(asyncio.Protocol):
         session.queries += 1
         raw = pkt.raw
         prepare_id = None
-        if command.stmt is not None:
-            server = backend.statements.get(command.stmt.key) if backend.statements is not None else None
+        stmt_ids = None
+        stmt = command.stmt
+        if stmt is not None:
+            server = backend.statements.get(stmt.key) if backend.statements is not None else None
             assert server is not None
-            raw = statements.backend_packet(command.stmt, server, pkt)
+            raw = statements.backend_packet(stmt, server, pkt)
+            if server.server_id != stmt.id:
+                stmt_ids = (server.server_id, stmt.id)  # for the errors that name it
         elif spec.code == COMMAND.COM_STMT_PREPARE:
             prepare_id = command.stmt_id
         if spec.handling is _NO_REPLY:
@@ -462,13 +466,14 @@ class ClientConnection(asyncio.Protocol):
         self.set_state(_ACTIVE)
         if self.flow.stalled_since is not None:
             backend.pause_reading()  # the client cannot take more yet: leave the result on the server
-        binary = spec.code == COMMAND.COM_STMT_EXECUTE or spec.code == COMMAND.COM_STMT_FETCH
+        binary = spec.code == COMMAND.COM_STMT_EXECUTE or spec.code == COMMAND.COM_STMT_FETCH \
+            or spec.code == COM_STMT_BULK_EXECUTE
         assert spec.expect is not None
         capabilities = self.capabilities
         backend.send_command(raw, spec.expect, binary=binary, strip=not capabilities & _SESSION_TRACK,
                              trackers=session.trackers, prepare_id=prepare_id,
                              retry_on=_PREPARE_RETRIED_ON if prepare_id is not None else _NO_RETRY,
-                             deprecate_eof=bool(capabilities & _DEPRECATE_EOF))
+                             deprecate_eof=bool(capabilities & _DEPRECATE_EOF), stmt_ids=stmt_ids)
         query_timeout = self.proxy.config.pool.query_timeout
         if query_timeout > 0:
             self.query_timer.start(backend, query_timeout)

@@ -57,7 +57,7 @@ async def run(client: Client, backend: BackendConnection, command: Command, foll
         if capture:
             result = await commands.run_hidden(backend, capture.sql(), timeout, collect=True)
             session.learn_status(result.status)
-            columns, rows = parse_text_result(result.data)
+            columns, rows = parse_text_result(result.data, backend.extended_metadata)
             insert_id = capture.apply(columns, rows[0], session.state)
             if capture.unreplayable:
                 log.info("client #%d: user variable(s) %s hold bytes not valid in their character set: "

@@ -13,7 +13,7 @@ by the proxy's, a statement id by the backend's (statements.py).
 
 from __future__ import annotations
 
-from ..constants import CLIENT_QUERY_ATTRIBUTES, COMMAND
+from ..constants import CLIENT_QUERY_ATTRIBUTES, COM_STMT_BULK_EXECUTE, COMMAND
 from ..core.client_session import STMT_ID_COMMANDS, Command
 from ..errors import ProxyError
 from ..protocol.attributes import AttributesRefused, plain_query
@@ -85,7 +85,7 @@ def prepare_command(client: Client, spec: CommandSpec, pkt: Packet) -> tuple[Com
             return None
         stmt, pkt = found
         command.stmt, command.stmt_id = stmt, stmt.id
-        if code == COMMAND.COM_STMT_EXECUTE:
+        if code == COMMAND.COM_STMT_EXECUTE or code == COM_STMT_BULK_EXECUTE:
             command.effects, command.sql = stmt.effects, stmt.sql  # executing it does what its SQL does
     elif code == COMMAND.COM_STMT_PREPARE:
         command.stmt_id = session.new_statement_id()

@@ -6,8 +6,10 @@ statement that lives on no server), and so is what the server would refuse
 at once, with its own error: an execute that does not parse (see
 protocol/stmt.py) is checked here, once, before any backend is taken (one
 in MySQL 8's query-attribute form is made plain first: no backend takes
-attributes); a long-data packet shorter than its header is dropped, as the
-server drops it. The rest is the backend's side of a statement: the packet
+attributes), and so is a COM_STMT_BULK_EXECUTE (protocol/bulk.py: 1295 for
+a client that did not negotiate bulk operations, whatever its backends
+did); a long-data packet shorter than its header is dropped, as the server
+drops it. The rest is the backend's side of a statement: the packet
 with the backend's statement id (and the parameter types it has not seen),
 the server statement cached after a prepare, and whether a cursor or long
 data lives on it.
@@ -18,11 +20,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..backend.connection import BackendConnection
-from ..constants import CLIENT_QUERY_ATTRIBUTES, COMMAND, ER, ER_MALFORMED_PACKET
+from ..constants import CLIENT_QUERY_ATTRIBUTES, COM_STMT_BULK_EXECUTE, COMMAND, ER, ER_MALFORMED_PACKET
 from ..core.client_session import NO_REPLY_CODES
 from ..core.statements import ClientStatement, ServerStatement, backend_statement_packet
 from ..core.states import BackendState
 from ..errors import ProxyError
+from ..protocol.bulk import WRONG_BULK_ARGUMENTS, check_bulk, indicators_only, parse_bulk
 from ..protocol.framing import Packet, same_frames, with_payload
 from ..protocol.stmt import (
     EXECUTE_FIXED_SIZE,
@@ -51,6 +54,12 @@ def lookup(client: Client, code: int, pkt: Packet) -> tuple[ClientStatement, Pac
         # The server checks this before it looks the statement up.
         client.send_error(pkt.last_seq, ProxyError(ER_MALFORMED_PACKET, MALFORMED))
         return None
+    if code == COM_STMT_BULK_EXECUTE:
+        try:
+            check_bulk(payload, client.capabilities)  # (so does this)
+        except ExecuteRefused as exc:
+            client.send_error(pkt.last_seq, ProxyError(exc.errno, str(exc)))
+            return None
     sid = int.from_bytes(payload[1:5], "little") if len(payload) >= 5 else -1
     session = client.session
     stmt = session.statements.get(sid)
@@ -77,6 +86,11 @@ def lookup(client: Client, code: int, pkt: Packet) -> tuple[ClientStatement, Pac
         if refused is not None:
             client.send_error(pkt.last_seq, refused)
             return None
+    elif code == COM_STMT_BULK_EXECUTE:
+        refused = _bulk_refused(stmt, payload)
+        if refused is not None:
+            client.send_error(pkt.last_seq, refused)
+            return None
     elif code == COMMAND.COM_STMT_SEND_LONG_DATA and len(payload) < LONG_DATA_HEADER:
         return None
     if code == COMMAND.COM_STMT_RESET and sid not in pins.cursors and sid not in pins.long_data:
@@ -98,6 +112,17 @@ def _execute_refused(client: Client, stmt: ClientStatement, payload: bytes) -> P
     if (stmt.params and not header.types_bound and stmt.types is None
             and stmt.id not in client.session.pins.long_data and not nulls_only(payload, stmt.params)):
         return ProxyError(ER.WRONG_ARGUMENTS, WRONG_ARGUMENTS)  # no types: its client never bound any
+    return None
+
+
+def _bulk_refused(stmt: ClientStatement, payload: bytes) -> ProxyError | None:
+    """The server's error for a bulk it refuses before running it (None: it runs)."""
+    try:
+        header = parse_bulk(payload, stmt.params)
+    except ExecuteRefused as exc:
+        return ProxyError(exc.errno, str(exc))
+    if stmt.params and header.types is None and stmt.types is None and not indicators_only(payload):
+        return ProxyError(ER.WRONG_ARGUMENTS, WRONG_BULK_ARGUMENTS)  # no types: its client never bound any
     return None
 
 

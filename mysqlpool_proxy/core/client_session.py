@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..constants import COMMAND, SERVER_STATUS
+from ..constants import COM_STMT_BULK_EXECUTE, COMMAND, SERVER_STATUS
 from ..errors import CONNECTION_ENDING_ERRORS, ProxyError
 from ..protocol.command import CommandSpec
 from ..protocol.response import ResponseTracker
@@ -63,9 +63,11 @@ STICKY_STATUS = IN_TRANS | AUTOCOMMIT | NO_BACKSLASH_STATUS | 0x2000 | 0x8000
 NO_REPLY_CODES = frozenset((COMMAND.COM_STMT_CLOSE, COMMAND.COM_STMT_SEND_LONG_DATA, COMMAND.COM_QUIT))
 STMT_ID_COMMANDS = frozenset((
     COMMAND.COM_STMT_EXECUTE, COMMAND.COM_STMT_FETCH, COMMAND.COM_STMT_RESET, COMMAND.COM_STMT_CLOSE,
-    COMMAND.COM_STMT_SEND_LONG_DATA,
+    COMMAND.COM_STMT_SEND_LONG_DATA, COM_STMT_BULK_EXECUTE,
 ))
-_STATEMENT_COMMANDS = (COMMAND.COM_QUERY, COMMAND.COM_STMT_EXECUTE)
+# Commands that run a statement (a bulk execute runs its statement once per parameter set, as one).
+_STATEMENT_COMMANDS = (COMMAND.COM_QUERY, COMMAND.COM_STMT_EXECUTE, COM_STMT_BULK_EXECUTE)
+_EXECUTES = (COMMAND.COM_STMT_EXECUTE, COM_STMT_BULK_EXECUTE)
 
 
 @dataclass(slots=True)
@@ -268,7 +270,7 @@ class ClientSession:
         code = cmd.spec.code
         if code == COMMAND.COM_INIT_DB:
             return True
-        if code == COMMAND.COM_STMT_EXECUTE and changes.schema is not None:
+        if code in _EXECUTES and changes.schema is not None:
             # The server executes a statement in the schema it was prepared in, switching there
             # and back: that (and only that) is what a schema report means here.
             return True
@@ -348,6 +350,10 @@ class ClientSession:
                 pins.cursors.add(sid)
             else:
                 pins.cursors.discard(sid)
+        elif code == COM_STMT_BULK_EXECUTE:
+            pins.long_data.discard(sid)  # the server resets the statement's parameters after a bulk
+            if ok:
+                pins.cursors.discard(sid)  # executing it closed a cursor; a bulk opens none
         elif code == COMMAND.COM_STMT_FETCH:
             if not ok or status & LAST_ROW_SENT or not status & CURSOR_EXISTS:
                 pins.cursors.discard(sid)

@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from ..constants import COMMAND
+from ..constants import COM_STMT_BULK_EXECUTE, COMMAND
+from ..protocol.bulk import parse_bulk, with_bulk_types
 from ..protocol.framing import Packet, encode_packet
 from ..protocol.sql import NO_EFFECTS, SqlEffects
 from ..protocol.stmt import parse_execute, with_statement_id, with_types
@@ -129,16 +130,25 @@ class StatementCache:
 
 def backend_statement_packet(stmt: ClientStatement, server: ServerStatement, pkt: Packet) -> bytes:
     """The client's COM_STMT_* packet as the backend must see it: its statement id, and for
-    COM_STMT_EXECUTE the parameter types the server statement needs but has not seen.
+    COM_STMT_EXECUTE and COM_STMT_BULK_EXECUTE the parameter types the server statement needs
+    but has not seen (both commands bind the same types, and the server keeps them for both).
 
-    An execute has been checked with parse_execute when it arrived (client_statements.py),
-    against the same parameter count: parsing it again here cannot fail."""
+    An execute (a bulk) has been checked with parse_execute (parse_bulk) when it arrived
+    (client/statements.py), against the same parameter count: parsing it again here cannot fail."""
     payload = with_statement_id(pkt.payload, server.server_id)
-    if payload[0] == COMMAND.COM_STMT_EXECUTE and stmt.params:
+    code = payload[0]
+    if code == COMMAND.COM_STMT_EXECUTE and stmt.params:
         header = parse_execute(payload, stmt.params)
         if header.types_bound:
             stmt.types = header.types
         elif stmt.types is not None and server.types != stmt.types:
             payload = with_types(payload, header, stmt.types)
+        server.types = stmt.types
+    elif code == COM_STMT_BULK_EXECUTE and stmt.params:
+        types = parse_bulk(payload, stmt.params).types
+        if types is not None:
+            stmt.types = types
+        elif stmt.types is not None and server.types != stmt.types:
+            payload = with_bulk_types(payload, stmt.types)
         server.types = stmt.types
     return encode_packet(payload, pkt.seq)

@@ -2,7 +2,9 @@
 
 One table maps each command byte to what the proxy does with it:
 
-* RELAY: sent to a backend; the response (of shape `expect`) comes back.
+* RELAY: sent to a backend; the response (of shape `expect`) comes back
+  (COM_STMT_BULK_EXECUTE to a client that negotiated MariaDB's bulk
+  operations: protocol/bulk.py).
 * NO_REPLY: sent to a backend; the server sends nothing back.
 * LOCAL: answered by the proxy itself (QUIT, PING, SET_OPTION, CHANGE_USER,
   RESET_CONNECTION, PROCESS_KILL): they concern the client's session with
@@ -18,7 +20,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..constants import COM_RESET_CONNECTION, COMMAND
+from ..constants import COM_RESET_CONNECTION, COM_STMT_BULK_EXECUTE, COMMAND
 from .response import Expect
 
 __all__ = ["Handling", "CommandSpec", "spec_for", "COMMAND_NAMES"]
@@ -52,6 +54,7 @@ _TABLE = {
         _spec(COMMAND.COM_STMT_PREPARE, "stmt_prepare", _R, Expect.PREPARE),
         _spec(COMMAND.COM_STMT_EXECUTE, "stmt_execute", _R, Expect.RESULT),
         _spec(COMMAND.COM_STMT_FETCH, "stmt_fetch", _R, Expect.FETCH),
+        _spec(COM_STMT_BULK_EXECUTE, "stmt_bulk_execute", _R, Expect.RESULT),  # MariaDB (protocol/bulk.py)
         _spec(COMMAND.COM_STMT_RESET, "stmt_reset", _R, Expect.SIMPLE),
         _spec(COMMAND.COM_STMT_CLOSE, "stmt_close", _N),
         _spec(COMMAND.COM_STMT_SEND_LONG_DATA, "stmt_send_long_data", _N),

@@ -7,15 +7,18 @@ anything malformed. Makers return payloads; framing adds the header.
 References: the MySQL client/server protocol pages (Protocol::HandshakeV10,
 HandshakeResponse41, SSLRequest, OK_Packet, ERR_Packet, EOF_Packet,
 AuthSwitchRequest, AuthMoreData, COM_CHANGE_USER) and MariaDB's notes where
-it differs (the 10 reserved bytes of the greeting carry its extended
-capabilities only when CLIENT_MYSQL, bit 0, is clear; we always set it).
+it differs: with CLIENT_MYSQL (bit 0) clear, the last 4 of the greeting's 10
+reserved bytes carry the server's extended capabilities, and the last 4 of
+the HandshakeResponse's 23 those the client wants (bits 32 and up of the
+capabilities here, MARIADB_* in constants.py). A greeting or a response with
+CLIENT_MYSQL set has none: those bytes are filler.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..constants import CLIENT, SERVER_SESSION_STATE_CHANGED
+from ..constants import CLIENT, CLIENT_MYSQL, SERVER_SESSION_STATE_CHANGED
 from ..errors import RemoteProtocolError
 from .wire import BytesLike, Reader, int1, int2, int4, lenenc_bytes, lenenc_int
 
@@ -203,14 +206,19 @@ class HandshakeV10:
     auth_plugin: bytes
 
 
+def _extended(caps: int) -> int:
+    """MariaDB's extended capabilities as the 4 bytes that carry them (none with CLIENT_MYSQL)."""
+    return 0 if caps & CLIENT_MYSQL else (caps >> 32) & 0xFFFFFFFF
+
+
 def make_handshake_v10(hs: HandshakeV10) -> bytes:
     caps = hs.capabilities
     scramble = hs.scramble
     parts = [
         b"\x0a", hs.server_version, b"\0", int4(hs.connection_id),
         scramble[:8], b"\0", int2(caps & 0xFFFF), int1(hs.charset), int2(hs.status),
-        int2(caps >> 16), int1(len(scramble) + 1 if caps & CLIENT.PLUGIN_AUTH else 0),
-        b"\0" * 10,
+        int2((caps >> 16) & 0xFFFF), int1(len(scramble) + 1 if caps & CLIENT.PLUGIN_AUTH else 0),
+        b"\0" * 6, int4(_extended(caps)),
         scramble[8:] + b"\0",
     ]
     if caps & CLIENT.PLUGIN_AUTH:
@@ -231,7 +239,9 @@ def parse_handshake_v10(payload: BytesLike) -> HandshakeV10:
     status = r.int2()
     caps |= r.int2() << 16
     data_len = r.int1()
-    r.fixed(10)
+    reserved = r.fixed(10)
+    if not caps & CLIENT_MYSQL:
+        caps |= int.from_bytes(reserved[6:], "little") << 32
     part2_len = max(13, data_len - 8)
     part2 = r.fixed(min(part2_len, r.remaining))
     scramble = (part1 + part2).rstrip(b"\0")
@@ -271,7 +281,9 @@ def parse_handshake_response(payload: BytesLike) -> HandshakeResponse:
         raise RemoteProtocolError("client does not speak protocol 4.1")
     max_packet = r.int4()
     charset = r.int1()
-    r.fixed(23)
+    reserved = r.fixed(23)
+    if not caps & CLIENT_MYSQL:
+        caps |= int.from_bytes(reserved[19:], "little") << 32
     user = r.nul_bytes()
     if caps & CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA:
         auth = r.lenenc_bytes()

@@ -75,10 +75,20 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-from ..constants import CLIENT, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS
+from ..constants import CLIENT, ER, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS
 from ..errors import LocalProtocolError, RemoteProtocolError
 from .framing import HEADER_SIZE, MAX_FRAME, frame_header
-from .packets import EOF_HEADER, ErrPacket, OkPacket, make_eof, make_ok, parse_err, parse_ok, strip_session_track
+from .packets import (
+    EOF_HEADER,
+    ErrPacket,
+    OkPacket,
+    make_eof,
+    make_err,
+    make_ok,
+    parse_err,
+    parse_ok,
+    strip_session_track,
+)
 from .session_track import StateChanges, Trackers, make_state_changes, parse_state_changes
 from .wire import BytesLike, Reader
 
@@ -153,6 +163,8 @@ _AFTER_DEFINITIONS = {_COLUMNS: _COLUMNS_EOF, _PARAMS: _PARAMS_EOF, _PREP_COLUMN
 # Phases in which a short packet starting with 0xFE is an EOF.
 _EOF_PHASES = frozenset((_SINGLE, _FIELDS, _COLUMNS_EOF, _PARAMS_EOF, _PREP_COLUMNS_EOF, _ROWS))
 # _RENUMBERED[shift][seq]: the sequence id `seq` lowered by `shift` (feed_translating's rows).
+# Errors whose message names the statement by its id: the server's id becomes the client's.
+_NAMES_STATEMENT: Final = frozenset((ER.UNKNOWN_STMT_HANDLER, ER.STMT_HAS_NO_OPEN_CURSOR))
 _RENUMBERED = tuple(bytes((seq - shift) & 0xFF for seq in range(256)) for shift in range(256))
 
 
@@ -163,7 +175,7 @@ class ResponseTracker:
         "expect", "phase", "binary", "strip_session_track", "_left", "_skip", "_continuation",
         "status", "warnings", "affected_rows", "last_insert_id", "error", "changes", "result_sets",
         "prepare_ok", "infile_name", "infile_seq", "rewrites", "_prep_columns", "ok_count", "prepare_id", "rows",
-        "eof_state_pending", "trackers", "translating", "seq_shift",
+        "eof_state_pending", "trackers", "translating", "seq_shift", "stmt_ids",
     )
 
     def __init__(self) -> None:
@@ -174,6 +186,7 @@ class ResponseTracker:
         self.binary = False
         self.translating = False  # the client negotiated CLIENT_DEPRECATE_EOF: feed_translating
         self.prepare_id: int | None = None
+        self.stmt_ids: tuple[int, int] | None = None
         self.status = 0
         self.rewrites: list[tuple[int, int, bytes]] = []
         self._reset_result()
@@ -200,8 +213,11 @@ class ResponseTracker:
         self.eof_state_pending = False
 
     def begin(self, expect: Expect, *, binary: bool = False, strip_session_track: bool = False,
-              trackers: Trackers | None = None, prepare_id: int | None = None, deprecate_eof: bool = False) -> None:
+              trackers: Trackers | None = None, prepare_id: int | None = None, deprecate_eof: bool = False,
+              stmt_ids: tuple[int, int] | None = None) -> None:
         """Start tracking a response. `prepare_id`: rewrite a prepare-OK's statement id to this one;
+        `stmt_ids`: (the server's, the client's) id of the statement the command names, for the
+        errors whose message names it;
         `trackers`: the client's, whose reports are all it may see (None: relay them as they are);
         `deprecate_eof`: the client negotiated CLIENT_DEPRECATE_EOF (feed it with feed_translating)."""
         if self.phase not in (_DONE,):
@@ -212,6 +228,7 @@ class ResponseTracker:
         self.strip_session_track = strip_session_track
         self.trackers = trackers
         self.prepare_id = prepare_id
+        self.stmt_ids = stmt_ids
         self.translating = deprecate_eof
         self.phase = _START_PHASE[expect]
 
@@ -291,6 +308,18 @@ class ResponseTracker:
 
     # -- inspected packets --------------------------------------------------
 
+    def _with_client_statement_id(self, data: BytesLike, pos: int, end: int, error: ErrPacket) -> ErrPacket:
+        """An error whose message names the statement by the server's id: the client's id instead."""
+        assert self.stmt_ids is not None
+        server_id, client_id = self.stmt_ids
+        message = error.message.replace(b"(%d)" % server_id, b"(%d)" % client_id, 1)
+        if message == error.message:
+            return error
+        error = ErrPacket(error.errno, error.sqlstate, message)
+        new = make_err(error.errno, error.sqlstate, message)
+        self.rewrites.append((pos, end, frame_header(len(new), data[pos + 3]) + new))
+        return error
+
     def _inspect(self, data: BytesLike, pos: int, end: int) -> None:
         body = pos + HEADER_SIZE
         phase = self.phase
@@ -298,7 +327,10 @@ class ResponseTracker:
         if phase is _STRING:
             self.phase = _DONE
         elif first == 0xFF:
-            self.error = parse_err(bytes(data[body:end]))
+            error = parse_err(bytes(data[body:end]))
+            if self.stmt_ids is not None and error.errno in _NAMES_STATEMENT:
+                error = self._with_client_statement_id(data, pos, end, error)
+            self.error = error
             self.phase = _DONE
         elif phase is _FIRST:
             self._on_first(data, pos, body, end, first)

@@ -37,13 +37,27 @@ from collections import Counter
 
 from .. import __version__
 from ..backend import commands
-from ..backend.adapter import BackendParams, Opened, make_ssl_context, open_backend
+from ..backend.adapter import (
+    KEYED_MARIADB_CAPABILITIES,
+    BackendParams,
+    Opened,
+    make_ssl_context,
+    open_backend,
+)
 from ..backend.connection import BackendGone
 from ..backend.pool import KEY_BITS, BackendLimiter, Pool
 from ..client.connection import ClientConnection
 from ..client.context import ClientHandle, UserLike
 from ..config import Config, UserConfig
-from ..constants import CLIENT, CLIENT_QUERY_ATTRIBUTES, SERVER_STATUS
+from ..constants import (
+    CLIENT,
+    CLIENT_QUERY_ATTRIBUTES,
+    MARIADB_CAPABILITIES,
+    MARIADB_CLIENT_BULK_UNIT_RESULTS,
+    MARIADB_CLIENT_EXTENDED_METADATA,
+    MARIADB_CLIENT_STMT_BULK_OPERATIONS,
+    SERVER_STATUS,
+)
 from ..core.server_info import ServerInfo, WaitTimeouts
 from ..core.session import SessionState, SyncKind, SyncStep, names_variables
 from ..core.states import ClientState
@@ -62,13 +76,23 @@ __all__ = ["Proxy", "ProxyState", "ServerInfo", "UserEntry", "WaitTimeouts"]
 
 log = logging.getLogger("mysqlpool.proxy")
 
-# What the proxy offers clients (when the server supports it too).
+# MariaDB's extended capabilities the proxy offers (where the server has them): only ones its clients'
+# backends negotiate, every backend (adapter.BACKEND_MARIADB_CAPABILITIES) or those of the pool key
+# that asks (adapter.KEYED_MARIADB_CAPABILITIES, KEY_BITS). Not PROGRESS, COM_MULTI, CACHE_METADATA
+# (README "Protocol compatibility" says why). tests/unit/test_mariadb_extensions.py checks it.
+OFFERED_MARIADB_CAPABILITIES = (
+    MARIADB_CLIENT_STMT_BULK_OPERATIONS | MARIADB_CLIENT_BULK_UNIT_RESULTS | MARIADB_CLIENT_EXTENDED_METADATA
+)
+
+# What the proxy offers clients (when the server supports it too). CLIENT_MYSQL (LONG_PASSWORD) is
+# offered as the server does: a MariaDB server clears it, and the greeting then carries the MariaDB
+# capabilities offered.
 OFFERED_CAPABILITIES = (
     CLIENT.LONG_PASSWORD | CLIENT.FOUND_ROWS | CLIENT.LONG_FLAG | CLIENT.CONNECT_WITH_DB | CLIENT.LOCAL_FILES
     | CLIENT.PROTOCOL_41 | CLIENT.INTERACTIVE | CLIENT.TRANSACTIONS | CLIENT.SECURE_CONNECTION
     | CLIENT.MULTI_STATEMENTS | CLIENT.MULTI_RESULTS | CLIENT.PS_MULTI_RESULTS | CLIENT.PLUGIN_AUTH
     | CLIENT.CONNECT_ATTRS | CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT.SESSION_TRACK | CLIENT.COMPRESS
-    | CLIENT_QUERY_ATTRIBUTES | CLIENT.DEPRECATE_EOF
+    | CLIENT_QUERY_ATTRIBUTES | CLIENT.DEPRECATE_EOF | OFFERED_MARIADB_CAPABILITIES
 )
 
 # Offered whatever the server has: the proxy does these itself (session tracking it emulates;
@@ -76,6 +100,16 @@ OFFERED_CAPABILITIES = (
 # it takes out of each command, as no backend is opened with them; the DEPRECATE_EOF framing it
 # writes from the classic one its backends speak: protocol/response.py).
 CLIENT_SIDE_CAPABILITIES = CLIENT.SESSION_TRACK | CLIENT.COMPRESS | CLIENT_QUERY_ATTRIBUTES | CLIENT.DEPRECATE_EOF
+
+
+def offered_capabilities(opened: Opened) -> int:
+    """What clients are offered, given a backend: the OFFERED_CAPABILITIES its server has (or the proxy
+    does itself), and of MariaDB's, those the backend negotiated and the keyed ones its server has (a
+    backend of a pool key that asks negotiates them, or fails to open)."""
+    plain = OFFERED_CAPABILITIES & ~MARIADB_CAPABILITIES & (opened.server_capabilities | CLIENT_SIDE_CAPABILITIES)
+    negotiable = opened.extended_capabilities | (KEYED_MARIADB_CAPABILITIES & opened.server_capabilities)
+    return plain | (OFFERED_MARIADB_CAPABILITIES & negotiable)
+
 
 SCHEMA_CACHE_SIZE = 1024
 DEFAULT_MAX_PACKET = 64 << 20  # before the server's max_allowed_packet is known
@@ -269,7 +303,7 @@ class Proxy:
             version=opened.server_version,
             advertised_version=version.encode(),
             capabilities=opened.server_capabilities,
-            client_capabilities=OFFERED_CAPABILITIES & (opened.server_capabilities | CLIENT_SIDE_CAPABILITIES),
+            client_capabilities=offered_capabilities(opened),
             charset_id=charset_id if charset_id < 256 else 45,
             collations=collations,
             initial_status=opened.status & (SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT),

@@ -1,10 +1,11 @@
 # FakeClient: a MySQL client against one ClientConnection of a Proxy on the
 # fakes, over a FakeTransport (no socket). It logs in with
-# mysql_native_password (following an AuthSwitchRequest), sends commands
+# mysql_native_password (following an AuthSwitchRequest), asking for MariaDB's
+# extended capabilities when its capabilities have any, sends commands
 # (COM_QUERY, COM_PING, COM_INIT_DB, COM_RESET_CONNECTION, COM_SET_OPTION,
-# prepared statements and cursors, COM_QUIT, or a raw payload) and parses the
-# proxy's reply into a Response: its results (OK, ERR, result set with
-# columns and rows in text or binary form, bare EOF), and its raw bytes.
+# prepared statements, cursors and bulk executes, COM_QUIT, or a raw payload)
+# and parses the proxy's reply into a Response: its results (OK, ERR, result
+# set with columns and rows in text or binary form, bare EOF), and its raw bytes.
 # Reads wait in virtual time, with a timeout; a connection the proxy closed
 # raises ConnectionClosed.
 from __future__ import annotations
@@ -190,9 +191,12 @@ class FakeClient:
         """Answer the greeting, and read the outcome (OperationalError: the login was refused)."""
         g = self.greeting
         caps = self.wanted & (g.capabilities | CLIENT.LONG_PASSWORD)
+        if caps >> 32:  # MariaDB's extended capabilities: asked for with CLIENT_MYSQL (LONG_PASSWORD) clear
+            caps &= ~CLIENT.LONG_PASSWORD
         self.capabilities = caps
         token = auth.client_scramble_native(self.password.encode(), g.scramble) if self.password else b""
-        payload = int4(caps) + int4(1 << 24) + int1(self.charset) + b"\0" * 23 + self.user.encode() + b"\0"
+        payload = (int4(caps & 0xFFFFFFFF) + int4(1 << 24) + int1(self.charset) + b"\0" * 19 + int4(caps >> 32)
+                   + self.user.encode() + b"\0")
         payload += lenenc_bytes(token) if caps & CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA else int1(len(token)) + token
         if caps & CLIENT.CONNECT_WITH_DB:
             payload += (self.database or "").encode() + b"\0"
@@ -243,6 +247,11 @@ class FakeClient:
     async def prepare(self, sql: str) -> Response:
         self.send(b"\x16" + sql.encode())
         return await self.response("prepare")
+
+    async def bulk(self, stmt_id: int, rows: bytes, *, types: bytes | None = None) -> Response:
+        """COM_STMT_BULK_EXECUTE with `rows` as the wire carries them, and `types` sent when given."""
+        self.send(b"\xfa" + int4(stmt_id) + int2(0 if types is None else 128) + (types or b"") + rows)
+        return await self.response(binary=True)
 
     async def execute(self, stmt_id: int, *, cursor: bool = False) -> Response:
         self.send(b"\x17" + int4(stmt_id) + int1(1 if cursor else 0) + int4(1))

@@ -2,9 +2,11 @@
 # backend/adapter.py's, which logs in over aiomysql). Each successful call wires a
 # new FakeTransport to a new FakeMySQLServer and returns what the real opener
 # reports about a MariaDB 10.11 (mariadb.py): thread id, version,
-# capabilities, character set variables, collations, the globals the setup
-# query reads. A test makes attempts slow (delay, past connect_timeout they
-# time out), fail (fail_next, go_down/come_up: error 2003 or one it names), and
+# capabilities (and the MariaDB ones negotiated, as the adapter negotiates
+# them: bulk operations always, extended metadata when the params ask),
+# character set variables, collations, the globals the setup query reads. A
+# test makes attempts slow (delay, past connect_timeout they time out), fail
+# (fail_next, go_down/come_up: error 2003 or one it names), and
 # gives every server the same options and scripts; it looks at the attempts
 # and the servers afterwards.
 from __future__ import annotations
@@ -128,6 +130,7 @@ class FakeOpener:
                                             b"character_set_results", b"collation_connection")},
             collations=dict(COLLATIONS) if want_collations else None,
             server_globals=dict(SERVER_GLOBALS),
+            extended_capabilities=server.extended_capabilities,
         )
 
     def server_for(self, backend) -> FakeMySQLServer:

@@ -19,10 +19,13 @@ T_LONGLONG = 0x08
 T_VAR_STRING = 0xFD
 
 
-def column_def(name: bytes, col_type: int = T_VAR_STRING, charset: int = 45, length: int = 1024) -> bytes:
+def column_def(name: bytes, col_type: int = T_VAR_STRING, charset: int = 45, length: int = 1024,
+               extended: bytes | None = None) -> bytes:
+    """A column definition; `extended`: its MariaDB extended-metadata block (a connection that negotiated
+    MARIADB_CLIENT_EXTENDED_METADATA has one in every definition, b"" for most)."""
     return (lenenc_bytes(b"def") + lenenc_bytes(b"") + lenenc_bytes(b"") + lenenc_bytes(b"") + lenenc_bytes(name)
-            + lenenc_bytes(b"") + lenenc_int(0x0C) + int2(charset) + int4(length) + int1(col_type) + int2(0)
-            + int1(0) + int2(0))
+            + lenenc_bytes(b"") + (b"" if extended is None else lenenc_bytes(extended)) + lenenc_int(0x0C)
+            + int2(charset) + int4(length) + int1(col_type) + int2(0) + int1(0) + int2(0))
 
 
 def text_row(values) -> bytes:

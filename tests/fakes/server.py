@@ -2,7 +2,12 @@
 # level, after authentication and the proxy's setup. It answers the commands
 # the proxy writes roughly as MariaDB 10.11 with CLIENT_SESSION_TRACK and the
 # proxy's trackers on would (same packet shapes, status flags and
-# session-state entries), and records them for the test to look at.
+# session-state entries), and records them for the test to look at. It
+# negotiated MariaDB's extended capabilities as the adapter does (bulk
+# operations; extended metadata when its params ask, and then every column
+# definition has the block): COM_STMT_BULK_EXECUTE runs its statement once,
+# with MariaDB's errors for a statement without types and one without bulk
+# operations negotiated.
 #
 # The server owns the session state (variables, schema, transaction, user
 # variables, temporary tables, locks, prepared statements) and the wire side:
@@ -22,11 +27,19 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from mysqlpool_proxy.constants import CLIENT, COM_RESET_CONNECTION, COMMAND
+from mysqlpool_proxy.backend.adapter import BACKEND_MARIADB_CAPABILITIES
+from mysqlpool_proxy.constants import (
+    CLIENT,
+    COM_RESET_CONNECTION,
+    COM_STMT_BULK_EXECUTE,
+    COMMAND,
+    MARIADB_CLIENT_EXTENDED_METADATA,
+    MARIADB_CLIENT_STMT_BULK_OPERATIONS,
+)
 from mysqlpool_proxy.protocol.framing import PacketDecoder, encode_packet
 from mysqlpool_proxy.protocol.packets import make_eof, make_err, make_ok
 from mysqlpool_proxy.protocol.wire import Reader, int2, int4, lenenc_int
-from tests.fakes.mariadb import GLOBALS, SERVER_VERSION, SETUP_TRACKERS
+from tests.fakes.mariadb import GLOBALS, SERVER_EXTENDED_CAPABILITIES, SERVER_VERSION, SETUP_TRACKERS
 from tests.fakes.packets import (
     ANSI_QUOTES,
     AUTOCOMMIT,
@@ -55,6 +68,7 @@ class _Stmt:
     columns: list[bytes]
     params: int
     cursor_rows: list | None = None
+    types: bytes | None = None  # bound by an execute or a bulk
 
 
 class FakeMySQLServer:
@@ -74,6 +88,8 @@ class FakeMySQLServer:
         self.transport = transport
         self.thread_id = thread_id
         self.params = params
+        keyed = MARIADB_CLIENT_EXTENDED_METADATA if getattr(params, "extended_metadata", False) else 0
+        self.extended_capabilities = (BACKEND_MARIADB_CAPABILITIES | keyed) & SERVER_EXTENDED_CAPABILITIES
         self.version = version
         self.latency = latency
         self.chunk_size = chunk_size
@@ -274,6 +290,8 @@ class FakeMySQLServer:
             packets = self._prepare(arg.decode("latin-1"))
         elif code == COMMAND.COM_STMT_EXECUTE:
             packets = self._execute(arg)
+        elif code == COM_STMT_BULK_EXECUTE:
+            packets = self._bulk(arg)
         elif code == COMMAND.COM_STMT_FETCH:
             packets = self._fetch(arg)
         elif code == COMMAND.COM_STMT_RESET:
@@ -309,11 +327,16 @@ class FakeMySQLServer:
                            binary: bool = False) -> list[bytes]:
         status = self.status | (MORE_RESULTS if more else 0)
         packets = [lenenc_int(len(columns))]
-        packets += [column_def(c) for c in columns]
+        packets += [self.column(c) for c in columns]
         packets.append(make_eof(status))
         packets += [(binary_row if binary else text_row)([as_bytes(v) for v in row]) for row in rows]
         packets.append(make_eof(status))
         return packets
+
+    def column(self, name: bytes) -> bytes:
+        """A column definition as this connection has them (the extended-metadata block if negotiated)."""
+        extended = b"" if self.extended_capabilities & MARIADB_CLIENT_EXTENDED_METADATA else None
+        return column_def(name, extended=extended)
 
     def _reset(self) -> None:
         """COM_RESET_CONNECTION: a fresh session (global values, trackers off), same schema."""
@@ -359,15 +382,35 @@ class FakeMySQLServer:
         self.statements[stmt_id] = _Stmt(sql, columns, params)
         packets = [b"\x00" + int4(stmt_id) + int2(len(columns)) + int2(params) + b"\x00" + int2(0)]
         if params:
-            packets += [column_def(b"?") for _ in range(params)] + [make_eof(self.status)]
+            packets += [self.column(b"?") for _ in range(params)] + [make_eof(self.status)]
         if columns:
-            packets += [column_def(c) for c in columns] + [make_eof(self.status)]
+            packets += [self.column(c) for c in columns] + [make_eof(self.status)]
+        return packets
+
+    def _bulk(self, arg: bytes) -> list[bytes]:
+        """COM_STMT_BULK_EXECUTE: its statement runs once (the fake binds no values), answered with its OK."""
+        if not self.extended_capabilities & MARIADB_CLIENT_STMT_BULK_OPERATIONS:
+            return [make_err(1295, "HY000", "This command is not supported in the prepared statement protocol yet")]
+        stmt = self.statements.get(int.from_bytes(arg[:4], "little"))
+        if stmt is None:
+            return [make_err(1243, "HY000", "Unknown prepared statement handler given to mysqld_stmt_execute")]
+        if arg[4] & 128:
+            stmt.types = arg[6:6 + 2 * stmt.params]
+        elif stmt.types is None and any(b not in (1, 2, 3) for b in arg[6:]):  # values, but no types to read them
+            return [make_err(1210, "HY000", "Incorrect arguments to mysqld_stmt_bulk_execute")]
+        try:
+            packets, _ = self.sql.query(stmt.sql)
+        except SqlError as e:
+            return [make_err(e.errno, e.sqlstate, e.message)]
         return packets
 
     def _execute(self, arg: bytes) -> list[bytes]:
         stmt = self.statements.get(int.from_bytes(arg[:4], "little"))
         if stmt is None:
             return [make_err(1243, "HY000", "Unknown prepared statement handler given to mysqld_stmt_execute")]
+        bound_at = 9 + (stmt.params + 7) // 8  # the new-params-bound flag
+        if stmt.params and len(arg) > bound_at and arg[bound_at] == 1:
+            stmt.types = arg[bound_at + 1:bound_at + 1 + 2 * stmt.params]
         cursor = bool(arg[4] & 1) if len(arg) > 4 else False
         try:
             packets, _ = self.sql.query(stmt.sql)
@@ -378,7 +421,7 @@ class FakeMySQLServer:
         rows = self._rows_of(packets, len(stmt.columns))
         if cursor:
             stmt.cursor_rows = rows
-            return ([lenenc_int(len(stmt.columns))] + [column_def(c) for c in stmt.columns]
+            return ([lenenc_int(len(stmt.columns))] + [self.column(c) for c in stmt.columns]
                     + [make_eof(self.status | CURSOR_EXISTS)])
         return self.result_set_packets(stmt.columns, rows, binary=True)
 

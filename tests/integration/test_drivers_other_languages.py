@@ -213,6 +213,8 @@ def test_driver_gives_through_the_proxy_what_it_gets_directly(language, programs
         problems.append(f"a run exited non-zero:\n{direct.describe()}\n{proxied.describe()}")
     if problems:
         pytest.fail(f"{program.language}: " + "\n".join(problems), pytrace=False)
+    if language == "java":  # the batch_bulk cases went as COM_STMT_BULK_EXECUTE (MariaDB's bulk operations)
+        assert pooling_proxy.pool_stats()["queries"].get("stmt_bulk_execute", 0) >= 2
     # Once the program has exited, the proxy holds nothing for it.
     wait_until(lambda: pooling_proxy.client_count() == 0 and pool_settled(pooling_proxy.pool_stats()), 10,
                lambda: f"clients and backends released after the {program.language} run "

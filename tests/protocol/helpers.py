@@ -328,13 +328,17 @@ def handshake_response(
     attrs: dict[bytes, bytes] | None = None,
     charset: int = 45,
     max_packet: int = 1 << 24,
+    extended: int = 0,
 ) -> bytes:
-    """Protocol::HandshakeResponse41, field by field as the MySQL protocol pages lay it out."""
+    """Protocol::HandshakeResponse41, field by field as the MySQL protocol pages lay it out; `extended`:
+    MariaDB's extended capabilities (bits 32 and up) in the last 4 reserved bytes, as MariaDB's pages
+    lay it out (the caller clears CLIENT_MYSQL, or not, in `caps`)."""
     if database is not None:
         caps |= CLIENT.CONNECT_WITH_DB
     if attrs is not None:
         caps |= CLIENT.CONNECT_ATTRS
-    parts = [struct.pack("<IIB", caps, max_packet, charset), b"\0" * 23, user, b"\0"]
+    reserved = b"\0" * 19 + struct.pack("<I", extended >> 32)
+    parts = [struct.pack("<IIB", caps & 0xFFFFFFFF, max_packet, charset), reserved, user, b"\0"]
     if caps & CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA:
         parts.append(lenenc_bytes(auth))
     elif caps & CLIENT.SECURE_CONNECTION:
@@ -350,9 +354,10 @@ def handshake_response(
     return b"".join(parts)
 
 
-def ssl_request(caps: int = BASIC_CLIENT_FLAGS | CLIENT.SSL, charset: int = 45, max_packet: int = 1 << 24) -> bytes:
+def ssl_request(caps: int = BASIC_CLIENT_FLAGS | CLIENT.SSL, charset: int = 45, max_packet: int = 1 << 24,
+                extended: int = 0) -> bytes:
     """Protocol::SSLRequest: the first 32 bytes of a HandshakeResponse41, with CLIENT_SSL."""
-    return struct.pack("<IIB", caps | CLIENT.SSL, max_packet, charset) + b"\0" * 23
+    return struct.pack("<IIB", caps | CLIENT.SSL, max_packet, charset) + b"\0" * 19 + struct.pack("<I", extended >> 32)
 
 
 def change_user(user: bytes, auth: bytes, *, database: bytes = b"", charset: int | None = 45,

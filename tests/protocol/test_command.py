@@ -44,6 +44,7 @@ TABLE = {
     0x1D: (X, None),  # COM_DAEMON (server-internal)
     0x1E: (X, None),  # COM_BINLOG_DUMP_GTID
     0x1F: (L, None),  # COM_RESET_CONNECTION
+    0xFA: (R, Expect.RESULT),  # COM_STMT_BULK_EXECUTE (MariaDB)
 }
 
 
@@ -65,9 +66,9 @@ def test_replication_and_shutdown_refused(code):
     assert spec_for(code).handling is Handling.REFUSED
 
 
-@pytest.mark.parametrize("code", [0x20, 0x21, 0x50, 0xFA, 0xFB, 0xFE, 0xFF])
+@pytest.mark.parametrize("code", [0x20, 0x21, 0x50, 0xFB, 0xFE, 0xFF])
 def test_unknown_commands_refused(code):
-    # 0xFA is MariaDB's COM_STMT_BULK_EXECUTE, 0xFE/0xFF never were commands
+    # 0xFE/0xFF never were commands (0xFA is MariaDB's COM_STMT_BULK_EXECUTE: test_bulk.py)
     spec = spec_for(code)
     assert spec.handling is Handling.REFUSED
     assert spec.expect is None

@@ -360,8 +360,8 @@ def test_parse_mariadb_style_greeting():
         + struct.pack("<I", 0x1D) + SCRAMBLE[8:] + b"\0" + b"mysql_native_password\0"
     )
     hs = parse_handshake_v10(payload)
-    assert hs == HandshakeV10(b"5.5.5-10.11.6-MariaDB-0+deb12u1", 77, SCRAMBLE, caps, 45, AUTOCOMMIT,
-                              b"mysql_native_password")
+    assert hs == HandshakeV10(b"5.5.5-10.11.6-MariaDB-0+deb12u1", 77, SCRAMBLE, caps | 0x1D << 32, 45, AUTOCOMMIT,
+                              b"mysql_native_password")  # its extended capabilities as bits 32 and up
 
 
 def test_parse_greeting_without_plugin_auth():

@@ -561,3 +561,25 @@ def test_any_packet_sequence_is_handled_the_same_however_it_is_split(expect, bin
         assert res.consumed + len(r.held) + len(res.extra) == len(data)
         outcomes.append(res)
     assert all(o == outcomes[0] for o in outcomes), outcomes
+
+
+# -- errors that name a statement ----------------------------------------------------------------
+
+@pytest.mark.parametrize("deprecate_eof", [False, True])
+@pytest.mark.parametrize("errno, server_text, client_text", [
+    (1421, b"The statement (8) has no open cursor", b"The statement (1) has no open cursor"),
+    (1243, b"Unknown prepared statement handler (8) given to mysqld_stmt_fetch",
+     b"Unknown prepared statement handler (1) given to mysqld_stmt_fetch"),
+    (1064, b"You have an error near '(8)'", b"You have an error near '(8)'"),  # not about the statement
+])
+def test_an_error_that_names_the_statement_names_the_clients_id(errno, server_text, client_text, deprecate_eof):
+    # The server knows the statement by its own id; the client by the id the proxy gave it.
+    reply = encode_packet(make_err(errno, "HY000", server_text), 1)
+    expected = encode_packet(make_err(errno, "HY000", client_text), 1)
+
+    def check(r: Relayed):
+        done_with(expected)(r)
+        assert r.error is not None and r.error.message == client_text
+
+    feed_whole_and_bytewise(lambda: Relaying(expect=Expect.FETCH, binary=True, stmt_ids=(8, 1),
+                                             deprecate_eof=deprecate_eof), reply, check)

@@ -265,6 +265,23 @@ async function pingResetChangeUser(base) {
   }
 }
 
+// MariaDB's extended metadata: a JSON column is a LONGTEXT on the wire and a UUID one a CHAR; with
+// MARIADB_CLIENT_EXTENDED_METADATA (mysql2 asks for it where the greeting offers it) their column
+// definitions say "json" and "uuid", and mysql2 hands the JSON over parsed.
+async function extendedMetadata(conn) {
+  await conn.query(`DELETE FROM ${P}json`);
+  await conn.query(`INSERT INTO ${P}json VALUES (1, '{"a": [1, 2]}', '6ccd780c-baba-1026-9564-5b8c656024db')`);
+  const out = {};
+  for (const [how, run] of [['query', (sql) => conn.query(sql)], ['execute', (sql) => conn.execute(sql)]]) {
+    const [rows, fields] = await run(`SELECT id, doc, u FROM ${P}json`);
+    out[how] = {
+      doc: rows[0].doc, type: typeof rows[0].doc, u: rows[0].u,
+      fields: fields.map((f) => [f.name, f.extendedTypeName ?? null, f.extendedFormat ?? null]),
+    };
+  }
+  return out;
+}
+
 async function main() {
   if (process.argv.length !== 3) {
     console.error('usage: node cases.js mysql://user:password@host:port/database');
@@ -274,11 +291,12 @@ async function main() {
   let conn;
   try {
     conn = await mysql.createConnection(base);
-    await conn.query(`DROP TABLE IF EXISTS ${P}types, ${P}kv, ${P}blobs`);
+    await conn.query(`DROP TABLE IF EXISTS ${P}types, ${P}kv, ${P}blobs, ${P}json`);
     await conn.query(`CREATE TABLE ${P}types (id INT PRIMARY KEY, d DECIMAL(12,4), s VARCHAR(100), n INT NULL, `
       + 't DATETIME(6), b BLOB) DEFAULT CHARSET=utf8mb4');
     await conn.query(`CREATE TABLE ${P}kv (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(100)) DEFAULT CHARSET=utf8mb4`);
     await conn.query(`CREATE TABLE ${P}blobs (id INT PRIMARY KEY, b LONGBLOB)`);
+    await conn.query(`CREATE TABLE ${P}json (id INT PRIMARY KEY, doc JSON, u UUID)`);
   } catch (e) {
     emit('setup', null, e);
     process.exit(1);
@@ -303,6 +321,7 @@ async function main() {
     ['multi_statements', () => multiStatements(base)],
     ['compressed', () => compressed(base)],
     ['ping_reset_change_user', () => pingResetChangeUser(base)],
+    ['extended_metadata', () => extendedMetadata(conn)],
   ];
   for (const [name, run] of cases) {
     try {
