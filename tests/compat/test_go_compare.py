@@ -4,14 +4,19 @@
 # apart only while the test fails the way it names, and what the proxy must
 # not be left with.
 import json
+import shutil
 
 import pytest
 
 from tests.compat.go_suite import (
+    DRIVER_SOURCE,
+    INSTALL_HINT,
     KNOWN_DIFFERENCES,
     SKIPPED,
+    Edit,
     HarnessError,
     Known,
+    apply_edits,
     compare,
     failure_line,
     format_comparison,
@@ -197,3 +202,24 @@ def test_a_setting_from_the_command_line_is_a_section_a_key_and_a_typed_value():
     assert parse_setting('backend.ssl_mode="required"') == ("backend", "ssl_mode", "required")
     with pytest.raises(HarnessError, match=r"section\.key=value"):
         parse_setting("ping_after=0")
+
+
+def test_the_edits_of_the_driver_tree_replace_what_they_name_once_or_refuse(tmp_path):
+    (tmp_path / "driver_test.go").write_text('a("utf8")\nexpected = collation\nb("utf8")\n')
+
+    apply_edits(tmp_path, [Edit("driver_test.go", 'a("utf8")', 'a("utf8mb3")')])
+    assert (tmp_path / "driver_test.go").read_text() == 'a("utf8mb3")\nexpected = collation\nb("utf8")\n'
+    with pytest.raises(HarnessError, match="not once: another release of the driver"):
+        apply_edits(tmp_path, [Edit("driver_test.go", '("utf8', 'x')])
+    with pytest.raises(HarnessError, match="0 times"):
+        apply_edits(tmp_path, [Edit("driver_test.go", "absent", "x")])
+
+
+def test_the_edits_fit_the_installed_driver_source(tmp_path):
+    if not DRIVER_SOURCE.exists():
+        pytest.fail(f"{DRIVER_SOURCE} is missing: {INSTALL_HINT}")
+    shutil.copy(DRIVER_SOURCE / "driver_test.go", tmp_path / "driver_test.go")
+
+    apply_edits(tmp_path)
+
+    assert 'mustSetCharset("charset=utf8,ascii", "utf8mb3")' in (tmp_path / "driver_test.go").read_text()

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "go-compat.py"
 COMPARISON_TIMEOUT = 600  # seconds; each run has its own bound inside (RUN_TIMEOUT)
 EXIT_REGRESSIONS = 1
-ENOUGH_TESTS = 120  # of about 150 tests and subtests passing directly; fewer means the harness broke
+ENOUGH_TESTS = 140  # of the 151 tests and subtests that pass directly; fewer means the harness broke
 
 
 @pytest.mark.timeout(COMPARISON_TIMEOUT + 60)
