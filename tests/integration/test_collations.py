@@ -49,7 +49,7 @@ class Neighbours:
         self.pymysql = stack.enter_context(closing(pymysql_conn(target, charset="utf8mb4")))
         self.mysqlclient = stack.enter_context(closing(MySQLdb.connect(
             host=target.host, port=target.port, user=APP_USER, password=APP_PASSWORD, database=APP_DB,
-            charset="utf8mb4", autocommit=True, connect_timeout=10, local_infile=0)))  # (the same pool key)
+            charset="utf8mb4", autocommit=True, connect_timeout=10, local_infile=0)))
         self.latin1 = stack.enter_context(closing(connector_conn(target, charset="latin1",
                                                                  collation="latin1_swedish_ci")))
         self.seen: list = []
@@ -108,8 +108,9 @@ def test_pymysql_with_a_collation_sees_the_columns_as_directly(proxy_factory, ap
     proxy = proxy_factory(pool={"max_size": 1})
     assert run_pymysql(proxy) == direct
     stats = proxy.pool_stats()
-    # One backend served every client (the proxy's first, opened at start without their key, made room).
-    assert stats["connects"] == 2 and stats["closed"] == {"reclaimed": 1}, stats
+    # One backend at a time served every client: mysqlclient (Connector/C) negotiates MariaDB's
+    # extended metadata, another pool key, so a backend is closed only to make room for the other key.
+    assert set(stats["closed"]) == {"reclaimed"} and stats["connects"] == stats["closed"]["reclaimed"] + 1, stats
 
 
 PARAMETER = "SELECT COLLATION(?), ? AS p"
@@ -155,5 +156,6 @@ def test_mysql_connector_with_a_collation_sees_columns_and_parameters_as_directl
     proxy = proxy_factory(pool={"max_size": 1})
     assert run_connector(proxy) == direct
     stats = proxy.pool_stats()
-    # One backend served every client (the proxy's first, opened at start without their key, made room).
-    assert stats["connects"] == 2 and stats["closed"] == {"reclaimed": 1}, stats
+    # One backend at a time served every client: mysqlclient (Connector/C) negotiates MariaDB's
+    # extended metadata, another pool key, so a backend is closed only to make room for the other key.
+    assert set(stats["closed"]) == {"reclaimed"} and stats["connects"] == stats["closed"]["reclaimed"] + 1, stats
