@@ -140,7 +140,7 @@ class Pool:
         "name", "params", "generation", "min_idle", "max_lifetime", "max_connecting", "statement_cache_size",
         "limiter", "loop", "state", "on_connect_failed", "stats", "places", "capacity", "connector", "queue",
         "upkeep", "idle", "busy", "pinging", "closing", "opening", "waiters", "waits", "_on_opened", "_next_id",
-        "_serving",
+        "_serving", "usual_key",
     )
 
     def __init__(
@@ -175,6 +175,7 @@ class Pool:
         self._on_opened = on_opened
         self._next_id = next_backend_id
         self._serving = False
+        self.usual_key = 0  # the key of the latest checkout: what min_idle backends are opened with
         self.stats = PoolStats()
         self.places = Places()
         self.capacity = Capacity(name, max_size, loop, self.places, share)
@@ -261,6 +262,7 @@ class Pool:
                     no_schema: bool = False) -> BackendConnection | None:
         """An idle backend right now, without waiting; None if there is none or others wait first.
         Among the most recently used, one already in `state` is preferred (no sync needed)."""
+        self.usual_key = key
         if self.waiters or self.state is _POOL_PAUSED:  # (not self.paused: the hot path)
             return None
         backend = self.places.take_idle(key, state, no_schema)
@@ -311,6 +313,7 @@ class Pool:
         """Queue a checkout (FIFO, up to `timeout`); `deliver` gets the backend or the error.
         `no_schema`: only a backend with no schema selected will do. Raises QueueFull at once
         when `max_waiting_clients` already wait."""
+        self.usual_key = key
         waiter = self.queue.add(key, timeout, deliver, no_schema)
         self.connector.retry_soon_for(timeout)
         self.serve_waiters()
@@ -446,14 +449,16 @@ class Pool:
         self.ensure_min_idle()
 
     def ensure_min_idle(self) -> None:
-        """Keep min_idle backends ready, counting ones about to expire as already gone."""
+        """Keep min_idle backends ready, counting ones about to expire as already gone; new ones get
+        the key clients asked for last (a pool's clients are usually of one driver, so of one key)."""
         if not self.min_idle or self.state is not PoolState.RUNNING or self.loop.time() < self.connector.backoff_until:
             return
         soon = self.loop.time() + EXPIRY_LEAD
-        ready = sum(1 for b in self.idle if b.expires_at > soon) + len(self.pinging)
+        key = self.usual_key
+        ready = sum(1 for b in self.idle if b.expires_at > soon and b.key == key) + len(self.pinging)
         while (ready + self.connecting < self.min_idle and self.size < self.max_size
                and self.limiter.available() > 0 and self.connecting < self.max_connecting):
-            self._start_open(0)
+            self._start_open(key)
 
     # -- release and close --------------------------------------------------------
 

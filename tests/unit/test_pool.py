@@ -463,6 +463,23 @@ async def test_min_idle_is_kept_by_maintenance():
 
 
 @virtual_time
+async def test_min_idle_backends_are_of_the_key_clients_ask_for():
+    # Django's clients (mysqlclient, FOUND_ROWS and MariaDB's extended metadata) never take a backend
+    # opened for another key: min_idle backends of key 0 would only hold server connections.
+    opener = fake_opener(delay=0.1)
+    pool = make_pool(opener, max_size=5, min_idle=2)
+    pool.ensure_min_idle()
+    await advance(1)
+    assert sorted(b.key for b in pool.idle) == [0, 0]
+    backend = await pool.acquire(FOUND_ROWS, 10)  # at no cap: a new backend of its key
+    assert backend.key == FOUND_ROWS
+    pool.release(backend)
+    pool.ensure_min_idle()
+    await advance(1)
+    assert sorted(b.key for b in pool.idle if b.key == FOUND_ROWS) == [FOUND_ROWS, FOUND_ROWS]
+
+
+@virtual_time
 async def test_idle_backends_beyond_min_idle_close_at_idle_timeout():
     opener = fake_opener()
     pool = make_pool(opener, max_size=5, min_idle=1)
