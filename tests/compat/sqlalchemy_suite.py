@@ -7,9 +7,9 @@
 #
 # The pieces, in the order a comparison uses them:
 #   * sqlalchemy_sdist_dir(): the SQLAlchemy sdist of SQLALCHEMY_VERSION (the
-#     only place its test/ folder and pytest plugin ship), fetched once with
-#     `pip download --no-binary sqlalchemy` into a cache folder and unpacked
-#     there (lib/, test/ and the pytest configuration). The sdist's
+#     only place its test/ folder and pytest plugin ship), fetched once into a
+#     cache folder and unpacked there (lib/, test/ and the pytest
+#     configuration; sdist.py). The sdist's
 #     test/conftest.py puts its own lib/ first on sys.path, so the tests run
 #     the SQLAlchemy they were written for, whatever version is installed;
 #   * start_backend(): a private MariaDB (tests/support/mariadb.py) with the
@@ -31,10 +31,8 @@ import dataclasses
 import fnmatch
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tarfile
 import time
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
@@ -45,7 +43,6 @@ from tests.compat.django_suite import (
     BAD_OUTCOMES,
     PASS,
     Comparison,
-    HarnessError,
     ProxyProcess,
     ProxySettings,
     Regression,
@@ -55,6 +52,7 @@ from tests.compat.django_suite import (
     innermost_test_frame,
     process_cpu_seconds,
 )
+from tests.compat.sdist import HarnessError, Sdist, unpacked_sdist
 
 __all__ = ["HarnessError", "ProxyProcess", "ProxySettings"]
 
@@ -113,7 +111,6 @@ BACKEND_USER = "sqla"
 BACKEND_PASSWORD = "sqla-compat-secret"
 DATABASES = ("test", "test_schema")  # README.unittests.rst: `test` is the URL's, `test_schema` for schema tests
 
-PIP_TIMEOUT = 300.0  # seconds for `pip download` of the sdist
 RUN_TIMEOUT = 600.0  # seconds one pytest run may take (a leg takes 1-3 minutes)
 TEST_TIMEOUT = 120.0  # seconds one SQLAlchemy test may take (pytest-timeout), so a hang is one failure
 
@@ -125,68 +122,9 @@ TEST_TIMEOUT = 120.0  # seconds one SQLAlchemy test may take (pytest-timeout), s
 
 def sqlalchemy_sdist_dir(version: str = SQLALCHEMY_VERSION, cache: Path = DEFAULT_CACHE, log=print) -> Path:
     """The unpacked sdist (lib/, test/, setup.cfg, pyproject.toml) of SQLAlchemy `version`, made once in `cache`."""
-    unpacked = cache / f"sqlalchemy-{version}"
-    if (unpacked / ".complete").exists():
-        return unpacked
-    sdist = _find_sdist(cache, version) or _download_sdist(cache, version, log)
-    log(f"unpacking {sdist.name} into {unpacked}")
-    partial = cache / f".sqlalchemy-{version}.partial"
-    _remove_tree(partial)
-    _extract(sdist, partial)
-    if not (partial / "test" / "conftest.py").exists():
-        _remove_tree(partial)
-        raise HarnessError(f"{sdist} has no test/conftest.py (SQLAlchemy's pytest plugin)")
-    _remove_tree(unpacked)
-    partial.rename(unpacked)
-    (unpacked / ".complete").write_text(sdist.name + "\n")
-    return unpacked
-
-
-def _find_sdist(cache: Path, version: str) -> Path | None:
-    # The sdist is SQLAlchemy-X.Y.Z.tar.gz up to 2.0, sqlalchemy-X.Y.Z.tar.gz after.
-    wanted = f"sqlalchemy-{version}.tar.gz"
-    found = [path for path in cache.glob("*.tar.gz") if path.name.lower() == wanted]
-    return found[0] if found else None
-
-
-def _download_sdist(cache: Path, version: str, log) -> Path:
-    cache.mkdir(parents=True, exist_ok=True)
-    log(f"downloading the SQLAlchemy {version} sdist into {cache}")
-    # --no-binary for SQLAlchemy only: its build requirements (Cython...) come
-    # as wheels, where `--no-binary :all:` builds them from source (minutes).
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-           "--no-binary", "sqlalchemy", "--no-deps", "--dest", str(cache), f"sqlalchemy=={version}"]
-    try:
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=PIP_TIMEOUT)
-    except subprocess.TimeoutExpired as exc:
-        raise HarnessError(f"pip download of the SQLAlchemy {version} sdist took more than {PIP_TIMEOUT:.0f}s"
-                           ) from exc
-    sdist = _find_sdist(cache, version)
-    if done.returncode != 0 or sdist is None:
-        raise HarnessError(f"could not download the SQLAlchemy {version} sdist ({' '.join(cmd)}):\n{done.stdout}")
-    return sdist
-
-
-def _extract(sdist: Path, target: Path) -> None:
-    """Unpack <top>/{lib,test}/** and the pytest configuration of the sdist into target."""
-    wanted_files = {"setup.cfg", "pyproject.toml"}
-    with tarfile.open(sdist) as archive:
-        members = []
-        for member in archive.getmembers():
-            _, _, rest = member.name.partition("/")
-            if rest in wanted_files or (rest.split("/", 1)[0] in ("lib", "test") and "/" in rest):
-                member.name = rest
-                members.append(member)
-        if not members:
-            raise HarnessError(f"{sdist} has no lib/ or test/ folder")
-        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        archive.extractall(target, members=members, **safe)
-
-
-def _remove_tree(path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)
+    sdist = Sdist("sqlalchemy", "SQLAlchemy", version, keep=("lib", "test", "setup.cfg", "pyproject.toml"),
+                  marker="test/conftest.py", marker_is="SQLAlchemy's pytest plugin")
+    return unpacked_sdist(sdist, cache, log)
 
 
 # --------------------------------------------------------------------------
