@@ -152,10 +152,12 @@ class ProxySettings:
 
 
 class ProxyProcess:
-    """`python -m mysqlpool_proxy -c FILE` in front of `server`, logging to log_path."""
+    """`python -m mysqlpool_proxy -c FILE` in front of `server`, logging to log_path. `users` replaces
+    the one [[users]] entry of `user` and `password`; `sections` adds settings ({"backend": {...}})."""
 
     def __init__(self, server, workdir: Path, settings: ProxySettings, *, user: str = BACKEND_USER,
-                 password: str = BACKEND_PASSWORD, name: str = "proxy") -> None:
+                 password: str = BACKEND_PASSWORD, name: str = "proxy", users: list[dict] | None = None,
+                 sections: Mapping[str, Mapping[str, object]] | None = None) -> None:
         from tests.support.net import free_port
         from tests.support.proxy import render_config
 
@@ -164,13 +166,13 @@ class ProxyProcess:
         self.config_path = workdir / f"{name}.toml"
         self.log_path = workdir / f"{name}.log"
         self.settings = settings
+        config = {"proxy": {"listen": f"127.0.0.1:{self.port}", "shutdown_timeout": 5},
+                  "pool": {"mode": settings.pool_mode, "max_size": settings.max_size},
+                  "metrics": {"listen": f"127.0.0.1:{self.metrics_port}"}}
+        for section, values in (sections or {}).items():
+            config[section] = {**config.get(section, {}), **values}
         self.config_path.write_text(render_config(
-            server,
-            users=[{"name": user, "password": password}],
-            proxy={"listen": f"127.0.0.1:{self.port}", "shutdown_timeout": 5},
-            pool={"mode": settings.pool_mode, "max_size": settings.max_size},
-            metrics={"listen": f"127.0.0.1:{self.metrics_port}"},
-        ))
+            server, users=users or [{"name": user, "password": password}], **config))
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> ProxyProcess:

@@ -1,5 +1,5 @@
 # Other projects' sources, for the comparisons that run their own test suites
-# through the proxy (django_suite.py, sqlalchemy_suite.py).
+# through the proxy (django_suite.py, sqlalchemy_suite.py, driver_suite.py).
 #
 #   * unpacked_sdist(Sdist(...), cache): the sdist of PROJECT==VERSION, fetched
 #     once with `pip download --no-binary PROJECT --no-deps` into `cache` (the
@@ -8,7 +8,11 @@
 #     marker file inside them must be there: an sdist without its tests is
 #     refused, never taken for a good one). A folder that was unpacked whole
 #     is marked .complete and used as it is; a cached .tar.gz is unpacked
-#     without pip.
+#     without pip;
+#   * installed_into(requirement, folder): a package that a suite needs in
+#     another version than the project's (aiomysql's tests need SQLAlchemy
+#     1.3), installed once with `pip install --target` into a folder of its
+#     own, which that suite's runs put on PYTHONPATH.
 # HarnessError is what every comparison raises when it cannot be made.
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
-PIP_TIMEOUT = 300.0  # seconds for `pip download` of an sdist
+PIP_TIMEOUT = 300.0  # seconds for one `pip download` or `pip install --target`
 
 
 class HarnessError(RuntimeError):
@@ -107,3 +111,25 @@ def _remove_tree(path: Path) -> None:
     if path.exists():
         shutil.rmtree(path)
 
+
+def installed_into(requirement: str, folder: Path, log: Callable[[str], None] = print) -> Path:
+    """`folder` with `requirement` (e.g. "sqlalchemy==1.3.24", no dependencies) installed in it, once."""
+    if (folder / ".complete").exists():
+        return folder
+    log(f"installing {requirement} into {folder}")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = folder.with_name(f".{folder.name}.partial")
+    _remove_tree(partial)
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+           "--target", str(partial), requirement]
+    try:
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=PIP_TIMEOUT)
+    except subprocess.TimeoutExpired as exc:
+        raise HarnessError(f"pip install of {requirement} took more than {PIP_TIMEOUT:.0f}s") from exc
+    if done.returncode != 0:
+        _remove_tree(partial)
+        raise HarnessError(f"could not install {requirement} ({' '.join(cmd)}):\n{done.stdout}")
+    _remove_tree(folder)
+    partial.rename(folder)
+    (folder / ".complete").write_text(requirement + "\n")
+    return folder
