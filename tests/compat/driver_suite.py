@@ -74,9 +74,10 @@ RUN_TIMEOUT = 300.0  # seconds one pytest run may take (the aiomysql leg takes a
 KNOWN_DIFFERENCES: dict[str, str] = {
     "aiomysql: tests/test_issues.py::test_issue_36[[]*":
         "it looks for its own connection in SHOW PROCESSLIST and KILLs that id: through the proxy the process "
-        "list is the server's, with the server's thread ids (in transaction pooling a client has no server "
-        "connection of its own between statements), while KILL takes the proxy's connection ids, those of "
-        "CONNECTION_ID() (README: Identity, diagnostics and user variables)",
+        "list is the server's, with the server's thread ids, while KILL takes the proxy's connection ids, those "
+        "of CONNECTION_ID(); a client's id is the proxy's, not that of the server connection serving it (in "
+        "transaction pooling, another one from one transaction to the next) (README: Identity, diagnostics and "
+        "user variables)",
 }
 
 
