@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shutil
 import sys
 import time
@@ -32,9 +31,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.compat import sqlalchemy_suite as suite  # noqa: E402
-
-EXIT_OK, EXIT_REGRESSIONS, EXIT_HARNESS = 0, 1, 2
+from tests.compat import pytest_suite, sqlalchemy_suite as suite  # noqa: E402
+from tests.compat.pytest_suite import EXIT_HARNESS  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -129,11 +127,11 @@ def run_leg(args, leg, sdist_dir: Path, workdir: Path, direct_server, proxy, seq
     options = dict(workdir=workdir, timeout=args.timeout)
 
     def direct():
-        return suite.PytestRun("direct", leg, sdist_dir, host=direct_server.host, port=direct_server.port, **options)
+        return suite.pytest_run("direct", leg, sdist_dir, host=direct_server.host, port=direct_server.port, **options)
 
     def through_proxy():
-        return suite.PytestRun("proxy", leg, sdist_dir, host="127.0.0.1", port=proxy.port,
-                               watch_pid=proxy.proc.pid, **options)
+        return suite.pytest_run("proxy", leg, sdist_dir, host="127.0.0.1", port=proxy.port,
+                                watch_pid=proxy.proc.pid, **options)
 
     starters = [start for name, start in (("direct", direct), ("proxy", through_proxy))
                 if args.only in (None, name)]
@@ -144,49 +142,11 @@ def run_leg(args, leg, sdist_dir: Path, workdir: Path, direct_server, proxy, seq
 
 
 def conclude(args, legs, runs, server_version, workdir: Path, seconds: float) -> int:
-    for run in runs.values():
-        if not run.outcomes:
-            log(f"the {run.leg} {run.name} run reported no test; the end of {run.log_path}:\n{run.log_tail()}")
-            write_report(args, workdir, runs, {}, server_version)
-            return EXIT_HARNESS
-    comparisons = {}
-    if args.only is None:
-        for leg in legs:
-            result = suite.compare(runs[leg.name, "direct"].outcomes, runs[leg.name, "proxy"].outcomes)
-            comparisons[leg.name] = result
-            print(f"== {leg.name}", flush=True)
-            print(suite.format_leg_comparison(result), flush=True)
-    write_report(args, workdir, runs, comparisons, server_version)
-    log(f"done in {seconds:.0f}s; logs and report.json in {workdir}")
-    if any(run.exit_code is None for run in runs.values()):
-        log(f"a run was killed after {args.timeout:.0f}s")
-        return EXIT_HARNESS
-    return EXIT_REGRESSIONS if any(result.comparison.regressions for result in comparisons.values()) else EXIT_OK
-
-
-def write_report(args, workdir: Path, runs, comparisons, server_version) -> None:
-    report = {
-        "sqlalchemy": suite.SQLALCHEMY_VERSION, "server": server_version,
-        "proxy": {"mode": args.pool_mode, "max_size": args.max_size},
-        "known_differences": suite.KNOWN_DIFFERENCES,
-        "runs": {f"{leg} {name}": {"exit_code": run.exit_code, "seconds": round(run.seconds, 1),
-                                    "cpu_seconds": {k: round(v, 1) for k, v in run.cpu.items()},
-                                    "counts": dict(run.counts()), "results": run.outcomes is not None,
-                                    "log": str(run.log_path)}
-                 for (leg, name), run in runs.items()},
-        "regressions": [dataclasses.asdict(regression) for result in comparisons.values()
-                        for regression in result.comparison.regressions],
-        "known": [{**dataclasses.asdict(regression), "cause": cause} for result in comparisons.values()
-                  for regression, cause in result.known],
-        "stale_known_differences": [pattern for result in comparisons.values() for pattern in result.stale],
-        "both_failed": [test_id for result in comparisons.values() for test_id in result.comparison.both_failed],
-        "proxy_only_passed": [test_id for result in comparisons.values()
-                              for test_id in result.comparison.proxy_only_passed],
-    }
-    text = json.dumps(report, indent=1)
-    (workdir / "report.json").write_text(text)
-    if args.report:
-        args.report.write_text(text)
+    meta = {"sqlalchemy": suite.SQLALCHEMY_VERSION, "server": server_version,
+            "proxy": {"mode": args.pool_mode, "max_size": args.max_size},
+            "known_differences": suite.KNOWN_DIFFERENCES}
+    return pytest_suite.conclude(runs, [leg.name for leg in legs], suite.compare, compared=args.only is None,
+                                 meta=meta, workdir=workdir, report_copy=args.report, log=log, seconds=seconds)
 
 
 if __name__ == "__main__":

@@ -422,18 +422,29 @@ class BackendConnection(asyncio.Protocol):
     # -- closing ----------------------------------------------------------------
 
     def close(self, reason: BackendCloseReason) -> None:
-        """Stop using this backend now; say COM_QUIT and let the server close its end.
+        """Stop using this backend now.
 
-        Its pool slot is held until the socket is really closed (or QUIT_WAIT
-        passes), so the server never counts more connections than the caps.
+        A server waiting for a command is told COM_QUIT and closes its end; the
+        pool slot is held until then (or until QUIT_WAIT passes), so the server
+        never counts more connections than the caps. A server that is not
+        reading commands would not read COM_QUIT until it had finished the
+        command in flight: one sending a result would go on producing it for
+        nobody, one waiting for LOCAL INFILE data would take COM_QUIT for more
+        of the file, holding its locks. So then the proxy hangs up, as a client
+        that dies does on a direct connection, and the server stops at once;
+        bytes of a command it has not read yet are dropped with the socket.
         """
         if self.state is BackendState.CLOSED:
             return
+        at_boundary = self.tracker.done and not self.unsent  # the server waits for a command, and only that
         self.close_reason = reason
         self._lost(reason)
         transport = self.transport
         if transport is None or transport.is_closing():
             self._gone()
+            return
+        if not at_boundary:
+            transport.abort()  # its connection_lost frees the pool slot
             return
         try:
             transport.write(_COM_QUIT)

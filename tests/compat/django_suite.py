@@ -6,7 +6,7 @@
 # The pieces, in the order a comparison uses them:
 #   * django_tests_dir(): the `tests/` folder of the Django sdist whose version
 #     is installed (Django ships its test suite only in the sdist), fetched
-#     once with `pip download` into a cache folder and unpacked there;
+#     once into a cache folder and unpacked there (sdist.py);
 #   * start_backend(): a private MariaDB (tests/support/mariadb.py) with the
 #     time zone tables loaded and one root-like account, `django`, which both
 #     runs use (Django's test runner creates and drops its test databases);
@@ -28,11 +28,9 @@ import dataclasses
 import json
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 import urllib.error
@@ -41,6 +39,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
+
+from tests.compat.sdist import HarnessError, Sdist, unpacked_sdist
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPAT_DIR = Path(__file__).resolve().parent
@@ -81,7 +81,6 @@ BACKEND_USER = "django"
 BACKEND_PASSWORD = "django-compat-secret"
 ZONEINFO = Path("/usr/share/zoneinfo")
 
-PIP_TIMEOUT = 300.0  # seconds for `pip download` of the sdist
 PROXY_READY_TIMEOUT = 30.0  # seconds until the proxy's /readyz must answer 200
 PROXY_STOP_TIMEOUT = 20.0  # seconds a SIGTERMed proxy may take to exit
 RUN_TIMEOUT = 900.0  # seconds one Django run may take (the whole default list takes 1-2 minutes)
@@ -89,10 +88,6 @@ RUN_TIMEOUT = 900.0  # seconds one Django run may take (the whole default list t
 PASS = "pass"
 BAD_OUTCOMES = frozenset({"fail", "error", "xpass"})
 MISSING = "missing"  # passed directly, never reported through the proxy
-
-
-class HarnessError(RuntimeError):
-    """The comparison could not be made (not: the proxy failed tests)."""
 
 
 # --------------------------------------------------------------------------
@@ -106,66 +101,8 @@ def installed_django_version() -> str:
 
 def django_tests_dir(version: str, cache: Path = DEFAULT_CACHE, log=print) -> Path:
     """The sdist's tests/ folder for Django `version`, downloaded and unpacked once into `cache`."""
-    unpacked = cache / f"django-{version}"
-    tests = unpacked / "tests"
-    if (unpacked / ".complete").exists():
-        return tests
-    sdist = _find_sdist(cache, version) or _download_sdist(cache, version, log)
-    log(f"unpacking the tests of {sdist.name} into {unpacked}")
-    partial = cache / f".django-{version}.partial"
-    _remove_tree(partial)
-    _extract_tests(sdist, partial)
-    if not (partial / "tests" / "runtests.py").exists():
-        _remove_tree(partial)
-        raise HarnessError(f"{sdist} has no tests/runtests.py")
-    _remove_tree(unpacked)
-    partial.rename(unpacked)
-    (unpacked / ".complete").write_text(sdist.name + "\n")
-    return tests
-
-
-def _find_sdist(cache: Path, version: str) -> Path | None:
-    # Older sdists are named Django-X.Y.Z.tar.gz, newer ones django-X.Y.Z.tar.gz.
-    wanted = f"django-{version}.tar.gz"
-    found = [path for path in cache.glob("*.tar.gz") if path.name.lower() == wanted]
-    return found[0] if found else None
-
-
-def _download_sdist(cache: Path, version: str, log) -> Path:
-    cache.mkdir(parents=True, exist_ok=True)
-    log(f"downloading the Django {version} sdist into {cache}")
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-           "--no-binary", ":all:", "--no-deps", "--dest", str(cache), f"django=={version}"]
-    try:
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=PIP_TIMEOUT)
-    except subprocess.TimeoutExpired as exc:
-        raise HarnessError(f"pip download of Django {version} took more than {PIP_TIMEOUT:.0f}s") from exc
-    sdist = _find_sdist(cache, version)
-    if done.returncode != 0 or sdist is None:
-        raise HarnessError(f"could not download the Django {version} sdist ({' '.join(cmd)}):\n{done.stdout}")
-    return sdist
-
-
-def _extract_tests(sdist: Path, target: Path) -> None:
-    """Unpack <top>/tests/** of the sdist as target/tests/**."""
-    with tarfile.open(sdist) as archive:
-        members = []
-        for member in archive.getmembers():
-            top, _, rest = member.name.partition("/")
-            if rest == "tests" or rest.startswith("tests/"):
-                member.name = rest
-                members.append(member)
-        if not members:
-            raise HarnessError(f"{sdist} has no tests/ folder")
-        # The "data" filter refuses links and paths out of target (Python 3.11.4 and later).
-        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        archive.extractall(target, members=members, **safe)
-
-
-def _remove_tree(path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)
+    sdist = Sdist("django", "Django", version, keep=("tests",), marker="tests/runtests.py")
+    return unpacked_sdist(sdist, cache, log) / "tests"
 
 
 # --------------------------------------------------------------------------
@@ -215,10 +152,12 @@ class ProxySettings:
 
 
 class ProxyProcess:
-    """`python -m mysqlpool_proxy -c FILE` in front of `server`, logging to log_path."""
+    """`python -m mysqlpool_proxy -c FILE` in front of `server`, logging to log_path. `users` replaces
+    the one [[users]] entry of `user` and `password`; `sections` adds settings ({"backend": {...}})."""
 
     def __init__(self, server, workdir: Path, settings: ProxySettings, *, user: str = BACKEND_USER,
-                 password: str = BACKEND_PASSWORD, name: str = "proxy") -> None:
+                 password: str = BACKEND_PASSWORD, name: str = "proxy", users: list[dict] | None = None,
+                 sections: Mapping[str, Mapping[str, object]] | None = None) -> None:
         from tests.support.net import free_port
         from tests.support.proxy import render_config
 
@@ -227,13 +166,13 @@ class ProxyProcess:
         self.config_path = workdir / f"{name}.toml"
         self.log_path = workdir / f"{name}.log"
         self.settings = settings
+        config = {"proxy": {"listen": f"127.0.0.1:{self.port}", "shutdown_timeout": 5},
+                  "pool": {"mode": settings.pool_mode, "max_size": settings.max_size},
+                  "metrics": {"listen": f"127.0.0.1:{self.metrics_port}"}}
+        for section, values in (sections or {}).items():
+            config[section] = {**config.get(section, {}), **values}
         self.config_path.write_text(render_config(
-            server,
-            users=[{"name": user, "password": password}],
-            proxy={"listen": f"127.0.0.1:{self.port}", "shutdown_timeout": 5},
-            pool={"mode": settings.pool_mode, "max_size": settings.max_size},
-            metrics={"listen": f"127.0.0.1:{self.metrics_port}"},
-        ))
+            server, users=users or [{"name": user, "password": password}], **config))
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> ProxyProcess:
@@ -554,9 +493,8 @@ def format_comparison(comparison: Comparison, limit_per_group: int = 12) -> str:
                 lines.append(f"      ... and {len(group) - limit_per_group} more")
     else:
         lines.append("no regression: every test that passes directly passes through the proxy")
-    for holder in sorted(comparison.class_errors):
-        lines.append(f"  error outside any test, through the proxy only: {holder}: "
-                     f"{error_line(comparison.class_errors[holder], 'error')}")
+    lines += [f"  error outside any test, through the proxy only: {holder}: "
+              f"{error_line(comparison.class_errors[holder], 'error')}" for holder in sorted(comparison.class_errors)]
     groups = comparison.db_error_groups()
     if groups:
         lines.append("server errors met through the proxy only (also those Django swallowed in passing tests):")

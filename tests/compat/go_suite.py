@@ -253,21 +253,11 @@ def start_proxy(server, workdir: Path, settings: ProxySettings, tls,
                 extra: Mapping[str, Mapping[str, object]] | None = None) -> ProxyProcess:
     """A proxy process in front of `server`, offering TLS to clients with the test certificate;
     `extra` adds or overrides settings ({"pool": {"ping_after": 0}})."""
-    from tests.support.proxy import render_config
-
-    proxy = ProxyProcess(server, workdir, settings, user=BACKEND_USER, password=BACKEND_PASSWORD)
-    # ProxyProcess writes a config without TLS; this one is the same plus the certificate and `extra`.
-    sections: dict[str, dict[str, object]] = {
-        "proxy": {"listen": f"127.0.0.1:{proxy.port}", "shutdown_timeout": 5, "tls_cert": tls.cert,
-                  "tls_key": tls.key},
-        "pool": {"mode": settings.pool_mode, "max_size": settings.max_size},
-        "metrics": {"listen": f"127.0.0.1:{proxy.metrics_port}"},
-    }
+    sections: dict[str, dict[str, object]] = {"proxy": {"tls_cert": tls.cert, "tls_key": tls.key}}
     for section, values in (extra or {}).items():
         sections.setdefault(section, {}).update(values)
-    proxy.config_path.write_text(render_config(
-        server, users=[{"name": BACKEND_USER, "password": BACKEND_PASSWORD}], **sections))
-    return proxy.start()
+    return ProxyProcess(server, workdir, settings, user=BACKEND_USER, password=BACKEND_PASSWORD,
+                        sections=sections).start()
 
 
 def parse_setting(text: str) -> tuple[str, str, object]:

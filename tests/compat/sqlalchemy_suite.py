@@ -3,13 +3,14 @@
 # the proxy is a regression of the proxy, unless KNOWN_DIFFERENCES names it
 # with its cause. scripts/sqlalchemy-compat.py is the command line;
 # tests/compat/test_sqlalchemy_suite.py runs it in CI. The Django comparison
-# (django_suite.py) is the model; its proxy process and comparison are reused.
+# (django_suite.py) is the model; its proxy process is reused, and the pytest
+# run and comparison are pytest_suite.py's, shared with driver_suite.py.
 #
 # The pieces, in the order a comparison uses them:
 #   * sqlalchemy_sdist_dir(): the SQLAlchemy sdist of SQLALCHEMY_VERSION (the
-#     only place its test/ folder and pytest plugin ship), fetched once with
-#     `pip download --no-binary sqlalchemy` into a cache folder and unpacked
-#     there (lib/, test/ and the pytest configuration). The sdist's
+#     only place its test/ folder and pytest plugin ship), fetched once into a
+#     cache folder and unpacked there (lib/, test/ and the pytest
+#     configuration; sdist.py). The sdist's
 #     test/conftest.py puts its own lib/ first on sys.path, so the tests run
 #     the SQLAlchemy they were written for, whatever version is installed;
 #   * start_backend(): a private MariaDB (tests/support/mariadb.py) with the
@@ -19,44 +20,29 @@
 #     database names are fixed: two runs cannot share a server);
 #   * django_suite.ProxyProcess: `python -m mysqlpool_proxy -c FILE`, a real
 #     process (transaction pooling, max_size 4 by default);
-#   * run_pytest(): `pytest --dburi mysql+DRIVER://... --backend-only` in the
+#   * pytest_run(): `pytest --dburi mysql+DRIVER://... --backend-only` in the
 #     unpacked sdist for each leg (a driver and the test files it runs), with
 #     a JUnit XML file that parse_junit() turns into
-#     {test id: {"outcome", "detail", "seconds"}};
-#   * compare(): django_suite.compare() on the two outcome maps, then the
-#     regressions that KNOWN_DIFFERENCES names are set apart with their cause.
+#     {test id: {"outcome", "detail", "seconds"}}, the ids normalised so that
+#     both runs name a test alike;
+#   * compare(): pytest_suite.compare() with KNOWN_DIFFERENCES: the tests that
+#     pass directly and not through the proxy, those KNOWN_DIFFERENCES names
+#     set apart with their cause.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
-import os
 import re
-import shutil
-import subprocess
-import sys
-import tarfile
-import time
 import xml.etree.ElementTree as ElementTree
-from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.compat.django_suite import (
-    BAD_OUTCOMES,
-    PASS,
-    Comparison,
-    HarnessError,
-    ProxyProcess,
-    ProxySettings,
-    Regression,
-    compare as compare_outcomes,
-    error_line,
-    format_comparison,
-    innermost_test_frame,
-    process_cpu_seconds,
-)
+from tests.compat import pytest_suite
+from tests.compat.django_suite import ProxyProcess, ProxySettings
+from tests.compat.pytest_suite import LegComparison, RunResult, describe_run, format_leg_comparison
+from tests.compat.sdist import HarnessError, Sdist, unpacked_sdist
 
-__all__ = ["HarnessError", "ProxyProcess", "ProxySettings"]
+__all__ = ["HarnessError", "LegComparison", "ProxyProcess", "ProxySettings", "RunResult", "describe_run",
+           "format_leg_comparison"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "sqlalchemy-compat"
@@ -113,9 +99,7 @@ BACKEND_USER = "sqla"
 BACKEND_PASSWORD = "sqla-compat-secret"
 DATABASES = ("test", "test_schema")  # README.unittests.rst: `test` is the URL's, `test_schema` for schema tests
 
-PIP_TIMEOUT = 300.0  # seconds for `pip download` of the sdist
 RUN_TIMEOUT = 600.0  # seconds one pytest run may take (a leg takes 1-3 minutes)
-TEST_TIMEOUT = 120.0  # seconds one SQLAlchemy test may take (pytest-timeout), so a hang is one failure
 
 
 # --------------------------------------------------------------------------
@@ -125,68 +109,9 @@ TEST_TIMEOUT = 120.0  # seconds one SQLAlchemy test may take (pytest-timeout), s
 
 def sqlalchemy_sdist_dir(version: str = SQLALCHEMY_VERSION, cache: Path = DEFAULT_CACHE, log=print) -> Path:
     """The unpacked sdist (lib/, test/, setup.cfg, pyproject.toml) of SQLAlchemy `version`, made once in `cache`."""
-    unpacked = cache / f"sqlalchemy-{version}"
-    if (unpacked / ".complete").exists():
-        return unpacked
-    sdist = _find_sdist(cache, version) or _download_sdist(cache, version, log)
-    log(f"unpacking {sdist.name} into {unpacked}")
-    partial = cache / f".sqlalchemy-{version}.partial"
-    _remove_tree(partial)
-    _extract(sdist, partial)
-    if not (partial / "test" / "conftest.py").exists():
-        _remove_tree(partial)
-        raise HarnessError(f"{sdist} has no test/conftest.py (SQLAlchemy's pytest plugin)")
-    _remove_tree(unpacked)
-    partial.rename(unpacked)
-    (unpacked / ".complete").write_text(sdist.name + "\n")
-    return unpacked
-
-
-def _find_sdist(cache: Path, version: str) -> Path | None:
-    # The sdist is SQLAlchemy-X.Y.Z.tar.gz up to 2.0, sqlalchemy-X.Y.Z.tar.gz after.
-    wanted = f"sqlalchemy-{version}.tar.gz"
-    found = [path for path in cache.glob("*.tar.gz") if path.name.lower() == wanted]
-    return found[0] if found else None
-
-
-def _download_sdist(cache: Path, version: str, log) -> Path:
-    cache.mkdir(parents=True, exist_ok=True)
-    log(f"downloading the SQLAlchemy {version} sdist into {cache}")
-    # --no-binary for SQLAlchemy only: its build requirements (Cython...) come
-    # as wheels, where `--no-binary :all:` builds them from source (minutes).
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-           "--no-binary", "sqlalchemy", "--no-deps", "--dest", str(cache), f"sqlalchemy=={version}"]
-    try:
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=PIP_TIMEOUT)
-    except subprocess.TimeoutExpired as exc:
-        raise HarnessError(f"pip download of the SQLAlchemy {version} sdist took more than {PIP_TIMEOUT:.0f}s"
-                           ) from exc
-    sdist = _find_sdist(cache, version)
-    if done.returncode != 0 or sdist is None:
-        raise HarnessError(f"could not download the SQLAlchemy {version} sdist ({' '.join(cmd)}):\n{done.stdout}")
-    return sdist
-
-
-def _extract(sdist: Path, target: Path) -> None:
-    """Unpack <top>/{lib,test}/** and the pytest configuration of the sdist into target."""
-    wanted_files = {"setup.cfg", "pyproject.toml"}
-    with tarfile.open(sdist) as archive:
-        members = []
-        for member in archive.getmembers():
-            _, _, rest = member.name.partition("/")
-            if rest in wanted_files or (rest.split("/", 1)[0] in ("lib", "test") and "/" in rest):
-                member.name = rest
-                members.append(member)
-        if not members:
-            raise HarnessError(f"{sdist} has no lib/ or test/ folder")
-        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        archive.extractall(target, members=members, **safe)
-
-
-def _remove_tree(path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)
+    sdist = Sdist("sqlalchemy", "SQLAlchemy", version, keep=("lib", "test", "setup.cfg", "pyproject.toml"),
+                  marker="test/conftest.py", marker_is="SQLAlchemy's pytest plugin")
+    return unpacked_sdist(sdist, cache, log)
 
 
 # --------------------------------------------------------------------------
@@ -219,64 +144,12 @@ def dburi(leg: Leg, host: str, port: int) -> str:
 # --------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class RunResult:
-    name: str  # "direct" or "proxy"
-    leg: str
-    exit_code: int | None  # None: killed after the timeout
-    seconds: float
-    outcomes: dict[str, dict] | None  # None: no JUnit file (pytest crashed)
-    log_path: Path
-    cpu: dict[str, float] = dataclasses.field(default_factory=dict)  # CPU seconds of the proxy
-
-    def counts(self) -> Counter:
-        return Counter(entry["outcome"] for entry in (self.outcomes or {}).values())
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-class PytestRun:
-    """`pytest PATHS --dburi URL` in the unpacked sdist, started now, waited for by wait()."""
-
-    def __init__(self, name: str, leg: Leg, sdist_dir: Path, *, host: str, port: int, workdir: Path,
-                 timeout: float = RUN_TIMEOUT, watch_pid: int | None = None) -> None:
-        self.name, self.leg, self.timeout, self.watch_pid = name, leg, timeout, watch_pid
-        self.junit_path = workdir / f"junit-{leg.name}-{name}.xml"
-        self.log_path = workdir / f"run-{leg.name}-{name}.log"
-        self.junit_path.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "pytest", *leg.paths, "--dburi", dburi(leg, host, port),
-               *(["--backend-only"] if leg.backend_only else []), "-p", "no:cacheprovider",
-               f"--junitxml={self.junit_path}", "-o", "junit_family=xunit2", f"--timeout={TEST_TIMEOUT:.0f}", "-q"]
-        env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTEST_ADDOPTS")}
-        self.cpu_before = process_cpu_seconds(watch_pid) if watch_pid else None
-        self.began = time.monotonic()
-        with open(self.log_path, "wb") as log:
-            # Its own process group, so that a timeout ends whatever it started.
-            self.proc = subprocess.Popen(cmd, cwd=sdist_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-
-    def wait(self) -> RunResult:
-        try:
-            code: int | None = self.proc.wait(max(0.0, self.began + self.timeout - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, 9)
-            self.proc.wait(30)
-            code = None
-        seconds = time.monotonic() - self.began
-        cpu = {}
-        if self.watch_pid and self.cpu_before is not None:
-            after = process_cpu_seconds(self.watch_pid)
-            if after is not None:
-                cpu["proxy"] = after - self.cpu_before
-        outcomes = None
-        if self.junit_path.exists():
-            outcomes = {f"{self.leg.name}: {test_id}": entry
-                        for test_id, entry in parse_junit(self.junit_path.read_text(errors="replace")).items()}
-        return RunResult(self.name, self.leg.name, code, seconds, outcomes, self.log_path, cpu)
+def pytest_run(name: str, leg: Leg, sdist_dir: Path, *, host: str, port: int, workdir: Path,
+               timeout: float = RUN_TIMEOUT, watch_pid: int | None = None) -> pytest_suite.PytestRun:
+    """`pytest PATHS --dburi URL` in the unpacked sdist, started now."""
+    args = [*leg.paths, "--dburi", dburi(leg, host, port), *(["--backend-only"] if leg.backend_only else [])]
+    return pytest_suite.PytestRun(name, leg.name, sdist_dir, args, workdir=workdir, timeout=timeout,
+                                  watch_pid=watch_pid, test_id=junit_test_id)
 
 
 # --------------------------------------------------------------------------
@@ -299,83 +172,16 @@ def normalise_test_id(classname: str, name: str) -> str:
     return f"{'/'.join(parts)}.py::{name}"
 
 
+def junit_test_id(case: ElementTree.Element) -> str:
+    return normalise_test_id(case.get("classname", ""), case.get("name", ""))
+
+
 def parse_junit(text: str) -> dict[str, dict]:
-    """{test id: {"outcome", "detail", "seconds"}} from pytest's JUnit XML; a test's setup or
-    teardown error counts as its error."""
-    outcomes: dict[str, dict] = {}
-    root = ElementTree.fromstring(text)
-    for case in root.iter("testcase"):
-        test_id = normalise_test_id(case.get("classname", ""), case.get("name", ""))
-        outcome, detail = PASS, ""
-        for child in case:
-            if child.tag in ("failure", "error"):
-                outcome = "fail" if child.tag == "failure" else "error"
-                detail = child.text or child.get("message", "")
-                break
-            if child.tag == "skipped":
-                kind = child.get("type", "")
-                outcome = "xfail" if kind == "pytest.xfail" else "skip"
-                detail = child.get("message", "")
-        previous = outcomes.get(test_id)
-        if previous and previous["outcome"] in BAD_OUTCOMES:
-            continue  # a teardown error is reported as a second testcase: keep the first bad outcome
-        outcomes[test_id] = {"outcome": outcome, "detail": detail, "seconds": float(case.get("time") or 0.0)}
-    return outcomes
-
-
-# --------------------------------------------------------------------------
-# Comparison (pure)
-# --------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class LegComparison:
-    comparison: Comparison  # its regressions are the unexplained ones
-    known: list[tuple[Regression, str]]  # regressions KNOWN_DIFFERENCES names, with the cause
-    stale: list[str]  # KNOWN_DIFFERENCES patterns whose tests now pass through the proxy
-
-
-def known_cause(test_id: str, known: Mapping[str, str]) -> str | None:
-    return next((cause for pattern, cause in known.items() if fnmatch.fnmatchcase(test_id, pattern)), None)
+    """{test id: {"outcome", "detail", "seconds"}} from pytest's JUnit XML (see pytest_suite.parse_junit)."""
+    return pytest_suite.parse_junit(text, junit_test_id)
 
 
 def compare(direct: Mapping[str, Mapping], proxy: Mapping[str, Mapping],
             known: Mapping[str, str] = KNOWN_DIFFERENCES) -> LegComparison:
     """Regressions (pass directly, not through the proxy), those KNOWN_DIFFERENCES explains set apart."""
-    comparison = compare_outcomes(direct, proxy)
-    unexplained, explained = [], []
-    for regression in comparison.regressions:
-        regression = dataclasses.replace(regression, where=innermost_test_frame(regression.detail, "/test/"))
-        cause = known_cause(regression.test_id, known)
-        if cause is None:
-            unexplained.append(regression)
-        else:
-            explained.append((regression, cause))
-    comparison.regressions = unexplained
-    failing = {regression.test_id for regression, _ in explained}
-    stale = [pattern for pattern in known
-             if not any(fnmatch.fnmatchcase(test_id, pattern) for test_id in failing)
-             and any(fnmatch.fnmatchcase(test_id, pattern) and proxy.get(test_id, {}).get("outcome") == PASS
-                     for test_id in direct)]
-    return LegComparison(comparison, explained, stale)
-
-
-def format_leg_comparison(result: LegComparison) -> str:
-    lines = [format_comparison(result.comparison)]
-    if result.known:
-        lines.append(f"{len(result.known)} test(s) fail through the proxy as KNOWN_DIFFERENCES says (not counted):")
-        lines += [f"      {regression.test_id}: {error_line(regression.detail, regression.proxy)} -- {cause}"
-                  for regression, cause in result.known]
-    lines += [f"KNOWN_DIFFERENCES entry {pattern!r} passes through the proxy now: remove it"
-              for pattern in result.stale]
-    return "\n".join(lines)
-
-
-def describe_run(run: RunResult) -> str:
-    counts = run.counts()
-    parts = ", ".join(f"{counts[name]} {name}" for name in ("pass", "skip", "xfail", "fail", "error") if counts[name])
-    status = "killed after the timeout" if run.exit_code is None else f"exit {run.exit_code}"
-    cpu = "".join(f"; {label} CPU {seconds:.0f}s" for label, seconds in run.cpu.items())
-    if run.outcomes is None:
-        return f"{run.leg} {run.name}: no results ({status}, {run.seconds:.0f}s); log {run.log_path}"
-    return f"{run.leg} {run.name}: {len(run.outcomes)} tests in {run.seconds:.0f}s ({status}): {parts}{cpu}"
+    return pytest_suite.compare(direct, proxy, known, "/test/")

@@ -103,7 +103,8 @@ def test_the_same_error_twice_through_the_proxy_and_once_directly_leaves_one():
 
 
 def test_error_line_is_the_exception_after_the_last_frame():
-    assert error_line(TRACEBACK, "error") == "django.db.utils.OperationalError: (1305, 'SAVEPOINT s1_x2 does not exist')"
+    assert error_line(TRACEBACK, "error") == \
+        "django.db.utils.OperationalError: (1305, 'SAVEPOINT s1_x2 does not exist')"
     assert error_line("AssertionError: 1 != 2\n\nmore text", "fail") == "AssertionError: 1 != 2"
     assert error_line("", "error") == "error"
     assert error_line("", "xpass") == "unexpected success"

@@ -1,4 +1,4 @@
-# Where the Django comparison gets Django's tests from (django_suite.django_tests_dir),
+# Where the Django comparison gets Django's tests from (django_suite.django_tests_dir, through sdist.py),
 # on a small sdist made here: only its tests/ folder is unpacked, once; a
 # cached sdist or unpacked folder is used again without downloading.
 import io
@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from tests.compat import django_suite
+from tests.compat import sdist
 from tests.compat.django_suite import HarnessError, django_tests_dir
 
 
@@ -27,7 +27,7 @@ def no_download(monkeypatch):
     def refuse(*args):
         raise AssertionError("downloaded although the sdist was cached")
 
-    monkeypatch.setattr(django_suite, "_download_sdist", refuse)
+    monkeypatch.setattr(sdist, "_download_sdist", refuse)
 
 
 def test_only_the_tests_folder_of_a_cached_sdist_is_unpacked(tmp_path, no_download):
@@ -42,9 +42,9 @@ def test_only_the_tests_folder_of_a_cached_sdist_is_unpacked(tmp_path, no_downlo
 
 
 def test_a_second_call_uses_the_unpacked_folder(tmp_path, no_download):
-    sdist = make_sdist(tmp_path, "9.9.9")
+    archive = make_sdist(tmp_path, "9.9.9")
     django_tests_dir("9.9.9", tmp_path, log=lambda message: None)
-    sdist.unlink()
+    archive.unlink()
 
     assert django_tests_dir("9.9.9", tmp_path, log=lambda message: None) == tmp_path / "django-9.9.9" / "tests"
 
@@ -58,6 +58,6 @@ def test_older_capitalised_sdist_names_are_found(tmp_path, no_download):
 def test_an_sdist_without_runtests_is_refused(tmp_path, no_download):
     make_sdist(tmp_path, "9.9.9", files={"tests/other.py": ""})
 
-    with pytest.raises(HarnessError, match="no tests/runtests.py"):
+    with pytest.raises(HarnessError, match=r"no tests/runtests\.py"):
         django_tests_dir("9.9.9", tmp_path, log=lambda message: None)
     assert not (tmp_path / "django-9.9.9").exists()  # not taken for a good one next time

@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from tests.compat import sqlalchemy_suite
+from tests.compat import sdist
 from tests.compat.sqlalchemy_suite import (
     HarnessError,
     compare,
@@ -150,7 +150,7 @@ def no_download(monkeypatch):
     def refuse(*args):
         raise AssertionError("downloaded although the sdist was cached")
 
-    monkeypatch.setattr(sqlalchemy_suite, "_download_sdist", refuse)
+    monkeypatch.setattr(sdist, "_download_sdist", refuse)
 
 
 def test_lib_test_and_the_pytest_configuration_of_a_cached_sdist_are_unpacked(tmp_path, no_download):
@@ -166,9 +166,9 @@ def test_lib_test_and_the_pytest_configuration_of_a_cached_sdist_are_unpacked(tm
 
 
 def test_a_second_call_uses_the_unpacked_folder(tmp_path, no_download):
-    sdist = make_sdist(tmp_path, "9.9.9", name="SQLAlchemy")  # the name of the sdists up to 2.0
+    archive = make_sdist(tmp_path, "9.9.9", name="SQLAlchemy")  # the name of the sdists up to 2.0
     sqlalchemy_sdist_dir("9.9.9", tmp_path, log=lambda message: None)
-    sdist.unlink()
+    archive.unlink()
 
     assert sqlalchemy_sdist_dir("9.9.9", tmp_path, log=lambda message: None) == tmp_path / "sqlalchemy-9.9.9"
 
@@ -186,7 +186,7 @@ def test_a_failed_download_names_what_is_missing(tmp_path, monkeypatch):
         returncode = 1
         stdout = "ERROR: Could not find a version that satisfies the requirement sqlalchemy==9.9.9"
 
-    monkeypatch.setattr(sqlalchemy_suite.subprocess, "run", lambda *args, **kwargs: Done())
+    monkeypatch.setattr(sdist.subprocess, "run", lambda *args, **kwargs: Done())
 
     with pytest.raises(HarnessError, match=r"(?s)could not download the SQLAlchemy 9.9.9 sdist .*Could not find"):
         sqlalchemy_sdist_dir("9.9.9", tmp_path, log=lambda message: None)

@@ -252,10 +252,55 @@ def test_a_client_that_leaves_mid_response_gets_its_backend_closed_not_pooled(se
         server.flush(sent_bytes)
         await settle()
         client.disconnect()
-        await settle()
+        await settle()  # no time passes
         assert backend.closed and backend.close_reason is BackendCloseReason.DIRTY
         assert server.closed_by == "proxy"
+        # Hung up on at once, not told COM_QUIT: a server sending a result reads no command
+        # before the result's end, and would go on producing it (for up to QUIT_WAIT) for nobody.
+        assert "quit" not in server.command_names
+        assert pool.size == 0
         assert backend not in pool.idle and pool.stats.closed["dirty"] == 1
+        await proxy.stop(0)
+
+    scenario()
+
+
+# What the client had sent when it left, and what of it the server has as the file's:
+# nothing (it refuses to send a file, as PyMySQL and aiomysql do without
+# local_infile), a whole packet, or half a packet (the server waits for the rest).
+@pytest.mark.parametrize(("sent", "file_data"), [
+    (b"", b""),
+    (encode_packet(b"1,a\n", 2), b"1,a\n"),
+    (encode_packet(b"1,a\n2,b\n", 2)[:7], b""),
+], ids=["nothing", "a_packet", "half_a_packet"])
+def test_a_client_that_leaves_during_local_infile_gets_its_backend_closed_at_once(sent, file_data):
+    # Diagnosis (found by aiomysql's test_load_local_disabled through the proxy: the
+    # next DROP TABLE waited 2 s): closing a backend wrote COM_QUIT and waited up to
+    # QUIT_WAIT for the server to hang up. A server waiting for LOCAL INFILE data
+    # takes COM_QUIT for more of the file (or for the rest of a packet cut in half)
+    # and keeps waiting, holding the LOAD DATA's locks and the pool's slot, until
+    # the proxy gives up 2 s later. A client that dies mid-upload on a direct
+    # connection closes its socket: the server sees the end at once and drops the load.
+    @virtual_time
+    async def scenario():
+        opener = fake_opener()
+        proxy = await start_proxy(opener)
+        pool = proxy.pools["app"]
+        client = await connected(proxy)
+        client.send_query("LOAD DATA LOCAL INFILE 'data.csv' INTO TABLE t")
+        await client.packet()  # the server's request for the file
+        backend = client.conn.backend
+        server, to_server = opener.servers[0], backend.transport
+        client.transport.feed(sent)
+        await settle()
+        written = len(to_server.writes)
+        client.disconnect()
+        await settle()  # no time passes
+        assert backend.closed and backend.close_reason is BackendCloseReason.DIRTY
+        assert encode_packet(b"\x01", 0) not in to_server.writes[written:]  # no COM_QUIT
+        assert to_server.is_closing() and server.closed_by == "proxy"  # hung up on, now
+        assert bytes(server.infile_data) == file_data  # the client's bytes, and nothing taken for more of the file
+        assert pool.size == 0  # its slot is free at once, not after QUIT_WAIT
         await proxy.stop(0)
 
     scenario()
