@@ -9,6 +9,7 @@ import mysql.connector
 import pymysql
 import pytest
 
+from tests.support.peak import PeakSampler
 from tests.support.proxy import APP_DB, APP_PASSWORD, APP_USER
 from tests.support.waiting import wait_until
 
@@ -39,7 +40,6 @@ def hold_a_backend(proxy):
 
 def test_100_prepared_statement_clients_share_4_backends(proxy_factory, app_server):
     """Issue 3's 'done when': mysql-connector prepared=True, transactions, max_size 4."""
-    from tests.integration.test_pooling import PeakSampler
     app_server.execute("CREATE TABLE IF NOT EXISTS appdb.ps_counter (id INT PRIMARY KEY, n INT) ENGINE=InnoDB")
     app_server.execute("REPLACE INTO appdb.ps_counter VALUES (1, 0)")
     proxy = proxy_factory(pool={"max_size": 4, "checkout_timeout": 60})

@@ -6,30 +6,11 @@ import time
 import pymysql
 import pytest
 
+from tests.support.peak import PeakSampler
 from tests.support.proxy import prepare_app_account
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-class PeakSampler(threading.Thread):
-    """Samples the server's connection count for a user until stopped; keeps the peak."""
-
-    def __init__(self, server, user):
-        super().__init__(daemon=True)
-        self.server, self.user, self.peak, self._halt = server, user, 0, threading.Event()
-
-    def run(self):
-        with self.server.connect() as conn, conn.cursor() as cur:
-            while not self._halt.is_set():
-                cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = %s", (self.user,))
-                self.peak = max(self.peak, cur.fetchone()[0])
-                time.sleep(0.005)  # sampling interval: it samples all through the run, not waiting for anything
-
-    def stop(self):
-        self._halt.set()
-        self.join(5)
-        return self.peak
 
 
 def run_clients(proxy, n, work, **connect_kwargs):

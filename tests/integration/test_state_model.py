@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import random
 import sys
-import threading
 import time
 from contextlib import closing
 
@@ -33,6 +32,7 @@ import pytest
 from tests.model.clients import DRIVERS
 from tests.model.model import KV_TABLE, ROWS_TABLE, SCHEMAS, Oracle
 from tests.model.runner import ModelFailure, Runner
+from tests.support.peak import PeakSampler
 from tests.support.proxy import APP_DB, APP_PASSWORD, APP_USER
 from tests.support.waiting import wait_until
 
@@ -75,30 +75,6 @@ def oracle(app_server):
             client.close(abrupt=False)
     wait_until(lambda: not app_server.connection_ids(APP_USER), 10, "the oracle's own connections gone")
     return found
-
-
-class PeakSampler(threading.Thread):
-    """The server's connections of `user`, sampled until stopped: the peak count, and the rows seen then."""
-
-    def __init__(self, server, user):
-        super().__init__(daemon=True)
-        self.server, self.user, self.peak, self.at_peak = server, user, 0, ()
-        self._halt = threading.Event()
-
-    def run(self):
-        with closing(self.server.connect()) as conn, conn.cursor() as cur:
-            while not self._halt.is_set():
-                cur.execute("SELECT ID, COMMAND, TIME, STATE, INFO FROM information_schema.PROCESSLIST "
-                            "WHERE USER = %s", (self.user,))
-                rows = cur.fetchall()
-                if len(rows) > self.peak:
-                    self.peak, self.at_peak = len(rows), rows
-                time.sleep(0.005)  # sampling interval: it samples all through the run, not waiting for anything
-
-    def stop(self):
-        self._halt.set()
-        self.join(5)
-        return self.peak
 
 
 def _reproduce(seed: int, step: int) -> str:

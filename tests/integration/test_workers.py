@@ -15,8 +15,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.integration.test_pooling import PeakSampler
 from tests.support.net import free_port
+from tests.support.peak import PeakSampler
 from tests.support.proxy import APP_PASSWORD, render_config
 from tests.support.waiting import wait_until
 
