@@ -531,9 +531,12 @@ class ClientConnection(asyncio.Protocol):
             self._response_ends_backend(backend)
             return
         self.lease.ran_on(backend)
-        if outcome.follow_up is not None and not backend.closed:
+        follow_up = outcome.follow_up
+        if follow_up is None and backend.report_held and not self.session.may_leave_report_held(command):
+            follow_up = followups.fetch_report_only(self)
+        if follow_up is not None and not backend.closed:
             self.set_state(_LOCAL)
-            self.run_task(followups.run(self, backend, command, outcome.follow_up))
+            self.run_task(followups.run(self, backend, command, follow_up))
             return
         self.set_state(_READY)
         session = self.session

@@ -368,7 +368,7 @@ class ConnectionPhase:
         try:
             backend = client.lease.drop()
             if backend is not None and not backend.closed:
-                if client.session.holds_state() or proxy.session_mode:
+                if client.session.holds_state() or proxy.session_mode or backend.report_held:
                     await reset_then_release(backend, proxy.config.backend.connect_timeout)
                 else:
                     backend.pool.release(backend)
