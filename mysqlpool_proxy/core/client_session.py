@@ -133,9 +133,11 @@ class ClientSession:
         self.ending: ClientCloseReason | None = None
 
     def restart(self, state: SessionState, status: int, trackers: Trackers | None) -> None:
-        """A fresh session (COM_RESET_CONNECTION, COM_CHANGE_USER): state, pins, status, trackers."""
+        """A fresh session (the login, COM_RESET_CONNECTION, COM_CHANGE_USER): state, pins, status,
+        trackers."""
         self.state = state
-        self.pins = Pins()
+        if self.pins:  # (every pin counts in its truth value: nothing to clear at a login)
+            self.pins.clear()
         self.status = status
         self.trx_open = bool(status & IN_TRANS)
         self.trackers = trackers

@@ -23,6 +23,7 @@ and a text too large for that to be quick is assumed to do anything
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -448,7 +449,22 @@ _SET_NAMES = re.compile(
 
 
 def parse_set_names(sql: bytes) -> tuple[bytes, bytes | None] | None:
-    """`SET NAMES cs [COLLATE coll]` alone -> (cs, coll) in lower case; anything else -> None."""
+    """`SET NAMES cs [COLLATE coll]` alone -> (cs, coll) in lower case; anything else -> None.
+    (Short texts are remembered: drivers send the same one at every connect.)"""
+    if len(sql) <= SHORT_TEXT:
+        return _set_names_of_short(sql)
+    return _parse_set_names(sql)
+
+
+SHORT_TEXT = 64  # the longest text whose parse is remembered (per text, a few hundred at most)
+
+
+@functools.lru_cache(maxsize=256)
+def _set_names_of_short(sql: bytes) -> tuple[bytes, bytes | None] | None:
+    return _parse_set_names(sql)
+
+
+def _parse_set_names(sql: bytes) -> tuple[bytes, bytes | None] | None:
     text = sql.strip()
     if text.endswith(b";"):
         text = text[:-1].rstrip()
