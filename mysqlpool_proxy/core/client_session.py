@@ -57,6 +57,7 @@ AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
 CURSOR_EXISTS = SERVER_STATUS.SERVER_STATUS_CURSOR_EXISTS
 LAST_ROW_SENT = SERVER_STATUS.SERVER_STATUS_LAST_ROW_SENT
 NO_BACKSLASH_STATUS = SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+_AUTOCOMMIT_NOT_IN_TRANS = AUTOCOMMIT | IN_TRANS  # (masked: AUTOCOMMIT alone, no IN_TRANS)
 # Status bits that describe the session rather than one response.
 STICKY_STATUS = IN_TRANS | AUTOCOMMIT | NO_BACKSLASH_STATUS | 0x2000 | 0x8000
 
@@ -185,6 +186,15 @@ class ClientSession:
 
     def finish(self, cmd: Command, response: ResponseTracker, collations: CollationTable) -> Outcome:
         """Record what the response to `cmd` says; what the connection must do about it."""
+        if (cmd.effects is NO_EFFECTS and response.error is None and response.changes is None
+                and not response.warnings and not response.last_insert_id and not self.trx_open
+                and response.status & _AUTOCOMMIT_NOT_IN_TRANS == AUTOCOMMIT and cmd.stmt is None
+                and not self.releases_on_end()):
+            # The usual answer: a statement with no SQL effects, autocommit on and no transaction
+            # before or after, nothing reported. What the general path below records for it:
+            self.status = response.status
+            self.pins.diagnostics = False
+            return Outcome()
         ok = response.error is None
         was_open = self.trx_open
         if ok:
