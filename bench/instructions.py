@@ -20,6 +20,19 @@
 # Handler_* (rows the storage engine touched). Through the proxy minus
 # direct is what the proxy makes the server do.
 #
+# --server also runs mariadbd under callgrind, collecting only inside
+# do_handle_one_connection (a connection thread's whole life: login,
+# commands, the end; not InnoDB's background threads): the server's
+# instructions per operation directly, through the bare relay
+# (bench/relay.py, one backend per client, no parsing: what the server runs
+# behind any byte relay) and through the proxy.
+#
+# --syscalls counts system calls instead (no valgrind): `strace -f -c`
+# attached to the server, and to the relay and the proxy, for each leg.
+# strace slows the traced processes, so a read that finds no data yet (and
+# the poll after it) shows up more or less often than at full speed; the
+# writes and the completed reads are exact.
+#
 # Loads (each a fixed script on one client, sequential, so nothing waits):
 #   point_select   autocommit SELECT c FROM sbtest1 WHERE id=N
 #   transaction    BEGIN; a point select; UPDATE ... SET k=k+1; COMMIT
@@ -32,6 +45,8 @@
 #
 #   python -m bench.instructions                  # about a minute
 #   python -m bench.instructions --ops 500 --port 49000 --json out.json
+#   python -m bench.instructions --server         # and the server's instructions (a few minutes)
+#   python -m bench.instructions --syscalls       # system calls instead of instructions
 """Proxy instructions (callgrind) and server statements (status counters) per operation."""
 
 from __future__ import annotations
@@ -41,6 +56,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -145,6 +161,39 @@ class Callgrind:
         raise RuntimeError("callgrind wrote no dump")
 
 
+class Strace:
+    """System calls of a process (all its threads), counted by `strace -f -c` while attached."""
+
+    def __init__(self, pid: int, out: Path):
+        self.pid = pid
+        self.out = out
+        self.proc: subprocess.Popen | None = None
+
+    def zero(self) -> None:
+        self.out.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(["strace", "-f", "-c", "-q", "-o", str(self.out), "-p", str(self.pid)],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # attached to every thread (strace has no ready signal)
+
+    def dump(self) -> dict[str, int]:
+        assert self.proc is not None
+        time.sleep(0.3)  # the last reads and writes of the script
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(60)
+        self.proc = None
+        calls = {}
+        for line in self.out.read_text().splitlines():
+            fields = line.split()
+            # % time, seconds, usecs/call, calls, [errors,] syscall
+            if len(fields) >= 5 and fields[0][0].isdigit() and fields[-1] != "total":
+                calls[fields[-1]] = int(fields[3])
+        return calls
+
+
+Probe = Callgrind | Strace
+
+
 def server_status(conn: pymysql.Connection) -> dict[str, int]:
     """The server's global counters, read on a connection of the harness's own."""
     with conn.cursor() as cur:
@@ -174,25 +223,32 @@ def run_load(name: str, port: int, ops: int) -> Callable[[], None]:
     return measured
 
 
-def measure(name: str, port: int, ops: int, status_conn: pymysql.Connection, callgrind: Callgrind | None) -> dict:
-    """One load through `port`: server counters per op, and the proxy's instructions per op if under callgrind."""
+def measure(name: str, port: int, ops: int, status_conn: pymysql.Connection, probes: dict[str, Probe]) -> dict:
+    """One load through `port`: the server's counters per op, and what each probe counted per op
+    ("proxy", "server", "relay": instructions under callgrind, or system calls by name under strace)."""
     measured = run_load(name, port, ops)
-    if callgrind:
-        callgrind.zero()
     before = server_status(status_conn)
+    for probe in probes.values():
+        probe.zero()
     measured()
+    out: dict = {}
+    for who, probe in probes.items():
+        counted = probe.dump()
+        if isinstance(counted, dict):
+            out[f"{who}_syscalls_per_op"] = {k: round(v / ops, 2) for k, v in sorted(counted.items()) if v}
+        else:
+            out[f"{who}_instructions_per_op"] = round(counted / ops)
     after = server_status(status_conn)
-    out: dict = {"ops": ops}
-    if callgrind:
-        out["proxy_instructions_per_op"] = round(callgrind.dump() / ops)
     # The SHOW GLOBAL STATUS that reads `before` is itself counted in Questions: subtract it.
     diff = {k: after[k] - before[k] - (1 if k == "Questions" else 0) for k in COUNTERS}
     out["server_per_op"] = {k: round(v / ops, 2) for k, v in diff.items() if v}
     return out
 
 
-def start_proxy(backend_port: int, port: int, workdir: Path, max_size: int) -> tuple[subprocess.Popen, Path]:
-    """The proxy CLI under callgrind, serving `port`; returns the process and the dump files' prefix."""
+def start_proxy(backend_port: int, port: int, workdir: Path, max_size: int,
+                valgrind: bool = True) -> tuple[subprocess.Popen, Path]:
+    """The proxy CLI (under callgrind unless told), serving `port`; returns the process and the dump
+    files' prefix."""
     config = workdir / "proxy.toml"
     config.write_text(render_proxy_config(
         {"proxy": {"listen": f"127.0.0.1:{port}"},
@@ -205,22 +261,46 @@ def start_proxy(backend_port: int, port: int, workdir: Path, max_size: int) -> t
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONHASHSEED"] = "0"
     with open(workdir / "proxy.log", "ab") as log:
+        launcher = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={prefix}"] if valgrind else []
         proc = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={prefix}",
-             sys.executable, "-m", "mysqlpool_proxy", "-c", str(config)],
+            [*launcher, sys.executable, "-m", "mysqlpool_proxy", "-c", str(config)],
             cwd=str(REPO), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
+    wait_until_serving(proc, port, workdir / "proxy.log")
+    return proc, prefix
+
+
+def start_relay(backend_port: int, port: int, workdir: Path) -> subprocess.Popen:
+    """bench/relay.py serving `port` in front of the server."""
+    with open(workdir / "relay.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.relay", "--listen", f"127.0.0.1:{port}", "--backend",
+             f"127.0.0.1:{backend_port}"],
+            cwd=str(REPO), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_until_serving(proc, port, workdir / "relay.log")
+    return proc
+
+
+def wait_until_serving(proc: subprocess.Popen, port: int, log_path: Path) -> None:
+    """Wait until a login through `port` succeeds."""
     deadline = time.monotonic() + 300
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"the proxy exited: see {workdir / 'proxy.log'}")
+            raise RuntimeError(f"{log_path.stem} exited: see {log_path}")
         try:
             login(port).close()
-            return proc, prefix
+            return
         except pymysql.err.MySQLError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def server_launcher(out_prefix: Path) -> list[str]:
+    """valgrind counting only what mariadbd's connection threads run: a connection's whole life (login,
+    commands, the end), not InnoDB's background threads or the listener's accept."""
+    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_prefix}",
+            "--toggle-collect=do_handle_one_connection*"]
 
 
 def prepare_table(server) -> None:
@@ -232,39 +312,68 @@ def prepare_table(server) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--ops", type=int, default=300, help="operations per load (connect: a fifth of it)")
-    ap.add_argument("--port", type=int, default=49000, help="the proxy's listening port")
+    ap.add_argument("--port", type=int, default=49000,
+                    help="the proxy's listening port (the relay, with --server or --syscalls: the next one)")
     ap.add_argument("--loads", default="point_select,transaction,connect")
     ap.add_argument("--max-size", type=int, default=4, help="the pool's max_size")
+    ap.add_argument("--server", action="store_true",
+                    help="also count the server's instructions (mariadbd under callgrind), direct, through "
+                         "the bare relay and through the proxy")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="count system calls (strace) of the server, the relay and the proxy, not instructions")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (config, log, dumps)")
     opts = ap.parse_args(argv)
-    if not shutil.which("valgrind"):
-        print("valgrind is not installed (apt-get install -y valgrind)", file=sys.stderr)
+    needed = "strace" if opts.syscalls else "valgrind"
+    if not shutil.which(needed):
+        print(f"{needed} is not installed (apt-get install -y {needed})", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="mysqlpool-instructions-"))
-    server = start_server({})
-    proc = None
+    server_prefix = workdir / "server.callgrind.out"
+    if opts.server and not opts.syscalls:
+        # Under valgrind, InnoDB cannot reserve its default (huge) address range for the buffer pool.
+        server = start_server({"innodb_buffer_pool_size_max": "64M"}, launcher=server_launcher(server_prefix),
+                              startup_timeout=600)
+    else:
+        server = start_server({})
+    procs: list[subprocess.Popen] = []
     results: dict = {}
     try:
         prepare_table(server)
-        proc, prefix = start_proxy(server.port, opts.port, workdir, opts.max_size)
-        callgrind = Callgrind(proc.pid, prefix)
+        proc, prefix = start_proxy(server.port, opts.port, workdir, opts.max_size, valgrind=not opts.syscalls)
+        procs.append(proc)
+        legs: dict[str, tuple[int, dict[str, Probe]]] = {"direct": (server.port, {})}
+        assert server.pid is not None
+        if opts.syscalls:
+            relay = start_relay(server.port, opts.port + 1, workdir)
+            procs.append(relay)
+            legs["direct"] = (server.port, {"server": Strace(server.pid, workdir / "server.strace")})
+            legs["relay"] = (opts.port + 1, {"server": Strace(server.pid, workdir / "server.strace"),
+                                             "relay": Strace(relay.pid, workdir / "relay.strace")})
+            legs["proxy"] = (opts.port, {"server": Strace(server.pid, workdir / "server.strace"),
+                                         "proxy": Strace(proc.pid, workdir / "proxy.strace")})
+        elif opts.server:
+            relay = start_relay(server.port, opts.port + 1, workdir)
+            procs.append(relay)
+            server_callgrind = Callgrind(server.pid, server_prefix)
+            legs["direct"] = (server.port, {"server": server_callgrind})
+            legs["relay"] = (opts.port + 1, {"server": server_callgrind})
+            legs["proxy"] = (opts.port, {"server": server_callgrind, "proxy": Callgrind(proc.pid, prefix)})
+        else:
+            legs["proxy"] = (opts.port, {"proxy": Callgrind(proc.pid, prefix)})
         status_conn = server.connect()
         for name in opts.loads.split(","):
             ops = max(1, opts.ops // 5) if name == "connect" else opts.ops
-            direct = measure(name, server.port, ops, status_conn, None)
-            proxied = measure(name, opts.port, ops, status_conn, callgrind)
-            results[name] = {"proxy_instructions_per_op": proxied["proxy_instructions_per_op"], "ops": ops,
-                             "server_per_op_direct": direct["server_per_op"],
-                             "server_per_op_proxy": proxied["server_per_op"]}
+            results[name] = {"ops": ops} | {leg: measure(name, port, ops, status_conn, probes)
+                                             for leg, (port, probes) in legs.items()}
             print(report(name, results[name]), flush=True)
     finally:
-        if proc is not None:
-            proc.terminate()
+        for p in procs:
+            p.terminate()
             try:
-                proc.wait(60)
+                p.wait(60)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                p.kill()
         server.close()
         if not opts.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -276,10 +385,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(name: str, r: dict) -> str:
-    lines = [f"{name}: {r['proxy_instructions_per_op']:,} proxy instructions per operation ({r['ops']} operations)",
-             f"  {'server counter per op':<24} {'direct':>8} {'proxy':>8}"]
-    direct, proxy = r["server_per_op_direct"], r["server_per_op_proxy"]
-    lines += [f"  {k:<24} {direct.get(k, 0):>8} {proxy.get(k, 0):>8}" for k in COUNTERS if k in direct or k in proxy]
+    """A load's figures: instructions, server counters and system calls, a column per leg."""
+    legs = [leg for leg in ("direct", "relay", "proxy") if leg in r]
+    lines = [f"{name} ({r['ops']} operations), per operation:", "  " + f"{'':<34}" + "".join(
+        f"{leg:>10}" for leg in legs)]
+
+    def row(label: str, values: list) -> None:
+        if any(v is not None for v in values):
+            lines.append(f"  {label:<34}" + "".join(f"{'-' if v is None else format(v, ','):>10}" for v in values))
+
+    row("proxy instructions", [r[leg].get("proxy_instructions_per_op") for leg in legs])
+    row("server instructions (connections)", [r[leg].get("server_instructions_per_op") for leg in legs])
+    for k in COUNTERS:
+        row(f"server {k}", [r[leg]["server_per_op"].get(k, 0) if any(
+            k in r[x]["server_per_op"] for x in legs) else None for leg in legs])
+    for who in ("server", "relay", "proxy"):
+        key = f"{who}_syscalls_per_op"
+        names = sorted({n for leg in legs for n in r[leg].get(key, {})})
+        for n in names:
+            row(f"{who} {n}()", [r[leg][key].get(n, 0) if key in r[leg] else None for leg in legs])
+        if names:
+            row(f"{who} system calls", [round(sum(r[leg][key].values()), 2) if key in r[leg] else None
+                                        for leg in legs])
     return "\n".join(lines)
 
 

@@ -194,8 +194,8 @@ class RssSampler:
 
 # -- the server --------------------------------------------------------------------------------
 
-def start_server(options: dict[str, Any]) -> MariaDBServer:
-    server = MariaDBServer.started(options)
+def start_server(options: dict[str, Any], **kwargs: Any) -> MariaDBServer:
+    server = MariaDBServer.started(options, **kwargs)
     if server.port in FORBIDDEN_PORTS:  # pragma: no cover - free_port would have to hand it out
         server.close(clean=False)
         raise RuntimeError(f"the private server got port {server.port}, which this bench must not use")

@@ -118,7 +118,7 @@ class BackendConnection(asyncio.Protocol):
         "id", "pool", "key", "transport", "thread_id", "state", "session", "tracker", "holder", "created_at",
         "expires_at", "idle_since", "last_used", "close_reason", "_held", "_future", "_timer", "_reading_paused",
         "commands", "loop", "_handoff", "generation", "statements", "last_insert_id", "last_owner",
-        "_collected", "_slot_held", "_paused_client", "_retry_on", "fresh",
+        "_collected", "_slot_held", "_paused_client", "_retry_on", "fresh", "report_held",
     )
 
     def __init__(self, *, backend_id: int, pool: Owner, key: int, thread_id: int, session: SessionState,
@@ -154,6 +154,10 @@ class BackendConnection(asyncio.Protocol):
         self._slot_held = True  # counted in the pool's size until its socket is closed
         self._paused_client: Holder | None = None  # the client whose reading it paused (its write buffer was full)
         self._retry_on: frozenset[int] = frozenset()  # see send_command
+        # The server holds back a tracker report that an EOF could not carry (the EOF said "state
+        # changed"): the next OK with a report of its own brings it, whatever command that is. Such a
+        # backend never goes back to the pool (client/followups.py fetches the report first).
+        self.report_held = False
 
     def __repr__(self) -> str:
         return f"<Backend #{self.id} thread={self.thread_id} {self.state.value} pool={self.pool.name}>"
@@ -335,6 +339,8 @@ class BackendConnection(asyncio.Protocol):
         assert client is not None
         if phase is _DONE:
             self.set_state(_RESERVED)
+            if tracker.eof_state_pending or self.report_held:
+                self._note_held_report(tracker)
             held = tracker.error is not None and tracker.error.errno in self._retry_on
             if not held:
                 client.relay_to_client(out)
@@ -350,6 +356,11 @@ class BackendConnection(asyncio.Protocol):
                 self._held = data[n:]
             if out:
                 client.relay_to_client(out)
+
+    def _note_held_report(self, tracker: ResponseTracker) -> None:
+        """After a response: is a tracker report held back now? (One was, and no OK brought it; or an
+        EOF of this response said "state changed".)"""
+        self.report_held = tracker.eof_state_pending or (self.report_held and tracker.changes is None)
 
     # -- the proxy's own commands -----------------------------------------------
 
@@ -401,6 +412,7 @@ class BackendConnection(asyncio.Protocol):
             return
         self._cancel_timer()
         self.set_state(_RESERVED)
+        self._note_held_report(tracker)
         collected, self._collected = self._collected, None
         if tracker.last_insert_id:
             self.last_insert_id = tracker.last_insert_id

@@ -34,6 +34,7 @@ from ..errors import ProxyError
 from ..protocol.framing import Packet
 from ..protocol.sql import NO_EFFECTS, SqlEffects
 from ..reasons import BackendCloseReason, RefusalReason
+from . import followups
 from .constants import ER_LOST_BACKEND, NEUTRAL_DIAGNOSTICS
 
 if TYPE_CHECKING:
@@ -206,6 +207,8 @@ def _refused(client: Client, exc: Exception) -> ProxyError:
 async def _bring_to_state(client: Client, backend: BackendConnection, deadline: float) -> None:
     proxy = client.proxy
     timeout = max(0.5, min(proxy.config.backend.connect_timeout, deadline - proxy.loop.time()))
+    if backend.report_held:  # (the client's own backend, held for its transaction)
+        await followups.fetch_held_report(client, backend, None)
     if proxy.loop.time() - backend.last_used > proxy.config.pool.ping_after:
         await commands.ping(backend, timeout)
     command = client.command

@@ -35,6 +35,7 @@ state sync: client/checkout.py), the hidden statements after a response
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Coroutine
 from typing import Any, Final
@@ -60,6 +61,7 @@ from ..protocol.framing import (
 )
 from ..protocol.packets import make_eof_for, make_err, make_ok
 from ..protocol.response import Expect
+from ..protocol.session_track import Trackers
 from ..protocol.sql import NO_EFFECTS
 from ..reasons import BackendCloseReason, ClientCloseReason
 from . import checkout, followups, local, statements
@@ -97,11 +99,20 @@ _PREPARE_RETRIED_ON = frozenset((ER.MAX_PREPARED_STMT_COUNT_REACHED,))
 _NO_RETRY: frozenset[int] = frozenset()
 
 
+@functools.lru_cache(maxsize=256)
+def _proxy_ok(track: int, status: int, info: bytes, trackers: Trackers | None,
+              variables: tuple[tuple[bytes, bytes], ...] | None) -> bytes:
+    """The payload of an OK the proxy sends itself (see send_ok): the same for every client with the
+    same trackers and status (the SET NAMES of every login, the no-op COMMITs of every pool)."""
+    state = trackers.report(list(variables)) if variables is not None and trackers is not None else None
+    return make_ok(track, status, info=info, session_state=state)
+
+
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "proxy", "id", "transport", "peer", "state", "decoder", "flow", "phase", "session", "lease", "command",
         "accounting", "query_timer", "infile", "user", "pool", "capabilities", "key", "charset", "program",
-        "connected_at", "last_active", "_closing_reason", "_task",
+        "connected_at", "last_active", "_closing_reason", "_task", "_unix_socket",
     )
 
     def __init__(self, proxy: ClientContext, conn_id: int):
@@ -109,6 +120,7 @@ class ClientConnection(asyncio.Protocol):
         self.id = conn_id
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
+        self._unix_socket = False  # no TCP peer address (connection_made)
         self.state = _GREETING
         self.decoder = PacketDecoder(hs.MAX_LOGIN_PACKET, strict=True)  # until authenticated
         self.flow = FlowControl()
@@ -185,8 +197,9 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.use_transport(transport)  # type: ignore[arg-type]  # (uvloop's are asyncio.Transport-like)
-        peer = transport.get_extra_info("peername")
-        self.peer = peer[0] if isinstance(peer, tuple) else "localhost"
+        peer = transport.get_extra_info("peername")  # (uvloop builds a new address tuple at every call)
+        self._unix_socket = not isinstance(peer, tuple)
+        self.peer = "localhost" if self._unix_socket else peer[0]
         refusal = self.proxy.admit(self)
         if refusal is not None:
             self.write(encode_packet(make_err(refusal.errno, refusal.sqlstate, refusal.message), 0))
@@ -223,8 +236,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_unix_socket(self) -> bool:
         """Secure as it is, as for the server's require_secure_transport (no TCP peer address)."""
-        assert self.transport is not None
-        return not isinstance(self.transport.get_extra_info("peername"), tuple)
+        return self._unix_socket
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.close(self._closing_reason or ClientCloseReason.DISCONNECTED)
@@ -531,9 +543,12 @@ class ClientConnection(asyncio.Protocol):
             self._response_ends_backend(backend)
             return
         self.lease.ran_on(backend)
-        if outcome.follow_up is not None and not backend.closed:
+        follow_up = outcome.follow_up
+        if follow_up is None and backend.report_held and not self.session.may_leave_report_held(command):
+            follow_up = followups.fetch_report_only(self)
+        if follow_up is not None and not backend.closed:
             self.set_state(_LOCAL)
-            self.run_task(followups.run(self, backend, command, outcome.follow_up))
+            self.run_task(followups.run(self, backend, command, follow_up))
             return
         self.set_state(_READY)
         session = self.session
@@ -631,10 +646,10 @@ class ClientConnection(asyncio.Protocol):
     def send_ok(self, last_seq: int, info: bytes = b"", variables: list[tuple[bytes, bytes]] | None = None) -> None:
         """OK from the proxy itself; `variables`: the system variables the statement set, reported as the
         client's own trackers would."""
-        trackers = self.session.trackers
-        state = trackers.report(variables) if variables is not None and trackers is not None else None
-        self.write(encode_packet(make_ok(self.capabilities, self.session.status & STICKY_STATUS, info=info,
-                                         session_state=state), next_seq(last_seq)))
+        session = self.session
+        payload = _proxy_ok(self.capabilities & CLIENT.SESSION_TRACK, session.status & STICKY_STATUS, info,
+                            session.trackers, None if variables is None else tuple(variables))
+        self.write(encode_packet(payload, next_seq(last_seq)))
 
     def send_eof(self, last_seq: int) -> None:
         """EOF from the proxy itself (COM_SET_OPTION's answer), in the client's framing."""

@@ -1,9 +1,14 @@
 """What runs on a client's behalf after a response, or while it idles.
 
-* after a statement whose tracker report an EOF could not carry, that wrote
-  user variables or LAST_INSERT_ID(expr), or changed character set or
-  tracker settings: hidden statements read the state back, so that it can
-  follow the client (`run`, see core/capture.py);
+* after a statement that wrote user variables or LAST_INSERT_ID(expr), or
+  changed character set or tracker settings: hidden statements read the
+  state back, so that it can follow the client (`run`, see core/capture.py);
+* a tracker report the server holds back (an EOF could not carry it), before
+  the backend may leave the client or the proxy's own statements run there
+  (the next OK with a report of its own would bring it): fetched with a
+  hidden SET. While the client keeps the backend for its transaction, the
+  report waits for the transaction's next OK instead
+  (ClientSession.may_leave_report_held): no statement of the proxy's;
 * after an error that may have changed the transaction state: a ping;
 * for the janitor: a keepalive ping of a held backend, and the rollback of
   an idle transaction.
@@ -19,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..backend import commands
 from ..backend.connection import BackendConnection, BackendGone
+from ..core.capture import Capture
 from ..core.client_session import Command, FollowUp
 from ..core.session import apply_changes
 from ..core.states import ClientState
@@ -33,7 +39,7 @@ from .constants import ER_IDLE_TRANSACTION
 if TYPE_CHECKING:
     from .host import Client
 
-__all__ = ["run", "keepalive", "roll_back_idle_transaction"]
+__all__ = ["run", "fetch_report_only", "fetch_held_report", "keepalive", "roll_back_idle_transaction"]
 
 # The server sends a held-back tracker report with the next OK that has tracker data
 # of its own (not with a bare OK such as DO's): set a variable the proxy owns anyway.
@@ -43,13 +49,39 @@ log = logging.getLogger("mysqlpool.client")
 
 
 async def run(client: Client, backend: BackendConnection, command: Command, follow_up: FollowUp) -> None:
-    """Hidden statements on the client's behalf after its response: fetch the tracker report an EOF could
-    not carry, read back state, settle the status. Then the client goes on."""
+    """Hidden statements on the client's behalf after its response: fetch the tracker report the server
+    holds back, read back state, settle the status. Then the client goes on."""
+    try:
+        await _settle(client, backend, command, follow_up)
+    except (BackendGone, ProtocolError):
+        pass
+    client.back_to_ready(backend)
+
+
+def fetch_report_only(client: Client) -> FollowUp:
+    """The follow-up that only fetches the tracker report the backend holds back (and reads back what
+    that report says moved, if anything)."""
+    info = client.proxy.server_info
+    assert info is not None
+    return FollowUp(Capture(collations=info.collations), probe=False)
+
+
+async def fetch_held_report(client: Client, backend: BackendConnection, command: Command | None) -> None:
+    """Before the proxy's own commands run on the backend the client holds: fetch the report the server
+    holds back there, which their OK would otherwise bring unseen. BackendGone if the backend died."""
+    try:
+        await _settle(client, backend, command, fetch_report_only(client))
+    except ProtocolError:
+        backend.close(BackendCloseReason.ERROR)
+        raise BackendGone(BackendCloseReason.ERROR) from None
+
+
+async def _settle(client: Client, backend: BackendConnection, command: Command | None, follow_up: FollowUp) -> None:
     session = client.session
     capture = follow_up.capture
     timeout = client.proxy.config.backend.connect_timeout
     try:
-        if follow_up.flush:
+        if backend.report_held:
             result = await commands.run_hidden(backend, FLUSH_TRACKERS, timeout)
             if result.changes is not None:
                 session.explain_flushed(command, result.changes, capture)
@@ -78,9 +110,6 @@ async def run(client: Client, backend: BackendConnection, command: Command, foll
         log_event(log, "warning", f"client #{client.id}: reading back session state failed ({err}); it stays on its "
                   "backend", client_id=client.id, code=err.errno)
         _pin(client, user_variables=bool(capture.user_vars), unknown_state=bool(capture.sysvars))
-    except (BackendGone, ProtocolError):
-        pass
-    client.back_to_ready(backend)
 
 
 def _pin(client: Client, *, user_variables: bool = False, unknown_state: bool = False) -> None:
@@ -127,6 +156,8 @@ async def _roll_back(client: Client, backend: BackendConnection, timeout: float)
         f"idle_transaction_timeout ({timeout:g}s)"), "40000")
     session = client.session
     try:
+        if backend.report_held:
+            await fetch_held_report(client, backend, client.command)
         result = await backend.run_internal(b"\x03ROLLBACK", Expect.RESULT, client.proxy.config.backend.connect_timeout)
         if result.error is None:
             session.rolled_back(result.status)

@@ -9,8 +9,9 @@ happens to a backend the client no longer needs is decided here only:
 * `hold_or_release`, after a response: kept while the client holds state on
   it (a transaction, a pin) or in session pooling; otherwise back to the pool;
 * `leave`, when the client goes: a backend mid-command is closed, one with
-  the client's state on it is reset first (in the background), a clean one
-  goes back to the pool. A backend never goes back dirty.
+  the client's state on it (or a tracker report the server holds back) is
+  reset first (in the background), a clean one goes back to the pool. A
+  backend never goes back dirty.
 """
 
 from __future__ import annotations
@@ -77,13 +78,16 @@ class BackendLease:
             self.backend = None
             if backend.holder is self._holder:
                 backend.holder = None
-        backend.pool.release(backend)
+        if backend.report_held:  # (_give_back, inline: the hot path)
+            backend.close(BackendCloseReason.DIRTY)
+        else:
+            backend.pool.release(backend)
 
     def release(self) -> None:
         """Give back a clean backend the client holds only softly (diagnostics: others wait)."""
         backend = self.drop()
         if backend is not None:
-            backend.pool.release(backend)
+            _give_back(backend)
 
     def leave(self, holds_state: bool, reset_timeout: float,
               spawn: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
@@ -94,7 +98,7 @@ class BackendLease:
             return
         if backend.state in (BackendState.BUSY, BackendState.INTERNAL):
             backend.close(BackendCloseReason.DIRTY)
-        elif holds_state:
+        elif holds_state or backend.report_held:
             spawn(reset_then_release(backend, reset_timeout))
         else:
             backend.pool.release(backend)
@@ -123,6 +127,15 @@ class BackendLease:
         self.waiting = None
         if waiter is not None and self._queue is not None:
             self._queue.cancel_wait(waiter)
+
+
+def _give_back(backend: BackendConnection) -> None:
+    """To the pool, unless the server still holds a tracker report of its client's there (the client's
+    side fetches it before letting go; if it did not, the next client would get the report)."""
+    if backend.report_held:
+        backend.close(BackendCloseReason.DIRTY)
+    else:
+        backend.pool.release(backend)
 
 
 async def reset_then_release(backend: BackendConnection, timeout: float) -> None:

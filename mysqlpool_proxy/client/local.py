@@ -153,7 +153,7 @@ async def _reset_connection(client: Client, pkt: Packet) -> None:
                                           multi_statements=state.multi_statements),
                     info.initial_status, info.trackers)
     if backend is not None and not backend.closed:
-        if had_state or proxy.session_mode:
+        if had_state or proxy.session_mode or backend.report_held:
             await reset_then_release(backend, proxy.config.backend.connect_timeout)
         else:
             backend.pool.release(backend)

@@ -67,7 +67,7 @@ _READY: Final = ClientState.READY
 
 
 class ConnectionPhase:
-    __slots__ = ("client", "handshake", "change_user", "scramble", "secure", "_timer")
+    __slots__ = ("client", "handshake", "change_user", "scramble", "secure", "_timer", "_unsent")
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -76,6 +76,7 @@ class ConnectionPhase:
         self.scramble = b""  # the greeting's, which COM_CHANGE_USER uses again
         self.secure = False  # logged in over TLS or a Unix socket (COM_CHANGE_USER may send a password in clear)
         self._timer: asyncio.TimerHandle | None = None
+        self._unsent = b""  # a login's last auth packet (fast_auth_success), written with its OK or ERR
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -158,9 +159,13 @@ class ConnectionPhase:
         handshake = self.handshake
         assert handshake is not None
         events = handshake.oversized(pkt) if isinstance(pkt, Oversized) else handshake.receive(pkt)
-        for event in events:
+        last = len(events) - 1
+        for i, event in enumerate(events):
             if isinstance(event, hs.Send):
-                client.write(event.data)
+                if i < last and isinstance(events[i + 1], hs.Verified):
+                    self._unsent = event.data  # one write with the OK (or ERR) that follows
+                else:
+                    client.write(event.data)
             elif isinstance(event, hs.StartTLS):
                 self._start_tls()
                 return
@@ -222,15 +227,19 @@ class ConnectionPhase:
     def _reject(self, error: ProxyError, reason: ClientCloseReason) -> None:
         """Refuse the login (credentials good) with `error`, and close."""
         assert self.handshake is not None
-        self.client.write(self.handshake.reject(error.errno, error.message))
+        self.client.write(self._take_unsent() + self.handshake.reject(error.errno, error.message))
         self.client.close(reason)
+
+    def _take_unsent(self) -> bytes:
+        unsent, self._unsent = self._unsent, b""
+        return unsent
 
     def _accept(self) -> None:
         client = self.client
         self.stop()
         assert self.handshake is not None
         self.secure = self.handshake.secure
-        client.write(self.handshake.accept(client.session.status & STICKY_STATUS))
+        client.write(self._take_unsent() + self.handshake.accept(client.session.status & STICKY_STATUS))
         self.handshake = None
         if client.capabilities & CLIENT.COMPRESS:
             start_compression(client, client.proxy.loop)
@@ -368,7 +377,7 @@ class ConnectionPhase:
         try:
             backend = client.lease.drop()
             if backend is not None and not backend.closed:
-                if client.session.holds_state() or proxy.session_mode:
+                if client.session.holds_state() or proxy.session_mode or backend.report_held:
                     await reset_then_release(backend, proxy.config.backend.connect_timeout)
                 else:
                     backend.pool.release(backend)

@@ -57,6 +57,7 @@ AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
 CURSOR_EXISTS = SERVER_STATUS.SERVER_STATUS_CURSOR_EXISTS
 LAST_ROW_SENT = SERVER_STATUS.SERVER_STATUS_LAST_ROW_SENT
 NO_BACKSLASH_STATUS = SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+_AUTOCOMMIT_NOT_IN_TRANS = AUTOCOMMIT | IN_TRANS  # (masked: AUTOCOMMIT alone, no IN_TRANS)
 # Status bits that describe the session rather than one response.
 STICKY_STATUS = IN_TRANS | AUTOCOMMIT | NO_BACKSLASH_STATUS | 0x2000 | 0x8000
 
@@ -88,9 +89,10 @@ class Command:
 
 @dataclass(slots=True)
 class FollowUp:
-    """Hidden statements to run on the backend before it may go (see capture.py and followups.py)."""
+    """Hidden statements to run on the backend before it may go (see capture.py and followups.py).
+    A tracker report the server holds back (an EOF could not carry it) is fetched first: the backend
+    knows whether one is (`BackendConnection.report_held`)."""
 
-    flush: bool  # fetch the tracker report an EOF could not carry
     capture: Capture  # read back state the trackers do not report
     probe: bool  # a ping, to learn the status an error left
 
@@ -132,9 +134,11 @@ class ClientSession:
         self.ending: ClientCloseReason | None = None
 
     def restart(self, state: SessionState, status: int, trackers: Trackers | None) -> None:
-        """A fresh session (COM_RESET_CONNECTION, COM_CHANGE_USER): state, pins, status, trackers."""
+        """A fresh session (the login, COM_RESET_CONNECTION, COM_CHANGE_USER): state, pins, status,
+        trackers."""
         self.state = state
-        self.pins = Pins()
+        if self.pins:  # (every pin counts in its truth value: nothing to clear at a login)
+            self.pins.clear()
         self.status = status
         self.trx_open = bool(status & IN_TRANS)
         self.trackers = trackers
@@ -182,6 +186,15 @@ class ClientSession:
 
     def finish(self, cmd: Command, response: ResponseTracker, collations: CollationTable) -> Outcome:
         """Record what the response to `cmd` says; what the connection must do about it."""
+        if (cmd.effects is NO_EFFECTS and response.error is None and response.changes is None
+                and not response.warnings and not response.last_insert_id and not self.trx_open
+                and response.status & _AUTOCOMMIT_NOT_IN_TRANS == AUTOCOMMIT and cmd.stmt is None
+                and not self.releases_on_end()):
+            # The usual answer: a statement with no SQL effects, autocommit on and no transaction
+            # before or after, nothing reported. What the general path below records for it:
+            self.status = response.status
+            self.pins.diagnostics = False
+            return Outcome()
         ok = response.error is None
         was_open = self.trx_open
         if ok:
@@ -284,17 +297,34 @@ class ClientSession:
         redefined = tables_redefined(cmd.sql, self.quoting) if temp_tables else None
         return redefined is not None and all(name in temp_tables for name in redefined)
 
-    def explain_flushed(self, cmd: Command, changes: StateChanges, capture: Capture) -> None:
-        """The command's own tracker report, delivered late (after an EOF): record it as the client's."""
+    def may_leave_report_held(self, cmd: Command) -> bool:
+        """After `cmd`'s response, may a tracker report the server holds back (an EOF could not carry
+        it: in a transaction, the first read changes its state) wait for the next OK that brings it,
+        rather than be fetched at once with a hidden statement?
+
+        Only while the client keeps its backend for something only its own statements end (a
+        transaction, a pin other than diagnostics): that OK is then the answer to one of them (the
+        transaction's next write, its COMMIT), and the report is read as that statement's, as a direct
+        client tracking state would read it. Not after executing a statement prepared in another
+        schema: the server switched schemas for it and back, which its report says, and only the
+        execute itself explains that (state_change_explained)."""
+        if not (self.trx_open or (self.pins and not self.pins.only_soft())):
+            return False
+        stmt = cmd.stmt
+        return stmt is None or stmt.key[0] == self.state.schema
+
+    def explain_flushed(self, cmd: Command | None, changes: StateChanges, capture: Capture) -> None:
+        """A tracker report the server held back (after an EOF) and the proxy fetched: record it as the
+        client's. `cmd`: the client's last command (None: none since it was held)."""
         apply_changes(self.state, changes, None)
         if any(name in CHARSET_VARIABLES for name, _ in changes.variables):
             capture.add_sysvars(CHARSET_VARIABLES)
         # The flag "state changed" in this report is the flush's own SET's: what came from the
         # client's statement is the rest (variables, applied above; a transaction state). Only a
         # schema report is left to account for (it is when a prepared statement was executed).
-        fx = cmd.effects
+        fx = cmd.effects if cmd is not None else None
         explained = (changes.schema is None or bool(fx is not None and fx.any)
-                     or self.state_change_explained(cmd, changes))
+                     or (cmd is not None and self.state_change_explained(cmd, changes)))
         self.pins.apply_tracker(changes, explained)
 
     def _follow_up_for(self, cmd: Command, response: ResponseTracker, ok: bool,
@@ -302,8 +332,7 @@ class ClientSession:
         """What must run on the backend, hidden, before it may go (None: nothing)."""
         fx = cmd.effects
         changes = response.changes
-        if (ok and (fx is None or fx is NO_EFFECTS) and (changes is None or not changes.variables)
-                and not response.eof_state_pending):
+        if ok and (fx is None or fx is NO_EFFECTS) and (changes is None or not changes.variables):
             return None  # the usual answer (no variable reported, nothing to read back), without a Capture
         capture = Capture(collations=collations)
         if fx is not None:
@@ -316,10 +345,9 @@ class ClientSession:
             capture.trackers = fx.session_tracking_changed and ok
         if changes is not None and any(name in CHARSET_VARIABLES for name, _ in changes.variables):
             capture.add_sysvars(CHARSET_VARIABLES)  # one of them was reported; the others may have moved
-        flush = response.eof_state_pending
         probe = not ok and self._status_uncertain(cmd, response)
-        if capture or flush or probe:
-            return FollowUp(flush, capture, probe)
+        if capture or probe:
+            return FollowUp(capture, probe)
         return None
 
     def _status_uncertain(self, cmd: Command, response: ResponseTracker) -> bool:

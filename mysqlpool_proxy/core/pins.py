@@ -48,9 +48,6 @@ class Pins:
     )
 
     def __init__(self) -> None:
-        self.clear()
-
-    def clear(self) -> None:
         self.user_variables = False
         self.temp_tables: set[bytes] = set()
         self.lock_tables = False
@@ -60,6 +57,24 @@ class Pins:
         self.long_data: set[int] = set()  # statements with COM_STMT_SEND_LONG_DATA not yet executed
         self.cursors: set[int] = set()
         self.handlers: set[bytes] = set()
+        self.xa = False
+        self.backup_stage = False
+        self.trx_characteristics = False
+        self.tracking_changed = False
+        self.unknown_state = False
+        self.diagnostics = False  # soft: yielded when other clients wait for a backend
+
+    def clear(self) -> None:
+        """Nothing pinned (a fresh session). The sets are emptied in place: a login makes none."""
+        self.user_variables = False
+        self.temp_tables.clear()
+        self.lock_tables = False
+        self.named_locks.clear()
+        self.unnamed_locks = False
+        self.sql_prepared.clear()
+        self.long_data.clear()
+        self.cursors.clear()
+        self.handlers.clear()
         self.xa = False
         self.backup_stage = False
         self.trx_characteristics = False

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,13 +158,39 @@ _PRINTABLE = bytes(33 + b % 94 for b in range(256))
 _UNEVEN = bytes(range(188, 256))
 
 
+class _PrintableRandom:
+    """Uniformly random printable bytes, read from the OS a block at a time: one getrandom() call
+    serves about 150 scrambles instead of one. A forked worker starts with none of its parent's."""
+
+    __slots__ = ("_bytes", "_pos")
+    BLOCK = 4096
+
+    def __init__(self) -> None:
+        self._bytes = b""
+        self._pos = 0
+
+    def take(self, n: int) -> bytes:
+        pos = self._pos
+        while pos + n > len(self._bytes):  # (about 3,000 of a block's 4,096 bytes are kept)
+            self._bytes = secrets.token_bytes(self.BLOCK).translate(_PRINTABLE, _UNEVEN)
+            pos = 0
+        self._pos = pos + n
+        return self._bytes[pos:pos + n]
+
+    def forget(self) -> None:
+        self._bytes = b""
+        self._pos = 0
+
+
+_RANDOM = _PrintableRandom()
+os.register_at_fork(after_in_child=_RANDOM.forget)
+
+
 def make_scramble() -> bytes:
     """20 printable ASCII bytes (33..126), uniformly random, like the server's: no NUL, safe
-    for every client. (One translate of a random block: this runs for every connection.)"""
-    out = b""
-    while len(out) < auth.SCRAMBLE_LENGTH:
-        out += secrets.token_bytes(2 * auth.SCRAMBLE_LENGTH).translate(_PRINTABLE, _UNEVEN)
-    return out[:auth.SCRAMBLE_LENGTH]
+    for every client. (Cut from a block of random bytes translated at once: this runs for every
+    connection.)"""
+    return _RANDOM.take(auth.SCRAMBLE_LENGTH)
 
 
 def access_denied_message(user: bytes, host: str, token: bytes) -> str:
@@ -187,6 +214,21 @@ def _greeting_template(server_version: bytes, capabilities: int, charset: int, s
     middle = head + 4 + 8  # connection id, first 8 bytes of the scramble
     tail = middle + 19 + auth.SCRAMBLE_LENGTH - 8  # NUL, flags, charset, status, length, reserved; the rest
     return payload[:head], payload[middle:middle + 19], payload[tail:]
+
+
+@functools.lru_cache(maxsize=1024)
+def _usable_plugins(creds: auth.Credentials, secure: bool, exchange_ok: bool) -> tuple[bytes, ...]:
+    """A user's plugins that can run on a connection (`exchange_ok`: a password may be exchanged, over
+    TLS or RSA), preferred first. The same for every login of the user: remembered."""
+    cached = creds.sha2_hash is not None or creds.empty
+    usable = []
+    for p in creds.plugins():
+        if p == auth.CLEAR and not secure:
+            continue
+        if (p == auth.SHA256 or (p == auth.CACHING_SHA2 and not cached)) and not exchange_ok:
+            continue
+        usable.append(p)
+    return tuple(usable)
 
 
 class _Authenticator:
@@ -241,21 +283,12 @@ class _Authenticator:
 
     # -- choosing ---------------------------------------------------------------------------
 
-    def _usable(self, creds: auth.Credentials) -> list[bytes]:
+    def _usable(self, creds: auth.Credentials) -> tuple[bytes, ...]:
         """The user's plugins that can run on this connection, preferred first."""
-        exchange_ok = self.secure or self.rsa is not None  # a password exchange needs TLS or RSA
-        cached = creds.sha2_hash is not None or creds.empty
-        usable = []
-        for p in creds.plugins():
-            if p == auth.CLEAR and not self.secure:
-                continue
-            if (p == auth.SHA256 or (p == auth.CACHING_SHA2 and not cached)) and not exchange_ok:
-                continue
-            usable.append(p)
-        return usable
+        return _usable_plugins(creds, self.secure, self.secure or self.rsa is not None)
 
     @staticmethod
-    def _prefer_native(plugin: bytes, creds: auth.Credentials, usable: list[bytes]) -> bool:
+    def _prefer_native(plugin: bytes, creds: auth.Credentials, usable: tuple[bytes, ...]) -> bool:
         """A user known only by its *HEX hash who opens with caching_sha2_password is switched to
         mysql_native_password where allowed, rather than made to send its password."""
         return plugin == auth.CACHING_SHA2 and creds.sha2_hash is None and not creds.empty and auth.NATIVE in usable

@@ -209,7 +209,7 @@ class ResponseTracker:
         self.rows = 0
         self.seq_shift = 0  # packets dropped from the response so far, modulo 256 (feed_translating)
         # An EOF reported SERVER_SESSION_STATE_CHANGED: the change's details wait in the
-        # server for the next OK packet (an EOF cannot carry them).
+        # server for the next OK packet with a report of its own (an EOF cannot carry them).
         self.eof_state_pending = False
 
     def begin(self, expect: Expect, *, binary: bool = False, strip_session_track: bool = False,
@@ -378,13 +378,13 @@ class ResponseTracker:
         payload = bytes(data[body:end])
         ok = parse_ok(payload, BACKEND_CAPS)
         self.ok_count += 1
-        self.eof_state_pending = False
         self.status = ok.status
         self.warnings = ok.warnings
         self.affected_rows = ok.affected_rows
         if ok.last_insert_id:
             self.last_insert_id = ok.last_insert_id  # LAST_INSERT_ID() now has this value
         if ok.session_state:
+            self.eof_state_pending = False  # the held report came with this one (a bare OK brings none)
             changes = parse_state_changes(ok.session_state)
             if self.changes is None:
                 self.changes = changes

@@ -23,6 +23,7 @@ and a text too large for that to be quick is assumed to do anything
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -284,7 +285,12 @@ def analyze(sql: bytes, mode: int = 0) -> SqlEffects:
         if bones is None:
             return NO_EFFECTS if _INTERESTING_LOWER.search(sql.lower()) is None else unknown_effects()
         sql = bones
-    if _INTERESTING_LOWER.search(sql.lower()) is None:
+    if len(sql) <= SHAPE_UP_TO:
+        shape = sql.lower().translate(None, _DIGITS)
+        known = _SHAPES.get(shape)
+        if not (_remember_shape(shape) if known is None else known):
+            return NO_EFFECTS
+    elif _INTERESTING_LOWER.search(sql.lower()) is None:
         return NO_EFFECTS
     effects = SqlEffects()
     for stmt in split_statements(tokenize(sql, mode)):
@@ -294,6 +300,26 @@ def analyze(sql: bytes, mode: int = 0) -> SqlEffects:
     if len(effects.sysvars_untracked) > 1:
         effects.sysvars_untracked = list(dict.fromkeys(effects.sysvars_untracked))
     return effects
+
+
+# Whether a short text mentions a trigger word is remembered by its shape: lower-cased, without its
+# digits. Statements that differ only in numbers (`WHERE id = 4711`, the usual point select) then
+# cost one dictionary look-up instead of a search. No trigger word has a digit, so a word in the
+# text is in its shape too, and so is what surrounds it (xa's boundaries are not digits either):
+# the shape can only show more words than the text (then the text is analyzed in full), never fewer.
+SHAPE_UP_TO = 512
+SHAPES_REMEMBERED = 2048
+_DIGITS = b"0123456789"
+_SHAPES: dict[bytes, bool] = {}
+
+
+def _remember_shape(shape: bytes) -> bool:
+    """Does a shape not seen before mention a trigger word? (Remembered.)"""
+    known = _INTERESTING_LOWER.search(shape) is not None
+    if len(_SHAPES) >= SHAPES_REMEMBERED:
+        _SHAPES.clear()
+    _SHAPES[shape] = known
+    return known
 
 
 def unknown_effects() -> SqlEffects:
@@ -448,7 +474,22 @@ _SET_NAMES = re.compile(
 
 
 def parse_set_names(sql: bytes) -> tuple[bytes, bytes | None] | None:
-    """`SET NAMES cs [COLLATE coll]` alone -> (cs, coll) in lower case; anything else -> None."""
+    """`SET NAMES cs [COLLATE coll]` alone -> (cs, coll) in lower case; anything else -> None.
+    (Short texts are remembered: drivers send the same one at every connect.)"""
+    if len(sql) <= SHORT_TEXT:
+        return _set_names_of_short(sql)
+    return _parse_set_names(sql)
+
+
+SHORT_TEXT = 64  # the longest text whose parse is remembered (per text, a few hundred at most)
+
+
+@functools.lru_cache(maxsize=256)
+def _set_names_of_short(sql: bytes) -> tuple[bytes, bytes | None] | None:
+    return _parse_set_names(sql)
+
+
+def _parse_set_names(sql: bytes) -> tuple[bytes, bytes | None] | None:
     text = sql.strip()
     if text.endswith(b";"):
         text = text[:-1].rstrip()

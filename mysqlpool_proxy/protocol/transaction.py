@@ -17,6 +17,7 @@ nested quantifiers, so they run in time linear in the text.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 
 from .sql import WORD, Token, split_statements, tokenize
@@ -40,9 +41,15 @@ _ON = (b"1", b"on", b"true")
 
 
 def noop_transaction_command(sql: bytes) -> NoopCommand | None:
-    """A bare COMMIT / ROLLBACK / SET autocommit = value (None for anything else)."""
+    """A bare COMMIT / ROLLBACK / SET autocommit = value (None for anything else). (Remembered per
+    text: pools send the same few again and again, and drivers the same SET at every connect.)"""
     if len(sql) > NOOP_MAX_LENGTH:
         return None
+    return _noop_command(sql)
+
+
+@functools.lru_cache(maxsize=256)
+def _noop_command(sql: bytes) -> NoopCommand | None:
     if _END.fullmatch(sql):
         return NoopCommand.END
     m = _AUTOCOMMIT.fullmatch(sql)

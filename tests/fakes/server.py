@@ -2,7 +2,9 @@
 # level, after authentication and the proxy's setup. It answers the commands
 # the proxy writes roughly as MariaDB 10.11 with CLIENT_SESSION_TRACK and the
 # proxy's trackers on would (same packet shapes, status flags and
-# session-state entries), and records them for the test to look at. It
+# session-state entries; the first result set of a transaction ends with an
+# EOF that says "state changed", its report held until the next OK with a
+# report of its own), and records them for the test to look at. It
 # negotiated MariaDB's extended capabilities as the adapter does (bulk
 # operations; extended metadata when its params ask, and then every column
 # definition has the block): COM_STMT_BULK_EXECUTE runs its statement once,
@@ -35,6 +37,7 @@ from mysqlpool_proxy.constants import (
     COMMAND,
     MARIADB_CLIENT_EXTENDED_METADATA,
     MARIADB_CLIENT_STMT_BULK_OPERATIONS,
+    SESSION_TRACK,
 )
 from mysqlpool_proxy.protocol.framing import PacketDecoder, encode_packet
 from mysqlpool_proxy.protocol.packets import make_eof, make_err, make_ok
@@ -58,6 +61,19 @@ from tests.fakes.replies import Command, Err, Rows, Script
 from tests.fakes.sql import SqlError, split_top, tokenize
 from tests.fakes.statements import Interpreter
 from tests.fakes.transport import FakeTransport
+
+SESSION_STATE_CHANGED = 0x4000
+
+
+def merge_reports(held: list[tuple[int, bytes]], own: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """A held report and a later statement's own, as one OK brings them: each tracker once, the later
+    value winning (system variables by name)."""
+    def key(entry: tuple[int, bytes]) -> tuple[int, bytes]:
+        kind, data = entry
+        return (kind, Reader(data).lenenc_bytes() if kind == SESSION_TRACK.SYSTEM_VARIABLES else b"")
+
+    newer = {key(e) for e in own}
+    return [e for e in held if key(e) not in newer] + own
 
 
 @dataclass
@@ -122,6 +138,12 @@ class FakeMySQLServer:
         self.savepoints: set[str] = set()  # live until the transaction ends, as on MariaDB
         self.infile_seq: int | None = None  # a LOCAL INFILE transfer: the sequence id its next packet must have
         self.infile_data = bytearray()  # what the last one received
+        self.trx_kind = b"T"  # the transaction state's first letter: T (BEGIN) or I (implicit)
+        self.trx_read = False  # a result set was sent in the open transaction
+        self.trx_write = False  # a row was written in it
+        # Session-state entries an EOF could not carry (it said "state changed"): they come with
+        # the next OK that has a report of its own, as on MariaDB (a bare OK brings none).
+        self.held_report: list[tuple[int, bytes]] = []
 
     def __repr__(self) -> str:
         return f"<FakeMySQLServer thread={self.thread_id}{' closed' if self.closed else ''}>"
@@ -319,24 +341,48 @@ class FakeMySQLServer:
     def ok_packet(self, affected: int = 0, insert_id: int = 0, *, more: bool = False, info: bytes = b"",
                   changes: list[tuple[int, bytes]] | None = None) -> bytes:
         status = self.status | (MORE_RESULTS if more else 0)
+        if changes and self.held_report:
+            changes, self.held_report = merge_reports(self.held_report, changes), []
         block = state_block(changes) if changes else None
         return make_ok(CLIENT.PROTOCOL_41 | CLIENT.SESSION_TRACK, status, affected, insert_id, info=info,
                        session_state=block)
 
     def result_set_packets(self, columns: list[bytes], rows: list, *, more: bool = False,
-                           binary: bool = False) -> list[bytes]:
+                           binary: bool = False, state_changed: bool | None = None) -> list[bytes]:
+        """A result set; its last EOF says "state changed" when its report must wait (see
+        `_read_in_transaction`; `state_changed` given: as a result set built before said)."""
+        if state_changed is None:
+            state_changed = self._read_in_transaction()
         status = self.status | (MORE_RESULTS if more else 0)
         packets = [lenenc_int(len(columns))]
         packets += [self.column(c) for c in columns]
         packets.append(make_eof(status))
         packets += [(binary_row if binary else text_row)([as_bytes(v) for v in row]) for row in rows]
-        packets.append(make_eof(status))
+        packets.append(make_eof(status | (SESSION_STATE_CHANGED if state_changed else 0)))
         return packets
 
     def column(self, name: bytes) -> bytes:
         """A column definition as this connection has them (the extended-metadata block if negotiated)."""
         extended = b"" if self.extended_capabilities & MARIADB_CLIENT_EXTENDED_METADATA else None
         return column_def(name, extended=extended)
+
+    def trx_state(self) -> bytes:
+        """The transaction state as the tracker reports it: T_______ after BEGIN, T_R___S_ after a
+        result set, T_R_W_S_ after a write too (I for a transaction autocommit = 0 started)."""
+        return b"%s_%s_%s_%s_" % (self.trx_kind, b"R" if self.trx_read else b"_", b"W" if self.trx_write else b"_",
+                                  b"S" if self.trx_read else b"_")
+
+    def _read_in_transaction(self) -> bool:
+        """The first result set of a transaction changes its state (a read: T_R___S_), which the
+        trackers report; an EOF cannot carry the report, so it waits in `held_report`. True if so."""
+        if not self.in_trans or self.trx_read:
+            return False
+        self.trx_read = True
+        entries = self.sql.tracked({"trx_state": self.trx_state()})
+        if not entries:
+            return False
+        self.held_report = merge_reports(self.held_report, entries)
+        return True
 
     def _reset(self) -> None:
         """COM_RESET_CONNECTION: a fresh session (global values, trackers off), same schema."""
@@ -349,6 +395,8 @@ class FakeMySQLServer:
         self.locks.clear()
         self.trx_characteristics = b""
         self.statements.clear()
+        self.trx_read = self.trx_write = False
+        self.held_report = []
 
     # -- COM_INIT_DB -------------------------------------------------------------------
 
@@ -419,11 +467,12 @@ class FakeMySQLServer:
         if not stmt.columns or packets[0][0] in (0x00, 0xFF):
             return packets
         rows = self._rows_of(packets, len(stmt.columns))
+        state_changed = bool((packets[-1][3] | packets[-1][4] << 8) & SESSION_STATE_CHANGED)
         if cursor:
             stmt.cursor_rows = rows
             return ([lenenc_int(len(stmt.columns))] + [self.column(c) for c in stmt.columns]
-                    + [make_eof(self.status | CURSOR_EXISTS)])
-        return self.result_set_packets(stmt.columns, rows, binary=True)
+                    + [make_eof(self.status | CURSOR_EXISTS | (SESSION_STATE_CHANGED if state_changed else 0))])
+        return self.result_set_packets(stmt.columns, rows, binary=True, state_changed=state_changed)
 
     @staticmethod
     def _rows_of(packets: list[bytes], ncols: int) -> list:

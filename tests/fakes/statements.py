@@ -134,6 +134,9 @@ class Interpreter:
             if not self.server.autocommit and first not in ("lock", "unlock", "do"):
                 self._begin(changes, explicit=False)  # the statement touched a table
             affected = 1 if first in ("insert", "update", "delete", "replace") else 0
+            if affected and self.server.in_trans and not self.server.trx_write:
+                self.server.trx_write = True  # the transaction's first write changes its state
+                changes["trx_state"] = self.server.trx_state()
             return [self.server.ok_packet(affected, more=more, changes=self.tracked(changes))], 0.0
         return [self.server.ok_packet(more=more, changes=self.tracked(changes))], 0.0
 
@@ -335,12 +338,15 @@ class Interpreter:
     def _begin(self, changes: dict, explicit: bool) -> None:
         if not self.server.in_trans:
             self.server.in_trans = True
-            changes["trx_state"] = (b"T" if explicit else b"I") + b"_______"
+            self.server.trx_kind = b"T" if explicit else b"I"
+            self.server.trx_read = self.server.trx_write = False
+            changes["trx_state"] = self.server.trx_state()
 
     def _end_trx(self, changes: dict) -> None:
         self.server.savepoints.clear()
         if self.server.in_trans:
             self.server.in_trans = False
+            self.server.trx_read = self.server.trx_write = False
             changes["trx_state"] = b"________"
         if self.server.trx_characteristics:
             self.server.trx_characteristics = b""

@@ -156,6 +156,7 @@ class Relayed:
     infile_name: bytes | None
     ok_count: int
     extra: bytes = field(default=b"")  # bytes after the end (not the response's)
+    eof_state_pending: bool = False  # an EOF said "state changed" and no OK brought the report since
 
 
 class Relaying(Driver):
@@ -212,6 +213,7 @@ class Relaying(Driver):
         return Relayed(
             bytes(self.out), self.consumed, t.phase, t.status, t.warnings, t.affected_rows, t.last_insert_id,
             t.error, t.changes, t.result_sets, t.prepare_ok, t.infile_name, t.ok_count, bytes(self.extra),
+            t.eof_state_pending,
         )
 
 

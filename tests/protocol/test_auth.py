@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pytest
 from hypothesis import given, strategies as st
@@ -228,6 +229,22 @@ def test_make_scramble_uses_every_printable_byte():
     """Uniform over 33..126: 40,000 bytes miss none of the 94 values (each is expected ~425 times)."""
     seen = set(b"".join(make_scramble() for _ in range(2000)))
     assert seen == set(range(33, 127))
+
+
+def test_a_forked_worker_never_repeats_its_parents_scrambles():
+    # Scrambles are cut from a block of random bytes read ahead: a child forked (a worker) must not
+    # go on with the parent's block, or two workers would greet clients with the same scrambles.
+    make_scramble()  # the block is read
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next scramble, to the parent
+        os.write(writer, make_scramble())
+        os._exit(0)
+    os.close(writer)
+    child = os.read(reader, 64)
+    os.close(reader)
+    os.waitpid(pid, 0)
+    assert len(child) == 20 and child != make_scramble()
 
 
 # -- property ----------------------------------------------------------------------------

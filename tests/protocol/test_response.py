@@ -375,6 +375,21 @@ def test_more_results_chain():
     assert r.changes == StateChanges(state_change=True)
 
 
+def test_a_report_an_eof_could_not_carry_waits_for_an_ok_with_one_of_its_own():
+    # MariaDB: an EOF that says "state changed" leaves the report on the server; the next OK that
+    # has a report brings it, a bare one (DO's, COM_PING's) does not.
+    held = make_eof(IN_TRANS | AUTOCOMMIT | MORE | SERVER_SESSION_STATE_CHANGED)
+    select = result_set([b"\x011"], final=held)
+    bare = frames(make_ok(TRACK, IN_TRANS | AUTOCOMMIT), seq=6)
+    r = relay(select + bare + NEXT, check=done_with(select + bare, result_sets=1, ok_count=1, extra=NEXT))
+    assert r.eof_state_pending and r.changes is None
+    report = make_ok(TRACK, IN_TRANS | AUTOCOMMIT, session_state=b"\x05\x09\x08T_R___S_")
+    r = relay(select + frames(report, seq=6) + NEXT, check=done_with(select + frames(report, seq=6), extra=NEXT))
+    assert not r.eof_state_pending and r.changes == StateChanges(trx_state=b"T_R___S_")
+    alone = result_set([b"\x011"], final=make_eof(IN_TRANS | AUTOCOMMIT | SERVER_SESSION_STATE_CHANGED))
+    assert relay(alone + NEXT, check=done_with(alone, extra=NEXT)).eof_state_pending
+
+
 def test_more_results_chain_ending_in_err():
     reply = result_set([b"\x011"], final=make_eof(AUTOCOMMIT | MORE)) + frames(make_err(1146, "42S02", "no"), seq=6)
     r = relay(reply + NEXT, check=done_with(reply, result_sets=1, extra=NEXT))

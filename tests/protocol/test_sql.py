@@ -11,8 +11,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, strategies as st
 
 from mysqlpool_proxy.protocol.sql import (
+    INTERESTING,
+    NO_EFFECTS,
+    SHAPE_UP_TO,
     SqlEffects,
     analyze,
     parse_set_names,
@@ -451,3 +455,37 @@ def test_statements_are_cut_as_the_clients_sql_mode_reads_quotes():
 def test_commit_or_rollback_that_releases_the_connection(sql, releases, with_completion_release):
     assert analyze(sql).releases_connection is releases
     assert releases_connection(sql) is with_completion_release
+
+
+# -- the shape check -------------------------------------------------------------------------
+# A short text's "does it mention a trigger word" is remembered by its shape (lower-cased, digits
+# dropped): it must never say no where the text itself says yes, however digits sit around the
+# words (xa has word boundaries), and whether it is asked the first time or again.
+
+_PIECES = st.sampled_from([b"lock", b"LOCK", b"xa", b"XA", b"@", b"drop", b"null", b"select", b"from t",
+                           b"where id=", b" ", b"_", b"(", b"'", b"1", b"42", b"x", b"a", b"9xa", b"xa9", b"z"])
+
+
+@given(st.lists(_PIECES, max_size=12).map(b"".join), st.integers(0, 10 ** 9))
+def test_the_shape_of_a_text_never_hides_a_trigger_word(text, number):
+    for sql in (text, text + b"%d" % number, b"%d" % number + text):
+        for _ in range(2):  # asked, then remembered
+            if INTERESTING.search(sql) is not None:
+                assert analyze(sql) == analyze_without_shapes(sql), sql
+            else:  # (NO_EFFECTS itself, or the same found the long way: a shape may show more words)
+                assert analyze(sql) == NO_EFFECTS, sql
+
+
+def analyze_without_shapes(sql: bytes) -> SqlEffects:
+    """The analysis of a text as if it were too long to have its shape remembered."""
+    padded = sql + b" " * (SHAPE_UP_TO + 1 - len(sql))
+    return analyze(padded)
+
+
+def test_statements_that_differ_only_in_numbers_share_their_shape():
+    assert analyze(b"SELECT c FROM sbtest1 WHERE id=4711") is NO_EFFECTS
+    assert analyze(b"SELECT c FROM sbtest1 WHERE id=12") is NO_EFFECTS
+    assert analyze(b"SELECT c FROM t2 WHERE id=1 FOR UPDATE") is NO_EFFECTS
+    assert analyze(b"SELECT GET_LOCK('l2', 10)").named_locks_taken == [b"l2"]
+    assert analyze(b"SELECT 1 FROM t1 LOCK IN SHARE MODE") == analyze_without_shapes(
+        b"SELECT 1 FROM t1 LOCK IN SHARE MODE")

@@ -483,8 +483,10 @@ class MariaDBServer(_SQLHelpers):
         *,
         startup_timeout: float = STARTUP_TIMEOUT,
         stop_timeout: float = STOP_TIMEOUT,
+        launcher: Iterable[str] = (),
     ) -> None:
         self.options = merge_options(options)
+        self.launcher = list(launcher)  # a command mariadbd runs under (e.g. valgrind and its options)
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.mariadbd, _ = find_binaries()
@@ -535,9 +537,9 @@ class MariaDBServer(_SQLHelpers):
         return self._proc is not None and self._proc.poll() is None
 
     @classmethod
-    def started(cls, options: Mapping[str, Any] | None = None) -> MariaDBServer:
+    def started(cls, options: Mapping[str, Any] | None = None, **kwargs: Any) -> MariaDBServer:
         """A new private server, started; if starting fails, nothing is left behind."""
-        server = cls(options)
+        server = cls(options, **kwargs)
         try:
             server.start()
         except BaseException:
@@ -642,6 +644,7 @@ class MariaDBServer(_SQLHelpers):
 
     def _command(self, port: int, port_open_timeout: int) -> list[str]:
         cmd = [
+            *self.launcher,
             self.mariadbd,
             "--no-defaults",
             f"--datadir={self.datadir}",

@@ -13,10 +13,12 @@ import asyncio
 import pymysql
 import pytest
 
+from mysqlpool_proxy.constants import CLIENT
 from mysqlpool_proxy.protocol import auth
 from mysqlpool_proxy.protocol.framing import MAX_FRAME, encode_packet, frame_header
 from mysqlpool_proxy.protocol.handshake import INSECURE_TRANSPORT_MESSAGE, MAX_LOGIN_PACKET
 from mysqlpool_proxy.protocol.packets import ErrPacket, parse_err
+from mysqlpool_proxy.protocol.wire import int1, int4
 from tests.fakes import FakeClient, FakeOpener, fake_opener, proxy_config, settle, start_proxy, virtual_time
 from tests.protocol.helpers import change_user
 
@@ -207,4 +209,23 @@ async def test_change_user_to_a_character_set_no_client_may_use_gets_1231():
     assert (err.errno, err.sqlstate) == (1231, "42000")
     await settle()
     assert client.transport.closing and not proxy.clients
+    await proxy.stop(0)
+
+
+@virtual_time
+async def test_a_caching_sha2_fast_login_gets_its_fast_auth_success_and_ok_in_one_write():
+    # Two packets, one write: the login's answer costs one system call, as with mysql_native_password.
+    proxy = await start_proxy()
+    client = await FakeClient(proxy).open()
+    g = client.greeting
+    caps = client.wanted & (g.capabilities | CLIENT.LONG_PASSWORD) | CLIENT.PLUGIN_AUTH
+    token = auth.client_scramble_caching_sha2(b"pw", g.scramble)
+    payload = (int4(caps) + int4(1 << 24) + int1(45) + b"\0" * 23 + b"app\0" + int1(len(token)) + token
+               + auth.CACHING_SHA2 + b"\0")
+    writes = len(client.transport.writes)
+    client.transport.feed(encode_packet(payload, 1))
+    more, ok = await client.packet(), await client.packet()
+    assert (more.seq, more.payload) == (2, b"\x01\x03")  # AuthMoreData: fast_auth_success
+    assert (ok.seq, ok.payload[0]) == (3, 0x00)
+    assert client.transport.writes[writes:] == [encode_packet(b"\x01\x03", 2) + encode_packet(ok.payload, 3)]
     await proxy.stop(0)
