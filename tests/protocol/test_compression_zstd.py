@@ -85,6 +85,8 @@ PACKED = zstandard.ZstdCompressor().compress(PAYLOAD)
     frame(PACKED + b"tail", 0, 100),  # bytes after the frame
     frame(PACKED + PACKED, 0, 100),  # a second frame
     frame(__import__("zlib").compress(PAYLOAD), 0, 100),  # zlib on a zstd connection
+    frame(b"", 0, 100),  # nothing at all
+    frame((0x184D2A50).to_bytes(4, "little") + (4).to_bytes(4, "little") + b"abcd", 0, 100),  # a skippable frame
 ])
 def test_a_zstd_frame_that_lies_about_its_length_is_refused(bad):
     for pieces in ([bad], [bad[i:i + 1] for i in range(len(bad))]):
