@@ -1,7 +1,9 @@
-"""Compression of one client's connection (CLIENT_COMPRESS), between its socket and the client.
+"""Compression of one client's connection (CLIENT_COMPRESS or CLIENT_ZSTD_COMPRESSION_ALGORITHM), between
+its socket and the client.
 
-A client that negotiated CLIENT_COMPRESS speaks compressed frames from the
-first byte after the login's OK. `start_compression()` then puts two small
+A client that negotiated compression speaks compressed frames from the
+first byte after the login's OK (zlib or zstd: the codec the handshake
+chose, protocol/compression.py). `start_compression()` then puts two small
 objects around the client's transport, and nothing else of the client knows:
 
   * `Decompressor` becomes the socket's protocol: it inflates frames one at a
@@ -24,7 +26,7 @@ from typing import Any, Protocol
 
 from ..constants import ER
 from ..errors import ProtocolError
-from ..protocol.compression import FrameDecoder, FrameEncoder, InnerFrames
+from ..protocol.compression import Codec, FrameDecoder, FrameEncoder, InnerFrames
 from ..protocol.framing import encode_packet
 from ..protocol.packets import make_err
 from ..reasons import ClientCloseReason
@@ -50,11 +52,12 @@ class Compressible(Protocol):
     def close(self, reason: ClientCloseReason) -> None: ...
 
 
-def start_compression(client: Compressible, loop: asyncio.AbstractEventLoop) -> None:
-    """From now on the client's bytes are compressed frames both ways (call it right after the login's OK)."""
+def start_compression(client: Compressible, loop: asyncio.AbstractEventLoop, codec: Codec) -> None:
+    """From now on the client's bytes are compressed frames both ways, with `codec` (call it right after
+    the login's OK)."""
     raw = client.transport
     assert raw is not None
-    decompressor = Decompressor(client, raw, loop)
+    decompressor = Decompressor(client, raw, loop, codec)
     raw.set_protocol(decompressor)
     client.use_transport(CompressedTransport(raw, decompressor))
     unread = client.take_unread_input()  # frames that came with the login (a client that did not wait)
@@ -67,13 +70,14 @@ class Decompressor(asyncio.Protocol):
 
     __slots__ = ("_client", "_raw", "_loop", "frames", "inner", "encoder", "_paused", "_draining")
 
-    def __init__(self, client: Compressible, raw: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+    def __init__(self, client: Compressible, raw: asyncio.Transport, loop: asyncio.AbstractEventLoop,
+                 codec: Codec | None = None):
         self._client = client
         self._raw = raw
         self._loop = loop
-        self.frames = FrameDecoder()
+        self.frames = FrameDecoder(codec)
         self.inner = InnerFrames()
-        self.encoder = FrameEncoder()
+        self.encoder = FrameEncoder(codec)
         self._paused = not raw.is_reading()
         self._draining = False
 

@@ -39,7 +39,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Final
 
-from ..constants import CLIENT, ER
+from ..constants import ER
 from ..core.client_session import STICKY_STATUS
 from ..core.states import ClientState
 from ..errors import ProtocolError, ProxyError
@@ -239,10 +239,11 @@ class ConnectionPhase:
         self.stop()
         assert self.handshake is not None
         self.secure = self.handshake.secure
+        codec = self.handshake.compression()
         client.write(self._take_unsent() + self.handshake.accept(client.session.status & STICKY_STATUS))
         self.handshake = None
-        if client.capabilities & CLIENT.COMPRESS:
-            start_compression(client, client.proxy.loop)
+        if codec is not None:
+            start_compression(client, client.proxy.loop, codec)
         client.bound_input_for_commands()
         if client.state is _HANDSHAKE:
             client.set_state(_READY)

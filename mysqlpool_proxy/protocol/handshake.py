@@ -60,9 +60,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from ..constants import CLIENT, ER, ER_SECURE_TRANSPORT_REQUIRED, SERVER_STATUS, sqlstate_for
+from ..constants import (
+    CLIENT,
+    CLIENT_ZSTD_COMPRESSION_ALGORITHM,
+    ER,
+    ER_SECURE_TRANSPORT_REQUIRED,
+    SERVER_STATUS,
+    sqlstate_for,
+)
 from ..errors import RemoteProtocolError
 from . import auth
+from .compression import Codec, Zlib, Zstd, zstd_level
 from .framing import Oversized, Packet, encode_packet, next_seq
 from .packets import (
     ChangeUser,
@@ -540,6 +548,17 @@ class ServerHandshake(_AuthExchange):
             return self._fail(Failed(ER_SECURE_TRANSPORT_REQUIRED, INSECURE_TRANSPORT_MESSAGE))
         outcome, data = self._auth.start(resp.user, resp.auth_plugin, resp.auth_response, secure=self.secure)
         return self._after(outcome, data)
+
+    def compression(self) -> Codec | None:
+        """The codec of the compressed protocol the client negotiated, None for none. A client that sets
+        both CLIENT_COMPRESS and CLIENT_ZSTD_COMPRESSION_ALGORITHM gets zlib, as MySQL's server checks
+        CLIENT_COMPRESS first (its own client library only ever sets one)."""
+        if self.capabilities & CLIENT.COMPRESS:
+            return Zlib()
+        if self.capabilities & CLIENT_ZSTD_COMPRESSION_ALGORITHM:
+            resp = self._response
+            return Zstd(zstd_level(resp.zstd_level if resp is not None else 0))
+        return None
 
     def _verified(self) -> Verified:
         resp = self._response

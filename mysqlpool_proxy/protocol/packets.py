@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..constants import CLIENT, CLIENT_MYSQL, SERVER_SESSION_STATE_CHANGED
+from ..constants import CLIENT, CLIENT_MYSQL, CLIENT_ZSTD_COMPRESSION_ALGORITHM, SERVER_SESSION_STATE_CHANGED
 from ..errors import RemoteProtocolError
 from .wire import BytesLike, Reader, int1, int2, int4, lenenc_bytes, lenenc_int
 
@@ -259,6 +259,7 @@ class HandshakeResponse:
     database: bytes | None = None
     auth_plugin: bytes | None = None
     connect_attrs: dict[bytes, bytes] = field(default_factory=dict)
+    zstd_level: int = 0  # with CLIENT_ZSTD_COMPRESSION_ALGORITHM: the level asked for (0: none sent)
 
 
 SSL_REQUEST_SIZE = 32
@@ -300,7 +301,10 @@ def parse_handshake_response(payload: BytesLike) -> HandshakeResponse:
     attrs = {}
     if caps & CLIENT.CONNECT_ATTRS and not r.at_end():
         attrs = _parse_connect_attrs(r)
-    return HandshakeResponse(caps, max_packet, charset, user, auth, database, plugin, attrs)
+    zstd_level = 0
+    if caps & CLIENT_ZSTD_COMPRESSION_ALGORITHM and not r.at_end():  # MySQL 8: one byte after the attributes
+        zstd_level = r.int1()
+    return HandshakeResponse(caps, max_packet, charset, user, auth, database, plugin, attrs, zstd_level)
 
 
 def _parse_connect_attrs(r: Reader) -> dict[bytes, bytes]:

@@ -52,6 +52,7 @@ from ..config import Config, UserConfig
 from ..constants import (
     CLIENT,
     CLIENT_QUERY_ATTRIBUTES,
+    CLIENT_ZSTD_COMPRESSION_ALGORITHM,
     MARIADB_CAPABILITIES,
     MARIADB_CLIENT_BULK_UNIT_RESULTS,
     MARIADB_CLIENT_EXTENDED_METADATA,
@@ -93,10 +94,12 @@ OFFERED_CAPABILITIES = (
     | CLIENT.MULTI_STATEMENTS | CLIENT.MULTI_RESULTS | CLIENT.PS_MULTI_RESULTS | CLIENT.PLUGIN_AUTH
     | CLIENT.CONNECT_ATTRS | CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT.SESSION_TRACK | CLIENT.COMPRESS
     | CLIENT_QUERY_ATTRIBUTES | CLIENT.DEPRECATE_EOF | OFFERED_MARIADB_CAPABILITIES
+    | CLIENT_ZSTD_COMPRESSION_ALGORITHM
 )
 
 # Offered whatever the server has: the proxy does these itself (session tracking it emulates;
-# compression it does on the client's side only, backends stay uncompressed; query attributes
+# compression it does on the client's side only, backends stay uncompressed: zlib always, zstd
+# only where the server offers it too, so the greeting stays the server kind's, MariaDB never does; query attributes
 # it takes out of each command, as no backend is opened with them; the DEPRECATE_EOF framing it
 # writes from the classic one its backends speak: protocol/response.py).
 CLIENT_SIDE_CAPABILITIES = CLIENT.SESSION_TRACK | CLIENT.COMPRESS | CLIENT_QUERY_ATTRIBUTES | CLIENT.DEPRECATE_EOF

@@ -7,7 +7,8 @@
 # character set variables, collations, the globals the setup query reads. A
 # test makes attempts slow (delay, past connect_timeout they time out), fail
 # (fail_next, go_down/come_up: error 2003 or one it names), and
-# gives every server the same options and scripts; it looks at the attempts
+# gives every server the same options and scripts (server_capabilities: a greeting of another
+# server kind, e.g. a MySQL 8 offering zstd); it looks at the attempts
 # and the servers afterwards.
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ class FakeOpener:
     """
 
     def __init__(self, *, delay: float = 0.0, fail_times: int = 0, wait_timeout: float = 28800.0,
-                 max_connections: int = 151, **server_options):
+                 max_connections: int = 151, server_capabilities: int = SERVER_CAPABILITIES, **server_options):
         self.delay = delay
+        self.server_capabilities = server_capabilities  # what the servers' greetings offer (MariaDB 10.11's)
         self.wait_timeout = wait_timeout
         self.max_connections = max_connections
         self.server_options = server_options
@@ -124,7 +126,7 @@ class FakeOpener:
         v = server.variables
         return Opened(
             transport=transport, handoff=None, thread_id=server.thread_id, server_version=server.version,
-            server_capabilities=SERVER_CAPABILITIES, status=AUTOCOMMIT, wait_timeout=self.wait_timeout,
+            server_capabilities=self.server_capabilities, status=AUTOCOMMIT, wait_timeout=self.wait_timeout,
             max_user_connections=0, max_connections=self.max_connections,
             charset_vars={k: v[k] for k in (b"character_set_client", b"character_set_connection",
                                             b"character_set_results", b"collation_connection")},

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mysqlpool_proxy.constants import CLIENT
+from mysqlpool_proxy.constants import CLIENT, CLIENT_ZSTD_COMPRESSION_ALGORITHM
 from mysqlpool_proxy.protocol.framing import (
     FrameScanner,
     Oversized,
@@ -331,10 +331,14 @@ def handshake_response(
     charset: int = 45,
     max_packet: int = 1 << 24,
     extended: int = 0,
+    zstd_level: int | None = None,
 ) -> bytes:
     """Protocol::HandshakeResponse41, field by field as the MySQL protocol pages lay it out; `extended`:
     MariaDB's extended capabilities (bits 32 and up) in the last 4 reserved bytes, as MariaDB's pages
-    lay it out (the caller clears CLIENT_MYSQL, or not, in `caps`)."""
+    lay it out (the caller clears CLIENT_MYSQL, or not, in `caps`); `zstd_level`: MySQL 8's
+    zstd_compression_level, the last byte, with CLIENT_ZSTD_COMPRESSION_ALGORITHM."""
+    if zstd_level is not None:
+        caps |= CLIENT_ZSTD_COMPRESSION_ALGORITHM
     if database is not None:
         caps |= CLIENT.CONNECT_WITH_DB
     if attrs is not None:
@@ -353,6 +357,8 @@ def handshake_response(
         parts += [plugin or b"", b"\0"]
     if caps & CLIENT.CONNECT_ATTRS:
         parts.append(connect_attrs_block(attrs or {}))
+    if zstd_level is not None:
+        parts.append(bytes((zstd_level,)))
     return b"".join(parts)
 
 
