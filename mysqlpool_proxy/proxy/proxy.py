@@ -98,10 +98,11 @@ OFFERED_CAPABILITIES = (
 )
 
 # Offered whatever the server has: the proxy does these itself (session tracking it emulates;
-# compression it does on the client's side only, backends stay uncompressed: zlib always, zstd
-# only where the server offers it too, so the greeting stays the server kind's, MariaDB never does; query attributes
+# compression it does on the client's side only, backends stay uncompressed; query attributes
 # it takes out of each command, as no backend is opened with them; the DEPRECATE_EOF framing it
-# writes from the classic one its backends speak: protocol/response.py).
+# writes from the classic one its backends speak: protocol/response.py). zstd is compressed on the
+# client's side too, but offered only where the server's own greeting offers it (MySQL 8; MariaDB
+# never does), so a client sees the capabilities of the server kind it would see directly.
 CLIENT_SIDE_CAPABILITIES = CLIENT.SESSION_TRACK | CLIENT.COMPRESS | CLIENT_QUERY_ATTRIBUTES | CLIENT.DEPRECATE_EOF
 
 
