@@ -26,6 +26,7 @@ lives on that server connection (protocol/transaction.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from ..constants import COM_STMT_BULK_EXECUTE, COMMAND, SERVER_STATUS
 from ..errors import CONNECTION_ENDING_ERRORS, ProxyError
@@ -52,26 +53,28 @@ from .statements import ClientStatement, statement_key
 __all__ = ["ClientSession", "Command", "Outcome", "FollowUp", "STMT_ID_COMMANDS", "NO_REPLY_CODES",
            "STICKY_STATUS"]
 
-IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
-AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
-CURSOR_EXISTS = SERVER_STATUS.SERVER_STATUS_CURSOR_EXISTS
-LAST_ROW_SENT = SERVER_STATUS.SERVER_STATUS_LAST_ROW_SENT
-NO_BACKSLASH_STATUS = SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
-_AUTOCOMMIT_NOT_IN_TRANS = AUTOCOMMIT | IN_TRANS  # (masked: AUTOCOMMIT alone, no IN_TRANS)
+IN_TRANS: Final = SERVER_STATUS.SERVER_STATUS_IN_TRANS
+AUTOCOMMIT: Final = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
+CURSOR_EXISTS: Final = SERVER_STATUS.SERVER_STATUS_CURSOR_EXISTS
+LAST_ROW_SENT: Final = SERVER_STATUS.SERVER_STATUS_LAST_ROW_SENT
+NO_BACKSLASH_STATUS: Final = SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+_AUTOCOMMIT_NOT_IN_TRANS: Final = AUTOCOMMIT | IN_TRANS  # (masked: AUTOCOMMIT alone, no IN_TRANS)
 # Status bits that describe the session rather than one response.
-STICKY_STATUS = IN_TRANS | AUTOCOMMIT | NO_BACKSLASH_STATUS | 0x2000 | 0x8000
+STICKY_STATUS: Final = IN_TRANS | AUTOCOMMIT | NO_BACKSLASH_STATUS | 0x2000 | 0x8000
 
-NO_REPLY_CODES = frozenset((COMMAND.COM_STMT_CLOSE, COMMAND.COM_STMT_SEND_LONG_DATA, COMMAND.COM_QUIT))
-STMT_ID_COMMANDS = frozenset((
+NO_REPLY_CODES: Final = frozenset((COMMAND.COM_STMT_CLOSE, COMMAND.COM_STMT_SEND_LONG_DATA, COMMAND.COM_QUIT))
+STMT_ID_COMMANDS: Final = frozenset((
     COMMAND.COM_STMT_EXECUTE, COMMAND.COM_STMT_FETCH, COMMAND.COM_STMT_RESET, COMMAND.COM_STMT_CLOSE,
     COMMAND.COM_STMT_SEND_LONG_DATA, COM_STMT_BULK_EXECUTE,
 ))
 # Commands that run a statement (a bulk execute runs its statement once per parameter set, as one).
-_STATEMENT_COMMANDS = (COMMAND.COM_QUERY, COMMAND.COM_STMT_EXECUTE, COM_STMT_BULK_EXECUTE)
-_EXECUTES = (COMMAND.COM_STMT_EXECUTE, COM_STMT_BULK_EXECUTE)
+_STATEMENT_COMMANDS: Final = (COMMAND.COM_QUERY, COMMAND.COM_STMT_EXECUTE, COM_STMT_BULK_EXECUTE)
+_EXECUTES: Final = (COMMAND.COM_STMT_EXECUTE, COM_STMT_BULK_EXECUTE)
 
 
-@dataclass(slots=True)
+# (No slots=True: mypyc compiles a dataclass with slots as an interpreted class, and this one is
+# made for every command.)
+@dataclass
 class Command:
     """The command in flight, and what the proxy knows of it."""
 
@@ -97,7 +100,9 @@ class FollowUp:
     probe: bool  # a ping, to learn the status an error left
 
 
-@dataclass(slots=True)
+# (No slots=True: mypyc compiles a dataclass with slots as an interpreted class, and this one is
+# made for every command.)
+@dataclass
 class Outcome:
     """What a response means for the connection (the session has recorded it already)."""
 

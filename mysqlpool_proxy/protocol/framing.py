@@ -22,6 +22,7 @@ costs the proxy one read, not 60 MiB of reading.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from ..errors import LocalProtocolError, RemoteProtocolError
 from .wire import BytesLike
@@ -29,11 +30,13 @@ from .wire import BytesLike
 __all__ = ["MAX_FRAME", "HEADER_SIZE", "Packet", "Oversized", "PacketDecoder", "FrameScanner", "encode_packet",
            "frame_header", "with_payload", "same_frames"]
 
-MAX_FRAME = 0xFFFFFF
-HEADER_SIZE = 4
+MAX_FRAME: Final = 0xFFFFFF
+HEADER_SIZE: Final = 4
 
 
-@dataclass(slots=True)
+# (No slots=True: mypyc compiles a dataclass with slots as an interpreted class, and this one is
+# made for every packet.)
+@dataclass
 class Packet:
     """One logical packet: `payload` joined, `raw` as it arrived (headers included)."""
 
