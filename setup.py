@@ -57,4 +57,5 @@ def ext_modules() -> list:
     return extensions
 
 
-setup(ext_modules=ext_modules())
+if __name__ == "__main__":  # (as pip's build backend runs it too; tests/unit/test_build.py imports it)
+    setup(ext_modules=ext_modules())
