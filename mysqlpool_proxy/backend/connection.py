@@ -320,6 +320,8 @@ class BackendConnection(asyncio.Protocol):
             if tracker.translating:
                 buf = bytearray(data)
                 return buf, tracker.feed_translating(buf)
+            if type(data) is not bytes:
+                data = bytes(data)
             return data, tracker.feed(data)
         except ProtocolError as exc:
             log.warning("backend #%d sent a malformed response: %s", self.id, exc)

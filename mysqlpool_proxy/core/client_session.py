@@ -25,7 +25,7 @@ lives on that server connection (protocol/transaction.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from ..constants import COM_STMT_BULK_EXECUTE, COMMAND, SERVER_STATUS
@@ -72,22 +72,36 @@ _STATEMENT_COMMANDS: Final = (COMMAND.COM_QUERY, COMMAND.COM_STMT_EXECUTE, COM_S
 _EXECUTES: Final = (COMMAND.COM_STMT_EXECUTE, COM_STMT_BULK_EXECUTE)
 
 
-# (No slots=True: mypyc compiles a dataclass with slots as an interpreted class, and this one is
-# made for every command.)
-@dataclass
+# Made for every command, so its __init__ is written out: mypyc compiles it (a dataclass's generated
+# __init__, and a whole dataclass with slots=True, stay interpreted). The dataclass gives == and repr.
+@dataclass(init=False)
 class Command:
     """The command in flight, and what the proxy knows of it."""
 
     spec: CommandSpec
-    effects: SqlEffects | None = None  # what it does to session state (queries, executes)
-    sql: bytes = b""  # its SQL, when it matters (queries with effects, prepares, executes)
-    stmt: ClientStatement | None = None  # the client's statement it names (statement-id commands)
-    stmt_id: int = 0  # that statement's id; for a prepare, the id the new one gets
-    seq: int = 0  # the sequence id of the client's last packet of it (replies follow it)
-    prev_status: int = 0  # the session's status before it
-    sent: bytes = b""  # the packet as the backend got it
-    response_started: bool = False  # bytes of the response have reached the client
-    started: float = 0.0  # loop time it went to the server (its duration is measured from here)
+    effects: SqlEffects | None  # what it does to session state (queries, executes)
+    sql: bytes  # its SQL, when it matters (queries with effects, prepares, executes)
+    stmt: ClientStatement | None  # the client's statement it names (statement-id commands)
+    stmt_id: int  # that statement's id; for a prepare, the id the new one gets
+    seq: int  # the sequence id of the client's last packet of it (replies follow it)
+    prev_status: int  # the session's status before it
+    sent: bytes  # the packet as the backend got it
+    response_started: bool  # bytes of the response have reached the client
+    started: float  # loop time it went to the server (its duration is measured from here)
+
+    def __init__(self, spec: CommandSpec, effects: SqlEffects | None = None, sql: bytes = b"",
+                 stmt: ClientStatement | None = None, stmt_id: int = 0, seq: int = 0, prev_status: int = 0,
+                 sent: bytes = b"", response_started: bool = False, started: float = 0.0) -> None:
+        self.spec = spec
+        self.effects = effects
+        self.sql = sql
+        self.stmt = stmt
+        self.stmt_id = stmt_id
+        self.seq = seq
+        self.prev_status = prev_status
+        self.sent = sent
+        self.response_started = response_started
+        self.started = started
 
 
 @dataclass(slots=True)
@@ -100,21 +114,31 @@ class FollowUp:
     probe: bool  # a ping, to learn the status an error left
 
 
-# (No slots=True: mypyc compiles a dataclass with slots as an interpreted class, and this one is
-# made for every command.)
-@dataclass
+# Made for every response (its __init__ written out, as Command's).
+@dataclass(init=False)
 class Outcome:
     """What a response means for the connection (the session has recorded it already)."""
 
-    ends_backend: bool = False  # an error after which the server hangs up
-    follow_up: FollowUp | None = None
-    changes: StateChanges | None = None  # for the backend's own state (with `null_sysvars`)
-    null_sysvars: SqlEffects | None = None
-    prepared: ClientStatement | None = None  # a new statement: the backend caches its server statement
-    statement_busy: bool | None = None  # a cursor or long data lives on the statement's server statement
-    new_pins: list[PinReason] = field(default_factory=list)  # reasons the client got pinned by it
-    transaction_ended: bool = False
-    unexplained_change: bool = False  # the server reported a change the proxy cannot carry: now pinned
+    ends_backend: bool  # an error after which the server hangs up
+    follow_up: FollowUp | None
+    changes: StateChanges | None  # for the backend's own state (with `null_sysvars`)
+    null_sysvars: SqlEffects | None
+    prepared: ClientStatement | None  # a new statement: the backend caches its server statement
+    statement_busy: bool | None  # a cursor or long data lives on the statement's server statement
+    new_pins: list[PinReason]  # reasons the client got pinned by it
+    transaction_ended: bool
+    unexplained_change: bool  # the server reported a change the proxy cannot carry: now pinned
+
+    def __init__(self) -> None:
+        self.ends_backend = False
+        self.follow_up = None
+        self.changes = None
+        self.null_sysvars = None
+        self.prepared = None
+        self.statement_busy = None
+        self.new_pins = []
+        self.transaction_ended = False
+        self.unexplained_change = False
 
 
 class ClientSession:

@@ -34,9 +34,9 @@ MAX_FRAME: Final = 0xFFFFFF
 HEADER_SIZE: Final = 4
 
 
-# (No slots=True: mypyc compiles a dataclass with slots as an interpreted class, and this one is
-# made for every packet.)
-@dataclass
+# Made for every packet, so its __init__ is written out: mypyc compiles it (a dataclass's generated
+# __init__, and a whole dataclass with slots=True, stay interpreted). The dataclass gives == and repr.
+@dataclass(init=False)
 class Packet:
     """One logical packet: `payload` joined, `raw` as it arrived (headers included)."""
 
@@ -44,6 +44,12 @@ class Packet:
     last_seq: int  # sequence id of the last frame
     payload: bytes
     raw: bytes
+
+    def __init__(self, seq: int, last_seq: int, payload: bytes, raw: bytes) -> None:
+        self.seq = seq
+        self.last_seq = last_seq
+        self.payload = payload
+        self.raw = raw
 
 
 @dataclass(slots=True)

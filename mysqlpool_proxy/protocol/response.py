@@ -248,7 +248,9 @@ class ResponseTracker:
 
     # -- the walk ------------------------------------------------------------
 
-    def feed(self, data: BytesLike) -> int:
+    def feed(self, data: bytes) -> int:
+        # (bytes, not BytesLike: compiled, indexing bytes is a native operation; a bytearray is copied
+        # by the caller, which has it only after a partial packet was held back)
         if self.rewrites:
             self.rewrites = []
         n = len(data)

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mysqlpool_proxy import __version__
+from mysqlpool_proxy import BUILD, __version__
 from mysqlpool_proxy.backend.connection import BackendConnection
 from mysqlpool_proxy.backend.pool import WAIT_BUCKETS
 from mysqlpool_proxy.config import load_config
@@ -76,7 +76,7 @@ RUNTIME_FAMILIES = {
     "python_gc_collections": "counter",
 }
 
-ALLOWED_LABELS = {"pool", "state", "reason", "code", "command", "direction", "version", "mode", "le",
+ALLOWED_LABELS = {"pool", "state", "reason", "code", "command", "direction", "version", "mode", "build", "le",
                   "generation", "implementation", "major", "minor", "patchlevel"}
 
 
@@ -167,9 +167,10 @@ def test_the_collector_lives_in_its_own_registry_not_the_global_one(proxy):
     assert not [m for m in REGISTRY.collect() if m.name.startswith("mysqlpool_")]
 
 
-def test_info_carries_version_and_mode(loop):
+def test_info_carries_version_mode_and_build(loop):
     families = scrape(make_proxy(loop, MYSQLPOOL_POOL_MODE="session"))
-    assert samples(families, "mysqlpool_info") == {(("mode", "session"), ("version", __version__)): 1.0}
+    assert samples(families, "mysqlpool_info") == {
+        (("build", BUILD), ("mode", "session"), ("version", __version__)): 1.0}
 
 
 def test_ready_and_its_reason_follow_proxy_readiness(proxy):
