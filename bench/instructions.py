@@ -46,6 +46,9 @@
 #                  (its result sets are rewritten for it: protocol/response.py);
 #                  PyMySQL logs in with the flag, and reads the packets raw
 #
+# It measures the checkout as it is: pure Python, or compiled in place by
+# scripts/compile.sh (it says which).
+#
 #   python -m bench.instructions                  # about a minute
 #   python -m bench.instructions --ops 500 --port 49000 --json out.json
 #   python -m bench.instructions --server         # and the server's instructions (a few minutes)
@@ -342,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which(needed):
         print(f"{needed} is not installed (apt-get install -y {needed})", file=sys.stderr)
         return 2
+    import mysqlpool_proxy
+    print(f"proxy: the checkout, {mysqlpool_proxy.BUILD} (scripts/compile.sh compiles it in place; "
+          "--clean undoes that)", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="mysqlpool-instructions-"))
     server_prefix = workdir / "server.callgrind.out"
     if opts.server and not opts.syscalls:
