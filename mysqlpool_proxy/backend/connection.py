@@ -494,8 +494,8 @@ class BackendConnection(asyncio.Protocol):
             self.pool.on_backend_gone(self)
 
 
-_COM_QUIT = encode_packet(b"\x01", 0)
-QUIT_WAIT = 2.0  # seconds a closing backend waits for the server to close its end
+_COM_QUIT: Final = encode_packet(b"\x01", 0)
+QUIT_WAIT: Final = 2.0  # seconds a closing backend waits for the server to close its end
 
 
 def _apply_rewrites(data: bytes | bytearray, rewrites: list[tuple[int, int, bytes]]) -> bytes:
