@@ -27,6 +27,9 @@
 # (bench/relay.py, one backend per client, no parsing: what the server runs
 # behind any byte relay) and through the proxy.
 #
+# --floor also runs the bare relay (bench/relay.py) under callgrind: its
+# instructions per operation are the floor the proxy's are compared with.
+#
 # --syscalls counts system calls instead (no valgrind): `strace -f -c`
 # attached to the server, and to the relay and the proxy, for each leg.
 # strace slows the traced processes, so a read that finds no data yet (and
@@ -43,9 +46,13 @@
 #                  (its result sets are rewritten for it: protocol/response.py);
 #                  PyMySQL logs in with the flag, and reads the packets raw
 #
+# It measures the checkout as it is: pure Python, or compiled in place by
+# scripts/compile.sh (it says which).
+#
 #   python -m bench.instructions                  # about a minute
 #   python -m bench.instructions --ops 500 --port 49000 --json out.json
 #   python -m bench.instructions --server         # and the server's instructions (a few minutes)
+#   python -m bench.instructions --floor          # and the bare relay's instructions
 #   python -m bench.instructions --syscalls       # system calls instead of instructions
 """Proxy instructions (callgrind) and server statements (status counters) per operation."""
 
@@ -270,15 +277,23 @@ def start_proxy(backend_port: int, port: int, workdir: Path, max_size: int,
     return proc, prefix
 
 
-def start_relay(backend_port: int, port: int, workdir: Path) -> subprocess.Popen:
-    """bench/relay.py serving `port` in front of the server."""
+def start_relay(backend_port: int, port: int, workdir: Path, valgrind: bool = False) -> subprocess.Popen:
+    """bench/relay.py serving `port` in front of the server (under callgrind if told: its dumps are
+    `workdir/relay.callgrind.out*`)."""
+    launcher = (["valgrind", "--tool=callgrind", f"--callgrind-out-file={workdir / 'relay.callgrind.out'}"]
+                if valgrind else [])
     with open(workdir / "relay.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.relay", "--listen", f"127.0.0.1:{port}", "--backend",
+            [*launcher, sys.executable, "-m", "bench.relay", "--listen", f"127.0.0.1:{port}", "--backend",
              f"127.0.0.1:{backend_port}"],
             cwd=str(REPO), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     wait_until_serving(proc, port, workdir / "relay.log")
     return proc
+
+
+def relay_probe(relay: subprocess.Popen, workdir: Path, counted: bool) -> dict[str, Probe]:
+    """The relay's own instructions, where it runs under callgrind."""
+    return {"relay": Callgrind(relay.pid, workdir / "relay.callgrind.out")} if counted else {}
 
 
 def wait_until_serving(proc: subprocess.Popen, port: int, log_path: Path) -> None:
@@ -321,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                          "the bare relay and through the proxy")
     ap.add_argument("--syscalls", action="store_true",
                     help="count system calls (strace) of the server, the relay and the proxy, not instructions")
+    ap.add_argument("--floor", action="store_true",
+                    help="also count the bare relay's instructions (bench/relay.py under callgrind): the floor")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (config, log, dumps)")
     opts = ap.parse_args(argv)
@@ -328,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which(needed):
         print(f"{needed} is not installed (apt-get install -y {needed})", file=sys.stderr)
         return 2
+    import mysqlpool_proxy
+    print(f"proxy: the checkout, {mysqlpool_proxy.BUILD} (scripts/compile.sh compiles it in place; "
+          "--clean undoes that)", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="mysqlpool-instructions-"))
     server_prefix = workdir / "server.callgrind.out"
     if opts.server and not opts.syscalls:
@@ -353,14 +373,19 @@ def main(argv: list[str] | None = None) -> int:
             legs["proxy"] = (opts.port, {"server": Strace(server.pid, workdir / "server.strace"),
                                          "proxy": Strace(proc.pid, workdir / "proxy.strace")})
         elif opts.server:
-            relay = start_relay(server.port, opts.port + 1, workdir)
+            relay = start_relay(server.port, opts.port + 1, workdir, valgrind=opts.floor)
             procs.append(relay)
             server_callgrind = Callgrind(server.pid, server_prefix)
             legs["direct"] = (server.port, {"server": server_callgrind})
-            legs["relay"] = (opts.port + 1, {"server": server_callgrind})
+            server_probe: dict[str, Probe] = {"server": server_callgrind}
+            legs["relay"] = (opts.port + 1, server_probe | relay_probe(relay, workdir, opts.floor))
             legs["proxy"] = (opts.port, {"server": server_callgrind, "proxy": Callgrind(proc.pid, prefix)})
         else:
             legs["proxy"] = (opts.port, {"proxy": Callgrind(proc.pid, prefix)})
+            if opts.floor:
+                relay = start_relay(server.port, opts.port + 1, workdir, valgrind=True)
+                procs.append(relay)
+                legs["relay"] = (opts.port + 1, relay_probe(relay, workdir, True))
         status_conn = server.connect()
         for name in opts.loads.split(","):
             ops = max(1, opts.ops // 5) if name == "connect" else opts.ops
@@ -395,6 +420,7 @@ def report(name: str, r: dict) -> str:
             lines.append(f"  {label:<34}" + "".join(f"{'-' if v is None else format(v, ','):>10}" for v in values))
 
     row("proxy instructions", [r[leg].get("proxy_instructions_per_op") for leg in legs])
+    row("relay instructions", [r[leg].get("relay_instructions_per_op") for leg in legs])
     row("server instructions (connections)", [r[leg].get("server_instructions_per_op") for leg in legs])
     for k in COUNTERS:
         row(f"server {k}", [r[leg]["server_per_op"].get(k, 0) if any(

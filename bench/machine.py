@@ -97,5 +97,6 @@ def one_line(m: dict) -> str:
     commit = m.get("git_commit")
     if commit:
         where = "" if m.get("proxy_source", "working tree") == "working tree" else f" ({m['proxy_source']})"
-        parts.append(f"proxy at {commit}{where}{' + local changes' if m.get('proxy_source_modified') else ''}")
+        build = f", {m['proxy_build']}" if m.get("proxy_build") else ""
+        parts.append(f"proxy at {commit}{where}{' + local changes' if m.get('proxy_source_modified') else ''}{build}")
     return "; ".join(parts)

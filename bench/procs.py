@@ -319,11 +319,12 @@ def proxy_env(source_dir: Path | None) -> dict[str, str]:
     return env
 
 
-def snapshot_proxy_source(dest: Path, ref: str = "worktree") -> dict[str, Any]:
+def snapshot_proxy_source(dest: Path, ref: str = "worktree", compiled: bool = True) -> dict[str, Any]:
     """Copy mysqlpool_proxy/ into dest/ so edits made while the bench runs do not change what it measures.
 
     ref "worktree": the files as they are now (committed or not); any other value is a git ref
-    (e.g. HEAD) whose committed tree is exported. Returns what was taken, for results.json.
+    (e.g. HEAD) whose committed tree is exported. `compiled`: the copy's hot path is then compiled
+    with mypyc, as an installed package is (setup.py). Returns what was taken, for results.json.
     """
     import shutil
 
@@ -335,25 +336,39 @@ def snapshot_proxy_source(dest: Path, ref: str = "worktree") -> dict[str, Any]:
     commit = subprocess.run([*git, "rev-parse", "--short=12", "HEAD" if ref == "worktree" else ref],
                             capture_output=True, text=True).stdout.strip() or None
     if ref == "worktree":
-        shutil.copytree(REPO / "mysqlpool_proxy", target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(REPO / "mysqlpool_proxy", target,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"))
+        shutil.copy2(REPO / "setup.py", dest / "setup.py")
         status = subprocess.run([*git, "status", "--porcelain", "--", "mysqlpool_proxy"],
                                 capture_output=True, text=True).stdout
         info = {"source": "working tree", "commit": commit, "modified": bool(status.strip()),
                 "modified_files": [line[3:] for line in status.splitlines()]}
     else:
-        archive = subprocess.run([*git, "archive", "--format=tar", ref, "mysqlpool_proxy"], capture_output=True)
+        archive = subprocess.run([*git, "archive", "--format=tar", ref, "mysqlpool_proxy", "setup.py"],
+                                 capture_output=True)
         if archive.returncode != 0:
             raise RuntimeError(f"git archive {ref} failed: {archive.stderr.decode(errors='replace').strip()}")
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
         info = {"source": f"git {ref}", "commit": commit, "modified": False, "modified_files": []}
-    check = subprocess.run([sys.executable, "-c", "import mysqlpool_proxy as m; print(m.__file__, m.__version__)"],
+    if compiled:
+        env = dict(os.environ, MYSQLPOOL_PROXY_COMPILE="1")
+        built = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=str(dest), env=env,
+                               capture_output=True, text=True, timeout=1800)
+        if built.returncode != 0:
+            raise RuntimeError(f"compiling the proxy snapshot in {dest} failed: {built.stderr.strip()[-2000:]}")
+    check = subprocess.run([sys.executable, "-c",
+                            "import mysqlpool_proxy as m; print(m.__file__, m.BUILD.replace(' ', '-'), m.__version__)"],
                            cwd=str(dest), env=proxy_env(dest), capture_output=True, text=True)
     resolved = check.stdout.strip()
     if check.returncode != 0 or not resolved.startswith(str(target)):
         raise RuntimeError(f"the proxy snapshot in {dest} is not what `import mysqlpool_proxy` finds: "
                            f"{resolved or check.stderr.strip()[-500:]}")
+    _, build, version = resolved.split()
+    if (build == "compiled") != compiled:
+        raise RuntimeError(f"the proxy snapshot in {dest} is {build}, not what was asked for")
     info["path"] = str(target)
-    info["version"] = resolved.split()[-1]
+    info["version"] = version
+    info["build"] = build.replace("-", " ")
     return info
 
 

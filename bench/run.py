@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--proxy-source", default="worktree", metavar="REF",
                     help="what proxy code to measure: 'worktree' (default: mysqlpool_proxy/ as it is at the start, "
                          "copied, so edits during the run do not leak in) or a git ref such as HEAD")
+    ap.add_argument("--pure", action="store_true",
+                    help="measure the pure-Python proxy (default: its hot path compiled with mypyc, as installed)")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="MINUTES",
                     help=f"on a shared machine: before starting, wait (up to MINUTES) until other processes use "
                          f"under {QUIET_CORES} cores for {QUIET_WINDOW:.0f}s, and before each round of legs "
@@ -116,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.procs import snapshot_proxy_source, start_server
 
-    source = snapshot_proxy_source(out / "proxy_src", opts.proxy_source)
+    source = snapshot_proxy_source(out / "proxy_src", opts.proxy_source, compiled=not opts.pure)
     log(f"proxy code: {source['source']} at {source['commit']}"
-        f"{' + local changes' if source['modified'] else ''}, copied to {source['path']}")
+        f"{' + local changes' if source['modified'] else ''}, copied to {source['path']} ({source['build']})")
     if opts.wait_quiet > 0:
         wait_quiet(opts.wait_quiet * 60, log)
     started_wall = time.time()
@@ -129,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info.describe(server.server_version(), sb.sysbench_version(sysbench))
     machine.update(proxy_source=source["source"], git_commit=source["commit"],
                    proxy_source_modified=source["modified"], proxy_version=source["version"],
+                   proxy_build=source["build"],
                    haproxy=haproxy_version(haproxy) if haproxy else None)
     log(f"machine: {machine_info.one_line(machine)}")
     bench = Bench(settings, server, out, sysbench, log=log, proxy_source=out / "proxy_src", haproxy=haproxy)

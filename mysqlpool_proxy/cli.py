@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-from mysqlpool_proxy import __version__
+from mysqlpool_proxy import BUILD, __version__
 from mysqlpool_proxy.config import (
     DEFAULT_CONFIG_PATH,
     ENV,
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "already listens on those addresses)")
     parser.add_argument("--print-example-config", action="store_true",
                         help="print a config file with every setting at its default, and exit")
-    parser.add_argument("-V", "--version", action="version", version=f"mysqlpool-proxy {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"mysqlpool-proxy {__version__} ({BUILD})")
     parser.add_argument("--log-format", choices=FORMATS, help="override [log] format")
     parser.add_argument("--log-level", choices=LEVELS, type=str.lower, help="override [log] level")
     quick = parser.add_argument_group("quick start", QUICK_START)

@@ -8,6 +8,8 @@ COM_RESET_CONNECTION (PyMySQL's COM_END = 0x1F is stale) and MariaDB's
 COM_STMT_BULK_EXECUTE, the session-state-change types and the SQLSTATE map.
 """
 
+from typing import Final
+
 from pymysql.constants import CLIENT, COMMAND, CR, ER, FIELD_TYPE, SERVER_STATUS
 
 __all__ = [
@@ -56,12 +58,12 @@ SERVER_SESSION_STATE_CHANGED = 0x4000
 class SESSION_TRACK:
     """Types of the entries in an OK packet's session-state-change block."""
 
-    SYSTEM_VARIABLES = 0
-    SCHEMA = 1
-    STATE_CHANGE = 2
-    GTIDS = 3
-    TRANSACTION_CHARACTERISTICS = 4
-    TRANSACTION_STATE = 5
+    SYSTEM_VARIABLES: Final = 0
+    SCHEMA: Final = 1
+    STATE_CHANGE: Final = 2
+    GTIDS: Final = 3
+    TRANSACTION_CHARACTERISTICS: Final = 4
+    TRANSACTION_STATE: Final = 5
 
 
 # MySQL 5.7+/MariaDB 10.1+ error numbers that PyMySQL's ER list lacks.

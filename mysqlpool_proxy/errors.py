@@ -25,9 +25,11 @@ CONNECTION_ENDING_ERRORS = frozenset((
 
 
 class ProtocolError(Exception):
-    """Bytes that do not follow the MySQL protocol."""
+    """Bytes that do not follow the MySQL protocol; `errno` is the error the peer is told."""
 
-    errno = ER_MALFORMED_PACKET
+    def __init__(self, *args: object, errno: int = ER_MALFORMED_PACKET) -> None:
+        super().__init__(*args)
+        self.errno = errno
 
 
 class RemoteProtocolError(ProtocolError):
@@ -39,7 +41,8 @@ class LocalProtocolError(ProtocolError):
 
 
 class PacketTooLarge(RemoteProtocolError):
-    errno = ER.NET_PACKET_TOO_LARGE
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args, errno=ER.NET_PACKET_TOO_LARGE)
 
 
 class ProxyError(Exception):

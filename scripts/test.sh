@@ -13,11 +13,20 @@
 #      PHP with mysqli and PDO), and chromium (the status page's headless
 #      browser test); installed with apt-get when
 #      running as root, otherwise listed with the command to install them;
-#   2. .venv in the repo (python3 -m venv) with `pip install -e '.[test]'`,
+#   2. .venv in the repo (python3 -m venv) with `pip install -e '.[test]'`
+#      (MYSQLPOOL_PROXY_COMPILE=0: the editable install stays pure Python),
 #      skipped when a stamp shows pyproject.toml is unchanged;
 #   3. `npm ci` in tests/drivers/node (mysql2, pinned by its package-lock.json)
 #      when its node_modules is missing or older than the lock file;
-#   4. exec .venv/bin/python -m pytest "$@".
+#   4. pytest from .venv. Given arguments, `pytest "$@"` on pure Python (the
+#      checkout as it is; MYSQLPOOL_PROXY_COMPILE=1: compiled first). Without,
+#      the whole suite in two passes: pure Python for the unit, protocol and
+#      static tests and the performance guard; then the hot path compiled
+#      with mypyc (scripts/compile.sh, as an installed package is built) for
+#      the whole suite again, unit tests included, so both builds pass the
+#      same tests. MYSQLPOOL_PROXY_COMPILE=0: the second pass on pure Python
+#      too (a machine without a C compiler). The extensions compiled in place
+#      are removed on exit.
 # The tests start their own private mariadbd servers; nothing else is needed.
 # Env: PYTHON (interpreter for the venv, default python3),
 #      MYSQL_TEST_URL (use an existing test server instead of private ones).
@@ -134,7 +143,7 @@ ensure_venv() {
 }
 
 deps_fingerprint() {
-    { cat "$REPO_ROOT/pyproject.toml"; "$VENV/bin/python" -VV; } | sha256sum | cut -d' ' -f1
+    { cat "$REPO_ROOT/pyproject.toml" "$REPO_ROOT/setup.py"; "$VENV/bin/python" -VV; } | sha256sum | cut -d' ' -f1
 }
 
 ensure_python_deps() {
@@ -145,7 +154,8 @@ ensure_python_deps() {
     fi
     log "pip install -e '.[test]' into $VENV"
     rm -f "$STAMP"
-    (cd "$REPO_ROOT" && "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]') \
+    (cd "$REPO_ROOT" && MYSQLPOOL_PROXY_COMPILE=0 "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        -e '.[test]') \
         || die "pip install -e '.[test]' failed (see the output above)"
     printf '%s\n' "$want" >"$STAMP"
 }
@@ -173,10 +183,29 @@ main() {
         "$REPO_ROOT"/*) ;;
         *) cd "$REPO_ROOT" ;;
     esac
-    if [[ $# -eq 0 ]]; then
-        set -- "$REPO_ROOT/tests"
+    trap '"$REPO_ROOT/scripts/compile.sh" --clean' EXIT  # the checkout is left pure Python
+    "$REPO_ROOT/scripts/compile.sh" --clean
+    if [[ $# -gt 0 ]]; then
+        if [[ "${MYSQLPOOL_PROXY_COMPILE:-0}" == 1 ]]; then
+            "$REPO_ROOT/scripts/compile.sh"
+        fi
+        "$VENV/bin/python" -m pytest "$@"
+        return
     fi
-    exec "$VENV/bin/python" -m pytest "$@"
+    local tests="$REPO_ROOT/tests"
+    log "pass 1 of 2, pure Python: the unit, protocol and static tests, and the performance guard"
+    "$VENV/bin/python" -m pytest "$tests/unit" "$tests/protocol" "$tests/test_layering.py" \
+        "$tests/test_static.py" "$tests/perf"
+    if [[ "${MYSQLPOOL_PROXY_COMPILE:-1}" == 0 ]]; then
+        log "pass 2 of 2, pure Python (MYSQLPOOL_PROXY_COMPILE=0): the rest of the suite"
+        "$VENV/bin/python" -m pytest "$tests" --ignore="$tests/unit" --ignore="$tests/protocol" \
+            --ignore="$tests/test_layering.py" --ignore="$tests/test_static.py" --ignore="$tests/perf"
+        return
+    fi
+    "$REPO_ROOT/scripts/compile.sh"
+    log "pass 2 of 2, compiled: the whole suite again but the source checks and the performance guard (it counts interpreted calls)"
+    "$VENV/bin/python" -m pytest "$tests" --ignore="$tests/test_layering.py" --ignore="$tests/test_static.py" \
+        --ignore="$tests/perf"
 }
 
 main "$@"

@@ -320,6 +320,8 @@ class BackendConnection(asyncio.Protocol):
             if tracker.translating:
                 buf = bytearray(data)
                 return buf, tracker.feed_translating(buf)
+            if type(data) is not bytes:
+                data = bytes(data)
             return data, tracker.feed(data)
         except ProtocolError as exc:
             log.warning("backend #%d sent a malformed response: %s", self.id, exc)
@@ -492,8 +494,8 @@ class BackendConnection(asyncio.Protocol):
             self.pool.on_backend_gone(self)
 
 
-_COM_QUIT = encode_packet(b"\x01", 0)
-QUIT_WAIT = 2.0  # seconds a closing backend waits for the server to close its end
+_COM_QUIT: Final = encode_packet(b"\x01", 0)
+QUIT_WAIT: Final = 2.0  # seconds a closing backend waits for the server to close its end
 
 
 def _apply_rewrites(data: bytes | bytearray, rewrites: list[tuple[int, int, bytes]]) -> bytes:

@@ -28,7 +28,7 @@ from .connection import BackendConnection
 
 __all__ = ["Place", "Places", "RECENT", "usable"]
 
-RECENT = 8  # idle backends (most recently used first) searched for one already in a client's state
+RECENT: Final = 8  # idle backends (most recently used first) searched for one already in a client's state
 
 
 class Place(enum.Enum):

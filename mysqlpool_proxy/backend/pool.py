@@ -74,10 +74,10 @@ __all__ = ["Pool", "PoolState", "BackendLimiter", "CheckoutTimeout", "QueueFull"
 log = logging.getLogger("mysqlpool.pool")
 
 # Wire-semantic capability bits a backend must share with its client.
-KEY_BITS = CLIENT.FOUND_ROWS | CLIENT.LOCAL_FILES | CLIENT.PS_MULTI_RESULTS | MARIADB_CLIENT_EXTENDED_METADATA
+KEY_BITS: Final = CLIENT.FOUND_ROWS | CLIENT.LOCAL_FILES | CLIENT.PS_MULTI_RESULTS | MARIADB_CLIENT_EXTENDED_METADATA
 
-EARLY_DEATH = 1.0  # seconds: a backend the server closes sooner makes the pool back off before opening more
-EXPIRY_LEAD = 2.0  # seconds before an idle backend's lifetime ends that its min_idle replacement opens
+EARLY_DEATH: Final = 1.0  # seconds: a backend the server closes sooner makes the pool back off before opening more
+EXPIRY_LEAD: Final = 2.0  # seconds before an idle backend's lifetime ends that its min_idle replacement opens
 
 
 class PoolState(enum.Enum):

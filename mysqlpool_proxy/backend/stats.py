@@ -8,13 +8,15 @@ Nothing here does I/O or knows about Prometheus: ops/metrics.py reads it.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
+from typing import Final
 
 from ..core.histogram import PING_BUCKETS, QUERY_BUCKETS, TRANSACTION_BUCKETS, Histogram
 
 __all__ = ["PoolStats", "WAIT_BUCKETS"]
 
-WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+WAIT_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class PoolStats:
@@ -46,8 +48,4 @@ class PoolStats:
     def observe_wait(self, seconds: float) -> None:
         self.wait_count += 1
         self.wait_sum += seconds
-        for i, bound in enumerate(WAIT_BUCKETS):
-            if seconds <= bound:
-                self.wait_buckets[i] += 1
-                return
-        self.wait_buckets[-1] += 1
+        self.wait_buckets[bisect_left(WAIT_BUCKETS, seconds)] += 1  # past the last bound: the +Inf bucket

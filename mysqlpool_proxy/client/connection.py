@@ -95,8 +95,8 @@ _RELAY: Final = Handling.RELAY
 _NO_REPLY: Final = Handling.NO_REPLY
 _ANSWERED_HERE: Final = Handling.LOCAL
 
-_PREPARE_RETRIED_ON = frozenset((ER.MAX_PREPARED_STMT_COUNT_REACHED,))
-_NO_RETRY: frozenset[int] = frozenset()
+_PREPARE_RETRIED_ON: Final = frozenset((ER.MAX_PREPARED_STMT_COUNT_REACHED,))
+_NO_RETRY: Final[frozenset[int]] = frozenset()
 
 
 @functools.lru_cache(maxsize=256)

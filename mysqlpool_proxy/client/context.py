@@ -36,6 +36,9 @@ class ClientHandle(Protocol):
     connected_at: float
 
     @property
+    def capabilities(self) -> int: ...  # what it negotiated with the proxy
+
+    @property
     def pool(self) -> Pool | None: ...
 
     def close(self, reason: ClientCloseReason) -> None: ...

@@ -11,6 +11,7 @@ says since when, for the janitor (net_write_timeout).
 from __future__ import annotations
 
 import asyncio
+from typing import Final
 
 __all__ = ["Paused", "FlowControl"]
 
@@ -18,10 +19,10 @@ __all__ = ["Paused", "FlowControl"]
 class Paused:
     """Why reading is paused: bits of FlowControl.paused (plain ints: checked on the hot path)."""
 
-    BACKEND_FULL = 1  # the backend's write buffer is full
-    INPUT_QUEUED = 2  # more pipelined input than MAX_QUEUED_INPUT waits
-    TLS_UPGRADE = 4  # start_tls() under way: the TLS protocol takes over the bytes
-    NOT_GREETED = 8  # bytes before the greeting: read once it is sent
+    BACKEND_FULL: Final = 1  # the backend's write buffer is full
+    INPUT_QUEUED: Final = 2  # more pipelined input than MAX_QUEUED_INPUT waits
+    TLS_UPGRADE: Final = 4  # start_tls() under way: the TLS protocol takes over the bytes
+    NOT_GREETED: Final = 8  # bytes before the greeting: read once it is sent
 
 
 class FlowControl:

@@ -13,6 +13,8 @@ by the proxy's, a statement id by the backend's (statements.py).
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..constants import CLIENT_QUERY_ATTRIBUTES, COM_STMT_BULK_EXECUTE, COMMAND
 from ..core.client_session import STMT_ID_COMMANDS, Command
 from ..errors import ProxyError
@@ -37,8 +39,8 @@ def _any_case(*words: bytes) -> frozenset[bytes]:
 
 # The first three letters of what the proxy may answer itself: COMMIT, ROLLBACK, SET autocommit, and
 # SET NAMES. A SELECT goes straight on, without a look for them.
-_NOOP_START = _any_case(b"com", b"rol", b"set")
-_SET_START = _any_case(b"set")
+_NOOP_START: Final = _any_case(b"com", b"rol", b"set")
+_SET_START: Final = _any_case(b"set")
 
 
 def prepare_command(client: Client, spec: CommandSpec, pkt: Packet) -> tuple[Command, Packet] | None:

@@ -25,7 +25,8 @@ lives on that server connection (protocol/transaction.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Final
 
 from ..constants import COM_STMT_BULK_EXECUTE, COMMAND, SERVER_STATUS
 from ..errors import CONNECTION_ENDING_ERRORS, ProxyError
@@ -52,39 +53,55 @@ from .statements import ClientStatement, statement_key
 __all__ = ["ClientSession", "Command", "Outcome", "FollowUp", "STMT_ID_COMMANDS", "NO_REPLY_CODES",
            "STICKY_STATUS"]
 
-IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
-AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
-CURSOR_EXISTS = SERVER_STATUS.SERVER_STATUS_CURSOR_EXISTS
-LAST_ROW_SENT = SERVER_STATUS.SERVER_STATUS_LAST_ROW_SENT
-NO_BACKSLASH_STATUS = SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
-_AUTOCOMMIT_NOT_IN_TRANS = AUTOCOMMIT | IN_TRANS  # (masked: AUTOCOMMIT alone, no IN_TRANS)
+IN_TRANS: Final = SERVER_STATUS.SERVER_STATUS_IN_TRANS
+AUTOCOMMIT: Final = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
+CURSOR_EXISTS: Final = SERVER_STATUS.SERVER_STATUS_CURSOR_EXISTS
+LAST_ROW_SENT: Final = SERVER_STATUS.SERVER_STATUS_LAST_ROW_SENT
+NO_BACKSLASH_STATUS: Final = SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+_AUTOCOMMIT_NOT_IN_TRANS: Final = AUTOCOMMIT | IN_TRANS  # (masked: AUTOCOMMIT alone, no IN_TRANS)
 # Status bits that describe the session rather than one response.
-STICKY_STATUS = IN_TRANS | AUTOCOMMIT | NO_BACKSLASH_STATUS | 0x2000 | 0x8000
+STICKY_STATUS: Final = IN_TRANS | AUTOCOMMIT | NO_BACKSLASH_STATUS | 0x2000 | 0x8000
 
-NO_REPLY_CODES = frozenset((COMMAND.COM_STMT_CLOSE, COMMAND.COM_STMT_SEND_LONG_DATA, COMMAND.COM_QUIT))
-STMT_ID_COMMANDS = frozenset((
+NO_REPLY_CODES: Final = frozenset((COMMAND.COM_STMT_CLOSE, COMMAND.COM_STMT_SEND_LONG_DATA, COMMAND.COM_QUIT))
+STMT_ID_COMMANDS: Final = frozenset((
     COMMAND.COM_STMT_EXECUTE, COMMAND.COM_STMT_FETCH, COMMAND.COM_STMT_RESET, COMMAND.COM_STMT_CLOSE,
     COMMAND.COM_STMT_SEND_LONG_DATA, COM_STMT_BULK_EXECUTE,
 ))
 # Commands that run a statement (a bulk execute runs its statement once per parameter set, as one).
-_STATEMENT_COMMANDS = (COMMAND.COM_QUERY, COMMAND.COM_STMT_EXECUTE, COM_STMT_BULK_EXECUTE)
-_EXECUTES = (COMMAND.COM_STMT_EXECUTE, COM_STMT_BULK_EXECUTE)
+_STATEMENT_COMMANDS: Final = (COMMAND.COM_QUERY, COMMAND.COM_STMT_EXECUTE, COM_STMT_BULK_EXECUTE)
+_EXECUTES: Final = (COMMAND.COM_STMT_EXECUTE, COM_STMT_BULK_EXECUTE)
 
 
-@dataclass(slots=True)
+# Made for every command, so its __init__ is written out: mypyc compiles it (a dataclass's generated
+# __init__, and a whole dataclass with slots=True, stay interpreted). The dataclass gives == and repr.
+@dataclass(init=False)
 class Command:
     """The command in flight, and what the proxy knows of it."""
 
     spec: CommandSpec
-    effects: SqlEffects | None = None  # what it does to session state (queries, executes)
-    sql: bytes = b""  # its SQL, when it matters (queries with effects, prepares, executes)
-    stmt: ClientStatement | None = None  # the client's statement it names (statement-id commands)
-    stmt_id: int = 0  # that statement's id; for a prepare, the id the new one gets
-    seq: int = 0  # the sequence id of the client's last packet of it (replies follow it)
-    prev_status: int = 0  # the session's status before it
-    sent: bytes = b""  # the packet as the backend got it
-    response_started: bool = False  # bytes of the response have reached the client
-    started: float = 0.0  # loop time it went to the server (its duration is measured from here)
+    effects: SqlEffects | None  # what it does to session state (queries, executes)
+    sql: bytes  # its SQL, when it matters (queries with effects, prepares, executes)
+    stmt: ClientStatement | None  # the client's statement it names (statement-id commands)
+    stmt_id: int  # that statement's id; for a prepare, the id the new one gets
+    seq: int  # the sequence id of the client's last packet of it (replies follow it)
+    prev_status: int  # the session's status before it
+    sent: bytes  # the packet as the backend got it
+    response_started: bool  # bytes of the response have reached the client
+    started: float  # loop time it went to the server (its duration is measured from here)
+
+    def __init__(self, spec: CommandSpec, effects: SqlEffects | None = None, sql: bytes = b"",
+                 stmt: ClientStatement | None = None, stmt_id: int = 0, seq: int = 0, prev_status: int = 0,
+                 sent: bytes = b"", response_started: bool = False, started: float = 0.0) -> None:
+        self.spec = spec
+        self.effects = effects
+        self.sql = sql
+        self.stmt = stmt
+        self.stmt_id = stmt_id
+        self.seq = seq
+        self.prev_status = prev_status
+        self.sent = sent
+        self.response_started = response_started
+        self.started = started
 
 
 @dataclass(slots=True)
@@ -97,19 +114,31 @@ class FollowUp:
     probe: bool  # a ping, to learn the status an error left
 
 
-@dataclass(slots=True)
+# Made for every response (its __init__ written out, as Command's).
+@dataclass(init=False)
 class Outcome:
     """What a response means for the connection (the session has recorded it already)."""
 
-    ends_backend: bool = False  # an error after which the server hangs up
-    follow_up: FollowUp | None = None
-    changes: StateChanges | None = None  # for the backend's own state (with `null_sysvars`)
-    null_sysvars: SqlEffects | None = None
-    prepared: ClientStatement | None = None  # a new statement: the backend caches its server statement
-    statement_busy: bool | None = None  # a cursor or long data lives on the statement's server statement
-    new_pins: list[PinReason] = field(default_factory=list)  # reasons the client got pinned by it
-    transaction_ended: bool = False
-    unexplained_change: bool = False  # the server reported a change the proxy cannot carry: now pinned
+    ends_backend: bool  # an error after which the server hangs up
+    follow_up: FollowUp | None
+    changes: StateChanges | None  # for the backend's own state (with `null_sysvars`)
+    null_sysvars: SqlEffects | None
+    prepared: ClientStatement | None  # a new statement: the backend caches its server statement
+    statement_busy: bool | None  # a cursor or long data lives on the statement's server statement
+    new_pins: list[PinReason]  # reasons the client got pinned by it
+    transaction_ended: bool
+    unexplained_change: bool  # the server reported a change the proxy cannot carry: now pinned
+
+    def __init__(self) -> None:
+        self.ends_backend = False
+        self.follow_up = None
+        self.changes = None
+        self.null_sysvars = None
+        self.prepared = None
+        self.statement_busy = None
+        self.new_pins = []
+        self.transaction_ended = False
+        self.unexplained_change = False
 
 
 class ClientSession:

@@ -27,7 +27,7 @@ import enum
 import re
 from collections.abc import Collection, Hashable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from ..protocol.session_track import StateChanges
 from ..protocol.sql import SqlEffects
@@ -35,19 +35,19 @@ from ..protocol.sql import SqlEffects
 __all__ = ["SessionState", "Collation", "names_variables", "SyncStep", "sync_plan", "apply_changes", "set_clause"]
 
 # Variables the proxy owns on every backend: never replayed, never diffed.
-PROXY_OWNED = frozenset((
+PROXY_OWNED: Final = frozenset((
     b"session_track_system_variables", b"session_track_schema", b"session_track_state_change",
     b"session_track_transaction_info", b"session_track_gtids",
 ))
 
-CHARACTER_SET_CLIENT = b"character_set_client"
-CHARACTER_SET_CONNECTION = b"character_set_connection"
-CHARACTER_SET_RESULTS = b"character_set_results"
-COLLATION_CONNECTION = b"collation_connection"
+CHARACTER_SET_CLIENT: Final = b"character_set_client"
+CHARACTER_SET_CONNECTION: Final = b"character_set_connection"
+CHARACTER_SET_RESULTS: Final = b"character_set_results"
+COLLATION_CONNECTION: Final = b"collation_connection"
 
 # Set before the others: character_set_connection resets collation_connection.
-_FIRST = (CHARACTER_SET_CLIENT, CHARACTER_SET_CONNECTION, CHARACTER_SET_RESULTS)
-_SECOND = (COLLATION_CONNECTION,)
+_FIRST: Final = (CHARACTER_SET_CLIENT, CHARACTER_SET_CONNECTION, CHARACTER_SET_RESULTS)
+_SECOND: Final = (COLLATION_CONNECTION,)
 
 
 class Collation(NamedTuple):

@@ -35,8 +35,9 @@ import enum
 __all__ = ["ClientState", "BackendState", "IllegalTransition", "CLIENT_MOVES", "BACKEND_MOVES"]
 
 
-class IllegalTransition(RuntimeError):
-    """A state change the table does not allow: a bug."""
+class IllegalTransition(Exception):
+    """A state change the table does not allow: a bug. (An Exception, not a RuntimeError: mypyc
+    compiles no subclass of RuntimeError.)"""
 
     def __init__(self, who: object, current: enum.Enum, new: enum.Enum):
         super().__init__(f"{who!r}: illegal transition {current.value} -> {new.value}")

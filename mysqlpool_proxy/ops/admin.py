@@ -467,16 +467,25 @@ def run_query(conn: AdminConnection, sql: str) -> Reply | Awaitable[Reply | None
 
 # -- connections --------------------------------------------------------------------------------
 
-# Proxy -> (when a login was last closed to make room, how many since, unlogged).
-_EVICTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+class Listener:
+    """One admin listener's connections, and when it last closed a login to make room (how many
+    since, unlogged)."""
+
+    __slots__ = ("connections", "last_eviction", "unlogged_evictions")
+
+    def __init__(self) -> None:
+        self.connections: set[AdminConnection] = set()
+        self.last_eviction = float("-inf")
+        self.unlogged_evictions = 0
 
 
 class AdminConnection(asyncio.Protocol):
     """One operator's connection: handshake, then one command at a time."""
 
-    def __init__(self, proxy: Proxy, connections: set[AdminConnection], ids: Iterator[int]):
+    def __init__(self, proxy: Proxy, listener: Listener, ids: Iterator[int]):
         self.proxy = proxy
-        self.connections = connections  # of this listener
+        self.listener = listener
+        self.connections = listener.connections  # of this listener
         self.id = next(ids) & 0xFFFFFFFF or next(ids)
         self.accepted_at = proxy.loop.time()
         self.transport: asyncio.Transport | None = None
@@ -516,15 +525,15 @@ class AdminConnection(asyncio.Protocol):
 
     def _make_room(self, oldest: AdminConnection) -> None:
         """Close the oldest connection still logging in (logged once a second at most)."""
-        now = self.proxy.loop.time()
-        last, unlogged = _EVICTIONS.get(self.proxy, (-1.0, 0))
-        if now - last >= 1.0:
+        now, listener = self.proxy.loop.time(), self.listener
+        if now - listener.last_eviction >= 1.0:
+            unlogged = listener.unlogged_evictions
             more = f" ({unlogged} more since the last report)" if unlogged else ""
             log.warning("admin console: %d connections logging in at once; closed the oldest, from %s, "
                         "to make room for one from %s%s", MAX_LOGINS, oldest.peer, self.peer, more)
-            _EVICTIONS[self.proxy] = (now, 0)
+            listener.last_eviction, listener.unlogged_evictions = now, 0
         else:
-            _EVICTIONS[self.proxy] = (last, unlogged + 1)
+            listener.unlogged_evictions += 1
         oldest.close()
 
     def _operators(self) -> int:
@@ -716,20 +725,20 @@ class AdminConnection(asyncio.Protocol):
 
 # -- the listener -------------------------------------------------------------------------------
 
-_CONNECTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # listener -> its AdminConnections
+_LISTENERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # server -> its Listener
 
 
 async def start_admin_server(proxy: Proxy, listen_address: ListenAddress | str) -> asyncio.AbstractServer:
     """Listen on `listen_address` ("host:port", "unix:/path" or a ListenAddress) for admin connections."""
     address = parse_listen(listen_address) if isinstance(listen_address, str) else listen_address
-    connections: set[AdminConnection] = set()
-    new_connection = functools.partial(AdminConnection, proxy, connections, itertools.count(1))
+    listener = Listener()
+    new_connection = functools.partial(AdminConnection, proxy, listener, itertools.count(1))
     if address.is_unix:
         server = await proxy.loop.create_unix_server(new_connection, address.unix_path)
     else:
         server = await proxy.loop.create_server(new_connection, address.host or None, address.port,
                                                 reuse_address=True)
-    _CONNECTIONS[server] = connections
+    _LISTENERS[server] = listener
     log.info("admin console on %s", ", ".join(str(s.getsockname()) for s in server.sockets))
     return server
 
@@ -737,7 +746,8 @@ async def start_admin_server(proxy: Proxy, listen_address: ListenAddress | str) 
 async def stop_admin_server(server: asyncio.AbstractServer) -> None:
     """Stop listening and close every admin connection."""
     server.close()
-    for conn in list(_CONNECTIONS.pop(server, ())):
+    listener = _LISTENERS.pop(server, None)
+    for conn in list(listener.connections if listener is not None else ()):
         conn.close()
     try:
         await asyncio.wait_for(server.wait_closed(), STOP_TIMEOUT)

@@ -35,7 +35,7 @@ from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from .. import __version__
+from .. import BUILD, __version__
 from ..backend.pool import CAPACITY_ERRORS, WAIT_BUCKETS
 from ..constants import CR, ER
 from ..core.histogram import Histogram
@@ -126,9 +126,10 @@ class ProxyCollector:
 
     @staticmethod
     def _process_metrics(proxy: Proxy) -> Iterator[Metric]:
-        info = GaugeMetricFamily("mysqlpool_info", "mysqlpool-proxy build and pooling mode (always 1).",
-                                 labels=["version", "mode"])
-        info.add_metric([__version__, proxy.config.pool.mode], 1)
+        info = GaugeMetricFamily("mysqlpool_info", "mysqlpool-proxy build and pooling mode (always 1); build: "
+                                 "compiled (the hot path compiled with mypyc) or pure Python.",
+                                 labels=["version", "mode", "build"])
+        info.add_metric([__version__, proxy.config.pool.mode, BUILD], 1)
         yield info
         readiness = proxy.readiness()  # once: the gauges below and /readyz come from the same decision
         yield GaugeMetricFamily(

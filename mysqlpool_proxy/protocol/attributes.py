@@ -60,8 +60,7 @@ class AttributesRefused(RemoteProtocolError):
     """A block MySQL 8 refuses: `errno` and the message are its own."""
 
     def __init__(self, errno: int = ER_MALFORMED_PACKET, message: str = MALFORMED):
-        super().__init__(message)
-        self.errno = errno
+        super().__init__(message, errno=errno)
 
 
 @dataclass(frozen=True, slots=True)

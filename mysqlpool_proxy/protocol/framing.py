@@ -22,6 +22,7 @@ costs the proxy one read, not 60 MiB of reading.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from ..errors import LocalProtocolError, RemoteProtocolError
 from .wire import BytesLike
@@ -29,11 +30,13 @@ from .wire import BytesLike
 __all__ = ["MAX_FRAME", "HEADER_SIZE", "Packet", "Oversized", "PacketDecoder", "FrameScanner", "encode_packet",
            "frame_header", "with_payload", "same_frames"]
 
-MAX_FRAME = 0xFFFFFF
-HEADER_SIZE = 4
+MAX_FRAME: Final = 0xFFFFFF
+HEADER_SIZE: Final = 4
 
 
-@dataclass(slots=True)
+# Made for every packet, so its __init__ is written out: mypyc compiles it (a dataclass's generated
+# __init__, and a whole dataclass with slots=True, stay interpreted). The dataclass gives == and repr.
+@dataclass(init=False)
 class Packet:
     """One logical packet: `payload` joined, `raw` as it arrived (headers included)."""
 
@@ -41,6 +44,12 @@ class Packet:
     last_seq: int  # sequence id of the last frame
     payload: bytes
     raw: bytes
+
+    def __init__(self, seq: int, last_seq: int, payload: bytes, raw: bytes) -> None:
+        self.seq = seq
+        self.last_seq = last_seq
+        self.payload = payload
+        self.raw = raw
 
 
 @dataclass(slots=True)

@@ -94,11 +94,11 @@ from .wire import BytesLike, Reader
 
 __all__ = ["Expect", "Phase", "ResponseTracker"]
 
-MORE_RESULTS = SERVER_STATUS.SERVER_MORE_RESULTS_EXISTS
-CURSOR_EXISTS = SERVER_STATUS.SERVER_STATUS_CURSOR_EXISTS
+MORE_RESULTS: Final = SERVER_STATUS.SERVER_MORE_RESULTS_EXISTS
+CURSOR_EXISTS: Final = SERVER_STATUS.SERVER_STATUS_CURSOR_EXISTS
 
 # Only the backend's format matters here: CLIENT_SESSION_TRACK is always on.
-BACKEND_CAPS = CLIENT.PROTOCOL_41 | CLIENT.SESSION_TRACK
+BACKEND_CAPS: Final = CLIENT.PROTOCOL_41 | CLIENT.SESSION_TRACK
 
 
 class Expect(enum.IntEnum):
@@ -128,7 +128,7 @@ class Phase(enum.IntEnum):
     DONE = 13
 
 
-_START_PHASE = {
+_START_PHASE: Final = {
     Expect.RESULT: Phase.FIRST,
     Expect.SIMPLE: Phase.SINGLE,
     Expect.PREPARE: Phase.FIRST,
@@ -138,7 +138,7 @@ _START_PHASE = {
 }
 
 # Phases in which packets are skipped after a look at the first byte only.
-_SKIPPED = frozenset((Phase.COLUMNS, Phase.PARAMS, Phase.PREP_COLUMNS))
+_SKIPPED: Final = frozenset((Phase.COLUMNS, Phase.PARAMS, Phase.PREP_COLUMNS))
 
 # The members the walk compares with, as module globals. On Python 3.11 reading `Phase.ROWS`
 # runs EnumType's __getattr__ hook, some 20 times the cost of reading a global, and the walk
@@ -159,13 +159,13 @@ _DONE: Final = Phase.DONE
 _RESULT: Final = Expect.RESULT
 _SIMPLE: Final = Expect.SIMPLE
 _PREPARE: Final = Expect.PREPARE
-_AFTER_DEFINITIONS = {_COLUMNS: _COLUMNS_EOF, _PARAMS: _PARAMS_EOF, _PREP_COLUMNS: _PREP_COLUMNS_EOF}
+_AFTER_DEFINITIONS: Final = {_COLUMNS: _COLUMNS_EOF, _PARAMS: _PARAMS_EOF, _PREP_COLUMNS: _PREP_COLUMNS_EOF}
 # Phases in which a short packet starting with 0xFE is an EOF.
-_EOF_PHASES = frozenset((_SINGLE, _FIELDS, _COLUMNS_EOF, _PARAMS_EOF, _PREP_COLUMNS_EOF, _ROWS))
+_EOF_PHASES: Final = frozenset((_SINGLE, _FIELDS, _COLUMNS_EOF, _PARAMS_EOF, _PREP_COLUMNS_EOF, _ROWS))
 # _RENUMBERED[shift][seq]: the sequence id `seq` lowered by `shift` (feed_translating's rows).
 # Errors whose message names the statement by its id: the server's id becomes the client's.
 _NAMES_STATEMENT: Final = frozenset((ER.UNKNOWN_STMT_HANDLER, ER.STMT_HAS_NO_OPEN_CURSOR))
-_RENUMBERED = tuple(bytes((seq - shift) & 0xFF for seq in range(256)) for shift in range(256))
+_RENUMBERED: Final = tuple(bytes((seq - shift) & 0xFF for seq in range(256)) for shift in range(256))
 
 
 class ResponseTracker:
@@ -248,7 +248,9 @@ class ResponseTracker:
 
     # -- the walk ------------------------------------------------------------
 
-    def feed(self, data: BytesLike) -> int:
+    def feed(self, data: bytes) -> int:
+        # (bytes, not BytesLike: compiled, indexing bytes is a native operation; a bytearray is copied
+        # by the caller, which has it only after a partial packet was held back)
         if self.rewrites:
             self.rewrites = []
         n = len(data)

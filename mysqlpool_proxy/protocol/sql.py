@@ -27,7 +27,7 @@ import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Final, cast
 
 __all__ = ["NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "KillStatement", "statements_with_kill", "replace_spans",
            "SqlEffects", "NO_EFFECTS", "analyze", "unknown_effects", "session_only", "parse_set_names",
@@ -96,7 +96,7 @@ class SqlEffects:
 
 # What analyze() returns for the (vast majority of) statements with no effect:
 # one shared instance, so `.any` is an identity check. Never mutate it.
-NO_EFFECTS = SqlEffects()
+NO_EFFECTS: Final = SqlEffects()
 
 
 # -- the lexer ----------------------------------------------------------------------------
@@ -142,8 +142,8 @@ _PLAIN_BODY = {  # no backslash escapes: only a doubled quote
 # backslash is an ordinary character in literals) and ANSI_QUOTES ("x" is an
 # identifier). A text is cut into statements as the server cuts it, or an effect
 # hidden behind a quote the server reads differently would be missed.
-NO_BACKSLASH_ESCAPES = 1
-ANSI_QUOTES = 2
+NO_BACKSLASH_ESCAPES: Final = 1
+ANSI_QUOTES: Final = 2
 
 
 # A literal body's `match`: its pattern matches the empty string too, so it never returns None.
@@ -307,9 +307,9 @@ def analyze(sql: bytes, mode: int = 0) -> SqlEffects:
 # cost one dictionary look-up instead of a search. No trigger word has a digit, so a word in the
 # text is in its shape too, and so is what surrounds it (xa's boundaries are not digits either):
 # the shape can only show more words than the text (then the text is analyzed in full), never fewer.
-SHAPE_UP_TO = 512
-SHAPES_REMEMBERED = 2048
-_DIGITS = b"0123456789"
+SHAPE_UP_TO: Final = 512
+SHAPES_REMEMBERED: Final = 2048
+_DIGITS: Final = b"0123456789"
 _SHAPES: dict[bytes, bool] = {}
 
 
@@ -338,9 +338,9 @@ def unknown_effects() -> SqlEffects:
 # ANALYZE_UP_TO (hundreds of thousands of tokens: the lexer and the analysis
 # step once per token, in Python) is not analyzed: it is assumed to do
 # anything (unknown_effects), when it mentions any trigger word at all.
-SKELETON_ABOVE = 64 * 1024
-ANALYZE_UP_TO = 256 * 1024
-KEEP_LITERALS_UP_TO = 256
+SKELETON_ABOVE: Final = 64 * 1024
+ANALYZE_UP_TO: Final = 256 * 1024
+KEEP_LITERALS_UP_TO: Final = 256
 # What the skeleton must step over as the lexer does: the openers of
 # literals, comments and executable comments (whose content is code).
 _SPECIAL = re.compile(rb"['\"`#]|/\*(?:M?!)?|--(?=[ \t\r\n]|\Z)|\*/")
@@ -481,7 +481,7 @@ def parse_set_names(sql: bytes) -> tuple[bytes, bytes | None] | None:
     return _parse_set_names(sql)
 
 
-SHORT_TEXT = 64  # the longest text whose parse is remembered (per text, a few hundred at most)
+SHORT_TEXT: Final = 64  # the longest text whose parse is remembered (per text, a few hundred at most)
 
 
 @functools.lru_cache(maxsize=256)

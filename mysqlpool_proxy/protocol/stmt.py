@@ -69,8 +69,7 @@ class ExecuteRefused(RemoteProtocolError):
     """A COM_STMT_EXECUTE that MariaDB refuses: `errno` and the message are its own."""
 
     def __init__(self, errno: int, message: str):
-        super().__init__(message)
-        self.errno = errno
+        super().__init__(message, errno=errno)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,8 +34,9 @@ import json
 import logging
 import ssl
 from collections import Counter
+from typing import Any, cast
 
-from .. import __version__
+from .. import BUILD, __version__
 from ..backend import commands
 from ..backend.adapter import (
     KEYED_MARIADB_CAPABILITIES,
@@ -356,7 +357,8 @@ class Proxy:
         return client
 
     def client_authenticated(self, client: ClientHandle) -> None:
-        log.debug("client #%d from %s authenticated", client.id, client.peer)
+        log.debug("client #%d from %s authenticated (capabilities 0x%x)", client.id, client.peer,
+                  client.capabilities)
 
     def client_closed(self, client: ClientHandle, reason: ClientCloseReason) -> None:
         self.clients.pop(client.id, None)
@@ -437,14 +439,16 @@ class Proxy:
                 if schema is not None:
                     await commands.run_sync_step(backend, SyncStep(SyncKind.INIT_DB, schema),
                                                  self.config.backend.connect_timeout)
-                break
+                gone = False
             except ProxyError as err:
                 return err
             except BackendGone:
-                continue  # a dead pooled backend (the server restarted, say): take another
+                gone = True  # a dead pooled backend (the server restarted, say): take another
             finally:
                 if not backend.closed:
                     pool.release(backend)
+            if not gone:
+                break
         if schema is None:
             return None
         known = self._known_schemas.setdefault(pool.name, set())
@@ -486,8 +490,9 @@ class Proxy:
                  keys.fingerprint())
         self.spawn(self._learn_server_task())
         self.health.start()
-        log.info("mysqlpool-proxy %s listening on %s (mode %s, pools: %s)", __version__, self.listen_description(),
-                 self.config.pool.mode, ", ".join(f"{p.name} max {p.max_size}" for p in self.pools.values()))
+        log.info("mysqlpool-proxy %s (%s) listening on %s (mode %s, pools: %s)", __version__, BUILD,
+                 self.listen_description(), self.config.pool.mode,
+                 ", ".join(f"{p.name} max {p.max_size}" for p in self.pools.values()))
         record(EventKind.START, f"mysqlpool-proxy {__version__} listening on {self.listen_description()}")
         log.info("effective configuration (secrets masked): %s", json.dumps(self.config.redacted(), sort_keys=True))
 
@@ -499,17 +504,20 @@ class Proxy:
         result = self.health.readiness()
         return result.ready, result.reason
 
+    def _listening_sockets(self) -> list[Any]:
+        # (typeshed says a tuple; uvloop's servers give a list, which the compiled build would refuse)
+        return [s for srv in self._servers for s in cast(Any, srv).sockets]
+
     def listen_description(self) -> str:
-        socks = [s.getsockname() for srv in self._servers for s in srv.sockets]
+        socks = [s.getsockname() for s in self._listening_sockets()]
         return ", ".join(f"{a[0]}:{a[1]}" if isinstance(a, tuple) else str(a) for a in socks)
 
     @property
     def listen_port(self) -> int:
-        for srv in self._servers:
-            for s in srv.sockets:
-                name = s.getsockname()
-                if isinstance(name, tuple):
-                    return name[1]
+        for s in self._listening_sockets():
+            name = s.getsockname()
+            if isinstance(name, tuple):
+                return name[1]
         return 0
 
     def spawn(self, coro) -> asyncio.Task:

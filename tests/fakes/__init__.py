@@ -44,7 +44,7 @@ from tests.fakes.packets import (
     state_block,
     text_row,
 )
-from tests.fakes.proxy import proxy_config, start_proxy
+from tests.fakes.proxy import ReadinessSet, proxy_config, start_proxy
 from tests.fakes.replies import Command, Err, Ok, Rows
 from tests.fakes.server import FakeMySQLServer
 from tests.fakes.transport import FakeTransport
@@ -58,5 +58,5 @@ __all__ = [
     "SERVER_VERSION", "SERVER_CAPABILITIES", "COLLATIONS", "GLOBALS", "SERVER_GLOBALS", "SETUP_TRACKERS",
     "FakeOpener", "fake_opener", "Attempt",
     "FakeClient", "Response", "Result", "ConnectionClosed", "DEFAULT_CLIENT_CAPS",
-    "proxy_config", "start_proxy",
+    "proxy_config", "start_proxy", "ReadinessSet",
 ]

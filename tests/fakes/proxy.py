@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import weakref
 
 from tests.fakes.loop import settle
 from tests.fakes.opener import FakeOpener, fake_opener
@@ -23,8 +22,9 @@ def proxy_config(*, users=None, **sections):
     return Config(users=tuple(users), **kwargs)
 
 
-# The services started beside each fake proxy (the janitor's task must stay referenced while it runs).
-_SERVICES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# The services started beside each fake proxy, while their janitor runs (a task must stay referenced
+# while it runs; the janitor stops by itself once the proxy has stopped).
+_SERVICES: list = []
 
 
 async def start_proxy(opener: FakeOpener | None = None, *, users=None, **sections):
@@ -35,7 +35,24 @@ async def start_proxy(opener: FakeOpener | None = None, *, users=None, **section
     services = await start_services(proxy)
     await proxy.start()
     services.start_janitor(proxy)
-    _SERVICES[proxy] = services  # the janitor stops by itself once the proxy has stopped
+    _SERVICES.append(services)
+    services.tasks[-1].add_done_callback(lambda _: _SERVICES.remove(services))
     await proxy.server_known.wait()
     await settle()
     return proxy
+
+
+class ReadinessSet:
+    """Stands for `proxy`, except that readiness() answers what the test sets in `answer` (None: the
+    proxy's own). For the consumers of readiness (metrics, /readyz): the compiled Proxy's methods
+    cannot be monkeypatched."""
+
+    def __init__(self, proxy) -> None:
+        self.proxy = proxy
+        self.answer = None
+
+    def readiness(self):
+        return self.proxy.readiness() if self.answer is None else self.answer
+
+    def __getattr__(self, name: str):
+        return getattr(self.proxy, name)

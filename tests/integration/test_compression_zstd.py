@@ -15,11 +15,11 @@ import pytest
 import zstandard
 from pymysql.constants import CLIENT
 
+from mysqlpool_proxy.backend import adapter
 from mysqlpool_proxy.constants import CLIENT_ZSTD_COMPRESSION_ALGORITHM
 from mysqlpool_proxy.protocol.compression import FrameDecoder, FrameEncoder, Zstd
 from mysqlpool_proxy.protocol.framing import MAX_FRAME, PacketDecoder, encode_packet
 from mysqlpool_proxy.protocol.packets import parse_handshake_v10
-from mysqlpool_proxy.proxy import proxy as proxy_module
 from tests.fuzz.wire import native_password
 from tests.protocol.helpers import BASIC_CLIENT_FLAGS, handshake_response
 from tests.support.proxy import APP_DB, APP_PASSWORD, APP_USER
@@ -32,9 +32,15 @@ FLAGS = BASIC_CLIENT_FLAGS | CLIENT.CONNECT_ATTRS
 
 @pytest.fixture
 def zstd_proxy(proxy_factory, monkeypatch):
-    """A proxy in front of the MariaDB that offers zstd, as it does in front of a MySQL 8 that offers it."""
-    offered = proxy_module.offered_capabilities
-    monkeypatch.setattr(proxy_module, "offered_capabilities", lambda opened: offered(opened) | ZSTD)
+    """A proxy in front of the MariaDB whose greeting, as the proxy's backends read it, offers zstd as a
+    MySQL 8.0.18+ does (the backends themselves never ask for it)."""
+    read_greeting = adapter.MariaDBConnection._get_server_information
+
+    async def with_zstd(conn) -> None:
+        await read_greeting(conn)
+        conn.server_capabilities |= ZSTD
+
+    monkeypatch.setattr(adapter.MariaDBConnection, "_get_server_information", with_zstd)
     return proxy_factory()
 
 

@@ -221,6 +221,9 @@ async def script_proxy():
 
 def measure() -> dict[str, Measured]:
     """Run the script (each operation on a proxy of its own) and count."""
+    if mysqlpool_proxy.BUILD != "pure Python":
+        raise RuntimeError("the guard counts the interpreted code's calls, and this mysqlpool_proxy is compiled "
+                           "(scripts/compile.sh --clean; scripts/test.sh runs the guard on pure Python)")
 
     async def script() -> dict[str, Measured]:
         out = {}

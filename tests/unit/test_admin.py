@@ -87,8 +87,8 @@ class BytesConnection:
 class AdminClient:
     """A MySQL client on an AdminConnection over a FakeTransport."""
 
-    def __init__(self, proxy: Proxy, connections: set | None = None, *, peer=("10.1.2.3", 40000)):
-        self.conn = AdminConnection(proxy, set() if connections is None else connections, iter([7]))
+    def __init__(self, proxy: Proxy, listener: admin.Listener | None = None, *, peer=("10.1.2.3", 40000)):
+        self.conn = AdminConnection(proxy, admin.Listener() if listener is None else listener, iter([7]))
         self.transport = FakeTransport(proxy.loop, self.conn, peername=peer, name="admin")
         self.seen = 0
         self.conn.connection_made(self.transport)
@@ -286,28 +286,28 @@ async def test_login_must_finish_in_time(proxy_maker):
 @virtual_time
 async def test_operators_logged_in_are_capped(proxy_maker):
     proxy = proxy_maker()
-    connections: set = set()
-    operators = [await logged_in(proxy, connections=connections) for _ in range(admin.MAX_CONNECTIONS)]
-    extra = AdminClient(proxy, connections)
+    listener = admin.Listener()
+    operators = [await logged_in(proxy, listener=listener) for _ in range(admin.MAX_CONNECTIONS)]
+    extra = AdminClient(proxy, listener)
     assert extra.greeting is None and extra.closed
     assert parse_err(extra.transport.data[4:]).errno == 1040
     operators[0].transport.peer_close()
     await settle()
-    assert (await logged_in(proxy, connections=connections)).greeting is not None
+    assert (await logged_in(proxy, listener=listener)).greeting is not None
 
 
 @virtual_time
 async def test_idle_unauthenticated_connections_never_lock_the_operator_out(proxy_maker):
     proxy = proxy_maker()
-    connections: set = set()
+    listener = admin.Listener()
     idle = []
     for _ in range(3 * admin.MAX_LOGINS):
-        idle.append(AdminClient(proxy, connections))
+        idle.append(AdminClient(proxy, listener))
         await advance(0.01)
     assert all(c.greeting is not None for c in idle)
     # Each newcomer beyond MAX_LOGINS closed the oldest one still logging in.
     assert [c.closed for c in idle] == [True] * (2 * admin.MAX_LOGINS) + [False] * admin.MAX_LOGINS
-    operator = await logged_in(proxy, connections=connections)
+    operator = await logged_in(proxy, listener=listener)
     assert operator.rows("SHOW POOLS")
     assert sum(not c.closed for c in idle) == admin.MAX_LOGINS - 1
 
@@ -315,10 +315,10 @@ async def test_idle_unauthenticated_connections_never_lock_the_operator_out(prox
 @virtual_time
 async def test_a_login_finishing_beyond_the_operator_cap_gets_1040(proxy_maker):
     proxy = proxy_maker()
-    connections: set = set()
+    listener = admin.Listener()
     for _ in range(admin.MAX_CONNECTIONS - 1):
-        await logged_in(proxy, connections=connections)
-    first, second = AdminClient(proxy, connections), AdminClient(proxy, connections)
+        await logged_in(proxy, listener=listener)
+    first, second = AdminClient(proxy, listener), AdminClient(proxy, listener)
     assert first.login()[0] == 0x00
     reply = second.login()
     assert parse_err(reply).errno == 1040 and second.closed

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mysqlpool_proxy import __version__, cli
+from mysqlpool_proxy import BUILD, __version__, cli
 from mysqlpool_proxy.config import load_config
 
 GOOD = '[[users]]\nname = "app"\npassword = "pw"\n'
@@ -35,7 +35,7 @@ def run(*args: str, cwd, env: dict[str, str] | None = None) -> subprocess.Comple
 
 def test_version(tmp_path):
     result = run("--version", cwd=tmp_path)
-    assert (result.returncode, result.stdout) == (0, f"mysqlpool-proxy {__version__}\n")
+    assert (result.returncode, result.stdout) == (0, f"mysqlpool-proxy {__version__} ({BUILD})\n")
 
 
 def test_check_config_ok(tmp_path):
@@ -128,7 +128,7 @@ def test_start_runs_app_with_log_overrides(tmp_path, fake_app, capsys):
 # -- help, version, the example config ------------------------------------------------------------
 
 def test_short_version(tmp_path):
-    assert run("-V", cwd=tmp_path).stdout == f"mysqlpool-proxy {__version__}\n"
+    assert run("-V", cwd=tmp_path).stdout == f"mysqlpool-proxy {__version__} ({BUILD})\n"
 
 
 def test_help_lists_signals_ports_endpoints_and_the_docs(tmp_path):

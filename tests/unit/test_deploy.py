@@ -264,7 +264,7 @@ def test_the_dependency_list_the_builder_extracts_is_pyprojects(stages, tmp_path
 def test_the_builder_copies_what_the_package_build_reads(stages):
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     copied = {word for ins in stages[0].all("COPY") for word in ins.words()[:-1]}
-    assert {"pyproject.toml", project["readme"], *project["license-files"], "mysqlpool_proxy"} <= copied
+    assert {"pyproject.toml", "setup.py", project["readme"], *project["license-files"], "mysqlpool_proxy"} <= copied
 
 
 def test_final_stage_installs_only_the_builders_wheels(final):

@@ -18,6 +18,7 @@ from mysqlpool_proxy.ops import http
 from mysqlpool_proxy.ops.http import start_http_server, stop_http_server
 from mysqlpool_proxy.proxy.health import READY
 from mysqlpool_proxy.proxy.proxy import Proxy, ProxyState
+from tests.fakes import ReadinessSet
 from tests.support.waiting import wait_until_async
 
 ENV = {"MYSQLPOOL_USERS_0_NAME": "app", "MYSQLPOOL_USERS_0_PASSWORD": "pw"}
@@ -112,13 +113,18 @@ def test_healthz_says_ok():
     with_endpoint(body)
 
 
-def test_readyz_follows_proxy_readiness(monkeypatch):
-    async def body(ep: Endpoint):
-        status, _, text = await ep.get("/readyz")
-        assert (status, text) == (503, b"proxy is starting\n")
-        monkeypatch.setattr(ep.proxy, "readiness", lambda: READY)
-        assert (await ep.get("/readyz"))[0] == 200
-    with_endpoint(body)
+def test_readyz_follows_proxy_readiness():
+    async def main():
+        proxy = ReadinessSet(Proxy(load_config(None, environ=ENV)))
+        ep = Endpoint(proxy, await start_http_server(proxy, "127.0.0.1:0", "/metrics"))
+        try:
+            status, _, text = await ep.get("/readyz")
+            assert (status, text) == (503, b"proxy is starting\n")
+            proxy.answer = READY
+            assert (await ep.get("/readyz"))[0] == 200
+        finally:
+            await stop_http_server(ep.server)
+    run(main)
 
 
 def test_while_draining_readyz_is_503_and_metrics_still_served():

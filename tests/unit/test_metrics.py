@@ -13,18 +13,21 @@ from prometheus_client import REGISTRY
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mysqlpool_proxy import __version__
+from mysqlpool_proxy import BUILD, __version__
+from mysqlpool_proxy.backend.connection import BackendConnection
 from mysqlpool_proxy.backend.pool import WAIT_BUCKETS
 from mysqlpool_proxy.config import load_config
 from mysqlpool_proxy.constants import SERVER_STATUS
 from mysqlpool_proxy.core.client_session import Command
 from mysqlpool_proxy.core.pins import PinReason
+from mysqlpool_proxy.core.session import SessionState
 from mysqlpool_proxy.core.states import ClientState
 from mysqlpool_proxy.ops.metrics import CLIENT_STATE_LABEL, build_registry, cumulative_buckets, multiplexing_ratio
 from mysqlpool_proxy.protocol.command import spec_for
 from mysqlpool_proxy.proxy.health import READY, Cause, Readiness
 from mysqlpool_proxy.proxy.proxy import Proxy, ProxyState
 from mysqlpool_proxy.reasons import BackendCloseReason, ClientCloseReason, RefusalReason
+from tests.fakes import ReadinessSet
 
 IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 
@@ -73,7 +76,7 @@ RUNTIME_FAMILIES = {
     "python_gc_collections": "counter",
 }
 
-ALLOWED_LABELS = {"pool", "state", "reason", "code", "command", "direction", "version", "mode", "le",
+ALLOWED_LABELS = {"pool", "state", "reason", "code", "command", "direction", "version", "mode", "build", "le",
                   "generation", "implementation", "major", "minor", "patchlevel"}
 
 
@@ -115,8 +118,14 @@ def add_client(proxy: Proxy, state: ClientState, pool: str | None = "app", *, st
     client.state = state
     client.pool = proxy.pools[pool] if pool else None
     client.session.learn_status(status)
-    client.lease.backend = object() if holds_backend else None
+    client.lease.backend = held_backend(proxy, client.pool) if holds_backend else None
     return client
+
+
+def held_backend(proxy: Proxy, pool) -> BackendConnection:
+    """A backend connection, never connected, for a client to hold."""
+    return BackendConnection(backend_id=1, pool=pool, key=0, thread_id=1, session=SessionState(None, {}),
+                             created_at=0.0, lifetime=3600.0, loop=proxy.loop)
 
 
 # -- the families -----------------------------------------------------------------------
@@ -158,23 +167,25 @@ def test_the_collector_lives_in_its_own_registry_not_the_global_one(proxy):
     assert not [m for m in REGISTRY.collect() if m.name.startswith("mysqlpool_")]
 
 
-def test_info_carries_version_and_mode(loop):
+def test_info_carries_version_mode_and_build(loop):
     families = scrape(make_proxy(loop, MYSQLPOOL_POOL_MODE="session"))
-    assert samples(families, "mysqlpool_info") == {(("mode", "session"), ("version", __version__)): 1.0}
+    assert samples(families, "mysqlpool_info") == {
+        (("build", BUILD), ("mode", "session"), ("version", __version__)): 1.0}
 
 
-def test_ready_and_its_reason_follow_proxy_readiness(proxy, monkeypatch):
+def test_ready_and_its_reason_follow_proxy_readiness(proxy):
+    proxy = ReadinessSet(proxy)
     families = scrape(proxy)  # never started: STARTING
     assert value(families, "mysqlpool_ready") == 0
     assert {labels: v for labels, v in samples(families, "mysqlpool_not_ready").items() if v} == {
         (("reason", "starting"),): 1}
     refused = Readiness(Cause.LOGIN_REFUSED, "backend login refused for pool 'app': 1045 Access denied")
-    monkeypatch.setattr(proxy, "readiness", lambda: refused)
+    proxy.answer = refused
     families = scrape(proxy)
     assert value(families, "mysqlpool_ready") == 0
     assert {labels: v for labels, v in samples(families, "mysqlpool_not_ready").items() if v} == {
         (("reason", "backend_login_refused"),): 1}
-    monkeypatch.setattr(proxy, "readiness", lambda: READY)
+    proxy.answer = READY
     families = scrape(proxy)
     assert value(families, "mysqlpool_ready") == 1
     assert set(samples(families, "mysqlpool_not_ready").values()) == {0}

@@ -1,17 +1,14 @@
 # Packaging and installing: the metadata in pyproject.toml, LICENSE and
-# CHANGELOG.md; a wheel built from the source (the build backend is fetched
-# from the package index, as `pip install .` does) that carries the example
-# config and runs from where it is installed, away from the source tree; and
-# the systemd unit with the README's steps for it.
+# CHANGELOG.md, the build's requirements and its list of compiled modules
+# (setup.py), and the systemd unit with the README's steps for it. The wheels
+# themselves are built in tests/integration/test_wheel.py.
 from __future__ import annotations
 
 import configparser
 import re
 import shlex
 import subprocess
-import sys
 import tomllib
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -59,34 +56,6 @@ def test_changelog_keeps_a_changelog():
     assert re.findall(r"^### (\w+)$", unreleased, re.M) == ["Fixed", "Added", "Changed"]
     for name, _ in headings:
         assert re.search(rf"^\[{re.escape(name)}\]: \S+$", text, re.M), name  # every heading has its link
-
-
-# -- a wheel, built and installed --------------------------------------------------------------
-
-@pytest.mark.slow
-def test_the_wheel_carries_the_example_config_and_runs_installed(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir",
-                    str(tmp_path / "dist"), str(ROOT)], check=True, timeout=600, cwd=tmp_path)
-    (wheel,) = (tmp_path / "dist").glob("mysqlpool_proxy-*.whl")
-    assert wheel.name == f"mysqlpool_proxy-{__version__}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel) as zf:
-        names = set(zf.namelist())
-        info = f"mysqlpool_proxy-{__version__}.dist-info"
-        metadata = zf.read(f"{info}/METADATA").decode()
-        entry_points = zf.read(f"{info}/entry_points.txt").decode()
-    assert {f"mysqlpool_proxy/{cli.EXAMPLE_CONFIG}", f"{info}/licenses/LICENSE"} <= names
-    assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata
-    assert "Project-URL: Homepage, " in metadata and "Description-Content-Type: text/markdown" in metadata
-    assert "mysqlpool-proxy = mysqlpool_proxy.cli:main" in entry_points
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site),
-                    str(wheel)], check=True, timeout=300)
-    printed = subprocess.run([sys.executable, "-c", "import sys, mysqlpool_proxy.cli as c; "
-                              "print(c.__file__, file=sys.stderr); sys.exit(c.main(['--print-example-config']))"],
-                             env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, cwd=tmp_path,
-                             capture_output=True, text=True, timeout=60, check=True)
-    assert printed.stderr.startswith(str(site))  # the installed copy, not the source tree
-    assert printed.stdout == cli.example_config()
 
 
 # -- systemd --------------------------------------------------------------------------------------

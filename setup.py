@@ -1,0 +1,61 @@
+# The compiled build: the relay's hot path (the sans-IO protocol, the
+# session state, backends and pool, client connections, the proxy) is
+# compiled ahead of time with mypyc, from the same typed Python. Everything
+# else (pyproject.toml) is ordinary setuptools metadata.
+#
+# By default a build (pip install ., a wheel, an sdist installed) compiles
+# the modules of COMPILED_PACKAGES, minus INTERPRETED. The pure-Python code
+# is the fallback and runs the same tests (scripts/test.sh runs the unit
+# suite both ways):
+#   MYSQLPOOL_PROXY_COMPILE=0   build without compiling (pure Python)
+#   no C compiler, or mypyc missing: the build says so and goes on pure
+#   (each extension is optional; a module whose extension is not there is
+#   imported from its .py file).
+# `mysqlpool_proxy.COMPILED` says at run time which one runs (logged at
+# start-up, shown by --version).
+#
+#   python setup.py build_ext --inplace    # compile in the source tree (scripts/compile.sh)
+"""Build the mysqlpool_proxy package, compiling its hot path with mypyc where possible."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).resolve().parent
+# Sub-packages and modules compiled: the path every query and login takes.
+COMPILED_PACKAGES = ("protocol", "core", "backend", "client", "proxy")
+COMPILED_MODULES = ("constants.py", "errors.py", "reasons.py", "events.py")
+# Kept interpreted: aiomysql's Connection subclassed (mypyc compiles no subclass of an interpreted class).
+INTERPRETED = ("backend/adapter.py",)
+
+
+def compiled_sources() -> list[str]:
+    package = HERE / "mysqlpool_proxy"
+    found = [p for sub in COMPILED_PACKAGES for p in sorted((package / sub).glob("*.py"))]
+    found += [package / name for name in COMPILED_MODULES]
+    skipped = {package / name for name in INTERPRETED}
+    return [str(p.relative_to(HERE)) for p in found if p not in skipped]
+
+
+def ext_modules() -> list:
+    if os.environ.get("MYSQLPOOL_PROXY_COMPILE", "1") == "0":
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        print("mysqlpool-proxy: mypyc is not installed: building pure Python", file=sys.stderr)
+        return []
+    os.chdir(HERE)  # mypyc names modules by their paths relative to the working directory
+    extensions = mypycify(compiled_sources(), opt_level="3", debug_level="0", multi_file=True,
+                           group_name="mysqlpool_proxy")
+    for ext in extensions:
+        ext.optional = True  # no compiler: the pure-Python module is imported instead
+    return extensions
+
+
+if __name__ == "__main__":  # (as pip's build backend runs it too; tests/unit/test_build.py imports it)
+    setup(ext_modules=ext_modules())
