@@ -8,6 +8,7 @@
 # is the fallback and runs the same tests (scripts/test.sh runs the unit
 # suite both ways):
 #   MYSQLPOOL_PROXY_COMPILE=0   build without compiling (pure Python)
+#   pip install -e: never compiled (the extensions would shadow every edit)
 #   no C compiler, or mypyc missing: the build says so and goes on pure
 #   (each extension is optional; a module whose extension is not there is
 #   imported from its .py file).
@@ -43,6 +44,10 @@ def compiled_sources() -> list[str]:
 
 def ext_modules() -> list:
     if os.environ.get("MYSQLPOOL_PROXY_COMPILE", "1") == "0":
+        return []
+    if "editable_wheel" in sys.argv:  # pip install -e: the extensions would shadow every edit of the .py files
+        print("mysqlpool-proxy: an editable install stays pure Python (scripts/compile.sh compiles the checkout)",
+              file=sys.stderr)
         return []
     try:
         from mypyc.build import mypycify
