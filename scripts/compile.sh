@@ -16,7 +16,6 @@ log() { printf '[compile.sh] %s\n' "$*" >&2; }
 
 clean() {
     find "$REPO_ROOT/mysqlpool_proxy" -name '*.so' -delete
-    rm -f "$REPO_ROOT"/mysqlpool_proxy__mypyc.*.so
     rm -rf "$REPO_ROOT/build"
 }
 
@@ -26,14 +25,14 @@ if [[ "${1:-}" == "--clean" ]]; then
 fi
 
 clean
-log "compiling the hot path with mypyc (setup.py build_ext --inplace; about two minutes)"
+log "compiling the hot path with mypyc (setup.py build_ext --inplace; about three minutes)"
 started=$SECONDS
 if ! (cd "$REPO_ROOT" && MYSQLPOOL_PROXY_COMPILE=1 "$PYTHON" setup.py -q build_ext --inplace >"$REPO_ROOT/build.log" 2>&1); then
     tail -30 "$REPO_ROOT/build.log" >&2
     log "the build failed (whole log: build.log)"
     exit 1
 fi
-build="$(cd "$REPO_ROOT" && "$PYTHON" -c 'import mysqlpool_proxy; print(mysqlpool_proxy.BUILD)')"
+build="$(cd "$REPO_ROOT" && "$PYTHON" -c 'import mysqlpool_proxy, mysqlpool_proxy.proxy.proxy; print(mysqlpool_proxy.BUILD)')"
 if [[ "$build" != "compiled" ]]; then
     grep -iE "error|warning" "$REPO_ROOT/build.log" | tail -20 >&2 || true
     log "the build went on without compiling (a C compiler and the Python headers are needed: gcc, python3-dev); whole log: build.log"

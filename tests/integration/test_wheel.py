@@ -2,7 +2,8 @@
 # them (the build requirements fetched from the package index into an
 # isolated environment): by default the hot path compiled with mypyc (a wheel
 # for this Python and platform, its modules extensions), with
-# MYSQLPOOL_PROXY_COMPILE=0 pure Python (py3-none-any). Each is installed away
+# MYSQLPOOL_PROXY_COMPILE=0, or where no C compiler is found, pure Python
+# (py3-none-any). Each is installed away
 # from the source tree, says which build it is (-V), carries the example
 # config, and serves a query from a real MariaDB.
 from __future__ import annotations
@@ -27,9 +28,10 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT = 900  # seconds: the compiled build type-checks and compiles some sixty modules
 
 
-def build_wheel(tmp_path: Path, compile_: bool) -> Path:
+def build_wheel(tmp_path: Path, compile_: bool, **extra_env: str) -> Path:
     env = {k: v for k, v in os.environ.items() if k != "MYSQLPOOL_PROXY_COMPILE"}
     env["MYSQLPOOL_PROXY_COMPILE"] = "1" if compile_ else "0"
+    env.update(extra_env)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir",
                     str(tmp_path / "dist"), str(ROOT)], check=True, timeout=BUILD_TIMEOUT, cwd=tmp_path, env=env)
     (wheel,) = (tmp_path / "dist").glob("mysqlpool_proxy-*.whl")
@@ -100,8 +102,12 @@ def test_the_compiled_wheel_installs_and_serves(tmp_path, app_server):
     serves_a_query(env, tmp_path, app_server)
 
 
-def test_the_pure_python_wheel_installs_and_serves(tmp_path, app_server):
-    wheel = build_wheel(tmp_path, compile_=False)
+@pytest.mark.parametrize("how", ["asked", "no compiler"])
+def test_the_pure_python_wheel_installs_and_serves(tmp_path, app_server, how):
+    if how == "asked":
+        wheel = build_wheel(tmp_path, compile_=False)
+    else:  # the build finds no C compiler: it says so and goes on pure
+        wheel = build_wheel(tmp_path, compile_=True, CC="/nonexistent/cc")
     assert wheel.name == f"mysqlpool_proxy-{__version__}-py3-none-any.whl"
     assert not [n for n in check_wheel(wheel) if n.endswith(".so")]
     env = install(wheel, tmp_path / "site")
