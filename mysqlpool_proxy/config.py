@@ -54,6 +54,7 @@ __all__ = [
 
 ENV_PREFIX = "MYSQLPOOL_"
 ENV_CONFIG_PATH = "MYSQLPOOL_CONFIG"  # read by the CLI, not an override
+ENV_BUILD_SWITCH = "MYSQLPOOL_PROXY_COMPILE"  # read by the package build (setup.py), not a setting
 ENV_SOURCE = "<environment>"
 DEFAULT_CONFIG_PATH = "/etc/mysqlpool/config.toml"
 SSL_MODES = ("disabled", "preferred", "required", "verify_ca", "verify_identity")
@@ -727,7 +728,7 @@ def _apply_environment(raw: _Raw, ctx: _Context) -> None:
     """Overlay MYSQLPOOL_* variables on `raw` (env wins), remembering where each came from."""
     found: list[tuple[str, str, int | None, str]] = []
     for var in sorted(ctx.environ):
-        if not var.startswith(ENV_PREFIX) or var == ENV_CONFIG_PATH:
+        if not var.startswith(ENV_PREFIX) or var in (ENV_CONFIG_PATH, ENV_BUILD_SWITCH):
             continue
         target = _parse_env_var(var)
         if target is None:

@@ -25,34 +25,34 @@ __all__ = [
 ]
 
 # Capability bits PyMySQL stops short of (it ends at DEPRECATE_EOF = 1 << 24).
-CLIENT_OPTIONAL_RESULTSET_METADATA = 1 << 25
-CLIENT_ZSTD_COMPRESSION_ALGORITHM = 1 << 26
-CLIENT_QUERY_ATTRIBUTES = 1 << 27
-CLIENT_MULTI_FACTOR_AUTHENTICATION = 1 << 28
-CLIENT_CAPABILITY_EXTENSION = 1 << 29
-CLIENT_SSL_VERIFY_SERVER_CERT = 1 << 30
-CLIENT_REMEMBER_OPTIONS = 1 << 31
+CLIENT_OPTIONAL_RESULTSET_METADATA: Final = 1 << 25
+CLIENT_ZSTD_COMPRESSION_ALGORITHM: Final = 1 << 26
+CLIENT_QUERY_ATTRIBUTES: Final = 1 << 27
+CLIENT_MULTI_FACTOR_AUTHENTICATION: Final = 1 << 28
+CLIENT_CAPABILITY_EXTENSION: Final = 1 << 29
+CLIENT_SSL_VERIFY_SERVER_CERT: Final = 1 << 30
+CLIENT_REMEMBER_OPTIONS: Final = 1 << 31
 
 # MariaDB's extended capabilities, as bits 32 and up of one 64-bit set. A MariaDB server (10.2+)
 # clears CLIENT_MYSQL (bit 0, PyMySQL's LONG_PASSWORD) in its greeting and puts these, shifted down by
 # 32, in the last 4 of the greeting's 10 reserved bytes; a client that clears CLIENT_MYSQL too sends
 # the ones it wants in the last 4 of the HandshakeResponse's 23 reserved bytes.
-CLIENT_MYSQL = CLIENT.LONG_PASSWORD
-MARIADB_CLIENT_PROGRESS = 1 << 32
-MARIADB_CLIENT_COM_MULTI = 1 << 33
-MARIADB_CLIENT_STMT_BULK_OPERATIONS = 1 << 34  # COM_STMT_BULK_EXECUTE
-MARIADB_CLIENT_EXTENDED_METADATA = 1 << 35  # a type name / format block in each column definition
-MARIADB_CLIENT_CACHE_METADATA = 1 << 36  # executes may leave out column definitions sent before
-MARIADB_CLIENT_BULK_UNIT_RESULTS = 1 << 37  # (11.5+) a bulk execute may answer with a row per parameter set
-MARIADB_CAPABILITIES = 0xFFFFFFFF << 32
+CLIENT_MYSQL: Final = CLIENT.LONG_PASSWORD
+MARIADB_CLIENT_PROGRESS: Final = 1 << 32
+MARIADB_CLIENT_COM_MULTI: Final = 1 << 33
+MARIADB_CLIENT_STMT_BULK_OPERATIONS: Final = 1 << 34  # COM_STMT_BULK_EXECUTE
+MARIADB_CLIENT_EXTENDED_METADATA: Final = 1 << 35  # a type name / format block in each column definition
+MARIADB_CLIENT_CACHE_METADATA: Final = 1 << 36  # executes may leave out column definitions sent before
+MARIADB_CLIENT_BULK_UNIT_RESULTS: Final = 1 << 37  # (11.5+) a bulk execute may answer with a row per parameter set
+MARIADB_CAPABILITIES: Final = 0xFFFFFFFF << 32
 
-COM_RESET_CONNECTION = 0x1F
-COM_STMT_BULK_EXECUTE = 0xFA  # MariaDB 10.2+
+COM_RESET_CONNECTION: Final = 0x1F
+COM_STMT_BULK_EXECUTE: Final = 0xFA  # MariaDB 10.2+
 
-SERVER_QUERY_WAS_SLOW = 0x0800
-SERVER_PS_OUT_PARAMS = 0x1000
-SERVER_STATUS_IN_TRANS_READONLY = 0x2000
-SERVER_SESSION_STATE_CHANGED = 0x4000
+SERVER_QUERY_WAS_SLOW: Final = 0x0800
+SERVER_PS_OUT_PARAMS: Final = 0x1000
+SERVER_STATUS_IN_TRANS_READONLY: Final = 0x2000
+SERVER_SESSION_STATE_CHANGED: Final = 0x4000
 
 
 class SESSION_TRACK:
@@ -67,8 +67,8 @@ class SESSION_TRACK:
 
 
 # MySQL 5.7+/MariaDB 10.1+ error numbers that PyMySQL's ER list lacks.
-ER_MALFORMED_PACKET = 1835
-ER_SECURE_TRANSPORT_REQUIRED = 3159  # MySQL's; MariaDB 10.11 answers such a login with 1045
+ER_MALFORMED_PACKET: Final = 1835
+ER_SECURE_TRANSPORT_REQUIRED: Final = 3159  # MySQL's; MariaDB 10.11 answers such a login with 1045
 
 # SQLSTATE for the error numbers the proxy itself sends; HY000 otherwise.
 _SQLSTATE = {

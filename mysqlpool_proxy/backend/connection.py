@@ -9,6 +9,8 @@ It talks upward through two small ports declared here: its `holder` (the
 client it serves: relay bytes to it, tell it the response is done, that the
 server asked for a LOCAL INFILE, that the backend died, that its write
 buffer is full) and its `owner` (the pool: it closed; its socket is gone).
+Both are base classes without behaviour that the client and the pool derive
+from (a typing.Protocol costs a lookup by name at every call, compiled).
 Only the client's lease (client/lease.py) sets or clears `holder`.
 
 The relay is the hot path: `data_received` feeds the tracker (headers and
@@ -27,7 +29,7 @@ import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final
 
 from ..constants import MARIADB_CLIENT_EXTENDED_METADATA
 from ..core.session import SessionState
@@ -57,43 +59,60 @@ _DONE: Final = Phase.DONE
 _INFILE: Final = Phase.INFILE
 
 
-class Holder(Protocol):
-    """The client a backend serves (ClientConnection)."""
+class Holder(asyncio.Protocol):
+    """The client a backend serves (ClientConnection derives from it, through client/host.py's Client):
+    the socket protocol on the other side of the relay. A base class rather than a typing.Protocol, so
+    that compiled, the relay's calls to it go through a vtable, not a lookup by name (every response
+    calls two of them). No behaviour here: every method is the client's."""
 
-    def relay_to_client(self, data: bytes | bytearray) -> None: ...
+    __slots__ = ()
 
-    def on_response_done(self, backend: BackendConnection, held: bytes | bytearray = b"") -> None: ...
+    def relay_to_client(self, data: bytes | bytearray) -> None:
+        raise NotImplementedError
 
-    def on_infile_request(self, backend: BackendConnection) -> None: ...
+    def on_response_done(self, backend: BackendConnection, held: bytes | bytearray = b"") -> None:
+        raise NotImplementedError
 
-    def on_backend_lost(self, backend: BackendConnection, was_busy: bool) -> None: ...
+    def on_infile_request(self, backend: BackendConnection) -> None:
+        raise NotImplementedError
 
-    def pause_reading_for_backend(self) -> None: ...
+    def on_backend_lost(self, backend: BackendConnection, was_busy: bool) -> None:
+        raise NotImplementedError
 
-    def resume_reading_for_backend(self) -> None: ...
+    def pause_reading_for_backend(self) -> None:
+        raise NotImplementedError
 
-    def yield_soft_backend(self) -> bool: ...
+    def resume_reading_for_backend(self) -> None:
+        raise NotImplementedError
+
+    def yield_soft_backend(self) -> bool:
+        raise NotImplementedError
 
 
-class Owner(Protocol):
-    """The pool a backend belongs to."""
+class Owner:
+    """The pool a backend belongs to (Pool derives from it; a base class for the same reason as Holder)."""
+
+    __slots__ = ()
 
     name: str
+    params: BackendParams
     generation: int
     statement_cache_size: int
 
-    @property
-    def params(self) -> BackendParams: ...
+    def on_backend_closed(self, backend: BackendConnection, previous: BackendState) -> None:
+        raise NotImplementedError
 
-    def on_backend_closed(self, backend: BackendConnection, previous: BackendState) -> None: ...
+    def on_backend_gone(self, backend: BackendConnection) -> None:
+        raise NotImplementedError
 
-    def on_backend_gone(self, backend: BackendConnection) -> None: ...
+    def release(self, backend: BackendConnection) -> None:
+        raise NotImplementedError
 
-    def release(self, backend: BackendConnection) -> None: ...
+    def give_back(self, backend: BackendConnection) -> None:
+        raise NotImplementedError
 
-    def give_back(self, backend: BackendConnection) -> None: ...
-
-    def expired(self, backend: BackendConnection, now: float) -> bool: ...
+    def expired(self, backend: BackendConnection, now: float) -> bool:
+        raise NotImplementedError
 
 
 class BackendGone(Exception):

@@ -61,7 +61,7 @@ from ..events import EventKind, record
 from ..reasons import BackendCloseReason
 from .adapter import BackendParams, Opened, open_backend
 from .capacity import CAPACITY_ERRORS, Capacity
-from .connection import BackendConnection
+from .connection import BackendConnection, Owner
 from .opening import BACKOFF_BASE, Connector
 from .places import Place, Places, usable
 from .stats import WAIT_BUCKETS, PoolStats
@@ -135,7 +135,7 @@ class BackendLimiter:
         return True
 
 
-class Pool:
+class Pool(Owner):
     __slots__ = (
         "name", "params", "generation", "min_idle", "max_lifetime", "max_connecting", "statement_cache_size",
         "limiter", "loop", "state", "on_connect_failed", "stats", "places", "capacity", "connector", "queue",

@@ -8,11 +8,10 @@ Nothing here does I/O or knows about Prometheus: ops/metrics.py reads it.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import Counter
 from typing import Final
 
-from ..core.histogram import PING_BUCKETS, QUERY_BUCKETS, TRANSACTION_BUCKETS, Histogram
+from ..core.histogram import PING_BUCKETS, QUERY_BUCKETS, TRANSACTION_BUCKETS, Histogram, bucket_of
 
 __all__ = ["PoolStats", "WAIT_BUCKETS"]
 
@@ -35,7 +34,7 @@ class PoolStats:
         self.wait_count = 0
         self.wait_sum = 0.0
         self.wait_buckets = [0] * (len(WAIT_BUCKETS) + 1)
-        self.queries: Counter = Counter()  # command name -> count
+        self.queries: dict[str, int] = {}  # command name -> count (count_query(); a plain dict: once per command)
         self.transactions = 0
         self.pins: Counter = Counter()  # PinReason value -> times a client got pinned
         # Recorded by ClientConnection where it counts queries and transactions, and by the pool's pings.
@@ -48,4 +47,9 @@ class PoolStats:
     def observe_wait(self, seconds: float) -> None:
         self.wait_count += 1
         self.wait_sum += seconds
-        self.wait_buckets[bisect_left(WAIT_BUCKETS, seconds)] += 1  # past the last bound: the +Inf bucket
+        self.wait_buckets[bucket_of(WAIT_BUCKETS, seconds)] += 1  # past the last bound: the +Inf bucket
+
+    def count_query(self, command: str) -> None:
+        """A client command completed (`command`: its name, as CommandSpec.name)."""
+        queries = self.queries
+        queries[command] = queries.get(command, 0) + 1

@@ -37,8 +37,9 @@ class Accounting:
         self._client = client
         self.trx_started_at: float | None = None  # when the statement that opened its transaction went out
 
-    def apply(self, backend: BackendConnection, command: Command, outcome: Outcome) -> None:
-        """The backend's side of a response (its state, statements, identity), and the pool's counts."""
+    def apply(self, backend: BackendConnection, command: Command, outcome: Outcome, now: float) -> None:
+        """The backend's side of a response (its state, statements, identity), and the pool's counts
+        (`now`: when it ended)."""
         client = self._client
         if outcome.changes is not None or outcome.null_sysvars is not None:
             apply_changes(backend.session, outcome.changes, outcome.null_sysvars)
@@ -56,8 +57,7 @@ class Accounting:
         pool = client.pool
         assert pool is not None
         stats = pool.stats
-        stats.queries[command.spec.name] += 1
-        now = client.proxy.loop.time()
+        stats.count_query(command.spec.name)
         stats.query_time.observe(now - command.started)
         if outcome.transaction_ended:
             stats.transactions += 1

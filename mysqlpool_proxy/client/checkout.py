@@ -59,8 +59,8 @@ def identity_differs(client: Client, backend: BackendConnection, fx: SqlEffects)
     return fx.reads_diagnostics and backend.last_owner != (client.id, client.session.queries)
 
 
-def needs_preparation(client: Client, backend: BackendConnection) -> bool:
-    """Must something run on `backend` before the command in flight (sync, re-prepare, ping)?"""
+def needs_preparation(client: Client, backend: BackendConnection, now: float) -> bool:
+    """Must something run on `backend` before the command in flight (sync, re-prepare, ping), `now`?"""
     command = client.command
     assert command is not None
     if not backend.session.same_as(client.session.state):
@@ -70,7 +70,7 @@ def needs_preparation(client: Client, backend: BackendConnection) -> bool:
     fx = command.effects
     if fx is not None and fx is not NO_EFFECTS and identity_differs(client, backend, fx):
         return True
-    return client.proxy.loop.time() - backend.last_used > client.proxy.config.pool.ping_after
+    return now - backend.last_used > client.proxy.ping_after
 
 
 def start(client: Client, pkt: Packet, deadline: float | None = None) -> None:
@@ -108,7 +108,7 @@ def handed(client: Client, backend: BackendConnection | None, exc: Exception | N
         return
     assert backend is not None
     client.lease.take(backend)
-    if backend.closed or needs_preparation(client, backend):
+    if backend.closed or needs_preparation(client, backend, client.proxy.loop.time()):
         start(client, pkt, deadline)
         return
     client.set_state(_READY)
@@ -209,7 +209,7 @@ async def _bring_to_state(client: Client, backend: BackendConnection, deadline: 
     timeout = max(0.5, min(proxy.config.backend.connect_timeout, deadline - proxy.loop.time()))
     if backend.report_held:  # (the client's own backend, held for its transaction)
         await followups.fetch_held_report(client, backend, None)
-    if proxy.loop.time() - backend.last_used > proxy.config.pool.ping_after:
+    if proxy.loop.time() - backend.last_used > proxy.ping_after:
         await commands.ping(backend, timeout)
     command = client.command
     assert command is not None

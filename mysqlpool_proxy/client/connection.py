@@ -69,6 +69,7 @@ from .accounting import Accounting
 from .constants import ER_LOST_BACKEND, MAX_QUEUED_INPUT
 from .context import ClientContext, UserLike
 from .flow import FlowControl, Paused
+from .host import Client
 from .infile import InfileRelay
 from .lease import BackendLease
 from .phase import ConnectionPhase
@@ -94,6 +95,11 @@ _DEPRECATE_EOF: Final = CLIENT.DEPRECATE_EOF
 _RELAY: Final = Handling.RELAY
 _NO_REPLY: Final = Handling.NO_REPLY
 _ANSWERED_HERE: Final = Handling.LOCAL
+# PyMySQL's COMMAND is a module: `COMMAND.COM_QUERY` would be two lookups by name at every statement.
+_COM_STMT_PREPARE: Final = COMMAND.COM_STMT_PREPARE
+_COM_STMT_EXECUTE: Final = COMMAND.COM_STMT_EXECUTE
+_COM_STMT_FETCH: Final = COMMAND.COM_STMT_FETCH
+_COM_STMT_BULK_EXECUTE: Final = COM_STMT_BULK_EXECUTE
 
 _PREPARE_RETRIED_ON: Final = frozenset((ER.MAX_PREPARED_STMT_COUNT_REACHED,))
 _NO_RETRY: Final[frozenset[int]] = frozenset()
@@ -108,7 +114,7 @@ def _proxy_ok(track: int, status: int, info: bytes, trackers: Trackers | None,
     return make_ok(track, status, info=info, session_state=state)
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(Client):
     __slots__ = (
         "proxy", "id", "transport", "peer", "state", "decoder", "flow", "phase", "session", "lease", "command",
         "accounting", "query_timer", "infile", "user", "pool", "capabilities", "key", "charset", "program",
@@ -281,6 +287,9 @@ class ClientConnection(asyncio.Protocol):
     def evict_from_login(self) -> None:
         self.phase.evict_from_login()
 
+    def start_change_user(self, pkt: Packet) -> None:
+        self.phase.start_change_user(pkt)
+
     def backend_handed(self, backend: BackendConnection | None, exc: Exception | None) -> None:
         """The pool's answer to the client's wait, called inside whatever released the backend: the
         client goes on from a loop callback (client/checkout.py)."""
@@ -383,7 +392,7 @@ class ClientConnection(asyncio.Protocol):
     # -- commands ------------------------------------------------------------------
 
     def _command(self, pkt: Packet | Oversized) -> None:
-        self.last_active = self.proxy.loop.time()
+        now = self.last_active = self.proxy.loop.time()
         if pkt.seq != 0:
             self.out_of_order()  # never relayed: the server would drop the backend after answering it
             return
@@ -405,7 +414,7 @@ class ClientConnection(asyncio.Protocol):
         spec = spec_for(payload[0])
         handling = spec.handling
         if handling is _RELAY or handling is _NO_REPLY:
-            self._relay_command(spec, pkt)
+            self._relay_command(spec, pkt, now)
         elif handling is _ANSWERED_HERE:
             local.handle(self, spec, pkt)
         else:
@@ -414,8 +423,9 @@ class ClientConnection(asyncio.Protocol):
                 f"mysqlpool-proxy does not relay {spec.name.upper()} (command 0x{spec.code:02x}): "
                 "replication and server administration commands must go to the server directly"))
 
-    def _relay_command(self, spec: CommandSpec, pkt: Packet) -> None:
-        """A command for the server: answered here when it needs none, else sent to a backend."""
+    def _relay_command(self, spec: CommandSpec, pkt: Packet, now: float) -> None:
+        """A command for the server (it came at `now`): answered here when it needs none, else sent to
+        a backend."""
         prepared = prepare_command(self, spec, pkt)
         if prepared is None:
             return  # answered by the proxy
@@ -435,7 +445,7 @@ class ClientConnection(asyncio.Protocol):
                 checkout.wait_for_backend(self, pkt)
                 return
             self.lease.take(backend)
-            if checkout.needs_preparation(self, backend):
+            if checkout.needs_preparation(self, backend, now):
                 checkout.start(self, pkt)
                 return
         elif (backend.state is not _RESERVED or backend.closed
@@ -445,10 +455,11 @@ class ClientConnection(asyncio.Protocol):
                   and checkout.identity_differs(self, backend, effects))):
             checkout.start(self, pkt)
             return
-        self.send(backend, pkt)
+        self.send(backend, pkt, now)
 
-    def send(self, backend: BackendConnection, pkt: Packet) -> None:
-        """Send the command in flight to `backend`, which is in the client's state."""
+    def send(self, backend: BackendConnection, pkt: Packet, now: float | None = None) -> None:
+        """Send the command in flight to `backend`, which is in the client's state (`now`: the loop's
+        time, when the caller has it)."""
         command = self.command
         assert command is not None
         spec = command.spec
@@ -464,7 +475,7 @@ class ClientConnection(asyncio.Protocol):
             raw = statements.backend_packet(stmt, server, pkt)
             if server.server_id != stmt.id:
                 stmt_ids = (server.server_id, stmt.id)  # for the errors that name it
-        elif spec.code == COMMAND.COM_STMT_PREPARE:
+        elif spec.code == _COM_STMT_PREPARE:
             prepare_id = command.stmt_id
         if spec.handling is _NO_REPLY:
             backend.write(raw)
@@ -474,19 +485,19 @@ class ClientConnection(asyncio.Protocol):
         command.prev_status = session.status
         command.response_started = False
         command.sent = raw
-        command.started = self.proxy.loop.time()
+        command.started = self.proxy.loop.time() if now is None else now
         self.set_state(_ACTIVE)
         if self.flow.stalled_since is not None:
             backend.pause_reading()  # the client cannot take more yet: leave the result on the server
-        binary = spec.code == COMMAND.COM_STMT_EXECUTE or spec.code == COMMAND.COM_STMT_FETCH \
-            or spec.code == COM_STMT_BULK_EXECUTE
+        code = spec.code
+        binary = code in (_COM_STMT_EXECUTE, _COM_STMT_FETCH, _COM_STMT_BULK_EXECUTE)
         assert spec.expect is not None
         capabilities = self.capabilities
         backend.send_command(raw, spec.expect, binary=binary, strip=not capabilities & _SESSION_TRACK,
                              trackers=session.trackers, prepare_id=prepare_id,
                              retry_on=_PREPARE_RETRIED_ON if prepare_id is not None else _NO_RETRY,
                              deprecate_eof=bool(capabilities & _DEPRECATE_EOF), stmt_ids=stmt_ids)
-        query_timeout = self.proxy.config.pool.query_timeout
+        query_timeout = self.proxy.query_timeout
         if query_timeout > 0:
             self.query_timer.start(backend, query_timeout)
 
@@ -536,9 +547,12 @@ class ClientConnection(asyncio.Protocol):
         if self.query_timer.handle is not None:
             self.query_timer.cancel()
         command = self.command
-        assert command is not None and self.pool is not None and self.proxy.server_info is not None
-        outcome = self.session.finish(command, backend.tracker, self.proxy.server_info.collations)
-        self.accounting.apply(backend, command, outcome)
+        proxy = self.proxy
+        server_info = proxy.server_info
+        assert command is not None and self.pool is not None and server_info is not None
+        outcome = self.session.finish(command, backend.tracker, server_info.collations)
+        now = proxy.loop.time()
+        self.accounting.apply(backend, command, outcome, now)
         if outcome.ends_backend or self.state is not _ACTIVE:
             self._response_ends_backend(backend)
             return
@@ -553,7 +567,7 @@ class ClientConnection(asyncio.Protocol):
         self.set_state(_READY)
         session = self.session
         keep = session.trx_open or bool(session.pins) or (  # (keeps_backend, inline: the hot path)
-            self.proxy.session_mode and not backend.pool.expired(backend, self.proxy.loop.time()))
+            proxy.session_mode and not backend.pool.expired(backend, now))
         self.lease.hold_or_release(backend, keep)
         self.process_input()
 

@@ -54,7 +54,7 @@ SET_OPTION_MULTI_OFF = 1
 def handle(client: Client, spec: CommandSpec, pkt: Packet) -> None:
     code = spec.code
     assert client.pool is not None
-    client.pool.stats.queries[spec.name] += 1
+    client.pool.stats.count_query(spec.name)
     if code == COMMAND.COM_QUIT:
         client.close(ClientCloseReason.QUIT)
     elif code == COMMAND.COM_PING:
@@ -64,7 +64,7 @@ def handle(client: Client, spec: CommandSpec, pkt: Packet) -> None:
     elif code == COM_RESET_CONNECTION:
         _run(client, _reset_connection(client, pkt))
     elif code == COMMAND.COM_CHANGE_USER:
-        client.phase.start_change_user(pkt)
+        client.start_change_user(pkt)
     elif code == COMMAND.COM_PROCESS_KILL:
         if len(pkt.payload) < 5:
             client.send_error(pkt.last_seq, ProxyError(ER.UNKNOWN_COM_ERROR, "Malformed COM_PROCESS_KILL"))
@@ -103,7 +103,7 @@ def set_names(client: Client, pkt: Packet, charset: bytes, collation: bytes | No
     # The collation goes behind character_set_client and _results too (core/session.py).
     state.client_collation = state.results_collation = None if is_default else names
     cs = names.charset
-    client.pool.stats.queries["query"] += 1
+    client.pool.stats.count_query("query")
     # What the server's trackers report for SET NAMES, whether or not a value changed.
     client.send_ok(pkt.last_seq, variables=[(b"character_set_connection", cs), (b"character_set_client", cs),
                                             (b"character_set_results", cs)])
@@ -121,7 +121,7 @@ def noop_transaction(client: Client, pkt: Packet, noop: NoopCommand) -> bool:
         if on != bool(session.status & AUTOCOMMIT):
             return False  # a real change: the server's session must have it
     assert client.pool is not None
-    client.pool.stats.queries["query"] += 1
+    client.pool.stats.count_query("query")
     session.queries += 1  # the diagnostics a server would show now are this statement's, not the last one's
     client.send_ok(pkt.last_seq, variables=None if noop is NoopCommand.END else [
         (b"autocommit", b"ON" if noop is NoopCommand.AUTOCOMMIT_ON else b"OFF")])

@@ -41,6 +41,10 @@ def _any_case(*words: bytes) -> frozenset[bytes]:
 # SET NAMES. A SELECT goes straight on, without a look for them.
 _NOOP_START: Final = _any_case(b"com", b"rol", b"set")
 _SET_START: Final = _any_case(b"set")
+# PyMySQL's COMMAND is a module: `COMMAND.COM_QUERY` would be two lookups by name per command.
+_COM_QUERY: Final = COMMAND.COM_QUERY
+_COM_STMT_PREPARE: Final = COMMAND.COM_STMT_PREPARE
+_COM_STMT_EXECUTE: Final = COMMAND.COM_STMT_EXECUTE
 
 
 def prepare_command(client: Client, spec: CommandSpec, pkt: Packet) -> tuple[Command, Packet] | None:
@@ -51,7 +55,7 @@ def prepare_command(client: Client, spec: CommandSpec, pkt: Packet) -> tuple[Com
     code = spec.code
     session = client.session
     effects = None
-    if code == COMMAND.COM_QUERY:
+    if code == _COM_QUERY:
         if client.capabilities & CLIENT_QUERY_ATTRIBUTES:
             # No backend takes attributes (README "Query attributes"): the server gets the SQL alone.
             try:
@@ -61,12 +65,13 @@ def prepare_command(client: Client, spec: CommandSpec, pkt: Packet) -> tuple[Com
                 return None
             payload = pkt.payload
         start = payload[1:4]
-        if client.lease.backend is None and len(payload) <= NOOP_MAX_LENGTH and start in _NOOP_START \
+        holds_none = client.lease.backend is None
+        if holds_none and len(payload) <= NOOP_MAX_LENGTH and start in _NOOP_START \
                 and not session.holds_state():  # COMMIT / ROLLBACK / SET autocommit with nothing open?
             noop = noop_transaction_command(payload[1:])
             if noop is not None and local.noop_transaction(client, pkt, noop):
                 return None
-        if client.lease.backend is None and len(payload) > 9 and start in _SET_START:  # SET NAMES?
+        if holds_none and len(payload) > 9 and start in _SET_START:  # SET NAMES?
             names = parse_set_names(payload[1:])
             if names is not None and local.set_names(client, pkt, *names):
                 return None
@@ -87,9 +92,9 @@ def prepare_command(client: Client, spec: CommandSpec, pkt: Packet) -> tuple[Com
             return None
         stmt, pkt = found
         command.stmt, command.stmt_id = stmt, stmt.id
-        if code == COMMAND.COM_STMT_EXECUTE or code == COM_STMT_BULK_EXECUTE:
+        if code in (_COM_STMT_EXECUTE, COM_STMT_BULK_EXECUTE):
             command.effects, command.sql = stmt.effects, stmt.sql  # executing it does what its SQL does
-    elif code == COMMAND.COM_STMT_PREPARE:
+    elif code == _COM_STMT_PREPARE:
         command.stmt_id = session.new_statement_id()
         quoting = session.quoting
         if analyze(payload[1:], quoting).reads_connection_id:

@@ -152,7 +152,7 @@ def no_reply_done(client: Client, backend: BackendConnection) -> None:
     """COM_STMT_CLOSE or COM_STMT_SEND_LONG_DATA went to `backend` (the server answers neither)."""
     command = client.command
     assert command is not None and client.pool is not None
-    client.pool.stats.queries[command.spec.name] += 1
+    client.pool.stats.count_query(command.spec.name)
     if command.spec.code == COMMAND.COM_STMT_SEND_LONG_DATA and command.stmt is not None:
         # The data waits on the server statement for the execute that consumes it.
         client.session.pins.long_data.add(command.stmt.id)

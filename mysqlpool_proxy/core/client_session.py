@@ -263,7 +263,8 @@ class ClientSession:
 
     def releases_on_end(self) -> bool:
         """completion_type = RELEASE: every COMMIT and ROLLBACK ends the connection."""
-        return (self.state.variables.get(b"completion_type") or b"").upper() in (b"RELEASE", b"2")
+        value = self.state.variables.get(b"completion_type")  # (unset, as usual: nothing more to do)
+        return value is not None and value.upper() in (b"RELEASE", b"2")
 
     def _track_transaction(self, cmd: Command, ok: bool, some_ran: bool) -> None:
         """Is a transaction open after this command? (The flag, and with autocommit off the statements.)"""

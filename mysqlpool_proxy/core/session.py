@@ -76,11 +76,15 @@ class SessionState:
                             self.client_collation, self.results_collation)
 
     def same_as(self, other: SessionState) -> bool:
-        """Equal states: nothing to sync between them (dict comparisons, no allocation)."""
-        return (self.schema == other.schema and self.multi_statements is other.multi_statements
+        """Equal states: nothing to sync between them (dict comparisons, no allocation). (`a is b or`:
+        the optional values are most often None on both sides, and an identity is a pointer compare.)"""
+        return ((self.schema is other.schema or self.schema == other.schema)
+                and self.multi_statements is other.multi_statements
                 and self.variables == other.variables and self.user_vars == other.user_vars
-                and self.client_collation == other.client_collation
-                and self.results_collation == other.results_collation)
+                and (self.client_collation is other.client_collation
+                     or self.client_collation == other.client_collation)
+                and (self.results_collation is other.results_collation
+                     or self.results_collation == other.results_collation))
 
     def key(self) -> tuple[Hashable, ...]:
         """Hashable identity: backends with the same key need no sync for each other."""

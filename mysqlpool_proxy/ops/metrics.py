@@ -245,7 +245,7 @@ class ProxyCollector:
         for pool in pools:
             counts = pool.stats.queries
             for command in sorted({*COMMANDS, *counts}):
-                queries.add_metric([pool.name, command], counts[command])
+                queries.add_metric([pool.name, command], counts.get(command, 0))
         yield queries
         yield _histogram_per_pool(
             "mysqlpool_query_duration_seconds",

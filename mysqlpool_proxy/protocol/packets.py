@@ -17,6 +17,7 @@ CLIENT_MYSQL set has none: those bytes are filler.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from ..constants import CLIENT, CLIENT_MYSQL, CLIENT_ZSTD_COMPRESSION_ALGORITHM, SERVER_SESSION_STATE_CHANGED
 from ..errors import RemoteProtocolError
@@ -27,11 +28,11 @@ __all__ = [
     "parse_ok", "parse_err", "parse_eof", "is_eof", "parse_handshake_v10", "make_handshake_v10",
     "parse_handshake_response", "is_ssl_request", "parse_change_user",
     "make_ok", "make_err", "make_eof", "make_eof_for", "make_auth_switch", "make_auth_more_data",
-    "strip_session_track",
+    "strip_session_track", "without_session_track",
 ]
 
-OK_HEADER = 0x00
-EOF_HEADER = 0xFE
+OK_HEADER: Final = 0x00
+EOF_HEADER: Final = 0xFE
 ERR_HEADER = 0xFF
 LOCAL_INFILE_HEADER = 0xFB
 AUTH_MORE_DATA_HEADER = 0x01
@@ -40,15 +41,28 @@ AUTH_SWITCH_HEADER = 0xFE
 
 # -- OK / ERR / EOF -----------------------------------------------------------
 
+_SESSION_TRACK: Final = CLIENT.SESSION_TRACK  # (PyMySQL's CLIENT is a module: a lookup by name per read)
 
-@dataclass(slots=True)
+
+# Read for every OK a server sends, so its __init__ is written out: mypyc compiles it (a dataclass's
+# generated __init__, and a whole dataclass with slots=True, stay interpreted). The dataclass gives == and repr.
+@dataclass(init=False)
 class OkPacket:
     affected_rows: int
     last_insert_id: int
     status: int
     warnings: int
-    info: bytes = b""
-    session_state: bytes | None = None  # raw session-state-change block, if any
+    info: bytes
+    session_state: bytes | None  # raw session-state-change block, if any
+
+    def __init__(self, affected_rows: int, last_insert_id: int, status: int, warnings: int, info: bytes = b"",
+                 session_state: bytes | None = None) -> None:
+        self.affected_rows = affected_rows
+        self.last_insert_id = last_insert_id
+        self.status = status
+        self.warnings = warnings
+        self.info = info
+        self.session_state = session_state
 
 
 @dataclass(slots=True)
@@ -78,7 +92,7 @@ def parse_ok(payload: BytesLike, capabilities: int) -> OkPacket:
         warnings = payload[5] | payload[6] << 8
         if n == 7:
             return OkPacket(payload[1], payload[2], status, warnings)
-        if capabilities & CLIENT.SESSION_TRACK and payload[7] < 0xFB:
+        if capabilities & _SESSION_TRACK and payload[7] < 0xFB:
             pos = 8 + payload[7]
             if pos <= n:
                 info = bytes(payload[8:pos])
@@ -144,19 +158,21 @@ def make_ok(
     session_state: bytes | None = None,
 ) -> bytes:
     """An OK packet; `session_state` (a raw state-change block) only for CLIENT_SESSION_TRACK clients."""
-    if session_state and capabilities & CLIENT.SESSION_TRACK:
+    if session_state and capabilities & _SESSION_TRACK:
         status |= SERVER_SESSION_STATE_CHANGED
     else:
         status &= ~SERVER_SESSION_STATE_CHANGED
         session_state = None
-    parts = [int1(header), lenenc_int(affected_rows), lenenc_int(last_insert_id), int2(status), int2(warnings)]
+    if affected_rows < 0xFB and last_insert_id < 0xFB:  # one byte each: the usual OK, in one step
+        head = bytes((header & 0xFF, affected_rows, last_insert_id, status & 0xFF, status >> 8 & 0xFF,
+                      warnings & 0xFF, warnings >> 8 & 0xFF))
+    else:
+        head = int1(header) + lenenc_int(affected_rows) + lenenc_int(last_insert_id) + int2(status) + int2(warnings)
     # The info string is length-encoded with or without CLIENT_SESSION_TRACK, as
     # servers send it (the protocol pages' string<EOF> is not what clients read).
-    if info or session_state:
-        parts.append(lenenc_bytes(info))
     if session_state:
-        parts.append(lenenc_bytes(session_state))
-    return b"".join(parts)
+        return head + lenenc_bytes(info) + lenenc_bytes(session_state)
+    return head + lenenc_bytes(info) if info else head
 
 
 def make_err(errno: int, sqlstate: str, message: str | bytes, capabilities: int = CLIENT.PROTOCOL_41) -> bytes:
@@ -185,11 +201,13 @@ def strip_session_track(payload: BytesLike, capabilities: int) -> bytes:
     The session-state block is dropped (with its status bit); the info string
     stays length-encoded, exactly what a server would have sent.
     """
-    ok = parse_ok(payload, capabilities | CLIENT.SESSION_TRACK)
-    return make_ok(
-        0, ok.status & ~SERVER_SESSION_STATE_CHANGED, ok.affected_rows, ok.last_insert_id, ok.warnings,
-        ok.info, header=payload[0],
-    )
+    return without_session_track(parse_ok(payload, capabilities | CLIENT.SESSION_TRACK), payload[0])
+
+
+def without_session_track(ok: OkPacket, header: int = OK_HEADER) -> bytes:
+    """The OK `ok` (parsed with CLIENT_SESSION_TRACK) as a client without it gets it (see strip_session_track)."""
+    return make_ok(0, ok.status & ~SERVER_SESSION_STATE_CHANGED, ok.affected_rows, ok.last_insert_id, ok.warnings,
+                   ok.info, header=header)
 
 
 # -- handshake ----------------------------------------------------------------

@@ -87,10 +87,10 @@ from .packets import (
     make_ok,
     parse_err,
     parse_ok,
-    strip_session_track,
+    without_session_track,
 )
 from .session_track import StateChanges, Trackers, make_state_changes, parse_state_changes
-from .wire import BytesLike, Reader
+from .wire import Reader
 
 __all__ = ["Expect", "Phase", "ResponseTracker"]
 
@@ -310,7 +310,7 @@ class ResponseTracker:
 
     # -- inspected packets --------------------------------------------------
 
-    def _with_client_statement_id(self, data: BytesLike, pos: int, end: int, error: ErrPacket) -> ErrPacket:
+    def _with_client_statement_id(self, data: bytes, pos: int, end: int, error: ErrPacket) -> ErrPacket:
         """An error whose message names the statement by the server's id: the client's id instead."""
         assert self.stmt_ids is not None
         server_id, client_id = self.stmt_ids
@@ -322,7 +322,7 @@ class ResponseTracker:
         self.rewrites.append((pos, end, frame_header(len(new), data[pos + 3]) + new))
         return error
 
-    def _inspect(self, data: BytesLike, pos: int, end: int) -> None:
+    def _inspect(self, data: bytes, pos: int, end: int) -> None:
         body = pos + HEADER_SIZE
         phase = self.phase
         first = data[body] if end > body else -1
@@ -349,7 +349,7 @@ class ResponseTracker:
         else:
             raise RemoteProtocolError(f"unexpected packet 0x{first & 0xFF:02x} in phase {phase.name}")
 
-    def _on_first(self, data: BytesLike, pos: int, body: int, end: int, first: int) -> None:
+    def _on_first(self, data: bytes, pos: int, body: int, end: int, first: int) -> None:
         if self.expect is _PREPARE:
             self._on_prepare_ok(data, pos, body, end)
         elif first == 0x00:
@@ -367,7 +367,7 @@ class ResponseTracker:
             self._left = count
             self.phase = _COLUMNS
 
-    def _on_single(self, data: BytesLike, pos: int, body: int, end: int, first: int) -> None:
+    def _on_single(self, data: bytes, pos: int, body: int, end: int, first: int) -> None:
         if first == 0x00:
             self._on_ok(data, pos, body, end)
             self.phase = _DONE
@@ -376,7 +376,7 @@ class ResponseTracker:
         else:
             raise RemoteProtocolError(f"unexpected reply header 0x{first & 0xFF:02x}")
 
-    def _on_ok(self, data: BytesLike, pos: int, body: int, end: int) -> None:
+    def _on_ok(self, data: bytes, pos: int, body: int, end: int) -> None:
         payload = bytes(data[body:end])
         ok = parse_ok(payload, BACKEND_CAPS)
         self.ok_count += 1
@@ -404,7 +404,7 @@ class ResponseTracker:
     def _client_ok(self, payload: bytes, ok: OkPacket) -> bytes | None:
         """The OK with a session-state block as the client may see it (None: as it is)."""
         if self.strip_session_track:
-            return strip_session_track(payload, BACKEND_CAPS)
+            return without_session_track(ok, payload[0])
         if self.trackers is None or ok.session_state is None:
             return None
         block = self.trackers.filter(ok.session_state)
@@ -413,7 +413,7 @@ class ResponseTracker:
         return make_ok(BACKEND_CAPS, ok.status, ok.affected_rows, ok.last_insert_id, ok.warnings, ok.info,
                        header=payload[0], session_state=block or None)
 
-    def _on_eof(self, data: BytesLike, body: int, end: int, final: bool) -> None:
+    def _on_eof(self, data: bytes, body: int, end: int, final: bool) -> None:
         if end - body < 5 or data[body] != 0xFE:
             raise RemoteProtocolError("expected an EOF packet")
         self.warnings = data[body + 1] | data[body + 2] << 8
@@ -426,7 +426,7 @@ class ResponseTracker:
         if final:
             self.phase = _FIRST if self.status & MORE_RESULTS and self.expect is _RESULT else _DONE
 
-    def _on_definitions_eof(self, data: BytesLike, body: int, end: int, first: int) -> None:
+    def _on_definitions_eof(self, data: bytes, body: int, end: int, first: int) -> None:
         self._on_eof(data, body, end, final=False)
         phase = self.phase
         if phase is _COLUMNS_EOF:
@@ -439,7 +439,7 @@ class ResponseTracker:
         else:
             self.phase = _DONE
 
-    def _on_prepare_ok(self, data: BytesLike, pos: int, body: int, end: int) -> None:
+    def _on_prepare_ok(self, data: bytes, pos: int, body: int, end: int) -> None:
         r = Reader(data, body, end)
         if r.int1() != 0x00:
             raise RemoteProtocolError("expected a prepare-OK packet")
@@ -533,13 +533,24 @@ class ResponseTracker:
             self._continuation = length == MAX_FRAME
             if shift:
                 data[pos + 3] = _RENUMBERED[shift][data[pos + 3]]
-            self._inspect(data, pos, end)
+            self._inspect_copy(data, pos, end)
             if 0 < length < 9 and data[pos + HEADER_SIZE] == EOF_HEADER and phase in _EOF_PHASES:
                 self._translate_eof(data, pos, end, phase)
                 shift = self.seq_shift
             phase = self.phase
             pos = end
         return pos
+
+    def _inspect_copy(self, data: bytearray, pos: int, end: int) -> None:
+        """`_inspect` of the packet at data[pos:end], read from a copy of it: the inspecting methods take
+        bytes (compiled, indexing bytes is native, a bytearray is not), and only the few packets that are
+        not rows are inspected. Their rewrites are placed back at `pos`."""
+        rewrites = self.rewrites
+        mark = len(rewrites)
+        self._inspect(bytes(data[pos:end]), 0, end - pos)
+        for i in range(mark, len(rewrites)):
+            start, stop, new = rewrites[i]
+            rewrites[i] = (start + pos, stop + pos, new)
 
     def _translate_eof(self, data: bytearray, pos: int, end: int, phase: Phase) -> None:
         """The EOF at data[pos:end], read in `phase`, as a CLIENT_DEPRECATE_EOF client gets it."""

@@ -20,7 +20,7 @@ itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..constants import SESSION_TRACK
 from ..errors import RemoteProtocolError
@@ -29,14 +29,26 @@ from .wire import Reader, lenenc_bytes
 __all__ = ["StateChanges", "Trackers", "TRACKER_VARIABLES", "parse_state_changes", "make_state_changes"]
 
 
-@dataclass(slots=True)
+# Made for every OK with a state-change block (every statement of a transaction), so its __init__ is
+# written out: mypyc compiles it (a dataclass's generated one, and a slots=True dataclass, stay interpreted).
+@dataclass(init=False)
 class StateChanges:
-    variables: list[tuple[bytes, bytes]] = field(default_factory=list)
-    schema: bytes | None = None
-    state_change: bool = False
-    trx_characteristics: bytes | None = None
-    trx_state: bytes | None = None
-    gtids: bytes | None = None
+    variables: list[tuple[bytes, bytes]]
+    schema: bytes | None
+    state_change: bool
+    trx_characteristics: bytes | None
+    trx_state: bytes | None
+    gtids: bytes | None
+
+    def __init__(self, variables: list[tuple[bytes, bytes]] | None = None, schema: bytes | None = None,
+                 state_change: bool = False, trx_characteristics: bytes | None = None,
+                 trx_state: bytes | None = None, gtids: bytes | None = None) -> None:
+        self.variables = [] if variables is None else variables
+        self.schema = schema
+        self.state_change = state_change
+        self.trx_characteristics = trx_characteristics
+        self.trx_state = trx_state
+        self.gtids = gtids
 
     def merge(self, other: StateChanges) -> None:
         """Fold a later OK's changes into this one (multi-statement responses)."""

@@ -50,7 +50,7 @@ _TRIGGER_WORDS = (
 INTERESTING = re.compile(_TRIGGER_WORDS, re.I)
 # The same, for text already lower-cased: a case-sensitive search is several
 # times faster, and this check runs for every query.
-_INTERESTING_LOWER = re.compile(_TRIGGER_WORDS)
+_INTERESTING_LOWER: Final = re.compile(_TRIGGER_WORDS)
 
 WORD, STR, QID, UVAR, SYSVAR, NUM, OP = "word", "str", "qid", "uvar", "sysvar", "num", "op"
 OPEN = "open"  # a literal or comment that runs to the end of the text (the server rejects it)
@@ -286,7 +286,7 @@ def analyze(sql: bytes, mode: int = 0) -> SqlEffects:
             return NO_EFFECTS if _INTERESTING_LOWER.search(sql.lower()) is None else unknown_effects()
         sql = bones
     if len(sql) <= SHAPE_UP_TO:
-        shape = sql.lower().translate(None, _DIGITS)
+        shape = sql.translate(_LOWER, _DIGITS)  # (lower-cased and digits out in one pass)
         known = _SHAPES.get(shape)
         if not (_remember_shape(shape) if known is None else known):
             return NO_EFFECTS
@@ -310,7 +310,8 @@ def analyze(sql: bytes, mode: int = 0) -> SqlEffects:
 SHAPE_UP_TO: Final = 512
 SHAPES_REMEMBERED: Final = 2048
 _DIGITS: Final = b"0123456789"
-_SHAPES: dict[bytes, bool] = {}
+_LOWER: Final = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")  # bytes.lower()'s
+_SHAPES: Final[dict[bytes, bool]] = {}
 
 
 def _remember_shape(shape: bytes) -> bool:

@@ -19,12 +19,13 @@ from __future__ import annotations
 import enum
 import functools
 import re
+from typing import Final
 
 from .sql import WORD, Token, split_statements, tokenize
 
 __all__ = ["NoopCommand", "noop_transaction_command", "leaves_transaction_open"]
 
-NOOP_MAX_LENGTH = 64  # longer texts are never a bare COMMIT / ROLLBACK / SET autocommit
+NOOP_MAX_LENGTH: Final = 64  # longer texts are never a bare COMMIT / ROLLBACK / SET autocommit
 
 
 class NoopCommand(enum.Enum):

@@ -33,7 +33,6 @@ import itertools
 import json
 import logging
 import ssl
-from collections import Counter
 from typing import Any, cast
 
 from .. import BUILD, __version__
@@ -48,7 +47,7 @@ from ..backend.adapter import (
 from ..backend.connection import BackendGone
 from ..backend.pool import KEY_BITS, BackendLimiter, Pool
 from ..client.connection import ClientConnection
-from ..client.context import ClientHandle, UserLike
+from ..client.context import ClientContext, ClientHandle, ProxyStats, UserLike
 from ..config import Config, UserConfig
 from ..constants import (
     CLIENT,
@@ -127,18 +126,7 @@ class ProxyState(enum.Enum):
     STOPPED = "stopped"
 
 
-class ProxyStats:
-    __slots__ = ("accepted", "refused", "client_closed", "bytes_in", "bytes_out")
-
-    def __init__(self) -> None:
-        self.accepted = 0
-        self.refused: Counter[str] = Counter()
-        self.client_closed: Counter[str] = Counter()
-        self.bytes_in = 0
-        self.bytes_out = 0
-
-
-class Proxy:
+class Proxy(ClientContext):
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop | None = None, *, opener=open_backend,
                  worker: WorkerSlot | None = None):
         self.config = config
@@ -260,8 +248,16 @@ class Proxy:
         return min(limits) if limits else DEFAULT_MAX_PACKET
 
     @property
-    def session_mode(self) -> bool:
-        return self.config.pool.mode == "session"
+    def config(self) -> Config:
+        return self._config
+
+    @config.setter
+    def config(self, config: Config) -> None:
+        """The config, and the settings read from it at every statement (ClientContext)."""
+        self._config = config
+        self.session_mode = config.pool.mode == "session"
+        self.ping_after = config.pool.ping_after
+        self.query_timeout = config.pool.query_timeout
 
     # -- the server's identity ---------------------------------------------------------
 
@@ -399,9 +395,8 @@ class Proxy:
     def user_entry(self, user: bytes) -> UserEntry:
         return self.users[user]
 
-    @staticmethod
-    def pool_key(capabilities: int) -> int:
-        return capabilities & KEY_BITS
+    def pool_key(self, capabilities: int) -> int:
+        return capabilities & KEY_BITS  # (a method, not a static one: it overrides ClientContext's)
 
     def initial_session(self, charset_id: int, capabilities: int, schema: bytes | None,
                         multi_statements: bool | None = None) -> SessionState:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import collections
 import warnings
 
+from mysqlpool_proxy.core.histogram import Histogram
 from mysqlpool_proxy.protocol.framing import encode_packet
-from mysqlpool_proxy.proxy.proxy import Proxy
 from tests.fakes import run
 from tests.perf.work import BASELINE, CallCounter, Measured, compare, load_baseline, measure, point_select, script_proxy
 
@@ -72,8 +72,8 @@ def test_only_the_proxys_own_calls_are_counted():
         encode_packet(b"\x03SELECT 1", 0)  # test code using a sans-IO helper, as the fakes do
     assert counter.total == 0
     with CallCounter() as counter:
-        Proxy.pool_key(0)  # anything else of the package is the proxy's work
-    assert counter.calls == {"proxy/proxy.py:Proxy.pool_key": 1}
+        Histogram((0.5,))  # anything else of the package is the proxy's work
+    assert counter.calls == {"core/histogram.py:Histogram.__init__": 1}
 
 
 def _measured(per_op: float, **functions: float) -> Measured:

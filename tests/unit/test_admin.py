@@ -364,7 +364,7 @@ async def test_show_stats_rows(proxy_maker):
     pool.stats.connects = 3
     pool.stats.connect_errors[2003] += 2
     pool.stats.closed["idle_timeout"] += 1
-    pool.stats.queries["query"] += 5
+    pool.stats.queries["query"] = pool.stats.queries.get("query", 0) + 5
     pool.stats.pins["user_variable"] += 1
     pool.stats.observe_wait(0.5)
     proxy.stats.accepted = 9

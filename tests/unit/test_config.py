@@ -405,6 +405,14 @@ def test_bad_env_value_names_variable_and_file(tmp_path, var, value, message):
     assert f"config error in {path}: {message}" in str(info.value)
 
 
+def test_the_build_switch_in_the_environment_is_not_a_setting(tmp_path):
+    # MYSQLPOOL_PROXY_COMPILE=0 asks the package build for pure Python (README "Installing"); left exported
+    # (a Dockerfile's ENV, a CI job's), it must not stop the proxy from starting.
+    path = write(tmp_path, USER)
+    cfg = load_config(path, {"MYSQLPOOL_PROXY_COMPILE": "0"})
+    assert cfg.users[0].name == "app"
+
+
 @pytest.mark.parametrize("text, expected", [
     ("true", True), ("1", True), ("on", True), ("Yes", True), ("false", False), (" 0 ", False), ("off", False),
 ])

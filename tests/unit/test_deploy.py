@@ -641,7 +641,7 @@ def exported() -> Exported:
         proxy = Proxy(load_config(None, environ=A_USER), loop)
         stats = proxy.pools["app"].stats
         stats.connect_errors[2003] += 1
-        stats.queries["query"] += 1
+        stats.count_query("query")
         text = generate_latest(build_registry(proxy)).decode()
     finally:
         loop.close()

@@ -322,8 +322,8 @@ def test_waiting_clients_is_the_queue_length(proxy):
 
 def test_queries_transactions_and_bytes(proxy):
     stats = proxy.pools["app"].stats
-    stats.queries["query"] += 10
-    stats.queries["stmt_execute"] += 2
+    stats.queries["query"] = stats.queries.get("query", 0) + 10
+    stats.queries["stmt_execute"] = stats.queries.get("stmt_execute", 0) + 2
     stats.transactions = 4
     proxy.stats.bytes_in, proxy.stats.bytes_out = 1234, 56789
     families = scrape(proxy)
