@@ -71,7 +71,7 @@ from ..constants import (
 from ..errors import RemoteProtocolError
 from . import auth
 from .compression import Codec, Zlib, Zstd, zstd_level
-from .framing import Oversized, Packet, encode_packet, next_seq
+from .framing import HEADER_SIZE, Oversized, Packet, encode_packet, next_seq
 from .packets import (
     ChangeUser,
     HandshakeResponse,
@@ -242,11 +242,11 @@ Step = Callable[[bytes], Outcome]
 @functools.lru_cache(maxsize=16)
 def _greeting_template(server_version: bytes, capabilities: int, charset: int, status: int,
                        plugin: bytes) -> tuple[bytes, bytes, bytes]:
-    """The greeting's payload around its connection id and the two halves of a 20-byte scramble:
-    the same for every client of a server, so built once (by make_handshake_v10) and cut."""
-    payload = make_handshake_v10(HandshakeV10(server_version, 0, b"\0" * auth.SCRAMBLE_LENGTH, capabilities,
-                                              charset, status, plugin))
-    head = 1 + len(server_version) + 1  # protocol version, server version, NUL
+    """The greeting packet (framed, sequence id 0) around its connection id and the two halves of a
+    20-byte scramble: the same for every client of a server, so built once (by make_handshake_v10) and cut."""
+    payload = encode_packet(make_handshake_v10(HandshakeV10(
+        server_version, 0, b"\0" * auth.SCRAMBLE_LENGTH, capabilities, charset, status, plugin)), 0)
+    head = HEADER_SIZE + 1 + len(server_version) + 1  # frame header, protocol version, server version, NUL
     middle = head + 4 + 8  # connection id, first 8 bytes of the scramble
     tail = middle + 19 + auth.SCRAMBLE_LENGTH - 8  # NUL, flags, charset, status, length, reserved; the rest
     return payload[:head], payload[middle:middle + 19], payload[tail:]
@@ -567,7 +567,7 @@ class ServerHandshake(_AuthExchange):
                 auth.NATIVE)), 0)
         head, middle, tail = _greeting_template(self._server_version, self.server_caps, self._charset, _AUTOCOMMIT,
                                                 auth.NATIVE)
-        return encode_packet(b"".join((head, int4(self._connection_id), scramble[:8], middle, scramble[8:], tail)), 0)
+        return b"".join((head, int4(self._connection_id), scramble[:8], middle, scramble[8:], tail))
 
     def receive(self, packet: Packet) -> list[Event]:
         if packet.seq != next_seq(self._seq):
