@@ -210,7 +210,7 @@ def strip_session_track(payload: BytesLike, capabilities: int) -> bytes:
 # -- handshake ----------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class HandshakeV10:
     server_version: bytes
     connection_id: int
