@@ -6,6 +6,8 @@ states and their transitions core/states.py's.)
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..constants import CR
 
 __all__ = ["HANDSHAKE_TIMEOUT", "MAX_LOGGING_IN", "MAX_QUEUED_INPUT", "ER_LOST_BACKEND", "ER_UNKNOWN_STMT_HANDLER",
@@ -13,9 +15,9 @@ __all__ = ["HANDSHAKE_TIMEOUT", "MAX_LOGGING_IN", "MAX_QUEUED_INPUT", "ER_LOST_B
 
 # Seconds from the greeting to the end of the login (the server's 10 s connect_timeout). A client
 # waiting to be greeted (the server's identity unknown yet) waits up to checkout_timeout instead.
-HANDSHAKE_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT: Final = 10.0
 # Connections logging in at once, per process; one more closes the oldest of them (proxy/refusals.py).
-MAX_LOGGING_IN = 1024
+MAX_LOGGING_IN = 1024  # (not Final: tests lower it)
 # Bytes of pipelined input a busy client may queue before the proxy stops reading it.
 MAX_QUEUED_INPUT = 1 << 20
 

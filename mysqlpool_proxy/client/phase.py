@@ -131,17 +131,18 @@ class ConnectionPhase:
         proxy = client.proxy
         info = proxy.server_info
         assert info is not None
-        self.handshake = hs.ServerHandshake(
+        unix_socket = client.on_unix_socket()
+        handshake = self.handshake = hs.ServerHandshake(
             connection_id=client.id, server_version=info.advertised_version, capabilities=info.client_capabilities,
             charset=info.charset_id, lookup=proxy.lookup_credentials, client_host=client.peer,
             tls_available=proxy.tls_context is not None,
-            tls_required=proxy.config.proxy.require_tls and not client.on_unix_socket(),
-            unix_socket=client.on_unix_socket(), rsa=proxy.rsa_keys,
+            tls_required=proxy.config.proxy.require_tls and not unix_socket,
+            unix_socket=unix_socket, rsa=proxy.rsa_keys,
         )
-        self.scramble = self.handshake.scramble
+        self.scramble = handshake.scramble
         client.set_state(_HANDSHAKE)
         self._timer = proxy.loop.call_later(HANDSHAKE_TIMEOUT, self._timed_out)
-        client.write(self.handshake.greeting())
+        client.write(handshake.greeting())
 
     def _timed_out(self) -> None:
         self._timer = None
@@ -237,10 +238,11 @@ class ConnectionPhase:
     def _accept(self) -> None:
         client = self.client
         self.stop()
-        assert self.handshake is not None
-        self.secure = self.handshake.secure
-        codec = self.handshake.compression()
-        client.write(self._take_unsent() + self.handshake.accept(client.session.status & STICKY_STATUS))
+        handshake = self.handshake
+        assert handshake is not None
+        self.secure = handshake.secure
+        codec = handshake.compression()
+        client.write(self._take_unsent() + handshake.accept(client.session.status & STICKY_STATUS))
         self.handshake = None
         if codec is not None:
             start_compression(client, client.proxy.loop, codec)

@@ -112,14 +112,23 @@ class ServerInfo:
     # so the collation table is searched once per text; bounded, since clients choose the text.
     _names: dict[tuple[bytes, bytes | None], tuple[Collation, bool] | None] = field(
         default_factory=dict, init=False, repr=False, compare=False)
+    # names()' answers, by collation id: one per login (its handshake's), the same for every client
+    # with that id; only ids of the collation table are kept.
+    _by_id: dict[int, tuple[Collation, bool]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def charset_names(self) -> dict[int, str]:
         return {i: cs for i, (cs, _name, _default) in self.collations.items()}
 
     def names(self, collation_id: int) -> tuple[Collation, bool] | None:
         """A handshake's collation id: the collation, and whether it is its charset's default."""
+        known = self._by_id.get(collation_id)
+        if known is not None:
+            return known
         found = self.collations.get(collation_id)
-        return None if found is None else (Collation(found[0].encode(), found[1].encode()), found[2])
+        if found is None:
+            return None
+        known = self._by_id[collation_id] = (Collation(found[0].encode(), found[1].encode()), found[2])
+        return known
 
     def unusable_client_charset(self, collation_id: int) -> str | None:
         """The charset of a handshake's collation id if it cannot be a client's (the server refuses the

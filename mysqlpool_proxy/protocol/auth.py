@@ -42,6 +42,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Final
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -58,19 +59,20 @@ __all__ = [
     "client_scramble_native", "client_scramble_caching_sha2", "client_rsa_encrypt", "client_ed25519_sign",
 ]
 
-NATIVE = b"mysql_native_password"
-CACHING_SHA2 = b"caching_sha2_password"
-SHA256 = b"sha256_password"
-ED25519 = b"client_ed25519"
-CLEAR = b"mysql_clear_password"
+# (Final: compiled constants, read without a lookup by name, here and in handshake.py.)
+NATIVE: Final = b"mysql_native_password"
+CACHING_SHA2: Final = b"caching_sha2_password"
+SHA256: Final = b"sha256_password"
+ED25519: Final = b"client_ed25519"
+CLEAR: Final = b"mysql_clear_password"
 # Every plugin the proxy speaks, and those a user may use unless its `auth_plugins` says otherwise:
 # mysql_clear_password is left out by default (the client sends the password itself; TLS only).
-PLUGINS = (NATIVE, CACHING_SHA2, SHA256, ED25519, CLEAR)
-DEFAULT_PLUGINS = (NATIVE, CACHING_SHA2, SHA256, ED25519)
-ED25519_NONCE_LENGTH = 32
-ED25519_SIGNATURE_LENGTH = 64
+PLUGINS: Final = (NATIVE, CACHING_SHA2, SHA256, ED25519, CLEAR)
+DEFAULT_PLUGINS: Final = (NATIVE, CACHING_SHA2, SHA256, ED25519)
+ED25519_NONCE_LENGTH: Final = 32
+ED25519_SIGNATURE_LENGTH: Final = 64
 
-SCRAMBLE_LENGTH = 20
+SCRAMBLE_LENGTH: Final = 20
 
 
 @dataclass(frozen=True, slots=True)

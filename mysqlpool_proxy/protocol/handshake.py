@@ -71,7 +71,7 @@ from ..constants import (
 from ..errors import RemoteProtocolError
 from . import auth
 from .compression import Codec, Zlib, Zstd, zstd_level
-from .framing import Oversized, Packet, encode_packet, next_seq
+from .framing import HEADER_SIZE, Oversized, Packet, encode_packet, next_seq
 from .packets import (
     ChangeUser,
     HandshakeResponse,
@@ -91,17 +91,23 @@ __all__ = [
     "make_scramble", "access_denied_message", "MAX_LOGIN_PACKET", "INSECURE_TRANSPORT_MESSAGE",
 ]
 
-ER_NET_PACKETS_OUT_OF_ORDER = 1156
-FAST_AUTH_SUCCESS = b"\x03"
-PERFORM_FULL_AUTHENTICATION = b"\x04"
-SHA2_REQUEST_PUBLIC_KEY = b"\x02"  # caching_sha2_password, after perform_full_authentication
-SHA256_REQUEST_PUBLIC_KEY = b"\x01"  # sha256_password
+ER_NET_PACKETS_OUT_OF_ORDER: Final = 1156
+FAST_AUTH_SUCCESS: Final = b"\x03"
+PERFORM_FULL_AUTHENTICATION: Final = b"\x04"
+SHA2_REQUEST_PUBLIC_KEY: Final = b"\x02"  # caching_sha2_password, after perform_full_authentication
+SHA256_REQUEST_PUBLIC_KEY: Final = b"\x01"  # sha256_password
 # The largest packet of a login (HandshakeResponse, auth data, COM_CHANGE_USER's auth
 # exchange): up to 64 KiB of connect attributes (the clients' own limit) plus ample
 # room for user, schema, plugin and auth data, which take a few hundred bytes.
-MAX_LOGIN_PACKET = (64 + 16) * 1024
-INSECURE_TRANSPORT_MESSAGE = (
+MAX_LOGIN_PACKET: Final = (64 + 16) * 1024
+INSECURE_TRANSPORT_MESSAGE: Final = (
     "Connections using insecure transport are prohibited while --require_secure_transport=ON.")
+# PyMySQL's flags read on every login, as compiled constants (CLIENT and SERVER_STATUS are modules:
+# `CLIENT.SSL` is a lookup by name each time it is read).
+_SSL: Final[int] = CLIENT.SSL
+_PROTOCOL_41: Final[int] = CLIENT.PROTOCOL_41
+_COMPRESS: Final[int] = CLIENT.COMPRESS
+_AUTOCOMMIT: Final[int] = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
 
 CredentialsLookup = Callable[[bytes], "auth.Credentials | None"]
 
@@ -119,21 +125,29 @@ class HandshakeState(enum.Enum):
 # `HandshakeState.VERIFIED` runs EnumType's __getattr__ hook, ~20 times a global's cost.
 _GREETING_SENT: Final = HandshakeState.GREETING_SENT
 _AUTH_SWITCH_SENT: Final = HandshakeState.AUTH_SWITCH_SENT
+_AUTH_MORE_SENT: Final = HandshakeState.AUTH_MORE_SENT
 _VERIFIED: Final = HandshakeState.VERIFIED
 _DONE: Final = HandshakeState.DONE
+_FAILED: Final = HandshakeState.FAILED
 
 
-@dataclass(slots=True)
+# The events are made for every login, so their __init__ is written out: mypyc compiles them (a
+# dataclass's generated __init__, and a whole dataclass with slots=True, stay interpreted, and
+# every read of an interpreted class's attribute is a lookup by name). The dataclass gives == and repr.
+@dataclass(init=False)
 class Send:
     data: bytes
 
+    def __init__(self, data: bytes) -> None:
+        self.data = data
 
-@dataclass(slots=True)
+
+@dataclass
 class StartTLS:
     pass
 
 
-@dataclass(slots=True)
+@dataclass(init=False)
 class Verified:
     user: bytes
     database: bytes | None
@@ -141,6 +155,15 @@ class Verified:
     charset: int | None
     connect_attrs: dict[bytes, bytes]
     plugin: bytes
+
+    def __init__(self, user: bytes, database: bytes | None, capabilities: int, charset: int | None,
+                 connect_attrs: dict[bytes, bytes], plugin: bytes) -> None:
+        self.user = user
+        self.database = database
+        self.capabilities = capabilities
+        self.charset = charset
+        self.connect_attrs = connect_attrs
+        self.plugin = plugin
 
     @property
     def program(self) -> str | None:
@@ -151,11 +174,16 @@ class Verified:
         return name.decode("utf-8", "replace")[:64] if name else None
 
 
-@dataclass(slots=True)
+@dataclass(init=False)
 class Failed:
     errno: int
     message: str
-    detail: str = ""  # for the proxy's log only: why, when the client's message does not say
+    detail: str  # for the proxy's log only: why, when the client's message does not say
+
+    def __init__(self, errno: int, message: str, detail: str = "") -> None:
+        self.errno = errno
+        self.message = message
+        self.detail = detail
 
 
 Event = Send | StartTLS | Verified | Failed
@@ -214,14 +242,29 @@ Step = Callable[[bytes], Outcome]
 @functools.lru_cache(maxsize=16)
 def _greeting_template(server_version: bytes, capabilities: int, charset: int, status: int,
                        plugin: bytes) -> tuple[bytes, bytes, bytes]:
-    """The greeting's payload around its connection id and the two halves of a 20-byte scramble:
-    the same for every client of a server, so built once (by make_handshake_v10) and cut."""
-    payload = make_handshake_v10(HandshakeV10(server_version, 0, b"\0" * auth.SCRAMBLE_LENGTH, capabilities,
-                                              charset, status, plugin))
-    head = 1 + len(server_version) + 1  # protocol version, server version, NUL
+    """The greeting packet (framed, sequence id 0) around its connection id and the two halves of a
+    20-byte scramble: the same for every client of a server, so built once (by make_handshake_v10) and cut."""
+    payload = encode_packet(make_handshake_v10(HandshakeV10(
+        server_version, 0, b"\0" * auth.SCRAMBLE_LENGTH, capabilities, charset, status, plugin)), 0)
+    head = HEADER_SIZE + 1 + len(server_version) + 1  # frame header, protocol version, server version, NUL
     middle = head + 4 + 8  # connection id, first 8 bytes of the scramble
     tail = middle + 19 + auth.SCRAMBLE_LENGTH - 8  # NUL, flags, charset, status, length, reserved; the rest
     return payload[:head], payload[middle:middle + 19], payload[tail:]
+
+
+# The OK packets that end logins, framed, by (status << 8 | sequence id): the same for every
+# client with them (a login's status is a few sticky bits), so each is built once.
+_OK_PACKETS: Final[dict[int, bytes]] = {}
+
+
+def _ok_packet(status: int, seq: int) -> bytes:
+    key = status << 8 | seq
+    packet = _OK_PACKETS.get(key)
+    if packet is None:
+        if len(_OK_PACKETS) >= 1024:  # (never, with sticky bits only; a bound all the same)
+            _OK_PACKETS.clear()
+        packet = _OK_PACKETS[key] = encode_packet(make_ok(0, status), seq)
+    return packet
 
 
 @functools.lru_cache(maxsize=1024)
@@ -424,8 +467,8 @@ class _AuthExchange:
         return [self._err(failure), failure]
 
     def _err(self, failure: Failed) -> Send:
-        self.state = HandshakeState.FAILED
-        caps = self.capabilities or CLIENT.PROTOCOL_41
+        self.state = _FAILED
+        caps = self.capabilities or _PROTOCOL_41
         return self._send(make_err(failure.errno, sqlstate_for(failure.errno), failure.message, caps))
 
     def _verified(self) -> Verified:
@@ -433,7 +476,7 @@ class _AuthExchange:
 
     def _after(self, outcome: str, data: bytes) -> list[Event]:
         if outcome in ("switch", "more"):
-            self.state = HandshakeState.AUTH_SWITCH_SENT if outcome == "switch" else HandshakeState.AUTH_MORE_SENT
+            self.state = _AUTH_SWITCH_SENT if outcome == "switch" else _AUTH_MORE_SENT
             return [self._send(data)]
         if outcome == "denied":
             return self._fail(self._auth.denied(data))
@@ -445,7 +488,8 @@ class _AuthExchange:
     @property
     def awaiting_auth_data(self) -> bool:
         """The client's next packet is auth data (after an AuthSwitchRequest or AuthMoreData)."""
-        return self.state in (HandshakeState.AUTH_SWITCH_SENT, HandshakeState.AUTH_MORE_SENT)
+        state = self.state
+        return state is _AUTH_SWITCH_SENT or state is _AUTH_MORE_SENT
 
     def _on_auth_data(self, payload: BytesLike) -> list[Event]:
         outcome, data = self._auth.next(bytes(payload))
@@ -463,7 +507,8 @@ class _AuthExchange:
         if self.state is not _VERIFIED:
             raise RemoteProtocolError(f"cannot accept in state {self.state.value}")
         self.state = _DONE
-        return self._send(make_ok(self.capabilities, status)).data
+        self._seq = next_seq(self._seq)
+        return _ok_packet(status, self._seq)  # (make_ok's, for any capabilities: no session state in it)
 
     def reject(self, errno: int, message: str) -> bytes:
         """Send ERR instead of OK (e.g. the requested schema does not exist)."""
@@ -473,7 +518,8 @@ class _AuthExchange:
 class ServerHandshake(_AuthExchange):
     """One client's connection phase."""
 
-    __slots__ = ("server_caps", "_greeting", "_response", "tls_available", "tls_required", "tls", "unix_socket")
+    __slots__ = ("server_caps", "_server_version", "_connection_id", "_charset", "_response", "tls_available",
+                 "tls_required", "tls", "unix_socket")
 
     def __init__(
         self,
@@ -493,12 +539,11 @@ class ServerHandshake(_AuthExchange):
         self.tls_available = tls_available
         self.tls_required = tls_required
         self.unix_socket = unix_socket
-        self.server_caps = capabilities | (CLIENT.SSL if tls_available else 0)
+        self.server_caps = capabilities | (_SSL if tls_available else 0)
         self._auth = _Authenticator(lookup, client_host, scramble or make_scramble(), rsa)
-        self._greeting = HandshakeV10(
-            server_version, connection_id, self._auth.scramble, self.server_caps, charset,
-            SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT, auth.NATIVE,
-        )
+        self._server_version = server_version
+        self._connection_id = connection_id
+        self._charset = charset
         self.state = _GREETING_SENT
         self.capabilities = 0
         self.tls = False
@@ -515,12 +560,14 @@ class ServerHandshake(_AuthExchange):
         return self.tls or self.unix_socket
 
     def greeting(self) -> bytes:
-        g = self._greeting
-        scramble = g.scramble
+        scramble = self._auth.scramble
         if len(scramble) != auth.SCRAMBLE_LENGTH:
-            return encode_packet(make_handshake_v10(g), 0)
-        head, middle, tail = _greeting_template(g.server_version, g.capabilities, g.charset, g.status, g.auth_plugin)
-        return encode_packet(b"".join((head, int4(g.connection_id), scramble[:8], middle, scramble[8:], tail)), 0)
+            return encode_packet(make_handshake_v10(HandshakeV10(
+                self._server_version, self._connection_id, scramble, self.server_caps, self._charset, _AUTOCOMMIT,
+                auth.NATIVE)), 0)
+        head, middle, tail = _greeting_template(self._server_version, self.server_caps, self._charset, _AUTOCOMMIT,
+                                                auth.NATIVE)
+        return b"".join((head, int4(self._connection_id), scramble[:8], middle, scramble[8:], tail))
 
     def receive(self, packet: Packet) -> list[Event]:
         if packet.seq != next_seq(self._seq):
@@ -553,7 +600,7 @@ class ServerHandshake(_AuthExchange):
         """The codec of the compressed protocol the client negotiated, None for none. A client that sets
         both CLIENT_COMPRESS and CLIENT_ZSTD_COMPRESSION_ALGORITHM gets zlib, as MySQL's server checks
         CLIENT_COMPRESS first (its own client library only ever sets one)."""
-        if self.capabilities & CLIENT.COMPRESS:
+        if self.capabilities & _COMPRESS:
             return Zlib()
         if self.capabilities & CLIENT_ZSTD_COMPRESSION_ALGORITHM:
             resp = self._response
@@ -581,7 +628,7 @@ class ChangeUserAuth(_AuthExchange):
         self._auth = _Authenticator(lookup, client_host, scramble, rsa)
         self.secure = secure
         self.capabilities = capabilities
-        self.state = HandshakeState.GREETING_SENT
+        self.state = _GREETING_SENT
         self._seq = 0
         self._request: ChangeUser | None = None
 

@@ -16,7 +16,7 @@ CLIENT_MYSQL set has none: those bytes are filler.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from ..constants import CLIENT, CLIENT_MYSQL, CLIENT_ZSTD_COMPRESSION_ALGORITHM, SERVER_SESSION_STATE_CHANGED
@@ -38,10 +38,22 @@ LOCAL_INFILE_HEADER = 0xFB
 AUTH_MORE_DATA_HEADER = 0x01
 AUTH_SWITCH_HEADER = 0xFE
 
+# PyMySQL's capability flags the login reads, as compiled constants: CLIENT is a module, so
+# `CLIENT.SSL` is a lookup by name each time it is read.
+_PROTOCOL_41: Final[int] = CLIENT.PROTOCOL_41
+_SSL: Final[int] = CLIENT.SSL
+_SECURE_CONNECTION: Final[int] = CLIENT.SECURE_CONNECTION
+_CONNECT_WITH_DB: Final[int] = CLIENT.CONNECT_WITH_DB
+_PLUGIN_AUTH: Final[int] = CLIENT.PLUGIN_AUTH
+_PLUGIN_AUTH_LENENC_CLIENT_DATA: Final[int] = CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA
+_CONNECT_ATTRS: Final[int] = CLIENT.CONNECT_ATTRS
+_SESSION_TRACK: Final[int] = CLIENT.SESSION_TRACK
+_CLIENT_MYSQL: Final[int] = CLIENT_MYSQL
+_ZSTD: Final[int] = CLIENT_ZSTD_COMPRESSION_ALGORITHM
+_STATE_CHANGED: Final[int] = SERVER_SESSION_STATE_CHANGED
+
 
 # -- OK / ERR / EOF -----------------------------------------------------------
-
-_SESSION_TRACK: Final = CLIENT.SESSION_TRACK  # (PyMySQL's CLIENT is a module: a lookup by name per read)
 
 
 # Read for every OK a server sends, so its __init__ is written out: mypyc compiles it (a dataclass's
@@ -96,7 +108,7 @@ def parse_ok(payload: BytesLike, capabilities: int) -> OkPacket:
             pos = 8 + payload[7]
             if pos <= n:
                 info = bytes(payload[8:pos])
-                if not status & SERVER_SESSION_STATE_CHANGED or pos == n:
+                if not status & _STATE_CHANGED or pos == n:
                     return OkPacket(payload[1], payload[2], status, warnings, info)
                 stop = pos + 1 + payload[pos]
                 if payload[pos] < 0xFB and stop <= n:
@@ -118,7 +130,7 @@ def _parse_ok(payload: BytesLike, capabilities: int) -> OkPacket:
     if capabilities & CLIENT.SESSION_TRACK:
         if not r.at_end():
             info = r.lenenc_bytes()
-            if status & SERVER_SESSION_STATE_CHANGED and not r.at_end():
+            if status & _STATE_CHANGED and not r.at_end():
                 state = r.lenenc_bytes()
     elif not r.at_end():
         # The protocol pages say string<EOF>, but MySQL and MariaDB servers send the
@@ -159,9 +171,9 @@ def make_ok(
 ) -> bytes:
     """An OK packet; `session_state` (a raw state-change block) only for CLIENT_SESSION_TRACK clients."""
     if session_state and capabilities & _SESSION_TRACK:
-        status |= SERVER_SESSION_STATE_CHANGED
+        status |= _STATE_CHANGED
     else:
-        status &= ~SERVER_SESSION_STATE_CHANGED
+        status &= ~_STATE_CHANGED
         session_state = None
     if affected_rows < 0xFB and last_insert_id < 0xFB:  # one byte each: the usual OK, in one step
         head = bytes((header & 0xFF, affected_rows, last_insert_id, status & 0xFF, status >> 8 & 0xFF,
@@ -206,7 +218,7 @@ def strip_session_track(payload: BytesLike, capabilities: int) -> bytes:
 
 def without_session_track(ok: OkPacket, header: int = OK_HEADER) -> bytes:
     """The OK `ok` (parsed with CLIENT_SESSION_TRACK) as a client without it gets it (see strip_session_track)."""
-    return make_ok(0, ok.status & ~SERVER_SESSION_STATE_CHANGED, ok.affected_rows, ok.last_insert_id, ok.warnings,
+    return make_ok(0, ok.status & ~_STATE_CHANGED, ok.affected_rows, ok.last_insert_id, ok.warnings,
                    ok.info, header=header)
 
 
@@ -226,7 +238,7 @@ class HandshakeV10:
 
 def _extended(caps: int) -> int:
     """MariaDB's extended capabilities as the 4 bytes that carry them (none with CLIENT_MYSQL)."""
-    return 0 if caps & CLIENT_MYSQL else (caps >> 32) & 0xFFFFFFFF
+    return 0 if caps & _CLIENT_MYSQL else (caps >> 32) & 0xFFFFFFFF
 
 
 def make_handshake_v10(hs: HandshakeV10) -> bytes:
@@ -267,20 +279,35 @@ def parse_handshake_v10(payload: BytesLike) -> HandshakeV10:
     return HandshakeV10(version, conn_id, scramble, caps, charset, status, plugin)
 
 
-@dataclass(slots=True)
+# Made for every login, so its __init__ is written out: mypyc compiles it (a dataclass's generated
+# __init__, and a whole dataclass with slots=True, stay interpreted). The dataclass gives == and repr.
+@dataclass(init=False)
 class HandshakeResponse:
     capabilities: int
     max_packet_size: int
     charset: int
     user: bytes
     auth_response: bytes
-    database: bytes | None = None
-    auth_plugin: bytes | None = None
-    connect_attrs: dict[bytes, bytes] = field(default_factory=dict)
-    zstd_level: int = 0  # with CLIENT_ZSTD_COMPRESSION_ALGORITHM: the level asked for (0: none sent)
+    database: bytes | None
+    auth_plugin: bytes | None
+    connect_attrs: dict[bytes, bytes]
+    zstd_level: int  # with CLIENT_ZSTD_COMPRESSION_ALGORITHM: the level asked for (0: none sent)
+
+    def __init__(self, capabilities: int, max_packet_size: int, charset: int, user: bytes, auth_response: bytes,
+                 database: bytes | None = None, auth_plugin: bytes | None = None,
+                 connect_attrs: dict[bytes, bytes] | None = None, zstd_level: int = 0) -> None:
+        self.capabilities = capabilities
+        self.max_packet_size = max_packet_size
+        self.charset = charset
+        self.user = user
+        self.auth_response = auth_response
+        self.database = database
+        self.auth_plugin = auth_plugin
+        self.connect_attrs = {} if connect_attrs is None else connect_attrs
+        self.zstd_level = zstd_level
 
 
-SSL_REQUEST_SIZE = 32
+SSL_REQUEST_SIZE: Final = 32
 
 
 def is_ssl_request(payload: BytesLike) -> bool:
@@ -288,41 +315,110 @@ def is_ssl_request(payload: BytesLike) -> bool:
     if len(payload) != SSL_REQUEST_SIZE:
         return False
     caps = payload[0] | payload[1] << 8 | payload[2] << 16 | payload[3] << 24
-    return bool(caps & CLIENT.SSL)
+    return bool(caps & _SSL)
+
+
+# The HandshakeResponse is read from `bytes` with the helpers below rather than with wire.Reader,
+# whose payload may be a bytearray or a memoryview: mypyc indexes and slices `bytes` natively, and
+# anything else by generic calls (a login's response costs several times as much through Reader).
+
+def _short() -> RemoteProtocolError:
+    return RemoteProtocolError("handshake response too short")
+
+
+def _int4(data: bytes, pos: int) -> int:
+    return data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16 | data[pos + 3] << 24
+
+
+def _fixed(data: bytes, pos: int, size: int) -> tuple[bytes, int]:
+    if pos + size > len(data):
+        raise _short()
+    return data[pos:pos + size], pos + size
+
+
+def _nul_string(data: bytes, pos: int) -> tuple[bytes, int]:
+    """The NUL-terminated string at `pos` (without its NUL), and the position after the NUL."""
+    end = data.find(b"\0", pos)
+    if end < 0:
+        raise RemoteProtocolError(f"missing NUL terminator after offset {pos}")
+    return data[pos:end], end + 1
+
+
+def _lenenc_int(data: bytes, pos: int) -> tuple[int, int]:
+    """A length-encoded integer (NULL, 0xFB, read as 0: a count of none), and the position after it."""
+    if pos >= len(data):
+        raise _short()
+    first = data[pos]
+    if first < 0xFB:
+        return first, pos + 1
+    if first == 0xFB:
+        return 0, pos + 1
+    if first == 0xFF:
+        raise RemoteProtocolError("invalid length-encoded integer prefix 0xFF")
+    size = 2 if first == 0xFC else 3 if first == 0xFD else 8
+    if pos + 1 + size > len(data):
+        raise _short()
+    return int.from_bytes(data[pos + 1:pos + 1 + size], "little"), pos + 1 + size
+
+
+def _lenenc_string(data: bytes, pos: int, end: int) -> tuple[bytes, int]:
+    """The length-encoded string at `pos`, which must end by `end`, and the position after it."""
+    if pos < end and data[pos] == 0xFB:
+        raise RemoteProtocolError("unexpected NULL length-encoded string")
+    n, pos = _lenenc_int(data, pos)
+    if pos + n > end:
+        raise _short()
+    return data[pos:pos + n], pos + n
 
 
 def parse_handshake_response(payload: BytesLike) -> HandshakeResponse:
-    r = Reader(payload)
-    if len(payload) < 4:
-        raise RemoteProtocolError("handshake response too short")
-    caps = r.int4()
-    if not caps & CLIENT.PROTOCOL_41:
+    data = bytes(payload)  # (no copy for bytes, what a Packet's payload is)
+    n = len(data)
+    if n < 4:
+        raise _short()
+    caps = _int4(data, 0)
+    if not caps & _PROTOCOL_41:
         raise RemoteProtocolError("client does not speak protocol 4.1")
-    max_packet = r.int4()
-    charset = r.int1()
-    reserved = r.fixed(23)
-    if not caps & CLIENT_MYSQL:
-        caps |= int.from_bytes(reserved[19:], "little") << 32
-    user = r.nul_bytes()
-    if caps & CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA:
-        auth = r.lenenc_bytes()
-    elif caps & CLIENT.SECURE_CONNECTION:
-        auth = r.fixed(r.int1())
+    if n < 32:  # max packet size, charset, 23 reserved bytes
+        raise _short()
+    max_packet = _int4(data, 4)
+    charset = data[8]
+    if not caps & _CLIENT_MYSQL:
+        caps |= _int4(data, 28) << 32
+    user, pos = _nul_string(data, 32)
+    if caps & _PLUGIN_AUTH_LENENC_CLIENT_DATA:
+        auth, pos = _lenenc_string(data, pos, n)
+    elif caps & _SECURE_CONNECTION:  # a one-byte length
+        if pos >= n:
+            raise _short()
+        auth, pos = _fixed(data, pos + 1, data[pos])
     else:
-        auth = r.nul_bytes()
+        auth, pos = _nul_string(data, pos)
     database = None
-    if caps & CLIENT.CONNECT_WITH_DB and not r.at_end():
-        database = r.nul_bytes()
+    if caps & _CONNECT_WITH_DB and pos < n:
+        database, pos = _nul_string(data, pos)
     plugin = None
-    if caps & CLIENT.PLUGIN_AUTH and not r.at_end():
-        plugin = r.nul_bytes()
-    attrs = {}
-    if caps & CLIENT.CONNECT_ATTRS and not r.at_end():
-        attrs = _parse_connect_attrs(r)
+    if caps & _PLUGIN_AUTH and pos < n:
+        plugin, pos = _nul_string(data, pos)
+    attrs: dict[bytes, bytes] = {}
+    if caps & _CONNECT_ATTRS and pos < n:
+        attrs, pos = _connect_attrs(data, pos)
     zstd_level = 0
-    if caps & CLIENT_ZSTD_COMPRESSION_ALGORITHM and not r.at_end():  # MySQL 8: one byte after the attributes
-        zstd_level = r.int1()
+    if caps & _ZSTD and pos < n:  # MySQL 8: one byte after the attributes
+        zstd_level = data[pos]
     return HandshakeResponse(caps, max_packet, charset, user, auth, database, plugin, attrs, zstd_level)
+
+
+def _connect_attrs(data: bytes, pos: int) -> tuple[dict[bytes, bytes], int]:
+    total, pos = _lenenc_int(data, pos)
+    end = pos + total
+    if end > len(data):
+        raise RemoteProtocolError("connect attributes overrun the packet")
+    attrs = {}
+    while pos < end:
+        key, pos = _lenenc_string(data, pos, end)
+        attrs[key], pos = _lenenc_string(data, pos, end)
+    return attrs, end
 
 
 def _parse_connect_attrs(r: Reader) -> dict[bytes, bytes]:
