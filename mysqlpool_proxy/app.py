@@ -16,6 +16,7 @@ worker is forked.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -78,6 +79,9 @@ async def serve(config: Config, worker: WorkerSlot | None = None) -> int:
         await services.stop()
         raise
     services.start_janitor(proxy)
+    # What start-up made (modules, config, the proxy's tables) lives as long as the process: frozen, the
+    # cyclic collector no longer walks it at each full collection, which the connections' churn triggers.
+    gc.freeze()
     signalled = asyncio.ensure_future(stop.wait())
     requested = asyncio.ensure_future(proxy.shutdown_requested.wait())
     await asyncio.wait((signalled, requested), return_when=asyncio.FIRST_COMPLETED)

@@ -72,7 +72,7 @@ class Places:
         """The one place a backend changes collection. `index`: its position in `idle`, if known."""
         if src is _PLACE_IDLE:
             if index >= 0:
-                del self.idle[index]
+                self.idle.pop(index)  # (pop, not del: compiled, a native list operation)
             else:
                 self.idle.remove(backend)
         elif src is _PLACE_BUSY or src is _PLACE_PINGING:

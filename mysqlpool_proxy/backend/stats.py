@@ -15,7 +15,7 @@ from ..core.histogram import PING_BUCKETS, QUERY_BUCKETS, TRANSACTION_BUCKETS, H
 
 __all__ = ["PoolStats", "WAIT_BUCKETS"]
 
-WAIT_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+WAIT_BUCKETS: Final[tuple[float, ...]] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class PoolStats:
@@ -33,7 +33,7 @@ class PoolStats:
         self.checkouts = 0
         self.wait_count = 0
         self.wait_sum = 0.0
-        self.wait_buckets = [0] * (len(WAIT_BUCKETS) + 1)
+        self.wait_buckets: list[int] = [0] * (len(WAIT_BUCKETS) + 1)
         self.queries: dict[str, int] = {}  # command name -> count (count_query(); a plain dict: once per command)
         self.transactions = 0
         self.pins: Counter = Counter()  # PinReason value -> times a client got pinned

@@ -661,8 +661,12 @@ class ClientConnection(Client):
         """OK from the proxy itself; `variables`: the system variables the statement set, reported as the
         client's own trackers would."""
         session = self.session
-        payload = _proxy_ok(self.capabilities & CLIENT.SESSION_TRACK, session.status & STICKY_STATUS, info,
-                            session.trackers, None if variables is None else tuple(variables))
+        status = session.status & STICKY_STATUS
+        if not self.capabilities & _SESSION_TRACK:  # (no state reported: the cache's key is the status alone)
+            payload = _proxy_ok(0, status, info, None, None)
+        else:
+            payload = _proxy_ok(_SESSION_TRACK, status, info, session.trackers,
+                                None if variables is None else tuple(variables))
         self.write(encode_packet(payload, next_seq(last_seq)))
 
     def send_eof(self, last_seq: int) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Collection, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from ..protocol.session_track import StateChanges
@@ -57,19 +57,34 @@ class Collation(NamedTuple):
     name: bytes
 
 
-@dataclass(slots=True)
+# Made for every login and kept by every client and backend: its __init__ is written out, so that
+# mypyc compiles it (a dataclass's generated __init__, and a slots=True dataclass, stay interpreted),
+# and its __slots__ too (pure Python: no __dict__ per session). The dataclass gives == and repr.
+@dataclass(init=False)
 class SessionState:
     """Movable session state. `variables` holds only what differs from a fresh connection;
     `user_vars` maps user variable names to SQL literals of their values (absent = NULL).
     `client_collation` and `results_collation` are the collations behind character_set_client
     and character_set_results when they are not their charsets' defaults (None: the default)."""
 
-    schema: bytes | None = None
-    variables: dict[bytes, bytes | None] = field(default_factory=dict)
-    multi_statements: bool = True
-    user_vars: dict[bytes, bytes] = field(default_factory=dict)
-    client_collation: Collation | None = None
-    results_collation: Collation | None = None
+    __slots__ = ("schema", "variables", "multi_statements", "user_vars", "client_collation", "results_collation")
+
+    schema: bytes | None
+    variables: dict[bytes, bytes | None]
+    multi_statements: bool
+    user_vars: dict[bytes, bytes]
+    client_collation: Collation | None
+    results_collation: Collation | None
+
+    def __init__(self, schema: bytes | None = None, variables: dict[bytes, bytes | None] | None = None,
+                 multi_statements: bool = True, user_vars: dict[bytes, bytes] | None = None,
+                 client_collation: Collation | None = None, results_collation: Collation | None = None) -> None:
+        self.schema = schema
+        self.variables = {} if variables is None else variables
+        self.multi_statements = multi_statements
+        self.user_vars = {} if user_vars is None else user_vars
+        self.client_collation = client_collation
+        self.results_collation = results_collation
 
     def copy(self) -> SessionState:
         return SessionState(self.schema, dict(self.variables), self.multi_statements, dict(self.user_vars),
