@@ -323,7 +323,7 @@ def is_ssl_request(payload: BytesLike) -> bool:
 # anything else by generic calls (a login's response costs several times as much through Reader).
 
 def _short() -> RemoteProtocolError:
-    return RemoteProtocolError("handshake response too short")
+    return RemoteProtocolError("packet too short")
 
 
 def _int4(data: bytes, pos: int) -> int:
@@ -421,20 +421,6 @@ def _connect_attrs(data: bytes, pos: int) -> tuple[dict[bytes, bytes], int]:
     return attrs, end
 
 
-def _parse_connect_attrs(r: Reader) -> dict[bytes, bytes]:
-    total = r.lenenc_int() or 0
-    end = r.pos + total
-    if end > r.end:
-        raise RemoteProtocolError("connect attributes overrun the packet")
-    sub = Reader(r.data, r.pos, end)
-    attrs = {}
-    while not sub.at_end():
-        key = sub.lenenc_bytes()
-        attrs[key] = sub.lenenc_bytes()
-    r.pos = end
-    return attrs
-
-
 @dataclass(slots=True)
 class ChangeUser:
     user: bytes
@@ -454,7 +440,9 @@ def parse_change_user(payload: BytesLike, capabilities: int) -> ChangeUser:
     database = r.nul_bytes() if not r.at_end() else b""
     charset = r.int2() if r.remaining >= 2 else None
     plugin = r.nul_bytes() if capabilities & CLIENT.PLUGIN_AUTH and not r.at_end() else None
-    attrs = _parse_connect_attrs(r) if capabilities & CLIENT.CONNECT_ATTRS and not r.at_end() else {}
+    attrs: dict[bytes, bytes] = {}
+    if capabilities & CLIENT.CONNECT_ATTRS and not r.at_end():
+        attrs, _ = _connect_attrs(bytes(payload), r.pos)  # (the login's reader: one parser of attributes)
     return ChangeUser(user, auth, database or None, charset, plugin, attrs)
 
 
